@@ -1,0 +1,146 @@
+/**
+ * What a hypervisor gives the migration engine. The engine never touches a guest except through
+ * these two interfaces, so a Xen (libxenguest, foreign mappings, log-dirty) or KVM (dirty ring or
+ * KVM_GET_DIRTY_LOG, userfault) backend slots in beside the simulated guest without changes to
+ * `src/precopy`. Every hook is required.
+ *
+ * Buffer ownership: the engine owns every buffer it passes in; a backend copies out of or into it
+ * before returning and keeps no reference.
+ */
+
+/** The size of a guest page the engine and the wire assume, in bytes. */
+export const PAGE_SIZE_BYTES = 4096;
+
+/**
+ * Everything a target needs to build an empty domain of the same shape. Sent in the hello
+ * record, so it must be plain data (numbers, strings, booleans, arrays, objects).
+ */
+export interface DomainDescriptor {
+  /** Backend kind that can rebuild this domain on a target, e.g. `"sim"`. */
+  kind: string;
+  /** Human-readable domain name, for logs and reports. */
+  name: string;
+  /** Guest memory size in bytes; a whole number of pages. */
+  memoryBytes: number;
+  /** Page size in bytes. Always {@link PAGE_SIZE_BYTES} in protocol version 1. */
+  pageSize: number;
+  /** Number of virtual CPUs. */
+  vcpus: number;
+  /** Backend-specific configuration the target backend needs; opaque to the engine. */
+  config: Record<string, unknown>;
+}
+
+/** The source side of a domain: the guest that runs here now and is to move away. */
+export interface SourceDomain {
+  /** The domain's shape; constant for the domain's life. */
+  readonly descriptor: DomainDescriptor;
+
+  /** `memoryBytes / pageSize`. Page numbers run from 0 to `pageCount - 1`. */
+  readonly pageCount: number;
+
+  /** True between a resolved `pause()` and the next `resume()`. */
+  readonly paused: boolean;
+
+  /**
+   * Starts logging dirty pages. Called once, just before round 0 reads any memory; from then on
+   * every page the guest writes is reported by `readDirtyLog`. Pages written before the call are
+   * covered by round 0, which sends all memory.
+   */
+  enableDirtyLog(): void;
+
+  /** Stops logging dirty pages. Called once when the migration ends, whatever its outcome. */
+  disableDirtyLog(): void;
+
+  /**
+   * Atomically reads and clears the dirty log. Returns the page numbers written since the
+   * previous call (or since `enableDirtyLog`), ascending, each once. Called once per round and
+   * once more after the pause. The returned array belongs to the caller.
+   */
+  readDirtyLog(): Uint32Array;
+
+  /**
+   * Copies one page into `dst` at `dstOffset`. Called for every page sent, from the engine's
+   * thread, while the guest may be running: a page torn by a concurrent write is fine because
+   * that write also marks the page dirty and it is sent again.
+   */
+  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void;
+
+  /**
+   * Pauses every vCPU at an instruction (step) boundary and resolves once none runs. Called once
+   * at stop-and-copy, and by tooling that inspects a guest. Idempotent.
+   */
+  pause(): Promise<void>;
+
+  /**
+   * Resumes a paused domain. Called when a migration fails or is cancelled after the pause, and
+   * on a target after the final handshake. Idempotent.
+   */
+  resume(): Promise<void>;
+
+  /**
+   * Slows the guest's vCPUs: `fraction` of each second they sleep (0 = full speed, 0.99 = the
+   * most). Used by auto-converge; the engine lifts it (sets 0) when the migration ends.
+   */
+  setThrottle(fraction: number): void;
+
+  /**
+   * Returns the vCPU and device state, as an opaque blob that the target backend of the same kind
+   * understands. Called exactly once, while paused, after the last pages are read.
+   */
+  saveState(): Uint8Array;
+
+  /**
+   * Destroys the domain and frees its memory. Called on the source only after the target has
+   * confirmed it resumed the guest. Never called on a failed migration.
+   */
+  destroy(): Promise<void>;
+}
+
+/** The target side of a domain: an empty shell that fills with memory and then runs. */
+export interface TargetDomain {
+  /** The shape announced by the source. */
+  readonly descriptor: DomainDescriptor;
+
+  /** `memoryBytes / pageSize`. */
+  readonly pageCount: number;
+
+  /** Writes one received page from `src` at `srcOffset`. Called for every data page received. */
+  writePage(pfn: number, src: Uint8Array, srcOffset: number): void;
+
+  /** Fills one page with zeros. Called for pages the source sent as zero pages. */
+  zeroPage(pfn: number): void;
+
+  /** Copies one page out, for digests and inspection. The domain must be paused or not yet resumed. */
+  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void;
+
+  /** Loads the blob produced by the source's `saveState`. Called once, before `resume`. */
+  loadState(state: Uint8Array): Promise<void>;
+
+  /** Starts the vCPUs. Called once the source has said "go"; resolves when they run. */
+  resume(): Promise<void>;
+
+  /** Pauses a running domain at a step boundary (inspection, or before migrating it onward). */
+  pause(): Promise<void>;
+
+  /** True when not running (before resume, or after pause). */
+  readonly paused: boolean;
+
+  /** Like `SourceDomain.saveState`: the state blob, while paused (inspection, onward migration). */
+  saveState(): Uint8Array;
+
+  /** Destroys the domain and frees its memory. Called when the migration is discarded. */
+  destroy(): Promise<void>;
+}
+
+/** Builds target domains of one kind. A target agent holds one per kind it can run. */
+export interface TargetBackend {
+  /** The `DomainDescriptor.kind` this backend builds. */
+  readonly kind: string;
+
+  /**
+   * Allocates an empty, paused domain of the described shape. Called once per incoming
+   * migration, after the hello record passed the agent's limits. Rejects with a
+   * MigrationError (e.g. ERR_OUT_OF_MEMORY, ERR_INVALID_ARGUMENT) if it cannot.
+   */
+  create(descriptor: DomainDescriptor): Promise<TargetDomain>;
+}

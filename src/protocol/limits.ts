@@ -1,0 +1,60 @@
+/**
+ * Every limit of the migration stream, with its default, in one place. A decoder checks them when
+ * a header is decoded and again after decompression; an encoder checks them before sending, so a
+ * well-behaved peer never trips the other side's limits.
+ */
+
+/** Largest frame (one WebSocket message) either side accepts, in bytes. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** Largest msgpack header of a frame, in bytes. */
+export const DEFAULT_MAX_HEADER_BYTES = 512 * 1024;
+
+/** Most data pages in one `pages` record. */
+export const DEFAULT_MAX_DATA_PAGES_PER_BATCH = 1024;
+
+/** Most zero pages in one `pages` record. */
+export const DEFAULT_MAX_ZERO_PAGES_PER_BATCH = 16384;
+
+/** Largest device-state blob, in bytes. */
+export const DEFAULT_MAX_DEVICE_STATE_BYTES = 16 * 1024 * 1024;
+
+/** Largest guest a target agent agrees to allocate, in bytes. */
+export const DEFAULT_MAX_GUEST_MEMORY_BYTES = 16 * 1024 * 1024 * 1024;
+
+/** Most vCPUs a domain may announce. */
+export const DEFAULT_MAX_VCPUS = 256;
+
+/** Limits a decoder or receiver enforces. */
+export interface ProtocolLimits {
+  /** @default DEFAULT_MAX_FRAME_BYTES */
+  maxFrameBytes: number;
+  /** @default DEFAULT_MAX_HEADER_BYTES */
+  maxHeaderBytes: number;
+  /** @default DEFAULT_MAX_DATA_PAGES_PER_BATCH */
+  maxDataPagesPerBatch: number;
+  /** @default DEFAULT_MAX_ZERO_PAGES_PER_BATCH */
+  maxZeroPagesPerBatch: number;
+  /** @default DEFAULT_MAX_DEVICE_STATE_BYTES */
+  maxDeviceStateBytes: number;
+  /** @default DEFAULT_MAX_GUEST_MEMORY_BYTES */
+  maxGuestMemoryBytes: number;
+  /** @default DEFAULT_MAX_VCPUS */
+  maxVcpus: number;
+}
+
+/** The default limits. */
+export const DEFAULT_LIMITS: Readonly<ProtocolLimits> = Object.freeze({
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
+  maxDataPagesPerBatch: DEFAULT_MAX_DATA_PAGES_PER_BATCH,
+  maxZeroPagesPerBatch: DEFAULT_MAX_ZERO_PAGES_PER_BATCH,
+  maxDeviceStateBytes: DEFAULT_MAX_DEVICE_STATE_BYTES,
+  maxGuestMemoryBytes: DEFAULT_MAX_GUEST_MEMORY_BYTES,
+  maxVcpus: DEFAULT_MAX_VCPUS,
+});
+
+/** Defaults overlaid with the caller's choices. */
+export function resolveLimits(partial?: Partial<ProtocolLimits>): ProtocolLimits {
+  return { ...DEFAULT_LIMITS, ...partial };
+}

@@ -1,0 +1,156 @@
+/**
+ * The records of the livemig migration stream, version 1. `docs/protocol.md` is the normative
+ * description; this file is its typed mirror. Every record travels as one frame (one WebSocket
+ * binary message):
+ *
+ *     u32 little-endian header length | msgpack header (a map) | payload bytes (may be empty)
+ *
+ * Only `pages` records carry a payload. Page numbers travel as little-endian u32 arrays packed into
+ * byte strings (msgpack bin), never as typed arrays, because msgpackr's default encoding of a
+ * Uint32Array truncates its elements.
+ */
+
+import type { DomainDescriptor } from '../domain/backend.js';
+
+/** The protocol version this implementation speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Payload codecs of a `pages` record. */
+export type PageCodec = 'none' | 'lz4';
+
+/** Source -> target, first record: who is coming, and how the stream will be encoded. */
+export interface HelloRecord {
+  type: 'hello';
+  /** Protocol versions the source speaks, highest first. */
+  versions: number[];
+  /** Unique id of this migration attempt (UUID). */
+  migrationId: string;
+  /** Shape of the domain to build on the target. */
+  domain: DomainDescriptor;
+  /** Codec the source will use for page payloads. */
+  codec: PageCodec;
+}
+
+/** Target -> source: the empty domain is allocated and the target waits for pages. */
+export interface ReadyRecord {
+  type: 'ready';
+  /** The version chosen for the rest of the stream. */
+  version: number;
+  migrationId: string;
+}
+
+/**
+ * Source -> target: a batch of pages from one round. `pages` lists the data pages whose contents
+ * make up the payload, in order; `zeros` lists pages to fill with zeros, which have no payload.
+ */
+export interface PagesRecord {
+  type: 'pages';
+  /** Round the batch belongs to: 0 is the full pass, the stop-and-copy round is the last. */
+  round: number;
+  /** Data page numbers, u32 little-endian, 4 bytes each. */
+  pages: Uint8Array;
+  /** Zero page numbers, u32 little-endian, 4 bytes each. */
+  zeros: Uint8Array;
+  /** Codec of the payload. */
+  codec: PageCodec;
+  /** Length of the payload after decompression: `pages.length / 4 * pageSize`. */
+  rawLength: number;
+  /** xxh3-64 of the decompressed payload, seeded with the batch's sequence number, as 16 hex digits. */
+  checksum: string;
+  /** Sequence number of this batch in the stream, starting at 0; one more than the previous. */
+  seq: number;
+  /** The payload bytes (the frame's tail); filled by the decoder, ignored by the encoder. */
+  payload: Uint8Array;
+}
+
+/** Source -> target: the end of a pre-copy round. */
+export interface RoundEndRecord {
+  type: 'round-end';
+  round: number;
+  /** Pages sent in the round (data and zero). */
+  pages: number;
+}
+
+/** Source -> target, while the guest is paused: vCPU and device state, opaque to the engine. */
+export interface DeviceStateRecord {
+  type: 'device-state';
+  /** Backend-specific blob from `SourceDomain.saveState`. */
+  state: Uint8Array;
+}
+
+/** Source -> target: everything is sent; here is the digest of what the target should hold. */
+export interface CompleteRecord {
+  type: 'complete';
+  /** Total batches sent (the next `seq`), so the target can tell that none went missing. */
+  batches: number;
+  /** Memory digest over what was sent (see page-digest.ts), 16 hex digits. */
+  digest: string;
+}
+
+/** Target -> source: the target holds all memory and state, and its digest matches. */
+export interface PreparedRecord {
+  type: 'prepared';
+  /** The target's digest of the memory it holds. */
+  digest: string;
+}
+
+/** Source -> target: resume the guest. After this the source never resumes its copy on its own. */
+export interface GoRecord {
+  type: 'go';
+}
+
+/** Target -> source: the guest runs on the target. */
+export interface ResumedRecord {
+  type: 'resumed';
+  /** Milliseconds the target spent between receiving `go` and the vCPUs running. */
+  resumeMs: number;
+  /** The target's memory digest at resume. */
+  digest: string;
+}
+
+/** Either way, any time: the sender gives up; the receiver must not resume anything on its behalf. */
+export interface AbortRecord {
+  type: 'abort';
+  /** Stable error code, e.g. `ERR_CHECKSUM_MISMATCH`. */
+  code: string;
+  /** Human-readable reason. */
+  message: string;
+}
+
+/** Anyone -> target agent, on a fresh connection: what became of a migration? */
+export interface QueryRecord {
+  type: 'query';
+  migrationId: string;
+  /** When true, the agent also pauses the guest briefly and reports its state and digest. */
+  inspect: boolean;
+}
+
+/** Target agent -> asker: the answer to a query. */
+export interface StatusRecord {
+  type: 'status';
+  migrationId: string;
+  /** `unknown` if the agent never heard of the id (or forgot it). */
+  state: 'unknown' | 'receiving' | 'prepared' | 'running' | 'discarded';
+  /** With `inspect`: the digest of guest memory at the moment of inspection. */
+  digest?: string;
+  /** With `inspect`: the backend's state blob at the moment of inspection. */
+  domainState?: Uint8Array;
+}
+
+/** Every record of version 1. */
+export type MigrationRecord =
+  | HelloRecord
+  | ReadyRecord
+  | PagesRecord
+  | RoundEndRecord
+  | DeviceStateRecord
+  | CompleteRecord
+  | PreparedRecord
+  | GoRecord
+  | ResumedRecord
+  | AbortRecord
+  | QueryRecord
+  | StatusRecord;
+
+/** The `type` strings of every record. */
+export type RecordType = MigrationRecord['type'];

@@ -1,1 +1,36 @@
-export const VERSION = 1;
+/**
+ * The public API of livemig. Nothing else is public: `package.json` exports only this module.
+ */
+
+export * from './errors.js';
+export { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain, type TargetBackend } from './domain/backend.js';
+export { SimulatedGuest, encodeSimState, decodeSimState } from './domain/sim/guest.js';
+export { SimTargetBackend } from './domain/sim/target-backend.js';
+export { DEFAULT_SIM_CONFIG, simDescriptor, validateSimConfig, type SimGuestConfig, type Workload } from './domain/sim/config.js';
+export { replay, oracleDigest } from './domain/sim/oracle.js';
+export type { VcpuState } from './domain/sim/workload.js';
+export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
+export { DirtyRateMeter } from './dirtylog/dirty-rate.js';
+export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from './protocol/records.js';
+export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol/limits.js';
+export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
+export type { Transport } from './transport/transport.js';
+export { connectWebSocket, listenWebSocket, type WebSocketListener } from './transport/ws-transport.js';
+export {
+  migrate,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_SWITCHOVER_TIMEOUT_MS,
+  type MigrateOptions,
+} from './precopy/migration.js';
+export {
+  defaultPolicy,
+  DEFAULT_DOWNTIME_BUDGET_MS,
+  DEFAULT_MAX_ROUNDS,
+  type PrecopyPolicy,
+  type PrecopyStats,
+  type PrecopyDecision,
+} from './precopy/policy.js';
+export type { MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
+export { receiveMigration, type IncomingOptions, type IncomingResult } from './precopy/incoming.js';
+export { TargetAgent, type TargetAgentOptions, type AgentEvent, type AgentMigration } from './agent/target-agent.js';
+export { queryAgent, type QueryOptions } from './agent/agent-client.js';

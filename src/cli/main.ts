@@ -1,0 +1,252 @@
+/**
+ * The `livemig` command: `demo`, `listen`, `migrate` and `status`.
+ *
+ * Exit status: 0 success, 1 the migration did not complete (the report says where the guest
+ * runs), 2 a usage error, 3 indeterminate (the guest is paused here; see the message).
+ */
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { queryAgent } from '../agent/agent-client.js';
+import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
+import type { SimGuestConfig } from '../domain/sim/config.js';
+import { SimulatedGuest } from '../domain/sim/guest.js';
+import { InvalidArgumentError, MigrationError, asMigrationError } from '../errors.js';
+import { migrate, type MigrateOptions } from '../precopy/migration.js';
+import type { MigrationReport } from '../precopy/report.js';
+import { connectWebSocket } from '../transport/ws-transport.js';
+import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
+import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
+import { formatReport, terminalProgress } from './render.js';
+import { parseDuration, parseInteger } from './units.js';
+
+const USAGE = `usage: livemig <command> [flags]
+
+Commands:
+  demo                     start a target agent in a second process, boot a guest here,
+                           migrate it live to the agent, check it against its replay oracle
+  listen --port N          run a target agent that accepts migrations
+  migrate --to URL         boot a guest here and migrate it live to the agent at URL
+  status --to URL --id ID  ask an agent what became of a migration
+
+demo and migrate:
+  --warmup DUR           let the guest run this long before migrating (default 1s)
+${GUEST_AND_ENGINE_HELP}
+demo only:
+  --run-after DUR        let the guest run on the target this long before the check (default 1s)
+listen:
+  --host ADDR            address to listen on (default 127.0.0.1)
+  --port N               port (default 7070; 0 picks a free one)
+  --json                 one JSON event per line on stdout
+`;
+
+/** What `demo` and `migrate --json` print. */
+interface RunReport extends MigrationReport {
+  guest: SimGuestConfig;
+  oracle?: OracleCheck;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'demo':
+      return demo(rest);
+    case 'listen':
+      return listen(rest);
+    case 'migrate':
+      return migrateCommand(rest);
+    case 'status':
+      return status(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new InvalidArgumentError(`unknown command "${command}"; run "livemig --help"`);
+  }
+}
+
+function parse<const T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false } as const);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+const RUN_FLAGS = { ...GUEST_AND_ENGINE_FLAGS, warmup: { type: 'string' }, 'run-after': { type: 'string' }, to: { type: 'string' } } as const;
+
+async function demo(args: string[]): Promise<number> {
+  const { values } = parse(args, RUN_FLAGS);
+  const config = guestConfigFromFlags(values);
+  const engine = engineOptionsFromFlags(values);
+  const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
+  const runAfterMs = parseDuration(values['run-after'] ?? '1s', '--run-after');
+  const json = values.json ?? false;
+  const say = (line: string): void => {
+    if (!json) process.stdout.write(`${line}\n`);
+  };
+
+  // The target agent is a second process, as it would be on another host.
+  const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'listen', '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await agentUrl(child);
+    say(`target agent listening on ${url} (pid ${child.pid})`);
+    const report = await runSource(config, engine, url, warmupMs, json, say);
+    if (report.outcome === 'completed') {
+      say(`letting the guest run on the target for ${runAfterMs} ms, then checking it against its replay oracle...`);
+      await sleep(runAfterMs);
+      report.oracle = await checkAgainstOracle(url, report.migrationId, config);
+      say(
+        report.oracle.matches
+          ? `oracle: the guest on the target matches its replay after ${report.oracle.steps.join('+')} steps`
+          : `oracle: MISMATCH after ${report.oracle.steps.join('+')} steps (memory ${report.oracle.memoryMatches}, registers ${report.oracle.registersMatch})`,
+      );
+    }
+    if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return exitCode(report);
+  } finally {
+    child.kill('SIGTERM');
+    await Promise.race([once(child, 'exit'), sleep(3000)]);
+  }
+}
+
+async function migrateCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, RUN_FLAGS);
+  if (values.to === undefined) throw new InvalidArgumentError('migrate needs --to ws://HOST:PORT (the target agent)');
+  const config = guestConfigFromFlags(values);
+  const engine = engineOptionsFromFlags(values);
+  const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
+  const json = values.json ?? false;
+  const report = await runSource(config, engine, values.to, warmupMs, json, (line) => {
+    if (!json) process.stdout.write(`${line}\n`);
+  });
+  if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  return exitCode(report);
+}
+
+/** Boots the guest, lets it run, migrates it to `url`, and prints the report for people. */
+async function runSource(
+  config: SimGuestConfig,
+  engine: MigrateOptions,
+  url: string,
+  warmupMs: number,
+  json: boolean,
+  say: (line: string) => void,
+): Promise<RunReport> {
+  say(`booting a ${config.memoryBytes / 2 ** 20} MiB guest (${config.vcpus} vCPU, ${config.workload} workload, seed ${config.seed})...`);
+  const guest = await SimulatedGuest.boot(config);
+  let migrated = false;
+  const cancel = new AbortController();
+  const onSignal = (): void => cancel.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  try {
+    await sleep(warmupMs);
+    say(`migrating to ${url}...`);
+    const transport = await connectWebSocket(url);
+    const progress = terminalProgress(process.stderr);
+    const report = await migrate(guest, transport, {
+      ...engine,
+      targetName: url,
+      signal: cancel.signal,
+      onProgress: json ? undefined : progress,
+    });
+    progress.done();
+    migrated = report.guestRunningOn === 'target';
+    say(formatReport(report));
+    return { ...report, guest: config };
+  } finally {
+    process.off('SIGINT', onSignal);
+    // A guest left on the source ends with this process; say so rather than hide it.
+    if (!migrated) {
+      say('the guest ran on the source until now and stops with this command');
+      await guest.destroy();
+    }
+  }
+}
+
+async function listen(args: string[]): Promise<number> {
+  const { values } = parse(args, { host: { type: 'string' }, port: { type: 'string' }, json: { type: 'boolean' } } as const);
+  const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
+  const agent = await TargetAgent.start({ host: values.host ?? '127.0.0.1', port });
+  const json = values.json ?? false;
+  const print = (event: Record<string, unknown>, human: string): void => {
+    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n` : `${human}\n`);
+  };
+  print({ type: 'listening', url: agent.url, port: agent.port }, `livemig agent listening on ${agent.url}`);
+  agent.on('event', (e: AgentEvent) => print(e, describeEvent(e)));
+  const stop = async (signal: string): Promise<void> => {
+    print({ type: 'stopping', signal }, `stopping on ${signal}: guests running here stop with this agent`);
+    await agent.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  await new Promise(() => undefined);
+  return 0;
+}
+
+function describeEvent(e: AgentEvent): string {
+  switch (e.type) {
+    case 'migration-started':
+      return `${e.migrationId}: receiving ${e.domainName} (${e.memoryBytes / 2 ** 20} MiB) from ${e.from}`;
+    case 'migration-resumed':
+      return `${e.migrationId}: resumed here after ${e.pages} pages (${(e.bytesWire / 2 ** 20).toFixed(1)} MiB on the wire)`;
+    case 'migration-discarded':
+      return `${e.migrationId}: discarded (${e.error?.code}: ${e.error?.message}); the guest stays on its source`;
+    case 'connection-refused':
+      return `refused ${e.from}: ${e.error.code}: ${e.error.message}`;
+  }
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values } = parse(args, { to: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } as const);
+  if (values.to === undefined || values.id === undefined) throw new InvalidArgumentError('status needs --to URL and --id MIGRATION_ID');
+  const answer = await queryAgent(values.to, values.id);
+  process.stdout.write(values.json ? `${JSON.stringify({ migrationId: answer.migrationId, state: answer.state })}\n` : `${answer.migrationId}: ${answer.state}\n`);
+  return 0;
+}
+
+/** Reads the agent's first JSON line to learn where it listens. */
+async function agentUrl(child: ReturnType<typeof spawn>): Promise<string> {
+  const lines = createInterface({ input: child.stdout! });
+  const exited = once(child, 'exit').then(([code]) => {
+    throw new MigrationError('ERR_CONNECT_FAILED', `the target agent exited with status ${code} before listening`);
+  });
+  const first = (async () => {
+    for await (const line of lines) {
+      const event = JSON.parse(line) as { type: string; url?: string };
+      if (event.type === 'listening' && event.url) return event.url;
+    }
+    throw new MigrationError('ERR_CONNECT_FAILED', 'the target agent closed its output before listening');
+  })();
+  return Promise.race([first, exited]);
+}
+
+function exitCode(report: MigrationReport & { oracle?: OracleCheck }): number {
+  if (report.outcome === 'indeterminate') return 3;
+  if (report.outcome !== 'completed' || !report.verified) return 1;
+  if (report.oracle && !report.oracle.matches) return 1;
+  return 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const error = asMigrationError(err);
+    process.stderr.write(`livemig: ${error.code}: ${error.message}\n`);
+    process.exitCode = error instanceof InvalidArgumentError ? 2 : 1;
+  },
+);

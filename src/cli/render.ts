@@ -1,0 +1,67 @@
+/**
+ * How the CLI shows a migration to people: one progress line that rewrites itself on a
+ * terminal, and a short report at the end.
+ */
+
+import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
+import { formatBytes, formatRate } from './units.js';
+
+/** One line describing the migration's progress. */
+export function progressLine(p: MigrationProgress): string {
+  const left = Math.max(0, p.roundPages - p.roundPagesSent);
+  return (
+    `${p.phase.padEnd(13)} round ${String(p.round).padStart(2)}  ` +
+    `${String(left).padStart(8)} pages left  ${formatBytes(p.bytesRaw).padStart(11)} sent  ` +
+    `${formatRate(p.bandwidthBytesPerSec).padStart(12)}  ${(p.elapsedMs / 1000).toFixed(1)} s`
+  );
+}
+
+/** Writes progress to a terminal stream, overwriting the previous line; silent elsewhere. */
+export function terminalProgress(stream: NodeJS.WriteStream): ((p: MigrationProgress) => void) & { done(): void } {
+  let shown = false;
+  const show = ((p: MigrationProgress) => {
+    if (!stream.isTTY) return;
+    stream.write(`\r\x1b[2K${progressLine(p)}`);
+    shown = true;
+  }) as ((p: MigrationProgress) => void) & { done(): void };
+  show.done = () => {
+    if (shown) stream.write('\r\x1b[2K');
+    shown = false;
+  };
+  return show;
+}
+
+/** The report as a few lines for people. */
+export function formatReport(r: MigrationReport): string {
+  const lines: string[] = [];
+  const verdict =
+    r.outcome === 'completed'
+      ? `migrated: the guest now runs on ${r.target}`
+      : r.outcome === 'indeterminate'
+        ? 'INDETERMINATE: the guest is paused here and may run on the target'
+        : `${r.outcome}: the guest still runs on the source`;
+  lines.push(`${verdict}`);
+  if (r.error) lines.push(`  reason      ${r.error.code}: ${r.error.message}`);
+  lines.push(`  domain      ${r.domain.name} (${formatBytes(r.memoryBytes)}, ${r.domain.vcpus} vCPU)`);
+  if (r.downtimeMs !== undefined) {
+    const predicted = r.predictedDowntimeMs !== undefined ? `, predicted ${r.predictedDowntimeMs.toFixed(1)} ms` : '';
+    lines.push(`  downtime    ${r.downtimeMs.toFixed(1)} ms (upper bound ${r.downtimeUpperBoundMs?.toFixed(1)} ms${predicted})`);
+  }
+  lines.push(`  total       ${(r.totalMs / 1000).toFixed(2)} s`);
+  const ratio = r.bytesWire > 0 ? (r.bytesRaw / r.bytesWire).toFixed(2) : '-';
+  lines.push(`  transferred ${formatBytes(r.bytesRaw)} of page data in ${formatBytes(r.bytesWire)} on the wire (${r.codec}, ${ratio}x)`);
+  lines.push('  rounds');
+  for (const round of r.rounds) {
+    lines.push(
+      `    ${String(round.round).padStart(3)}${round.stopAndCopy ? '*' : ' '} ${String(round.pages).padStart(9)} pages ` +
+        `(${String(round.zeroPages).padStart(7)} zero) ${formatBytes(round.bytesWire).padStart(11)} wire ` +
+        `${round.durationMs.toFixed(1).padStart(9)} ms ${formatRate(round.bandwidthBytesPerSec).padStart(12)}` +
+        (round.stopAndCopy ? '' : `  dirtied ${formatRate(round.dirtyRateBytesPerSec)}`),
+    );
+  }
+  lines.push('    (* = sent while paused)');
+  if (r.sourceDigest !== undefined) {
+    lines.push(`  digest      source ${r.sourceDigest}  target ${r.targetDigest}  ${r.verified ? 'match' : 'MISMATCH'}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,278 @@
+/**
+ * The target side of a live migration: builds an empty domain, fills it with the pages that
+ * arrive, checks every batch and the final digest, and resumes the guest when the source says
+ * "go". Which record is legal when is decided by the state machine in
+ * src/protocol/receiver-state.ts; this file does what each record asks.
+ *
+ * Until "go" arrives, every failure ends with the copy here destroyed: the source still runs the
+ * guest. After "go" the guest runs here whatever happens to the link.
+ */
+
+import { xxh3 } from '@node-rs/xxhash';
+import { uncompress } from 'lz4-napi';
+import type { TargetBackend, TargetDomain } from '../domain/backend.js';
+import {
+  asMigrationError,
+  ChecksumMismatchError,
+  ConnectionClosedError,
+  DigestMismatchError,
+  LimitExceededError,
+  MalformedRecordError,
+  type MigrationError,
+  OutOfMemoryError,
+  PageOutOfRangeError,
+  PeerAbortedError,
+  UnexpectedRecordError,
+  UnknownBackendError,
+  UnsupportedVersionError,
+} from '../errors.js';
+import { decodeFrame, encodeRecord, readPageNumbers } from '../protocol/codec.js';
+import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
+import { PageDigest } from '../protocol/page-digest.js';
+import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
+import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
+import type { Transport } from '../transport/transport.js';
+
+/** Options of {@link receiveMigration}. */
+export interface IncomingOptions {
+  /** Backends by domain kind. */
+  backends: ReadonlyMap<string, TargetBackend>;
+  /** Limits on what the source may send. */
+  limits?: Partial<ProtocolLimits>;
+  /** Called as the migration moves between states. */
+  onState?: (state: ReceiverState, migrationId: string) => void;
+  /** Called with the domain as soon as it exists (before any page arrives). */
+  onDomain?: (domain: TargetDomain, migrationId: string) => void;
+}
+
+/** How an incoming migration ended. */
+export interface IncomingResult {
+  migrationId: string;
+  /** `resumed`: the guest runs here; `discarded`: the copy here was destroyed. */
+  outcome: 'resumed' | 'discarded';
+  /** The running domain, when resumed. */
+  domain?: TargetDomain;
+  /** Why it was discarded. */
+  error?: { code: string; message: string };
+  /** Pages written (data and zero), batches received, and payload bytes received. */
+  pages: number;
+  batches: number;
+  bytesWire: number;
+  /** Target's digest at resume. */
+  digest?: string;
+}
+
+/**
+ * Receives one migration whose `hello` was already read from `transport`. Always resolves;
+ * closes the transport when done.
+ */
+export async function receiveMigration(transport: Transport, hello: HelloRecord, options: IncomingOptions): Promise<IncomingResult> {
+  return new IncomingMigration(transport, hello, options).run();
+}
+
+class IncomingMigration {
+  private state: ReceiverState = 'await-hello';
+  private readonly limits: ProtocolLimits;
+  private domain: TargetDomain | undefined;
+  private digest: PageDigest | undefined;
+  private nextSeq = 0;
+  private pages = 0;
+  private resumed = false;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly hello: HelloRecord,
+    private readonly options: IncomingOptions,
+  ) {
+    this.limits = resolveLimits(options.limits);
+  }
+
+  private get id(): string {
+    return this.hello.migrationId;
+  }
+
+  async run(): Promise<IncomingResult> {
+    try {
+      await this.accept();
+      while (!this.resumed) {
+        const frame = await this.transport.receive();
+        if (frame === undefined) throw new ConnectionClosedError(`the source closed the connection in state ${this.state}`);
+        await this.handle(decodeFrame(frame, this.limits));
+      }
+      await this.transport.close().catch(() => undefined);
+      return this.result('resumed');
+    } catch (err) {
+      const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+      if (this.resumed) {
+        // The guest already runs here; a late link failure changes nothing.
+        this.transport.destroy();
+        return this.result('resumed');
+      }
+      await this.discard(error);
+      return { ...this.result('discarded'), error: error.toJSON() };
+    }
+  }
+
+  private result(outcome: 'resumed' | 'discarded'): IncomingResult {
+    return {
+      migrationId: this.id,
+      outcome,
+      domain: outcome === 'resumed' ? this.domain : undefined,
+      pages: this.pages,
+      batches: this.nextSeq,
+      bytesWire: this.transport.bytesReceived,
+      digest: outcome === 'resumed' ? this.digest?.digest() : undefined,
+    };
+  }
+
+  private move(event: Parameters<typeof receiverTransition>[1]): void {
+    this.state = receiverTransition(this.state, event);
+    this.options.onState?.(this.state, this.id);
+  }
+
+  /** Checks the hello against this host, allocates the empty domain, and answers "ready". */
+  private async accept(): Promise<void> {
+    this.move('hello');
+    const hello = this.hello;
+    if (!hello.versions.includes(PROTOCOL_VERSION)) {
+      throw new UnsupportedVersionError(
+        `the source speaks protocol versions ${hello.versions.join(', ')}; this target speaks ${PROTOCOL_VERSION}`,
+      );
+    }
+    const d = hello.domain;
+    if (d.memoryBytes > this.limits.maxGuestMemoryBytes) {
+      throw new OutOfMemoryError(
+        `the domain needs ${d.memoryBytes} bytes of memory; this target accepts at most ${this.limits.maxGuestMemoryBytes}`,
+      );
+    }
+    const backend = this.options.backends.get(d.kind);
+    if (!backend) throw new UnknownBackendError(d.kind, [...this.options.backends.keys()]);
+    this.domain = await backend.create(d);
+    this.options.onDomain?.(this.domain, this.id);
+    this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
+    await this.transport.send(encodeRecord({ type: 'ready', version: PROTOCOL_VERSION, migrationId: this.id }));
+  }
+
+  private async handle(record: MigrationRecord): Promise<void> {
+    this.move(record.type);
+    switch (record.type) {
+      case 'pages':
+        await this.writeBatch(record);
+        return;
+      case 'round-end':
+        return;
+      case 'device-state':
+        await this.domain!.loadState(record.state);
+        return;
+      case 'complete': {
+        if (record.batches !== this.nextSeq) {
+          throw new UnexpectedRecordError(`the source says it sent ${record.batches} batches; ${this.nextSeq} arrived`);
+        }
+        const mine = this.digest!.digest();
+        if (mine !== record.digest) {
+          throw new DigestMismatchError(`the memory received has digest ${mine}; the source sent ${record.digest}`);
+        }
+        await this.transport.send(encodeRecord({ type: 'prepared', digest: mine }));
+        this.move('sent-prepared');
+        return;
+      }
+      case 'go': {
+        const started = performance.now();
+        await this.domain!.resume();
+        this.resumed = true;
+        const resumeMs = performance.now() - started;
+        // The guest runs: from here on a failure to tell the source does not undo anything.
+        await this.transport.send(encodeRecord({ type: 'resumed', resumeMs, digest: this.digest!.digest() })).catch(() => undefined);
+        return;
+      }
+      case 'abort':
+        throw new PeerAbortedError(record.code, record.message);
+      default:
+        // The state machine admits nothing else here; this guards against the two disagreeing.
+        throw new UnexpectedRecordError(`record "${record.type}" is not handled by a receiving target`);
+    }
+  }
+
+  /** Checks one batch against the announced memory and its checksum, then writes it. */
+  private async writeBatch(record: PagesRecord): Promise<void> {
+    const domain = this.domain!;
+    const digest = this.digest!;
+    const pageSize = domain.descriptor.pageSize;
+    if (record.seq !== this.nextSeq) {
+      throw new UnexpectedRecordError(`page batch ${record.seq} arrived where batch ${this.nextSeq} was due`);
+    }
+    const pfns = readPageNumbers(record.pages);
+    const zeros = readPageNumbers(record.zeros);
+    checkInRange(pfns, domain.pageCount);
+    checkInRange(zeros, domain.pageCount);
+    if (record.rawLength !== pfns.length * pageSize) {
+      throw new MalformedRecordError(`page batch ${record.seq} announces ${record.rawLength} bytes for ${pfns.length} pages`);
+    }
+    const raw = await this.decompress(record);
+    const sum = xxh3.xxh64(raw, BigInt(record.seq)).toString(16).padStart(16, '0');
+    if (sum !== record.checksum) {
+      throw new ChecksumMismatchError(`page batch ${record.seq} has checksum ${sum} after decompression; the source sent ${record.checksum}`);
+    }
+    for (let i = 0; i < pfns.length; i++) {
+      const pfn = pfns[i]!;
+      domain.writePage(pfn, raw, i * pageSize);
+      digest.update(pfn, raw, i * pageSize);
+    }
+    for (let i = 0; i < zeros.length; i++) {
+      domain.zeroPage(zeros[i]!);
+      digest.zero(zeros[i]!);
+    }
+    this.pages += pfns.length + zeros.length;
+    this.nextSeq++;
+  }
+
+  private async decompress(record: PagesRecord): Promise<Uint8Array> {
+    const payload = record.payload;
+    if (record.codec === 'none') {
+      if (payload.length !== record.rawLength) {
+        throw new MalformedRecordError(`page batch ${record.seq} carries ${payload.length} bytes; its header says ${record.rawLength}`);
+      }
+      return payload;
+    }
+    // lz4 blocks start with their decompressed size: check it before letting lz4 allocate it.
+    if (payload.length < 4) throw new MalformedRecordError(`page batch ${record.seq} has a truncated lz4 payload`);
+    const announced = payload[0]! | (payload[1]! << 8) | (payload[2]! << 16) | (payload[3]! * 2 ** 24);
+    if (announced !== record.rawLength) {
+      throw new LimitExceededError(`page batch ${record.seq} would decompress to ${announced} bytes; its header says ${record.rawLength}`);
+    }
+    let raw: Uint8Array;
+    try {
+      raw = await uncompress(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
+    } catch (err) {
+      throw new MalformedRecordError(`page batch ${record.seq} is not valid lz4`, { cause: err });
+    }
+    if (raw.length !== record.rawLength) {
+      throw new MalformedRecordError(`page batch ${record.seq} decompressed to ${raw.length} bytes; its header says ${record.rawLength}`);
+    }
+    return raw;
+  }
+
+  private async discard(error: MigrationError): Promise<void> {
+    if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
+      await Promise.race([
+        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+    }
+    this.transport.destroy();
+    try {
+      this.state = 'aborted';
+      this.options.onState?.(this.state, this.id);
+    } finally {
+      await this.domain?.destroy().catch(() => undefined);
+    }
+  }
+}
+
+function checkInRange(pfns: Uint32Array, pageCount: number): void {
+  for (let i = 0; i < pfns.length; i++) {
+    if (pfns[i]! >= pageCount) {
+      throw new PageOutOfRangeError(`page ${pfns[i]} is beyond the announced memory of ${pageCount} pages`);
+    }
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Gathers guest pages into `pages` records and puts them on the wire: the source's hot path.
+ *
+ * Pages are copied straight into the frame buffers that go to the socket (the header is written
+ * in front of them afterwards), zero pages are recognised there and sent as page numbers only,
+ * and with lz4 the payload is compressed on libuv's thread pool while the next batch is gathered.
+ * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
+ * backpressure, and the transport's own queue is the next one.
+ */
+
+import { xxh3 } from '@node-rs/xxhash';
+import { compress } from 'lz4-napi';
+import type { SourceDomain } from '../domain/backend.js';
+import { encodePages, encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES, writePageNumbers } from '../protocol/codec.js';
+import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
+import type { PageDigest } from '../protocol/page-digest.js';
+import type { PageCodec } from '../protocol/records.js';
+import type { Transport } from '../transport/transport.js';
+
+/** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
+export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
+
+/** Batches gathered but not yet handed to the operating system, at most. */
+export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 4;
+
+/** Options of a {@link PageSender}. */
+export interface PageSenderOptions {
+  /** Payload codec. */
+  codec: PageCodec;
+  /** @default DEFAULT_DATA_PAGES_PER_BATCH */
+  dataPagesPerBatch?: number;
+  /** @default DEFAULT_MAX_ZERO_PAGES_PER_BATCH */
+  zeroPagesPerBatch?: number;
+  /** @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
+  maxInFlight?: number;
+}
+
+/** Counters of what a sender put on the wire. */
+export interface SenderCounters {
+  /** Pages sent, data and zero. */
+  pages: number;
+  /** Pages sent as page numbers only. */
+  zeroPages: number;
+  /** Bytes of page data before compression (data pages x page size). */
+  bytesRaw: number;
+  /** Frame bytes handed to the transport, headers included. */
+  bytesWire: number;
+  /** Batches (pages records) sent. */
+  batches: number;
+}
+
+interface Slot {
+  /** Frame (codec none) or staging (lz4) buffer: reserve for the header, then page data. */
+  readonly buffer: Buffer;
+  /** Settles when the buffer may be reused. */
+  busy: Promise<void>;
+}
+
+/** Sends pages of one domain over one transport, numbering batches from 0. */
+export class PageSender {
+  /** Sequence number of the next batch. */
+  seq = 0;
+  readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0, batches: 0 };
+
+  private readonly pageSize: number;
+  private readonly codec: PageCodec;
+  private readonly dataPagesPerBatch: number;
+  private readonly zeroPagesPerBatch: number;
+  private readonly slots: Slot[];
+  private nextSlot = 0;
+  /** Settles once the previous batch was handed to the transport: keeps batches in order. */
+  private issued: Promise<void> = Promise.resolve();
+  /** The first failure of a send; later calls rethrow it. */
+  private failure: unknown;
+  private readonly zeroPage: Buffer;
+  private readonly dataPfns: Uint32Array;
+  private readonly zeroPfns: Uint32Array;
+
+  constructor(
+    private readonly domain: SourceDomain,
+    private readonly transport: Transport,
+    private readonly digest: PageDigest,
+    options: PageSenderOptions,
+  ) {
+    this.pageSize = domain.descriptor.pageSize;
+    this.codec = options.codec;
+    this.dataPagesPerBatch = options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH;
+    this.zeroPagesPerBatch = options.zeroPagesPerBatch ?? DEFAULT_MAX_ZERO_PAGES_PER_BATCH;
+    if (this.dataPagesPerBatch < 1 || this.dataPagesPerBatch > DEFAULT_MAX_DATA_PAGES_PER_BATCH) {
+      throw new RangeError(`dataPagesPerBatch must be 1..${DEFAULT_MAX_DATA_PAGES_PER_BATCH}`);
+    }
+    const inFlight = Math.max(1, options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES);
+    const size = PAGES_HEADER_RESERVE_BYTES + this.dataPagesPerBatch * this.pageSize;
+    this.slots = Array.from({ length: inFlight }, () => ({ buffer: Buffer.allocUnsafe(size), busy: Promise.resolve() }));
+    this.zeroPage = Buffer.alloc(this.pageSize);
+    this.dataPfns = new Uint32Array(this.dataPagesPerBatch);
+    this.zeroPfns = new Uint32Array(this.zeroPagesPerBatch);
+  }
+
+  /**
+   * Sends the pages `pfns[0..count)` as part of `round`. Resolves when every batch has been
+   * queued (not necessarily written); `flush` waits for the writes.
+   */
+  async sendPages(round: number, pfns: Uint32Array, count = pfns.length): Promise<void> {
+    const pageSize = this.pageSize;
+    let slot = await this.acquireSlot();
+    let dataCount = 0;
+    let zeroCount = 0;
+    for (let i = 0; i < count; i++) {
+      const pfn = pfns[i]!;
+      const offset = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
+      this.domain.copyPage(pfn, slot.buffer, offset);
+      if (slot.buffer.compare(this.zeroPage, 0, pageSize, offset, offset + pageSize) === 0) {
+        this.zeroPfns[zeroCount++] = pfn;
+        this.digest.zero(pfn);
+      } else {
+        this.dataPfns[dataCount++] = pfn;
+        this.digest.update(pfn, slot.buffer, offset);
+      }
+      if (dataCount === this.dataPagesPerBatch || zeroCount === this.zeroPagesPerBatch) {
+        this.dispatch(slot, round, dataCount, zeroCount);
+        dataCount = 0;
+        zeroCount = 0;
+        slot = await this.acquireSlot();
+      }
+    }
+    if (dataCount > 0 || zeroCount > 0) this.dispatch(slot, round, dataCount, zeroCount);
+  }
+
+  /** Resolves when every batch queued so far has been handed to the operating system. */
+  async flush(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.busy));
+    this.throwIfFailed();
+  }
+
+  private async acquireSlot(): Promise<Slot> {
+    const slot = this.slots[this.nextSlot]!;
+    this.nextSlot = (this.nextSlot + 1) % this.slots.length;
+    await slot.busy;
+    this.throwIfFailed();
+    return slot;
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Turns the gathered pages in `slot` into a frame and queues it behind the previous batch. */
+  private dispatch(slot: Slot, round: number, dataCount: number, zeroCount: number): void {
+    const seq = this.seq++;
+    const rawLength = dataCount * this.pageSize;
+    const raw = slot.buffer.subarray(PAGES_HEADER_RESERVE_BYTES, PAGES_HEADER_RESERVE_BYTES + rawLength);
+    const header = {
+      round,
+      seq,
+      pages: writePageNumbers(this.dataPfns, dataCount),
+      zeros: writePageNumbers(this.zeroPfns, zeroCount),
+      codec: dataCount > 0 ? this.codec : ('none' as PageCodec),
+      rawLength,
+      checksum: xxh3.xxh64(raw, BigInt(seq)).toString(16).padStart(16, '0'),
+    };
+    this.counters.pages += dataCount + zeroCount;
+    this.counters.zeroPages += zeroCount;
+    this.counters.bytesRaw += rawLength;
+    this.counters.batches++;
+
+    // The frame is ready now (codec none) or once lz4 finishes on the thread pool (which
+    // overlaps with gathering the next batch). Either way it goes out after the previous one.
+    const frame: Promise<Uint8Array> =
+      header.codec === 'lz4'
+        ? compress(raw).then((packed) => encodePages(header, packed))
+        : Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
+    // A batch that failed must stop every later one, or the target would see a gap in `seq`:
+    // `issued` records the failure before the next batch's turn comes.
+    const handedOver = this.issued.then(() => frame).then((f) => {
+      this.throwIfFailed();
+      this.counters.bytesWire += f.length;
+      return { written: this.transport.send(f) };
+    });
+    this.issued = handedOver.then(
+      () => undefined,
+      (err: unknown) => {
+        this.failure ??= err;
+      },
+    );
+    slot.busy = handedOver
+      .then((h) => h.written)
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      });
+  }
+}

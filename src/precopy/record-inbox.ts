@@ -1,0 +1,82 @@
+/**
+ * Reads records off a transport in the background so that a peer's abort is noticed while the
+ * sender is busy streaming pages, and hands them out one at a time with a deadline.
+ */
+
+import { asMigrationError, ConnectionClosedError, MigrationError, PeerAbortedError, TimeoutError } from '../errors.js';
+import { decodeFrame } from '../protocol/codec.js';
+import type { ProtocolLimits } from '../protocol/limits.js';
+import type { MigrationRecord } from '../protocol/records.js';
+import type { Transport } from '../transport/transport.js';
+
+/** A background reader of one transport's records. */
+export class RecordInbox {
+  private readonly queue: MigrationRecord[] = [];
+  private waiter: (() => void) | undefined;
+  private failureValue: MigrationError | undefined;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly limits?: Partial<ProtocolLimits>,
+  ) {
+    void this.pump();
+  }
+
+  /** Why no more records will come, once that is known: a peer abort, a cut link, a bad frame. */
+  get failure(): MigrationError | undefined {
+    return this.failureValue;
+  }
+
+  /** Throws the failure, if there is one. Cheap: meant for hot loops. */
+  throwIfFailed(): void {
+    if (this.failureValue) throw this.failureValue;
+  }
+
+  /**
+   * The next record, waiting at most `timeoutMs`. Rejects with the inbox's failure (a peer abort
+   * becomes ERR_PEER_ABORTED), or ERR_TIMEOUT naming `waitingFor`.
+   */
+  async next(timeoutMs: number, waitingFor: string): Promise<MigrationRecord> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const record = this.queue.shift();
+      if (record) return record;
+      this.throwIfFailed();
+      const left = deadline - Date.now();
+      if (left <= 0) throw new TimeoutError(`no ${waitingFor} from the peer within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      for (;;) {
+        const frame = await this.transport.receive();
+        if (frame === undefined) {
+          throw new ConnectionClosedError('the peer closed the connection');
+        }
+        const record = decodeFrame(frame, this.limits);
+        if (record.type === 'abort') {
+          throw new PeerAbortedError(record.code, record.message);
+        }
+        this.queue.push(record);
+        this.wake();
+      }
+    } catch (err) {
+      this.failureValue = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+      this.wake();
+    }
+  }
+}

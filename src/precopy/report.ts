@@ -1,0 +1,119 @@
+/**
+ * What a migration reports: to the embedding program as an object, to machines as JSON, and to
+ * people through the CLI. Every figure says its unit in its name.
+ */
+
+/** How a migration ended. */
+export type MigrationOutcome =
+  /** The guest runs on the target; the source copy is destroyed. */
+  | 'completed'
+  /** The migration failed before "go"; the guest runs on the source. */
+  | 'failed'
+  /** The caller cancelled before "go"; the guest runs on the source. */
+  | 'cancelled'
+  /**
+   * The link broke after "go" and whether the target resumed is unknown; the source keeps its
+   * copy paused, so the guest runs on at most one host. See `error.message` for what to check.
+   */
+  | 'indeterminate';
+
+/** Where the guest runs once `migrate()` has returned. */
+export type GuestLocation = 'source' | 'target' | 'unknown' | 'none';
+
+/** One pre-copy round. Round 0 is the full pass; the last round is the stop-and-copy. */
+export interface RoundReport {
+  round: number;
+  /** True for the round sent while the guest was paused. */
+  stopAndCopy: boolean;
+  /** Pages sent in the round, data and zero. */
+  pages: number;
+  /** Of which sent as page numbers only. */
+  zeroPages: number;
+  /** Data bytes before compression. */
+  bytesRaw: number;
+  /** Frame bytes on the wire. */
+  bytesWire: number;
+  /** Wall time of the round, in milliseconds. */
+  durationMs: number;
+  /** Bytes per second the guest dirtied while the round was sent (0 for the stop-and-copy round). */
+  dirtyRateBytesPerSec: number;
+  /** Raw bytes per second the round moved. */
+  bandwidthBytesPerSec: number;
+}
+
+/** The phases a migration goes through, in order. */
+export type MigrationPhase = 'handshake' | 'precopy' | 'stop-and-copy' | 'switchover' | 'verify' | 'done';
+
+/** A periodic progress sample. */
+export interface MigrationProgress {
+  migrationId: string;
+  phase: MigrationPhase;
+  round: number;
+  /** Pages of the current round already sent. */
+  roundPagesSent: number;
+  /** Pages the current round has to send. */
+  roundPages: number;
+  /** Raw bytes sent so far. */
+  bytesRaw: number;
+  /** Frame bytes sent so far. */
+  bytesWire: number;
+  /** Raw bytes per second over the migration so far. */
+  bandwidthBytesPerSec: number;
+  /** Milliseconds since the migration started. */
+  elapsedMs: number;
+}
+
+/** The final report of `migrate()`. */
+export interface MigrationReport {
+  migrationId: string;
+  outcome: MigrationOutcome;
+  /** Where the guest runs now. */
+  guestRunningOn: GuestLocation;
+  /** Why it did not complete. */
+  error?: { code: string; message: string };
+  /** ISO 8601 start time. */
+  startedAt: string;
+  domain: { name: string; kind: string; memoryBytes: number; vcpus: number };
+  /** Target URL or description. */
+  target: string;
+  codec: string;
+  memoryBytes: number;
+  /**
+   * Pause to resume: from the source pausing the guest until the target's vCPUs run, on the
+   * source's clock (see docs/protocol.md, "Measuring downtime"). Absent if the guest never paused
+   * or the switchover did not complete.
+   */
+  downtimeMs?: number;
+  /** Source pause until the target's "resumed" arrived: an upper bound of `downtimeMs`. */
+  downtimeUpperBoundMs?: number;
+  /** The downtime the engine predicted when it decided to stop iterating. */
+  predictedDowntimeMs?: number;
+  /** Whole migration, handshake to report, in milliseconds. */
+  totalMs: number;
+  /** Data bytes before compression, all rounds. */
+  bytesRaw: number;
+  /** Frame bytes on the wire, all records. */
+  bytesWire: number;
+  rounds: RoundReport[];
+  /** Breakdown of the pause, in milliseconds. */
+  switchover?: {
+    /** Time for the vCPUs to stop. */
+    pauseMs: number;
+    /** Pages sent while paused. */
+    finalPages: number;
+    /** Size of the device-state blob, in bytes. */
+    deviceStateBytes: number;
+    /** "complete" sent until "prepared" received. */
+    prepareMs: number;
+    /** Target's time from "go" to running vCPUs. */
+    targetResumeMs: number;
+    /** Round trip of go/resumed less the target's resume time. */
+    goRoundTripMs: number;
+  };
+  /** Digest of the source's memory at pause, read page by page from the paused guest. */
+  sourceDigest?: string;
+  /** Digest of the target's memory at resume, kept page by page as pages were written. */
+  targetDigest?: string;
+  /** Both digests exist and match. */
+  verified: boolean;
+}

@@ -4,7 +4,8 @@
 
 export * from './errors.js';
 export { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain, type TargetBackend } from './domain/backend.js';
-export { SimulatedGuest, encodeSimState, decodeSimState } from './domain/sim/guest.js';
+export { SimulatedGuest } from './domain/sim/guest.js';
+export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
 export { SimTargetBackend } from './domain/sim/target-backend.js';
 export { DEFAULT_SIM_CONFIG, simDescriptor, validateSimConfig, type SimGuestConfig, type Workload } from './domain/sim/config.js';
 export { replay, oracleDigest } from './domain/sim/oracle.js';

@@ -6,7 +6,7 @@
 
 import { queryAgent } from '../agent/agent-client.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
-import { decodeSimState } from '../domain/sim/guest.js';
+import { decodeSimState } from '../domain/sim/state-codec.js';
 import { oracleDigest } from '../domain/sim/oracle.js';
 
 /** The outcome of an oracle check. */

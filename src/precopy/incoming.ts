@@ -70,6 +70,24 @@ export async function receiveMigration(transport: Transport, hello: HelloRecord,
   return new IncomingMigration(transport, hello, options).run();
 }
 
+/**
+ * Reads the first record of `transport`, which must be a `hello`, and receives that migration.
+ * For a transport that carries only migrations (a target agent also answers queries and reads
+ * the first record itself).
+ */
+export async function acceptMigration(transport: Transport, options: IncomingOptions): Promise<IncomingResult> {
+  const frame = await transport.receive();
+  if (frame === undefined) throw new ConnectionClosedError('the source closed the connection before its hello');
+  const record = decodeFrame(frame, options.limits);
+  if (record.type !== 'hello') {
+    const error = new UnexpectedRecordError(`a migration must start with "hello", not "${record.type}"`);
+    await transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined);
+    transport.destroy();
+    throw error;
+  }
+  return receiveMigration(transport, record, options);
+}
+
 class IncomingMigration {
   private state: ReceiverState = 'await-hello';
   private readonly limits: ProtocolLimits;
@@ -259,6 +277,8 @@ class IncomingMigration {
         new Promise((resolve) => setTimeout(resolve, 1000).unref()),
       ]);
     }
+    // Close rather than cut, so the abort is delivered before the end of the stream.
+    await Promise.race([this.transport.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     this.transport.destroy();
     try {
       this.state = 'aborted';

@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { SourceDomain } from '../domain/backend.js';
 import { CancelledError, DigestMismatchError, MigrationError, PolicyAbortError, UnexpectedRecordError, asMigrationError } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
+import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory, PageDigest } from '../protocol/page-digest.js';
 import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
@@ -96,6 +97,8 @@ class SourceMigration {
   private readonly sender: PageSender;
   private inbox: RecordInbox | undefined;
   private phase: MigrationPhase = 'handshake';
+  /** Where the source stands in the protocol (src/protocol/receiver-state.ts). */
+  private protocolState: SourceState = 'hello-sent';
   private round = 0;
   private roundPages = 0;
   private roundStartPages = 0;
@@ -149,7 +152,7 @@ class SourceMigration {
     try {
       await this.precopyAndPrepare();
     } catch (err) {
-      await this.failBeforeGo(asMigrationError(err));
+      await this.undo(await this.explain(asMigrationError(err)));
       return this.finish(ticker, onAbort);
     }
     await this.switchover();
@@ -230,6 +233,7 @@ class SourceMigration {
     await this.transport.send(encodeRecord({ type: 'device-state', state }));
     const digest = this.sentDigest.digest();
     await this.transport.send(encodeRecord({ type: 'complete', batches: this.sender.seq, digest }));
+    this.protocolState = sourceTransition(this.protocolState, 'sent-complete');
     const completeSentAt = performance.now();
     this.setPhase('switchover');
     const prepared = await this.expect('prepared', timeoutMs);
@@ -249,6 +253,7 @@ class SourceMigration {
     const goAt = performance.now();
     try {
       this.goSent = true;
+      this.protocolState = sourceTransition(this.protocolState, 'sent-go');
       await this.transport.send(encodeRecord({ type: 'go' }));
       const resumed = await this.expect('resumed', this.options.switchoverTimeoutMs ?? DEFAULT_SWITCHOVER_TIMEOUT_MS);
       const resumedAt = performance.now();
@@ -268,6 +273,12 @@ class SourceMigration {
       this.report.guestRunningOn = 'target';
     } catch (err) {
       const error = asMigrationError(err);
+      if (error.code === 'ERR_PEER_ABORTED') {
+        // An explicit abort after "go" means the target could not resume and destroyed its
+        // copy: the paused copy here is the only one, so it runs again here.
+        await this.undo(error);
+        return;
+      }
       this.report.outcome = 'indeterminate';
       this.report.guestRunningOn = 'unknown';
       this.report.error = {
@@ -291,8 +302,19 @@ class SourceMigration {
     if (this.options.destroySource ?? true) await this.domain.destroy();
   }
 
+  /**
+   * A send that failed because the target hung up usually has a better explanation in flight:
+   * the abort record the target sent before closing. Prefer it when it arrives promptly.
+   */
+  private async explain(error: MigrationError): Promise<MigrationError> {
+    if (error.code !== 'ERR_CONNECTION_CLOSED' || !this.inbox) return error;
+    const deadline = performance.now() + 500;
+    while (!this.inbox.failure && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    return this.inbox.failure?.code === 'ERR_PEER_ABORTED' ? this.inbox.failure : error;
+  }
+
   /** Undo: tell the target, resume the guest here, and say why in the report. */
-  private async failBeforeGo(error: MigrationError): Promise<void> {
+  private async undo(error: MigrationError): Promise<void> {
     const cancelled = error instanceof CancelledError;
     this.report.outcome = cancelled ? 'cancelled' : 'failed';
     this.report.error = error.toJSON();
@@ -303,6 +325,8 @@ class SourceMigration {
         new Promise((resolve) => setTimeout(resolve, 1000).unref()),
       ]);
     }
+    // Close rather than cut, so the abort is delivered before the end of the stream.
+    await Promise.race([this.transport.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     this.transport.destroy();
     try {
       this.domain.disableDirtyLog();
@@ -364,6 +388,7 @@ class SourceMigration {
 
   private async expect<T extends MigrationRecord['type']>(type: T, timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
     const record = await this.inbox!.next(timeoutMs, `"${type}"`);
+    this.protocolState = sourceTransition(this.protocolState, record.type);
     if (record.type !== type) {
       throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for "${type}"`);
     }

@@ -55,7 +55,7 @@ export interface PagesRecord {
   codec: PageCodec;
   /** Length of the payload after decompression: `pages.length / 4 * pageSize`. */
   rawLength: number;
-  /** xxh3-64 of the decompressed payload, seeded with the batch's sequence number, as 16 hex digits. */
+  /** xxh3-64 of the decompressed payload, seeded with the batch's sequence number, as 16 lowercase hex digits. */
   checksum: string;
   /** Sequence number of this batch in the stream, starting at 0; one more than the previous. */
   seq: number;
@@ -74,7 +74,10 @@ export interface RoundEndRecord {
 /** Source -> target, while the guest is paused: vCPU and device state, opaque to the engine. */
 export interface DeviceStateRecord {
   type: 'device-state';
-  /** Backend-specific blob from `SourceDomain.saveState`. */
+  /**
+   * Backend-specific blob from `SourceDomain.saveState`. It travels in the header (as msgpack
+   * bin), so it is bounded by `maxHeaderBytes` as well as by `maxDeviceStateBytes`.
+   */
   state: Uint8Array;
 }
 
@@ -83,7 +86,7 @@ export interface CompleteRecord {
   type: 'complete';
   /** Total batches sent (the next `seq`), so the target can tell that none went missing. */
   batches: number;
-  /** Memory digest over what was sent (see page-digest.ts), 16 hex digits. */
+  /** Memory digest over what was sent (see page-digest.ts), 16 lowercase hex digits. */
   digest: string;
 }
 

@@ -4,12 +4,23 @@
  * tests. Only this folder imports `ws`.
  */
 
+/** Most frames an incoming queue holds before the transport stops reading. */
+export const DEFAULT_MAX_QUEUED_FRAMES = 64;
+
+/** Most bytes an incoming queue holds before the transport stops reading. */
+export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+
+/** How long `close()` waits for the peer to finish the closing handshake, in milliseconds. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
+
 /** A bidirectional, ordered, reliable stream of binary frames. */
 export interface Transport {
   /**
    * Sends one frame. Resolves once the frame has been handed to the operating system, after
    * which the caller may reuse `frame`'s memory; until then the caller must not touch it.
-   * Rejects with ERR_CONNECTION_CLOSED if the connection is gone. Callers bound how many sends
+   * Rejects with ERR_CONNECTION_CLOSED if the connection is gone, or with the error that ended it
+   * (ERR_TIMEOUT, ERR_LIMIT_EXCEEDED, the reason given to `destroy`). A send never fails because
+   * the peer is slow: it stays unresolved until the peer reads, so callers bound how many sends
    * they keep unresolved; `bufferedBytes` tells how much is queued.
    */
   send(frame: Uint8Array): Promise<void>;
@@ -19,8 +30,12 @@ export interface Transport {
 
   /**
    * The next incoming frame, in order; `undefined` once the peer closed cleanly and every frame
-   * was read. Rejects with ERR_CONNECTION_CLOSED if the connection was cut. Incoming frames wait
-   * in a bounded queue: when it fills, the transport stops reading from the network.
+   * was read. Rejects with ERR_CONNECTION_CLOSED if the connection was cut, or with the error that
+   * ended it. When the peer ends the connection, every frame that already arrived is returned
+   * before the end is reported, so a final record (an abort with its reason) is never lost; when
+   * this side fails or is destroyed, queued frames are dropped and the rejection comes at once.
+   * Incoming frames wait in a bounded queue: when it fills, the transport stops reading from the
+   * network until the consumer has drained it to half.
    */
   receive(): Promise<Uint8Array | undefined>;
 

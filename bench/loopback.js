@@ -1,0 +1,109 @@
+// Loopback migration benchmark. In one run, between the same two processes:
+//   1. the raw link: 1 MiB WebSocket frames through livemig's transport, as fast as they go;
+//   2. live migrations of an idle guest (codec none and lz4) and of a busy one.
+// Figures are reported as ratios to the raw link, because absolute speeds drift on a shared
+// machine. Usage: node bench/loopback.js [--memory 1GiB] [--runs 3] [--json]
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { SimulatedGuest } from '../dist/domain/sim/guest.js';
+import { migrate } from '../dist/precopy/migration.js';
+import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { parseSize } from '../dist/cli/units.js';
+
+const { values } = parseArgs({
+  options: { memory: { type: 'string' }, runs: { type: 'string' }, json: { type: 'boolean' } },
+});
+const memoryBytes = parseSize(values.memory ?? '1GiB', '--memory');
+const runs = Number(values.runs ?? 3);
+const log = (line) => {
+  if (!values.json) process.stdout.write(`${line}\n`);
+};
+
+const host = spawn(process.execPath, [new URL('./target-host.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
+const { agentUrl, sinkUrl } = await new Promise((resolve) => {
+  createInterface({ input: host.stdout }).once('line', (line) => resolve(JSON.parse(line)));
+});
+
+async function rawLink(bytes) {
+  const transport = await connectWebSocket(sinkUrl);
+  const frame = Buffer.alloc(1 << 20, 0x5a);
+  const count = Math.ceil(bytes / frame.length);
+  await transport.send(Buffer.from(String(count * frame.length)));
+  const started = performance.now();
+  const inFlight = [];
+  for (let i = 0; i < count; i++) {
+    inFlight.push(transport.send(frame));
+    if (inFlight.length >= 8) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+  const ack = await transport.receive();
+  const ms = performance.now() - started;
+  await transport.close();
+  if (Number(Buffer.from(ack).toString()) !== count * frame.length) throw new Error('raw sink saw a different byte count');
+  return (count * frame.length * 1000) / ms;
+}
+
+async function migration(config, codec) {
+  const guest = await SimulatedGuest.boot(config, 'bench');
+  await new Promise((r) => setTimeout(r, 300));
+  const report = await migrate(guest, await connectWebSocket(agentUrl), { codec, verify: false });
+  if (report.outcome !== 'completed') throw new Error(`migration ${report.outcome}: ${report.error?.message}`);
+  if (report.guestRunningOn !== 'target') await guest.destroy();
+  const first = report.rounds[0];
+  return {
+    firstPassMemoryBytesPerSec: (memoryBytes * 1000) / first.durationMs,
+    firstPassDataBytesPerSec: (first.bytesRaw * 1000) / first.durationMs,
+    wireRatio: report.bytesWire / report.bytesRaw,
+    zeroPages: first.zeroPages,
+    downtimeMs: report.downtimeMs,
+    totalMs: report.totalMs,
+    rounds: report.rounds.length,
+    bytesWire: report.bytesWire,
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const results = { memoryBytes, runs, rawLinkBytesPerSec: [], cases: {} };
+const idle = { memoryBytes, vcpus: 1, workload: 'idle', dirtyRateBytesPerSec: 0, hotSetBytes: 64 << 20, seed: 1 };
+const busy = { ...idle, workload: 'hotset', dirtyRateBytesPerSec: 100e6 };
+const cases = [
+  ['idle, none', idle, 'none'],
+  ['idle, lz4', idle, 'lz4'],
+  ['hotset 100MB/s, none', busy, 'none'],
+  ['hotset 100MB/s, lz4', busy, 'lz4'],
+];
+try {
+  for (let run = 0; run < runs; run++) {
+    results.rawLinkBytesPerSec.push(await rawLink(memoryBytes));
+    for (const [name, config, codec] of cases) {
+      (results.cases[name] ??= []).push(await migration(config, codec));
+    }
+    log(`run ${run + 1}/${runs} done`);
+  }
+} finally {
+  host.kill('SIGTERM');
+}
+
+const raw = median(results.rawLinkBytesPerSec);
+const table = [['case', 'first pass / raw link', 'first pass (data) / raw', 'wire/raw bytes', 'downtime ms', 'total ms', 'rounds']];
+for (const [name, samples] of Object.entries(results.cases)) {
+  table.push([
+    name,
+    (median(samples.map((s) => s.firstPassMemoryBytesPerSec)) / raw).toFixed(2),
+    (median(samples.map((s) => s.firstPassDataBytesPerSec)) / raw).toFixed(2),
+    median(samples.map((s) => s.wireRatio)).toFixed(3),
+    median(samples.map((s) => s.downtimeMs)).toFixed(1),
+    median(samples.map((s) => s.totalMs)).toFixed(0),
+    String(median(samples.map((s) => s.rounds))),
+  ]);
+}
+const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+log(`\nraw link: ${(raw / 1e9).toFixed(2)} GB/s (median of ${runs}), guest ${memoryBytes / 2 ** 20} MiB`);
+for (const row of table) log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const file = new URL(`./results/loopback-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
+writeFileSync(file, JSON.stringify(results, null, 2));
+if (values.json) process.stdout.write(`${JSON.stringify(results)}\n`);
+else log(`\nraw samples written to ${file.pathname}`);

@@ -1,0 +1,368 @@
+/**
+ * The simulated guest, livemig's default domain backend: guest memory in a SharedArrayBuffer, a
+ * seeded initial image, and one worker thread per vCPU stepping a deterministic program over it
+ * (see `workload.ts`). Because the program is deterministic, the replay oracle (`oracle.ts`) can
+ * say exactly what memory and registers a guest must hold after a given number of steps, on the
+ * source or after any number of migrations.
+ *
+ * The same class serves as source domain (booted from a configuration) and target domain (built
+ * empty from a descriptor, filled by the engine, then given the source's vCPU state).
+ */
+
+import { Worker } from 'node:worker_threads';
+import { DirtyBitmap } from '../../dirtylog/dirty-bitmap.js';
+import { DomainFailedError, InvalidArgumentError, PageOutOfRangeError } from '../../errors.js';
+import { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain } from '../backend.js';
+import { DEFAULT_SIM_NAME, simConfigFromDescriptor, simDescriptor, validateSimConfig, type SimGuestConfig } from './config.js';
+import { fillImage } from './image.js';
+import { decodeSimState, encodeSimState } from './state-codec.js';
+import {
+  COMMAND_EXIT,
+  COMMAND_PAUSE,
+  COMMAND_RUN,
+  CONTROL_SLOTS,
+  CTRL_ACK,
+  CTRL_COMMAND,
+  CTRL_REQUEST,
+  CTRL_THROTTLE,
+  THROTTLE_SCALE,
+  VcpuStateCell,
+  type VcpuWorkerData,
+} from './vcpu-control.js';
+import { cloneVcpuState, initialVcpuState, type VcpuState } from './workload.js';
+
+/** Most throttle a guest accepts: its vCPUs sleep 99% of each second. */
+export const MAX_SIM_THROTTLE = 0.99;
+
+/**
+ * How long `pause` waits in one go before it looks for a failed worker again, in milliseconds. A
+ * failing worker also wakes it at once; this only bounds a missed wake-up.
+ */
+const ACK_POLL_MS = 20;
+
+/** How long `destroy` lets a worker exit on its own before terminating it, in milliseconds. */
+const EXIT_GRACE_MS = 2000;
+
+interface AtomicsWithWaitAsync {
+  waitAsync(
+    array: Int32Array,
+    index: number,
+    value: number,
+    timeoutMs?: number,
+  ): { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
+}
+
+// Part of ES2024, which the configured lib predates; present in every supported Node.
+const atomics = Atomics as unknown as AtomicsWithWaitAsync;
+
+/**
+ * The main thread's Node options, minus those that describe a script given on the command line
+ * (`node --input-type=module -e ...`): a worker inherits them by default and then refuses to load
+ * its own file.
+ */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-e' || arg === '--eval' || arg === '-p' || arg === '--print' || arg === '--input-type') {
+      i++;
+      continue;
+    }
+    if (arg.startsWith('--input-type=') || arg.startsWith('--eval=') || arg.startsWith('--print=')) continue;
+    out.push(arg);
+  }
+  return out;
+}
+
+/** One vCPU's thread and the shared memory it is steered through. */
+interface Vcpu {
+  readonly worker: Worker;
+  readonly control: Int32Array;
+  readonly cell: VcpuStateCell;
+  /** Settles when the thread has exited, however it ended. */
+  readonly exited: Promise<void>;
+}
+
+/** A simulated virtual machine whose vCPUs are worker threads. */
+export class SimulatedGuest implements SourceDomain, TargetDomain {
+  readonly descriptor: DomainDescriptor;
+  readonly config: SimGuestConfig;
+  readonly pageCount: number;
+
+  private mem: Uint8Array;
+  private readonly dirty: DirtyBitmap;
+  private readonly vcpus: Vcpu[] = [];
+  private isPaused: boolean;
+  private failure: DomainFailedError | undefined;
+  private destroying: Promise<void> | undefined;
+
+  private constructor(config: SimGuestConfig, name: string, startPaused: boolean) {
+    this.config = { ...config };
+    this.descriptor = simDescriptor(config, name);
+    this.pageCount = config.memoryBytes / PAGE_SIZE_BYTES;
+    this.mem = new Uint8Array(new SharedArrayBuffer(config.memoryBytes));
+    this.dirty = DirtyBitmap.create(this.pageCount);
+    this.isPaused = startPaused;
+  }
+
+  /**
+   * Boots a guest: validates `config`, builds the seeded memory image (about 0.6 s per GiB),
+   * starts one worker thread per vCPU and resolves once all of them run.
+   */
+  static async boot(config: SimGuestConfig, name: string = DEFAULT_SIM_NAME): Promise<SimulatedGuest> {
+    validateSimConfig(config);
+    const guest = new SimulatedGuest(config, name, false);
+    fillImage(guest.mem, config.seed);
+    await guest.spawnVcpus(COMMAND_RUN);
+    return guest;
+  }
+
+  /**
+   * Builds the empty, paused shell of a migrating guest on a target: zeroed memory and vCPU
+   * threads already started but paused, so that `resume` only has to flip a flag. Validates the
+   * descriptor (it came from the network). Until `loadState`, the vCPUs hold their boot state.
+   */
+  static async createEmpty(descriptor: DomainDescriptor): Promise<SimulatedGuest> {
+    const config = simConfigFromDescriptor(descriptor);
+    const name = typeof descriptor.name === 'string' ? descriptor.name : DEFAULT_SIM_NAME;
+    const guest = new SimulatedGuest(config, name, true);
+    await guest.spawnVcpus(COMMAND_PAUSE);
+    return guest;
+  }
+
+  private async spawnVcpus(initialCommand: number): Promise<void> {
+    const memory = this.mem.buffer as SharedArrayBuffer;
+    for (let index = 0; index < this.config.vcpus; index++) {
+      const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+      control[CTRL_COMMAND] = initialCommand;
+      control[CTRL_REQUEST] = 1;
+      const cell = VcpuStateCell.create();
+      cell.write(initialVcpuState(this.config.seed, index));
+      const workerData: VcpuWorkerData = {
+        index,
+        memory,
+        dirty: this.dirty.buffer,
+        pageCount: this.pageCount,
+        control: control.buffer as SharedArrayBuffer,
+        state: cell.buffer,
+        config: this.config,
+      };
+      const worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData, execArgv: workerExecArgv() });
+      // A guest nobody destroyed must not keep the process alive.
+      worker.unref();
+      worker.on('error', (err) => this.fail(`vCPU ${index} failed: ${err.message}`, err));
+      const exited = new Promise<void>((resolve) => {
+        worker.once('exit', (code) => {
+          if (this.destroying === undefined) this.fail(`vCPU ${index} exited unexpectedly with code ${code}`);
+          resolve();
+        });
+      });
+      this.vcpus.push({ worker, control, cell, exited });
+    }
+    try {
+      await this.waitForAcks(this.vcpus.map(() => 1));
+    } catch (err) {
+      await this.destroy();
+      throw err;
+    }
+  }
+
+  private fail(message: string, cause?: unknown): void {
+    if (this.failure === undefined) this.failure = new DomainFailedError(message, { cause });
+    // Wake every waiter so it sees the failure now rather than at its next poll.
+    for (const vcpu of this.vcpus) Atomics.notify(vcpu.control, CTRL_ACK);
+  }
+
+  private checkUsable(action: string): void {
+    if (this.destroying !== undefined) throw new DomainFailedError(`cannot ${action}: the simulated guest was destroyed`);
+    if (this.failure !== undefined) {
+      throw new DomainFailedError(`cannot ${action}: ${this.failure.message}`, { cause: this.failure });
+    }
+  }
+
+  /** Stores `command` in every control block and wakes the workers; returns their request numbers. */
+  private command(command: number): number[] {
+    return this.vcpus.map((vcpu) => {
+      Atomics.store(vcpu.control, CTRL_COMMAND, command);
+      const request = Atomics.add(vcpu.control, CTRL_REQUEST, 1) + 1;
+      Atomics.notify(vcpu.control, CTRL_REQUEST);
+      return request;
+    });
+  }
+
+  /** Resolves once every vCPU acknowledged its request; rejects if a vCPU thread failed. */
+  private async waitForAcks(requests: readonly number[]): Promise<void> {
+    // Neither a pending Atomics.waitAsync nor an unref'ed worker keeps Node's event loop alive,
+    // so a caller awaiting only this promise would see the process exit under it.
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      await Promise.all(this.vcpus.map((vcpu, i) => this.waitForAck(vcpu, requests[i]!)));
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async waitForAck(vcpu: Vcpu, request: number): Promise<void> {
+    for (;;) {
+      if (this.failure !== undefined) throw this.failure;
+      const ack = Atomics.load(vcpu.control, CTRL_ACK);
+      if (ack - request >= 0) return;
+      const wait = atomics.waitAsync(vcpu.control, CTRL_ACK, ack, ACK_POLL_MS);
+      if (wait.async) await wait.value;
+    }
+  }
+
+  /** True between a resolved `pause()` and the next `resume()`; true on a target until resumed. */
+  get paused(): boolean {
+    return this.isPaused;
+  }
+
+  /** The guest memory itself, shared with the vCPU threads. For tests and inspection. */
+  get memory(): Uint8Array {
+    return this.mem;
+  }
+
+  /** Clears the dirty log; the vCPUs mark every page they write from then on (they always do). */
+  enableDirtyLog(): void {
+    this.dirty.clear();
+  }
+
+  /** Nothing to stop: the vCPUs keep marking, and the marks are cleared at the next enable. */
+  disableDirtyLog(): void {}
+
+  /** Pages written since the previous call or `enableDirtyLog`, ascending; cleared by the read. */
+  readDirtyLog(): Uint32Array {
+    return this.dirty.readAndClear();
+  }
+
+  private checkPage(pfn: number, buffer: Uint8Array, offset: number): void {
+    if (this.destroying !== undefined) throw new DomainFailedError('the simulated guest was destroyed');
+    if (!(Number.isInteger(pfn) && pfn >= 0 && pfn < this.pageCount)) {
+      throw new PageOutOfRangeError(`page ${pfn} lies outside the guest's ${this.pageCount} pages`);
+    }
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + PAGE_SIZE_BYTES <= buffer.length)) {
+      throw new InvalidArgumentError(`a page at offset ${offset} does not fit a buffer of ${buffer.length} bytes`);
+    }
+  }
+
+  /** Copies page `pfn` into `dst` at `dstOffset`. Safe while running (see `SourceDomain`). */
+  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void {
+    this.checkPage(pfn, dst, dstOffset);
+    const start = pfn * PAGE_SIZE_BYTES;
+    dst.set(this.mem.subarray(start, start + PAGE_SIZE_BYTES), dstOffset);
+  }
+
+  /** Writes page `pfn` from `src` at `srcOffset`. Meant for a paused (target) guest. */
+  writePage(pfn: number, src: Uint8Array, srcOffset: number): void {
+    this.checkPage(pfn, src, srcOffset);
+    this.mem.set(src.subarray(srcOffset, srcOffset + PAGE_SIZE_BYTES), pfn * PAGE_SIZE_BYTES);
+  }
+
+  /** Fills page `pfn` with zeros. */
+  zeroPage(pfn: number): void {
+    this.checkPage(pfn, this.mem, 0);
+    const start = pfn * PAGE_SIZE_BYTES;
+    this.mem.fill(0, start, start + PAGE_SIZE_BYTES);
+  }
+
+  /**
+   * Stops every vCPU at a step boundary, each having stored its state, and resolves when all have
+   * acknowledged (typically well under a millisecond). Idempotent. Rejects with
+   * DomainFailedError if a vCPU thread failed.
+   */
+  async pause(): Promise<void> {
+    this.checkUsable('pause');
+    if (this.isPaused) return;
+    const requests = this.command(COMMAND_PAUSE);
+    await this.waitForAcks(requests);
+    this.isPaused = true;
+  }
+
+  /**
+   * Lets the vCPUs run again, from the state in their cells (the loaded one on a target). Only
+   * signals the threads and returns; they start within microseconds. Idempotent.
+   */
+  async resume(): Promise<void> {
+    this.checkUsable('resume');
+    if (!this.isPaused) return;
+    this.command(COMMAND_RUN);
+    this.isPaused = false;
+  }
+
+  /**
+   * Makes each vCPU sleep `fraction` of the time, 0 (full speed) to 0.99; values between 0.99 and
+   * 1 count as 0.99. The paced step rate drops by the same fraction.
+   */
+  setThrottle(fraction: number): void {
+    if (!(Number.isFinite(fraction) && fraction >= 0 && fraction <= 1)) {
+      throw new InvalidArgumentError(`throttle must be a fraction from 0 to ${MAX_SIM_THROTTLE}, got ${fraction}`);
+    }
+    const parts = Math.round(Math.min(fraction, MAX_SIM_THROTTLE) * THROTTLE_SCALE);
+    for (const vcpu of this.vcpus) {
+      Atomics.store(vcpu.control, CTRL_THROTTLE, parts);
+      Atomics.notify(vcpu.control, CTRL_REQUEST);
+    }
+  }
+
+  /** Every vCPU's state. Only while paused (or not yet resumed), when it is exact. */
+  vcpuStates(): VcpuState[] {
+    this.checkUsable('read vCPU state');
+    if (!this.isPaused) throw new DomainFailedError('vCPU state can only be read while the guest is paused');
+    return this.vcpus.map((vcpu) => cloneVcpuState(vcpu.cell.read()));
+  }
+
+  /** Steps each vCPU has run since boot; exact while paused, a recent count while running. */
+  stepCounts(): number[] {
+    return this.vcpus.map((vcpu) => vcpu.cell.readSteps());
+  }
+
+  /** The vCPU state blob (see `state-codec.ts`); only while paused. */
+  saveState(): Uint8Array {
+    return encodeSimState(this.vcpuStates());
+  }
+
+  /**
+   * Loads a state blob from the source into the paused vCPUs; they run from it on `resume`.
+   * Rejects with MalformedRecordError on a malformed blob, InvalidArgumentError if its vCPU
+   * count differs from this guest's, and DomainFailedError if the guest is running.
+   */
+  async loadState(state: Uint8Array): Promise<void> {
+    this.checkUsable('load vCPU state');
+    if (!this.isPaused) throw new DomainFailedError('vCPU state can only be loaded while the guest is paused');
+    const states = decodeSimState(state);
+    if (states.length !== this.vcpus.length) {
+      throw new InvalidArgumentError(
+        `state blob holds ${states.length} vCPUs but this guest has ${this.vcpus.length}`,
+      );
+    }
+    states.forEach((vcpuState, i) => this.vcpus[i]!.cell.write(vcpuState));
+  }
+
+  /**
+   * Stops the vCPU threads, waits for them to exit, and drops the memory. Safe to call more than
+   * once; later calls return the first call's promise.
+   */
+  destroy(): Promise<void> {
+    if (this.destroying === undefined) this.destroying = this.teardown();
+    return this.destroying;
+  }
+
+  private async teardown(): Promise<void> {
+    this.command(COMMAND_EXIT);
+    await Promise.all(
+      this.vcpus.map(async (vcpu) => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<'late'>((resolve) => {
+          timer = setTimeout(() => resolve('late'), EXIT_GRACE_MS);
+        });
+        const outcome = await Promise.race([vcpu.exited, late]);
+        clearTimeout(timer);
+        if (outcome === 'late') await vcpu.worker.terminate();
+        await vcpu.exited;
+      }),
+    );
+    this.isPaused = true;
+    this.mem = new Uint8Array(0);
+  }
+}

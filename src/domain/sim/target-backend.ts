@@ -1,0 +1,60 @@
+/**
+ * The target-side factory of simulated guests: builds the empty shell a migrating simulated guest
+ * is received into, after checking it fits this host's allowance.
+ */
+
+import { OutOfMemoryError } from '../../errors.js';
+import { DEFAULT_MAX_GUEST_MEMORY_BYTES } from '../../protocol/limits.js';
+import type { DomainDescriptor, TargetBackend, TargetDomain } from '../backend.js';
+import { simConfigFromDescriptor } from './config.js';
+import { SimulatedGuest } from './guest.js';
+
+/** Options of a {@link SimTargetBackend}. */
+export interface SimTargetBackendOptions {
+  /**
+   * Largest guest this backend builds, in bytes; bigger ones are refused with ERR_OUT_OF_MEMORY
+   * before any memory is allocated.
+   * @default DEFAULT_MAX_GUEST_MEMORY_BYTES
+   */
+  maxMemoryBytes?: number;
+}
+
+/** Builds empty, paused simulated guests (kind `"sim"`) for incoming migrations. */
+export class SimTargetBackend implements TargetBackend {
+  readonly kind = 'sim';
+  /** Largest guest accepted, in bytes. */
+  readonly maxMemoryBytes: number;
+
+  constructor(options: SimTargetBackendOptions = {}) {
+    this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
+  }
+
+  /**
+   * Checks the announced size against `maxMemoryBytes` (ERR_OUT_OF_MEMORY), validates the
+   * descriptor (ERR_INVALID_ARGUMENT), then allocates the guest. An allocation the host cannot
+   * satisfy is also reported as ERR_OUT_OF_MEMORY.
+   */
+  async create(descriptor: DomainDescriptor): Promise<TargetDomain> {
+    const announced: unknown = (descriptor as { memoryBytes?: unknown } | null)?.memoryBytes;
+    if (typeof announced === 'number' && announced > this.maxMemoryBytes) {
+      throw new OutOfMemoryError(
+        `refusing a guest of ${announced} bytes: this target accepts at most ${this.maxMemoryBytes} bytes ` +
+          `(raise maxMemoryBytes to allow it)`,
+      );
+    }
+    const config = simConfigFromDescriptor(descriptor);
+    if (config.memoryBytes > this.maxMemoryBytes) {
+      throw new OutOfMemoryError(
+        `refusing a guest of ${config.memoryBytes} bytes: this target accepts at most ${this.maxMemoryBytes} bytes`,
+      );
+    }
+    try {
+      return await SimulatedGuest.createEmpty(descriptor);
+    } catch (err) {
+      if (err instanceof RangeError) {
+        throw new OutOfMemoryError(`could not allocate ${config.memoryBytes} bytes of guest memory: ${err.message}`);
+      }
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The shared memory between a simulated guest and one of its vCPU worker threads: a control
+ * block of Int32 slots and a state cell holding the vCPU's registers.
+ *
+ * Commands use a request/acknowledge pair of sequence numbers. The guest stores the command, then
+ * bumps `REQUEST` and notifies it; the worker, at a step boundary, reads `REQUEST`, acts on the
+ * command current at that moment, and stores the request number it handled in `ACK` (and
+ * notifies). A waiter knows its command took effect once `ACK` reaches its request number, which
+ * stays true even when a later command overtook it (a resume immediately followed by a pause
+ * leaves a worker that never ran, and its state cell untouched).
+ *
+ * The state cell is written by the worker when it pauses and read by it when it resumes; the
+ * Atomics operations on the control block order those plain reads and writes with the guest's.
+ */
+
+import type { SimGuestConfig } from './config.js';
+import type { VcpuState } from './workload.js';
+
+/** Slot of the command the guest wants: one of the `COMMAND_*` values. */
+export const CTRL_COMMAND = 0;
+/** Slot the guest bumps (and notifies) for every command; the worker sleeps on it. */
+export const CTRL_REQUEST = 1;
+/** Slot of the last request number the worker acted on; the guest waits on it. */
+export const CTRL_ACK = 2;
+/** Slot of the worker's state: one of the `STATUS_*` values. */
+export const CTRL_STATUS = 3;
+/** Slot of the throttle, in parts per {@link THROTTLE_SCALE} of each second spent asleep. */
+export const CTRL_THROTTLE = 4;
+/** Int32 slots in a control block. */
+export const CONTROL_SLOTS = 8;
+
+/** Command: run steps, paced. */
+export const COMMAND_RUN = 1;
+/** Command: store the state in the cell and stop at the next step boundary. */
+export const COMMAND_PAUSE = 2;
+/** Command: store the state and end the thread. */
+export const COMMAND_EXIT = 3;
+
+/** Status: the thread has not acted on a command yet. */
+export const STATUS_STARTING = 0;
+/** Status: running steps. */
+export const STATUS_RUNNING = 1;
+/** Status: stopped at a step boundary; the cell holds the state. */
+export const STATUS_PAUSED = 2;
+/** Status: the thread is ending. */
+export const STATUS_EXITED = 3;
+
+/** Throttle fractions travel as integers: parts per this many. */
+export const THROTTLE_SCALE = 10000;
+
+/** Bytes of a state cell: steps as a float64, then the generator's 4 and the registers' 8 u32s. */
+export const STATE_CELL_BYTES = 64;
+
+/** What a vCPU worker is started with (`workerData`). */
+export interface VcpuWorkerData {
+  /** Index of this vCPU, from 0. */
+  index: number;
+  /** The guest memory. */
+  memory: SharedArrayBuffer;
+  /** The dirty bitmap's buffer. */
+  dirty: SharedArrayBuffer;
+  /** Pages of guest memory. */
+  pageCount: number;
+  /** The control block, {@link CONTROL_SLOTS} Int32 slots. */
+  control: SharedArrayBuffer;
+  /** The state cell, {@link STATE_CELL_BYTES} bytes. */
+  state: SharedArrayBuffer;
+  /** The guest configuration. */
+  config: SimGuestConfig;
+}
+
+/** A typed view of one vCPU's state cell. */
+export class VcpuStateCell {
+  /** The shared memory of the cell. */
+  readonly buffer: SharedArrayBuffer;
+  private readonly stepsSlot: Float64Array;
+  private readonly words: Uint32Array;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.buffer = buffer;
+    this.stepsSlot = new Float64Array(buffer, 0, 1);
+    this.words = new Uint32Array(buffer, 8, 12);
+  }
+
+  /** A cell of its own shared memory. */
+  static create(): VcpuStateCell {
+    return new VcpuStateCell(new SharedArrayBuffer(STATE_CELL_BYTES));
+  }
+
+  /** The whole state. Consistent only while the worker is paused or not yet started. */
+  read(): VcpuState {
+    const w = this.words;
+    return {
+      steps: this.stepsSlot[0]!,
+      rng: [w[0]!, w[1]!, w[2]!, w[3]!],
+      regs: [w[4]!, w[5]!, w[6]!, w[7]!, w[8]!, w[9]!, w[10]!, w[11]!],
+    };
+  }
+
+  /** Stores the whole state. */
+  write(state: VcpuState): void {
+    const w = this.words;
+    for (let i = 0; i < 4; i++) w[i] = state.rng[i]!;
+    for (let i = 0; i < 8; i++) w[4 + i] = state.regs[i]!;
+    this.stepsSlot[0] = state.steps;
+  }
+
+  /** The step count, which a running worker publishes after every slice of steps. */
+  readSteps(): number {
+    return this.stepsSlot[0]!;
+  }
+
+  /** Publishes the step count alone, while running. */
+  writeSteps(steps: number): void {
+    this.stepsSlot[0] = steps;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Which record is legal when, for both ends of a migration connection (`docs/protocol.md`,
+ * "Receiver states"). Each side keeps its state and passes every record it receives, and the
+ * few things it sends that change what it may receive next, through one transition function.
+ * Anything the table does not list is an `UnexpectedRecordError`; `abort` is listed in every
+ * state that is not final.
+ *
+ * The tables hold no I/O and no timing: checking digests, allocating domains and sending the
+ * replies are the engine's job. A state with no legal records is final.
+ */
+
+import { InvalidArgumentError, UnexpectedRecordError } from '../errors.js';
+import type { RecordType } from './records.js';
+
+/** States of the target's side of a connection. */
+export type ReceiverState =
+  /** Nothing received yet: a migration (`hello`) or a question (`query`) may follow. */
+  | 'await-hello'
+  /** Pre-copy rounds and the last pages of the paused guest arrive. */
+  | 'receiving'
+  /** The device state is in; only `complete` may follow. */
+  | 'state-received'
+  /** `complete` is in; the target checks the digest and answers `prepared` (or `abort`). */
+  | 'complete-received'
+  /** `prepared` is sent; the target waits for `go`. */
+  | 'prepared'
+  /** `go` is in; the target resumes the guest and answers `resumed`. Final. */
+  | 'resumed'
+  /** Either side aborted. Final. */
+  | 'aborted'
+  /** The connection carried a `query`; the target answers `status`. Final. */
+  | 'answered';
+
+/**
+ * What moves the target's state: a record it received, or `sent-prepared`, the target's own
+ * `prepared` record going out after its digest matched.
+ */
+export type ReceiverEvent = RecordType | 'sent-prepared';
+
+/** States of the source's side of a connection. */
+export type SourceState =
+  /** `hello` is sent; the source waits for `ready`. */
+  | 'hello-sent'
+  /** Pages, round ends and the device state go out; only an `abort` may come in. */
+  | 'streaming'
+  /** `complete` is sent; the source waits for `prepared`. */
+  | 'complete-sent'
+  /** `prepared` is in; the source is about to send `go`. */
+  | 'prepared-received'
+  /** `go` is sent; the source waits for `resumed`. */
+  | 'go-sent'
+  /** `resumed` is in: the guest runs on the target. Final. */
+  | 'done'
+  /** Either side aborted. Final. */
+  | 'aborted';
+
+/**
+ * What moves the source's state: a record it received, or one of its own records going out:
+ * `sent-complete` (after the device state, with the digest) and `sent-go`.
+ */
+export type SourceEvent = RecordType | 'sent-complete' | 'sent-go';
+
+type Table<S extends string, E extends string> = Readonly<Record<S, Readonly<Partial<Record<E, S>>>>>;
+
+const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
+  'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
+  receiving: { pages: 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
+  'state-received': { complete: 'complete-received', abort: 'aborted' },
+  'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
+  prepared: { go: 'resumed', abort: 'aborted' },
+  resumed: {},
+  aborted: {},
+  answered: {},
+};
+
+const SOURCE_TABLE: Table<SourceState, SourceEvent> = {
+  'hello-sent': { ready: 'streaming', abort: 'aborted' },
+  streaming: { 'sent-complete': 'complete-sent', abort: 'aborted' },
+  'complete-sent': { prepared: 'prepared-received', abort: 'aborted' },
+  'prepared-received': { 'sent-go': 'go-sent', abort: 'aborted' },
+  'go-sent': { resumed: 'done', abort: 'aborted' },
+  done: {},
+  aborted: {},
+};
+
+const LOCAL_EVENTS: ReadonlySet<string> = new Set(['sent-prepared', 'sent-complete', 'sent-go']);
+
+/**
+ * The target's next state after `event`.
+ *
+ * @throws UnexpectedRecordError if `event` is not legal in `state`.
+ * @throws InvalidArgumentError if `state` is not a receiver state.
+ */
+export function receiverTransition(state: ReceiverState, event: ReceiverEvent): ReceiverState {
+  return step('receiver', RECEIVER_TABLE, state, event);
+}
+
+/** The record types the target may receive in `state`, in protocol order; empty once final. */
+export function expectedRecords(state: ReceiverState): readonly RecordType[] {
+  return legalRecords('receiver', RECEIVER_TABLE, state);
+}
+
+/**
+ * The source's next state after `event`.
+ *
+ * @throws UnexpectedRecordError if `event` is not legal in `state`.
+ * @throws InvalidArgumentError if `state` is not a source state.
+ */
+export function sourceTransition(state: SourceState, event: SourceEvent): SourceState {
+  return step('source', SOURCE_TABLE, state, event);
+}
+
+/** The record types the source may receive in `state`, in protocol order; empty once final. */
+export function expectedSourceRecords(state: SourceState): readonly RecordType[] {
+  return legalRecords('source', SOURCE_TABLE, state);
+}
+
+function row<S extends string, E extends string>(side: string, table: Table<S, E>, state: S): Readonly<Partial<Record<E, S>>> {
+  // hasOwn, so that names such as "constructor" are not found on Object.prototype.
+  if (typeof state !== 'string' || !Object.hasOwn(table, state)) {
+    throw new InvalidArgumentError(`"${String(state)}" is not a ${side} state; known: ${Object.keys(table).join(', ')}`);
+  }
+  return table[state];
+}
+
+function legalRecords<S extends string, E extends string>(side: string, table: Table<S, E>, state: S): readonly RecordType[] {
+  return Object.keys(row(side, table, state)).filter((event) => !LOCAL_EVENTS.has(event)) as RecordType[];
+}
+
+function step<S extends string, E extends string>(side: string, table: Table<S, E>, state: S, event: E): S {
+  const transitions = row(side, table, state);
+  const next = typeof event === 'string' && Object.hasOwn(transitions, event) ? transitions[event] : undefined;
+  if (next !== undefined) return next;
+  const expected = legalRecords(side, table, state);
+  const wanted = expected.length === 0 ? 'no further records (the state is final)' : `one of: ${expected.join(', ')}`;
+  if (typeof event === 'string' && LOCAL_EVENTS.has(event)) {
+    throw new UnexpectedRecordError(`the ${side} cannot do "${event}" in state "${state}"; it expects ${wanted}`);
+  }
+  throw new UnexpectedRecordError(
+    `unexpected "${String(event)}" record while the ${side} is in state "${state}"; expected ${wanted}. ` +
+      'The peer sent records out of order or does not speak this protocol version; the migration cannot go on.',
+  );
+}

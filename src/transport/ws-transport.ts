@@ -1,0 +1,768 @@
+/**
+ * The migration stream over WebSocket (RFC 6455), built on `ws`. Every frame is one binary
+ * message. Reading stops when the incoming queue is full, so a slow consumer pushes back through
+ * TCP flow control to the sender, whose `send` promises then stay unresolved. A ping every third
+ * of `idleTimeoutMs` keeps the connection alive and finds a dead peer.
+ */
+
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import {
+  ConnectFailedError,
+  ConnectionClosedError,
+  InvalidArgumentError,
+  LimitExceededError,
+  MalformedRecordError,
+  TimeoutError,
+} from '../errors.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/limits.js';
+import {
+  DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_MAX_QUEUED_BYTES,
+  DEFAULT_MAX_QUEUED_FRAMES,
+  type Transport,
+} from './transport.js';
+
+/** Silence from the peer after which the connection counts as dead, in milliseconds. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+/** How long `connectWebSocket` may take, DNS to finished handshake, in milliseconds. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** Most connections a listener keeps open at once. */
+export const DEFAULT_MAX_CONNECTIONS = 16;
+
+/** Address a listener binds when none is given: loopback, so nothing is exposed by accident. */
+export const DEFAULT_LISTEN_HOST = '127.0.0.1';
+
+/** `ws` keeps its payload limit in a 32-bit signed integer. */
+const MAX_FRAME_BYTES_LIMIT = 2 ** 31 - 1;
+
+/** Intervals of silence, each a third of `idleTimeoutMs`, that make the peer count as dead. */
+const SILENT_TICKS_BEFORE_TIMEOUT = 3;
+
+const CLOSE_NORMAL = 1000;
+const CLOSE_ABNORMAL = 1006;
+const CLOSE_UNSUPPORTED_DATA = 1003;
+const CLOSE_MESSAGE_TOO_BIG = 1009;
+
+const SEND_OPTIONS = { binary: true } as const;
+
+/**
+ * RFC 6455 wants client frames masked with an unpredictable key so that scripts in a browser
+ * cannot craft bytes a caching proxy would misread. A migration stream runs between two agents
+ * of ours, never from a browser, so the key is all zero: `ws` then skips the XOR pass and the copy
+ * it needs for it, worth about a fifth of the throughput of a 1 MiB frame.
+ */
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
+/** Options every WebSocket transport takes, on either end of the connection. */
+export interface WebSocketTransportOptions {
+  /**
+   * Largest incoming frame, in bytes. A bigger one fails the connection with ERR_LIMIT_EXCEEDED on
+   * both ends (close code 1009); a bigger outgoing one is refused by `send` before it is written.
+   * At most 2^31 - 1.
+   * @default DEFAULT_MAX_FRAME_BYTES (16 MiB)
+   */
+  maxFrameBytes?: number;
+  /**
+   * Most frames the incoming queue holds before reading stops.
+   * @default DEFAULT_MAX_QUEUED_FRAMES (64)
+   */
+  maxQueuedFrames?: number;
+  /**
+   * Most bytes the incoming queue holds before reading stops.
+   * @default DEFAULT_MAX_QUEUED_BYTES (64 MiB)
+   */
+  maxQueuedBytes?: number;
+  /**
+   * Silence from the peer, in milliseconds, after which the connection is destroyed with
+   * ERR_TIMEOUT. Any frame, ping or pong counts as a sign of life; a ping goes out every third of
+   * this time. A frame counts once it has fully arrived, so the value must exceed the time the
+   * link needs to carry `maxFrameBytes`. While this side has stopped reading because its own
+   * queue is full, the peer is not held to account. Detection takes between this time and 4/3 of
+   * it. 0 turns keepalive off.
+   * @default DEFAULT_IDLE_TIMEOUT_MS (30 s)
+   */
+  idleTimeoutMs?: number;
+  /**
+   * How long `close()` may take, in milliseconds, counted from the call: flushing frames still
+   * buffered, and the peer's answer to the close frame. After it the socket is torn down.
+   * @default DEFAULT_CLOSE_TIMEOUT_MS (10 s)
+   */
+  closeTimeoutMs?: number;
+}
+
+/** Options of {@link connectWebSocket}. */
+export interface ConnectWebSocketOptions extends WebSocketTransportOptions {
+  /**
+   * Deadline for the whole connection attempt, in milliseconds.
+   * @default DEFAULT_CONNECT_TIMEOUT_MS (10 s)
+   */
+  connectTimeoutMs?: number;
+}
+
+/** Options of {@link listenWebSocket}. */
+export interface ListenWebSocketOptions extends WebSocketTransportOptions {
+  /**
+   * Address to bind. Use `0.0.0.0` or `::` to accept sources on other hosts.
+   * @default DEFAULT_LISTEN_HOST ('127.0.0.1')
+   */
+  host?: string;
+  /**
+   * TCP port; 0 picks a free one, which the listener's `port` then tells.
+   * @default 0
+   */
+  port?: number;
+  /**
+   * Most connections open at once; further handshakes are refused with HTTP 503.
+   * @default DEFAULT_MAX_CONNECTIONS (16)
+   */
+  maxConnections?: number;
+}
+
+/** Where an accepted connection comes from. */
+export interface RemoteInfo {
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** A listening WebSocket endpoint, as returned by {@link listenWebSocket}. */
+export interface WebSocketListener {
+  /** The TCP port bound. */
+  readonly port: number;
+  /** The address bound. */
+  readonly host: string;
+  /** `ws://host:port`, ready for {@link connectWebSocket}. */
+  readonly url: string;
+  /**
+   * Stops accepting, destroys every open connection (their pending operations reject with
+   * ERR_CONNECTION_CLOSED) and resolves once the server is closed. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+interface ResolvedOptions {
+  maxFrameBytes: number;
+  maxQueuedFrames: number;
+  maxQueuedBytes: number;
+  idleTimeoutMs: number;
+  closeTimeoutMs: number;
+}
+
+interface PendingSend {
+  bytes: number;
+  settled: boolean;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+interface PendingReceive {
+  resolve: (frame: Uint8Array | undefined) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * One migration connection over a `ws` WebSocket. Made by {@link connectWebSocket} and
+ * {@link listenWebSocket}; the constructor is not meant to be called with a socket from elsewhere.
+ */
+export class WebSocketTransport implements Transport {
+  readonly #ws: WebSocket;
+  readonly #options: ResolvedOptions;
+
+  #bufferedBytes = 0;
+  #bytesSent = 0;
+  #bytesReceived = 0;
+  readonly #pendingSends = new Set<PendingSend>();
+
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #readPaused = false;
+  #waiters: PendingReceive[] = [];
+  /** Frames that arrived after `close()` with the queue full, and were dropped. */
+  #discardedFrames = 0;
+
+  /** Set once the outcome of the connection is known; no frame is queued after that. */
+  #ended = false;
+  /** Why the connection ended; `undefined` for a clean close. */
+  #endError: Error | undefined;
+  #closingLocally = false;
+  #closePromise: Promise<void> | undefined;
+  #socketClosed = false;
+  readonly #socketClosedWaiters: Array<() => void> = [];
+
+  #idleTimer: NodeJS.Timeout | undefined;
+  #heardFromPeer = false;
+  #silentTicks = 0;
+
+  constructor(ws: WebSocket, options: WebSocketTransportOptions = {}) {
+    if (ws.readyState !== WebSocket.OPEN) {
+      throw new InvalidArgumentError(`a WebSocketTransport needs an open WebSocket (readyState ${ws.readyState})`);
+    }
+    this.#ws = ws;
+    this.#options = resolveOptions(options);
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', this.#onMessage);
+    ws.on('ping', this.#onSignOfLife);
+    ws.on('pong', this.#onSignOfLife);
+    ws.on('error', this.#onError);
+    ws.on('close', this.#onClose);
+    if (this.#options.idleTimeoutMs > 0) {
+      this.#idleTimer = setInterval(this.#onIdleTick, this.#options.idleTimeoutMs / SILENT_TICKS_BEFORE_TIMEOUT);
+      this.#idleTimer.unref();
+    }
+  }
+
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
+  }
+
+  get bytesSent(): number {
+    return this.#bytesSent;
+  }
+
+  get bytesReceived(): number {
+    return this.#bytesReceived;
+  }
+
+  get closed(): boolean {
+    return this.#ended || this.#closingLocally;
+  }
+
+  /** Frames received and not yet taken by `receive()`. */
+  get queuedFrames(): number {
+    return this.#queue.length;
+  }
+
+  /** Bytes of the frames received and not yet taken by `receive()`. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /**
+   * True while reading from the network is suspended because the incoming queue is full. Frames
+   * already read from the socket still arrive after the pause begins, so the queue can pass its
+   * bound by the frames that complete within one socket read (64 KiB).
+   */
+  get readPaused(): boolean {
+    return this.#readPaused;
+  }
+
+  send(frame: Uint8Array): Promise<void> {
+    if (this.#ended || this.#closingLocally) {
+      return Promise.reject(this.#unusableError());
+    }
+    const bytes = frame.byteLength;
+    if (bytes > this.#options.maxFrameBytes) {
+      return Promise.reject(
+        new LimitExceededError(
+          `frame of ${bytes} bytes exceeds maxFrameBytes (${this.#options.maxFrameBytes}); split it or raise maxFrameBytes on both ends`,
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const entry: PendingSend = { bytes, settled: false, resolve, reject };
+      this.#pendingSends.add(entry);
+      this.#bufferedBytes += bytes;
+      this.#ws.send(frame, SEND_OPTIONS, (err) => {
+        if (entry.settled) return;
+        entry.settled = true;
+        this.#pendingSends.delete(entry);
+        this.#bufferedBytes -= bytes;
+        if (err) {
+          reject(this.#endError ?? new ConnectionClosedError(`frame could not be sent: ${err.message}`, { cause: err }));
+        } else {
+          this.#bytesSent += bytes;
+          resolve();
+        }
+      });
+    });
+  }
+
+  receive(): Promise<Uint8Array | undefined> {
+    if (this.#queue.length > 0) {
+      const frame = this.#queue.shift()!;
+      this.#queuedBytes -= frame.byteLength;
+      this.#maybeResumeReading();
+      return Promise.resolve(frame);
+    }
+    if (this.#ended) {
+      return this.#endError ? Promise.reject(this.#endError) : Promise.resolve(undefined);
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+    });
+  }
+
+  /**
+   * Sends a close frame (code 1000) behind every frame already handed to `send`, and resolves
+   * once the peer answered and the socket closed, or once `closeTimeoutMs` passed and the socket
+   * was torn down; sends still unwritten then reject. Frames that arrive during the closing
+   * handshake are queued while there is room and dropped after that (a `receive()` that reaches
+   * the end then rejects, saying how many were dropped), so a consumer that stopped reading
+   * cannot hold the close up. Never rejects. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closePromise) return this.#closePromise;
+    this.#closePromise = new Promise<void>((resolve) => {
+      if (this.#socketClosed) {
+        resolve();
+        return;
+      }
+      this.#socketClosedWaiters.push(resolve);
+    });
+    if (!this.#ended) {
+      this.#closingLocally = true;
+      this.#setReadPaused(false);
+      this.#ws.close(CLOSE_NORMAL);
+    }
+    return this.#closePromise;
+  }
+
+  destroy(reason?: Error): void {
+    this.#fail(reason ?? new ConnectionClosedError('the connection was destroyed by this side'), 'terminate');
+  }
+
+  #onMessage = (data: RawData, isBinary: boolean): void => {
+    this.#heardFromPeer = true;
+    if (this.#ended) return;
+    if (!isBinary) {
+      this.#fail(
+        new MalformedRecordError('received a text WebSocket message; the migration stream carries binary frames only'),
+        'close',
+        CLOSE_UNSUPPORTED_DATA,
+        'binary frames only',
+      );
+      return;
+    }
+    // binaryType 'nodebuffer' makes every binary message one Buffer.
+    const frame = data as Buffer;
+    this.#bytesReceived += frame.byteLength;
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      waiter.resolve(frame);
+      return;
+    }
+    const full = this.#queue.length >= this.#options.maxQueuedFrames || this.#queuedBytes >= this.#options.maxQueuedBytes;
+    if (full && this.#closingLocally) {
+      this.#discardedFrames++;
+      return;
+    }
+    this.#queue.push(frame);
+    this.#queuedBytes += frame.byteLength;
+    if (!this.#closingLocally && this.#isQueueFull()) this.#setReadPaused(true);
+  };
+
+  #onSignOfLife = (): void => {
+    this.#heardFromPeer = true;
+  };
+
+  #onIdleTick = (): void => {
+    if (this.#heardFromPeer || this.#readPaused) {
+      this.#heardFromPeer = false;
+      this.#silentTicks = 0;
+    } else if (++this.#silentTicks >= SILENT_TICKS_BEFORE_TIMEOUT) {
+      this.#fail(
+        new TimeoutError(
+          `nothing heard from the peer for ${this.#options.idleTimeoutMs} ms (no frame, ping or pong); ` +
+            'it may have died or the network may be partitioned; raise idleTimeoutMs if the link is slow',
+        ),
+        'terminate',
+      );
+      return;
+    }
+    // Ping even while this side does not read: the peer then knows it is alive, only slow.
+    this.#ws.ping();
+  };
+
+  #onError = (err: Error & { code?: unknown }): void => {
+    // `ws` reports protocol violations it found in incoming data here, and has already started
+    // closing with the matching code; socket errors surface as an abnormal close instead.
+    switch (err.code) {
+      case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
+        this.#fail(
+          new LimitExceededError(
+            `received a frame larger than maxFrameBytes (${this.#options.maxFrameBytes} bytes); ` +
+              'raise maxFrameBytes on this side or make the peer send smaller frames',
+          ),
+          'none',
+        );
+        return;
+      case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
+        this.#fail(new LimitExceededError(`the peer split a message into too many fragments: ${err.message}`), 'none');
+        return;
+      default:
+        if (typeof err.code === 'string' && err.code.startsWith('WS_ERR_')) {
+          this.#fail(new MalformedRecordError(`the peer broke the WebSocket protocol: ${err.message}`, { cause: err }), 'none');
+        } else {
+          this.#fail(new ConnectionClosedError(`the connection failed: ${err.message}`, { cause: err }), 'terminate');
+        }
+    }
+  };
+
+  #onClose = (code: number, reason: Buffer): void => {
+    this.#socketClosed = true;
+    this.#stopIdleTimer();
+    if (!this.#ended) this.#end(this.#describeClose(code, reason.toString()));
+    for (const resolve of this.#socketClosedWaiters.splice(0)) resolve();
+  };
+
+  #describeClose(code: number, reason: string): Error | undefined {
+    const because = reason ? `: ${reason}` : '';
+    if (code === CLOSE_NORMAL) {
+      if (this.#discardedFrames === 0) return undefined;
+      return new ConnectionClosedError(
+        `this side closed while the peer was still sending; ${this.#discardedFrames} frames that did not fit the receive queue were dropped`,
+      );
+    }
+    if (code === CLOSE_MESSAGE_TOO_BIG) {
+      return new LimitExceededError(
+        `the peer closed the connection with code 1009 (message too big)${because}; a frame exceeded the peer's maxFrameBytes`,
+      );
+    }
+    if (code === CLOSE_ABNORMAL) {
+      return new ConnectionClosedError(
+        this.#closingLocally
+          ? `the peer did not complete the closing handshake within ${this.#options.closeTimeoutMs} ms (close code 1006)`
+          : 'the connection to the peer was lost without a close frame (close code 1006); the peer may have exited or the network failed',
+      );
+    }
+    return new ConnectionClosedError(`the peer closed the connection with code ${code}${because}`);
+  }
+
+  /**
+   * Ends the transport for a reason found on this side. Queued frames are dropped; the peer learns
+   * nothing (`terminate`), gets a close frame (`close`), or `ws` already sent one (`none`).
+   */
+  #fail(error: Error, how: 'terminate' | 'close' | 'none', closeCode?: number, closeReason?: string): void {
+    if (!this.#ended) {
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      this.#end(error);
+    }
+    this.#stopIdleTimer();
+    if (how === 'terminate') {
+      this.#ws.terminate();
+    } else if (how === 'close') {
+      // Keep reading so the peer's answer to the close frame is seen; messages are ignored now.
+      this.#setReadPaused(false);
+      this.#ws.close(closeCode, closeReason);
+    }
+  }
+
+  #end(error: Error | undefined): void {
+    this.#ended = true;
+    this.#endError = error;
+    const sendError = error ?? new ConnectionClosedError('the connection closed before the frame was written');
+    for (const entry of this.#pendingSends) {
+      entry.settled = true;
+      this.#bufferedBytes -= entry.bytes;
+      entry.reject(sendError);
+    }
+    this.#pendingSends.clear();
+    // Waiters exist only while the queue is empty, so the end is theirs to see now.
+    for (const waiter of this.#waiters.splice(0)) {
+      if (error) waiter.reject(error);
+      else waiter.resolve(undefined);
+    }
+  }
+
+  #unusableError(): Error {
+    if (this.#endError) return this.#endError;
+    return new ConnectionClosedError(this.#closingLocally ? 'the transport is closing' : 'the peer closed the connection');
+  }
+
+  #isQueueFull(): boolean {
+    return this.#queue.length >= this.#options.maxQueuedFrames || this.#queuedBytes >= this.#options.maxQueuedBytes;
+  }
+
+  #maybeResumeReading(): void {
+    if (
+      this.#readPaused &&
+      this.#queue.length < this.#options.maxQueuedFrames / 2 &&
+      this.#queuedBytes < this.#options.maxQueuedBytes / 2
+    ) {
+      this.#setReadPaused(false);
+    }
+  }
+
+  #setReadPaused(paused: boolean): void {
+    if (paused === this.#readPaused) return;
+    this.#readPaused = paused;
+    if (paused) this.#ws.pause();
+    else this.#ws.resume();
+  }
+
+  #stopIdleTimer(): void {
+    if (this.#idleTimer !== undefined) {
+      clearInterval(this.#idleTimer);
+      this.#idleTimer = undefined;
+    }
+  }
+}
+
+/**
+ * Opens a migration connection to `url` (`ws://host:port`). Rejects with ERR_CONNECT_FAILED when
+ * the URL is not a WebSocket URL, the host cannot be reached or refuses, the server answers
+ * without upgrading, or `connectTimeoutMs` passes; no socket is left behind then.
+ */
+export function connectWebSocket(url: string, options: ConnectWebSocketOptions = {}): Promise<WebSocketTransport> {
+  let transportOptions: ResolvedOptions;
+  let connectTimeoutMs: number;
+  try {
+    transportOptions = resolveOptions(options);
+    connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+
+  return new Promise((resolve, reject) => {
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url, wsClientOptions(transportOptions));
+    } catch (err) {
+      reject(
+        new ConnectFailedError(`cannot connect to ${JSON.stringify(url)}: ${describeError(err)}; expected a URL like ws://host:port`, {
+          cause: err,
+        }),
+      );
+      return;
+    }
+
+    const settle = (error: ConnectFailedError | undefined): void => {
+      clearTimeout(timer);
+      ws.off('open', onOpen);
+      ws.off('error', onError);
+      ws.off('unexpected-response', onUnexpectedResponse);
+      if (error) {
+        // `ws` may still report the aborted handshake; nobody listens for it any more.
+        ws.on('error', ignore);
+        ws.terminate();
+        reject(error);
+        return;
+      }
+      try {
+        resolve(new WebSocketTransport(ws, transportOptions));
+      } catch (err) {
+        ws.on('error', ignore);
+        ws.terminate();
+        reject(err);
+      }
+    };
+    const onOpen = (): void => settle(undefined);
+    const onError = (err: Error): void =>
+      settle(
+        new ConnectFailedError(
+          `could not connect to ${url}: ${describeError(err)}; check that a livemig target is listening at that address and that the network lets it through`,
+          { cause: err },
+        ),
+      );
+    const onUnexpectedResponse = (_req: http.ClientRequest, res: http.IncomingMessage): void => {
+      const hint =
+        res.statusCode === 503
+          ? 'the target is at its connection limit; try again once a migration finished'
+          : 'check that the URL points at a livemig target agent';
+      settle(
+        new ConnectFailedError(
+          `${url} answered HTTP ${res.statusCode} ${res.statusMessage ?? ''} instead of accepting a WebSocket; ${hint}`,
+        ),
+      );
+    };
+    const timer = setTimeout(
+      () =>
+        settle(
+          new ConnectFailedError(
+            `timed out after ${connectTimeoutMs} ms connecting to ${url}; check the host, port and network path, or raise connectTimeoutMs`,
+          ),
+        ),
+      connectTimeoutMs,
+    );
+    ws.on('open', onOpen);
+    ws.on('error', onError);
+    ws.on('unexpected-response', onUnexpectedResponse);
+  });
+}
+
+/**
+ * Listens for migration connections. `onTransport` runs once per accepted connection, after the
+ * handshake; if it throws, that connection is destroyed. Rejects with ERR_CONNECT_FAILED when the
+ * address cannot be bound.
+ */
+export function listenWebSocket(
+  options: ListenWebSocketOptions,
+  onTransport: (transport: WebSocketTransport, info: RemoteInfo) => void,
+): Promise<WebSocketListener> {
+  let transportOptions: ResolvedOptions;
+  let maxConnections: number;
+  let port: number;
+  const host = options.host ?? DEFAULT_LISTEN_HOST;
+  try {
+    transportOptions = resolveOptions(options);
+    maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    port = options.port ?? 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new InvalidArgumentError(`port must be an integer from 0 to 65535, got ${port}`);
+    }
+  } catch (err) {
+    return Promise.reject(err);
+  }
+
+  const server = http.createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
+    res.end('livemig migration endpoint: connect with a WebSocket client\n');
+  });
+  const wss = new WebSocketServer(wsServerOptions(transportOptions));
+  const sockets = new Set<Socket>();
+  const transports = new Set<WebSocketTransport>();
+  let closing: Promise<void> | undefined;
+
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+
+  server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    if (transports.size >= maxConnections) {
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const transport = new WebSocketTransport(ws, transportOptions);
+      transports.add(transport);
+      ws.once('close', () => transports.delete(transport));
+      try {
+        onTransport(transport, { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 });
+      } catch (err) {
+        transport.destroy(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    const onListenError = (err: Error): void => {
+      reject(
+        new ConnectFailedError(
+          `could not listen on ${formatHost(host)}:${port}: ${describeError(err)}; choose another address or port`,
+          { cause: err },
+        ),
+      );
+    };
+    server.once('error', onListenError);
+    server.listen({ host, port }, () => {
+      server.off('error', onListenError);
+      // Once listening, the server only reports failures to accept a connection (EMFILE, say);
+      // the connections already open are unaffected, so it keeps serving them.
+      server.on('error', ignore);
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close();
+        reject(new ConnectFailedError(`listening on ${formatHost(host)}:${port} gave no TCP address`));
+        return;
+      }
+      const boundHost = address.address;
+      const boundPort = address.port;
+      resolve({
+        host: boundHost,
+        port: boundPort,
+        url: `ws://${formatHost(boundHost)}:${boundPort}`,
+        close(): Promise<void> {
+          closing ??= new Promise<void>((done) => {
+            server.close(() => done());
+            for (const transport of transports) {
+              transport.destroy(new ConnectionClosedError('the listener was closed while this connection was open'));
+            }
+            // Sockets still in their HTTP exchange would otherwise keep the server open.
+            for (const socket of sockets) socket.destroy();
+          });
+          return closing;
+        },
+      });
+    });
+  });
+}
+
+/**
+ * `closeTimeout` (ws 8.19 and later) bounds the closing handshake; the installed type definitions
+ * predate it.
+ */
+interface CloseTimeoutOption {
+  closeTimeout: number;
+}
+
+function wsClientOptions(options: ResolvedOptions): WebSocket.ClientOptions & CloseTimeoutOption {
+  return {
+    perMessageDeflate: false,
+    maxPayload: options.maxFrameBytes,
+    generateMask: zeroMask,
+    followRedirects: false,
+    closeTimeout: options.closeTimeoutMs,
+  };
+}
+
+function wsServerOptions(options: ResolvedOptions): WebSocket.ServerOptions & CloseTimeoutOption {
+  return {
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: options.maxFrameBytes,
+    clientTracking: false,
+    closeTimeout: options.closeTimeoutMs,
+  };
+}
+
+function resolveOptions(options: WebSocketTransportOptions): ResolvedOptions {
+  const maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+  if (maxFrameBytes > MAX_FRAME_BYTES_LIMIT) {
+    throw new InvalidArgumentError(`maxFrameBytes must be at most ${MAX_FRAME_BYTES_LIMIT}, got ${maxFrameBytes}`);
+  }
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs < 0) {
+    throw new InvalidArgumentError(`idleTimeoutMs must be 0 (off) or a positive number of milliseconds, got ${idleTimeoutMs}`);
+  }
+  return {
+    maxFrameBytes,
+    maxQueuedFrames: positiveInteger('maxQueuedFrames', options.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES),
+    maxQueuedBytes: positiveInteger('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES),
+    idleTimeoutMs,
+    closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS),
+  };
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError(`${name} must be a positive number, got ${value}`);
+  }
+  return value;
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Node reports a refused connection to a name with several addresses as an empty AggregateError. */
+function describeError(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) {
+    return err.errors.map(describeError).join('; ');
+  }
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    if (err.message) return err.message;
+    if (typeof code === 'string') return code;
+  }
+  return String(err);
+}
+
+function ignore(): void {}

@@ -1,0 +1,72 @@
+// The livemig command, run as a user runs it: a separate process, flags, exit status, output.
+import { spawnSync, spawn } from 'node:child_process';
+import { expect, test } from 'vitest';
+import { BIN, startAgentProcess } from './helpers/agent-process.js';
+
+function run(args: string[], timeout = 90_000) {
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout });
+}
+
+test('demo --json migrates a running guest to a second process and checks it against its oracle', () => {
+  const r = run(['demo', '--memory', '64MiB', '--workload', 'hotset', '--dirty-rate', '50MB/s', '--warmup', '200ms', '--run-after', '200ms', '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const report = JSON.parse(r.stdout);
+  expect(report.outcome).toBe('completed');
+  expect(report.verified).toBe(true);
+  expect(report.memoryBytes).toBe(64 * 1024 * 1024);
+  expect(report.guest.workload).toBe('hotset');
+  expect(report.oracle.matches).toBe(true);
+  expect(report.downtimeMs).toBeGreaterThan(0);
+  expect(report.rounds.length).toBeGreaterThanOrEqual(2);
+});
+
+test('demo without --json prints a report for people', () => {
+  const r = run(['demo', '--memory', '64MiB', '--workload', 'idle', '--warmup', '100ms', '--run-after', '100ms', '--compress', 'none']);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/migrated: the guest now runs on ws:\/\/127\.0\.0\.1:\d+/);
+  expect(r.stdout).toMatch(/downtime\s+[0-9.]+ ms/);
+  expect(r.stdout).toMatch(/oracle: the guest on the target matches its replay/);
+});
+
+test('migrate and listen across two processes, then status', async () => {
+  const agent = await startAgentProcess();
+  try {
+    const child = spawn(process.execPath, [BIN, 'migrate', '--to', agent.url, '--memory', '64MiB', '--warmup', '100ms', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const report = JSON.parse(out);
+    expect(report.outcome).toBe('completed');
+    const resumed = await agent.waitFor((e) => e.type === 'migration-resumed');
+    expect(resumed.migrationId).toBe(report.migrationId);
+    const status = run(['status', '--to', agent.url, '--id', report.migrationId, '--json']);
+    expect(status.status).toBe(0);
+    expect(JSON.parse(status.stdout)).toEqual({ migrationId: report.migrationId, state: 'running' });
+  } finally {
+    await agent.stop();
+  }
+});
+
+test.each([
+  [['demo', '--memory', '12XB'], /--memory "12XB" has an unknown unit/],
+  [['demo', '--workload', 'busy'], /--workload "busy" is not one of idle, uniform, hotset, sequential/],
+  [['demo', '--dirty-rate', 'fast'], /--dirty-rate "fast" is not a number/],
+  [['demo', '--compress', 'zstd'], /--compress "zstd" is not lz4 or none/],
+  [['migrate', '--memory', '64MiB'], /migrate needs --to/],
+  [['demo', '--bogus'], /Unknown option '--bogus'/],
+  [['frobnicate'], /unknown command "frobnicate"/],
+])('%j is refused with a clear error and status 2', (args, message) => {
+  const r = run(args as string[]);
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(/^livemig: ERR_INVALID_ARGUMENT: /);
+  expect(r.stderr).toMatch(message as RegExp);
+  expect(r.stdout).toBe('');
+});
+
+test('migrate to a port where nobody listens fails with ERR_CONNECT_FAILED', () => {
+  const r = run(['migrate', '--to', 'ws://127.0.0.1:1', '--memory', '64MiB', '--warmup', '0ms', '--json']);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/ERR_CONNECT_FAILED/);
+});

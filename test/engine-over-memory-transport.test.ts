@@ -1,0 +1,145 @@
+// The engine and the target receiver back to back over the in-memory transport: the decisions
+// and the undo paths, without processes or sockets.
+import { afterEach, expect, test } from 'vitest';
+import { SimulatedGuest } from '../dist/domain/sim/guest.js';
+import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
+import { oracleDigest } from '../dist/domain/sim/oracle.js';
+import type { SimGuestConfig } from '../dist/domain/sim/config.js';
+import { migrate } from '../dist/precopy/migration.js';
+import { acceptMigration } from '../dist/precopy/incoming.js';
+import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
+import { decodeFrame } from '../dist/protocol/codec.js';
+import { digestBuffer } from '../dist/protocol/page-digest.js';
+import { tamperingTransport } from './helpers/faulty-transport.js';
+
+const MiB = 1024 * 1024;
+const config: SimGuestConfig = { memoryBytes: 32 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 30e6, hotSetBytes: 4 * MiB, seed: 5 };
+const backends = new Map([['sim', new SimTargetBackend()]]);
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function bootGuest(): Promise<InstanceType<typeof SimulatedGuest>> {
+  const guest = await SimulatedGuest.boot(config, 'memory-transport');
+  cleanups.push(() => guest.destroy());
+  return guest;
+}
+
+async function expectIntactOnSource(guest: InstanceType<typeof SimulatedGuest>): Promise<void> {
+  expect(guest.paused).toBe(false);
+  await guest.pause();
+  const states = guest.vcpuStates();
+  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
+  await guest.resume();
+}
+
+test('completes, and the target holds what the oracle says', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  const report = await migrate(guest, a, { destroySource: false });
+  const result = await incoming;
+  cleanups.push(async () => result.domain?.destroy());
+  expect(report.outcome).toBe('completed');
+  expect(result.outcome).toBe('resumed');
+  expect(report.verified).toBe(true);
+  const steps = guest.vcpuStates().map((s) => s.steps);
+  expect(result.digest).toBe(oracleDigest(config, steps).digest);
+});
+
+test('a flipped payload byte fails the batch checksum; the guest stays on the source', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  let pagesSeen = 0;
+  const faulty = tamperingTransport(a, (frame) => {
+    const copy = new Uint8Array(frame);
+    const record = decodeFrame(copy);
+    if (record.type === 'pages' && record.pages.length > 0 && ++pagesSeen === 3) {
+      copy[copy.length - 100]! ^= 0x40;
+    }
+    return copy;
+  });
+  const incoming = acceptMigration(b, { backends });
+  const report = await migrate(guest, faulty, { codec: 'none' });
+  const result = await incoming;
+  expect(result.outcome).toBe('discarded');
+  expect(result.error?.code).toBe('ERR_CHECKSUM_MISMATCH');
+  expect(report.outcome).toBe('failed');
+  expect(report.error?.code).toBe('ERR_PEER_ABORTED');
+  expect(report.error?.message).toContain('ERR_CHECKSUM_MISMATCH');
+  expect(report.guestRunningOn).toBe('source');
+  await expectIntactOnSource(guest);
+});
+
+test('a dropped batch is noticed by its sequence number; the guest stays on the source', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  let dropped = false;
+  const faulty = tamperingTransport(a, (frame) => {
+    const record = decodeFrame(frame);
+    if (!dropped && record.type === 'pages' && record.round === 1) {
+      dropped = true;
+      return null;
+    }
+    return frame;
+  });
+  const incoming = acceptMigration(b, { backends });
+  const report = await migrate(guest, faulty, { codec: 'lz4', policy: (s) => (s.round < 2 ? 'continue' : 'stop-and-copy') });
+  const result = await incoming;
+  expect(dropped).toBe(true);
+  expect(result.outcome).toBe('discarded');
+  expect(result.error?.code).toBe('ERR_UNEXPECTED_RECORD');
+  expect(report.outcome).toBe('failed');
+  expect(report.guestRunningOn).toBe('source');
+  await expectIntactOnSource(guest);
+});
+
+test('a garbled frame is refused as malformed; the guest stays on the source', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  let garbled = false;
+  const faulty = tamperingTransport(a, (frame) => {
+    if (!garbled && decodeFrame(frame).type === 'pages') {
+      garbled = true;
+      const copy = new Uint8Array(frame);
+      copy.fill(0xc1, 4, 40); // 0xc1 is never valid msgpack
+      return copy;
+    }
+    return frame;
+  });
+  const incoming = acceptMigration(b, { backends });
+  const report = await migrate(guest, faulty);
+  const result = await incoming;
+  expect(result.error?.code).toBe('ERR_MALFORMED_RECORD');
+  expect(report.outcome).toBe('failed');
+  expect(report.guestRunningOn).toBe('source');
+  await expectIntactOnSource(guest);
+});
+
+test('a policy that gives up leaves the guest running on the source', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  const report = await migrate(guest, a, { policy: (s) => (s.round >= 2 ? 'abort' : 'continue') });
+  const result = await incoming;
+  expect(report.outcome).toBe('failed');
+  expect(report.error?.code).toBe('ERR_POLICY_ABORT');
+  expect(report.rounds).toHaveLength(2);
+  expect(result.outcome).toBe('discarded');
+  expect(result.error?.code).toBe('ERR_PEER_ABORTED');
+  await expectIntactOnSource(guest);
+});
+
+test('a policy decides the number of rounds', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  const report = await migrate(guest, a, { policy: (s) => (s.round >= 4 ? 'stop-and-copy' : 'continue') });
+  const result = await incoming;
+  cleanups.push(async () => result.domain?.destroy());
+  expect(report.outcome).toBe('completed');
+  expect(report.rounds.map((r) => r.stopAndCopy)).toEqual([false, false, false, false, true]);
+  expect(report.verified).toBe(true);
+});

@@ -1,0 +1,63 @@
+// A target agent in a separate process, started the way a user starts one: `livemig listen`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
+
+export interface AgentProcess {
+  url: string;
+  child: ChildProcess;
+  /** Every JSON event line the agent printed so far. */
+  events: Array<Record<string, unknown>>;
+  /** Resolves with the first event matching `pred`. */
+  waitFor(pred: (e: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+export async function startAgentProcess(extraArgs: string[] = []): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const events: Array<Record<string, unknown>> = [];
+  const listeners = new Set<() => void>();
+  const lines = createInterface({ input: child.stdout! });
+  lines.on('line', (line) => {
+    events.push(JSON.parse(line) as Record<string, unknown>);
+    for (const l of listeners) l();
+  });
+  const waitFor = (pred: (e: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const hit = events.find(pred);
+        if (hit) {
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve(hit);
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`agent event not seen within ${timeoutMs} ms; saw ${JSON.stringify(events)}`));
+      }, timeoutMs);
+      if (!check()) listeners.add(check);
+    });
+  const listening = await waitFor((e) => e.type === 'listening', 15_000);
+  return {
+    url: listening.url as string,
+    child,
+    events,
+    waitFor,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

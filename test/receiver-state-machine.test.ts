@@ -1,0 +1,181 @@
+import { describe, expect, it } from 'vitest';
+
+import {
+  expectedRecords,
+  expectedSourceRecords,
+  receiverTransition,
+  sourceTransition,
+} from '../dist/protocol/receiver-state.js';
+import type { ReceiverEvent, ReceiverState, SourceEvent, SourceState } from '../dist/protocol/receiver-state.js';
+import type { RecordType } from '../dist/protocol/records.js';
+
+const RECORD_TYPES: RecordType[] = [
+  'hello',
+  'ready',
+  'pages',
+  'round-end',
+  'device-state',
+  'complete',
+  'prepared',
+  'go',
+  'resumed',
+  'abort',
+  'query',
+  'status',
+];
+
+// The receiver table as docs/protocol.md states it, written out independently of the code.
+const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, ReceiverState>>> = {
+  'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
+  receiving: { pages: 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
+  'state-received': { complete: 'complete-received', abort: 'aborted' },
+  'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
+  prepared: { go: 'resumed', abort: 'aborted' },
+  resumed: {},
+  aborted: {},
+  answered: {},
+};
+
+const SOURCE_LEGAL: Record<SourceState, Partial<Record<SourceEvent, SourceState>>> = {
+  'hello-sent': { ready: 'streaming', abort: 'aborted' },
+  streaming: { 'sent-complete': 'complete-sent', abort: 'aborted' },
+  'complete-sent': { prepared: 'prepared-received', abort: 'aborted' },
+  'prepared-received': { 'sent-go': 'go-sent', abort: 'aborted' },
+  'go-sent': { resumed: 'done', abort: 'aborted' },
+  done: {},
+  aborted: {},
+};
+
+function codeOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (err) {
+    return (err as { code?: string }).code ?? 'no code';
+  }
+  return 'no error';
+}
+
+function runReceiver(events: ReceiverEvent[]): ReceiverState {
+  return events.reduce<ReceiverState>((state, event) => receiverTransition(state, event), 'await-hello');
+}
+
+describe('receiver: legal paths', () => {
+  it('walks a whole migration with several rounds', () => {
+    expect(
+      runReceiver([
+        'hello',
+        'pages',
+        'pages',
+        'round-end',
+        'pages',
+        'round-end',
+        'pages',
+        'device-state',
+        'complete',
+        'sent-prepared',
+        'go',
+      ]),
+    ).toBe('resumed');
+  });
+
+  it('accepts a migration whose rounds were all empty', () => {
+    expect(runReceiver(['hello', 'round-end', 'device-state', 'complete', 'sent-prepared', 'go'])).toBe('resumed');
+  });
+
+  it('answers a query connection', () => {
+    expect(runReceiver(['query'])).toBe('answered');
+  });
+
+  it('steps through each state as the table says', () => {
+    expect(runReceiver(['hello'])).toBe('receiving');
+    expect(runReceiver(['hello', 'device-state'])).toBe('state-received');
+    expect(runReceiver(['hello', 'device-state', 'complete'])).toBe('complete-received');
+    expect(runReceiver(['hello', 'device-state', 'complete', 'sent-prepared'])).toBe('prepared');
+  });
+});
+
+describe('receiver: abort', () => {
+  for (const [state, row] of Object.entries(RECEIVER_LEGAL) as [ReceiverState, object][]) {
+    const final = Object.keys(row).length === 0;
+    it(`is ${final ? 'refused in final' : 'legal in'} state ${state}`, () => {
+      if (final) expect(codeOf(() => receiverTransition(state, 'abort'))).toBe('ERR_UNEXPECTED_RECORD');
+      else expect(receiverTransition(state, 'abort')).toBe('aborted');
+    });
+  }
+});
+
+describe('receiver: out-of-order records', () => {
+  const events: ReceiverEvent[] = [...RECORD_TYPES, 'sent-prepared'];
+  for (const [state, row] of Object.entries(RECEIVER_LEGAL) as [ReceiverState, Partial<Record<ReceiverEvent, ReceiverState>>][]) {
+    it(`in ${state}: exactly the legal events pass, every other throws ERR_UNEXPECTED_RECORD`, () => {
+      for (const event of events) {
+        const next = row[event];
+        if (next !== undefined) expect(receiverTransition(state, event)).toBe(next);
+        else expect(codeOf(() => receiverTransition(state, event))).toBe('ERR_UNEXPECTED_RECORD');
+      }
+    });
+  }
+
+  it('names the record, the state and what was expected', () => {
+    expect(() => receiverTransition('await-hello', 'pages')).toThrow(
+      /"pages".*"await-hello".*hello, query, abort/,
+    );
+    expect(() => receiverTransition('resumed', 'go')).toThrow(/"go".*"resumed".*no further records/);
+  });
+
+  it('rejects a second hello, pages after the device state and go before prepared', () => {
+    expect(codeOf(() => runReceiver(['hello', 'hello']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runReceiver(['hello', 'device-state', 'pages']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runReceiver(['hello', 'device-state', 'complete', 'go']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runReceiver(['query', 'hello']))).toBe('ERR_UNEXPECTED_RECORD');
+  });
+
+  it('is not fooled by names that live on Object.prototype', () => {
+    for (const event of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      expect(codeOf(() => receiverTransition('receiving', event as ReceiverEvent))).toBe('ERR_UNEXPECTED_RECORD');
+    }
+    expect(codeOf(() => receiverTransition('constructor' as ReceiverState, 'abort'))).toBe('ERR_INVALID_ARGUMENT');
+  });
+});
+
+describe('receiver: expected records', () => {
+  it('lists the record types legal in each state, without local events', () => {
+    expect(expectedRecords('await-hello')).toEqual(['hello', 'query', 'abort']);
+    expect(expectedRecords('receiving')).toEqual(['pages', 'round-end', 'device-state', 'abort']);
+    expect(expectedRecords('state-received')).toEqual(['complete', 'abort']);
+    expect(expectedRecords('complete-received')).toEqual(['abort']);
+    expect(expectedRecords('prepared')).toEqual(['go', 'abort']);
+    expect(expectedRecords('resumed')).toEqual([]);
+    expect(expectedRecords('aborted')).toEqual([]);
+    expect(expectedRecords('answered')).toEqual([]);
+  });
+});
+
+describe('source', () => {
+  function runSource(events: SourceEvent[]): SourceState {
+    return events.reduce<SourceState>((state, event) => sourceTransition(state, event), 'hello-sent');
+  }
+
+  it('walks a whole migration', () => {
+    expect(runSource(['ready', 'sent-complete', 'prepared', 'sent-go', 'resumed'])).toBe('done');
+  });
+
+  for (const [state, row] of Object.entries(SOURCE_LEGAL) as [SourceState, Partial<Record<SourceEvent, SourceState>>][]) {
+    it(`in ${state}: exactly the legal events pass`, () => {
+      const events: SourceEvent[] = [...RECORD_TYPES, 'sent-complete', 'sent-go'];
+      for (const event of events) {
+        const next = row[event];
+        if (next !== undefined) expect(sourceTransition(state, event)).toBe(next);
+        else expect(codeOf(() => sourceTransition(state, event))).toBe('ERR_UNEXPECTED_RECORD');
+      }
+      const final = Object.keys(row).length === 0;
+      expect(expectedSourceRecords(state).includes('abort')).toBe(!final);
+    });
+  }
+
+  it('accepts nothing but abort while streaming', () => {
+    expect(expectedSourceRecords('streaming')).toEqual(['abort']);
+    expect(codeOf(() => runSource(['ready', 'ready']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runSource(['ready', 'prepared']))).toBe('ERR_UNEXPECTED_RECORD');
+  });
+});

@@ -1,0 +1,70 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { SimulatedGuest, type SimGuestConfig } from '../dist/domain/sim/index.js';
+
+const MiB = 1024 * 1024;
+const config: SimGuestConfig = {
+  memoryBytes: 16 * MiB,
+  vcpus: 2,
+  workload: 'uniform',
+  dirtyRateBytesPerSec: 10e6,
+  hotSetBytes: 0,
+  seed: 2,
+};
+
+describe('the simulated guest lifecycle', () => {
+  it('destroys cleanly, twice, and refuses use afterwards', async () => {
+    const guest = await SimulatedGuest.boot(config);
+    const page = new Uint8Array(4096);
+    guest.copyPage(0, page, 0);
+    await guest.destroy();
+    await guest.destroy();
+    expect(() => guest.copyPage(0, page, 0)).toThrow(expect.objectContaining({ code: 'ERR_DOMAIN_FAILED' }));
+    await expect(guest.pause()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
+    await expect(guest.resume()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
+  });
+
+  it('checks page numbers and buffer room', async () => {
+    const guest = await SimulatedGuest.boot(config);
+    try {
+      const page = new Uint8Array(4096);
+      expect(() => guest.copyPage(guest.pageCount, page, 0)).toThrow(expect.objectContaining({ code: 'ERR_PAGE_OUT_OF_RANGE' }));
+      expect(() => guest.copyPage(-1, page, 0)).toThrow(expect.objectContaining({ code: 'ERR_PAGE_OUT_OF_RANGE' }));
+      expect(() => guest.copyPage(0, page, 1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+      expect(() => guest.writePage(0, page.subarray(1), 0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    } finally {
+      await guest.destroy();
+    }
+  });
+
+  it('reports a vCPU thread that died as ERR_DOMAIN_FAILED on the next pause', async () => {
+    const guest = await SimulatedGuest.boot(config);
+    try {
+      // Reach into the guest to kill one vCPU thread, as a crash would.
+      const vcpus = (guest as unknown as { vcpus: Array<{ worker: { terminate(): Promise<number> } }> }).vcpus;
+      await vcpus[0]!.worker.terminate();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await expect(guest.pause()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
+      await expect(guest.resume()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
+    } finally {
+      await guest.destroy();
+    }
+  });
+
+  it('never keeps the process alive, even when not destroyed', () => {
+    const url = new URL('../dist/domain/sim/index.js', import.meta.url).href;
+    const script = `
+      const { SimulatedGuest } = await import(${JSON.stringify(url)});
+      const guest = await SimulatedGuest.boot(${JSON.stringify(config)});
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await guest.pause();
+      await guest.resume();
+      console.log('steps', guest.stepCounts().join(','));
+    `;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 15_000 });
+    expect(child.error).toBeUndefined();
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(child.stdout).toMatch(/^steps \d+,\d+/);
+  });
+});

@@ -175,8 +175,8 @@ export class MemoryTransport implements Transport {
     this.#fail(reason ?? new ConnectionClosedError('the connection was destroyed by this side'));
   }
 
+  /** Ends the connection for a reason found on this end; its queued frames are dropped. */
   #fail(error: Error): void {
-    if (this.#ended) return;
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#end(error);

@@ -39,7 +39,12 @@ export interface Transport {
    */
   receive(): Promise<Uint8Array | undefined>;
 
-  /** Closes cleanly after queued frames are sent. Idempotent. */
+  /**
+   * Closes cleanly after queued frames are sent: the peer reads every one of them, then
+   * `undefined`. Resolves once closed, or once the implementation's close timeout passed and the
+   * connection was torn down instead (sends not yet written then reject). Never rejects.
+   * Idempotent.
+   */
   close(): Promise<void>;
 
   /** Tears the connection down at once; pending sends and receives reject. Idempotent. */

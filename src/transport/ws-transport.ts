@@ -53,7 +53,7 @@ const SEND_OPTIONS = { binary: true } as const;
  * RFC 6455 wants client frames masked with an unpredictable key so that scripts in a browser
  * cannot craft bytes a caching proxy would misread. A migration stream runs between two agents
  * of ours, never from a browser, so the key is all zero: `ws` then skips the XOR pass and the copy
- * it needs for it, worth about a fifth of the throughput of a 1 MiB frame.
+ * it needs for it, which raises the loopback throughput of 1 MiB frames by about a fifth.
  */
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
@@ -346,8 +346,7 @@ export class WebSocketTransport implements Transport {
       waiter.resolve(frame);
       return;
     }
-    const full = this.#queue.length >= this.#options.maxQueuedFrames || this.#queuedBytes >= this.#options.maxQueuedBytes;
-    if (full && this.#closingLocally) {
+    if (this.#closingLocally && this.#isQueueFull()) {
       this.#discardedFrames++;
       return;
     }
@@ -434,15 +433,14 @@ export class WebSocketTransport implements Transport {
   }
 
   /**
-   * Ends the transport for a reason found on this side. Queued frames are dropped; the peer learns
-   * nothing (`terminate`), gets a close frame (`close`), or `ws` already sent one (`none`).
+   * Ends the transport for a reason found on this side, unless it already ended. Queued frames
+   * are dropped either way; the peer learns nothing (`terminate`), gets a close frame (`close`),
+   * or `ws` already sent one (`none`).
    */
   #fail(error: Error, how: 'terminate' | 'close' | 'none', closeCode?: number, closeReason?: string): void {
-    if (!this.#ended) {
-      this.#queue = [];
-      this.#queuedBytes = 0;
-      this.#end(error);
-    }
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    if (!this.#ended) this.#end(error);
     this.#stopIdleTimer();
     if (how === 'terminate') {
       this.#ws.terminate();

@@ -44,6 +44,7 @@ const records: Exclude<MigrationRecord, PagesRecord>[] = [
   },
   { type: 'ready', version: 1, migrationId: 'm-1' },
   { type: 'round-end', round: 7, pages: 123456 },
+  { type: 'round-ack', round: 7, batches: 4321 },
   { type: 'device-state', state: new Uint8Array([1, 2, 3, 250, 0, 9]) },
   { type: 'device-state', state: new Uint8Array(0) },
   { type: 'complete', batches: 2 ** 40, digest: '00ff00ff00ff00ff' },

@@ -14,6 +14,7 @@ const RECORD_TYPES: RecordType[] = [
   'ready',
   'pages',
   'round-end',
+  'round-ack',
   'device-state',
   'complete',
   'prepared',
@@ -38,8 +39,8 @@ const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, Receiv
 
 const SOURCE_LEGAL: Record<SourceState, Partial<Record<SourceEvent, SourceState>>> = {
   'hello-sent': { ready: 'streaming', abort: 'aborted' },
-  streaming: { 'sent-complete': 'complete-sent', abort: 'aborted' },
-  'complete-sent': { prepared: 'prepared-received', abort: 'aborted' },
+  streaming: { 'round-ack': 'streaming', 'sent-complete': 'complete-sent', abort: 'aborted' },
+  'complete-sent': { 'round-ack': 'complete-sent', prepared: 'prepared-received', abort: 'aborted' },
   'prepared-received': { 'sent-go': 'go-sent', abort: 'aborted' },
   'go-sent': { resumed: 'done', abort: 'aborted' },
   done: {},
@@ -173,8 +174,9 @@ describe('source', () => {
     });
   }
 
-  it('accepts nothing but abort while streaming', () => {
-    expect(expectedSourceRecords('streaming')).toEqual(['abort']);
+  it('accepts nothing but round acknowledgements and abort while streaming', () => {
+    expect(expectedSourceRecords('streaming')).toEqual(['round-ack', 'abort']);
+    expect(runSource(['ready', 'round-ack', 'round-ack'])).toBe('streaming');
     expect(codeOf(() => runSource(['ready', 'ready']))).toBe('ERR_UNEXPECTED_RECORD');
     expect(codeOf(() => runSource(['ready', 'prepared']))).toBe('ERR_UNEXPECTED_RECORD');
   });

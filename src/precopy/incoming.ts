@@ -178,6 +178,8 @@ class IncomingMigration {
         await this.writeBatch(record);
         return;
       case 'round-end':
+        // Everything of the round is written by now: say so, so the source can pace itself.
+        await this.transport.send(encodeRecord({ type: 'round-ack', round: record.round, batches: this.nextSeq }));
         return;
       case 'device-state':
         await this.domain!.loadState(record.state);

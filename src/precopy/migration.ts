@@ -236,6 +236,9 @@ class SourceMigration {
     this.protocolState = sourceTransition(this.protocolState, 'sent-complete');
     const completeSentAt = performance.now();
     this.setPhase('switchover');
+    // The stop-and-copy round is acknowledged like any other; the source reads that
+    // acknowledgement only now, so as not to wait a round trip before sending the state.
+    await this.expectRoundAck(timeoutMs);
     const prepared = await this.expect('prepared', timeoutMs);
     if (prepared.digest !== digest) {
       throw new DigestMismatchError(`the target holds memory with digest ${prepared.digest}, but the source sent ${digest}`);
@@ -359,6 +362,11 @@ class SourceMigration {
     }
     await this.sender.flush();
     await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: pfns.length }));
+    if (!stopAndCopy) {
+      // Wait until the target has written the whole round: the round's duration then measures
+      // what the target absorbs, and nothing queued in buffers will stretch the pause.
+      await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    }
     const durationMs = performance.now() - started;
     const bytesRaw = this.sender.counters.bytesRaw - before.bytesRaw;
     this.rounds.push({
@@ -393,6 +401,16 @@ class SourceMigration {
       throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for "${type}"`);
     }
     return record as Extract<MigrationRecord, { type: T }>;
+  }
+
+  /** Waits for the target to acknowledge the round just sent, every batch of it written. */
+  private async expectRoundAck(timeoutMs: number): Promise<void> {
+    const ack = await this.expect('round-ack', timeoutMs);
+    if (ack.round !== this.round || ack.batches !== this.sender.seq) {
+      throw new UnexpectedRecordError(
+        `the target acknowledged round ${ack.round} at batch ${ack.batches}; expected round ${this.round} at batch ${this.sender.seq}`,
+      );
+    }
   }
 
   private throwIfCancelled(): void {

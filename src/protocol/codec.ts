@@ -42,6 +42,7 @@ import type {
   RecordType,
   ResumedRecord,
   RoundEndRecord,
+  RoundAckRecord,
   StatusRecord,
 } from './records.js';
 
@@ -96,6 +97,7 @@ const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
   'ready',
   'pages',
   'round-end',
+  'round-ack',
   'device-state',
   'complete',
   'prepared',
@@ -559,6 +561,15 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
         type: 'round-end',
         round: count(h, 'round', 'round-end'),
         pages: count(h, 'pages', 'round-end'),
+      };
+      return record;
+    }
+    case 'round-ack': {
+      onlyFields(h, 'round-ack', ['round', 'batches']);
+      const record: RoundAckRecord = {
+        type: 'round-ack',
+        round: count(h, 'round', 'round-ack'),
+        batches: count(h, 'batches', 'round-ack'),
       };
       return record;
     }

@@ -75,8 +75,8 @@ const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
 
 const SOURCE_TABLE: Table<SourceState, SourceEvent> = {
   'hello-sent': { ready: 'streaming', abort: 'aborted' },
-  streaming: { 'sent-complete': 'complete-sent', abort: 'aborted' },
-  'complete-sent': { prepared: 'prepared-received', abort: 'aborted' },
+  streaming: { 'round-ack': 'streaming', 'sent-complete': 'complete-sent', abort: 'aborted' },
+  'complete-sent': { 'round-ack': 'complete-sent', prepared: 'prepared-received', abort: 'aborted' },
   'prepared-received': { 'sent-go': 'go-sent', abort: 'aborted' },
   'go-sent': { resumed: 'done', abort: 'aborted' },
   done: {},

@@ -71,6 +71,19 @@ export interface RoundEndRecord {
   pages: number;
 }
 
+/**
+ * Target -> source, answering each `round-end` of a pre-copy round: every batch up to the end of
+ * that round has been checked and written. The source waits for it before deciding on the next
+ * round, so nothing sent earlier still waits in buffers when it pauses the guest, and the round's
+ * duration measures what the target can absorb, not what the sockets can buffer.
+ */
+export interface RoundAckRecord {
+  type: 'round-ack';
+  round: number;
+  /** Batches written so far (the next expected `seq`). */
+  batches: number;
+}
+
 /** Source -> target, while the guest is paused: vCPU and device state, opaque to the engine. */
 export interface DeviceStateRecord {
   type: 'device-state';
@@ -146,6 +159,7 @@ export type MigrationRecord =
   | ReadyRecord
   | PagesRecord
   | RoundEndRecord
+  | RoundAckRecord
   | DeviceStateRecord
   | CompleteRecord
   | PreparedRecord

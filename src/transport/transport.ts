@@ -7,8 +7,12 @@
 /** Most frames an incoming queue holds before the transport stops reading. */
 export const DEFAULT_MAX_QUEUED_FRAMES = 64;
 
-/** Most bytes an incoming queue holds before the transport stops reading. */
-export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+/**
+ * Most bytes an incoming queue holds before the transport stops reading. Small on purpose: what
+ * waits here when the source pauses the guest must still be processed before the target can
+ * resume, so every queued megabyte is downtime. A few page batches keep the receiver busy.
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /** How long `close()` waits for the peer to finish the closing handshake, in milliseconds. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;

@@ -31,6 +31,9 @@ import {
 } from './vcpu-control.js';
 import { cloneVcpuState, initialVcpuState, type VcpuState } from './workload.js';
 
+/** One page of zeros, to compare against. */
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
+
 /** Most throttle a guest accepts: its vCPUs sleep 99% of each second. */
 export const MAX_SIM_THROTTLE = 0.99;
 
@@ -91,6 +94,8 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   readonly pageCount: number;
 
   private mem: Uint8Array;
+  /** The same memory as a Buffer, for its allocation-free range compare. */
+  private memBuffer: Buffer;
   private readonly dirty: DirtyBitmap;
   private readonly vcpus: Vcpu[] = [];
   private isPaused: boolean;
@@ -102,6 +107,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     this.descriptor = simDescriptor(config, name);
     this.pageCount = config.memoryBytes / PAGE_SIZE_BYTES;
     this.mem = new Uint8Array(new SharedArrayBuffer(config.memoryBytes));
+    this.memBuffer = Buffer.from(this.mem.buffer, 0, this.mem.length);
     this.dirty = DirtyBitmap.create(this.pageCount);
     this.isPaused = startPaused;
   }
@@ -263,6 +269,9 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   zeroPage(pfn: number): void {
     this.checkPage(pfn, this.mem, 0);
     const start = pfn * PAGE_SIZE_BYTES;
+    // A page never written reads as zeros without being allocated; writing zeros into it would
+    // allocate it. A fresh target receives about 40% of a guest as zero pages.
+    if (this.memBuffer.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, start, start + PAGE_SIZE_BYTES) === 0) return;
     this.mem.fill(0, start, start + PAGE_SIZE_BYTES);
   }
 
@@ -364,5 +373,6 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     );
     this.isPaused = true;
     this.mem = new Uint8Array(0);
+    this.memBuffer = Buffer.alloc(0);
   }
 }

@@ -22,6 +22,8 @@ export type MigrationErrorCode =
   | 'ERR_UNKNOWN_BACKEND'
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_POLICY_ABORT'
+  | 'ERR_NO_PROGRESS'
+  | 'ERR_COMPLETION_TIMEOUT'
   | 'ERR_CANCELLED'
   | 'ERR_INDETERMINATE';
 
@@ -153,6 +155,20 @@ export class OutOfMemoryError extends MigrationError {
 export class PolicyAbortError extends MigrationError {
   constructor(message: string) {
     super('ERR_POLICY_ABORT', message);
+  }
+}
+
+/** Pre-copy stopped getting closer to the end: remaining bytes set no new low for too long. */
+export class NoProgressError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_NO_PROGRESS', message);
+  }
+}
+
+/** The migration ran past its completion deadline (scaled by guest memory). */
+export class CompletionTimeoutError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_COMPLETION_TIMEOUT', message);
   }
 }
 

@@ -1,6 +1,15 @@
-import { expect, test } from 'vitest';
-import { defaultPolicy, expectedDowntimeMs } from '../dist/precopy/policy.js';
+// Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
+import { describe, expect, test } from 'vitest';
+import { defaultPolicy, downtimeBudgetAt, estimateDowntime } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
+import {
+  AUTO_CONVERGE_INITIAL_PERCENT,
+  AUTO_CONVERGE_MAX_PERCENT,
+  AUTO_CONVERGE_STEP_PERCENT,
+  ThrottleController,
+} from '../dist/precopy/auto-converge.js';
+import { ProgressWatchdog } from '../dist/precopy/progress-watchdog.js';
+import { BandwidthCap } from '../dist/precopy/bandwidth-cap.js';
 
 const base = {
   round: 1,
@@ -10,27 +19,133 @@ const base = {
   bandwidthBytesPerSec: 1e9,
   dirtyRateBytesPerSec: 0,
   expectedDowntimeMs: 0,
+  downtimeBudgetMs: 100,
+  throttlePercent: 0,
   bytesSent: 1e9,
   memoryBytes: 1e9,
 };
 
-test('stops once what is dirty fits the budget', () => {
-  const policy = defaultPolicy({ downtimeBudgetMs: 100 });
-  expect(policy({ ...base, expectedDowntimeMs: 99 })).toBe('stop-and-copy');
-  expect(policy({ ...base, expectedDowntimeMs: 100 })).toBe('stop-and-copy');
-  expect(policy({ ...base, expectedDowntimeMs: 101 })).toBe('continue');
+describe('default policy', () => {
+  test('stops once the expected pause fits the budget in force', () => {
+    const policy = defaultPolicy();
+    expect(policy({ ...base, expectedDowntimeMs: 99 })).toBe('stop-and-copy');
+    expect(policy({ ...base, expectedDowntimeMs: 100 })).toBe('stop-and-copy');
+    expect(policy({ ...base, expectedDowntimeMs: 101 })).toBe('continue');
+    expect(policy({ ...base, expectedDowntimeMs: 101, downtimeBudgetMs: 200 })).toBe('stop-and-copy');
+  });
+
+  test('stops after the last allowed round even if the pause does not fit', () => {
+    const policy = defaultPolicy({ maxRounds: 5 });
+    expect(policy({ ...base, round: 4, expectedDowntimeMs: 1e6 })).toBe('continue');
+    expect(policy({ ...base, round: 5, expectedDowntimeMs: 1e6 })).toBe('stop-and-copy');
+  });
 });
 
-test('stops after the last allowed round even if it does not fit', () => {
-  const policy = defaultPolicy({ downtimeBudgetMs: 10, maxRounds: 5 });
-  expect(policy({ ...base, round: 4, expectedDowntimeMs: 1e6 })).toBe('continue');
-  expect(policy({ ...base, round: 5, expectedDowntimeMs: 1e6 })).toBe('stop-and-copy');
+describe('downtime estimate', () => {
+  test('is transfer time plus two and a half handshake latencies plus pause and resume', () => {
+    const e = estimateDowntime(100e6, 1e9, 2, 1);
+    expect(e.transferMs).toBeCloseTo(100);
+    expect(e.handshakeMs).toBeCloseTo(5);
+    expect(e.totalMs).toBeCloseTo(106);
+  });
+  test('is infinite when nothing has been measured yet and something is dirty', () => {
+    expect(estimateDowntime(1, 0, 1).totalMs).toBe(Number.POSITIVE_INFINITY);
+    expect(estimateDowntime(0, 0, 1, 1).totalMs).toBeCloseTo(3.5);
+  });
 });
 
-test('expected downtime is transfer time plus overhead', () => {
-  expect(expectedDowntimeMs(100e6, 1e9, 5)).toBeCloseTo(105);
-  expect(expectedDowntimeMs(0, 0, 5)).toBe(5);
-  expect(expectedDowntimeMs(1, 0, 5)).toBe(Number.POSITIVE_INFINITY);
+describe('downtime budget ramp', () => {
+  const ramp = { initialMs: 50, steps: 5, stepIntervalMs: 1000 };
+  test('starts low and rises in steps to the final budget', () => {
+    expect(downtimeBudgetAt(0, 300, ramp)).toBe(50);
+    expect(downtimeBudgetAt(999, 300, ramp)).toBe(50);
+    expect(downtimeBudgetAt(1000, 300, ramp)).toBe(100);
+    expect(downtimeBudgetAt(2500, 300, ramp)).toBe(150);
+    expect(downtimeBudgetAt(5000, 300, ramp)).toBe(300);
+    expect(downtimeBudgetAt(60_000, 300, ramp)).toBe(300);
+  });
+  test('without a ramp the budget is the final one', () => {
+    expect(downtimeBudgetAt(0, 300)).toBe(300);
+  });
+});
+
+describe('auto-converge', () => {
+  const stuck = { sentBytes: 100, dirtyBytes: 90, expectedDowntimeMs: 1000, budgetMs: 300 };
+
+  test('off never throttles', () => {
+    const c = new ThrottleController('off');
+    for (let i = 0; i < 10; i++) expect(c.afterRound(stuck)).toBe(0);
+  });
+
+  test('on throttles after two rounds that dirtied more than half of what they sent, then steps up to the maximum', () => {
+    const c = new ThrottleController('on');
+    expect(c.afterRound(stuck)).toBe(0);
+    expect(c.afterRound(stuck)).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+    expect(c.afterRound(stuck)).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+    expect(c.afterRound(stuck)).toBe(AUTO_CONVERGE_INITIAL_PERCENT + AUTO_CONVERGE_STEP_PERCENT);
+    for (let i = 0; i < 40; i++) c.afterRound(stuck);
+    expect(c.percent).toBe(AUTO_CONVERGE_MAX_PERCENT);
+    expect(c.maxPercent).toBe(AUTO_CONVERGE_MAX_PERCENT);
+  });
+
+  test('on leaves a converging guest alone', () => {
+    const c = new ThrottleController('on');
+    for (let i = 0; i < 5; i++) expect(c.afterRound({ ...stuck, dirtyBytes: 40 })).toBe(0);
+  });
+
+  test('auto throttles only while the expected pause is over budget and stopped shrinking', () => {
+    const c = new ThrottleController('auto');
+    // Shrinking fast: no throttle even though over budget.
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 4000 })).toBe(0);
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 2000 })).toBe(0);
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 1000 })).toBe(0);
+    // Stalled over budget for two rounds: throttle.
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 990 })).toBe(0);
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 995 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+    // Within budget: no further step, however much it dirties.
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 200 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 200 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+  });
+});
+
+describe('progress watchdog', () => {
+  test('fires ERR_NO_PROGRESS when the bytes left set no new low for the stall timeout', () => {
+    const w = new ProgressWatchdog(0, 2 ** 30, 800_000, 5000);
+    w.observe(1000, 0);
+    w.observe(900, 1000);
+    w.observe(950, 5000);
+    expect(w.check(5999)).toBeUndefined();
+    expect(w.check(6000)?.code).toBe('ERR_NO_PROGRESS');
+    w.observe(899, 6500);
+    expect(w.check(7000)).toBeUndefined();
+  });
+
+  test('fires ERR_COMPLETION_TIMEOUT past the deadline scaled by memory', () => {
+    const w = new ProgressWatchdog(1000, 2 * 2 ** 30, 10_000, 1e9);
+    for (let t = 1000; t < 21_000; t += 1000) w.observe(21_000 - t, t);
+    expect(w.check(20_999)).toBeUndefined();
+    expect(w.check(21_000)?.code).toBe('ERR_COMPLETION_TIMEOUT');
+  });
+});
+
+describe('bandwidth cap', () => {
+  test('holds the average over the window, frames larger than the window included', async () => {
+    let now = 0;
+    const slept: number[] = [];
+    const cap = new BandwidthCap(1e6, () => now, async (ms) => {
+      slept.push(ms);
+      now += ms;
+    });
+    // The window's allowance (100 ms at 1 MB/s = 100 kB) goes out at once...
+    await cap.take(100_000);
+    expect(slept).toEqual([]);
+    // ...then every byte waits its turn: 1 MB takes 1 s.
+    for (let i = 0; i < 10; i++) await cap.take(100_000);
+    expect(now).toBeCloseTo(1000, 6);
+    // A 500 kB frame goes into debt and waits it off.
+    await cap.take(500_000);
+    expect(now).toBeCloseTo(1500, 6);
+  });
 });
 
 test('page lists merge ascending without duplicates', () => {

@@ -6,8 +6,8 @@
 import { DEFAULT_SIM_CONFIG, validateSimConfig, type SimGuestConfig, type Workload } from '../domain/sim/config.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { MigrateOptions } from '../precopy/migration.js';
+import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_MAX_ROUNDS } from '../precopy/policy.js';
-import type { PageCodec } from '../protocol/records.js';
 import { parseDuration, parseInteger, parseRate, parseSize } from './units.js';
 
 /** parseArgs option table of the guest and engine flags. */
@@ -21,6 +21,12 @@ export const GUEST_AND_ENGINE_FLAGS = {
   'downtime-budget': { type: 'string' },
   'max-rounds': { type: 'string' },
   compress: { type: 'string' },
+  'auto-converge': { type: 'string' },
+  'max-bandwidth': { type: 'string' },
+  'downtime-ramp': { type: 'string' },
+  'stall-timeout': { type: 'string' },
+  'completion-timeout': { type: 'string' },
+  'timeout-action': { type: 'string' },
   json: { type: 'boolean' },
 } as const;
 
@@ -36,6 +42,14 @@ Engine:
   --downtime-budget DUR  longest pause to aim for (default ${DEFAULT_DOWNTIME_BUDGET_MS}ms)
   --max-rounds N         stop iterating after N rounds (default ${DEFAULT_MAX_ROUNDS})
   --compress CODEC       lz4 | none (default lz4)
+  --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)
+  --max-bandwidth RATE   never send faster, e.g. 1Gbit/s (default: no cap)
+  --downtime-ramp R      start with a smaller budget and raise it: INITIAL:STEPS:INTERVAL,
+                         e.g. 50ms:5:2s (default: the full budget from the start)
+  --stall-timeout DUR    give up or force the switchover when the bytes left set no new
+                         low for this long (default 120s)
+  --completion-timeout D deadline per GiB of guest memory (default 800s)
+  --timeout-action A     abort | force-switchover (default abort)
 Output:
   --json                 print one JSON report on stdout and nothing else there`;
 
@@ -64,11 +78,45 @@ export function guestConfigFromFlags(values: Values): SimGuestConfig {
 
 /** The engine options the flags ask for. */
 export function engineOptionsFromFlags(values: Values): MigrateOptions {
-  const codec = (values.compress ?? 'lz4') as PageCodec;
-  if (codec !== 'lz4' && codec !== 'none') throw new InvalidArgumentError(`--compress "${values.compress}" is not lz4 or none`);
+  const codec = oneOf(values.compress ?? 'lz4', '--compress', ['lz4', 'none'] as const);
+  const options: MigrateOptions = { codec };
+  if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parseDuration(values['downtime-budget'], '--downtime-budget');
+  if (values['max-rounds'] !== undefined) options.maxRounds = parseInteger(values['max-rounds'], '--max-rounds', 1, 10_000);
+  if (values['auto-converge'] !== undefined) {
+    options.autoConverge = oneOf(values['auto-converge'], '--auto-converge', ['off', 'on', 'auto'] as const);
+  }
+  if (values['max-bandwidth'] !== undefined) {
+    const rate = parseRate(values['max-bandwidth'], '--max-bandwidth');
+    if (rate <= 0) throw new InvalidArgumentError('--max-bandwidth must be above zero');
+    options.maxBandwidthBytesPerSec = rate;
+  }
+  if (values['downtime-ramp'] !== undefined) options.downtimeRamp = parseRamp(values['downtime-ramp']);
+  if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parseDuration(values['stall-timeout'], '--stall-timeout');
+  if (values['completion-timeout'] !== undefined) {
+    options.completionTimeoutMsPerGiB = parseDuration(values['completion-timeout'], '--completion-timeout');
+  }
+  if (values['timeout-action'] !== undefined) {
+    options.timeoutAction = oneOf(values['timeout-action'], '--timeout-action', ['abort', 'force-switchover'] as const);
+  }
+  return options;
+}
+
+function oneOf<T extends string>(value: string, flag: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`${flag} "${value}" is not ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}`);
+  }
+  return value as T;
+}
+
+/** `50ms:5:2s` -> a ramp from 50 ms in 5 steps, one every 2 s. */
+function parseRamp(text: string): DowntimeRamp {
+  const parts = text.split(':');
+  if (parts.length !== 3) {
+    throw new InvalidArgumentError(`--downtime-ramp "${text}" is not INITIAL:STEPS:INTERVAL (for example 50ms:5:2s)`);
+  }
   return {
-    codec,
-    downtimeBudgetMs: values['downtime-budget'] !== undefined ? parseDuration(values['downtime-budget'], '--downtime-budget') : undefined,
-    maxRounds: values['max-rounds'] !== undefined ? parseInteger(values['max-rounds'], '--max-rounds', 1, 10_000) : undefined,
+    initialMs: parseDuration(parts[0]!, '--downtime-ramp initial budget'),
+    steps: parseInteger(parts[1]!, '--downtime-ramp steps', 1, 1000),
+    stepIntervalMs: parseDuration(parts[2]!, '--downtime-ramp interval'),
   };
 }

@@ -8,11 +8,12 @@ import { formatBytes, formatRate } from './units.js';
 
 /** One line describing the migration's progress. */
 export function progressLine(p: MigrationProgress): string {
-  const left = Math.max(0, p.roundPages - p.roundPagesSent);
+  const expected = p.expectedDowntimeMs !== undefined ? `${p.expectedDowntimeMs.toFixed(0)}/${p.downtimeBudgetMs.toFixed(0)} ms` : `-/${p.downtimeBudgetMs.toFixed(0)} ms`;
   return (
     `${p.phase.padEnd(13)} round ${String(p.round).padStart(2)}  ` +
-    `${String(left).padStart(8)} pages left  ${formatBytes(p.bytesRaw).padStart(11)} sent  ` +
-    `${formatRate(p.bandwidthBytesPerSec).padStart(12)}  ${(p.elapsedMs / 1000).toFixed(1)} s`
+    `sent ${formatBytes(p.bytesRaw).padStart(10)}  left ${formatBytes(p.remainingBytes).padStart(10)}  ` +
+    `${formatRate(p.bandwidthBytesPerSec).padStart(11)}  dirty ${formatRate(p.dirtyRateBytesPerSec).padStart(11)}  ` +
+    `pause ${expected.padStart(13)}  throttle ${String(p.throttlePercent).padStart(2)}%  ${(p.elapsedMs / 1000).toFixed(1)} s`
   );
 }
 
@@ -45,8 +46,12 @@ export function formatReport(r: MigrationReport): string {
   lines.push(`  domain      ${r.domain.name} (${formatBytes(r.memoryBytes)}, ${r.domain.vcpus} vCPU)`);
   if (r.downtimeMs !== undefined) {
     const predicted = r.predictedDowntimeMs !== undefined ? `, predicted ${r.predictedDowntimeMs.toFixed(1)} ms` : '';
-    lines.push(`  downtime    ${r.downtimeMs.toFixed(1)} ms (upper bound ${r.downtimeUpperBoundMs?.toFixed(1)} ms${predicted})`);
+    lines.push(`  downtime    ${r.downtimeMs.toFixed(1)} ms (upper bound ${r.downtimeUpperBoundMs?.toFixed(1)} ms${predicted}, budget ${r.downtimeBudgetMs} ms)`);
+  } else if (r.downtimeUpperBoundMs !== undefined) {
+    lines.push(`  downtime    at most ${r.downtimeUpperBoundMs.toFixed(1)} ms (the link failed after "go"; the outcome was asked afresh)`);
   }
+  if (r.maxThrottlePercent > 0) lines.push(`  throttle    auto-converge slowed the guest by up to ${r.maxThrottlePercent}%`);
+  if (r.forcedSwitchover) lines.push(`  forced      ${r.forcedSwitchover.code}: ${r.forcedSwitchover.message}`);
   lines.push(`  total       ${(r.totalMs / 1000).toFixed(2)} s`);
   const ratio = r.bytesWire > 0 ? (r.bytesRaw / r.bytesWire).toFixed(2) : '-';
   lines.push(`  transferred ${formatBytes(r.bytesRaw)} of page data in ${formatBytes(r.bytesWire)} on the wire (${r.codec}, ${ratio}x)`);
@@ -56,7 +61,8 @@ export function formatReport(r: MigrationReport): string {
       `    ${String(round.round).padStart(3)}${round.stopAndCopy ? '*' : ' '} ${String(round.pages).padStart(9)} pages ` +
         `(${String(round.zeroPages).padStart(7)} zero) ${formatBytes(round.bytesWire).padStart(11)} wire ` +
         `${round.durationMs.toFixed(1).padStart(9)} ms ${formatRate(round.bandwidthBytesPerSec).padStart(12)}` +
-        (round.stopAndCopy ? '' : `  dirtied ${formatRate(round.dirtyRateBytesPerSec)}`),
+        (round.stopAndCopy ? '' : `  dirtied ${formatRate(round.dirtyRateBytesPerSec)}`) +
+        (round.throttlePercent > 0 ? `  throttle ${round.throttlePercent}%` : ''),
     );
   }
   lines.push('    (* = sent while paused)');

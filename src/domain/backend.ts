@@ -59,6 +59,12 @@ export interface SourceDomain {
   readDirtyLog(): Uint32Array;
 
   /**
+   * How many pages the dirty log holds now, without clearing it (Xen's log-dirty "peek"). Called
+   * a few times a second for progress and estimates; must be cheap.
+   */
+  peekDirtyCount(): number;
+
+  /**
    * Copies one page into `dst` at `dstOffset`. Called for every page sent, from the engine's
    * thread, while the guest may be running: a page torn by a concurrent write is fine because
    * that write also marks the page dirty and it is sent again.

@@ -22,6 +22,7 @@ import {
   OutOfMemoryError,
   PageOutOfRangeError,
   PeerAbortedError,
+  TimeoutError,
   UnexpectedRecordError,
   UnknownBackendError,
   UnsupportedVersionError,
@@ -33,6 +34,12 @@ import { receiverTransition, type ReceiverState } from '../protocol/receiver-sta
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 
+/**
+ * How long a prepared target waits for "go", in milliseconds. Past it the target discards its
+ * copy, so a source that lost the link after sending "go" learns a definite answer by asking.
+ */
+export const DEFAULT_GO_TIMEOUT_MS = 10_000;
+
 /** Options of {@link receiveMigration}. */
 export interface IncomingOptions {
   /** Backends by domain kind. */
@@ -43,6 +50,8 @@ export interface IncomingOptions {
   onState?: (state: ReceiverState, migrationId: string) => void;
   /** Called with the domain as soon as it exists (before any page arrives). */
   onDomain?: (domain: TargetDomain, migrationId: string) => void;
+  /** @default DEFAULT_GO_TIMEOUT_MS */
+  goTimeoutMs?: number;
 }
 
 /** How an incoming migration ended. */
@@ -113,7 +122,7 @@ class IncomingMigration {
     try {
       await this.accept();
       while (!this.resumed) {
-        const frame = await this.transport.receive();
+        const frame = await this.nextFrame();
         if (frame === undefined) throw new ConnectionClosedError(`the source closed the connection in state ${this.state}`);
         await this.handle(decodeFrame(frame, this.limits));
       }
@@ -128,6 +137,21 @@ class IncomingMigration {
       }
       await this.discard(error);
       return { ...this.result('discarded'), error: error.toJSON() };
+    }
+  }
+
+  /** The next frame; once prepared, only until the "go" deadline. */
+  private async nextFrame(): Promise<Uint8Array | undefined> {
+    if (this.state !== 'prepared') return this.transport.receive();
+    const timeoutMs = this.options.goTimeoutMs ?? DEFAULT_GO_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`no "go" within ${timeoutMs} ms of "prepared"; the copy here is discarded`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.transport.receive(), deadline]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

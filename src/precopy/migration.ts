@@ -5,48 +5,88 @@
  * The one rule everything here serves: the guest runs on exactly one host. Until "go" is handed
  * to the transport, any failure resumes the guest here and the target discards its copy. Once
  * "go" may have left, the source never resumes on its own: it destroys its copy when the target
- * confirms, and otherwise keeps it paused and says the outcome is indeterminate.
+ * confirms, asks the target what it did if the link broke, and only if no answer comes keeps its
+ * copy paused and reports the outcome as indeterminate.
  */
 
 import { randomUUID } from 'node:crypto';
 import type { SourceDomain } from '../domain/backend.js';
-import { CancelledError, DigestMismatchError, MigrationError, PolicyAbortError, UnexpectedRecordError, asMigrationError } from '../errors.js';
+import {
+  asMigrationError,
+  CancelledError,
+  DigestMismatchError,
+  MigrationError,
+  PolicyAbortError,
+  UnexpectedRecordError,
+} from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
-import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory, PageDigest } from '../protocol/page-digest.js';
-import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
+import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
+import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
+import { BandwidthCap } from './bandwidth-cap.js';
 import { PageSender } from './page-sender.js';
 import {
-  DEFAULT_SWITCHOVER_OVERHEAD_MS,
+  DEFAULT_DOWNTIME_BUDGET_MS,
   defaultPolicy,
-  expectedDowntimeMs,
+  downtimeBudgetAt,
+  estimateDowntime,
+  type DowntimeRamp,
   type PrecopyPolicy,
   type PrecopyStats,
 } from './policy.js';
+import {
+  DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
+  DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_ACTION,
+  ProgressWatchdog,
+  type TimeoutAction,
+} from './progress-watchdog.js';
 import { RecordInbox } from './record-inbox.js';
 import type { MigrationPhase, MigrationProgress, MigrationReport, RoundReport } from './report.js';
 
-/** How long the source waits for "ready" and "prepared", in milliseconds. */
+/** How long the source waits for "ready", "prepared" and each round's acknowledgement, in ms. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
 
 /** How long the source waits for "resumed" after "go", in milliseconds. */
 export const DEFAULT_SWITCHOVER_TIMEOUT_MS = 10_000;
 
-/** How often `onProgress` is called during a round, in milliseconds. */
+/** How long the source keeps asking the target after a link failure past "go", in milliseconds. */
+export const DEFAULT_RESOLVE_TIMEOUT_MS = 60_000;
+
+/** Time between two questions to the target while resolving, in milliseconds. */
+export const RESOLVE_RETRY_MS = 500;
+
+/** How often estimates are refreshed and `onProgress` is called, in milliseconds. */
 export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
+
+/** Pages sent between two looks at cancellation, peer aborts and deadlines. */
+const SLICE_PAGES = 4096;
 
 /** Options of {@link migrate}. */
 export interface MigrateOptions {
   /** Payload codec for page batches. @default 'lz4' */
   codec?: PageCodec;
-  /** Downtime the default policy aims for, in milliseconds. @default DEFAULT_DOWNTIME_BUDGET_MS */
+  /** The longest pause to aim for, in milliseconds. @default DEFAULT_DOWNTIME_BUDGET_MS */
   downtimeBudgetMs?: number;
+  /** Start with a smaller budget and raise it in steps up to `downtimeBudgetMs`. */
+  downtimeRamp?: DowntimeRamp;
   /** Rounds after which the default policy stops iterating. @default DEFAULT_MAX_ROUNDS */
   maxRounds?: number;
   /** Replaces the default policy. */
   policy?: PrecopyPolicy;
+  /** Slow the guest down when it dirties memory faster than the link drains it. @default 'auto' */
+  autoConverge?: AutoConvergeMode;
+  /** Never send faster than this, averaged over 100 ms, in bytes per second. @default no cap */
+  maxBandwidthBytesPerSec?: number;
+  /** Completion deadline per GiB of guest memory, in ms. @default DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB */
+  completionTimeoutMsPerGiB?: number;
+  /** How long the bytes left may set no new low, in ms. @default DEFAULT_STALL_TIMEOUT_MS */
+  stallTimeoutMs?: number;
+  /** What a passed deadline does. @default 'abort' */
+  timeoutAction?: TimeoutAction;
   /** Id of this migration. @default a random UUID */
   migrationId?: string;
   /** Where the transport leads, for the report. @default 'peer' */
@@ -55,9 +95,17 @@ export interface MigrateOptions {
   handshakeTimeoutMs?: number;
   /** @default DEFAULT_SWITCHOVER_TIMEOUT_MS */
   switchoverTimeoutMs?: number;
+  /**
+   * Asks the target, over a new connection, what it did with this migration. Used only when the
+   * link fails after "go": with it the source finds out whether to destroy or resume its paused
+   * copy; without it that outcome is `indeterminate`.
+   */
+  resolveOutcome?: (migrationId: string) => Promise<StatusRecord['state']>;
+  /** How long to keep asking, in milliseconds. @default DEFAULT_RESOLVE_TIMEOUT_MS */
+  resolveTimeoutMs?: number;
   /** Cancels the migration; honoured until "go" is sent. */
   signal?: AbortSignal;
-  /** Called at each phase and round change, and every `progressIntervalMs` while sending. */
+  /** Called at each phase and round change, and every `progressIntervalMs`. */
   onProgress?: (progress: MigrationProgress) => void;
   /** @default DEFAULT_PROGRESS_INTERVAL_MS */
   progressIntervalMs?: number;
@@ -83,8 +131,20 @@ export interface MigrateOptions {
  * only on a programming error.
  */
 export async function migrate(domain: SourceDomain, transport: Transport, options: MigrateOptions = {}): Promise<MigrationReport> {
-  const run = new SourceMigration(domain, transport, options);
-  return run.run();
+  return new SourceMigration(domain, transport, options).run();
+}
+
+/** Why pre-copy stopped early because a deadline passed with the `force-switchover` action. */
+class ForcedSwitchover {
+  constructor(readonly error: MigrationError) {}
+}
+
+interface PauseTimes {
+  pauseStart: number;
+  pausedAt: number;
+  completeSentAt: number;
+  finalPages: number;
+  stateBytes: number;
 }
 
 class SourceMigration {
@@ -95,6 +155,10 @@ class SourceMigration {
   private readonly rounds: RoundReport[] = [];
   private readonly sentDigest: PageDigest;
   private readonly sender: PageSender;
+  private readonly throttle: ThrottleController;
+  private readonly watchdog: ProgressWatchdog;
+  private readonly pageSize: number;
+  private readonly report: MigrationReport;
   private inbox: RecordInbox | undefined;
   private phase: MigrationPhase = 'handshake';
   /** Where the source stands in the protocol (src/protocol/receiver-state.ts). */
@@ -105,7 +169,14 @@ class SourceMigration {
   private paused = false;
   private goSent = false;
   private cancelReason: MigrationError | undefined;
-  private readonly report: MigrationReport;
+  private forced: ForcedSwitchover | undefined;
+  /** Shortest time from a round's end to its acknowledgement: the handshake latency. */
+  private latencyMs = Number.POSITIVE_INFINITY;
+  /** Latest estimates, refreshed by the ticker. */
+  private dirtyRateBytesPerSec = 0;
+  private expectedDowntimeMs = Number.POSITIVE_INFINITY;
+  private lastTick = { at: 0, dirty: 0 };
+  private pauseTimes: PauseTimes | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -114,14 +185,23 @@ class SourceMigration {
   ) {
     this.id = options.migrationId ?? randomUUID();
     this.codec = options.codec ?? 'lz4';
-    this.policy = options.policy ?? defaultPolicy({ downtimeBudgetMs: options.downtimeBudgetMs, maxRounds: options.maxRounds });
+    this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds });
     const d = domain.descriptor;
+    this.pageSize = d.pageSize;
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
       maxInFlight: options.maxInFlight,
+      cap: options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined,
     });
+    this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
+    this.watchdog = new ProgressWatchdog(
+      this.start,
+      d.memoryBytes,
+      options.completionTimeoutMsPerGiB ?? DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
+      options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    );
     this.report = {
       migrationId: this.id,
       outcome: 'failed',
@@ -131,48 +211,50 @@ class SourceMigration {
       target: options.targetName ?? 'peer',
       codec: this.codec,
       memoryBytes: d.memoryBytes,
+      downtimeBudgetMs: this.budgetMs(),
       totalMs: 0,
       bytesRaw: 0,
       bytesWire: 0,
       rounds: this.rounds,
+      maxThrottlePercent: 0,
       verified: false,
     };
   }
 
   async run(): Promise<MigrationReport> {
     const onAbort = (): void => {
-      this.cancelReason ??= new CancelledError(
-        this.options.signal?.reason instanceof Error ? `migration cancelled: ${this.options.signal.reason.message}` : undefined,
-      );
+      const reason = this.options.signal?.reason;
+      this.cancelReason ??= new CancelledError(reason instanceof Error ? `migration cancelled: ${reason.message}` : undefined);
     };
     if (this.options.signal?.aborted) onAbort();
     this.options.signal?.addEventListener('abort', onAbort, { once: true });
-    const ticker = setInterval(() => this.emitProgress(), this.options.progressIntervalMs ?? 250);
+    const ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS);
     ticker.unref();
     try {
-      await this.precopyAndPrepare();
-    } catch (err) {
-      await this.undo(await this.explain(asMigrationError(err)));
-      return this.finish(ticker, onAbort);
+      try {
+        await this.precopyAndPrepare();
+      } catch (err) {
+        await this.undo(await this.explain(asMigrationError(err)));
+        return this.report;
+      }
+      await this.switchover();
+      return this.report;
+    } finally {
+      clearInterval(ticker);
+      this.options.signal?.removeEventListener('abort', onAbort);
+      this.report.totalMs = round3(performance.now() - this.start);
+      this.report.bytesRaw = this.sender.counters.bytesRaw;
+      this.report.bytesWire = this.transport.bytesSent;
+      this.report.maxThrottlePercent = this.throttle.maxPercent;
+      this.setPhase('done');
     }
-    await this.switchover();
-    return this.finish(ticker, onAbort);
-  }
-
-  private finish(ticker: NodeJS.Timeout, onAbort: () => void): MigrationReport {
-    clearInterval(ticker);
-    this.options.signal?.removeEventListener('abort', onAbort);
-    this.report.totalMs = round3(performance.now() - this.start);
-    this.report.bytesRaw = this.sender.counters.bytesRaw;
-    this.report.bytesWire = this.transport.bytesSent;
-    this.setPhase('done');
-    return this.report;
   }
 
   /** Everything up to and including "prepared": any failure here is undone by resuming here. */
   private async precopyAndPrepare(): Promise<void> {
     const timeoutMs = this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.setPhase('handshake');
+    const helloAt = performance.now();
     await this.transport.send(
       encodeRecord({ type: 'hello', versions: [PROTOCOL_VERSION], migrationId: this.id, domain: this.domain.descriptor, codec: this.codec }),
     );
@@ -183,33 +265,35 @@ class SourceMigration {
         `the target answered "ready" for version ${ready.version} and migration ${ready.migrationId}; expected version ${PROTOCOL_VERSION} and ${this.id}`,
       );
     }
+    // An upper bound until the first round's acknowledgement measures it (ready includes allocation).
+    this.latencyMs = performance.now() - helloAt;
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
     this.domain.enableDirtyLog();
     const pageCount = this.domain.pageCount;
-    const pageSize = this.domain.descriptor.pageSize;
     let pending: Uint32Array = new Uint32Array(pageCount);
     for (let pfn = 0; pfn < pageCount; pfn++) pending[pfn] = pfn;
     let predictedMs = Number.POSITIVE_INFINITY;
     for (;;) {
-      await this.sendRound(pending, false);
-      pending = this.domain.readDirtyLog();
+      const unsent = await this.sendRound(pending, false);
+      pending = mergeSorted(unsent, this.domain.readDirtyLog());
       this.round++;
+      const stats = this.statsFor(pending.length);
+      if (this.forced) {
+        predictedMs = stats.expectedDowntimeMs;
+        this.report.forcedSwitchover = this.forced.error.toJSON();
+        break;
+      }
       const last = this.rounds[this.rounds.length - 1]!;
-      const bandwidth = this.bandwidth();
-      const stats: PrecopyStats = {
-        round: this.round,
-        elapsedMs: performance.now() - this.start,
-        dirtyPages: pending.length,
-        dirtyBytes: pending.length * pageSize,
-        bandwidthBytesPerSec: bandwidth,
-        dirtyRateBytesPerSec: last.durationMs > 0 ? (pending.length * pageSize * 1000) / last.durationMs : 0,
-        expectedDowntimeMs: expectedDowntimeMs(pending.length * pageSize, bandwidth, DEFAULT_SWITCHOVER_OVERHEAD_MS),
-        bytesSent: this.sender.counters.bytesRaw,
-        memoryBytes: this.domain.descriptor.memoryBytes,
-      };
       last.dirtyRateBytesPerSec = round3(stats.dirtyRateBytesPerSec);
+      const percent = this.throttle.afterRound({
+        sentBytes: last.bytesRaw,
+        dirtyBytes: stats.dirtyBytes,
+        expectedDowntimeMs: stats.expectedDowntimeMs,
+        budgetMs: stats.downtimeBudgetMs,
+      });
+      this.domain.setThrottle(percent / 100);
       const decision = this.policy(stats);
       if (decision === 'abort') {
         throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
@@ -223,6 +307,8 @@ class SourceMigration {
     // Stop-and-copy: the pages read from the log just now, plus any dirtied before the pause.
     this.setPhase('stop-and-copy');
     this.throwIfCancelled();
+    this.report.predictedDowntimeMs = Number.isFinite(predictedMs) ? round3(predictedMs) : undefined;
+    this.report.downtimeBudgetMs = this.budgetMs();
     const pauseStart = performance.now();
     this.paused = true;
     await this.domain.pause();
@@ -244,15 +330,12 @@ class SourceMigration {
       throw new DigestMismatchError(`the target holds memory with digest ${prepared.digest}, but the source sent ${digest}`);
     }
     this.throwIfCancelled();
-    this.report.predictedDowntimeMs = Number.isFinite(predictedMs) ? round3(predictedMs) : undefined;
-    this.switchoverStart = { pauseStart, pausedAt, completeSentAt, finalPages: final.length, stateBytes: state.length };
+    this.pauseTimes = { pauseStart, pausedAt, completeSentAt, finalPages: final.length, stateBytes: state.length };
   }
-
-  private switchoverStart: { pauseStart: number; pausedAt: number; completeSentAt: number; finalPages: number; stateBytes: number } | undefined;
 
   /** "go", then wait for "resumed": from here the source never resumes its copy by itself. */
   private async switchover(): Promise<void> {
-    const s = this.switchoverStart!;
+    const s = this.pauseTimes!;
     const goAt = performance.now();
     try {
       this.goSent = true;
@@ -272,8 +355,6 @@ class SourceMigration {
         goRoundTripMs: round3(roundTrip),
       };
       this.report.targetDigest = resumed.digest;
-      this.report.outcome = 'completed';
-      this.report.guestRunningOn = 'target';
     } catch (err) {
       const error = asMigrationError(err);
       if (error.code === 'ERR_PEER_ABORTED') {
@@ -282,27 +363,99 @@ class SourceMigration {
         await this.undo(error);
         return;
       }
-      this.report.outcome = 'indeterminate';
-      this.report.guestRunningOn = 'unknown';
-      this.report.error = {
-        code: 'ERR_INDETERMINATE',
-        message:
-          `the link failed after "go" (${error.code}: ${error.message}); the guest is kept paused here and may be ` +
-          `running on the target. Ask the target agent about migration ${this.id}: if it resumed the guest, ` +
-          `destroy this paused copy; if it discarded it, resume this one.`,
-      };
       this.transport.destroy();
+      await this.resolveAfterGo(error);
       return;
     }
     await this.transport.close().catch(() => undefined);
+    await this.finishOnTarget();
+  }
+
+  /** The guest runs on the target: verify, and retire the paused copy here. */
+  private async finishOnTarget(): Promise<void> {
+    this.report.outcome = 'completed';
+    this.report.guestRunningOn = 'target';
     this.domain.disableDirtyLog();
-    if (this.options.verify ?? true) {
+    this.domain.setThrottle(0);
+    if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
       this.setPhase('verify');
-      const d = this.domain.descriptor;
-      this.report.sourceDigest = digestMemory(this.domain.pageCount, d.pageSize, (pfn, dst, off) => this.domain.copyPage(pfn, dst, off));
+      this.report.sourceDigest = digestMemory(this.domain.pageCount, this.pageSize, (pfn, dst, off) => this.domain.copyPage(pfn, dst, off));
       this.report.verified = this.report.sourceDigest === this.report.targetDigest;
     }
     if (this.options.destroySource ?? true) await this.domain.destroy();
+  }
+
+  /**
+   * The link failed after "go": the target may or may not have resumed. Ask it over a new
+   * connection until it says, keeping the copy here paused meanwhile.
+   */
+  private async resolveAfterGo(linkError: MigrationError): Promise<void> {
+    const ask = this.options.resolveOutcome;
+    const deadline = performance.now() + (this.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS);
+    let lastAnswer = 'no answer';
+    while (ask && performance.now() < deadline) {
+      let state: StatusRecord['state'] | undefined;
+      try {
+        state = await ask(this.id);
+      } catch (err) {
+        lastAnswer = asMigrationError(err, 'ERR_CONNECT_FAILED').message;
+      }
+      if (state === 'running') {
+        this.report.resolvedAfterLinkFailure = linkError.toJSON();
+        this.report.downtimeUpperBoundMs = round3(performance.now() - this.pauseTimes!.pauseStart);
+        await this.finishOnTarget();
+        return;
+      }
+      if (state === 'discarded' || state === 'unknown') {
+        // The target destroyed its copy (or, restarted, holds none): this one is the only one.
+        this.report.resolvedAfterLinkFailure = linkError.toJSON();
+        await this.undo(
+          new MigrationError(linkError.code, `${linkError.message}; the target then reported the migration ${state}, so the guest resumed here`),
+        );
+        return;
+      }
+      if (state !== undefined) lastAnswer = `the target still reports "${state}"`;
+      await new Promise((resolve) => setTimeout(resolve, RESOLVE_RETRY_MS));
+    }
+    this.report.outcome = 'indeterminate';
+    this.report.guestRunningOn = 'unknown';
+    this.report.error = {
+      code: 'ERR_INDETERMINATE',
+      message:
+        `the link failed after "go" (${linkError.code}: ${linkError.message}) and the target could not be asked ` +
+        `(${ask ? lastAnswer : 'no way to ask it was configured'}). The guest is kept paused here and may be running on the target. ` +
+        `Ask the target agent about migration ${this.id} ("livemig status --id ${this.id}"): if it is running there, ` +
+        `destroy this paused copy; if it was discarded or is unknown there, resume this one.`,
+    };
+  }
+
+  /** Undo: tell the target, resume the guest here, and say why in the report. */
+  private async undo(error: MigrationError): Promise<void> {
+    this.report.outcome = error instanceof CancelledError ? 'cancelled' : 'failed';
+    this.report.error = error.toJSON();
+    if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
+      // Best effort: the target discards its copy whether or not this arrives.
+      await Promise.race([
+        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
+        sleep(1000),
+      ]);
+    }
+    // Close rather than cut, so the abort is delivered before the end of the stream.
+    await Promise.race([this.transport.close().catch(() => undefined), sleep(1000)]);
+    this.transport.destroy();
+    try {
+      this.domain.disableDirtyLog();
+      this.domain.setThrottle(0);
+      if (this.paused) await this.domain.resume();
+      this.paused = false;
+      this.report.guestRunningOn = 'source';
+    } catch (err) {
+      this.report.guestRunningOn = 'none';
+      this.report.error = {
+        code: error.code,
+        message: `${error.message}; resuming the guest on the source then failed too: ${asMigrationError(err).message}`,
+      };
+    }
   }
 
   /**
@@ -312,86 +465,120 @@ class SourceMigration {
   private async explain(error: MigrationError): Promise<MigrationError> {
     if (error.code !== 'ERR_CONNECTION_CLOSED' || !this.inbox) return error;
     const deadline = performance.now() + 500;
-    while (!this.inbox.failure && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (!this.inbox.failure && performance.now() < deadline) await sleep(10);
     return this.inbox.failure?.code === 'ERR_PEER_ABORTED' ? this.inbox.failure : error;
   }
 
-  /** Undo: tell the target, resume the guest here, and say why in the report. */
-  private async undo(error: MigrationError): Promise<void> {
-    const cancelled = error instanceof CancelledError;
-    this.report.outcome = cancelled ? 'cancelled' : 'failed';
-    this.report.error = error.toJSON();
-    if (!this.transport.closed && !(error.code === 'ERR_PEER_ABORTED')) {
-      // Best effort: the target discards its copy whether or not this arrives.
-      await Promise.race([
-        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
-        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-      ]);
-    }
-    // Close rather than cut, so the abort is delivered before the end of the stream.
-    await Promise.race([this.transport.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-    this.transport.destroy();
-    try {
-      this.domain.disableDirtyLog();
-      this.domain.setThrottle(0);
-      if (this.paused) await this.domain.resume();
-      this.report.guestRunningOn = 'source';
-    } catch (err) {
-      const resumeError = asMigrationError(err);
-      this.report.guestRunningOn = 'none';
-      this.report.error = {
-        code: error.code,
-        message: `${error.message}; resuming the guest on the source then failed too: ${resumeError.message}`,
-      };
-    }
-  }
-
-  private async sendRound(pfns: Uint32Array, stopAndCopy: boolean): Promise<void> {
+  /**
+   * Sends one round and waits for its acknowledgement. Returns the pages it did not send
+   * because a deadline forced the switchover (empty otherwise).
+   */
+  private async sendRound(pfns: Uint32Array, stopAndCopy: boolean): Promise<Uint32Array> {
     this.throwIfCancelled();
     const before = { ...this.sender.counters };
     const started = performance.now();
     this.roundPages = pfns.length;
     this.roundStartPages = before.pages;
     this.emitProgress();
-    // Sent in slices so that a peer abort or a cancel is noticed within one slice.
-    const slice = 4096;
-    for (let first = 0; first < pfns.length; first += slice) {
+    let unsent: Uint32Array = pfns.subarray(pfns.length);
+    for (let first = 0; first < pfns.length; first += SLICE_PAGES) {
       this.inbox?.throwIfFailed();
       this.throwIfCancelled();
-      await this.sender.sendPages(this.round, pfns.subarray(first, Math.min(pfns.length, first + slice)));
+      if (!stopAndCopy && this.checkDeadlines()) {
+        unsent = pfns.subarray(first);
+        break;
+      }
+      await this.sender.sendPages(this.round, pfns.subarray(first, Math.min(pfns.length, first + SLICE_PAGES)));
     }
     await this.sender.flush();
-    await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: pfns.length }));
+    const sentPages = this.sender.counters.pages - before.pages;
+    await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages }));
     if (!stopAndCopy) {
       // Wait until the target has written the whole round: the round's duration then measures
       // what the target absorbs, and nothing queued in buffers will stretch the pause.
+      const ackFrom = performance.now();
       await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+      this.latencyMs = Math.min(this.latencyMs, performance.now() - ackFrom);
     }
     const durationMs = performance.now() - started;
     const bytesRaw = this.sender.counters.bytesRaw - before.bytesRaw;
     this.rounds.push({
       round: this.round,
       stopAndCopy,
-      pages: pfns.length,
+      pages: sentPages,
       zeroPages: this.sender.counters.zeroPages - before.zeroPages,
       bytesRaw,
       bytesWire: this.sender.counters.bytesWire - before.bytesWire,
       durationMs: round3(durationMs),
       dirtyRateBytesPerSec: 0,
       bandwidthBytesPerSec: durationMs > 0 ? round3((bytesRaw * 1000) / durationMs) : 0,
+      throttlePercent: this.throttle.percent,
     });
+    return unsent;
   }
 
-  /** Raw bytes per second over the rounds so far, weighted by bytes (small rounds are noisy). */
+  /**
+   * Looks at the deadlines. Throws on `abort`; on `force-switchover` records why and returns
+   * true, and the caller stops the round and switches over.
+   */
+  private checkDeadlines(): boolean {
+    if (this.forced) return true;
+    const now = performance.now();
+    this.watchdog.observe(this.remainingBytes(), now);
+    const expired = this.watchdog.check(now);
+    if (!expired) return false;
+    if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw expired;
+    this.forced = new ForcedSwitchover(expired);
+    return true;
+  }
+
+  /** The estimates the policy sees once `dirtyPages` are known to be dirty. */
+  private statsFor(dirtyPages: number): PrecopyStats {
+    const last = this.rounds[this.rounds.length - 1]!;
+    const bandwidth = this.bandwidth();
+    const dirtyBytes = dirtyPages * this.pageSize;
+    this.dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
+    this.expectedDowntimeMs = estimateDowntime(dirtyBytes, bandwidth, this.latencyMs).totalMs;
+    return {
+      round: this.round,
+      elapsedMs: performance.now() - this.start,
+      dirtyPages,
+      dirtyBytes,
+      bandwidthBytesPerSec: bandwidth,
+      dirtyRateBytesPerSec: this.dirtyRateBytesPerSec,
+      expectedDowntimeMs: this.expectedDowntimeMs,
+      downtimeBudgetMs: this.budgetMs(),
+      throttlePercent: this.throttle.percent,
+      bytesSent: this.sender.counters.bytesRaw,
+      memoryBytes: this.domain.descriptor.memoryBytes,
+    };
+  }
+
+  private budgetMs(): number {
+    return downtimeBudgetAt(performance.now() - this.start, this.options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS, this.options.downtimeRamp);
+  }
+
+  /**
+   * Raw bytes per second the target absorbed over the latest rounds that add up to at least a
+   * second (or all rounds so far): a sliding window, so a guest or link that changes pace is
+   * followed, and a single short round does not swing it.
+   */
   private bandwidth(): number {
     let bytes = 0;
     let ms = 0;
-    for (const r of this.rounds) {
+    for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
+      const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
       bytes += r.bytesRaw;
       ms += r.durationMs;
     }
     return ms > 0 ? (bytes * 1000) / ms : 0;
+  }
+
+  /** Pages of this round not yet sent, plus pages dirtied since the log was last read. */
+  private remainingBytes(): number {
+    const roundLeft = Math.max(0, this.roundPages - (this.sender.counters.pages - this.roundStartPages));
+    return (roundLeft + this.domain.peekDirtyCount()) * this.pageSize;
   }
 
   private async expect<T extends MigrationRecord['type']>(type: T, timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
@@ -422,11 +609,29 @@ class SourceMigration {
     this.emitProgress();
   }
 
+  /** Refreshes the estimates between rounds, feeds the watchdog, and reports progress. */
+  private tick(): void {
+    const now = performance.now();
+    if (this.phase === 'precopy') {
+      const dirty = this.domain.peekDirtyCount();
+      const dt = now - this.lastTick.at;
+      // The count restarts when a round reads the log; only a growing count measures a rate.
+      if (this.lastTick.at > 0 && dirty >= this.lastTick.dirty && dt > 0) {
+        this.dirtyRateBytesPerSec = ((dirty - this.lastTick.dirty) * this.pageSize * 1000) / dt;
+      }
+      this.lastTick = { at: now, dirty };
+      this.watchdog.observe(this.remainingBytes(), now);
+      this.expectedDowntimeMs = estimateDowntime(dirty * this.pageSize, this.bandwidth(), this.latencyMs).totalMs;
+    }
+    this.emitProgress();
+  }
+
   private emitProgress(): void {
     const onProgress = this.options.onProgress;
     if (!onProgress) return;
     const elapsedMs = performance.now() - this.start;
     const c = this.sender.counters;
+    const inPrecopy = this.phase === 'precopy';
     onProgress({
       migrationId: this.id,
       phase: this.phase,
@@ -435,7 +640,12 @@ class SourceMigration {
       roundPages: this.roundPages,
       bytesRaw: c.bytesRaw,
       bytesWire: this.transport.bytesSent,
-      bandwidthBytesPerSec: elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0,
+      remainingBytes: inPrecopy ? this.remainingBytes() : 0,
+      bandwidthBytesPerSec: this.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
+      dirtyRateBytesPerSec: round3(this.dirtyRateBytesPerSec),
+      expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? round3(this.expectedDowntimeMs) : undefined,
+      downtimeBudgetMs: this.budgetMs(),
+      throttlePercent: this.throttle.percent,
       elapsedMs: round3(elapsedMs),
     });
   }
@@ -471,4 +681,8 @@ export function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

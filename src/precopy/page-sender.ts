@@ -16,6 +16,7 @@ import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } fr
 import type { PageDigest } from '../protocol/page-digest.js';
 import type { PageCodec } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+import type { BandwidthCap } from './bandwidth-cap.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -33,6 +34,8 @@ export interface PageSenderOptions {
   zeroPagesPerBatch?: number;
   /** @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
   maxInFlight?: number;
+  /** Caps the sending rate (wire bytes). @default none */
+  cap?: BandwidthCap;
 }
 
 /** Counters of what a sender put on the wire. */
@@ -75,6 +78,7 @@ export class PageSender {
   private readonly zeroPage: Buffer;
   private readonly dataPfns: Uint32Array;
   private readonly zeroPfns: Uint32Array;
+  private readonly cap: BandwidthCap | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -95,6 +99,7 @@ export class PageSender {
     this.zeroPage = Buffer.alloc(this.pageSize);
     this.dataPfns = new Uint32Array(this.dataPagesPerBatch);
     this.zeroPfns = new Uint32Array(this.zeroPagesPerBatch);
+    this.cap = options.cap;
   }
 
   /**
@@ -172,11 +177,14 @@ export class PageSender {
         : Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.
-    const handedOver = this.issued.then(() => frame).then((f) => {
-      this.throwIfFailed();
-      this.counters.bytesWire += f.length;
-      return { written: this.transport.send(f) };
-    });
+    const handedOver = this.issued
+      .then(() => frame)
+      .then(async (f) => {
+        if (this.cap) await this.cap.take(f.length);
+        this.throwIfFailed();
+        this.counters.bytesWire += f.length;
+        return { written: this.transport.send(f) };
+      });
     this.issued = handedOver.then(
       () => undefined,
       (err: unknown) => {

@@ -1,7 +1,8 @@
 /**
  * When to stop iterating. The pre-copy loop asks a policy once per round, after reading the dirty
  * log and before sending: go on with another round, pause the guest and copy what is left, or
- * give up (the guest then keeps running on the source).
+ * give up (the guest then keeps running on the source). The engine computes the estimates; the
+ * policy only decides.
  */
 
 /** The longest pause the default policy aims for, in milliseconds. */
@@ -11,10 +12,10 @@ export const DEFAULT_DOWNTIME_BUDGET_MS = 300;
 export const DEFAULT_MAX_ROUNDS = 30;
 
 /**
- * Time the switchover costs besides sending the last pages (device state, the final handshake,
- * resume), in milliseconds, assumed until the engine measures it.
+ * Time the source needs to pause its vCPUs, and the target to start its own, in milliseconds:
+ * assumed until measured (both are well under a millisecond for the simulated guest).
  */
-export const DEFAULT_SWITCHOVER_OVERHEAD_MS = 5;
+export const DEFAULT_PAUSE_RESUME_MS = 1;
 
 /** What the pre-copy loop knows when it asks the policy. */
 export interface PrecopyStats {
@@ -26,12 +27,16 @@ export interface PrecopyStats {
   dirtyPages: number;
   /** `dirtyPages` x page size. */
   dirtyBytes: number;
-  /** Raw page bytes per second the link has moved so far (before compression). */
+  /** Raw page bytes per second the link has absorbed lately (before compression). */
   bandwidthBytesPerSec: number;
-  /** Bytes per second the guest dirtied during the previous round. */
+  /** Bytes per second the guest dirtied during the previous round (distinct pages x page size). */
   dirtyRateBytesPerSec: number;
   /** Milliseconds the pause would last if it started now, as the engine estimates it. */
   expectedDowntimeMs: number;
+  /** The downtime budget in force now (after any ramp), in milliseconds. */
+  downtimeBudgetMs: number;
+  /** The vCPU throttle in force, in percent. */
+  throttlePercent: number;
   /** Raw page bytes sent so far. */
   bytesSent: number;
   /** Guest memory size in bytes. */
@@ -46,30 +51,70 @@ export type PrecopyPolicy = (stats: PrecopyStats) => PrecopyDecision;
 
 /** Options of {@link defaultPolicy}. */
 export interface DefaultPolicyOptions {
-  /** @default DEFAULT_DOWNTIME_BUDGET_MS */
-  downtimeBudgetMs?: number;
   /** @default DEFAULT_MAX_ROUNDS */
   maxRounds?: number;
 }
 
 /**
- * Stops as soon as what is dirty can be sent within the downtime budget at the bandwidth measured
- * so far, or once `maxRounds` rounds have run (accepting a longer pause rather than iterating
- * for ever). Never aborts.
+ * Stops as soon as the expected pause fits the downtime budget in force, or once `maxRounds`
+ * rounds have run (accepting a longer pause rather than iterating for ever). Never aborts: the
+ * engine's deadlines do that.
  */
 export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy {
-  const budgetMs = options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS;
   const maxRounds = options.maxRounds ?? DEFAULT_MAX_ROUNDS;
   return (stats) => {
-    if (stats.expectedDowntimeMs <= budgetMs) return 'stop-and-copy';
+    if (stats.expectedDowntimeMs <= stats.downtimeBudgetMs) return 'stop-and-copy';
     if (stats.round >= maxRounds) return 'stop-and-copy';
     return 'continue';
   };
 }
 
-/** Milliseconds to send `bytes` at `bytesPerSec`, plus a fixed switchover cost. */
-export function expectedDowntimeMs(bytes: number, bytesPerSec: number, overheadMs: number): number {
-  if (bytes === 0) return overheadMs;
-  if (!(bytesPerSec > 0)) return Number.POSITIVE_INFINITY;
-  return (bytes / bytesPerSec) * 1000 + overheadMs;
+/**
+ * A downtime budget that starts low and rises in steps, as OpenStack Nova and KubeVirt do: a
+ * guest that converges quickly gets a short pause, and one that does not gets a longer one
+ * rather than none.
+ */
+export interface DowntimeRamp {
+  /** The budget at the start, in milliseconds. */
+  initialMs: number;
+  /** Steps from `initialMs` up to the final budget. */
+  steps: number;
+  /** Time between steps, in milliseconds. */
+  stepIntervalMs: number;
+}
+
+/** The budget in force `elapsedMs` into a migration whose final budget is `finalMs`. */
+export function downtimeBudgetAt(elapsedMs: number, finalMs: number, ramp?: DowntimeRamp): number {
+  if (!ramp || ramp.steps <= 0 || ramp.initialMs >= finalMs) return finalMs;
+  const step = Math.min(ramp.steps, Math.floor(elapsedMs / ramp.stepIntervalMs));
+  return ramp.initialMs + ((finalMs - ramp.initialMs) * step) / ramp.steps;
+}
+
+/** The parts of an expected pause, in milliseconds. */
+export interface DowntimeEstimate {
+  /** Sending what is dirty (and the device state) at the measured bandwidth. */
+  transferMs: number;
+  /** Round trips of the switchover: the last round's acknowledgement, prepared, and half of go/resumed. */
+  handshakeMs: number;
+  /** Stopping the vCPUs here and starting them there. */
+  pauseResumeMs: number;
+  /** The sum. */
+  totalMs: number;
+}
+
+/**
+ * The pause the switchover would cost now. `latencyMs` is the measured time for an empty round's
+ * acknowledgement (a round trip through both sides' queues): the switchover waits for about two
+ * and a half of those (the last round's acknowledgement, "complete"/"prepared", and half of
+ * "go"/"resumed").
+ */
+export function estimateDowntime(
+  bytes: number,
+  bytesPerSec: number,
+  latencyMs: number,
+  pauseResumeMs = DEFAULT_PAUSE_RESUME_MS,
+): DowntimeEstimate {
+  const transferMs = bytes === 0 ? 0 : bytesPerSec > 0 ? (bytes / bytesPerSec) * 1000 : Number.POSITIVE_INFINITY;
+  const handshakeMs = 2.5 * latencyMs;
+  return { transferMs, handshakeMs, pauseResumeMs, totalMs: transferMs + handshakeMs + pauseResumeMs };
 }

@@ -37,8 +37,10 @@ export interface RoundReport {
   durationMs: number;
   /** Bytes per second the guest dirtied while the round was sent (0 for the stop-and-copy round). */
   dirtyRateBytesPerSec: number;
-  /** Raw bytes per second the round moved. */
+  /** Raw bytes per second the round moved, acknowledgement included. */
   bandwidthBytesPerSec: number;
+  /** vCPU throttle while the round was sent, in percent (auto-converge). */
+  throttlePercent: number;
 }
 
 /** The phases a migration goes through, in order. */
@@ -57,8 +59,18 @@ export interface MigrationProgress {
   bytesRaw: number;
   /** Frame bytes sent so far. */
   bytesWire: number;
-  /** Raw bytes per second over the migration so far. */
+  /** Bytes still to send: the rest of this round plus what the guest dirtied since. */
+  remainingBytes: number;
+  /** Raw bytes per second the target absorbs (sliding window over recent rounds). */
   bandwidthBytesPerSec: number;
+  /** Bytes per second the guest dirties (distinct pages). */
+  dirtyRateBytesPerSec: number;
+  /** The pause if the source stopped now, in milliseconds; absent until it can be estimated. */
+  expectedDowntimeMs?: number;
+  /** The downtime budget in force, in milliseconds. */
+  downtimeBudgetMs: number;
+  /** vCPU throttle in force, in percent. */
+  throttlePercent: number;
   /** Milliseconds since the migration started. */
   elapsedMs: number;
 }
@@ -88,6 +100,17 @@ export interface MigrationReport {
   downtimeUpperBoundMs?: number;
   /** The downtime the engine predicted when it decided to stop iterating. */
   predictedDowntimeMs?: number;
+  /** The downtime budget in force at the switchover (after any ramp), in milliseconds. */
+  downtimeBudgetMs: number;
+  /** The highest vCPU throttle auto-converge applied, in percent (0: none). */
+  maxThrottlePercent: number;
+  /** Set when a deadline passed and the timeout action forced the switchover. */
+  forcedSwitchover?: { code: string; message: string };
+  /**
+   * Set when the link failed after "go" and the source learnt the outcome by asking the target
+   * afresh; `downtimeMs` is then unknown and only `downtimeUpperBoundMs` is given.
+   */
+  resolvedAfterLinkFailure?: { code: string; message: string };
   /** Whole migration, handshake to report, in milliseconds. */
   totalMs: number;
   /** Data bytes before compression, all rounds. */

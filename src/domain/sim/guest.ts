@@ -238,6 +238,11 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   disableDirtyLog(): void {}
 
   /** Pages written since the previous call or `enableDirtyLog`, ascending; cleared by the read. */
+  /** Pages in the dirty log now, not clearing it. */
+  peekDirtyCount(): number {
+    return this.dirty.count();
+  }
+
   readDirtyLog(): Uint32Array {
     return this.dirty.readAndClear();
   }

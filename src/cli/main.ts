@@ -156,6 +156,8 @@ async function runSource(
       targetName: url,
       signal: cancel.signal,
       onProgress: json ? undefined : progress,
+      // If the link breaks after "go", ask the agent afresh what it did with the guest.
+      resolveOutcome: async (id) => (await queryAgent(url, id)).state,
     });
     progress.done();
     migrated = report.guestRunningOn === 'target';

@@ -304,6 +304,12 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     this.isPaused = false;
   }
 
+  /** The throttle in force, as a fraction of vCPU time taken away (0 = full speed). */
+  get throttle(): number {
+    const vcpu = this.vcpus[0];
+    return vcpu ? Atomics.load(vcpu.control, CTRL_THROTTLE) / THROTTLE_SCALE : 0;
+  }
+
   /**
    * Makes each vCPU sleep `fraction` of the time, 0 (full speed) to 0.99; values between 0.99 and
    * 1 count as 0.99. The paced step rate drops by the same fraction.

@@ -1,0 +1,107 @@
+// A guest that dirties memory faster than the link sends it: auto-converge brings the pause
+// within budget; without it the migration ends as its timeout action says, and an abort leaves
+// the guest running on the source, intact. Real WebSockets, a capped link.
+import { afterEach, expect, test } from 'vitest';
+import { SimulatedGuest } from '../dist/domain/sim/guest.js';
+import { oracleDigest } from '../dist/domain/sim/oracle.js';
+import type { SimGuestConfig } from '../dist/domain/sim/config.js';
+import { migrate, type MigrateOptions } from '../dist/precopy/migration.js';
+import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { TargetAgent } from '../dist/agent/target-agent.js';
+import { digestBuffer } from '../dist/protocol/page-digest.js';
+import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
+
+const MiB = 1024 * 1024;
+// 40 MB/s of writes over a 4 MiB working set, through a 20 MB/s link: every round leaves the
+// whole working set dirty again, which alone would take ~210 ms to send.
+const config: SimGuestConfig = { memoryBytes: 32 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 40e6, hotSetBytes: 4 * MiB, seed: 11 };
+const link: MigrateOptions = { codec: 'none', maxBandwidthBytesPerSec: 20e6, downtimeBudgetMs: 100, maxRounds: 1000 };
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function setup() {
+  const agent = await TargetAgent.start();
+  cleanups.push(() => agent.close());
+  const guest = await SimulatedGuest.boot(config, 'outruns-the-link');
+  cleanups.push(() => guest.destroy());
+  await new Promise((r) => setTimeout(r, 100));
+  return { agent, guest };
+}
+
+test('auto-converge throttles the guest until the pause fits the budget', async () => {
+  const { agent, guest } = await setup();
+  const report = await migrate(guest, await connectWebSocket(agent.url), { ...link, autoConverge: 'auto', destroySource: false });
+  expect(report.error).toBeUndefined();
+  expect(report.outcome).toBe('completed');
+  expect(report.maxThrottlePercent).toBeGreaterThanOrEqual(20);
+  expect(report.rounds.some((r) => r.throttlePercent > 0)).toBe(true);
+  expect(report.forcedSwitchover).toBeUndefined();
+  // It stopped because the predicted pause fitted, not because it ran out of rounds.
+  expect(report.predictedDowntimeMs!).toBeLessThanOrEqual(report.downtimeBudgetMs);
+  expect(report.verified).toBe(true);
+  // The throttle stays here with the paused copy; the guest on the target runs true to its oracle.
+  const atPause = guest.vcpuStates();
+  expect(report.targetDigest).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
+  const later = await checkAgainstOracle(agent.url, report.migrationId, config);
+  expect(later.matches).toBe(true);
+});
+
+test('without auto-converge, a stall with timeout action abort leaves the guest running on the source', async () => {
+  const { agent, guest } = await setup();
+  const report = await migrate(guest, await connectWebSocket(agent.url), {
+    ...link,
+    autoConverge: 'off',
+    stallTimeoutMs: 1000,
+    timeoutAction: 'abort',
+  });
+  expect(report.outcome).toBe('failed');
+  expect(report.error?.code).toBe('ERR_NO_PROGRESS');
+  expect(report.guestRunningOn).toBe('source');
+  expect(report.maxThrottlePercent).toBe(0);
+  expect(guest.paused).toBe(false);
+  await guest.pause();
+  const states = guest.vcpuStates();
+  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
+  await guest.resume();
+  // The target hears of the abort on its own time; its copy must end discarded.
+  for (let i = 0; i < 100 && [...agent.migrations.values()][0]?.state !== 'discarded'; i++) await new Promise((r) => setTimeout(r, 50));
+  expect([...agent.migrations.values()].map((m) => m.state)).toEqual(['discarded']);
+});
+
+test('without auto-converge, a stall with timeout action force-switchover accepts a longer pause', async () => {
+  const { agent, guest } = await setup();
+  const report = await migrate(guest, await connectWebSocket(agent.url), {
+    ...link,
+    autoConverge: 'off',
+    stallTimeoutMs: 1000,
+    timeoutAction: 'force-switchover',
+    destroySource: false,
+  });
+  expect(report.outcome).toBe('completed');
+  expect(report.forcedSwitchover?.code).toBe('ERR_NO_PROGRESS');
+  expect(report.verified).toBe(true);
+  expect(report.downtimeMs!).toBeGreaterThan(0);
+  const atPause = guest.vcpuStates();
+  expect(report.targetDigest).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
+});
+
+test('a failed migration lifts the throttle it applied', async () => {
+  const { agent, guest } = await setup();
+  const controller = new AbortController();
+  const report = await migrate(guest, await connectWebSocket(agent.url), {
+    ...link,
+    autoConverge: 'on',
+    signal: controller.signal,
+    progressIntervalMs: 20,
+    onProgress: (p) => {
+      if (p.throttlePercent > 0) controller.abort();
+    },
+  });
+  expect(report.outcome).toBe('cancelled');
+  expect(report.maxThrottlePercent).toBeGreaterThan(0);
+  expect(guest.throttle).toBe(0);
+  expect(guest.paused).toBe(false);
+});

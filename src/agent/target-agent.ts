@@ -36,6 +36,8 @@ export interface TargetAgentOptions {
   maxConcurrentMigrations?: number;
   /** A connection silent this long is dropped, in milliseconds. @default 30000 */
   idleTimeoutMs?: number;
+  /** How long a prepared migration waits for "go" before discarding, in ms. @default DEFAULT_GO_TIMEOUT_MS */
+  goTimeoutMs?: number;
 }
 
 /** What the agent knows about one migration. */
@@ -65,6 +67,7 @@ export class TargetAgent extends EventEmitter {
   private readonly backends: Map<string, TargetBackend>;
   private readonly limits: ProtocolLimits;
   private readonly maxConcurrent: number;
+  private readonly goTimeoutMs: number | undefined;
   private listener: WebSocketListener | undefined;
   private active = 0;
 
@@ -73,6 +76,7 @@ export class TargetAgent extends EventEmitter {
     this.backends = new Map((options.backends ?? [new SimTargetBackend({ maxMemoryBytes: options.limits?.maxGuestMemoryBytes })]).map((b) => [b.kind, b]));
     this.limits = resolveLimits(options.limits);
     this.maxConcurrent = options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS;
+    this.goTimeoutMs = options.goTimeoutMs;
   }
 
   /** Starts listening; resolves once the port is open. */
@@ -145,6 +149,7 @@ export class TargetAgent extends EventEmitter {
         result = await receiveMigration(transport, record, {
           backends: this.backends,
           limits: this.limits,
+          goTimeoutMs: this.goTimeoutMs,
           onState: (state) => {
             if (state === 'prepared') entry.state = 'prepared';
           },

@@ -3,11 +3,17 @@
  * sender is busy streaming pages, and hands them out one at a time with a deadline.
  */
 
-import { asMigrationError, ConnectionClosedError, MigrationError, PeerAbortedError, TimeoutError } from '../errors.js';
+import { asMigrationError, ConnectionClosedError, LimitExceededError, MigrationError, PeerAbortedError, TimeoutError } from '../errors.js';
 import { decodeFrame } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import type { MigrationRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+
+/**
+ * Records read but not yet taken, at most. The source takes each control record as it comes;
+ * a peer that sends many more than asked is broken or hostile.
+ */
+export const MAX_UNREAD_RECORDS = 64;
 
 /** A background reader of one transport's records. */
 export class RecordInbox {
@@ -70,6 +76,9 @@ export class RecordInbox {
         const record = decodeFrame(frame, this.limits);
         if (record.type === 'abort') {
           throw new PeerAbortedError(record.code, record.message);
+        }
+        if (this.queue.length >= MAX_UNREAD_RECORDS) {
+          throw new LimitExceededError(`the peer sent more than ${MAX_UNREAD_RECORDS} records that nobody asked for`);
         }
         this.queue.push(record);
         this.wake();

@@ -42,15 +42,15 @@ describe('default policy', () => {
 });
 
 describe('downtime estimate', () => {
-  test('is transfer time plus two and a half handshake latencies plus pause and resume', () => {
-    const e = estimateDowntime(100e6, 1e9, 2, 1);
+  test('is transfer time plus the acknowledgement wait, half a round trip, pause and resume', () => {
+    const e = estimateDowntime(100e6, 1e9, 4, 2, 1);
     expect(e.transferMs).toBeCloseTo(100);
     expect(e.handshakeMs).toBeCloseTo(5);
     expect(e.totalMs).toBeCloseTo(106);
   });
   test('is infinite when nothing has been measured yet and something is dirty', () => {
-    expect(estimateDowntime(1, 0, 1).totalMs).toBe(Number.POSITIVE_INFINITY);
-    expect(estimateDowntime(0, 0, 1, 1).totalMs).toBeCloseTo(3.5);
+    expect(estimateDowntime(1, 0, 1, 1).totalMs).toBe(Number.POSITIVE_INFINITY);
+    expect(estimateDowntime(0, 0, 1, 1, 1).totalMs).toBeCloseTo(2.5);
   });
 });
 

@@ -170,8 +170,8 @@ class SourceMigration {
   private goSent = false;
   private cancelReason: MigrationError | undefined;
   private forced: ForcedSwitchover | undefined;
-  /** Shortest time from a round's end to its acknowledgement: the handshake latency. */
-  private latencyMs = Number.POSITIVE_INFINITY;
+  /** Shortest time from a round's end to its acknowledgement: a round trip, at most. */
+  private rttMs = Number.POSITIVE_INFINITY;
   /** Latest estimates, refreshed by the ticker. */
   private dirtyRateBytesPerSec = 0;
   private expectedDowntimeMs = Number.POSITIVE_INFINITY;
@@ -266,7 +266,7 @@ class SourceMigration {
       );
     }
     // An upper bound until the first round's acknowledgement measures it (ready includes allocation).
-    this.latencyMs = performance.now() - helloAt;
+    this.rttMs = performance.now() - helloAt;
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
@@ -493,12 +493,14 @@ class SourceMigration {
     await this.sender.flush();
     const sentPages = this.sender.counters.pages - before.pages;
     await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages }));
+    // Before the pause, wait until the target has written the whole round: the round's duration
+    // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
+    const handedOverAt = performance.now();
+    let ackMs = 0;
     if (!stopAndCopy) {
-      // Wait until the target has written the whole round: the round's duration then measures
-      // what the target absorbs, and nothing queued in buffers will stretch the pause.
-      const ackFrom = performance.now();
       await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
-      this.latencyMs = Math.min(this.latencyMs, performance.now() - ackFrom);
+      ackMs = performance.now() - handedOverAt;
+      this.rttMs = Math.min(this.rttMs, ackMs);
     }
     const durationMs = performance.now() - started;
     const bytesRaw = this.sender.counters.bytesRaw - before.bytesRaw;
@@ -512,6 +514,8 @@ class SourceMigration {
       durationMs: round3(durationMs),
       dirtyRateBytesPerSec: 0,
       bandwidthBytesPerSec: durationMs > 0 ? round3((bytesRaw * 1000) / durationMs) : 0,
+      sendMs: round3(handedOverAt - started),
+      ackMs: round3(ackMs),
       throttlePercent: this.throttle.percent,
     });
     return unsent;
@@ -538,7 +542,7 @@ class SourceMigration {
     const bandwidth = this.bandwidth();
     const dirtyBytes = dirtyPages * this.pageSize;
     this.dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
-    this.expectedDowntimeMs = estimateDowntime(dirtyBytes, bandwidth, this.latencyMs).totalMs;
+    this.expectedDowntimeMs = this.predictDowntime(dirtyBytes);
     return {
       round: this.round,
       elapsedMs: performance.now() - this.start,
@@ -573,6 +577,30 @@ class SourceMigration {
       ms += r.durationMs;
     }
     return ms > 0 ? (bytes * 1000) / ms : 0;
+  }
+
+  /**
+   * The pause if `bytes` were left: sent at the rate recent rounds were handed to the link,
+   * plus the acknowledgement wait recent rounds saw (the target draining its queue, and a round
+   * trip), plus half a round trip for "go". Over the rounds of the last second, like the
+   * bandwidth.
+   */
+  private predictDowntime(bytes: number): number {
+    let sent = 0;
+    let sendMs = 0;
+    let ackMs = 0;
+    let n = 0;
+    for (let i = this.rounds.length - 1; i >= 0 && sendMs + ackMs < 1000; i--) {
+      const r = this.rounds[i]!;
+      if (r.stopAndCopy) continue;
+      sent += r.bytesRaw;
+      sendMs += r.sendMs;
+      ackMs += r.ackMs;
+      n++;
+    }
+    if (n === 0) return Number.POSITIVE_INFINITY;
+    const sendRate = sendMs > 0 ? (sent * 1000) / sendMs : 0;
+    return estimateDowntime(bytes, sendRate, ackMs / n, this.rttMs).totalMs;
   }
 
   /** Pages of this round not yet sent, plus pages dirtied since the log was last read. */
@@ -621,7 +649,7 @@ class SourceMigration {
       }
       this.lastTick = { at: now, dirty };
       this.watchdog.observe(this.remainingBytes(), now);
-      this.expectedDowntimeMs = estimateDowntime(dirty * this.pageSize, this.bandwidth(), this.latencyMs).totalMs;
+      this.expectedDowntimeMs = this.predictDowntime(dirty * this.pageSize);
     }
     this.emitProgress();
   }

@@ -92,9 +92,13 @@ export function downtimeBudgetAt(elapsedMs: number, finalMs: number, ramp?: Down
 
 /** The parts of an expected pause, in milliseconds. */
 export interface DowntimeEstimate {
-  /** Sending what is dirty (and the device state) at the measured bandwidth. */
+  /** Handing what is dirty to the link at the measured sending rate. */
   transferMs: number;
-  /** Round trips of the switchover: the last round's acknowledgement, prepared, and half of go/resumed. */
+  /**
+   * The switchover's waits: for the target to drain its queue and acknowledge the last round
+   * (measured as a pre-copy round's acknowledgement wait, which includes one round trip), then
+   * half a round trip for "go" to arrive.
+   */
   handshakeMs: number;
   /** Stopping the vCPUs here and starting them there. */
   pauseResumeMs: number;
@@ -103,18 +107,19 @@ export interface DowntimeEstimate {
 }
 
 /**
- * The pause the switchover would cost now. `latencyMs` is the measured time for an empty round's
- * acknowledgement (a round trip through both sides' queues): the switchover waits for about two
- * and a half of those (the last round's acknowledgement, "complete"/"prepared", and half of
- * "go"/"resumed").
+ * The pause the switchover would cost now: `bytes` at `sendBytesPerSec` (the rate at which
+ * recent rounds were handed to the link), plus `ackMs` (how long recent rounds waited for their
+ * acknowledgement after the last batch: the target draining what was still queued, and a round
+ * trip), plus half of `rttMs` (the shortest acknowledgement seen), plus pause and resume.
  */
 export function estimateDowntime(
   bytes: number,
-  bytesPerSec: number,
-  latencyMs: number,
+  sendBytesPerSec: number,
+  ackMs: number,
+  rttMs: number,
   pauseResumeMs = DEFAULT_PAUSE_RESUME_MS,
 ): DowntimeEstimate {
-  const transferMs = bytes === 0 ? 0 : bytesPerSec > 0 ? (bytes / bytesPerSec) * 1000 : Number.POSITIVE_INFINITY;
-  const handshakeMs = 2.5 * latencyMs;
+  const transferMs = bytes === 0 ? 0 : sendBytesPerSec > 0 ? (bytes / sendBytesPerSec) * 1000 : Number.POSITIVE_INFINITY;
+  const handshakeMs = ackMs + rttMs / 2;
   return { transferMs, handshakeMs, pauseResumeMs, totalMs: transferMs + handshakeMs + pauseResumeMs };
 }

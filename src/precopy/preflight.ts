@@ -105,7 +105,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     totalMs += durationMs;
     sent += bytes;
     const dirty = dirtyPagesAfter(durationMs) * pageSize;
-    downtimeMs = estimateDowntime(dirty, bandwidth, latencyMs, DEFAULT_PAUSE_RESUME_MS).totalMs;
+    downtimeMs = estimateDowntime(dirty, bandwidth, latencyMs, latencyMs, DEFAULT_PAUSE_RESUME_MS).totalMs;
     if (downtimeMs <= budgetMs || round + 1 >= maxRounds) {
       converges = downtimeMs <= budgetMs;
       rounds.push({ round: round + 1, bytes: dirty, durationMs: round2(downtimeMs) });

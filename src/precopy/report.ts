@@ -39,6 +39,10 @@ export interface RoundReport {
   dirtyRateBytesPerSec: number;
   /** Raw bytes per second the round moved, acknowledgement included. */
   bandwidthBytesPerSec: number;
+  /** Of `durationMs`: handing the round's batches to the link. */
+  sendMs: number;
+  /** Of `durationMs`: waiting for the target to acknowledge the round after its last batch (0 for the stop-and-copy round). */
+  ackMs: number;
   /** vCPU throttle while the round was sent, in percent (auto-converge). */
   throttlePercent: number;
 }

@@ -25,7 +25,8 @@ export type MigrationErrorCode =
   | 'ERR_NO_PROGRESS'
   | 'ERR_COMPLETION_TIMEOUT'
   | 'ERR_CANCELLED'
-  | 'ERR_INDETERMINATE';
+  | 'ERR_INDETERMINATE'
+  | 'ERR_AUTH_FAILED';
 
 /** Base class of every error livemig raises on purpose. */
 export class MigrationError extends Error {
@@ -176,6 +177,16 @@ export class CompletionTimeoutError extends MigrationError {
 export class CancelledError extends MigrationError {
   constructor(message = 'migration cancelled') {
     super('ERR_CANCELLED', message);
+  }
+}
+
+/**
+ * The peer could not prove it holds the pool key, or this side could not prove it: a wrong
+ * key, a key on one side only, a replayed or reflected exchange.
+ */
+export class AuthFailedError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_AUTH_FAILED', message);
   }
 }
 

@@ -27,6 +27,9 @@ function pageData(pages: number, salt = 1): Uint8Array {
   return out;
 }
 
+const nonce = new Uint8Array(32).map((_, i) => i * 7 + 1);
+const proof = new Uint8Array(32).map((_, i) => 255 - i);
+
 const records: Exclude<MigrationRecord, PagesRecord>[] = [
   {
     type: 'hello',
@@ -56,6 +59,11 @@ const records: Exclude<MigrationRecord, PagesRecord>[] = [
   { type: 'query', migrationId: 'm-1', inspect: true },
   { type: 'status', migrationId: 'm-1', state: 'unknown' },
   { type: 'status', migrationId: 'm-1', state: 'running', digest: '0123456789abcdef', domainState: new Uint8Array([7, 7]) },
+  { type: 'auth-hello', nonce },
+  { type: 'auth-challenge', nonce },
+  { type: 'auth-proof', proof },
+  { type: 'auth-ok', proof },
+  { type: 'auth-ok' },
 ];
 
 describe('every record type round-trips', () => {

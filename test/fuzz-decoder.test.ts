@@ -14,6 +14,10 @@ const RUNS = 1000;
 const SLOWEST_DECODE_MS = 250;
 
 const RECORD_TYPES: RecordType[] = [
+  'auth-hello',
+  'auth-challenge',
+  'auth-proof',
+  'auth-ok',
   'hello',
   'ready',
   'pages',
@@ -67,6 +71,11 @@ function corpus(): Uint8Array[] {
     checksum: '0123456789abcdef',
   };
   return [
+    encodeRecord({ type: 'auth-hello', nonce: new Uint8Array(32).fill(1) }),
+    encodeRecord({ type: 'auth-challenge', nonce: new Uint8Array(32).fill(2) }),
+    encodeRecord({ type: 'auth-proof', proof: new Uint8Array(32).fill(3) }),
+    encodeRecord({ type: 'auth-ok', proof: new Uint8Array(32).fill(4) }),
+    encodeRecord({ type: 'auth-ok' }),
     encodeRecord({
       type: 'hello',
       versions: [2, 1],
@@ -217,7 +226,7 @@ describe('the decoder on hostile input', () => {
     const outcomes = { accepted: 0, rejected: 0 };
     const packr = new Packr({ useRecords: false, variableMapSize: true });
     const names = ['type', 'versions', 'migrationId', 'domain', 'codec', 'version', 'round', 'pages', 'zeros',
-      'rawLength', 'checksum', 'seq', 'state', 'batches', 'digest', 'resumeMs', 'code', 'message', 'inspect', 'domainState'];
+      'rawLength', 'checksum', 'seq', 'state', 'batches', 'digest', 'resumeMs', 'code', 'message', 'inspect', 'domainState', 'nonce', 'proof'];
     const junk = fc.oneof(
       fc.jsonValue({ maxDepth: 3 }),
       fc.uint8Array({ maxLength: 24 }),
@@ -228,7 +237,12 @@ describe('the decoder on hostile input', () => {
     const hex = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map((n) => n.toString(16).padStart(16, '0'));
     const bytes = fc.uint8Array({ maxLength: 32 });
     const pfns = (max: number) => fc.array(fc.nat(), { maxLength: max }).map((list) => writePageNumbers(list.map((n) => n >>> 0)));
+    const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
     const valid: fc.Arbitrary<[Record<string, unknown>, Uint8Array]> = fc.oneof(
+      fc.record({ type: fc.constant('auth-hello'), nonce: bytes32 }),
+      fc.record({ type: fc.constant('auth-challenge'), nonce: bytes32 }),
+      fc.record({ type: fc.constant('auth-proof'), proof: bytes32 }),
+      fc.record({ type: fc.constant('auth-ok'), proof: bytes32 }, { requiredKeys: ['type'] }),
       fc.record({
         type: fc.constant('hello'),
         versions: fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 }),
@@ -317,9 +331,11 @@ describe('the receiver state machine on arbitrary record sequences', () => {
     // Each step either follows a legal record of the current state (to reach deep states) or
     // throws in any event; an illegal one must leave the state where it was.
     const step = fc.tuple(fc.boolean(), fc.nat(), fc.constantFrom(...events));
+    // Every state a connection can start in: with a pool key, without one, and past authentication.
+    const initial = fc.constantFrom<ReceiverState>('await-auth', 'await-hello-or-auth', 'await-hello');
     fc.assert(
-      fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
-        let state: ReceiverState = 'await-hello';
+      fc.property(initial, fc.array(step, { maxLength: 40 }), (start, steps) => {
+        let state: ReceiverState = start;
         for (const [followLegal, pick, randomEvent] of steps) {
           const legal: ReceiverEvent[] = [...expectedRecords(state), ...(state === 'complete-received' ? ['sent-prepared' as const] : [])];
           const event = followLegal && legal.length > 0 ? legal[pick % legal.length]! : randomEvent;

@@ -1,15 +1,21 @@
 import { describe, expect, it } from 'vitest';
 
 import {
+  clientAuthTransition,
   expectedRecords,
+  initialReceiverState,
   expectedSourceRecords,
   receiverTransition,
   sourceTransition,
 } from '../dist/protocol/receiver-state.js';
-import type { ReceiverEvent, ReceiverState, SourceEvent, SourceState } from '../dist/protocol/receiver-state.js';
+import type { ClientAuthState, ReceiverEvent, ReceiverState, SourceEvent, SourceState } from '../dist/protocol/receiver-state.js';
 import type { RecordType } from '../dist/protocol/records.js';
 
 const RECORD_TYPES: RecordType[] = [
+  'auth-hello',
+  'auth-challenge',
+  'auth-proof',
+  'auth-ok',
   'hello',
   'ready',
   'pages',
@@ -27,6 +33,9 @@ const RECORD_TYPES: RecordType[] = [
 
 // The receiver table as docs/protocol.md states it, written out independently of the code.
 const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, ReceiverState>>> = {
+  'await-auth': { 'auth-hello': 'await-proof', abort: 'aborted' },
+  'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
+  'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
   'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
   receiving: { pages: 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
@@ -95,6 +104,64 @@ describe('receiver: legal paths', () => {
   });
 });
 
+describe('receiver: authentication before hello', () => {
+  function runFrom(start: ReceiverState, events: ReceiverEvent[]): ReceiverState {
+    return events.reduce<ReceiverState>((state, event) => receiverTransition(state, event), start);
+  }
+
+  it('starts an agent with a key in await-auth and one without in await-hello-or-auth', () => {
+    expect(initialReceiverState(true)).toBe('await-auth');
+    expect(initialReceiverState(false)).toBe('await-hello-or-auth');
+  });
+
+  it('with a key: auth-hello, auth-proof, then a migration or a query', () => {
+    expect(runFrom('await-auth', ['auth-hello', 'auth-proof', 'hello'])).toBe('receiving');
+    expect(runFrom('await-auth', ['auth-hello', 'auth-proof', 'query'])).toBe('answered');
+  });
+
+  it('with a key: nothing but auth-hello opens, and a proof comes only after the challenge', () => {
+    for (const first of ['hello', 'query', 'auth-proof', 'auth-ok', 'pages', 'go'] as ReceiverEvent[]) {
+      expect(codeOf(() => receiverTransition('await-auth', first))).toBe('ERR_UNEXPECTED_RECORD');
+    }
+    expect(codeOf(() => runFrom('await-auth', ['auth-hello', 'auth-hello']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runFrom('await-auth', ['auth-hello', 'hello']))).toBe('ERR_UNEXPECTED_RECORD');
+  });
+
+  it('without a key: hello or query at once, or one auth-hello first', () => {
+    expect(runFrom('await-hello-or-auth', ['hello'])).toBe('receiving');
+    expect(runFrom('await-hello-or-auth', ['query'])).toBe('answered');
+    expect(runFrom('await-hello-or-auth', ['auth-hello', 'hello'])).toBe('receiving');
+    expect(codeOf(() => runFrom('await-hello-or-auth', ['auth-hello', 'auth-hello']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runFrom('await-hello-or-auth', ['auth-proof']))).toBe('ERR_UNEXPECTED_RECORD');
+  });
+
+  it('never takes authentication records once a migration or a question has begun', () => {
+    for (const event of ['auth-hello', 'auth-proof'] as ReceiverEvent[]) {
+      expect(codeOf(() => runFrom('await-auth', ['auth-hello', 'auth-proof', 'hello', event]))).toBe('ERR_UNEXPECTED_RECORD');
+      expect(codeOf(() => runReceiver(['hello', 'pages', event]))).toBe('ERR_UNEXPECTED_RECORD');
+    }
+  });
+});
+
+describe('client authentication', () => {
+  const CLIENT_LEGAL: Record<ClientAuthState, Partial<Record<RecordType, ClientAuthState>>> = {
+    'auth-hello-sent': { 'auth-challenge': 'auth-proof-sent', 'auth-ok': 'authenticated', abort: 'aborted' },
+    'auth-proof-sent': { 'auth-ok': 'authenticated', abort: 'aborted' },
+    authenticated: {},
+    aborted: {},
+  };
+
+  for (const [state, row] of Object.entries(CLIENT_LEGAL) as [ClientAuthState, Partial<Record<RecordType, ClientAuthState>>][]) {
+    it(`in ${state}: exactly the legal records pass`, () => {
+      for (const event of RECORD_TYPES) {
+        const next = row[event];
+        if (next !== undefined) expect(clientAuthTransition(state, event)).toBe(next);
+        else expect(codeOf(() => clientAuthTransition(state, event))).toBe('ERR_UNEXPECTED_RECORD');
+      }
+    });
+  }
+});
+
 describe('receiver: abort', () => {
   for (const [state, row] of Object.entries(RECEIVER_LEGAL) as [ReceiverState, object][]) {
     const final = Object.keys(row).length === 0;
@@ -141,6 +208,9 @@ describe('receiver: out-of-order records', () => {
 
 describe('receiver: expected records', () => {
   it('lists the record types legal in each state, without local events', () => {
+    expect(expectedRecords('await-auth')).toEqual(['auth-hello', 'abort']);
+    expect(expectedRecords('await-proof')).toEqual(['auth-proof', 'abort']);
+    expect(expectedRecords('await-hello-or-auth')).toEqual(['auth-hello', 'hello', 'query', 'abort']);
     expect(expectedRecords('await-hello')).toEqual(['hello', 'query', 'abort']);
     expect(expectedRecords('receiving')).toEqual(['pages', 'round-end', 'device-state', 'abort']);
     expect(expectedRecords('state-received')).toEqual(['complete', 'abort']);

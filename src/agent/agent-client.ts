@@ -1,25 +1,159 @@
 /**
- * Asking a target agent what became of a migration, over a fresh connection.
+ * The client side of a connection to a target agent: connecting (`ws://` or `wss://`),
+ * authenticating with the pool key, and asking what became of a migration.
+ *
+ * Authentication is mutual (docs/protocol.md, "Authentication"): the client proves it holds the
+ * pool key, and a client that holds one accepts only an agent that proves it too. A client
+ * without a key still opens with `auth-hello`, so that an agent which demands the key says so
+ * before anything else happens.
  */
 
-import { UnexpectedRecordError, ConnectionClosedError, PeerAbortedError } from '../errors.js';
+import {
+  asMigrationError,
+  AuthFailedError,
+  ConnectionClosedError,
+  type MigrationError,
+  PeerAbortedError,
+  TimeoutError,
+  UnexpectedRecordError,
+} from '../errors.js';
+import { authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../protocol/auth.js';
 import { decodeFrame, encodeRecord } from '../protocol/codec.js';
-import type { StatusRecord } from '../protocol/records.js';
-import { connectWebSocket } from '../transport/ws-transport.js';
+import { clientAuthTransition, type ClientAuthState } from '../protocol/receiver-state.js';
+import type { MigrationRecord, StatusRecord } from '../protocol/records.js';
+import type { Transport } from '../transport/transport.js';
+import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-transport.js';
 
-/** Options of {@link queryAgent}. */
-export interface QueryOptions {
-  /** Also pause the guest a moment and return its state and memory digest. @default false */
-  inspect?: boolean;
-  /** @default 10000 */
-  connectTimeoutMs?: number;
+/** How long {@link authenticate} waits for the agent's answers, in milliseconds, when not told. */
+export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
+
+/** How long a failing client spends telling the agent why before it cuts the connection, in milliseconds. */
+const ABORT_GRACE_MS = 1000;
+
+/** Options of {@link authenticate}. */
+export interface AuthenticateOptions {
+  /**
+   * The pool key (see `readKeyFile`). With a key the client proves it and demands the agent's
+   * proof in return; without one it can talk only to an agent that holds no key either.
+   * @default no key
+   */
+  key?: Uint8Array;
+  /** Names the agent in error messages, e.g. its URL. @default 'the agent' */
+  peer?: string;
+  /** Longest wait for each answer of the agent, in milliseconds. @default DEFAULT_AUTH_TIMEOUT_MS */
+  timeoutMs?: number;
 }
 
-/** Asks the agent at `url` about `migrationId`. */
-export async function queryAgent(url: string, migrationId: string, options: QueryOptions = {}): Promise<StatusRecord> {
-  const transport = await connectWebSocket(url, { connectTimeoutMs: options.connectTimeoutMs ?? 10_000 });
+/** Options of {@link connectToAgent}: those of `connectWebSocket` (including `tls`), and the pool key. */
+export interface ConnectToAgentOptions extends ConnectWebSocketOptions {
+  /** The pool key; see {@link AuthenticateOptions.key}. @default no key */
+  key?: Uint8Array;
+}
+
+/** Options of {@link queryAgent}. */
+export interface QueryOptions extends ConnectToAgentOptions {
+  /** Also pause the guest a moment and return its state and memory digest. @default false */
+  inspect?: boolean;
+}
+
+/**
+ * Opens a connection to the agent at `url` (`ws://host:port` or `wss://host:port`) and
+ * authenticates, returning a transport on which the next record to send is `hello` (hand it to
+ * `migrate()`) or `query`. `connectTimeoutMs` bounds connecting and authenticating together.
+ *
+ * @throws ConnectFailedError if the connection cannot be opened (including a TLS certificate
+ *   that does not verify).
+ * @throws AuthFailedError if either side cannot prove the pool key: a wrong key, a key on one
+ *   side only.
+ * @throws TimeoutError if the agent does not answer in time.
+ */
+export async function connectToAgent(url: string, options: ConnectToAgentOptions = {}): Promise<Transport> {
+  const { key, ...connectOptions } = options;
+  if (key !== undefined) checkPoolKey(key);
+  const budgetMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const started = performance.now();
+  const transport = await connectWebSocket(url, connectOptions);
+  const leftMs = Math.max(1, budgetMs - (performance.now() - started));
+  await authenticate(transport, { key, peer: url, timeoutMs: leftMs });
+  return transport;
+}
+
+/**
+ * Runs the client side of the authentication exchange on a fresh `transport` whose other end is
+ * a target agent. Resolves once the agent has accepted (and, with a key, proved itself); the
+ * next record to send is then `hello` or `query`. On any failure the agent is told why where
+ * that helps, the transport is destroyed, and the error is thrown.
+ *
+ * @throws AuthFailedError, TimeoutError, PeerAbortedError, ConnectionClosedError, or a decoding
+ *   error for a malformed answer.
+ */
+export async function authenticate(transport: Transport, options: AuthenticateOptions = {}): Promise<void> {
+  const key = options.key === undefined ? undefined : checkPoolKey(options.key);
+  const peer = options.peer ?? 'the agent';
+  const timeoutMs = options.timeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS;
+  const clientNonce = newAuthNonce();
+  let agentNonce: Uint8Array | undefined;
+  let state: ClientAuthState = 'auth-hello-sent';
+  let agentAborted = false;
   try {
-    await transport.send(encodeRecord({ type: 'query', migrationId, inspect: options.inspect ?? false }));
+    await transport.send(encodeRecord({ type: 'auth-hello', nonce: clientNonce }));
+    for (;;) {
+      const record = await receiveRecord(transport, timeoutMs, peer, state);
+      if (record.type === 'abort') {
+        agentAborted = true;
+        if (record.code === 'ERR_AUTH_FAILED') throw new AuthFailedError(`${peer} refused this client: ${record.message}`);
+        throw new PeerAbortedError(record.code, record.message);
+      }
+      state = clientAuthTransition(state, record.type);
+      if (record.type === 'auth-challenge') {
+        if (key === undefined) {
+          throw new AuthFailedError(
+            `${peer} accepts only members of its pool; pass the pool key (the key option, or --key-file PATH on the command line)`,
+          );
+        }
+        if (Buffer.compare(record.nonce, clientNonce) === 0) {
+          throw new AuthFailedError(`${peer} sent back this client's own nonce as its challenge; it is not a livemig agent of this pool`);
+        }
+        agentNonce = Uint8Array.from(record.nonce);
+        await transport.send(encodeRecord({ type: 'auth-proof', proof: authProof(key, 'client', clientNonce, agentNonce) }));
+        continue;
+      }
+      if (record.type !== 'auth-ok') {
+        // The table admits nothing else; this guards against the two disagreeing.
+        throw new UnexpectedRecordError(`${peer} answered authentication with "${record.type}"`);
+      }
+      if (key === undefined) {
+        if (record.proof !== undefined) throw new UnexpectedRecordError(`${peer} sent a proof nobody asked for`);
+        return;
+      }
+      if (agentNonce === undefined || record.proof === undefined) {
+        throw new AuthFailedError(
+          `${peer} holds no pool key, so it cannot prove it belongs to the pool; start it with --key-file, or connect without a key (loopback only)`,
+        );
+      }
+      if (!verifyAuthProof(key, 'agent', clientNonce, agentNonce, record.proof)) {
+        throw new AuthFailedError(
+          `${peer} answered with a proof that does not match this pool key: it holds a different key, or something between the two altered the exchange`,
+        );
+      }
+      return;
+    }
+  } catch (err) {
+    const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+    await abortAndDestroy(transport, error, !agentAborted);
+    throw error;
+  }
+}
+
+/**
+ * Asks the agent at `url` about `migrationId`. Connects and authenticates as
+ * {@link connectToAgent} does, with the same options.
+ */
+export async function queryAgent(url: string, migrationId: string, options: QueryOptions = {}): Promise<StatusRecord> {
+  const { inspect, ...connectOptions } = options;
+  const transport = await connectToAgent(url, connectOptions);
+  try {
+    await transport.send(encodeRecord({ type: 'query', migrationId, inspect: inspect ?? false }));
     const frame = await transport.receive();
     if (frame === undefined) throw new ConnectionClosedError(`the agent at ${url} closed the connection without answering`);
     const record = decodeFrame(frame);
@@ -29,4 +163,44 @@ export async function queryAgent(url: string, migrationId: string, options: Quer
   } finally {
     transport.destroy();
   }
+}
+
+/** The next record from the agent, within `timeoutMs`. */
+async function receiveRecord(transport: Transport, timeoutMs: number, peer: string, state: ClientAuthState): Promise<MigrationRecord> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new TimeoutError(`${peer} did not answer within ${timeoutMs} ms during authentication (state ${state})`)),
+      timeoutMs,
+    );
+  });
+  const pending = transport.receive();
+  try {
+    const frame = await Promise.race([pending, deadline]);
+    if (frame === undefined) {
+      throw new ConnectionClosedError(`${peer} closed the connection during authentication (state ${state})`);
+    }
+    return decodeFrame(frame);
+  } finally {
+    clearTimeout(timer);
+    pending.catch(() => undefined);
+  }
+}
+
+/**
+ * Tells the agent why (when `tell` and the link still works), closes so that the abort arrives
+ * before the end of the stream, and cuts the connection; all within {@link ABORT_GRACE_MS}.
+ */
+async function abortAndDestroy(transport: Transport, error: MigrationError, tell: boolean): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise((resolve) => (timer = setTimeout(resolve, ABORT_GRACE_MS)));
+  if (tell && !transport.closed && error.code !== 'ERR_CONNECTION_CLOSED') {
+    await Promise.race([
+      transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message.slice(0, 1024) })).catch(() => undefined),
+      grace,
+    ]);
+  }
+  await Promise.race([transport.close().catch(() => undefined), grace]);
+  clearTimeout(timer);
+  transport.destroy(error);
 }

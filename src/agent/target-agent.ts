@@ -1,19 +1,48 @@
 /**
  * A target agent: the process on a host that accepts incoming migrations, runs the guests it
- * received, and answers questions about them. One WebSocket listener; the first record of each
- * connection says what the peer wants (`hello` to migrate in, `query` to ask).
+ * received, and answers questions about them. One WebSocket listener (`ws://`, or `wss://` with
+ * a certificate). An agent that holds the pool key first makes every connection prove it holds
+ * the key too, and proves itself in return (docs/protocol.md, "Authentication"); only then does
+ * it read the record that says what the peer wants (`hello` to migrate in, `query` to ask), and
+ * only after that does it allocate anything.
+ *
+ * Every connection is held to limits: how many are open, how many are still authenticating, how
+ * long and how many bytes it may take to say what it wants, how long a migration may go without
+ * a record. A peer that breaks one gets an abort with a code (or, past a byte limit, a WebSocket
+ * close with code 1009) and is disconnected; the others are not affected.
  */
 
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
 import type { TargetBackend, TargetDomain } from '../domain/backend.js';
 import { SimTargetBackend } from '../domain/sim/target-backend.js';
-import { asMigrationError, LimitExceededError, UnexpectedRecordError } from '../errors.js';
+import {
+  asMigrationError,
+  AuthFailedError,
+  ConnectionClosedError,
+  InvalidArgumentError,
+  LimitExceededError,
+  type MigrationError,
+  PeerAbortedError,
+  TimeoutError,
+  UnexpectedRecordError,
+} from '../errors.js';
+import { authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../protocol/auth.js';
 import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory } from '../protocol/page-digest.js';
-import type { QueryRecord, StatusRecord } from '../protocol/records.js';
+import { initialReceiverState, receiverTransition } from '../protocol/receiver-state.js';
+import type { HelloRecord, QueryRecord, StatusRecord } from '../protocol/records.js';
 import { receiveMigration, type IncomingResult } from '../precopy/incoming.js';
-import { listenWebSocket, type WebSocketListener } from '../transport/ws-transport.js';
+import { DeadlineTransport } from '../transport/deadline-transport.js';
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  listenWebSocket,
+  type TlsListenOptions,
+  type WebSocketListener,
+  type WebSocketTransport,
+} from '../transport/ws-transport.js';
 import type { Transport } from '../transport/transport.js';
 
 /** Incoming migrations one agent receives at once, at most. */
@@ -22,9 +51,36 @@ export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
 /** How long an agent remembers what became of a discarded migration, in milliseconds. */
 export const DEFAULT_OUTCOME_MEMORY_MS = 10 * 60 * 1000;
 
+/**
+ * Connections that may be authenticating (or, on an agent without a key, not yet have sent their
+ * `hello` or `query`) at once. Kept below `DEFAULT_MAX_CONNECTIONS`, so that peers who never
+ * authenticate cannot take every connection and shut the pool out.
+ */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 8;
+
+/**
+ * Time a connection has, from being accepted, to authenticate and send its `hello` or `query`,
+ * in milliseconds.
+ */
+export const DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * Longest wait for the next record of a migration in progress, in milliseconds. The WebSocket
+ * idle timeout is kept alive by pings alone; this one is not, so a source that holds a domain
+ * allocated here and sends nothing is dropped.
+ */
+export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
+
+/** How long a refusing agent spends telling the peer why, in milliseconds, before it cuts the connection. */
+const REFUSAL_GRACE_MS = 1000;
+
 /** Options of {@link TargetAgent.start}. */
 export interface TargetAgentOptions {
-  /** Address to listen on. @default '127.0.0.1' */
+  /**
+   * Address to listen on. Anything but a loopback address (127.0.0.0/8, ::1, `localhost`) needs
+   * `key`, or `insecure`.
+   * @default '127.0.0.1'
+   */
   host?: string;
   /** Port to listen on; 0 picks a free one. @default 0 */
   port?: number;
@@ -32,12 +88,80 @@ export interface TargetAgentOptions {
   backends?: TargetBackend[];
   /** Limits on what sources may send and allocate. */
   limits?: Partial<ProtocolLimits>;
+  /**
+   * The pool key, at least 32 random bytes (see `readKeyFile`). With it, every connection must
+   * prove it holds the same key before the agent reads anything else, and the agent proves it in
+   * return; a peer that cannot is refused with ERR_AUTH_FAILED.
+   * @default no key: any peer that can reach the agent is served
+   */
+  key?: Uint8Array;
+  /** Serve `wss://` with this certificate and private key. @default plain `ws://` */
+  tls?: TlsListenOptions;
+  /**
+   * Allow listening on a non-loopback address without `key`, which lets anyone who can reach the
+   * port send this host guests and inspect the guests running here. For trusted, isolated
+   * networks only.
+   * @default false
+   */
+  insecure?: boolean;
   /** @default DEFAULT_MAX_CONCURRENT_MIGRATIONS */
   maxConcurrentMigrations?: number;
-  /** A connection silent this long is dropped, in milliseconds. @default 30000 */
+  /**
+   * Connections open at once; beyond it the WebSocket upgrade is refused with HTTP 503.
+   * @default DEFAULT_MAX_CONNECTIONS (16)
+   */
+  maxConnections?: number;
+  /**
+   * Connections still authenticating at once; beyond it a new one is refused with
+   * ERR_LIMIT_EXCEEDED.
+   * @default DEFAULT_MAX_PENDING_HANDSHAKES (8)
+   */
+  maxPendingHandshakes?: number;
+  /**
+   * Time a connection has to authenticate and send its `hello` or `query`, in milliseconds;
+   * beyond it, ERR_TIMEOUT. Also bounds the TLS handshake and HTTP upgrade before it.
+   * @default DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS (10 s)
+   */
+  handshakeTimeoutMs?: number;
+  /**
+   * Bytes a connection may send before its `hello` or `query` has been read, counted on the wire
+   * as they arrive; beyond it the connection is closed with code 1009 (ERR_LIMIT_EXCEEDED). Keeps
+   * peers that have not authenticated from making the agent buffer whole frames of
+   * `maxFrameBytes`. At least `limits.maxHeaderBytes` plus 1 KiB, so that any legal hello fits.
+   * @default twice `limits.maxHeaderBytes` (1 MiB with the default limits)
+   */
+  maxHandshakeBytes?: number;
+  /**
+   * Longest wait for the next record of a migration in progress, in milliseconds; beyond it,
+   * ERR_TIMEOUT and the copy here is discarded.
+   * @default DEFAULT_RECORD_IDLE_TIMEOUT_MS (60 s)
+   */
+  recordIdleTimeoutMs?: number;
+  /**
+   * A connection silent this long (no frame, ping or pong) is dropped, in milliseconds.
+   * @default DEFAULT_IDLE_TIMEOUT_MS (30 s)
+   */
   idleTimeoutMs?: number;
   /** How long a prepared migration waits for "go" before discarding, in ms. @default DEFAULT_GO_TIMEOUT_MS */
   goTimeoutMs?: number;
+}
+
+/** Counters of an agent's connections, for monitoring and tests. */
+export interface AgentStats {
+  /** WebSocket connections open now. */
+  connections: number;
+  /** Upgrade requests refused so far because `maxConnections` were open (HTTP 503). */
+  refusedAtConnectionLimit: number;
+  /** Connections that have not yet authenticated and sent their `hello` or `query`. */
+  pendingHandshakes: number;
+  /** The most connections pending at once so far. */
+  peakPendingHandshakes: number;
+  /** Connections refused so far once open (each also a `connection-refused` event). */
+  refusedConnections: number;
+  /** Of those, the ones that could not prove the pool key. */
+  authFailures: number;
+  /** Migrations being received now. */
+  activeMigrations: number;
 }
 
 /** What the agent knows about one migration. */
@@ -68,18 +192,55 @@ export class TargetAgent extends EventEmitter {
   private readonly limits: ProtocolLimits;
   private readonly maxConcurrent: number;
   private readonly goTimeoutMs: number | undefined;
+  private readonly key: Uint8Array | undefined;
+  private readonly maxConnections: number;
+  private readonly maxPendingHandshakes: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxHandshakeBytes: number;
+  private readonly recordIdleTimeoutMs: number;
   private listener: WebSocketListener | undefined;
   private active = 0;
+  private pending = 0;
+  private peakPending = 0;
+  private refused = 0;
+  private authFailures = 0;
 
   private constructor(options: TargetAgentOptions) {
     super();
     this.backends = new Map((options.backends ?? [new SimTargetBackend({ maxMemoryBytes: options.limits?.maxGuestMemoryBytes })]).map((b) => [b.kind, b]));
     this.limits = resolveLimits(options.limits);
-    this.maxConcurrent = options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS;
+    this.maxConcurrent = positiveInteger('maxConcurrentMigrations', options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS);
     this.goTimeoutMs = options.goTimeoutMs;
+    this.key = options.key === undefined ? undefined : Uint8Array.from(checkPoolKey(options.key));
+    this.maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    this.maxPendingHandshakes = positiveInteger('maxPendingHandshakes', options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES);
+    this.handshakeTimeoutMs = positiveNumber('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
+    this.recordIdleTimeoutMs = positiveNumber('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
+    this.maxHandshakeBytes = positiveInteger('maxHandshakeBytes', options.maxHandshakeBytes ?? 2 * this.limits.maxHeaderBytes);
+    const smallestHandshake = this.limits.maxHeaderBytes + 1024;
+    if (this.maxHandshakeBytes < smallestHandshake) {
+      throw new InvalidArgumentError(
+        `maxHandshakeBytes (${this.maxHandshakeBytes}) must be at least maxHeaderBytes plus 1 KiB (${smallestHandshake}), or a legal hello could not get through`,
+      );
+    }
+    const host = options.host ?? '127.0.0.1';
+    if (this.key === undefined && options.insecure !== true && !isLoopbackHost(host)) {
+      throw new InvalidArgumentError(
+        `refusing to listen on ${host} without a pool key: anyone who can reach it could send this host guests and inspect the guests running here. ` +
+          'Give the pool key (the key option, or --key-file PATH; make one with "livemig keygen PATH"), listen on a loopback address, ' +
+          'or, on a trusted and isolated network only, pass insecure (--insecure)',
+      );
+    }
   }
 
-  /** Starts listening; resolves once the port is open. */
+  /**
+   * Starts listening; resolves once the port is open.
+   *
+   * @throws InvalidArgumentError for an option out of range, a key shorter than 32 bytes, a TLS
+   *   certificate or key that cannot be read, or a non-loopback `host` without `key` or
+   *   `insecure`.
+   * @throws ConnectFailedError if the address cannot be bound.
+   */
   static async start(options: TargetAgentOptions = {}): Promise<TargetAgent> {
     const agent = new TargetAgent(options);
     agent.listener = await listenWebSocket(
@@ -87,13 +248,34 @@ export class TargetAgent extends EventEmitter {
         host: options.host ?? '127.0.0.1',
         port: options.port ?? 0,
         maxFrameBytes: agent.limits.maxFrameBytes,
-        idleTimeoutMs: options.idleTimeoutMs,
+        idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        maxConnections: agent.maxConnections,
+        upgradeTimeoutMs: agent.handshakeTimeoutMs,
+        tls: options.tls,
       },
       (transport, info) => {
         void agent.serve(transport, `${info.remoteAddress}:${info.remotePort}`);
       },
     );
     return agent;
+  }
+
+  /** Whether peers must prove they hold the pool key. */
+  get requiresKey(): boolean {
+    return this.key !== undefined;
+  }
+
+  /** Counters of connections and refusals so far. */
+  get stats(): AgentStats {
+    return {
+      connections: this.listener?.connections ?? 0,
+      refusedAtConnectionLimit: this.listener?.refusedConnections ?? 0,
+      pendingHandshakes: this.pending,
+      peakPendingHandshakes: this.peakPending,
+      refusedConnections: this.refused,
+      authFailures: this.authFailures,
+      activeMigrations: this.active,
+    };
   }
 
   /** The port the agent listens on. */
@@ -115,18 +297,13 @@ export class TargetAgent extends EventEmitter {
     }
   }
 
-  private async serve(transport: Transport, from: string): Promise<void> {
+  private async serve(transport: WebSocketTransport, from: string): Promise<void> {
     try {
-      const frame = await transport.receive();
-      if (frame === undefined) return;
-      const record = decodeFrame(frame, this.limits);
+      const record = await this.admit(transport);
       if (record.type === 'query') {
         await transport.send(encodeRecord(await this.answer(record)));
         await transport.close();
         return;
-      }
-      if (record.type !== 'hello') {
-        throw new UnexpectedRecordError(`a connection must start with "hello" or "query", not "${record.type}"`);
       }
       if (this.active >= this.maxConcurrent) {
         throw new LimitExceededError(`this agent already receives ${this.active} migrations (the most it accepts at once)`);
@@ -146,7 +323,8 @@ export class TargetAgent extends EventEmitter {
       this.active++;
       let result: IncomingResult;
       try {
-        result = await receiveMigration(transport, record, {
+        const paced = new DeadlineTransport(transport, this.recordIdleTimeoutMs, () => `the next record of migration ${entry.migrationId}`);
+        result = await receiveMigration(paced, record, {
           backends: this.backends,
           limits: this.limits,
           goTimeoutMs: this.goTimeoutMs,
@@ -172,12 +350,88 @@ export class TargetAgent extends EventEmitter {
       }
     } catch (err) {
       const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+      this.refused++;
+      if (error.code === 'ERR_AUTH_FAILED' || (error instanceof PeerAbortedError && error.peerCode === 'ERR_AUTH_FAILED')) this.authFailures++;
       this.emitEvent({ type: 'connection-refused', from, error: error.toJSON() });
-      if (!transport.closed) {
-        await transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined);
-        await transport.close().catch(() => undefined);
+      await refuse(transport, error);
+    }
+  }
+
+  /**
+   * Takes a new connection through authentication to its `hello` or `query`, within the
+   * handshake deadline and byte cap, and returns that record. Nothing is allocated for the peer
+   * before this returns.
+   */
+  private async admit(transport: WebSocketTransport): Promise<HelloRecord | QueryRecord> {
+    if (this.pending >= this.maxPendingHandshakes) {
+      throw new LimitExceededError(
+        `this agent already has ${this.pending} connections that have not finished authenticating (maxPendingHandshakes); try again shortly`,
+      );
+    }
+    this.pending++;
+    this.peakPending = Math.max(this.peakPending, this.pending);
+    try {
+      transport.limitIncomingBytes(this.maxHandshakeBytes, 'before its hello or query');
+      const record = await withDeadline(
+        this.handshake(transport),
+        this.handshakeTimeoutMs,
+        () =>
+          new TimeoutError(
+            `the peer did not ${this.key ? 'authenticate and ' : ''}send its hello or query within ${this.handshakeTimeoutMs} ms of connecting`,
+          ),
+      );
+      transport.limitIncomingBytes(undefined);
+      return record;
+    } finally {
+      this.pending--;
+    }
+  }
+
+  /** The records before `hello` or `query`, as the receiver state machine allows them. */
+  private async handshake(transport: Transport): Promise<HelloRecord | QueryRecord> {
+    const key = this.key;
+    let state = initialReceiverState(key !== undefined);
+    let clientNonce: Uint8Array | undefined;
+    let agentNonce: Uint8Array | undefined;
+    for (;;) {
+      const frame = await transport.receive();
+      if (frame === undefined) throw new ConnectionClosedError(`the peer closed the connection in state ${state}, before its hello or query`);
+      const record = decodeFrame(frame, this.limits);
+      if (record.type === 'abort') throw new PeerAbortedError(record.code, record.message);
+      if (state === 'await-auth' && (record.type === 'hello' || record.type === 'query')) {
+        throw new AuthFailedError(
+          `this agent serves only members of its pool, and the connection began with "${record.type}" without proving the pool key; ` +
+            'pass the pool key (the key option of connectToAgent, or --key-file PATH)',
+        );
       }
-      transport.destroy();
+      state = receiverTransition(state, record.type);
+      switch (record.type) {
+        case 'auth-hello':
+          clientNonce = Uint8Array.from(record.nonce);
+          if (key === undefined) {
+            await transport.send(encodeRecord({ type: 'auth-ok' }));
+          } else {
+            agentNonce = newAuthNonce();
+            await transport.send(encodeRecord({ type: 'auth-challenge', nonce: agentNonce }));
+          }
+          break;
+        case 'auth-proof':
+          // The state machine admits a proof only after this agent's challenge: the key and both nonces exist.
+          if (!verifyAuthProof(key!, 'client', clientNonce!, agentNonce!, record.proof)) {
+            throw new AuthFailedError(
+              "the proof does not match this agent's pool key: the peer holds a different key, or replays an old exchange; " +
+                'check that both sides use the same key file',
+            );
+          }
+          await transport.send(encodeRecord({ type: 'auth-ok', proof: authProof(key!, 'agent', clientNonce!, agentNonce!) }));
+          break;
+        case 'hello':
+        case 'query':
+          return record;
+        default:
+          // The state machine admits nothing else here; this guards against the two disagreeing.
+          throw new UnexpectedRecordError(`record "${record.type}" is not handled before a hello`);
+      }
     }
   }
 
@@ -202,4 +456,57 @@ export class TargetAgent extends EventEmitter {
   private emitEvent(event: AgentEvent): void {
     this.emit('event', event);
   }
+}
+
+/**
+ * Tells a refused peer why (unless it aborted itself, or the link is gone), closes so that the
+ * abort arrives before the end of the stream, and cuts the connection; all within
+ * {@link REFUSAL_GRACE_MS}, so that a peer that does not read cannot hold the agent up.
+ */
+async function refuse(transport: Transport, error: MigrationError): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise((resolve) => (timer = setTimeout(resolve, REFUSAL_GRACE_MS)));
+  if (!transport.closed && !(error instanceof PeerAbortedError)) {
+    const abort = encodeRecord({ type: 'abort', code: error.code, message: error.message.slice(0, 1024) });
+    await Promise.race([transport.send(abort).catch(() => undefined), grace]);
+  }
+  await Promise.race([transport.close().catch(() => undefined), grace]);
+  clearTimeout(timer);
+  transport.destroy();
+}
+
+/** `promise`, or the error `onTimeout` makes if it has not settled within `timeoutMs`. */
+async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+    // What the losing side eventually yields no longer matters.
+    promise.catch(() => undefined);
+  }
+}
+
+/** True for literal loopback addresses (127.0.0.0/8, ::1, IPv4-mapped 127/8) and `localhost`. */
+function isLoopbackHost(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  const lower = bare.toLowerCase();
+  if (lower === 'localhost') return true;
+  const family = isIP(bare);
+  if (family === 4) return bare.startsWith('127.');
+  if (family === 6) return lower === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(lower) || /^::ffff:127\./.test(lower);
+  return false;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+function positiveNumber(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive number of milliseconds, got ${value}`);
+  return value;
 }

@@ -7,17 +7,22 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { queryAgent } from '../agent/agent-client.js';
+import { connectToAgent, queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
+import { readKeyFile, writeKeyFile } from '../agent/key-file.js';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { InvalidArgumentError, MigrationError, asMigrationError } from '../errors.js';
 import { migrate, type MigrateOptions } from '../precopy/migration.js';
 import type { MigrationReport } from '../precopy/report.js';
-import { connectWebSocket } from '../transport/ws-transport.js';
+import { runBench } from './bench-command.js';
+import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
 import { formatReport, terminalProgress } from './render.js';
@@ -31,16 +36,28 @@ Commands:
   listen --port N          run a target agent that accepts migrations
   migrate --to URL         boot a guest here and migrate it live to the agent at URL
   status --to URL --id ID  ask an agent what became of a migration
+  keygen PATH              write a new random pool key to PATH (mode 0600)
+  estimate                 watch a guest for a moment and predict its migration
+  bench [flags]            latency benchmark: a matrix of migrations to an agent in a second
+                           process, with charts and tables (livemig bench --help)
 
 demo and migrate:
   --warmup DUR           let the guest run this long before migrating (default 1s)
 ${GUEST_AND_ENGINE_HELP}
 demo only:
   --run-after DUR        let the guest run on the target this long before the check (default 1s)
+${ESTIMATE_HELP}
 listen:
   --host ADDR            address to listen on (default 127.0.0.1)
   --port N               port (default 7070; 0 picks a free one)
+  --key-file PATH        serve only peers that prove they hold this pool key
+  --tls-cert PATH        serve wss:// with this certificate (PEM), with --tls-key
+  --tls-key PATH         the certificate's private key (PEM)
+  --insecure             allow a non-loopback --host without --key-file (trusted networks only)
   --json                 one JSON event per line on stdout
+migrate and status:
+  --key-file PATH        the pool key: prove it to the agent and demand the agent's proof
+  --tls-ca PATH          trust this CA (or self-signed) certificate for a wss:// agent
 `;
 
 /** What `demo` and `migrate --json` print. */
@@ -60,6 +77,12 @@ async function main(argv: string[]): Promise<number> {
       return migrateCommand(rest);
     case 'status':
       return status(rest);
+    case 'keygen':
+      return keygen(rest);
+    case 'estimate':
+      return runEstimate(rest);
+    case 'bench':
+      return runBench(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -79,7 +102,17 @@ function parse<const T extends NonNullable<ParseArgsConfig['options']>>(args: st
   }
 }
 
-const RUN_FLAGS = { ...GUEST_AND_ENGINE_FLAGS, warmup: { type: 'string' }, 'run-after': { type: 'string' }, to: { type: 'string' } } as const;
+const CONNECT_FLAGS = { 'key-file': { type: 'string' }, 'tls-ca': { type: 'string' } } as const;
+
+const RUN_FLAGS = { ...GUEST_AND_ENGINE_FLAGS, ...CONNECT_FLAGS, warmup: { type: 'string' }, 'run-after': { type: 'string' }, to: { type: 'string' } } as const;
+
+/** The pool key and TLS trust that `--key-file` and `--tls-ca` ask for. */
+async function connectOptionsFromFlags(values: { 'key-file'?: string; 'tls-ca'?: string }): Promise<ConnectToAgentOptions> {
+  return {
+    key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
+    tls: values['tls-ca'] === undefined ? undefined : { ca: values['tls-ca'] },
+  };
+}
 
 async function demo(args: string[]): Promise<number> {
   const { values } = parse(args, RUN_FLAGS);
@@ -92,17 +125,21 @@ async function demo(args: string[]): Promise<number> {
     if (!json) process.stdout.write(`${line}\n`);
   };
 
+  // A fresh pool key shared by both ends, so the demo authenticates as a real pool does.
+  const keyDir = await mkdtemp(join(tmpdir(), 'livemig-demo-'));
+  const keyFile = join(keyDir, 'pool.key');
+  const connect: ConnectToAgentOptions = { key: await writeKeyFile(keyFile) };
   // The target agent is a second process, as it would be on another host.
   const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'listen', '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [bin, 'listen', '--port', '0', '--json', '--key-file', keyFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const url = await agentUrl(child);
-    say(`target agent listening on ${url} (pid ${child.pid})`);
-    const report = await runSource(config, engine, url, warmupMs, json, say);
+    say(`target agent listening on ${url} (pid ${child.pid}), pool key in ${keyFile}`);
+    const report = await runSource(config, engine, url, warmupMs, json, say, connect);
     if (report.outcome === 'completed') {
       say(`letting the guest run on the target for ${runAfterMs} ms, then checking it against its replay oracle...`);
       await sleep(runAfterMs);
-      report.oracle = await checkAgainstOracle(url, report.migrationId, config);
+      report.oracle = await checkAgainstOracle(url, report.migrationId, config, connect);
       say(
         report.oracle.matches
           ? `oracle: the guest on the target matches its replay after ${report.oracle.steps.join('+')} steps`
@@ -114,6 +151,7 @@ async function demo(args: string[]): Promise<number> {
   } finally {
     child.kill('SIGTERM');
     await Promise.race([once(child, 'exit'), sleep(3000)]);
+    await rm(keyDir, { recursive: true, force: true });
   }
 }
 
@@ -124,9 +162,18 @@ async function migrateCommand(args: string[]): Promise<number> {
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
   const json = values.json ?? false;
-  const report = await runSource(config, engine, values.to, warmupMs, json, (line) => {
-    if (!json) process.stdout.write(`${line}\n`);
-  });
+  const connect = await connectOptionsFromFlags(values);
+  const report = await runSource(
+    config,
+    engine,
+    values.to,
+    warmupMs,
+    json,
+    (line) => {
+      if (!json) process.stdout.write(`${line}\n`);
+    },
+    connect,
+  );
   if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   return exitCode(report);
 }
@@ -139,6 +186,7 @@ async function runSource(
   warmupMs: number,
   json: boolean,
   say: (line: string) => void,
+  connect: ConnectToAgentOptions,
 ): Promise<RunReport> {
   say(`booting a ${config.memoryBytes / 2 ** 20} MiB guest (${config.vcpus} vCPU, ${config.workload} workload, seed ${config.seed})...`);
   const guest = await SimulatedGuest.boot(config);
@@ -149,7 +197,7 @@ async function runSource(
   try {
     await sleep(warmupMs);
     say(`migrating to ${url}...`);
-    const transport = await connectWebSocket(url);
+    const transport = await connectToAgent(url, connect);
     const progress = terminalProgress(process.stderr);
     const report = await migrate(guest, transport, {
       ...engine,
@@ -157,7 +205,7 @@ async function runSource(
       signal: cancel.signal,
       onProgress: json ? undefined : progress,
       // If the link breaks after "go", ask the agent afresh what it did with the guest.
-      resolveOutcome: async (id) => (await queryAgent(url, id)).state,
+      resolveOutcome: async (id) => (await queryAgent(url, id, connect)).state,
     });
     progress.done();
     migrated = report.guestRunningOn === 'target';
@@ -174,14 +222,32 @@ async function runSource(
 }
 
 async function listen(args: string[]): Promise<number> {
-  const { values } = parse(args, { host: { type: 'string' }, port: { type: 'string' }, json: { type: 'boolean' } } as const);
+  const { values } = parse(args, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    json: { type: 'boolean' },
+    'key-file': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    insecure: { type: 'boolean' },
+  } as const);
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
-  const agent = await TargetAgent.start({ host: values.host ?? '127.0.0.1', port });
+  const cert = values['tls-cert'];
+  const tlsKey = values['tls-key'];
+  if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+  const agent = await TargetAgent.start({
+    host: values.host ?? '127.0.0.1',
+    port,
+    key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
+    tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
+    insecure: values.insecure ?? false,
+  });
   const json = values.json ?? false;
   const print = (event: Record<string, unknown>, human: string): void => {
     process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n` : `${human}\n`);
   };
-  print({ type: 'listening', url: agent.url, port: agent.port }, `livemig agent listening on ${agent.url}`);
+  const access = agent.requiresKey ? 'pool key required' : 'no pool key: any peer that reaches it is served';
+  print({ type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey }, `livemig agent listening on ${agent.url} (${access})`);
   agent.on('event', (e: AgentEvent) => print(e, describeEvent(e)));
   const stop = async (signal: string): Promise<void> => {
     print({ type: 'stopping', signal }, `stopping on ${signal}: guests running here stop with this agent`);
@@ -208,10 +274,24 @@ function describeEvent(e: AgentEvent): string {
 }
 
 async function status(args: string[]): Promise<number> {
-  const { values } = parse(args, { to: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } as const);
+  const { values } = parse(args, { ...CONNECT_FLAGS, to: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } as const);
   if (values.to === undefined || values.id === undefined) throw new InvalidArgumentError('status needs --to URL and --id MIGRATION_ID');
-  const answer = await queryAgent(values.to, values.id);
+  const answer = await queryAgent(values.to, values.id, await connectOptionsFromFlags(values));
   process.stdout.write(values.json ? `${JSON.stringify({ migrationId: answer.migrationId, state: answer.state })}\n` : `${answer.migrationId}: ${answer.state}\n`);
+  return 0;
+}
+
+async function keygen(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  const [path, ...extra] = parsed.positionals;
+  if (path === undefined || extra.length > 0) throw new InvalidArgumentError('keygen needs exactly one argument: the path of the key file to create');
+  await writeKeyFile(path);
+  process.stdout.write(`wrote a new pool key to ${path} (mode 0600); copy it to every host of the pool and pass it with --key-file\n`);
   return 0;
 }
 

@@ -4,7 +4,7 @@
  * the seed for the same number of steps must give exactly the same.
  */
 
-import { queryAgent } from '../agent/agent-client.js';
+import { queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { decodeSimState } from '../domain/sim/state-codec.js';
 import { oracleDigest } from '../domain/sim/oracle.js';
@@ -23,9 +23,17 @@ export interface OracleCheck {
   state: string;
 }
 
-/** Inspects migration `migrationId` on the agent at `url` and replays `config` to compare. */
-export async function checkAgainstOracle(url: string, migrationId: string, config: SimGuestConfig): Promise<OracleCheck> {
-  const status = await queryAgent(url, migrationId, { inspect: true });
+/**
+ * Inspects migration `migrationId` on the agent at `url` and replays `config` to compare.
+ * `connect` carries the pool key and TLS settings the agent needs.
+ */
+export async function checkAgainstOracle(
+  url: string,
+  migrationId: string,
+  config: SimGuestConfig,
+  connect: ConnectToAgentOptions = {},
+): Promise<OracleCheck> {
+  const status = await queryAgent(url, migrationId, { ...connect, inspect: true });
   if (status.domainState === undefined || status.digest === undefined) {
     return { steps: [], memoryMatches: false, registersMatch: false, matches: false, state: status.state };
   }

@@ -29,6 +29,10 @@ import {
 import type { ProtocolLimits } from './limits.js';
 import type {
   AbortRecord,
+  AuthChallengeRecord,
+  AuthHelloRecord,
+  AuthOkRecord,
+  AuthProofRecord,
   CompleteRecord,
   DeviceStateRecord,
   GoRecord,
@@ -68,6 +72,15 @@ export const MAX_PROTOCOL_VERSION_NUMBER = 0xffff;
  */
 export const MAX_HEADER_NESTING = 32;
 
+/**
+ * Length of the nonces in `auth-hello` and `auth-challenge`, in bytes: 256 random bits, so a
+ * nonce never repeats and an exchange recorded once can never be replayed against a fresh one.
+ */
+export const AUTH_NONCE_BYTES = 32;
+
+/** Length of the proofs in `auth-proof` and `auth-ok`, in bytes: one HMAC-SHA256. */
+export const AUTH_PROOF_BYTES = 32;
+
 /** Size of one page-number entry in a page list, in bytes (u32 little-endian). */
 export const PAGE_NUMBER_BYTES = 4;
 
@@ -93,6 +106,10 @@ export const LZ4_SIZE_PREFIX_BYTES = 4;
 
 /** Every record type of version 1. */
 const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
+  'auth-hello',
+  'auth-challenge',
+  'auth-proof',
+  'auth-ok',
   'hello',
   'ready',
   'pages',
@@ -535,6 +552,30 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
     );
   }
   switch (type as RecordType) {
+    case 'auth-hello': {
+      onlyFields(h, 'auth-hello', ['nonce']);
+      const record: AuthHelloRecord = { type: 'auth-hello', nonce: fixedBytes(h, 'nonce', 'auth-hello', AUTH_NONCE_BYTES) };
+      return record;
+    }
+    case 'auth-challenge': {
+      onlyFields(h, 'auth-challenge', ['nonce']);
+      const record: AuthChallengeRecord = {
+        type: 'auth-challenge',
+        nonce: fixedBytes(h, 'nonce', 'auth-challenge', AUTH_NONCE_BYTES),
+      };
+      return record;
+    }
+    case 'auth-proof': {
+      onlyFields(h, 'auth-proof', ['proof']);
+      const record: AuthProofRecord = { type: 'auth-proof', proof: fixedBytes(h, 'proof', 'auth-proof', AUTH_PROOF_BYTES) };
+      return record;
+    }
+    case 'auth-ok': {
+      onlyFields(h, 'auth-ok', [], ['proof']);
+      const record: AuthOkRecord = { type: 'auth-ok' };
+      if (h.proof !== undefined) record.proof = fixedBytes(h, 'proof', 'auth-ok', AUTH_PROOF_BYTES);
+      return record;
+    }
     case 'hello': {
       onlyFields(h, 'hello', ['versions', 'migrationId', 'domain', 'codec']);
       const record: HelloRecord = {
@@ -868,6 +909,13 @@ function byteString(h: Fields, key: string, type: string): Uint8Array {
   const value = h[key];
   if (!(value instanceof Uint8Array)) throw fieldError(type, key, 'a byte string (msgpack bin)', value);
   return value.constructor === Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** A byte string of exactly `length` bytes (nonces, proofs). */
+function fixedBytes(h: Fields, key: string, type: string, length: number): Uint8Array {
+  const bytes = byteString(h, key, type);
+  if (bytes.length !== length) throw fieldError(type, key, `a byte string of exactly ${length} bytes`, bytes);
+  return bytes;
 }
 
 function pageList(h: Fields, key: 'pages' | 'zeros', max: number, limitName: string): Uint8Array {

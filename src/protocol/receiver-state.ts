@@ -14,7 +14,23 @@ import type { RecordType } from './records.js';
 
 /** States of the target's side of a connection. */
 export type ReceiverState =
-  /** Nothing received yet: a migration (`hello`) or a question (`query`) may follow. */
+  /**
+   * First state of an agent that holds a pool key: only `auth-hello` may open the connection;
+   * the agent answers it with `auth-challenge`.
+   */
+  | 'await-auth'
+  /** `auth-challenge` is sent; the agent waits for the client's `auth-proof`. */
+  | 'await-proof'
+  /**
+   * First state of an agent without a pool key: a migration or a question may start at once, or
+   * the client may ask to authenticate (`auth-hello`), which the agent answers with `auth-ok`
+   * without a proof.
+   */
+  | 'await-hello-or-auth'
+  /**
+   * Ready for the connection's purpose: a migration (`hello`) or a question (`query`) may follow.
+   * Reached once the client proved the pool key, or at once on an agent without one.
+   */
   | 'await-hello'
   /** Pre-copy rounds and the last pages of the paused guest arrive. */
   | 'receiving'
@@ -63,6 +79,10 @@ export type SourceEvent = RecordType | 'sent-complete' | 'sent-go';
 type Table<S extends string, E extends string> = Readonly<Record<S, Readonly<Partial<Record<E, S>>>>>;
 
 const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
+  'await-auth': { 'auth-hello': 'await-proof', abort: 'aborted' },
+  // The agent checks the proof before it reads anything else, and aborts on a wrong one.
+  'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
+  'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
   'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
   receiving: { pages: 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
@@ -83,7 +103,34 @@ const SOURCE_TABLE: Table<SourceState, SourceEvent> = {
   aborted: {},
 };
 
+/** States of a client (a source or an asker) authenticating to an agent, before its `hello` or `query`. */
+export type ClientAuthState =
+  /** `auth-hello` is sent; the agent answers with a challenge, or at once with `auth-ok` if it holds no key. */
+  | 'auth-hello-sent'
+  /** The challenge is answered with `auth-proof`; the agent answers with `auth-ok` and its own proof. */
+  | 'auth-proof-sent'
+  /** The exchange is over; `hello` or `query` may go out. Final. */
+  | 'authenticated'
+  /** Either side aborted. Final. */
+  | 'aborted';
+
+const CLIENT_AUTH_TABLE: Table<ClientAuthState, RecordType> = {
+  // The client answers a challenge with its proof at once, so receiving one means the proof is sent.
+  'auth-hello-sent': { 'auth-challenge': 'auth-proof-sent', 'auth-ok': 'authenticated', abort: 'aborted' },
+  'auth-proof-sent': { 'auth-ok': 'authenticated', abort: 'aborted' },
+  authenticated: {},
+  aborted: {},
+};
+
 const LOCAL_EVENTS: ReadonlySet<string> = new Set(['sent-prepared', 'sent-complete', 'sent-go']);
+
+/**
+ * The state a target's connection starts in: `await-auth` when the agent holds a pool key (every
+ * peer must prove it before anything else), `await-hello-or-auth` when it does not.
+ */
+export function initialReceiverState(keyRequired: boolean): ReceiverState {
+  return keyRequired ? 'await-auth' : 'await-hello-or-auth';
+}
 
 /**
  * The target's next state after `event`.
@@ -113,6 +160,16 @@ export function sourceTransition(state: SourceState, event: SourceEvent): Source
 /** The record types the source may receive in `state`, in protocol order; empty once final. */
 export function expectedSourceRecords(state: SourceState): readonly RecordType[] {
   return legalRecords('source', SOURCE_TABLE, state);
+}
+
+/**
+ * A client's next state during authentication after receiving a record of type `event`.
+ *
+ * @throws UnexpectedRecordError if `event` is not legal in `state`.
+ * @throws InvalidArgumentError if `state` is not a client authentication state.
+ */
+export function clientAuthTransition(state: ClientAuthState, event: RecordType): ClientAuthState {
+  return step('client', CLIENT_AUTH_TABLE, state, event);
 }
 
 function row<S extends string, E extends string>(side: string, table: Table<S, E>, state: S): Readonly<Partial<Record<E, S>>> {

@@ -18,6 +18,41 @@ export const PROTOCOL_VERSION = 1;
 /** Payload codecs of a `pages` record. */
 export type PageCodec = 'none' | 'lz4';
 
+/**
+ * Client -> agent, first record of a connection that authenticates (docs/protocol.md, section
+ * "Authentication"): a fresh random nonce from the client.
+ */
+export interface AuthHelloRecord {
+  type: 'auth-hello';
+  /** `AUTH_NONCE_BYTES` random bytes, new for every connection. */
+  nonce: Uint8Array;
+}
+
+/** Agent -> client, answering `auth-hello` when the agent holds a pool key: its own fresh nonce. */
+export interface AuthChallengeRecord {
+  type: 'auth-challenge';
+  /** `AUTH_NONCE_BYTES` random bytes, new for every connection. */
+  nonce: Uint8Array;
+}
+
+/** Client -> agent: proof that the client holds the pool key, bound to both nonces. */
+export interface AuthProofRecord {
+  type: 'auth-proof';
+  /** HMAC-SHA256 under the pool key of the client label and both nonces (`AUTH_PROOF_BYTES`). */
+  proof: Uint8Array;
+}
+
+/**
+ * Agent -> client: the client may go on with `hello` or `query`. After an `auth-proof` it carries
+ * the agent's own proof; an agent without a pool key answers `auth-hello` with it directly and no
+ * proof, and a client that holds a key refuses such an agent.
+ */
+export interface AuthOkRecord {
+  type: 'auth-ok';
+  /** HMAC-SHA256 under the pool key of the agent label and both nonces; absent from an agent without a key. */
+  proof?: Uint8Array;
+}
+
 /** Source -> target, first record: who is coming, and how the stream will be encoded. */
 export interface HelloRecord {
   type: 'hello';
@@ -155,6 +190,10 @@ export interface StatusRecord {
 
 /** Every record of version 1. */
 export type MigrationRecord =
+  | AuthHelloRecord
+  | AuthChallengeRecord
+  | AuthProofRecord
+  | AuthOkRecord
   | HelloRecord
   | ReadyRecord
   | PagesRecord

@@ -11,13 +11,18 @@ export {
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_LISTEN_HOST,
   DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_UPGRADE_TIMEOUT_MS,
   WebSocketTransport,
   connectWebSocket,
   listenWebSocket,
   type ConnectWebSocketOptions,
   type ListenWebSocketOptions,
+  type PemSource,
   type RemoteInfo,
+  type TlsConnectOptions,
+  type TlsListenOptions,
   type WebSocketListener,
   type WebSocketTransportOptions,
 } from './ws-transport.js';
+export { DeadlineTransport } from './deadline-transport.js';
 export { MemoryTransport, createMemoryTransportPair, type MemoryTransportOptions } from './memory-transport.js';

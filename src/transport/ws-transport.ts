@@ -3,10 +3,16 @@
  * message. Reading stops when the incoming queue is full, so a slow consumer pushes back through
  * TCP flow control to the sender, whose `send` promises then stay unresolved. A ping every third
  * of `idleTimeoutMs` keeps the connection alive and finds a dead peer.
+ *
+ * `wss://` runs the same over TLS: a listener given a certificate and its key serves HTTPS, and a
+ * client verifies the listener's certificate against the system's CAs or the ones it is given.
  */
 
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   ConnectFailedError,
@@ -35,6 +41,29 @@ export const DEFAULT_MAX_CONNECTIONS = 16;
 
 /** Address a listener binds when none is given: loopback, so nothing is exposed by accident. */
 export const DEFAULT_LISTEN_HOST = '127.0.0.1';
+
+/**
+ * How long a listener lets a new TCP connection take to finish its TLS handshake and send its
+ * HTTP upgrade request, in milliseconds. A peer that opens sockets and says nothing on them is
+ * cut off after this.
+ */
+export const DEFAULT_UPGRADE_TIMEOUT_MS = 10_000;
+
+/**
+ * TCP connections a listener keeps at once, as a multiple of `maxConnections`: those beyond
+ * `maxConnections` get an HTTP 503 answer while they fit under this bound, and are closed
+ * unanswered beyond it, so a flood costs a bounded number of sockets.
+ */
+const TCP_CONNECTIONS_PER_WEBSOCKET = 2;
+
+/**
+ * Bytes a peer may still send after passing a cap set with `limitIncomingBytes` before its socket
+ * is torn down rather than closed politely.
+ */
+const BYTE_CAP_GRACE_BYTES = 64 * 1024;
+
+/** OpenSSL and Node error codes of a certificate that did not verify. */
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/;
 
 /** `ws` keeps its payload limit in a 32-bit signed integer. */
 const MAX_FRAME_BYTES_LIMIT = 2 ** 31 - 1;
@@ -96,6 +125,41 @@ export interface WebSocketTransportOptions {
   closeTimeoutMs?: number;
 }
 
+/**
+ * PEM material: a path to a PEM file, the PEM text itself (a string starting with `-----BEGIN`),
+ * or its bytes.
+ */
+export type PemSource = string | Uint8Array;
+
+/** TLS of a listener: `wss://` instead of `ws://`. */
+export interface TlsListenOptions {
+  /** The certificate chain the listener presents, leaf first (PEM). */
+  cert: PemSource;
+  /** The certificate's private key (PEM, unencrypted). */
+  key: PemSource;
+}
+
+/** TLS of a client connecting to a `wss://` URL. */
+export interface TlsConnectOptions {
+  /**
+   * Certificate authorities to trust instead of the system's, e.g. the listener's self-signed
+   * certificate (PEM).
+   * @default the system's CAs
+   */
+  ca?: PemSource;
+  /**
+   * Verify the listener's certificate and that it names the host of the URL. Turning this off
+   * lets anyone on the path impersonate the listener; it exists for experiments only.
+   * @default true
+   */
+  rejectUnauthorized?: boolean;
+  /**
+   * Host name to check the certificate against, when it differs from the URL's host.
+   * @default the URL's host
+   */
+  servername?: string;
+}
+
 /** Options of {@link connectWebSocket}. */
 export interface ConnectWebSocketOptions extends WebSocketTransportOptions {
   /**
@@ -103,6 +167,8 @@ export interface ConnectWebSocketOptions extends WebSocketTransportOptions {
    * @default DEFAULT_CONNECT_TIMEOUT_MS (10 s)
    */
   connectTimeoutMs?: number;
+  /** TLS settings, for `wss://` URLs only. @default system CAs, verification on */
+  tls?: TlsConnectOptions;
 }
 
 /** Options of {@link listenWebSocket}. */
@@ -122,6 +188,14 @@ export interface ListenWebSocketOptions extends WebSocketTransportOptions {
    * @default DEFAULT_MAX_CONNECTIONS (16)
    */
   maxConnections?: number;
+  /**
+   * Time a new TCP connection has to finish its TLS handshake and its HTTP upgrade request, in
+   * milliseconds.
+   * @default DEFAULT_UPGRADE_TIMEOUT_MS (10 s)
+   */
+  upgradeTimeoutMs?: number;
+  /** Serve `wss://` with this certificate and key. @default plain `ws://` */
+  tls?: TlsListenOptions;
 }
 
 /** Where an accepted connection comes from. */
@@ -136,8 +210,12 @@ export interface WebSocketListener {
   readonly port: number;
   /** The address bound. */
   readonly host: string;
-  /** `ws://host:port`, ready for {@link connectWebSocket}. */
+  /** `ws://host:port`, or `wss://host:port` with TLS, ready for {@link connectWebSocket}. */
   readonly url: string;
+  /** WebSocket connections open now. */
+  readonly connections: number;
+  /** Upgrade requests refused so far because `maxConnections` were open. */
+  readonly refusedConnections: number;
   /**
    * Stops accepting, destroys every open connection (their pending operations reject with
    * ERR_CONNECTION_CLOSED) and resolves once the server is closed. Idempotent.
@@ -198,11 +276,22 @@ export class WebSocketTransport implements Transport {
   #heardFromPeer = false;
   #silentTicks = 0;
 
-  constructor(ws: WebSocket, options: WebSocketTransportOptions = {}) {
+  /** The byte stream under `ws`, watched while `limitIncomingBytes` is in force. */
+  readonly #socket: Duplex | undefined;
+  #byteCapListener: ((chunk: Buffer) => void) | undefined;
+
+  /**
+   * @param ws An open WebSocket.
+   * @param options Limits and timeouts of the connection.
+   * @param socket The stream `ws` reads from, so that {@link limitIncomingBytes} can count bytes
+   *   as they arrive; without it that method refuses.
+   */
+  constructor(ws: WebSocket, options: WebSocketTransportOptions = {}, socket?: Duplex) {
     if (ws.readyState !== WebSocket.OPEN) {
       throw new InvalidArgumentError(`a WebSocketTransport needs an open WebSocket (readyState ${ws.readyState})`);
     }
     this.#ws = ws;
+    this.#socket = socket;
     this.#options = resolveOptions(options);
     ws.binaryType = 'nodebuffer';
     ws.on('message', this.#onMessage);
@@ -324,6 +413,45 @@ export class WebSocketTransport implements Transport {
 
   destroy(reason?: Error): void {
     this.#fail(reason ?? new ConnectionClosedError('the connection was destroyed by this side'), 'terminate');
+  }
+
+  /**
+   * Caps what the peer may send from now on, counted on the wire as bytes arrive (WebSocket
+   * framing included) rather than per frame, until called again with `undefined`. Past the cap
+   * the connection fails with ERR_LIMIT_EXCEEDED and is closed with code 1009 (message too big),
+   * which the peer reports as ERR_LIMIT_EXCEEDED; a peer that keeps sending after that is cut off.
+   * A listener uses it to keep a peer that has not yet said who it is from making it buffer a
+   * whole `maxFrameBytes` frame.
+   *
+   * @param maxBytes The cap, a positive integer, or `undefined` to lift it.
+   * @param during What the cap covers, for the error message, e.g. "before its hello".
+   * @throws InvalidArgumentError if the transport was made without its socket.
+   */
+  limitIncomingBytes(maxBytes: number | undefined, during = 'on this connection'): void {
+    if (this.#byteCapListener) {
+      this.#socket?.off('data', this.#byteCapListener);
+      this.#byteCapListener = undefined;
+    }
+    if (maxBytes === undefined) return;
+    positiveInteger('maxBytes', maxBytes);
+    const socket = this.#socket;
+    if (!socket) throw new InvalidArgumentError('limitIncomingBytes needs the transport to know its socket');
+    let counted = 0;
+    this.#byteCapListener = (chunk: Buffer): void => {
+      counted += chunk.length;
+      if (counted <= maxBytes) return;
+      if (!this.#ended) {
+        this.#fail(
+          new LimitExceededError(`the peer sent more than ${maxBytes} bytes ${during}, the most this side accepts`),
+          'close',
+          CLOSE_MESSAGE_TOO_BIG,
+          'byte limit exceeded',
+        );
+      } else if (counted > maxBytes + BYTE_CAP_GRACE_BYTES) {
+        this.#ws.terminate();
+      }
+    };
+    socket.on('data', this.#byteCapListener);
   }
 
   #onMessage = (data: RawData, isBinary: boolean): void => {
@@ -516,11 +644,25 @@ export function connectWebSocket(url: string, options: ConnectWebSocketOptions =
   } catch (err) {
     return Promise.reject(err);
   }
+  if (options.tls !== undefined && !/^wss:/i.test(url)) {
+    return Promise.reject(
+      new InvalidArgumentError(`TLS options were given but ${JSON.stringify(url)} is not a wss:// URL; use wss://host:port`),
+    );
+  }
+  return clientTlsOptions(options.tls).then((tls) => openWebSocket(url, transportOptions, connectTimeoutMs, tls));
+}
 
+function openWebSocket(
+  url: string,
+  transportOptions: ResolvedOptions,
+  connectTimeoutMs: number,
+  tls: ClientTlsSettings,
+): Promise<WebSocketTransport> {
   return new Promise((resolve, reject) => {
     let ws: WebSocket;
+    let socket: Duplex | undefined;
     try {
-      ws = new WebSocket(url, wsClientOptions(transportOptions));
+      ws = new WebSocket(url, { ...tls, ...wsClientOptions(transportOptions) });
     } catch (err) {
       reject(
         new ConnectFailedError(`cannot connect to ${JSON.stringify(url)}: ${describeError(err)}; expected a URL like ws://host:port`, {
@@ -534,6 +676,7 @@ export function connectWebSocket(url: string, options: ConnectWebSocketOptions =
       clearTimeout(timer);
       ws.off('open', onOpen);
       ws.off('error', onError);
+      ws.off('upgrade', onUpgrade);
       ws.off('unexpected-response', onUnexpectedResponse);
       if (error) {
         // `ws` may still report the aborted handshake; nobody listens for it any more.
@@ -543,7 +686,7 @@ export function connectWebSocket(url: string, options: ConnectWebSocketOptions =
         return;
       }
       try {
-        resolve(new WebSocketTransport(ws, transportOptions));
+        resolve(new WebSocketTransport(ws, transportOptions, socket));
       } catch (err) {
         ws.on('error', ignore);
         ws.terminate();
@@ -551,13 +694,10 @@ export function connectWebSocket(url: string, options: ConnectWebSocketOptions =
       }
     };
     const onOpen = (): void => settle(undefined);
-    const onError = (err: Error): void =>
-      settle(
-        new ConnectFailedError(
-          `could not connect to ${url}: ${describeError(err)}; check that a livemig target is listening at that address and that the network lets it through`,
-          { cause: err },
-        ),
-      );
+    const onUpgrade = (res: http.IncomingMessage): void => {
+      socket = res.socket;
+    };
+    const onError = (err: Error): void => settle(new ConnectFailedError(`could not connect to ${url}: ${connectHint(url, err)}`, { cause: err }));
     const onUnexpectedResponse = (_req: http.ClientRequest, res: http.IncomingMessage): void => {
       const hint =
         res.statusCode === 503
@@ -580,8 +720,57 @@ export function connectWebSocket(url: string, options: ConnectWebSocketOptions =
     );
     ws.on('open', onOpen);
     ws.on('error', onError);
+    ws.on('upgrade', onUpgrade);
     ws.on('unexpected-response', onUnexpectedResponse);
   });
+}
+
+/** What went wrong opening a connection to `url`, and what to do about it. */
+function connectHint(url: string, err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  const text = describeError(err);
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `the listener's TLS certificate does not name the host of the URL: ${text}; connect by a name or address the certificate lists, or set tls.servername`;
+  }
+  if (typeof code === 'string' && CERTIFICATE_ERROR.test(code)) {
+    return (
+      `the listener's TLS certificate was not accepted: ${text} (${code}); trust the certificate of the CA that signed it, ` +
+      'or the self-signed certificate itself (tls.ca, --tls-ca PATH)'
+    );
+  }
+  if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(text)) {
+    return 'the listener does not speak TLS at that address (the TLS handshake failed); use a ws:// URL, or start the agent with a certificate';
+  }
+  const plainToTls = /^ws:/i.test(url) && (code === 'ECONNRESET' || /socket hang up/i.test(text));
+  return (
+    `${text}; check that a livemig target is listening at that address and that the network lets it through` +
+    (plainToTls ? ' (an agent started with a TLS certificate listens on wss://)' : '')
+  );
+}
+
+/** What `ws` passes on to `tls.connect`; its type definitions omit `servername`. */
+type ClientTlsSettings = Pick<WebSocket.ClientOptions, 'ca' | 'rejectUnauthorized'> & { servername?: string };
+
+async function clientTlsOptions(tls: TlsConnectOptions | undefined): Promise<ClientTlsSettings> {
+  if (tls === undefined) return {};
+  const options: ClientTlsSettings = { rejectUnauthorized: tls.rejectUnauthorized ?? true };
+  if (tls.ca !== undefined) options.ca = await loadPem(tls.ca, 'the trusted CA certificate (tls.ca)');
+  if (tls.servername !== undefined) options.servername = tls.servername;
+  return options;
+}
+
+/** Reads PEM material given as a path, as PEM text, or as bytes. */
+async function loadPem(source: PemSource, what: string): Promise<Buffer> {
+  if (source instanceof Uint8Array) return Buffer.from(source.buffer, source.byteOffset, source.length);
+  if (typeof source !== 'string' || source === '') {
+    throw new InvalidArgumentError(`${what} must be a path to a PEM file, PEM text or PEM bytes`);
+  }
+  if (source.startsWith('-----BEGIN')) return Buffer.from(source, 'utf8');
+  try {
+    return await readFile(source);
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read ${what} from ${source}: ${describeError(err)}`);
+  }
 }
 
 /**
@@ -595,11 +784,13 @@ export function listenWebSocket(
 ): Promise<WebSocketListener> {
   let transportOptions: ResolvedOptions;
   let maxConnections: number;
+  let upgradeTimeoutMs: number;
   let port: number;
   const host = options.host ?? DEFAULT_LISTEN_HOST;
   try {
     transportOptions = resolveOptions(options);
     maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    upgradeTimeoutMs = positive('upgradeTimeoutMs', options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS);
     port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new InvalidArgumentError(`port must be an integer from 0 to 65535, got ${port}`);
@@ -607,14 +798,48 @@ export function listenWebSocket(
   } catch (err) {
     return Promise.reject(err);
   }
+  return serverTlsOptions(options.tls).then((tls) =>
+    startListener(host, port, maxConnections, upgradeTimeoutMs, transportOptions, tls, onTransport),
+  );
+}
 
-  const server = http.createServer((_req, res) => {
+async function serverTlsOptions(tls: TlsListenOptions | undefined): Promise<https.ServerOptions | undefined> {
+  if (tls === undefined) return undefined;
+  if (typeof tls !== 'object' || tls === null || tls.cert === undefined || tls.key === undefined) {
+    throw new InvalidArgumentError('TLS needs both a certificate (tls.cert) and its private key (tls.key)');
+  }
+  return {
+    cert: await loadPem(tls.cert, 'the TLS certificate (tls.cert)'),
+    key: await loadPem(tls.key, 'the TLS private key (tls.key)'),
+  };
+}
+
+function startListener(
+  host: string,
+  port: number,
+  maxConnections: number,
+  upgradeTimeoutMs: number,
+  transportOptions: ResolvedOptions,
+  tls: https.ServerOptions | undefined,
+  onTransport: (transport: WebSocketTransport, info: RemoteInfo) => void,
+): Promise<WebSocketListener> {
+  const refuseHttp = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
     res.end('livemig migration endpoint: connect with a WebSocket client\n');
-  });
+  };
+  let server: http.Server;
+  try {
+    server = tls ? https.createServer({ ...tls, handshakeTimeout: upgradeTimeoutMs }, refuseHttp) : http.createServer(refuseHttp);
+  } catch (err) {
+    return Promise.reject(new InvalidArgumentError(`cannot use the TLS certificate and key: ${describeError(err)}`));
+  }
+  server.headersTimeout = upgradeTimeoutMs;
+  server.requestTimeout = upgradeTimeoutMs;
+  server.maxConnections = maxConnections * TCP_CONNECTIONS_PER_WEBSOCKET;
   const wss = new WebSocketServer(wsServerOptions(transportOptions));
   const sockets = new Set<Socket>();
   const transports = new Set<WebSocketTransport>();
+  let refusedConnections = 0;
   let closing: Promise<void> | undefined;
 
   server.on('connection', (socket: Socket) => {
@@ -628,11 +853,12 @@ export function listenWebSocket(
       return;
     }
     if (transports.size >= maxConnections) {
+      refusedConnections++;
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const transport = new WebSocketTransport(ws, transportOptions);
+      const transport = new WebSocketTransport(ws, transportOptions, socket);
       transports.add(transport);
       ws.once('close', () => transports.delete(transport));
       try {
@@ -669,7 +895,13 @@ export function listenWebSocket(
       resolve({
         host: boundHost,
         port: boundPort,
-        url: `ws://${formatHost(boundHost)}:${boundPort}`,
+        url: `${tls ? 'wss' : 'ws'}://${formatHost(boundHost)}:${boundPort}`,
+        get connections(): number {
+          return transports.size;
+        },
+        get refusedConnections(): number {
+          return refusedConnections;
+        },
         close(): Promise<void> {
           closing ??= new Promise<void>((done) => {
             server.close(() => done());

@@ -16,8 +16,13 @@ export interface AgentProcess {
   stop(): Promise<void>;
 }
 
-export async function startAgentProcess(extraArgs: string[] = []): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Starts `listen --port 0 --json ...extraArgs` in a new process. `script` is the program that
+ * takes that command line: the `livemig` command itself unless a test needs a stand-in that
+ * takes more flags (test/fixtures/agent-with-timeouts.mjs).
+ */
+export async function startAgentProcess(extraArgs: string[] = [], script: string = BIN): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [script, 'listen', '--port', '0', '--json', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   const events: Array<Record<string, unknown>> = [];
   const listeners = new Set<() => void>();
   const lines = createInterface({ input: child.stdout! });

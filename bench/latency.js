@@ -1,0 +1,20 @@
+// Latency benchmark: the same matrix as `livemig bench`, run from the compiled dist/.
+// Usage: node bench/latency.js [flags]   (node bench/latency.js --help lists them)
+// Results go to bench/results/latency-<timestamp>/ unless --out says otherwise.
+import { existsSync } from 'node:fs';
+
+const command = new URL('../dist/cli/bench-command.js', import.meta.url);
+if (!existsSync(command)) {
+  process.stderr.write('bench/latency.js: dist/ is missing; run "npm run build" first\n');
+  process.exit(2);
+}
+const { runBench } = await import(command.href);
+const { InvalidArgumentError, asMigrationError } = await import(new URL('../dist/errors.js', import.meta.url).href);
+
+try {
+  process.exitCode = await runBench(process.argv.slice(2));
+} catch (err) {
+  const error = asMigrationError(err);
+  process.stderr.write(`bench/latency.js: ${error.code}: ${error.message}\n`);
+  process.exitCode = error instanceof InvalidArgumentError ? 2 : 1;
+}

@@ -1,0 +1,90 @@
+/**
+ * A transport that holds its peer to a pace: a `receive()` that waits longer than the deadline
+ * for the next frame fails with ERR_TIMEOUT. The WebSocket idle timeout counts pings and pongs as
+ * signs of life, which `ws` answers by itself; this counts only frames, so a peer that opened a
+ * migration and then sends nothing while still answering pings is found out too.
+ */
+
+import { InvalidArgumentError, TimeoutError } from '../errors.js';
+import type { Transport } from './transport.js';
+
+/** A {@link Transport} whose receives time out; everything else passes through unchanged. */
+export class DeadlineTransport implements Transport {
+  readonly #inner: Transport;
+  readonly #timeoutMs: number;
+  readonly #waitingFor: () => string;
+
+  /**
+   * @param inner The transport to read from; it is destroyed when a deadline passes.
+   * @param timeoutMs Longest wait for one frame, in milliseconds.
+   * @param waitingFor Says what was awaited, for the error message (e.g. "the next record of the migration").
+   */
+  constructor(inner: Transport, timeoutMs: number, waitingFor: () => string) {
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new InvalidArgumentError(`a receive deadline must be a positive number of milliseconds, got ${timeoutMs}`);
+    }
+    this.#inner = inner;
+    this.#timeoutMs = timeoutMs;
+    this.#waitingFor = waitingFor;
+  }
+
+  get bufferedBytes(): number {
+    return this.#inner.bufferedBytes;
+  }
+
+  get closed(): boolean {
+    return this.#inner.closed;
+  }
+
+  get bytesSent(): number {
+    return this.#inner.bytesSent;
+  }
+
+  get bytesReceived(): number {
+    return this.#inner.bytesReceived;
+  }
+
+  send(frame: Uint8Array): Promise<void> {
+    return this.#inner.send(frame);
+  }
+
+  /**
+   * The next frame, as the inner transport's `receive()`; rejects with ERR_TIMEOUT if none came
+   * within the deadline. The inner transport is then unusable: a frame still on its way would
+   * arrive after its reader gave up, so the connection cannot go on in order.
+   */
+  receive(): Promise<Uint8Array | undefined> {
+    const pending = this.#inner.receive();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // Swallow what the abandoned receive eventually yields; its outcome no longer matters.
+        pending.catch(() => undefined);
+        reject(
+          new TimeoutError(
+            `nothing from the peer for ${this.#timeoutMs} ms while waiting for ${this.#waitingFor()}; ` +
+              'the peer stalled, or raise the deadline if the link is that slow',
+          ),
+        );
+      }, this.#timeoutMs);
+      timer.unref();
+      pending.then(
+        (frame) => {
+          clearTimeout(timer);
+          resolve(frame);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+
+  destroy(reason?: Error): void {
+    this.#inner.destroy(reason);
+  }
+}

@@ -1,0 +1,83 @@
+// `livemig bench` run as a user runs it: a separate process, flags, exit status, files.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, test } from 'vitest';
+import { BIN } from './helpers/agent-process.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function run(args: string[], timeout = 90_000) {
+  return spawnSync(process.execPath, [BIN, 'bench', ...args], { encoding: 'utf8', timeout });
+}
+
+test('a one-cell bench with --json prints one JSON summary and writes results, tables and charts', () => {
+  const out = mkdtempSync(join(tmpdir(), 'livemig-bench-'));
+  dirs.push(out);
+  const r = run(['--memory', '64MiB', '--workload', 'hotset', '--dirty-rate', '50MB/s', '--downtime-budget', '300ms', '--runs', '1', '--warmup', '100ms', '--json', '--out', out]);
+  expect(r.status).toBe(0);
+  // Progress goes to stderr; stdout holds the summary and nothing else.
+  expect(r.stderr).toMatch(/\[cell 1\/1, run 1\/1\] 64 MiB hotset 50 MB\/s/);
+  expect(r.stderr).toMatch(/downtime [0-9.]+ ms \(predicted [0-9.]+\)/);
+  expect(r.stdout.trim().split('\n')).toHaveLength(1);
+  const summary = JSON.parse(r.stdout);
+  expect(summary).toMatchObject({ cells: 1, runs: 1, completed: 1, failed: 0, complete: true, outDir: out });
+  expect(summary.withinBudgetPercent).toEqual(expect.any(Number));
+  expect(summary.predictionAccuratePercent).toEqual(expect.any(Number));
+  expect(summary.rawLinkBytesPerSec.median).toBeGreaterThan(0);
+  expect(summary.medianThroughputVsLink).toBeGreaterThan(0);
+  for (const file of Object.values(summary.files) as string[]) expect(existsSync(file)).toBe(true);
+  expect(summary.files).toEqual({
+    json: join(out, 'results.json'),
+    markdown: join(out, 'results.md'),
+    downtimeSvg: join(out, 'downtime.svg'),
+    totalTimeSvg: join(out, 'total-time.svg'),
+  });
+
+  const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  expect(results).toMatchObject({ tool: 'livemig bench', complete: true, plan: { runs: 1 }, summary: { cells: 1, runs: 1 } });
+  expect(results.machine).toMatchObject({ cpus: expect.any(Number), nodeVersion: process.version, totalMemoryBytes: expect.any(Number) });
+  expect(results.cells).toHaveLength(1);
+  const [cell] = results.cells;
+  expect(cell.cell).toMatchObject({ memoryBytes: 64 * 2 ** 20, workload: 'hotset', dirtyRateBytesPerSec: 50e6, downtimeBudgetMs: 300, codec: 'lz4', linkBytesPerSec: null });
+  expect(cell.rawLinkBytesPerSec).toBeGreaterThan(0);
+  expect(cell.runs).toHaveLength(1);
+  const [first] = cell.runs;
+  expect(first.outcome).toBe('completed');
+  for (const field of ['downtimeMs', 'predictedDowntimeMs', 'downtimeUpperBoundMs', 'totalMs', 'bytesRaw', 'bytesWire', 'rounds']) {
+    expect(first[field], field).toEqual(expect.any(Number));
+  }
+  for (const stat of ['downtimeMs', 'predictedDowntimeMs', 'totalMs']) {
+    expect(cell.stats[stat]).toMatchObject({ median: expect.any(Number), min: expect.any(Number), max: expect.any(Number), n: 1 });
+  }
+  expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/^# livemig latency benchmark/);
+  const svg = readFileSync(join(out, 'downtime.svg'), 'utf8');
+  expect(svg).toMatch(/^<\?xml/);
+  expect(svg).toContain('data-label="budget 300 ms"');
+  expect(svg).toContain('data-label="budget 300 ms (predicted)"');
+});
+
+test.each([
+  [['--memory', '64MiB,12XB'], /--memory "12XB" has an unknown unit/],
+  [['--link', 'fast'], /--link "fast" is not a number/],
+  [['--auto-converge', 'sometimes'], /--auto-converge "sometimes" is not one of off, on, auto/],
+  [['--runs', 'three'], /--runs "three" is not a whole number/],
+])('bench %j is refused with a clear error and status 2', (args, message) => {
+  const r = run(args as string[]);
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(/^livemig: ERR_INVALID_ARGUMENT: /);
+  expect(r.stderr).toMatch(message as RegExp);
+  expect(r.stdout).toBe('');
+});
+
+test('bench --help lists the axes', () => {
+  const r = run(['--help']);
+  expect(r.status).toBe(0);
+  for (const flag of ['--memory', '--workload', '--dirty-rate', '--downtime-budget', '--compress', '--link', '--auto-converge', '--runs', '--warmup', '--out', '--full', '--json']) {
+    expect(r.stdout).toContain(flag);
+  }
+});

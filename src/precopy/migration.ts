@@ -265,8 +265,9 @@ class SourceMigration {
         `the target answered "ready" for version ${ready.version} and migration ${ready.migrationId}; expected version ${PROTOCOL_VERSION} and ${this.id}`,
       );
     }
-    // An upper bound until the first round's acknowledgement measures it (ready includes allocation).
+    // An upper bound (ready includes the target's allocation) until measured.
     this.rttMs = performance.now() - helloAt;
+    await this.measureRoundTrip();
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
@@ -580,27 +581,38 @@ class SourceMigration {
   }
 
   /**
-   * The pause if `bytes` were left: sent at the rate recent rounds were handed to the link,
-   * plus the acknowledgement wait recent rounds saw (the target draining its queue, and a round
-   * trip), plus half a round trip for "go". Over the rounds of the last second, like the
-   * bandwidth.
+   * The pause if `bytes` were left. Recent rounds (over the last second, like the bandwidth) tell
+   * the rate at which batches are handed to the link, and how long each then waited for its
+   * acknowledgement: a round trip plus the target draining what was still queued. The last
+   * round starts with nothing queued (the previous round was acknowledged), so its drain is the
+   * recent one scaled down to its own size. Then "prepared" and "go" cost one and a half round
+   * trips more.
    */
   private predictDowntime(bytes: number): number {
     let sent = 0;
     let sendMs = 0;
-    let ackMs = 0;
+    let drainMs = 0;
     let n = 0;
-    for (let i = this.rounds.length - 1; i >= 0 && sendMs + ackMs < 1000; i--) {
+    for (let i = this.rounds.length - 1; i >= 0 && sendMs + drainMs < 1000; i--) {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
       sent += r.bytesRaw;
       sendMs += r.sendMs;
-      ackMs += r.ackMs;
+      drainMs += Math.max(0, r.ackMs - this.rttMs);
       n++;
     }
     if (n === 0) return Number.POSITIVE_INFINITY;
     const sendRate = sendMs > 0 ? (sent * 1000) / sendMs : 0;
-    return estimateDowntime(bytes, sendRate, ackMs / n, this.rttMs).totalMs;
+    const drain = sent > 0 ? (drainMs / n) * Math.min(1, bytes / (sent / n)) : 0;
+    return estimateDowntime(bytes, sendRate, drain + this.rttMs, this.rttMs).totalMs;
+  }
+
+  /** A WebSocket ping while the link is quiet: the round trip the switchover pays. */
+  private async measureRoundTrip(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      const ms = await this.transport.ping();
+      if (ms !== undefined) this.rttMs = Math.min(this.rttMs, ms);
+    }
   }
 
   /** Pages of this round not yet sent, plus pages dirtied since the log was last read. */

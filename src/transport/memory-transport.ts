@@ -107,6 +107,11 @@ export class MemoryTransport implements Transport {
     return this.#ended || this.#closeCalled || this.#peerClosing;
   }
 
+  /** The pair is in one process: a round trip costs nothing measurable. */
+  async ping(): Promise<number | undefined> {
+    return this.closed ? undefined : 0;
+  }
+
   /** Frames received and not yet taken by `receive()`. */
   get queuedFrames(): number {
     return this.#queue.length;

@@ -44,6 +44,13 @@ export interface Transport {
   receive(): Promise<Uint8Array | undefined>;
 
   /**
+   * Measures one round trip to the peer below the record layer (a WebSocket ping), in
+   * milliseconds; `undefined` if the connection is gone or no answer came within a second.
+   * Meant for a quiet link: behind queued frames it measures the queue too.
+   */
+  ping(): Promise<number | undefined>;
+
+  /**
    * Closes cleanly after queued frames are sent: the peer reads every one of them, then
    * `undefined`. Resolves once closed, or once the implementation's close timeout passed and the
    * connection was torn down instead (sends not yet written then reject). Never rejects.

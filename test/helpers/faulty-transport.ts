@@ -13,6 +13,7 @@ export function tamperingTransport(inner: Transport, tamper: (frame: Uint8Array,
       return inner.bufferedBytes;
     },
     receive: () => inner.receive(),
+    ping: () => inner.ping(),
     close: () => inner.close(),
     destroy: (reason) => inner.destroy(reason),
     get closed() {

@@ -48,6 +48,10 @@ export class DeadlineTransport implements Transport {
     return this.#inner.send(frame);
   }
 
+  ping(): Promise<number | undefined> {
+    return this.#inner.ping();
+  }
+
   /**
    * The next frame, as the inner transport's `receive()`; rejects with ERR_TIMEOUT if none came
    * within the deadline. The inner transport is then unusable: a frame still on its way would

@@ -30,6 +30,9 @@ import {
   type Transport,
 } from './transport.js';
 
+/** How long `ping()` waits for its pong, in milliseconds. */
+const PING_TIMEOUT_MS = 1000;
+
 /** Silence from the peer after which the connection counts as dead, in milliseconds. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 
@@ -319,6 +322,28 @@ export class WebSocketTransport implements Transport {
 
   get closed(): boolean {
     return this.#ended || this.#closingLocally;
+  }
+
+  /** One WebSocket ping and its pong, in milliseconds; `undefined` if none comes within a second. */
+  ping(): Promise<number | undefined> {
+    if (this.closed || this.#ws.readyState !== WebSocket.OPEN) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const started = performance.now();
+      const done = (ms: number | undefined): void => {
+        clearTimeout(timer);
+        this.#ws.off('pong', onPong);
+        resolve(ms);
+      };
+      const onPong = (): void => done(performance.now() - started);
+      const timer = setTimeout(() => done(undefined), PING_TIMEOUT_MS);
+      timer.unref();
+      this.#ws.on('pong', onPong);
+      try {
+        this.#ws.ping();
+      } catch {
+        done(undefined);
+      }
+    });
   }
 
   /** Frames received and not yet taken by `receive()`. */

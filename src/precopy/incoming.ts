@@ -198,6 +198,8 @@ class IncomingMigration {
   private async handle(record: MigrationRecord): Promise<void> {
     this.move(record.type);
     switch (record.type) {
+      case 'ignored':
+        return;
       case 'pages':
         await this.writeBatch(record);
         return;

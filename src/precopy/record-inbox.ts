@@ -74,6 +74,7 @@ export class RecordInbox {
           throw new ConnectionClosedError('the peer closed the connection');
         }
         const record = decodeFrame(frame, this.limits);
+        if (record.type === 'ignored') continue;
         if (record.type === 'abort') {
           throw new PeerAbortedError(record.code, record.message);
         }

@@ -47,6 +47,7 @@ import type {
   ResumedRecord,
   RoundEndRecord,
   RoundAckRecord,
+  IgnoredRecord,
   StatusRecord,
 } from './records.js';
 
@@ -158,7 +159,7 @@ const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] ===
  * @throws InvalidArgumentError for a `pages` record (use {@link encodePages}).
  */
 export function encodeRecord(
-  record: Exclude<MigrationRecord, PagesRecord>,
+  record: Exclude<MigrationRecord, PagesRecord | IgnoredRecord>,
   limits?: Partial<ProtocolLimits>,
 ): Uint8Array {
   const resolved = limits === undefined ? DEFAULT_LIMITS : resolveLimits(limits);
@@ -372,6 +373,19 @@ export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>)
   }
   const payload = new Uint8Array(frame.buffer, frame.byteOffset + payloadOffset, frame.length - payloadOffset);
   const fields = decoded as Record<string, unknown>;
+  // Any record may say it is optional; only an unknown one is affected: it is skipped.
+  const optional = fields.optional;
+  if (optional !== undefined && typeof optional !== 'boolean') {
+    throw new MalformedRecordError(`the "optional" field must be a boolean, got ${describe(optional)}`);
+  }
+  delete fields.optional;
+  if (optional === true && typeof fields.type === 'string' && fields.type !== 'pages' && !RECORD_TYPES.has(fields.type)) {
+    if (fields.type.length === 0 || fields.type.length > MAX_TEXT_FIELD_CHARS) {
+      throw new MalformedRecordError(`an optional record's type must be 1 to ${MAX_TEXT_FIELD_CHARS} characters`);
+    }
+    const ignored: IgnoredRecord = { type: 'ignored', recordType: fields.type };
+    return ignored;
+  }
   if (fields.type === 'pages') {
     const header = checkPagesHeader(fields, resolved);
     checkPagesPayload(header, payload);
@@ -544,14 +558,15 @@ function scanHeader(bytes: Uint8Array): void {
 type Fields = Record<string, unknown>;
 
 /** Checks a record of any type but `pages` and returns a fresh copy holding only its fields. */
-function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord, PagesRecord> {
+function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord, PagesRecord | IgnoredRecord> {
   const type = h.type;
   if (typeof type !== 'string' || !RECORD_TYPES.has(type)) {
     throw new MalformedRecordError(
-      `unknown record type ${describe(type)}; version 1 knows ${[...RECORD_TYPES].join(', ')}`,
+      `unknown record type ${describe(type)}; version 1 knows ${[...RECORD_TYPES].join(', ')} ` +
+        '(a newer peer marks the records an older one may skip with optional: true)',
     );
   }
-  switch (type as RecordType) {
+  switch (type as Exclude<RecordType, 'ignored'>) {
     case 'auth-hello': {
       onlyFields(h, 'auth-hello', ['nonce']);
       const record: AuthHelloRecord = { type: 'auth-hello', nonce: fixedBytes(h, 'nonce', 'auth-hello', AUTH_NONCE_BYTES) };

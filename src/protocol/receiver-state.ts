@@ -186,6 +186,8 @@ function legalRecords<S extends string, E extends string>(side: string, table: T
 
 function step<S extends string, E extends string>(side: string, table: Table<S, E>, state: S, event: E): S {
   const transitions = row(side, table, state);
+  // An unknown optional record changes nothing, wherever the peer may still send records.
+  if (event === 'ignored' && Object.keys(transitions).length > 0) return state;
   const next = typeof event === 'string' && Object.hasOwn(transitions, event) ? transitions[event] : undefined;
   if (next !== undefined) return next;
   const expected = legalRecords(side, table, state);

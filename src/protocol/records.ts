@@ -189,7 +189,20 @@ export interface StatusRecord {
 }
 
 /** Every record of version 1. */
+/**
+ * Any direction: a record of a type this version does not know, which its sender marked
+ * optional (`optional: true` in its header). The decoder returns this in its place instead of
+ * failing, and receivers skip it in every state that is not final, so a newer peer can add
+ * records that older ones may ignore. An unknown record without the mark is malformed.
+ */
+export interface IgnoredRecord {
+  type: 'ignored';
+  /** The `type` the sender gave it. */
+  recordType: string;
+}
+
 export type MigrationRecord =
+  | IgnoredRecord
   | AuthHelloRecord
   | AuthChallengeRecord
   | AuthProofRecord

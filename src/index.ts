@@ -16,7 +16,14 @@ export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from './protoc
 export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol/limits.js';
 export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
 export type { Transport } from './transport/transport.js';
-export { connectWebSocket, listenWebSocket, type WebSocketListener } from './transport/ws-transport.js';
+export {
+  connectWebSocket,
+  listenWebSocket,
+  type WebSocketListener,
+  type PemSource,
+  type TlsConnectOptions,
+  type TlsListenOptions,
+} from './transport/ws-transport.js';
 export {
   migrate,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -33,5 +40,24 @@ export {
 } from './precopy/policy.js';
 export type { MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
 export { receiveMigration, type IncomingOptions, type IncomingResult } from './precopy/incoming.js';
-export { TargetAgent, type TargetAgentOptions, type AgentEvent, type AgentMigration } from './agent/target-agent.js';
-export { queryAgent, type QueryOptions } from './agent/agent-client.js';
+export {
+  TargetAgent,
+  DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
+  DEFAULT_RECORD_IDLE_TIMEOUT_MS,
+  type TargetAgentOptions,
+  type AgentEvent,
+  type AgentMigration,
+  type AgentStats,
+} from './agent/target-agent.js';
+export {
+  queryAgent,
+  connectToAgent,
+  authenticateToAgent,
+  DEFAULT_AUTH_TIMEOUT_MS,
+  type QueryOptions,
+  type ConnectToAgentOptions,
+  type AuthenticateOptions,
+} from './agent/agent-client.js';
+export { readKeyFile, writeKeyFile, generateKey } from './agent/key-file.js';
+export { MIN_POOL_KEY_BYTES } from './protocol/auth.js';

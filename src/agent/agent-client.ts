@@ -24,13 +24,13 @@ import type { MigrationRecord, StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-transport.js';
 
-/** How long {@link authenticate} waits for the agent's answers, in milliseconds, when not told. */
+/** How long {@link authenticateToAgent} waits for the agent's answers, in milliseconds, when not told. */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 
 /** How long a failing client spends telling the agent why before it cuts the connection, in milliseconds. */
 const ABORT_GRACE_MS = 1000;
 
-/** Options of {@link authenticate}. */
+/** Options of {@link authenticateToAgent}. */
 export interface AuthenticateOptions {
   /**
    * The pool key (see `readKeyFile`). With a key the client proves it and demands the agent's
@@ -74,7 +74,7 @@ export async function connectToAgent(url: string, options: ConnectToAgentOptions
   const started = performance.now();
   const transport = await connectWebSocket(url, connectOptions);
   const leftMs = Math.max(1, budgetMs - (performance.now() - started));
-  await authenticate(transport, { key, peer: url, timeoutMs: leftMs });
+  await authenticateToAgent(transport, { key, peer: url, timeoutMs: leftMs });
   return transport;
 }
 
@@ -84,10 +84,11 @@ export async function connectToAgent(url: string, options: ConnectToAgentOptions
  * next record to send is then `hello` or `query`. On any failure the agent is told why where
  * that helps, the transport is destroyed, and the error is thrown.
  *
+ * @throws InvalidArgumentError for a key of the wrong size, before anything is sent.
  * @throws AuthFailedError, TimeoutError, PeerAbortedError, ConnectionClosedError, or a decoding
  *   error for a malformed answer.
  */
-export async function authenticate(transport: Transport, options: AuthenticateOptions = {}): Promise<void> {
+export async function authenticateToAgent(transport: Transport, options: AuthenticateOptions = {}): Promise<void> {
   const key = options.key === undefined ? undefined : checkPoolKey(options.key);
   const peer = options.peer ?? 'the agent';
   const timeoutMs = options.timeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS;
@@ -105,6 +106,7 @@ export async function authenticate(transport: Transport, options: AuthenticateOp
         throw new PeerAbortedError(record.code, record.message);
       }
       state = clientAuthTransition(state, record.type);
+      if (record.type === 'ignored') continue;
       if (record.type === 'auth-challenge') {
         if (key === undefined) {
           throw new AuthFailedError(

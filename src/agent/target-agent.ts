@@ -398,6 +398,9 @@ export class TargetAgent extends EventEmitter {
       if (frame === undefined) throw new ConnectionClosedError(`the peer closed the connection in state ${state}, before its hello or query`);
       const record = decodeFrame(frame, this.limits);
       if (record.type === 'abort') throw new PeerAbortedError(record.code, record.message);
+      // An unknown record its sender marked optional is skipped, as everywhere; the handshake's
+      // deadline and byte cap still bound how many a stranger may send.
+      if (record.type === 'ignored') continue;
       if (state === 'await-auth' && (record.type === 'hello' || record.type === 'query')) {
         throw new AuthFailedError(
           `this agent serves only members of its pool, and the connection began with "${record.type}" without proving the pool key; ` +

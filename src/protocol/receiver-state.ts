@@ -3,7 +3,8 @@
  * "Receiver states"). Each side keeps its state and passes every record it receives, and the
  * few things it sends that change what it may receive next, through one transition function.
  * Anything the table does not list is an `UnexpectedRecordError`; `abort` is listed in every
- * state that is not final.
+ * state that is not final. A third, short table covers a client (source or asker) while it
+ * authenticates to an agent, before its `hello` or `query`.
  *
  * The tables hold no I/O and no timing: checking digests, allocating domains and sending the
  * replies are the engine's job. A state with no legal records is final.

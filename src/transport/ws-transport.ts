@@ -476,7 +476,9 @@ export class WebSocketTransport implements Transport {
         this.#ws.terminate();
       }
     };
-    socket.on('data', this.#byteCapListener);
+    // Ahead of `ws`'s own listener, so a chunk that crosses the cap fails the connection before
+    // `ws` can complete a frame from it.
+    socket.prependListener('data', this.#byteCapListener);
   }
 
   #onMessage = (data: RawData, isBinary: boolean): void => {
@@ -858,8 +860,6 @@ function startListener(
   } catch (err) {
     return Promise.reject(new InvalidArgumentError(`cannot use the TLS certificate and key: ${describeError(err)}`));
   }
-  server.headersTimeout = upgradeTimeoutMs;
-  server.requestTimeout = upgradeTimeoutMs;
   server.maxConnections = maxConnections * TCP_CONNECTIONS_PER_WEBSOCKET;
   const wss = new WebSocketServer(wsServerOptions(transportOptions));
   const sockets = new Set<Socket>();
@@ -872,6 +872,17 @@ function startListener(
     socket.on('close', () => sockets.delete(socket));
   });
 
+  // Node's own request timeouts never fire for a socket that does not start a request, so one that
+  // says nothing would stay forever: give each its own deadline to upgrade (counted after the TLS
+  // handshake, which `handshakeTimeout` bounds).
+  const upgradeDeadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    const timer = setTimeout(() => socket.destroy(), upgradeTimeoutMs);
+    timer.unref();
+    upgradeDeadlines.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  });
+
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     if (closing) {
       socket.destroy();
@@ -882,6 +893,7 @@ function startListener(
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
+    clearTimeout(upgradeDeadlines.get(socket));
     wss.handleUpgrade(req, socket, head, (ws) => {
       const transport = new WebSocketTransport(ws, transportOptions, socket);
       transports.add(transport);

@@ -156,12 +156,15 @@ export async function queryAgent(url: string, migrationId: string, options: Quer
   const transport = await connectToAgent(url, connectOptions);
   try {
     await transport.send(encodeRecord({ type: 'query', migrationId, inspect: inspect ?? false }));
-    const frame = await transport.receive();
-    if (frame === undefined) throw new ConnectionClosedError(`the agent at ${url} closed the connection without answering`);
-    const record = decodeFrame(frame);
-    if (record.type === 'abort') throw new PeerAbortedError(record.code, record.message);
-    if (record.type !== 'status') throw new UnexpectedRecordError(`the agent answered a query with "${record.type}"`);
-    return record;
+    for (;;) {
+      const frame = await transport.receive();
+      if (frame === undefined) throw new ConnectionClosedError(`the agent at ${url} closed the connection without answering`);
+      const record = decodeFrame(frame);
+      if (record.type === 'ignored') continue;
+      if (record.type === 'abort') throw new PeerAbortedError(record.code, record.message);
+      if (record.type !== 'status') throw new UnexpectedRecordError(`the agent answered a query with "${record.type}"`);
+      return record;
+    }
   } finally {
     transport.destroy();
   }

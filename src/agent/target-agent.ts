@@ -331,6 +331,12 @@ export class TargetAgent extends EventEmitter {
           onState: (state) => {
             if (state === 'prepared') entry.state = 'prepared';
           },
+          // Running from the moment it runs: a source asking after a broken link must hear so
+          // even while this connection is still winding down.
+          onResumed: (domain) => {
+            entry.state = 'running';
+            entry.domain = domain;
+          },
         });
       } finally {
         this.active--;

@@ -29,7 +29,7 @@ import {
 } from '../errors.js';
 import { decodeFrame, encodeRecord, readPageNumbers } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
-import { PageDigest } from '../protocol/page-digest.js';
+import { PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
@@ -50,6 +50,8 @@ export interface IncomingOptions {
   onState?: (state: ReceiverState, migrationId: string) => void;
   /** Called with the domain as soon as it exists (before any page arrives). */
   onDomain?: (domain: TargetDomain, migrationId: string) => void;
+  /** Called the moment the guest runs here, before the source is told. */
+  onResumed?: (domain: TargetDomain, migrationId: string) => void;
   /** @default DEFAULT_GO_TIMEOUT_MS */
   goTimeoutMs?: number;
 }
@@ -105,6 +107,8 @@ class IncomingMigration {
   private nextSeq = 0;
   private pages = 0;
   private resumed = false;
+  /** The device state received, for the switchover digest. */
+  private deviceState: Uint8Array | undefined;
 
   constructor(
     private readonly transport: Transport,
@@ -209,14 +213,15 @@ class IncomingMigration {
         return;
       case 'device-state':
         await this.domain!.loadState(record.state);
+        this.deviceState = record.state;
         return;
       case 'complete': {
         if (record.batches !== this.nextSeq) {
           throw new UnexpectedRecordError(`the source says it sent ${record.batches} batches; ${this.nextSeq} arrived`);
         }
-        const mine = this.digest!.digest();
+        const mine = switchoverDigest(this.digest!.digest(), this.deviceState!);
         if (mine !== record.digest) {
-          throw new DigestMismatchError(`the memory received has digest ${mine}; the source sent ${record.digest}`);
+          throw new DigestMismatchError(`the memory and device state received have digest ${mine}; the source sent ${record.digest}`);
         }
         await this.transport.send(encodeRecord({ type: 'prepared', digest: mine }));
         this.move('sent-prepared');
@@ -227,6 +232,7 @@ class IncomingMigration {
         await this.domain!.resume();
         this.resumed = true;
         const resumeMs = performance.now() - started;
+        this.options.onResumed?.(this.domain!, this.id);
         // The guest runs: from here on a failure to tell the source does not undo anything.
         await this.transport.send(encodeRecord({ type: 'resumed', resumeMs, digest: this.digest!.digest() })).catch(() => undefined);
         return;

@@ -21,7 +21,7 @@ import {
 } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
-import { digestMemory, PageDigest } from '../protocol/page-digest.js';
+import { digestMemory, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
@@ -318,7 +318,7 @@ class SourceMigration {
     await this.sendRound(final, true);
     const state = this.domain.saveState();
     await this.transport.send(encodeRecord({ type: 'device-state', state }));
-    const digest = this.sentDigest.digest();
+    const digest = switchoverDigest(this.sentDigest.digest(), state);
     await this.transport.send(encodeRecord({ type: 'complete', batches: this.sender.seq, digest }));
     this.protocolState = sourceTransition(this.protocolState, 'sent-complete');
     const completeSentAt = performance.now();
@@ -328,7 +328,7 @@ class SourceMigration {
     await this.expectRoundAck(timeoutMs);
     const prepared = await this.expect('prepared', timeoutMs);
     if (prepared.digest !== digest) {
-      throw new DigestMismatchError(`the target holds memory with digest ${prepared.digest}, but the source sent ${digest}`);
+      throw new DigestMismatchError(`the target holds memory and device state with digest ${prepared.digest}, but the source sent ${digest}`);
     }
     this.throwIfCancelled();
     this.pauseTimes = { pauseStart, pausedAt, completeSentAt, finalPages: final.length, stateBytes: state.length };

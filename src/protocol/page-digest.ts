@@ -80,3 +80,13 @@ export function digestBuffer(memory: Uint8Array, pageSize: number): string {
   for (let pfn = 0; pfn < pageCount; pfn++) digest.update(pfn, memory, pfn * pageSize);
   return digest.digest();
 }
+
+/**
+ * The digest `complete` and `prepared` carry: the memory digest with the device-state blob folded
+ * in, so that a state damaged on the way (which may still decode) is caught before "go" just as
+ * damaged memory is.
+ */
+export function switchoverDigest(memoryDigest: string, state: Uint8Array): string {
+  const bytes = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
+  return xxh3.xxh64(bytes, BigInt(`0x${memoryDigest}`)).toString(16).padStart(16, '0');
+}

@@ -1,5 +1,5 @@
 /**
- * The `livemig` command: `demo`, `listen`, `migrate` and `status`.
+ * The `livemig` command: `demo`, `listen`, `migrate`, `status`, `estimate`, `bench` and `keygen`.
  *
  * Exit status: 0 success, 1 the migration did not complete (the report says where the guest
  * runs), 2 a usage error, 3 indeterminate (the guest is paused here; see the message).
@@ -116,6 +116,9 @@ async function connectOptionsFromFlags(values: { 'key-file'?: string; 'tls-ca'?:
 
 async function demo(args: string[]): Promise<number> {
   const { values } = parse(args, RUN_FLAGS);
+  if (values['key-file'] !== undefined || values['tls-ca'] !== undefined || values.to !== undefined) {
+    throw new InvalidArgumentError('demo runs both ends itself, with a fresh pool key: it takes no --to, --key-file or --tls-ca');
+  }
   const config = guestConfigFromFlags(values);
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');

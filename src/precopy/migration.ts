@@ -430,20 +430,14 @@ class SourceMigration {
     };
   }
 
-  /** Undo: tell the target, resume the guest here, and say why in the report. */
+  /**
+   * Undo: resume the guest here, tell the target, and say why in the report. Resuming comes
+   * first: before "go" the target never resumes its copy, so the guest need not stay paused
+   * while a failing link takes its time to deliver the abort.
+   */
   private async undo(error: MigrationError): Promise<void> {
     this.report.outcome = error instanceof CancelledError ? 'cancelled' : 'failed';
     this.report.error = error.toJSON();
-    if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
-      // Best effort: the target discards its copy whether or not this arrives.
-      await Promise.race([
-        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
-        sleep(1000),
-      ]);
-    }
-    // Close rather than cut, so the abort is delivered before the end of the stream.
-    await Promise.race([this.transport.close().catch(() => undefined), sleep(1000)]);
-    this.transport.destroy();
     try {
       this.domain.disableDirtyLog();
       this.domain.setThrottle(0);
@@ -457,6 +451,16 @@ class SourceMigration {
         message: `${error.message}; resuming the guest on the source then failed too: ${asMigrationError(err).message}`,
       };
     }
+    if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
+      // Best effort: the target discards its copy whether or not this arrives.
+      await Promise.race([
+        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
+        sleep(1000),
+      ]);
+    }
+    // Close rather than cut, so the abort is delivered before the end of the stream.
+    await Promise.race([this.transport.close().catch(() => undefined), sleep(1000)]);
+    this.transport.destroy();
   }
 
   /**

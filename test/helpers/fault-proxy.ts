@@ -76,8 +76,9 @@ export interface FaultProxyOptions {
   /** The target agent, `ws://127.0.0.1:PORT`. */
   targetUrl: string;
   /**
-   * Round number of the stop-and-copy round, which the proxy cannot tell from the stream alone:
-   * the test fixes it with its pre-copy policy.
+   * The stop-and-copy round is the first round from this one on that sends pages, which the proxy
+   * cannot tell from the stream alone: the test's pre-copy policy makes it so (rounds before it
+   * run while the guest runs; from it on, a round runs only if no page is dirty, and sends none).
    */
   finalRound: number;
 }
@@ -99,7 +100,7 @@ type Direction = 'to-target' | 'to-source';
 interface Link {
   readonly down: Transport;
   readonly up: Transport;
-  /** False once a fault ended this migration: frames are dropped, closes still pass. */
+  /** False once a fault struck this migration: frames are dropped, closes still pass. */
   relaying: boolean;
   firstRoundBatches: number;
 }
@@ -124,7 +125,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       case 'later-round':
         return record.type === 'pages' && record.round >= 1 && record.round < options.finalRound && record.payload.length > 0;
       case 'stop-and-copy':
-        return record.type === 'pages' && record.round === options.finalRound && record.payload.length > 0;
+        return record.type === 'pages' && record.round >= options.finalRound && record.payload.length > 0;
       default:
         return record.type === arming.at;
     }
@@ -147,6 +148,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       await to.send(bad).catch(() => undefined);
       return;
     }
+    // Nothing of this migration passes any more, either way, but the struck record if delivered:
+    // a reply to it must not slip through before the fault.
+    link.relaying = false;
     if (delivered) {
       // Every earlier byte this way has long passed the gate (the record is a reply to the
       // peer's last one), so the gate's count is exact up to this frame.
@@ -157,7 +161,6 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     }
     switch (armed.fault) {
       case 'cut':
-        link.relaying = false;
         link.down.destroy();
         link.up.destroy();
         return;
@@ -169,7 +172,6 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       case 'kill-target':
       case 'kill-source':
         if (!armed.kill) throw new Error(`a ${armed.fault} fault needs a kill function`);
-        link.relaying = false;
         armed.kill();
         return;
     }

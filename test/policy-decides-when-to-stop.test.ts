@@ -26,12 +26,15 @@ const base = {
 };
 
 describe('default policy', () => {
-  test('stops once the expected pause fits the budget in force', () => {
-    const policy = defaultPolicy();
+  test('stops once the expected pause fits the budget in force, with headroom', () => {
+    const policy = defaultPolicy({ headroom: 1 });
     expect(policy({ ...base, expectedDowntimeMs: 99 })).toBe('stop-and-copy');
     expect(policy({ ...base, expectedDowntimeMs: 100 })).toBe('stop-and-copy');
     expect(policy({ ...base, expectedDowntimeMs: 101 })).toBe('continue');
     expect(policy({ ...base, expectedDowntimeMs: 101, downtimeBudgetMs: 200 })).toBe('stop-and-copy');
+    const careful = defaultPolicy();
+    expect(careful({ ...base, expectedDowntimeMs: 85 })).toBe('stop-and-copy');
+    expect(careful({ ...base, expectedDowntimeMs: 90 })).toBe('continue');
   });
 
   test('stops after the last allowed round even if the pause does not fit', () => {
@@ -152,4 +155,16 @@ test('page lists merge ascending without duplicates', () => {
   expect([...mergeSorted(Uint32Array.of(1, 3, 5), Uint32Array.of(2, 3, 9))]).toEqual([1, 2, 3, 5, 9]);
   expect([...mergeSorted(Uint32Array.of(), Uint32Array.of(4))]).toEqual([4]);
   expect([...mergeSorted(Uint32Array.of(4), Uint32Array.of())]).toEqual([4]);
+});
+
+describe('switchover calibration', () => {
+  test('learns the overhead and the speed-up of the paused last round from completed switchovers', async () => {
+    const { switchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = { ...switchoverCalibration, sums: { n: 0, t: 0, r: 0, tt: 0, tr: 0 } };
+    c.observe(10, 3 + 0.5 * 10);
+    expect(c.factor).toBe(1); // one size seen: no slope yet
+    for (const t of [20, 80, 5, 150, 40, 60]) c.observe(t, 3 + 0.5 * t);
+    expect(c.factor).toBeCloseTo(0.5, 5);
+    expect(c.overheadMs).toBeCloseTo(3, 5);
+  });
 });

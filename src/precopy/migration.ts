@@ -74,18 +74,35 @@ const SLICE_PAGES = 4096;
 export const ZERO_PAGE_COST_SHARE = 0.15;
 
 /**
- * The part of a pause no term of the prediction models: stopping and starting vCPUs and the
- * event-loop latency of four record exchanges. Learnt from each completed switchover in this
- * process (an exponentially weighted average), so a pool agent that migrates many guests
- * predicts each pause better than the last; until then, DEFAULT_PAUSE_RESUME_MS.
+ * Calibration of the pause prediction, learnt from every switchover this process completes.
+ * A pause is modelled as `overheadMs + factor x transferMs + drain + 1.5 round trips`, where
+ * `transferMs` is the last round's bytes at the rate pre-copy rounds were handed to the link.
+ * `factor` absorbs that the paused guest frees the CPU (the last round often goes faster than
+ * pre-copy rounds did) and `overheadMs` what no term models: stopping and starting vCPUs and the
+ * event-loop latency of four record exchanges. Both are fitted by least squares over the recent
+ * switchovers (older ones weigh less), so a pool agent that migrates many guests predicts each
+ * pause better than the last; until there are two, `factor` is 1 and `overheadMs`
+ * DEFAULT_PAUSE_RESUME_MS.
  */
-const switchoverOverhead = {
-  ms: DEFAULT_PAUSE_RESUME_MS,
-  samples: 0,
-  observe(ms: number): void {
-    const clamped = Math.min(50, Math.max(0, ms));
-    this.ms = this.samples === 0 ? clamped : 0.7 * this.ms + 0.3 * clamped;
-    this.samples++;
+export const switchoverCalibration = {
+  overheadMs: DEFAULT_PAUSE_RESUME_MS,
+  factor: 1,
+  /** Weighted sums of the fit: n, t, r, t^2, t*r. */
+  sums: { n: 0, t: 0, r: 0, tt: 0, tr: 0 },
+  /** Records one switchover: `transferMs` as modelled, `residualMs` = measured - drain - round trips. */
+  observe(transferMs: number, residualMs: number): void {
+    const keep = 0.8;
+    const f = this.sums;
+    f.n = keep * f.n + 1;
+    f.t = keep * f.t + transferMs;
+    f.r = keep * f.r + residualMs;
+    f.tt = keep * f.tt + transferMs * transferMs;
+    f.tr = keep * f.tr + transferMs * residualMs;
+    const variance = f.n * f.tt - f.t * f.t;
+    // A slope needs switchovers of different sizes; until then the factor stays at 1.
+    const factor = variance > 1e-6 * f.n * f.n * Math.max(1, f.tt / f.n) ? (f.n * f.tr - f.t * f.r) / variance : 1;
+    this.factor = Math.min(2, Math.max(0.25, factor));
+    this.overheadMs = Math.min(50, Math.max(0, (f.r - this.factor * f.t) / f.n));
   },
 };
 
@@ -378,10 +395,11 @@ class SourceMigration {
       const resumedAt = performance.now();
       const roundTrip = Math.max(0, resumedAt - goAt - resumed.resumeMs);
       this.report.downtimeMs = round3(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs);
-      // What the pause cost beyond what the prediction models (sending, draining, round trips):
-      // vCPU stop and start, event-loop latency on both sides. Later migrations use it.
-      const modelled = this.predictDowntime(s.finalBytes) - switchoverOverhead.ms;
-      if (Number.isFinite(modelled)) switchoverOverhead.observe(this.report.downtimeMs - modelled);
+      // Teach the prediction what this pause really cost, for the migrations after this one.
+      const parts = this.downtimeParts(s.finalBytes);
+      if (parts && Number.isFinite(parts.transferMs)) {
+        switchoverCalibration.observe(parts.transferMs, this.report.downtimeMs - parts.drain - 1.5 * this.rttMs);
+      }
       this.report.downtimeUpperBoundMs = round3(resumedAt - s.pauseStart);
       this.report.switchover = {
         pauseMs: round3(s.pausedAt - s.pauseStart),
@@ -629,10 +647,19 @@ class SourceMigration {
    * trips more.
    */
   private predictDowntime(bytes: number): number {
+    const parts = this.downtimeParts(bytes);
+    if (!parts) return Number.POSITIVE_INFINITY;
+    const c = switchoverCalibration;
+    return estimateDowntime(bytes, parts.sendRate / c.factor, parts.drain + this.rttMs, this.rttMs, c.overheadMs).totalMs;
+  }
+
+  /** The modelled parts of a pause if `bytes` were left, before calibration. */
+  private downtimeParts(bytes: number): { sendRate: number; drain: number; transferMs: number } | undefined {
     const window = this.recentRounds();
-    if (!window) return Number.POSITIVE_INFINITY;
+    if (!window) return undefined;
     const drain = window.bytes > 0 ? window.drainMs * Math.min(1, bytes / window.bytes) : 0;
-    return estimateDowntime(bytes, window.sendRate, drain + this.rttMs, this.rttMs, switchoverOverhead.ms).totalMs;
+    const transferMs = window.sendRate > 0 ? (bytes * 1000) / window.sendRate : Number.POSITIVE_INFINITY;
+    return { sendRate: window.sendRate, drain, transferMs };
   }
 
   /**

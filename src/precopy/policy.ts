@@ -8,6 +8,12 @@
 /** The longest pause the default policy aims for, in milliseconds. */
 export const DEFAULT_DOWNTIME_BUDGET_MS = 300;
 
+/**
+ * Share of the budget the default policy aims the expected pause at: the prediction is an
+ * estimate, and a pause that lands a little over it still has to fit the budget.
+ */
+export const DEFAULT_BUDGET_HEADROOM = 0.85;
+
 /** Rounds after which the default policy stops iterating whatever the dirty rate. */
 export const DEFAULT_MAX_ROUNDS = 30;
 
@@ -53,17 +59,20 @@ export type PrecopyPolicy = (stats: PrecopyStats) => PrecopyDecision;
 export interface DefaultPolicyOptions {
   /** @default DEFAULT_MAX_ROUNDS */
   maxRounds?: number;
+  /** @default DEFAULT_BUDGET_HEADROOM */
+  headroom?: number;
 }
 
 /**
- * Stops as soon as the expected pause fits the downtime budget in force, or once `maxRounds`
- * rounds have run (accepting a longer pause rather than iterating for ever). Never aborts: the
- * engine's deadlines do that.
+ * Stops as soon as the expected pause fits the downtime budget in force (with `headroom`), or
+ * once `maxRounds` rounds have run (accepting a longer pause rather than iterating for ever).
+ * Never aborts: the engine's deadlines do that.
  */
 export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy {
   const maxRounds = options.maxRounds ?? DEFAULT_MAX_ROUNDS;
+  const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   return (stats) => {
-    if (stats.expectedDowntimeMs <= stats.downtimeBudgetMs) return 'stop-and-copy';
+    if (stats.expectedDowntimeMs <= headroom * stats.downtimeBudgetMs) return 'stop-and-copy';
     if (stats.round >= maxRounds) return 'stop-and-copy';
     return 'continue';
   };

@@ -7,7 +7,7 @@
 
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
-import { DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_MAX_ROUNDS, DEFAULT_PAUSE_RESUME_MS, estimateDowntime } from './policy.js';
+import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_MAX_ROUNDS, DEFAULT_PAUSE_RESUME_MS, estimateDowntime } from './policy.js';
 
 /** How long the dirty log is watched by default, in milliseconds. */
 export const DEFAULT_SAMPLE_MS = 1000;
@@ -106,8 +106,10 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     sent += bytes;
     const dirty = dirtyPagesAfter(durationMs) * pageSize;
     downtimeMs = estimateDowntime(dirty, bandwidth, latencyMs, latencyMs, DEFAULT_PAUSE_RESUME_MS).totalMs;
-    if (downtimeMs <= budgetMs || round + 1 >= maxRounds) {
-      converges = downtimeMs <= budgetMs;
+    // As the engine's default policy does: stop once the pause fits the budget with headroom.
+    const fits = downtimeMs <= DEFAULT_BUDGET_HEADROOM * budgetMs;
+    if (fits || round + 1 >= maxRounds) {
+      converges = fits;
       rounds.push({ round: round + 1, bytes: dirty, durationMs: round2(downtimeMs) });
       totalMs += downtimeMs;
       sent += dirty;

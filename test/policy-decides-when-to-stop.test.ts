@@ -159,8 +159,8 @@ test('page lists merge ascending without duplicates', () => {
 
 describe('switchover calibration', () => {
   test('learns the overhead and the speed-up of the paused last round from completed switchovers', async () => {
-    const { switchoverCalibration } = await import('../dist/precopy/migration.js');
-    const c = { ...switchoverCalibration, sums: { n: 0, t: 0, r: 0, tt: 0, tr: 0 } };
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
     c.observe(10, 3 + 0.5 * 10);
     expect(c.factor).toBe(1); // one size seen: no slope yet
     for (const t of [20, 80, 5, 150, 40, 60]) c.observe(t, 3 + 0.5 * t);

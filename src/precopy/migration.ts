@@ -82,13 +82,14 @@ export const ZERO_PAGE_COST_SHARE = 0.15;
  * event-loop latency of four record exchanges. Both are fitted by least squares over the recent
  * switchovers (older ones weigh less), so a pool agent that migrates many guests predicts each
  * pause better than the last; until there are two, `factor` is 1 and `overheadMs`
- * DEFAULT_PAUSE_RESUME_MS.
+ * DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one fit (see {@link calibrationFor}).
  */
-export const switchoverCalibration = {
-  overheadMs: DEFAULT_PAUSE_RESUME_MS,
-  factor: 1,
+export class SwitchoverCalibration {
+  overheadMs = DEFAULT_PAUSE_RESUME_MS;
+  factor = 1;
   /** Weighted sums of the fit: n, t, r, t^2, t*r. */
-  sums: { n: 0, t: 0, r: 0, tt: 0, tr: 0 },
+  private readonly sums = { n: 0, t: 0, r: 0, tt: 0, tr: 0 };
+
   /** Records one switchover: `transferMs` as modelled, `residualMs` = measured - drain - round trips. */
   observe(transferMs: number, residualMs: number): void {
     const keep = 0.8;
@@ -103,8 +104,17 @@ export const switchoverCalibration = {
     const factor = variance > 1e-6 * f.n * f.n * Math.max(1, f.tt / f.n) ? (f.n * f.tr - f.t * f.r) / variance : 1;
     this.factor = Math.min(2, Math.max(0.25, factor));
     this.overheadMs = Math.min(50, Math.max(0, (f.r - this.factor * f.t) / f.n));
-  },
-};
+  }
+}
+
+const calibrations = new Map<PageCodec, SwitchoverCalibration>();
+
+/** The calibration this process keeps for switchovers with `codec`. */
+export function calibrationFor(codec: PageCodec): SwitchoverCalibration {
+  let c = calibrations.get(codec);
+  if (!c) calibrations.set(codec, (c = new SwitchoverCalibration()));
+  return c;
+}
 
 /** Options of {@link migrate}. */
 export interface MigrateOptions {
@@ -398,7 +408,7 @@ class SourceMigration {
       // Teach the prediction what this pause really cost, for the migrations after this one.
       const parts = this.downtimeParts(s.finalBytes);
       if (parts && Number.isFinite(parts.transferMs)) {
-        switchoverCalibration.observe(parts.transferMs, this.report.downtimeMs - parts.drain - 1.5 * this.rttMs);
+        calibrationFor(this.codec).observe(parts.transferMs, this.report.downtimeMs - parts.drain - 1.5 * this.rttMs);
       }
       this.report.downtimeUpperBoundMs = round3(resumedAt - s.pauseStart);
       this.report.switchover = {
@@ -649,7 +659,7 @@ class SourceMigration {
   private predictDowntime(bytes: number): number {
     const parts = this.downtimeParts(bytes);
     if (!parts) return Number.POSITIVE_INFINITY;
-    const c = switchoverCalibration;
+    const c = calibrationFor(this.codec);
     return estimateDowntime(bytes, parts.sendRate / c.factor, parts.drain + this.rttMs, this.rttMs, c.overheadMs).totalMs;
   }
 

@@ -70,3 +70,27 @@ test('migrate to a port where nobody listens fails with ERR_CONNECT_FAILED', () 
   expect(r.status).toBe(1);
   expect(r.stderr).toMatch(/ERR_CONNECT_FAILED/);
 });
+
+test('Ctrl-C during a migration cancels it: the report says cancelled and the target discards its copy', async () => {
+  const agent = await startAgentProcess();
+  try {
+    const child = spawn(
+      process.execPath,
+      [BIN, 'migrate', '--to', agent.url, '--memory', '256MiB', '--max-bandwidth', '40MB/s', '--compress', 'none', '--warmup', '0ms', '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await agent.waitFor((e) => e.type === 'migration-started');
+    child.kill('SIGINT');
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(1);
+    const report = JSON.parse(out);
+    expect(report.outcome).toBe('cancelled');
+    expect(report.error.code).toBe('ERR_CANCELLED');
+    const discarded = await agent.waitFor((e) => e.type === 'migration-discarded');
+    expect(discarded.migrationId).toBe(report.migrationId);
+  } finally {
+    await agent.stop();
+  }
+});

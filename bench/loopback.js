@@ -3,14 +3,13 @@
 //   2. live migrations of an idle guest (codec none and lz4) and of a busy one.
 // Figures are reported as ratios to the raw link, because absolute speeds drift on a shared
 // machine. Usage: node bench/loopback.js [--memory 1GiB] [--runs 3] [--json]
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { migrate } from '../dist/precopy/migration.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectToAgent } from '../dist/agent/agent-client.js';
 import { parseSize } from '../dist/cli/units.js';
+import { TargetHost, measureRawLink } from '../dist/cli/bench-command.js';
 
 const { values } = parseArgs({
   options: { memory: { type: 'string' }, runs: { type: 'string' }, json: { type: 'boolean' } },
@@ -21,34 +20,14 @@ const log = (line) => {
   if (!values.json) process.stdout.write(`${line}\n`);
 };
 
-const host = spawn(process.execPath, [new URL('./target-host.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
-const { agentUrl, sinkUrl } = await new Promise((resolve) => {
-  createInterface({ input: host.stdout }).once('line', (line) => resolve(JSON.parse(line)));
-});
-
-async function rawLink(bytes) {
-  const transport = await connectWebSocket(sinkUrl);
-  const frame = Buffer.alloc(1 << 20, 0x5a);
-  const count = Math.ceil(bytes / frame.length);
-  await transport.send(Buffer.from(String(count * frame.length)));
-  const started = performance.now();
-  const inFlight = [];
-  for (let i = 0; i < count; i++) {
-    inFlight.push(transport.send(frame));
-    if (inFlight.length >= 8) await inFlight.shift();
-  }
-  await Promise.all(inFlight);
-  const ack = await transport.receive();
-  const ms = performance.now() - started;
-  await transport.close();
-  if (Number(Buffer.from(ack).toString()) !== count * frame.length) throw new Error('raw sink saw a different byte count');
-  return (count * frame.length * 1000) / ms;
-}
+// The far end: `livemig bench --target-host`, a target agent and a raw sink in one process.
+const host = await TargetHost.start();
+const agentUrl = host.url;
 
 async function migration(config, codec) {
   const guest = await SimulatedGuest.boot(config, 'bench');
   await new Promise((r) => setTimeout(r, 300));
-  const report = await migrate(guest, await connectWebSocket(agentUrl), { codec, verify: false });
+  const report = await migrate(guest, await connectToAgent(agentUrl), { codec, verify: false });
   if (report.outcome !== 'completed') throw new Error(`migration ${report.outcome}: ${report.error?.message}`);
   if (report.guestRunningOn !== 'target') await guest.destroy();
   const first = report.rounds[0];
@@ -76,14 +55,14 @@ const cases = [
 ];
 try {
   for (let run = 0; run < runs; run++) {
-    results.rawLinkBytesPerSec.push(await rawLink(memoryBytes));
+    results.rawLinkBytesPerSec.push(await measureRawLink(host.sinkUrl, memoryBytes));
     for (const [name, config, codec] of cases) {
       (results.cases[name] ??= []).push(await migration(config, codec));
     }
     log(`run ${run + 1}/${runs} done`);
   }
 } finally {
-  host.kill('SIGTERM');
+  await host.stop();
 }
 
 const raw = median(results.rawLinkBytesPerSec);

@@ -665,7 +665,7 @@ async function drainRawFrames(transport: Transport): Promise<void> {
 }
 
 /** The far end as seen from here. */
-class TargetHost {
+export class TargetHost {
   private constructor(
     private readonly child: ChildProcess,
     readonly url: string,

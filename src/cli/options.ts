@@ -7,7 +7,7 @@ import { DEFAULT_SIM_CONFIG, validateSimConfig, type SimGuestConfig, type Worklo
 import { InvalidArgumentError } from '../errors.js';
 import type { MigrateOptions } from '../precopy/migration.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
-import { DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_MAX_ROUNDS } from '../precopy/policy.js';
+import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
 import { parseDuration, parseInteger, parseRate, parseSize } from './units.js';
 
 /** parseArgs option table of the guest and engine flags. */
@@ -40,7 +40,8 @@ export const GUEST_AND_ENGINE_HELP = `Guest (simulated):
   --seed N               seed of the memory image and workload (default 1)
 Engine:
   --downtime-budget DUR  longest pause to aim for (default ${DEFAULT_DOWNTIME_BUDGET_MS}ms)
-  --max-rounds N         stop iterating after N rounds (default ${DEFAULT_MAX_ROUNDS})
+  --max-rounds N         force the switchover after N rounds (default: no limit; the
+                         deadlines and auto-converge govern a guest that does not converge)
   --compress CODEC       lz4 | none (default lz4)
   --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)
   --max-bandwidth RATE   never send faster, e.g. 1Gbit/s (default: no cap)

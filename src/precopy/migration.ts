@@ -124,7 +124,7 @@ export interface MigrateOptions {
   downtimeBudgetMs?: number;
   /** Start with a smaller budget and raise it in steps up to `downtimeBudgetMs`. */
   downtimeRamp?: DowntimeRamp;
-  /** Rounds after which the default policy stops iterating. @default DEFAULT_MAX_ROUNDS */
+  /** Rounds after which the default policy forces the switchover. @default DEFAULT_MAX_ROUNDS (no limit) */
   maxRounds?: number;
   /** Replaces the default policy. */
   policy?: PrecopyPolicy;

@@ -14,8 +14,16 @@ export const DEFAULT_DOWNTIME_BUDGET_MS = 300;
  */
 export const DEFAULT_BUDGET_HEADROOM = 0.85;
 
-/** Rounds after which the default policy stops iterating whatever the dirty rate. */
-export const DEFAULT_MAX_ROUNDS = 30;
+/**
+ * Rounds after which the default policy stops iterating whatever the dirty rate: none. A guest
+ * that does not converge is slowed down by auto-converge, or ends as the timeout action of the
+ * stall and completion deadlines says; a round count would silently force a long pause instead.
+ * Pass `maxRounds` to have that (Xen's save loop does, after a fixed number of iterations).
+ */
+export const DEFAULT_MAX_ROUNDS = Number.POSITIVE_INFINITY;
+
+/** Rounds the pre-flight estimate plays forward before it calls a guest non-converging. */
+export const ESTIMATE_MAX_ROUNDS = 30;
 
 /**
  * Time the source needs to pause its vCPUs, and the target to start its own, in milliseconds:

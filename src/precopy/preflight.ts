@@ -7,7 +7,7 @@
 
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
-import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_MAX_ROUNDS, DEFAULT_PAUSE_RESUME_MS, estimateDowntime } from './policy.js';
+import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_PAUSE_RESUME_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
 
 /** How long the dirty log is watched by default, in milliseconds. */
 export const DEFAULT_SAMPLE_MS = 1000;
@@ -26,7 +26,7 @@ export interface EstimateOptions {
   sampleMs?: number;
   /** @default DEFAULT_DOWNTIME_BUDGET_MS */
   downtimeBudgetMs?: number;
-  /** @default DEFAULT_MAX_ROUNDS */
+  /** @default ESTIMATE_MAX_ROUNDS */
   maxRounds?: number;
   /** Handshake latency, in milliseconds. @default DEFAULT_ASSUMED_LATENCY_MS */
   latencyMs?: number;
@@ -74,7 +74,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
   if (!(bandwidth > 0)) throw new InvalidArgumentError('estimateMigration needs a positive bandwidthBytesPerSec');
   const sampleMs = options.sampleMs ?? DEFAULT_SAMPLE_MS;
   const budgetMs = options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS;
-  const maxRounds = options.maxRounds ?? DEFAULT_MAX_ROUNDS;
+  const maxRounds = options.maxRounds ?? ESTIMATE_MAX_ROUNDS;
   const latencyMs = options.latencyMs ?? DEFAULT_ASSUMED_LATENCY_MS;
   const pageSize = domain.descriptor.pageSize;
   const memoryBytes = domain.descriptor.memoryBytes;

@@ -188,7 +188,6 @@ export interface StatusRecord {
   domainState?: Uint8Array;
 }
 
-/** Every record of version 1. */
 /**
  * Any direction: a record of a type this version does not know, which its sender marked
  * optional (`optional: true` in its header). The decoder returns this in its place instead of
@@ -201,6 +200,7 @@ export interface IgnoredRecord {
   recordType: string;
 }
 
+/** Every record of version 1, plus the stand-in for an unknown optional one. */
 export type MigrationRecord =
   | IgnoredRecord
   | AuthHelloRecord

@@ -57,6 +57,7 @@ test.each([
   [['migrate', '--memory', '64MiB'], /migrate needs --to/],
   [['demo', '--bogus'], /Unknown option '--bogus'/],
   [['frobnicate'], /unknown command "frobnicate"/],
+  [['listen', '--go-timeout', 'soon'], /--go-timeout "soon" is not a number/],
 ])('%j is refused with a clear error and status 2', (args, message) => {
   const r = run(args as string[]);
   expect(r.status).toBe(2);

@@ -54,6 +54,8 @@ listen:
   --tls-cert PATH        serve wss:// with this certificate (PEM), with --tls-key
   --tls-key PATH         the certificate's private key (PEM)
   --insecure             allow a non-loopback --host without --key-file (trusted networks only)
+  --go-timeout DUR       a prepared migration waits this long for "go", then discards (default 10s)
+  --record-timeout DUR   a migration silent this long between records is dropped (default 60s)
   --json                 one JSON event per line on stdout
 migrate and status:
   --key-file PATH        the pool key: prove it to the agent and demand the agent's proof
@@ -233,8 +235,13 @@ async function listen(args: string[]): Promise<number> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     insecure: { type: 'boolean' },
+    'go-timeout': { type: 'string' },
+    'record-timeout': { type: 'string' },
   } as const);
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
+  const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parseDuration(values['go-timeout'], '--go-timeout');
+  const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parseDuration(values['record-timeout'], '--record-timeout');
+  if (goTimeoutMs === 0 || recordIdleTimeoutMs === 0) throw new InvalidArgumentError('--go-timeout and --record-timeout must be above zero');
   const cert = values['tls-cert'];
   const tlsKey = values['tls-key'];
   if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
@@ -244,6 +251,8 @@ async function listen(args: string[]): Promise<number> {
     key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
     tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
     insecure: values.insecure ?? false,
+    goTimeoutMs,
+    recordIdleTimeoutMs,
   });
   const json = values.json ?? false;
   const print = (event: Record<string, unknown>, human: string): void => {

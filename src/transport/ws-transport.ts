@@ -107,7 +107,7 @@ export interface WebSocketTransportOptions {
   maxQueuedFrames?: number;
   /**
    * Most bytes the incoming queue holds before reading stops.
-   * @default DEFAULT_MAX_QUEUED_BYTES (64 MiB)
+   * @default DEFAULT_MAX_QUEUED_BYTES (32 MiB)
    */
   maxQueuedBytes?: number;
   /**

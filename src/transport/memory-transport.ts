@@ -24,7 +24,7 @@ export interface MemoryTransportOptions {
   /**
    * Most bytes an end's incoming queue holds before the peer's sends wait. One frame may take the
    * queue past it, as on a real connection.
-   * @default DEFAULT_MAX_QUEUED_BYTES (64 MiB)
+   * @default DEFAULT_MAX_QUEUED_BYTES (32 MiB)
    */
   maxQueuedBytes?: number;
   /**

@@ -51,6 +51,19 @@ describe('the simulated guest lifecycle', () => {
     }
   });
 
+  it('boots whatever Node options the process was started with', () => {
+    const url = new URL('../dist/domain/sim/index.js', import.meta.url).href;
+    const script = `
+      const { SimulatedGuest } = await import(${JSON.stringify(url)});
+      const guest = await SimulatedGuest.boot(${JSON.stringify(config)});
+      await guest.destroy();
+      console.log('booted');
+    `;
+    const child = spawnSync(process.execPath, ['--trace-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 15_000 });
+    expect(child.status).toBe(0);
+    expect(child.stdout).toMatch(/^booted$/m);
+  });
+
   it('never keeps the process alive, even when not destroyed', () => {
     const url = new URL('../dist/domain/sim/index.js', import.meta.url).href;
     const script = `

@@ -58,25 +58,6 @@ interface AtomicsWithWaitAsync {
 // Part of ES2024, which the configured lib predates; present in every supported Node.
 const atomics = Atomics as unknown as AtomicsWithWaitAsync;
 
-/**
- * The main thread's Node options, minus those that describe a script given on the command line
- * (`node --input-type=module -e ...`): a worker inherits them by default and then refuses to load
- * its own file.
- */
-function workerExecArgv(): string[] {
-  const out: string[] = [];
-  const argv = process.execArgv;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '-e' || arg === '--eval' || arg === '-p' || arg === '--print' || arg === '--input-type') {
-      i++;
-      continue;
-    }
-    if (arg.startsWith('--input-type=') || arg.startsWith('--eval=') || arg.startsWith('--print=')) continue;
-    out.push(arg);
-  }
-  return out;
-}
 
 /** One vCPU's thread and the shared memory it is steered through. */
 interface Vcpu {
@@ -154,7 +135,10 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
         state: cell.buffer,
         config: this.config,
       };
-      const worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData, execArgv: workerExecArgv() });
+      // A vCPU runs compiled JavaScript and needs none of the process's Node options; several
+      // (-e and --input-type, --trace-gc, ...) are refused in a worker and would keep the guest
+      // from booting, so none are passed on.
+      const worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData, execArgv: [] });
       // A guest nobody destroyed must not keep the process alive.
       worker.unref();
       worker.on('error', (err) => this.fail(`vCPU ${index} failed: ${err.message}`, err));

@@ -143,3 +143,22 @@ test('a policy decides the number of rounds', async () => {
   expect(report.rounds.map((r) => r.stopAndCopy)).toEqual([false, false, false, false, true]);
   expect(report.verified).toBe(true);
 });
+
+test('a progress observer that throws changes nothing', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  let calls = 0;
+  const report = await migrate(guest, a, {
+    progressIntervalMs: 5,
+    onProgress: () => {
+      calls++;
+      throw new Error('observer bug');
+    },
+  });
+  const result = await incoming;
+  cleanups.push(async () => result.domain?.destroy());
+  expect(calls).toBeGreaterThan(3);
+  expect(report.outcome).toBe('completed');
+  expect(report.verified).toBe(true);
+});

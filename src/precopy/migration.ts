@@ -156,7 +156,7 @@ export interface MigrateOptions {
   resolveTimeoutMs?: number;
   /** Cancels the migration; honoured until "go" is sent. */
   signal?: AbortSignal;
-  /** Called at each phase and round change, and every `progressIntervalMs`. */
+  /** Called at each phase and round change, and every `progressIntervalMs`. What it throws is ignored. */
   onProgress?: (progress: MigrationProgress) => void;
   /** @default DEFAULT_PROGRESS_INTERVAL_MS */
   progressIntervalMs?: number;
@@ -762,7 +762,7 @@ class SourceMigration {
     const elapsedMs = performance.now() - this.start;
     const c = this.sender.counters;
     const inPrecopy = this.phase === 'precopy';
-    onProgress({
+    const progress: MigrationProgress = {
       migrationId: this.id,
       phase: this.phase,
       round: this.round,
@@ -777,7 +777,12 @@ class SourceMigration {
       downtimeBudgetMs: this.budgetMs(),
       throttlePercent: this.throttle.percent,
       elapsedMs: round3(elapsedMs),
-    });
+    };
+    try {
+      onProgress(progress);
+    } catch {
+      // A progress observer that throws must not change where the guest ends up.
+    }
   }
 }
 

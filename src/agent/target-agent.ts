@@ -463,7 +463,11 @@ export class TargetAgent extends EventEmitter {
   }
 
   private emitEvent(event: AgentEvent): void {
-    this.emit('event', event);
+    try {
+      this.emit('event', event);
+    } catch {
+      // A listener that throws must not change what happens to a migration.
+    }
   }
 }
 

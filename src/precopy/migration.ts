@@ -286,7 +286,10 @@ class SourceMigration {
       try {
         await this.precopyAndPrepare();
       } catch (err) {
-        await this.undo(await this.explain(asMigrationError(err)));
+        const error = asMigrationError(err);
+        // Resume before anything else: finding the best explanation may wait on the link.
+        const resumeError = await this.resumeHere();
+        await this.undo(await this.explain(error), resumeError);
         return this.report;
       }
       await this.switchover();
@@ -499,20 +502,15 @@ class SourceMigration {
    * first: before "go" the target never resumes its copy, so the guest need not stay paused
    * while a failing link takes its time to deliver the abort.
    */
-  private async undo(error: MigrationError): Promise<void> {
+  private async undo(error: MigrationError, resumeError?: MigrationError): Promise<void> {
     this.report.outcome = error instanceof CancelledError ? 'cancelled' : 'failed';
     this.report.error = error.toJSON();
-    try {
-      this.domain.disableDirtyLog();
-      this.domain.setThrottle(0);
-      if (this.paused) await this.domain.resume();
-      this.paused = false;
-      this.report.guestRunningOn = 'source';
-    } catch (err) {
-      this.report.guestRunningOn = 'none';
+    const failedToResume = resumeError ?? (await this.resumeHere());
+    this.report.guestRunningOn = failedToResume ? 'none' : 'source';
+    if (failedToResume) {
       this.report.error = {
         code: error.code,
-        message: `${error.message}; resuming the guest on the source then failed too: ${asMigrationError(err).message}`,
+        message: `${error.message}; resuming the guest on the source then failed too: ${failedToResume.message}`,
       };
     }
     if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
@@ -525,6 +523,19 @@ class SourceMigration {
     // Close rather than cut, so the abort is delivered before the end of the stream.
     await Promise.race([this.transport.close().catch(() => undefined), sleep(1000)]);
     this.transport.destroy();
+  }
+
+  /** Lifts the throttle and resumes the guest here if it is paused; returns why that failed, if it did. */
+  private async resumeHere(): Promise<MigrationError | undefined> {
+    try {
+      this.domain.disableDirtyLog();
+      this.domain.setThrottle(0);
+      if (this.paused) await this.domain.resume();
+      this.paused = false;
+      return undefined;
+    } catch (err) {
+      return asMigrationError(err);
+    }
   }
 
   /**

@@ -8,30 +8,13 @@ import { decodeFrame, encodePages, encodeRecord, writePageNumbers } from '../dis
 import type { ProtocolLimits } from '../dist/protocol/limits.js';
 import { expectedRecords, receiverTransition } from '../dist/protocol/receiver-state.js';
 import type { ReceiverEvent, ReceiverState } from '../dist/protocol/receiver-state.js';
-import type { MigrationRecord, RecordType } from '../dist/protocol/records.js';
+import type { MigrationRecord } from '../dist/protocol/records.js';
+import { WIRE_RECORD_TYPES } from './helpers/record-types.js';
 
 const RUNS = 1000;
 const SLOWEST_DECODE_MS = 250;
 
-const RECORD_TYPES: RecordType[] = [
-  'auth-hello',
-  'auth-challenge',
-  'auth-proof',
-  'auth-ok',
-  'hello',
-  'ready',
-  'pages',
-  'round-end',
-  'round-ack',
-  'device-state',
-  'complete',
-  'prepared',
-  'go',
-  'resumed',
-  'abort',
-  'query',
-  'status',
-];
+const RECORD_TYPES = WIRE_RECORD_TYPES;
 
 /**
  * Decodes, and checks the only two outcomes allowed: a record, or a MigrationError whose code is

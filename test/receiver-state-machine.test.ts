@@ -10,26 +10,9 @@ import {
 } from '../dist/protocol/receiver-state.js';
 import type { ClientAuthState, ReceiverEvent, ReceiverState, SourceEvent, SourceState } from '../dist/protocol/receiver-state.js';
 import type { RecordType } from '../dist/protocol/records.js';
+import { WIRE_RECORD_TYPES } from './helpers/record-types.js';
 
-const RECORD_TYPES: RecordType[] = [
-  'auth-hello',
-  'auth-challenge',
-  'auth-proof',
-  'auth-ok',
-  'hello',
-  'ready',
-  'pages',
-  'round-end',
-  'round-ack',
-  'device-state',
-  'complete',
-  'prepared',
-  'go',
-  'resumed',
-  'abort',
-  'query',
-  'status',
-];
+const RECORD_TYPES = WIRE_RECORD_TYPES;
 
 // The receiver table as docs/protocol.md states it, written out independently of the code.
 const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, ReceiverState>>> = {

@@ -1,0 +1,23 @@
+// Every record type version 1 puts on the wire, written out here rather than taken from the code,
+// so that a type added to the code but not to the tests (or the other way round) shows up.
+import type { RecordType } from '../../dist/protocol/records.js';
+
+export const WIRE_RECORD_TYPES: readonly RecordType[] = [
+  'auth-hello',
+  'auth-challenge',
+  'auth-proof',
+  'auth-ok',
+  'hello',
+  'ready',
+  'pages',
+  'round-end',
+  'round-ack',
+  'device-state',
+  'complete',
+  'prepared',
+  'go',
+  'resumed',
+  'abort',
+  'query',
+  'status',
+];

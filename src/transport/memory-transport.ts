@@ -13,6 +13,7 @@ import {
   DEFAULT_MAX_QUEUED_FRAMES,
   type Transport,
 } from './transport.js';
+import { FrameQueue } from './frame-queue.js';
 
 /** Options of {@link createMemoryTransportPair}; both ends get the same. */
 export interface MemoryTransportOptions {
@@ -41,24 +42,15 @@ interface Outgoing {
   reject: (err: Error) => void;
 }
 
-interface PendingReceive {
-  resolve: (frame: Uint8Array | undefined) => void;
-  reject: (err: Error) => void;
-}
-
 /** Joins two ends; set by the class so that no one else can re-link an end. */
 let joinEnds: (a: MemoryTransport, b: MemoryTransport) => void;
 
 /** One end of a pair made by {@link createMemoryTransportPair}. */
 export class MemoryTransport implements Transport {
   #peer!: MemoryTransport;
-  readonly #maxQueuedFrames: number;
-  readonly #maxQueuedBytes: number;
   readonly #closeTimeoutMs: number;
 
-  #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
-  #waiters: PendingReceive[] = [];
+  readonly #incoming: FrameQueue;
   /** Sent frames waiting for room in the peer's queue, oldest first. */
   #outbox: Outgoing[] = [];
   #bufferedBytes = 0;
@@ -71,17 +63,14 @@ export class MemoryTransport implements Transport {
   #peerClosing = false;
   /** Frames that arrived after `close()` with the queue full, and were dropped. */
   #discardedFrames = 0;
-  #ended = false;
-  #endError: Error | undefined;
   #closePromise: Promise<void> | undefined;
   readonly #closeWaiters: Array<() => void> = [];
   #closeTimer: NodeJS.Timeout | undefined;
 
   /** Use {@link createMemoryTransportPair}. */
   constructor(options: Required<MemoryTransportOptions>) {
-    this.#maxQueuedFrames = options.maxQueuedFrames;
-    this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#closeTimeoutMs = options.closeTimeoutMs;
+    this.#incoming = new FrameQueue(options.maxQueuedFrames, options.maxQueuedBytes);
   }
 
   static {
@@ -114,12 +103,12 @@ export class MemoryTransport implements Transport {
 
   /** Frames received and not yet taken by `receive()`. */
   get queuedFrames(): number {
-    return this.#queue.length;
+    return this.#incoming.frames;
   }
 
   /** Bytes of the frames received and not yet taken by `receive()`. */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#incoming.bytes;
   }
 
   send(frame: Uint8Array): Promise<void> {
@@ -138,18 +127,10 @@ export class MemoryTransport implements Transport {
   }
 
   receive(): Promise<Uint8Array | undefined> {
-    if (this.#queue.length > 0) {
-      const frame = this.#queue.shift()!;
-      this.#queuedBytes -= frame.byteLength;
-      this.#peer.#flush();
-      return Promise.resolve(frame);
-    }
-    if (this.#ended) {
-      return this.#endError ? Promise.reject(this.#endError) : Promise.resolve(undefined);
-    }
-    return new Promise((resolve, reject) => {
-      this.#waiters.push({ resolve, reject });
-    });
+    const next = this.#incoming.take();
+    // Room was made: frames the peer could not deliver yet may come now.
+    this.#peer.#flush();
+    return next;
   }
 
   /**
@@ -182,33 +163,21 @@ export class MemoryTransport implements Transport {
 
   /** Ends the connection for a reason found on this end; its queued frames are dropped. */
   #fail(error: Error): void {
-    this.#queue = [];
-    this.#queuedBytes = 0;
+    this.#incoming.clear();
     this.#end(error);
     this.#peer.#end(new ConnectionClosedError('the peer destroyed the connection'));
   }
 
   #acceptsFrame(): boolean {
-    return (
-      this.#waiters.length > 0 ||
-      this.#closeCalled ||
-      (this.#queue.length < this.#maxQueuedFrames && this.#queuedBytes < this.#maxQueuedBytes)
-    );
+    return this.#incoming.hasWaiter || this.#closeCalled || !this.#incoming.full;
   }
 
   #deliver(frame: Uint8Array): void {
     this.#bytesReceived += frame.byteLength;
-    const waiter = this.#waiters.shift();
-    if (waiter) {
-      waiter.resolve(frame);
-    } else if (
-      this.#closeCalled &&
-      (this.#queue.length >= this.#maxQueuedFrames || this.#queuedBytes >= this.#maxQueuedBytes)
-    ) {
+    if (!this.#incoming.hasWaiter && this.#closeCalled && this.#incoming.full) {
       this.#discardedFrames++;
     } else {
-      this.#queue.push(frame);
-      this.#queuedBytes += frame.byteLength;
+      this.#incoming.push(frame);
     }
   }
 
@@ -244,18 +213,20 @@ export class MemoryTransport implements Transport {
 
   #end(error: Error | undefined): void {
     if (this.#ended) return;
-    this.#ended = true;
-    this.#endError = error;
+    this.#incoming.end(error);
     clearTimeout(this.#closeTimer);
     const sendError = error ?? new ConnectionClosedError('the connection closed before the frame was delivered');
     for (const out of this.#outbox.splice(0)) out.reject(sendError);
     this.#bufferedBytes = 0;
-    // Waiters exist only while the queue is empty, so the end is theirs to see now.
-    for (const waiter of this.#waiters.splice(0)) {
-      if (error) waiter.reject(error);
-      else waiter.resolve(undefined);
-    }
     for (const resolve of this.#closeWaiters.splice(0)) resolve();
+  }
+
+  get #ended(): boolean {
+    return this.#incoming.ended;
+  }
+
+  get #endError(): Error | undefined {
+    return this.#incoming.endError;
   }
 
   #unusableError(): Error {

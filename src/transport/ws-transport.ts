@@ -29,6 +29,7 @@ import {
   DEFAULT_MAX_QUEUED_FRAMES,
   type Transport,
 } from './transport.js';
+import { FrameQueue } from './frame-queue.js';
 
 /** How long `ping()` waits for its pong, in milliseconds. */
 const PING_TIMEOUT_MS = 1000;
@@ -241,11 +242,6 @@ interface PendingSend {
   reject: (err: Error) => void;
 }
 
-interface PendingReceive {
-  resolve: (frame: Uint8Array | undefined) => void;
-  reject: (err: Error) => void;
-}
-
 /**
  * One migration connection over a `ws` WebSocket. Made by {@link connectWebSocket} and
  * {@link listenWebSocket}; the constructor is not meant to be called with a socket from elsewhere.
@@ -259,17 +255,11 @@ export class WebSocketTransport implements Transport {
   #bytesReceived = 0;
   readonly #pendingSends = new Set<PendingSend>();
 
-  #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
+  readonly #incoming: FrameQueue;
   #readPaused = false;
-  #waiters: PendingReceive[] = [];
   /** Frames that arrived after `close()` with the queue full, and were dropped. */
   #discardedFrames = 0;
 
-  /** Set once the outcome of the connection is known; no frame is queued after that. */
-  #ended = false;
-  /** Why the connection ended; `undefined` for a clean close. */
-  #endError: Error | undefined;
   #closingLocally = false;
   #closePromise: Promise<void> | undefined;
   #socketClosed = false;
@@ -296,6 +286,7 @@ export class WebSocketTransport implements Transport {
     this.#ws = ws;
     this.#socket = socket;
     this.#options = resolveOptions(options);
+    this.#incoming = new FrameQueue(this.#options.maxQueuedFrames, this.#options.maxQueuedBytes);
     ws.binaryType = 'nodebuffer';
     ws.on('message', this.#onMessage);
     ws.on('ping', this.#onSignOfLife);
@@ -348,12 +339,12 @@ export class WebSocketTransport implements Transport {
 
   /** Frames received and not yet taken by `receive()`. */
   get queuedFrames(): number {
-    return this.#queue.length;
+    return this.#incoming.frames;
   }
 
   /** Bytes of the frames received and not yet taken by `receive()`. */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#incoming.bytes;
   }
 
   /**
@@ -397,18 +388,9 @@ export class WebSocketTransport implements Transport {
   }
 
   receive(): Promise<Uint8Array | undefined> {
-    if (this.#queue.length > 0) {
-      const frame = this.#queue.shift()!;
-      this.#queuedBytes -= frame.byteLength;
-      this.#maybeResumeReading();
-      return Promise.resolve(frame);
-    }
-    if (this.#ended) {
-      return this.#endError ? Promise.reject(this.#endError) : Promise.resolve(undefined);
-    }
-    return new Promise((resolve, reject) => {
-      this.#waiters.push({ resolve, reject });
-    });
+    const next = this.#incoming.take();
+    this.#maybeResumeReading();
+    return next;
   }
 
   /**
@@ -496,18 +478,13 @@ export class WebSocketTransport implements Transport {
     // binaryType 'nodebuffer' makes every binary message one Buffer.
     const frame = data as Buffer;
     this.#bytesReceived += frame.byteLength;
-    const waiter = this.#waiters.shift();
-    if (waiter) {
-      waiter.resolve(frame);
-      return;
-    }
-    if (this.#closingLocally && this.#isQueueFull()) {
+    const incoming = this.#incoming;
+    if (!incoming.hasWaiter && this.#closingLocally && incoming.full) {
       this.#discardedFrames++;
       return;
     }
-    this.#queue.push(frame);
-    this.#queuedBytes += frame.byteLength;
-    if (!this.#closingLocally && this.#isQueueFull()) this.#setReadPaused(true);
+    incoming.push(frame);
+    if (!this.#closingLocally && incoming.full) this.#setReadPaused(true);
   };
 
   #onSignOfLife = (): void => {
@@ -593,8 +570,7 @@ export class WebSocketTransport implements Transport {
    * or `ws` already sent one (`none`).
    */
   #fail(error: Error, how: 'terminate' | 'close' | 'none', closeCode?: number, closeReason?: string): void {
-    this.#queue = [];
-    this.#queuedBytes = 0;
+    this.#incoming.clear();
     if (!this.#ended) this.#end(error);
     this.#stopIdleTimer();
     if (how === 'terminate') {
@@ -607,8 +583,7 @@ export class WebSocketTransport implements Transport {
   }
 
   #end(error: Error | undefined): void {
-    this.#ended = true;
-    this.#endError = error;
+    this.#incoming.end(error);
     const sendError = error ?? new ConnectionClosedError('the connection closed before the frame was written');
     for (const entry of this.#pendingSends) {
       entry.settled = true;
@@ -616,11 +591,6 @@ export class WebSocketTransport implements Transport {
       entry.reject(sendError);
     }
     this.#pendingSends.clear();
-    // Waiters exist only while the queue is empty, so the end is theirs to see now.
-    for (const waiter of this.#waiters.splice(0)) {
-      if (error) waiter.reject(error);
-      else waiter.resolve(undefined);
-    }
   }
 
   #unusableError(): Error {
@@ -628,18 +598,18 @@ export class WebSocketTransport implements Transport {
     return new ConnectionClosedError(this.#closingLocally ? 'the transport is closing' : 'the peer closed the connection');
   }
 
-  #isQueueFull(): boolean {
-    return this.#queue.length >= this.#options.maxQueuedFrames || this.#queuedBytes >= this.#options.maxQueuedBytes;
+  #maybeResumeReading(): void {
+    if (this.#readPaused && this.#incoming.belowHalf) this.#setReadPaused(false);
   }
 
-  #maybeResumeReading(): void {
-    if (
-      this.#readPaused &&
-      this.#queue.length < this.#options.maxQueuedFrames / 2 &&
-      this.#queuedBytes < this.#options.maxQueuedBytes / 2
-    ) {
-      this.#setReadPaused(false);
-    }
+  /** Set once the outcome of the connection is known; no frame is queued after that. */
+  get #ended(): boolean {
+    return this.#incoming.ended;
+  }
+
+  /** Why the connection ended; `undefined` for a clean close. */
+  get #endError(): Error | undefined {
+    return this.#incoming.endError;
   }
 
   #setReadPaused(paused: boolean): void {

@@ -167,6 +167,7 @@ describe('statistics', () => {
       withinBudget: 2,
       predicted: 3,
       predictionAccurate: 2,
+      medianPredictionAccurate: true, // medians 45 and 45, though one run missed by 30 ms
       downtimeMs: { median: 45, min: 40, max: 60, n: 3 },
       predictedDowntimeMs: { median: 45, min: 30, max: 46, n: 3 },
       totalMs: { median: 2000, min: 1000, max: 3000, n: 3 },
@@ -174,9 +175,10 @@ describe('statistics', () => {
       throughputVsLink: { median: 0.5, n: 3 },
       wireVsLink: { median: 0.25, n: 3 },
     });
-    expect(b!.stats).toMatchObject({ completed: 1, failed: 1, errors: { ERR_CONNECTION_CLOSED: 1 }, withinBudget: 1, predictionAccurate: 0 });
+    expect(b!.stats).toMatchObject({ completed: 1, failed: 1, errors: { ERR_CONNECTION_CLOSED: 1 }, withinBudget: 1, predictionAccurate: 0, medianPredictionAccurate: false });
     expect(c!.stats).toMatchObject({ completed: 0, failed: 1, errors: { ERR_CANCELLED: 1 } });
     expect(c!.stats.downtimeMs).toBeUndefined();
+    expect(c!.stats.medianPredictionAccurate).toBeUndefined();
     expect(c!.stats.throughputVsLink).toBeUndefined();
   });
 
@@ -193,6 +195,8 @@ describe('statistics', () => {
       predicted: 4,
       predictionAccurate: 2,
       predictionAccuratePercent: 50,
+      cellsPredicted: 2,
+      cellsPredictionAccurate: 1,
       rawLinkBytesPerSec: { median: 1.5e9, min: 1e9, max: 2e9, n: 2 },
     });
     // predicted - measured: +5, -30, +1, -100 -> median of -30 and +1.

@@ -161,10 +161,37 @@ describe('switchover calibration', () => {
   test('learns the overhead and the speed-up of the paused last round from completed switchovers', async () => {
     const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
     const c = new SwitchoverCalibration();
-    c.observe(10, 3 + 0.5 * 10);
+    c.observe(2, 3 + 0.5 * 2);
     expect(c.factor).toBe(1); // one size seen: no slope yet
+    expect(c.overheadMs).toBeCloseTo(3 + 0.5 * 2 - 2, 5);
     for (const t of [20, 80, 5, 150, 40, 60]) c.observe(t, 3 + 0.5 * t);
     expect(c.factor).toBeCloseTo(0.5, 5);
     expect(c.overheadMs).toBeCloseTo(3, 5);
+  });
+
+  test('a pause that met a stall now and then does not move the prediction', async () => {
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    // Small idle switchovers cost 4 ms beyond the model; two in ten took 8 ms longer.
+    const transfers = [0.2, 0.3, 0.2, 0.4, 0.3, 0.2, 0.3, 0.2, 0.4, 0.3];
+    transfers.forEach((t, i) => c.observe(t, t + 4 + (i === 3 || i === 7 ? 8 : 0)));
+    expect(c.factor).toBe(1); // transfers within a millisecond of each other: no slope
+    expect(c.overheadMs).toBeCloseTo(4, 5);
+  });
+
+  test('remembers only the recent switchovers', async () => {
+    const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    for (let i = 0; i < CALIBRATION_WINDOW; i++) c.observe(1, 10);
+    for (let i = 0; i < CALIBRATION_WINDOW; i++) c.observe(1, 3);
+    expect(c.overheadMs).toBeCloseTo(2, 5);
+  });
+
+  test('ignores a switchover whose transfer could not be modelled', async () => {
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    c.observe(Number.POSITIVE_INFINITY, 5);
+    expect(c.overheadMs).toBe(1);
+    expect(c.factor).toBe(1);
   });
 });

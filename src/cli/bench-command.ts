@@ -401,6 +401,8 @@ export interface BenchRun {
   wireBytesPerSec?: number;
   /** Distinct pages dirtied per second during the first full pass, in bytes per second. */
   firstPassDirtyRateBytesPerSec?: number;
+  /** Where the pause went, as the engine's report gives it. */
+  switchover?: NonNullable<MigrationReport['switchover']>;
 }
 
 /** Median, smallest and largest of a set of samples. */
@@ -436,6 +438,12 @@ export interface CellStats {
   predictionAccurate: number;
   /** Completed runs that had a prediction to judge. */
   predicted: number;
+  /**
+   * Whether the median prediction is within the tolerance of the median measured downtime over
+   * those runs: the cell's typical pause, which a pause that met a stall now and then does not
+   * move. Absent when no run had a prediction.
+   */
+  medianPredictionAccurate?: boolean;
 }
 
 /** A cell with its runs and the baseline measured for it. */
@@ -490,6 +498,9 @@ export function cellStats(cell: BenchCell, runs: readonly BenchRun[], rawLinkByt
     predictionAccurate: judged.filter((r) => predictionWithinTolerance(r.predictedDowntimeMs!, r.downtimeMs!)).length,
     predicted: judged.length,
   };
+  if (judged.length > 0) {
+    stats.medianPredictionAccurate = predictionWithinTolerance(median(judged.map((r) => r.predictedDowntimeMs!))!, median(judged.map((r) => r.downtimeMs!))!);
+  }
   const put = (key: keyof CellStats, s: Spread | undefined): void => {
     if (s) (stats as unknown as Record<string, Spread>)[key] = s;
   };
@@ -524,6 +535,10 @@ export interface BenchSummary {
   predictionAccurate: number;
   /** `predictionAccurate` / `predicted`, in percent; null with no prediction. */
   predictionAccuratePercent: number | null;
+  /** Cells with a prediction to judge. */
+  cellsPredicted: number;
+  /** Of which the median prediction was within max(30%, 5 ms) of the median measured downtime. */
+  cellsPredictionAccurate: number;
   /** Median of (predicted - measured) downtime over completed runs, in ms: negative when the engine is optimistic. */
   medianPredictionErrorMs: number | null;
   /** The raw link over every measurement of the run, in bytes per second. */
@@ -545,6 +560,8 @@ export function summarize(cells: readonly CellResult[]): BenchSummary {
   const withinBudget = cells.reduce((n, c) => n + c.stats.withinBudget, 0);
   const predicted = cells.reduce((n, c) => n + c.stats.predicted, 0);
   const predictionAccurate = cells.reduce((n, c) => n + c.stats.predictionAccurate, 0);
+  const cellsPredicted = cells.filter((c) => c.stats.medianPredictionAccurate !== undefined).length;
+  const cellsPredictionAccurate = cells.filter((c) => c.stats.medianPredictionAccurate === true).length;
   const errors = completed.filter((r) => r.downtimeMs !== undefined && r.predictedDowntimeMs !== undefined).map((r) => r.predictedDowntimeMs! - r.downtimeMs!);
   const ratios = cells.flatMap((c) =>
     c.runs.flatMap((r) => {
@@ -567,6 +584,8 @@ export function summarize(cells: readonly CellResult[]): BenchSummary {
     predicted,
     predictionAccurate,
     predictionAccuratePercent: percent(predictionAccurate, predicted),
+    cellsPredicted,
+    cellsPredictionAccurate,
     medianPredictionErrorMs: errors.length > 0 ? round(median(errors)!, 3) : null,
     rawLinkBytesPerSec: spread(links) ?? null,
     medianThroughputVsLink: ratios.length > 0 ? round(median(ratios)!, 3) : null,
@@ -593,6 +612,7 @@ export function runFromReport(run: number, report: MigrationReport): BenchRun {
   if (report.downtimeUpperBoundMs !== undefined) record.downtimeUpperBoundMs = report.downtimeUpperBoundMs;
   if (typeof extra.maxThrottlePercent === 'number') record.maxThrottlePercent = extra.maxThrottlePercent;
   if (extra.forcedSwitchover) record.forcedSwitchover = extra.forcedSwitchover;
+  if (report.switchover) record.switchover = { ...report.switchover };
   if (roundMs > 0) {
     record.throughputBytesPerSec = round((pre.reduce((b, r) => b + r.bytesRaw, 0) * 1000) / roundMs, 0);
     record.wireBytesPerSec = round((pre.reduce((b, r) => b + r.bytesWire, 0) * 1000) / roundMs, 0);
@@ -1040,6 +1060,7 @@ function formatSummary(s: BenchSummary, wallMs: number, files: BenchFiles): stri
     `  within budget   ${s.withinBudget} of ${s.completed} completed runs (${pct(s.withinBudgetPercent)})`,
     `  prediction      ${s.predictionAccurate} of ${s.predicted} within 30% or 5 ms of measured (${pct(s.predictionAccuratePercent)})` +
       (s.medianPredictionErrorMs !== null ? `; median predicted - measured ${s.medianPredictionErrorMs.toFixed(1)} ms` : ''),
+    `                  ${s.cellsPredictionAccurate} of ${s.cellsPredicted} cells with the median prediction within 30% or 5 ms of the median measured`,
     `  throughput      ${s.medianThroughputVsLink !== null ? `${s.medianThroughputVsLink.toFixed(2)} x the raw link (median page data rate over the rounds)` : '-'}`,
     `  results         ${files.json}`,
     `                  ${files.markdown}`,
@@ -1120,7 +1141,8 @@ export function resultsMarkdown(results: BenchResults): string {
   const failures = countsText(s.failures);
   out.push(`| runs | ${s.runs}: ${s.completed} completed, ${s.failed} failed${failures ? ` (${failures})` : ''} |`);
   out.push(`| downtime within budget | ${s.withinBudget} of ${s.completed} completed runs (${pct(s.withinBudgetPercent)}) |`);
-  out.push(`| prediction within 30% or 5 ms | ${s.predictionAccurate} of ${s.predicted} (${pct(s.predictionAccuratePercent)}) |`);
+  out.push(`| prediction within 30% or 5 ms | ${s.predictionAccurate} of ${s.predicted} runs (${pct(s.predictionAccuratePercent)}) |`);
+  out.push(`| cell median prediction within 30% or 5 ms of the median measured | ${s.cellsPredictionAccurate} of ${s.cellsPredicted} cells |`);
   out.push(`| median predicted - measured downtime | ${s.medianPredictionErrorMs === null ? '-' : `${s.medianPredictionErrorMs.toFixed(1)} ms`} |`);
   if (s.rawLinkBytesPerSec) {
     out.push(`| raw link | ${linkSpreadText(s.rawLinkBytesPerSec)} |`);

@@ -73,38 +73,56 @@ const SLICE_PAGES = 4096;
  */
 export const ZERO_PAGE_COST_SHARE = 0.15;
 
+/** Switchovers a {@link SwitchoverCalibration} remembers; older ones are forgotten. */
+export const CALIBRATION_WINDOW = 16;
+
 /**
  * Calibration of the pause prediction, learnt from every switchover this process completes.
  * A pause is modelled as `overheadMs + factor x transferMs + drain + 1.5 round trips`, where
  * `transferMs` is the last round's bytes at the rate pre-copy rounds were handed to the link.
  * `factor` absorbs that the paused guest frees the CPU (the last round often goes faster than
  * pre-copy rounds did) and `overheadMs` what no term models: stopping and starting vCPUs and the
- * event-loop latency of four record exchanges. Both are fitted by least squares over the recent
- * switchovers (older ones weigh less), so a pool agent that migrates many guests predicts each
- * pause better than the last; until there are two, `factor` is 1 and `overheadMs`
- * DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one fit (see {@link calibrationFor}).
+ * event-loop latency of four record exchanges. Both come from the last CALIBRATION_WINDOW
+ * switchovers with medians, not least squares: now and then a pause meets a garbage collection
+ * or a descheduled thread and takes several milliseconds longer, and a mean would let each such
+ * spike shift the next predictions, while a median follows the typical pause. `factor` is the
+ * median slope between pairs of switchovers of clearly different sizes (Theil-Sen), `overheadMs`
+ * the median of what is left. So a pool agent that migrates many guests predicts each pause
+ * better than the last; until there are two sizes, `factor` is 1, and until the first
+ * switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one
+ * calibration (see {@link calibrationFor}).
  */
 export class SwitchoverCalibration {
   overheadMs = DEFAULT_PAUSE_RESUME_MS;
   factor = 1;
-  /** Weighted sums of the fit: n, t, r, t^2, t*r. */
-  private readonly sums = { n: 0, t: 0, r: 0, tt: 0, tr: 0 };
+  /** The remembered switchovers, oldest first: modelled transfer time and measured residual. */
+  private readonly seen: { transferMs: number; residualMs: number }[] = [];
 
   /** Records one switchover: `transferMs` as modelled, `residualMs` = measured - drain - round trips. */
   observe(transferMs: number, residualMs: number): void {
-    const keep = 0.8;
-    const f = this.sums;
-    f.n = keep * f.n + 1;
-    f.t = keep * f.t + transferMs;
-    f.r = keep * f.r + residualMs;
-    f.tt = keep * f.tt + transferMs * transferMs;
-    f.tr = keep * f.tr + transferMs * residualMs;
-    const variance = f.n * f.tt - f.t * f.t;
-    // A slope needs switchovers of different sizes; until then the factor stays at 1.
-    const factor = variance > 1e-6 * f.n * f.n * Math.max(1, f.tt / f.n) ? (f.n * f.tr - f.t * f.r) / variance : 1;
-    this.factor = Math.min(2, Math.max(0.25, factor));
-    this.overheadMs = Math.min(50, Math.max(0, (f.r - this.factor * f.t) / f.n));
+    if (!Number.isFinite(transferMs) || !Number.isFinite(residualMs)) return;
+    this.seen.push({ transferMs, residualMs });
+    if (this.seen.length > CALIBRATION_WINDOW) this.seen.shift();
+    // Pairs closer than a millisecond of transfer say more about noise than about a slope.
+    const slopes: number[] = [];
+    for (let i = 0; i < this.seen.length; i++) {
+      for (let j = i + 1; j < this.seen.length; j++) {
+        const a = this.seen[i]!;
+        const b = this.seen[j]!;
+        const dt = b.transferMs - a.transferMs;
+        if (Math.abs(dt) >= 1) slopes.push((b.residualMs - a.residualMs) / dt);
+      }
+    }
+    this.factor = slopes.length > 0 ? Math.min(2, Math.max(0.25, median(slopes))) : 1;
+    const rest = this.seen.map((o) => o.residualMs - this.factor * o.transferMs);
+    this.overheadMs = Math.min(50, Math.max(0, median(rest)));
   }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 const calibrations = new Map<PageCodec, SwitchoverCalibration>();
@@ -229,6 +247,8 @@ class SourceMigration {
   private expectedDowntimeMs = Number.POSITIVE_INFINITY;
   private lastTick = { at: 0, dirty: 0 };
   private pauseTimes: PauseTimes | undefined;
+  /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
+  private finalRoundEnd: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly domain: SourceDomain,
@@ -371,10 +391,14 @@ class SourceMigration {
     const pausedAt = performance.now();
     const final = mergeSorted(pending, this.domain.readDirtyLog());
     await this.sendRound(final, true);
+    // The last round's end, the state and "complete" are queued together and written in one go.
     const state = this.domain.saveState();
-    await this.transport.send(encodeRecord({ type: 'device-state', state }));
     const digest = switchoverDigest(this.sentDigest.digest(), state);
-    await this.transport.send(encodeRecord({ type: 'complete', batches: this.sender.seq, digest }));
+    await Promise.all([
+      this.finalRoundEnd,
+      this.transport.send(encodeRecord({ type: 'device-state', state })),
+      this.transport.send(encodeRecord({ type: 'complete', batches: this.sender.seq, digest })),
+    ]);
     this.protocolState = sourceTransition(this.protocolState, 'sent-complete');
     const completeSentAt = performance.now();
     this.setPhase('switchover');
@@ -418,6 +442,7 @@ class SourceMigration {
         pauseMs: round3(s.pausedAt - s.pauseStart),
         finalPages: s.finalPages,
         deviceStateBytes: s.stateBytes,
+        sendMs: round3(s.completeSentAt - s.pausedAt),
         prepareMs: round3(goAt - s.completeSentAt),
         targetResumeMs: round3(resumed.resumeMs),
         goRoundTripMs: round3(roundTrip),
@@ -570,9 +595,16 @@ class SourceMigration {
       }
       await this.sender.sendPages(this.round, pfns.subarray(first, Math.min(pfns.length, first + SLICE_PAGES)));
     }
-    await this.sender.flush();
-    const sentPages = this.sender.counters.pages - before.pages;
-    await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages }));
+    const sentPages = () => this.sender.counters.pages - before.pages;
+    if (stopAndCopy) {
+      // Paused: queue the round's end behind the batches at once; the caller waits for the writes.
+      await this.sender.handedOver();
+      this.finalRoundEnd = this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
+      this.finalRoundEnd.catch(() => undefined);
+    } else {
+      await this.sender.flush();
+      await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
+    }
     // Before the pause, wait until the target has written the whole round: the round's duration
     // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
     const handedOverAt = performance.now();
@@ -587,7 +619,7 @@ class SourceMigration {
     this.rounds.push({
       round: this.round,
       stopAndCopy,
-      pages: sentPages,
+      pages: sentPages(),
       zeroPages: this.sender.counters.zeroPages - before.zeroPages,
       bytesRaw,
       bytesWire: this.sender.counters.bytesWire - before.bytesWire,

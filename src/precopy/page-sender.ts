@@ -9,7 +9,7 @@
  */
 
 import { xxh3 } from '@node-rs/xxhash';
-import { compress } from 'lz4-napi';
+import { compress, compressSync } from 'lz4-napi';
 import type { SourceDomain } from '../domain/backend.js';
 import { encodePages, encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES, writePageNumbers } from '../protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
@@ -23,6 +23,13 @@ export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
 
 /** Batches gathered but not yet handed to the operating system, at most. */
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 4;
+
+/**
+ * Batches with at most this much page data are compressed on the event loop rather than on the
+ * thread pool: lz4 takes tens of microseconds for them, less than the hop to a pool thread and
+ * back, and the small final round of a switchover then leaves in one turn of the loop.
+ */
+export const SYNC_COMPRESS_MAX_BYTES = 64 * 1024;
 
 /** Options of a {@link PageSender}. */
 export interface PageSenderOptions {
@@ -132,6 +139,15 @@ export class PageSender {
     if (dataCount > 0 || zeroCount > 0) this.dispatch(slot, round, dataCount, zeroCount);
   }
 
+  /**
+   * Resolves when every batch queued so far has been passed to the transport, so a record sent
+   * after this follows them on the wire; they may not be written yet (`flush` waits for that).
+   */
+  async handedOver(): Promise<void> {
+    await this.issued;
+    this.throwIfFailed();
+  }
+
   /** Resolves when every batch queued so far has been handed to the operating system. */
   async flush(): Promise<void> {
     await Promise.all(this.slots.map((s) => s.busy));
@@ -171,10 +187,14 @@ export class PageSender {
 
     // The frame is ready now (codec none) or once lz4 finishes on the thread pool (which
     // overlaps with gathering the next batch). Either way it goes out after the previous one.
-    const frame: Promise<Uint8Array> =
-      header.codec === 'lz4'
-        ? compress(raw).then((packed) => encodePages(header, packed))
-        : Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
+    let frame: Promise<Uint8Array>;
+    if (header.codec !== 'lz4') {
+      frame = Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
+    } else if (rawLength <= SYNC_COMPRESS_MAX_BYTES) {
+      frame = Promise.resolve(encodePages(header, compressSync(raw)));
+    } else {
+      frame = compress(raw).then((packed) => encodePages(header, packed));
+    }
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.
     const handedOver = this.issued

@@ -130,6 +130,8 @@ export interface MigrationReport {
     finalPages: number;
     /** Size of the device-state blob, in bytes. */
     deviceStateBytes: number;
+    /** Paused until the final pages, the device state and "complete" were handed to the link. */
+    sendMs: number;
     /** "complete" sent until "prepared" received. */
     prepareMs: number;
     /** Target's time from "go" to running vCPUs. */

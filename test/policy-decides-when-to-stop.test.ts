@@ -179,6 +179,15 @@ describe('switchover calibration', () => {
     expect(c.overheadMs).toBeCloseTo(4, 5);
   });
 
+  test('takes the overhead from the small switchovers, not from the noise of the big ones', async () => {
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    // Small pauses cost 3 ms beyond their transfer; big ones 25 ms more, which no term models.
+    for (const t of [0.5, 400, 1, 600, 500, 0.3, 450, 550]) c.observe(t, 3 + t + (t > 100 ? 25 : 0));
+    expect(c.overheadMs).toBeGreaterThan(2.5);
+    expect(c.overheadMs).toBeLessThan(3.5); // a median over all of them would say 28
+  });
+
   test('remembers only the recent switchovers', async () => {
     const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/migration.js');
     const c = new SwitchoverCalibration();

@@ -87,7 +87,7 @@ export const CALIBRATION_WINDOW = 16;
  * or a descheduled thread and takes several milliseconds longer, and a mean would let each such
  * spike shift the next predictions, while a median follows the typical pause. `factor` is the
  * median slope between pairs of switchovers of clearly different sizes (Theil-Sen), `overheadMs`
- * the median of what is left. So a pool agent that migrates many guests predicts each pause
+ * the median of what is left over the smaller half of them. So a pool agent that migrates many guests predicts each pause
  * better than the last; until there are two sizes, `factor` is 1, and until the first
  * switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one
  * calibration (see {@link calibrationFor}).
@@ -114,8 +114,10 @@ export class SwitchoverCalibration {
       }
     }
     this.factor = slopes.length > 0 ? Math.min(2, Math.max(0.25, median(slopes))) : 1;
-    const rest = this.seen.map((o) => o.residualMs - this.factor * o.transferMs);
-    this.overheadMs = Math.min(50, Math.max(0, median(rest)));
+    // The overhead is what is left at no transfer: the smaller switchovers tell it best, where a
+    // big one's residual mostly carries the noise of its long transfer.
+    const small = [...this.seen].sort((a, b) => a.transferMs - b.transferMs).slice(0, Math.ceil(this.seen.length / 2));
+    this.overheadMs = Math.min(50, Math.max(0, median(small.map((o) => o.residualMs - this.factor * o.transferMs))));
   }
 }
 

@@ -7,7 +7,6 @@ import {
   cellStats,
   engineOptions,
   expandMatrix,
-  median,
   parseBenchArgs,
   predictionWithinTolerance,
   resultsMarkdown,
@@ -19,6 +18,7 @@ import {
   type BenchRun,
   type CellResult,
 } from '../dist/cli/bench-command.js';
+import { median } from '../dist/util/stats.js';
 import { InvalidArgumentError } from '../dist/errors.js';
 import type { MigrationReport } from '../dist/precopy/report.js';
 

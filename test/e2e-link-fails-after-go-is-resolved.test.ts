@@ -113,3 +113,19 @@ test('the target dies after "go" and cannot be asked: indeterminate, the guest s
   expect(report.error?.message).toMatch(/kept paused here/);
   expect(guest.paused).toBe(true);
 });
+
+test('a target that takes the question and never answers: indeterminate by the deadline, not a hang', async () => {
+  const agent = await TargetAgent.start();
+  cleanups.push(() => agent.close());
+  const guest = await bootGuest();
+  const { transport } = await cutAtGo(agent.url, true);
+  // Before, migrate() waited on the question for ever; now it returns once resolveTimeoutMs passed.
+  const report = await migrate(guest, transport, {
+    destroySource: false,
+    resolveTimeoutMs: 800,
+    resolveOutcome: () => new Promise(() => undefined),
+  });
+  expect(report.outcome).toBe('indeterminate');
+  expect(report.error?.message).toMatch(/did not answer before the deadline/);
+  expect(guest.paused).toBe(true);
+});

@@ -162,3 +162,31 @@ test('a progress observer that throws changes nothing', async () => {
   expect(report.outcome).toBe('completed');
   expect(report.verified).toBe(true);
 });
+
+test('a refusal whose reason quotes a long field still reaches the source, cut to fit the abort record', async () => {
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  const kind = 'k'.repeat(1000);
+  const { encodeRecord } = await import('../dist/protocol/codec.js');
+  await a.send(
+    encodeRecord({
+      type: 'hello',
+      versions: [1],
+      migrationId: 'long-kind',
+      domain: { kind, name: 'x', memoryBytes: 32 * MiB, pageSize: 4096, vcpus: 1, config: {} },
+      codec: 'none',
+    }),
+  );
+  // Before, building the abort threw and the receiver rejected instead of discarding.
+  const result = await incoming;
+  expect(result.outcome).toBe('discarded');
+  expect(result.error?.code).toBe('ERR_UNKNOWN_BACKEND');
+  const frame = await a.receive();
+  const abort = decodeFrame(frame!);
+  expect(abort.type).toBe('abort');
+  if (abort.type === 'abort') {
+    expect(abort.code).toBe('ERR_UNKNOWN_BACKEND');
+    expect(abort.message.length).toBe(1024);
+    expect(abort.message).toContain('kkkk');
+  }
+});

@@ -18,6 +18,7 @@ import {
   UnexpectedRecordError,
 } from '../errors.js';
 import { authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../protocol/auth.js';
+import { abortPeer } from '../precopy/abort-peer.js';
 import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import { clientAuthTransition, type ClientAuthState } from '../protocol/receiver-state.js';
 import type { MigrationRecord, StatusRecord } from '../protocol/records.js';
@@ -26,9 +27,6 @@ import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOpti
 
 /** How long {@link authenticateToAgent} waits for the agent's answers, in milliseconds, when not told. */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
-
-/** How long a failing client spends telling the agent why before it cuts the connection, in milliseconds. */
-const ABORT_GRACE_MS = 1000;
 
 /** Options of {@link authenticateToAgent}. */
 export interface AuthenticateOptions {
@@ -142,7 +140,7 @@ export async function authenticateToAgent(transport: Transport, options: Authent
     }
   } catch (err) {
     const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
-    await abortAndDestroy(transport, error, !agentAborted);
+    await abortPeer(transport, error, !agentAborted && error.code !== 'ERR_CONNECTION_CLOSED');
     throw error;
   }
 }
@@ -192,20 +190,3 @@ async function receiveRecord(transport: Transport, timeoutMs: number, peer: stri
   }
 }
 
-/**
- * Tells the agent why (when `tell` and the link still works), closes so that the abort arrives
- * before the end of the stream, and cuts the connection; all within {@link ABORT_GRACE_MS}.
- */
-async function abortAndDestroy(transport: Transport, error: MigrationError, tell: boolean): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const grace = new Promise((resolve) => (timer = setTimeout(resolve, ABORT_GRACE_MS)));
-  if (tell && !transport.closed && error.code !== 'ERR_CONNECTION_CLOSED') {
-    await Promise.race([
-      transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message.slice(0, 1024) })).catch(() => undefined),
-      grace,
-    ]);
-  }
-  await Promise.race([transport.close().catch(() => undefined), grace]);
-  clearTimeout(timer);
-  transport.destroy(error);
-}

@@ -33,6 +33,7 @@ import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory } from '../protocol/page-digest.js';
 import { initialReceiverState, receiverTransition } from '../protocol/receiver-state.js';
 import type { HelloRecord, QueryRecord, StatusRecord } from '../protocol/records.js';
+import { abortPeer } from '../precopy/abort-peer.js';
 import { receiveMigration, type IncomingResult } from '../precopy/incoming.js';
 import { DeadlineTransport } from '../transport/deadline-transport.js';
 import {
@@ -44,6 +45,7 @@ import {
   type WebSocketTransport,
 } from '../transport/ws-transport.js';
 import type { Transport } from '../transport/transport.js';
+import { withDeadline } from '../util/deadline.js';
 
 /** Incoming migrations one agent receives at once, at most. */
 export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
@@ -70,9 +72,6 @@ export const DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
  * allocated here and sends nothing is dropped.
  */
 export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
-
-/** How long a refusing agent spends telling the peer why, in milliseconds, before it cuts the connection. */
-const REFUSAL_GRACE_MS = 1000;
 
 /** Options of {@link TargetAgent.start}. */
 export interface TargetAgentOptions {
@@ -359,7 +358,7 @@ export class TargetAgent extends EventEmitter {
       this.refused++;
       if (error.code === 'ERR_AUTH_FAILED' || (error instanceof PeerAbortedError && error.peerCode === 'ERR_AUTH_FAILED')) this.authFailures++;
       this.emitEvent({ type: 'connection-refused', from, error: error.toJSON() });
-      await refuse(transport, error);
+      await abortPeer(transport, error, !(error instanceof PeerAbortedError));
     }
   }
 
@@ -468,38 +467,6 @@ export class TargetAgent extends EventEmitter {
     } catch {
       // A listener that throws must not change what happens to a migration.
     }
-  }
-}
-
-/**
- * Tells a refused peer why (unless it aborted itself, or the link is gone), closes so that the
- * abort arrives before the end of the stream, and cuts the connection; all within
- * {@link REFUSAL_GRACE_MS}, so that a peer that does not read cannot hold the agent up.
- */
-async function refuse(transport: Transport, error: MigrationError): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const grace = new Promise((resolve) => (timer = setTimeout(resolve, REFUSAL_GRACE_MS)));
-  if (!transport.closed && !(error instanceof PeerAbortedError)) {
-    const abort = encodeRecord({ type: 'abort', code: error.code, message: error.message.slice(0, 1024) });
-    await Promise.race([transport.send(abort).catch(() => undefined), grace]);
-  }
-  await Promise.race([transport.close().catch(() => undefined), grace]);
-  clearTimeout(timer);
-  transport.destroy();
-}
-
-/** `promise`, or the error `onTimeout` makes if it has not settled within `timeoutMs`. */
-async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-    // What the losing side eventually yields no longer matters.
-    promise.catch(() => undefined);
   }
 }
 

@@ -26,6 +26,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { validateSimConfig, type SimGuestConfig, type Workload, WORKLOADS } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
@@ -37,6 +38,7 @@ import type { Transport } from '../transport/transport.js';
 import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
 import { terminalProgress } from './render.js';
 import { MARKERS, PALETTE, renderSvgChart, type ChartPanel, type ChartSeries, type LegendEntry } from './svg-chart.js';
+import { median, roundTo as round } from '../util/stats.js';
 import { pairwiseMatrix } from './bench-pairwise.js';
 import { parseDuration, parseInteger, parseRate, parseSize } from './units.js';
 
@@ -470,14 +472,6 @@ export interface CellResult {
   notes: string[];
 }
 
-/** Median of `values`; the mean of the two middle ones for an even count; undefined if empty. */
-export function median(values: readonly number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
 /** Median, min and max of the finite values; undefined if there are none. */
 export function spread(values: ReadonlyArray<number | undefined>): Spread | undefined {
   const finite = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
@@ -633,11 +627,6 @@ export function runFromReport(run: number, report: MigrationReport): BenchRun {
   const first = pre.find((r) => !r.stopAndCopy);
   if (first && pre.length > 1) record.firstPassDirtyRateBytesPerSec = first.dirtyRateBytesPerSec;
   return record;
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1308,8 +1297,4 @@ export function benchCharts(results: BenchResults): { downtimeSvg: string; total
     legend: colourLegend,
   });
   return { downtimeSvg, totalTimeSvg };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

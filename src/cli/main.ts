@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connectToAgent, queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
 import { readKeyFile, writeKeyFile } from '../agent/key-file.js';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
@@ -330,9 +331,6 @@ function exitCode(report: MigrationReport & { oracle?: OracleCheck }): number {
   return 0;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 main(process.argv.slice(2)).then(
   (code) => {

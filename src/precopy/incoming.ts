@@ -33,6 +33,8 @@ import { PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+import { withDeadline } from '../util/deadline.js';
+import { abortPeer } from './abort-peer.js';
 import { SYNC_COMPRESS_MAX_BYTES } from './page-sender.js';
 
 /**
@@ -90,11 +92,13 @@ export async function receiveMigration(transport: Transport, hello: HelloRecord,
 export async function acceptMigration(transport: Transport, options: IncomingOptions): Promise<IncomingResult> {
   const frame = await transport.receive();
   if (frame === undefined) throw new ConnectionClosedError('the source closed the connection before its hello');
-  const record = decodeFrame(frame, options.limits);
-  if (record.type !== 'hello') {
-    const error = new UnexpectedRecordError(`a migration must start with "hello", not "${record.type}"`);
-    await transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined);
-    transport.destroy();
+  let record: MigrationRecord;
+  try {
+    record = decodeFrame(frame, options.limits);
+    if (record.type !== 'hello') throw new UnexpectedRecordError(`a migration must start with "hello", not "${record.type}"`);
+  } catch (err) {
+    const error = asMigrationError(err, 'ERR_MALFORMED_RECORD');
+    await abortPeer(transport, error, error.code !== 'ERR_PEER_ABORTED');
     throw error;
   }
   return receiveMigration(transport, record, options);
@@ -136,7 +140,8 @@ class IncomingMigration {
       await this.transport.close().catch(() => undefined);
       return this.result('resumed');
     } catch (err) {
-      const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+      // Link and record failures arrive as coded errors already; anything else came from the backend.
+      const error = asMigrationError(err);
       if (this.resumed) {
         // The guest already runs here; a late link failure changes nothing.
         this.transport.destroy();
@@ -151,15 +156,7 @@ class IncomingMigration {
   private async nextFrame(): Promise<Uint8Array | undefined> {
     if (this.state !== 'prepared') return this.transport.receive();
     const timeoutMs = this.options.goTimeoutMs ?? DEFAULT_GO_TIMEOUT_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(`no "go" within ${timeoutMs} ms of "prepared"; the copy here is discarded`)), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.transport.receive(), deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withDeadline(this.transport.receive(), timeoutMs, () => new TimeoutError(`no "go" within ${timeoutMs} ms of "prepared"; the copy here is discarded`));
   }
 
   private result(outcome: 'resumed' | 'discarded'): IncomingResult {
@@ -312,15 +309,7 @@ class IncomingMigration {
   }
 
   private async discard(error: MigrationError): Promise<void> {
-    if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
-      await Promise.race([
-        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
-        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-      ]);
-    }
-    // Close rather than cut, so the abort is delivered before the end of the stream.
-    await Promise.race([this.transport.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-    this.transport.destroy();
+    await abortPeer(this.transport, error, error.code !== 'ERR_PEER_ABORTED');
     try {
       this.state = 'aborted';
       this.options.onState?.(this.state, this.id);

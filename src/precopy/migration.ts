@@ -10,6 +10,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceDomain } from '../domain/backend.js';
 import {
   asMigrationError,
@@ -17,6 +18,7 @@ import {
   DigestMismatchError,
   MigrationError,
   PolicyAbortError,
+  TimeoutError,
   UnexpectedRecordError,
 } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
@@ -25,6 +27,9 @@ import { digestMemory, PageDigest, switchoverDigest } from '../protocol/page-dig
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+import { withDeadline } from '../util/deadline.js';
+import { median } from '../util/stats.js';
+import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
 import { PageSender } from './page-sender.js';
@@ -113,18 +118,12 @@ export class SwitchoverCalibration {
         if (Math.abs(dt) >= 1) slopes.push((b.residualMs - a.residualMs) / dt);
       }
     }
-    this.factor = slopes.length > 0 ? Math.min(2, Math.max(0.25, median(slopes))) : 1;
+    this.factor = slopes.length > 0 ? Math.min(2, Math.max(0.25, median(slopes)!)) : 1;
     // The overhead is what is left at no transfer: the smaller switchovers tell it best, where a
     // big one's residual mostly carries the noise of its long transfer.
     const small = [...this.seen].sort((a, b) => a.transferMs - b.transferMs).slice(0, Math.ceil(this.seen.length / 2));
-    this.overheadMs = Math.min(50, Math.max(0, median(small.map((o) => o.residualMs - this.factor * o.transferMs))));
+    this.overheadMs = Math.min(50, Math.max(0, median(small.map((o) => o.residualMs - this.factor * o.transferMs))!));
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 const calibrations = new Map<PageCodec, SwitchoverCalibration>();
@@ -470,14 +469,23 @@ class SourceMigration {
   private async finishOnTarget(): Promise<void> {
     this.report.outcome = 'completed';
     this.report.guestRunningOn = 'target';
-    this.domain.disableDirtyLog();
-    this.domain.setThrottle(0);
-    if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
-      this.setPhase('verify');
-      this.report.sourceDigest = digestMemory(this.domain.pageCount, this.pageSize, (pfn, dst, off) => this.domain.copyPage(pfn, dst, off));
-      this.report.verified = this.report.sourceDigest === this.report.targetDigest;
+    // The guest runs on the target whatever happens below; a failure here is only reported.
+    try {
+      this.domain.disableDirtyLog();
+      this.domain.setThrottle(0);
+      if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
+        this.setPhase('verify');
+        this.report.sourceDigest = digestMemory(this.domain.pageCount, this.pageSize, (pfn, dst, off) => this.domain.copyPage(pfn, dst, off));
+        this.report.verified = this.report.sourceDigest === this.report.targetDigest;
+      }
+      if (this.options.destroySource ?? true) await this.domain.destroy();
+    } catch (err) {
+      const error = asMigrationError(err);
+      this.report.sourceCleanupError = {
+        code: error.code,
+        message: `the guest runs on the target, but retiring the paused copy here failed: ${error.message}`,
+      };
     }
-    if (this.options.destroySource ?? true) await this.domain.destroy();
   }
 
   /**
@@ -491,7 +499,8 @@ class SourceMigration {
     while (ask && performance.now() < deadline) {
       let state: StatusRecord['state'] | undefined;
       try {
-        state = await ask(this.id);
+        // An agent that takes the question and never answers must not keep this copy paused for ever.
+        state = await withDeadline(ask(this.id), deadline - performance.now(), () => new TimeoutError('the target agent did not answer before the deadline'));
       } catch (err) {
         lastAnswer = asMigrationError(err, 'ERR_CONNECT_FAILED').message;
       }
@@ -510,7 +519,7 @@ class SourceMigration {
         return;
       }
       if (state !== undefined) lastAnswer = `the target still reports "${state}"`;
-      await new Promise((resolve) => setTimeout(resolve, RESOLVE_RETRY_MS));
+      await sleep(RESOLVE_RETRY_MS);
     }
     this.report.outcome = 'indeterminate';
     this.report.guestRunningOn = 'unknown';
@@ -540,16 +549,8 @@ class SourceMigration {
         message: `${error.message}; resuming the guest on the source then failed too: ${failedToResume.message}`,
       };
     }
-    if (!this.transport.closed && error.code !== 'ERR_PEER_ABORTED') {
-      // Best effort: the target discards its copy whether or not this arrives.
-      await Promise.race([
-        this.transport.send(encodeRecord({ type: 'abort', code: error.code, message: error.message })).catch(() => undefined),
-        sleep(1000),
-      ]);
-    }
-    // Close rather than cut, so the abort is delivered before the end of the stream.
-    await Promise.race([this.transport.close().catch(() => undefined), sleep(1000)]);
-    this.transport.destroy();
+    // Best effort: the target discards its copy whether or not the abort arrives.
+    await abortPeer(this.transport, error, error.code !== 'ERR_PEER_ABORTED');
   }
 
   /** Lifts the throttle and resumes the guest here if it is paused; returns why that failed, if it did. */
@@ -861,8 +862,4 @@ export function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

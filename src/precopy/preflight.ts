@@ -5,6 +5,7 @@
  * converges at all).
  */
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_PAUSE_RESUME_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
@@ -84,7 +85,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
   const start = performance.now();
   const curve: Array<[number, number]> = [[0, 0]];
   for (let i = 1; i <= DIRTY_SAMPLES; i++) {
-    await new Promise((resolve) => setTimeout(resolve, sampleMs / DIRTY_SAMPLES));
+    await sleep(sampleMs / DIRTY_SAMPLES);
     curve.push([performance.now() - start, domain.peekDirtyCount()]);
   }
   domain.readDirtyLog();

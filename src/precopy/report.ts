@@ -115,6 +115,11 @@ export interface MigrationReport {
    * afresh; `downtimeMs` is then unknown and only `downtimeUpperBoundMs` is given.
    */
   resolvedAfterLinkFailure?: { code: string; message: string };
+  /**
+   * Set when the guest runs on the target but verifying or destroying the paused copy here
+   * failed: the outcome stands, and the copy here may need to be removed by hand.
+   */
+  sourceCleanupError?: { code: string; message: string };
   /** Whole migration, handshake to report, in milliseconds. */
   totalMs: number;
   /** Data bytes before compression, all rounds. */

@@ -160,6 +160,17 @@ describe('header shape', () => {
     rejects(rawFrame({ type: 'go', now: true }), MALFORMED);
     rejects(rawFrame({ ...hello, domain: { ...hello.domain, extra: 1 } }), MALFORMED);
   });
+
+  it('does not echo a long unknown field name, so the reason fits an abort record', () => {
+    let message = '';
+    try {
+      decodeFrame(rawFrame({ type: 'go', ['x'.repeat(3000)]: 1 }));
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/unknown field a string of 3000 characters/);
+    expect(message.length).toBeLessThan(200);
+  });
 });
 
 describe('fields', () => {
@@ -308,5 +319,16 @@ describe('the encoder checks what it sends', () => {
     const { type: _type, ...header } = pagesHeader;
     expect(codeOf(() => encodePages({ ...header, codec: 'none' }, twoPages.subarray(10)))).toBe(MALFORMED);
     expect(codeOf(() => encodePages({ ...header, codec: 'lz4' }, new Uint8Array([1, 0, 0, 0, 0])))).toBe(MALFORMED);
+  });
+});
+
+describe('limits', () => {
+  it('a limit left undefined keeps its default; NaN, zero or an unknown limit is refused', () => {
+    const big = { ...hello, domain: { ...hello.domain, memoryBytes: 2 ** 44 } };
+    // undefined must not switch the guest-size check off.
+    rejects(rawFrame(big), LIMIT, { maxGuestMemoryBytes: undefined });
+    for (const bad of [{ maxGuestMemoryBytes: Number.NaN }, { maxFrameBytes: 0 }, { maxVcpus: 1.5 }, { maxFrames: 3 } as Partial<ProtocolLimits>]) {
+      expect(codeOf(() => decodeFrame(rawFrame(hello), bad))).toBe('ERR_INVALID_ARGUMENT');
+    }
   });
 });

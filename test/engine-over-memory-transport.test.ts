@@ -190,3 +190,12 @@ test('a refusal whose reason quotes a long field still reaches the source, cut t
     expect(abort.message).toContain('kkkk');
   }
 });
+
+test('engine options out of range are refused with ERR_INVALID_ARGUMENT before anything happens to the guest', async () => {
+  const guest = await bootGuest();
+  for (const options of [{ dataPagesPerBatch: Number.NaN }, { dataPagesPerBatch: 0 }, { maxInFlight: Number.NaN }, { maxBandwidthBytesPerSec: Number.NaN }, { maxBandwidthBytesPerSec: -1 }]) {
+    const [a] = createMemoryTransportPair();
+    await expect(migrate(guest, a, options)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  }
+  await expectIntactOnSource(guest);
+});

@@ -4,6 +4,9 @@
  * also lets a benchmark on loopback behave like a 1 or 10 Gbit/s link.
  */
 
+import { setTimeout as delay } from 'node:timers/promises';
+import { InvalidArgumentError } from '../errors.js';
+
 /** The window over which the cap holds, in milliseconds. */
 export const BANDWIDTH_CAP_WINDOW_MS = 100;
 
@@ -21,9 +24,11 @@ export class BandwidthCap {
   constructor(
     readonly bytesPerSec: number,
     private readonly now: () => number = () => performance.now(),
-    private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    private readonly sleep: (ms: number) => Promise<void> = (ms) => delay(ms),
   ) {
-    if (!(bytesPerSec > 0)) throw new RangeError('a bandwidth cap must be a positive number of bytes per second');
+    if (!(Number.isFinite(bytesPerSec) && bytesPerSec > 0)) {
+      throw new InvalidArgumentError(`a bandwidth cap must be a positive number of bytes per second, got ${String(bytesPerSec)}`);
+    }
     this.burst = (bytesPerSec * BANDWIDTH_CAP_WINDOW_MS) / 1000;
     this.tokens = this.burst;
     this.last = now();

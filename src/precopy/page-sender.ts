@@ -3,17 +3,18 @@
  *
  * Pages are copied straight into the frame buffers that go to the socket (the header is written
  * in front of them afterwards), zero pages are recognised there and sent as page numbers only,
- * and with lz4 the payload is compressed on libuv's thread pool while the next batch is gathered.
+ * and with lz4 the payload of a full batch is compressed on libuv's thread pool while the next
+ * batch is gathered (a small one, on the event loop: see SYNC_COMPRESS_MAX_BYTES).
  * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
  * backpressure, and the transport's own queue is the next one.
  */
 
-import { xxh3 } from '@node-rs/xxhash';
 import { compress, compressSync } from 'lz4-napi';
 import type { SourceDomain } from '../domain/backend.js';
+import { InvalidArgumentError } from '../errors.js';
 import { encodePages, encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES, writePageNumbers } from '../protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
-import type { PageDigest } from '../protocol/page-digest.js';
+import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import type { PageCodec } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import type { BandwidthCap } from './bandwidth-cap.js';
@@ -23,6 +24,9 @@ export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
 
 /** Batches gathered but not yet handed to the operating system, at most. */
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 4;
+
+/** The most `maxInFlight` may be: each batch in flight holds a buffer of about 1-4 MiB. */
+export const MAX_IN_FLIGHT_BATCHES = 64;
 
 /**
  * Batches with at most this much page data are compressed on the event loop rather than on the
@@ -37,8 +41,6 @@ export interface PageSenderOptions {
   codec: PageCodec;
   /** @default DEFAULT_DATA_PAGES_PER_BATCH */
   dataPagesPerBatch?: number;
-  /** @default DEFAULT_MAX_ZERO_PAGES_PER_BATCH */
-  zeroPagesPerBatch?: number;
   /** @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
   maxInFlight?: number;
   /** Caps the sending rate (wire bytes). @default none */
@@ -55,8 +57,6 @@ export interface SenderCounters {
   bytesRaw: number;
   /** Frame bytes handed to the transport, headers included. */
   bytesWire: number;
-  /** Batches (pages records) sent. */
-  batches: number;
 }
 
 interface Slot {
@@ -70,12 +70,11 @@ interface Slot {
 export class PageSender {
   /** Sequence number of the next batch. */
   seq = 0;
-  readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0, batches: 0 };
+  readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
 
   private readonly pageSize: number;
   private readonly codec: PageCodec;
   private readonly dataPagesPerBatch: number;
-  private readonly zeroPagesPerBatch: number;
   private readonly slots: Slot[];
   private nextSlot = 0;
   /** Settles once the previous batch was handed to the transport: keeps batches in order. */
@@ -96,29 +95,34 @@ export class PageSender {
     this.pageSize = domain.descriptor.pageSize;
     this.codec = options.codec;
     this.dataPagesPerBatch = options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH;
-    this.zeroPagesPerBatch = options.zeroPagesPerBatch ?? DEFAULT_MAX_ZERO_PAGES_PER_BATCH;
-    if (this.dataPagesPerBatch < 1 || this.dataPagesPerBatch > DEFAULT_MAX_DATA_PAGES_PER_BATCH) {
-      throw new RangeError(`dataPagesPerBatch must be 1..${DEFAULT_MAX_DATA_PAGES_PER_BATCH}`);
+    if (!Number.isInteger(this.dataPagesPerBatch) || this.dataPagesPerBatch < 1 || this.dataPagesPerBatch > DEFAULT_MAX_DATA_PAGES_PER_BATCH) {
+      throw new InvalidArgumentError(`dataPagesPerBatch must be a whole number from 1 to ${DEFAULT_MAX_DATA_PAGES_PER_BATCH}, got ${String(this.dataPagesPerBatch)}`);
     }
-    const inFlight = Math.max(1, options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES);
+    const inFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
+    if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > MAX_IN_FLIGHT_BATCHES) {
+      throw new InvalidArgumentError(`maxInFlight must be a whole number from 1 to ${MAX_IN_FLIGHT_BATCHES}, got ${String(inFlight)}`);
+    }
     const size = PAGES_HEADER_RESERVE_BYTES + this.dataPagesPerBatch * this.pageSize;
     this.slots = Array.from({ length: inFlight }, () => ({ buffer: Buffer.allocUnsafe(size), busy: Promise.resolve() }));
     this.zeroPage = Buffer.alloc(this.pageSize);
     this.dataPfns = new Uint32Array(this.dataPagesPerBatch);
-    this.zeroPfns = new Uint32Array(this.zeroPagesPerBatch);
+    this.zeroPfns = new Uint32Array(DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
     this.cap = options.cap;
   }
 
   /**
-   * Sends the pages `pfns[0..count)` as part of `round`. Resolves when every batch has been
+   * Sends the pages `pfns` as part of `round`. Resolves when every batch has been
    * queued (not necessarily written); `flush` waits for the writes.
    */
-  async sendPages(round: number, pfns: Uint32Array, count = pfns.length): Promise<void> {
+  async sendPages(round: number, pfns: Uint32Array): Promise<void> {
     const pageSize = this.pageSize;
-    let slot = await this.acquireSlot();
+    let slot: Slot | undefined;
     let dataCount = 0;
     let zeroCount = 0;
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < pfns.length; i++) {
+      // A slot is taken only when a page needs one, so the last batch does not wait for a
+      // buffer it will not use.
+      slot ??= await this.acquireSlot();
       const pfn = pfns[i]!;
       const offset = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
       this.domain.copyPage(pfn, slot.buffer, offset);
@@ -129,14 +133,14 @@ export class PageSender {
         this.dataPfns[dataCount++] = pfn;
         this.digest.update(pfn, slot.buffer, offset);
       }
-      if (dataCount === this.dataPagesPerBatch || zeroCount === this.zeroPagesPerBatch) {
+      if (dataCount === this.dataPagesPerBatch || zeroCount === DEFAULT_MAX_ZERO_PAGES_PER_BATCH) {
         this.dispatch(slot, round, dataCount, zeroCount);
         dataCount = 0;
         zeroCount = 0;
-        slot = await this.acquireSlot();
+        slot = undefined;
       }
     }
-    if (dataCount > 0 || zeroCount > 0) this.dispatch(slot, round, dataCount, zeroCount);
+    if (slot && (dataCount > 0 || zeroCount > 0)) this.dispatch(slot, round, dataCount, zeroCount);
   }
 
   /**
@@ -178,12 +182,11 @@ export class PageSender {
       zeros: writePageNumbers(this.zeroPfns, zeroCount),
       codec: dataCount > 0 ? this.codec : ('none' as PageCodec),
       rawLength,
-      checksum: xxh3.xxh64(raw, BigInt(seq)).toString(16).padStart(16, '0'),
+      checksum: batchChecksum(raw, seq),
     };
     this.counters.pages += dataCount + zeroCount;
     this.counters.zeroPages += zeroCount;
     this.counters.bytesRaw += rawLength;
-    this.counters.batches++;
 
     // The frame is ready now (codec none) or once lz4 finishes on the thread pool (which
     // overlaps with gathering the next batch). Either way it goes out after the previous one.

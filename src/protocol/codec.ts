@@ -21,7 +21,6 @@ import { PAGE_SIZE_BYTES } from '../domain/backend.js';
 import type { DomainDescriptor } from '../domain/backend.js';
 import { InvalidArgumentError, LimitExceededError, MalformedRecordError, MigrationError } from '../errors.js';
 import {
-  DEFAULT_LIMITS,
   DEFAULT_MAX_DATA_PAGES_PER_BATCH,
   DEFAULT_MAX_ZERO_PAGES_PER_BATCH,
   resolveLimits,
@@ -162,7 +161,7 @@ export function encodeRecord(
   record: Exclude<MigrationRecord, PagesRecord | IgnoredRecord>,
   limits?: Partial<ProtocolLimits>,
 ): Uint8Array {
-  const resolved = limits === undefined ? DEFAULT_LIMITS : resolveLimits(limits);
+  const resolved = resolveLimits(limits);
   if (typeof record !== 'object' || record === null) {
     throw new InvalidArgumentError(`encodeRecord expects a record object, got ${describe(record)}`);
   }
@@ -192,7 +191,7 @@ export function encodePages(
   payload: Uint8Array,
   limits?: Partial<ProtocolLimits>,
 ): Uint8Array {
-  const resolved = limits === undefined ? DEFAULT_LIMITS : resolveLimits(limits);
+  const resolved = resolveLimits(limits);
   if (!(payload instanceof Uint8Array)) {
     throw new InvalidArgumentError(`encodePages expects the payload as a Uint8Array, got ${describe(payload)}`);
   }
@@ -232,7 +231,7 @@ export function encodePagesInPlace(
   payloadLength: number,
   limits?: Partial<ProtocolLimits>,
 ): Uint8Array {
-  const resolved = limits === undefined ? DEFAULT_LIMITS : resolveLimits(limits);
+  const resolved = resolveLimits(limits);
   if (
     !(buffer instanceof Uint8Array) ||
     !Number.isSafeInteger(payloadOffset) ||
@@ -330,7 +329,7 @@ function writeFrameStart(frame: Uint8Array, start: number, header: Uint8Array): 
  * @throws MalformedRecordError for anything else that is not a valid version 1 record.
  */
 export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>): MigrationRecord {
-  const resolved = limits === undefined ? DEFAULT_LIMITS : resolveLimits(limits);
+  const resolved = resolveLimits(limits);
   if (!(frame instanceof Uint8Array)) {
     throw new MalformedRecordError(`a frame must be binary (a Uint8Array), got ${describe(frame)}`);
   }
@@ -852,7 +851,7 @@ function onlyFields(h: Fields, type: string, required: readonly string[], option
     if (!required.includes(key) && !optional.includes(key)) {
       const allowed = [...required, ...optional];
       throw new MalformedRecordError(
-        `malformed ${type} record: unknown field "${prefix}${key}"; version 1 allows ${allowed.length > 0 ? allowed.join(', ') : 'no fields'}` +
+        `malformed ${type} record: unknown field ${describe(prefix + key)}; version 1 allows ${allowed.length > 0 ? allowed.join(', ') : 'no fields'}` +
           (prefix === '' ? '' : ` in ${prefix.slice(0, -1)}`),
       );
     }
@@ -1008,6 +1007,11 @@ export function readPageNumbers(bytes: Uint8Array): Uint32Array {
     return new Uint32Array(bytes.buffer, bytes.byteOffset, n);
   }
   const out = new Uint32Array(n);
+  if (HOST_IS_LITTLE_ENDIAN) {
+    // Unaligned: one copy into aligned memory.
+    new Uint8Array(out.buffer).set(bytes);
+    return out;
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let i = 0; i < n; i++) out[i] = view.getUint32(i * PAGE_NUMBER_BYTES, true);
   return out;

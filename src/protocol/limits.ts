@@ -4,6 +4,8 @@
  * well-behaved peer never trips the other side's limits.
  */
 
+import { InvalidArgumentError } from '../errors.js';
+
 /** Largest frame (one WebSocket message) either side accepts, in bytes. */
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
@@ -54,7 +56,30 @@ export const DEFAULT_LIMITS: Readonly<ProtocolLimits> = Object.freeze({
   maxVcpus: DEFAULT_MAX_VCPUS,
 });
 
-/** Defaults overlaid with the caller's choices. */
-export function resolveLimits(partial?: Partial<ProtocolLimits>): ProtocolLimits {
-  return { ...DEFAULT_LIMITS, ...partial };
+/** Limits already checked and completed, so that passing them on costs nothing. */
+const resolved = new WeakSet<object>([DEFAULT_LIMITS]);
+
+/**
+ * Defaults overlaid with the caller's choices; a choice left `undefined` keeps its default.
+ *
+ * @throws InvalidArgumentError if a limit is unknown, or not a positive whole number: a limit
+ *   that is `NaN` would silently switch its check off.
+ */
+export function resolveLimits(partial?: Partial<ProtocolLimits>): Readonly<ProtocolLimits> {
+  if (partial === undefined) return DEFAULT_LIMITS;
+  if (resolved.has(partial)) return partial as ProtocolLimits;
+  const limits: ProtocolLimits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(partial)) {
+    if (!(key in DEFAULT_LIMITS)) {
+      throw new InvalidArgumentError(`unknown protocol limit "${key}"; the limits are ${Object.keys(DEFAULT_LIMITS).join(', ')}`);
+    }
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+      throw new InvalidArgumentError(`protocol limit ${key} must be a whole number above 0, got ${String(value)}`);
+    }
+    limits[key as keyof ProtocolLimits] = value;
+  }
+  Object.freeze(limits);
+  resolved.add(limits);
+  return limits;
 }

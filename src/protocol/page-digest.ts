@@ -49,7 +49,7 @@ export class PageDigest {
   /** The digest of the whole memory, 16 hex digits. */
   digest(): string {
     const bytes = new Uint8Array(this.hashes.buffer, this.hashes.byteOffset, this.hashes.byteLength);
-    return xxh3.xxh64(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString(16).padStart(16, '0');
+    return hex16(xxh3.xxh64(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
   }
 }
 
@@ -82,11 +82,23 @@ export function digestBuffer(memory: Uint8Array, pageSize: number): string {
 }
 
 /**
+ * The checksum a `pages` record carries: xxh3-64 of its page data before compression, seeded
+ * with the batch's sequence number (so a batch replayed in another place fails it), as 16 hex digits.
+ */
+export function batchChecksum(raw: Uint8Array, seq: number): string {
+  return hex16(xxh3.xxh64(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), BigInt(seq)));
+}
+
+/**
  * The digest `complete` and `prepared` carry: the memory digest with the device-state blob folded
  * in, so that a state damaged on the way (which may still decode) is caught before "go" just as
  * damaged memory is.
  */
 export function switchoverDigest(memoryDigest: string, state: Uint8Array): string {
   const bytes = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
-  return xxh3.xxh64(bytes, BigInt(`0x${memoryDigest}`)).toString(16).padStart(16, '0');
+  return hex16(xxh3.xxh64(bytes, BigInt(`0x${memoryDigest}`)));
+}
+
+function hex16(hash: bigint): string {
+  return hash.toString(16).padStart(16, '0');
 }

@@ -13,9 +13,12 @@ export class DeadlineTransport implements Transport {
   readonly #inner: Transport;
   readonly #timeoutMs: number;
   readonly #waitingFor: () => string;
+  /** Set once a deadline passed; every later receive fails with it. */
+  #timedOut: TimeoutError | undefined;
 
   /**
-   * @param inner The transport to read from; it is destroyed when a deadline passes.
+   * @param inner The transport to read from. When a deadline passes it is left open, so that the
+   *   caller can still send the peer an abort before closing it; only reading is over.
    * @param timeoutMs Longest wait for one frame, in milliseconds.
    * @param waitingFor Says what was awaited, for the error message (e.g. "the next record of the migration").
    */
@@ -54,21 +57,21 @@ export class DeadlineTransport implements Transport {
 
   /**
    * The next frame, as the inner transport's `receive()`; rejects with ERR_TIMEOUT if none came
-   * within the deadline. The inner transport is then unusable: a frame still on its way would
-   * arrive after its reader gave up, so the connection cannot go on in order.
+   * within the deadline. Reading is then over for good, and later receives reject with the same
+   * error: the abandoned receive still waits for the next frame, so the stream cannot go on in order.
    */
   receive(): Promise<Uint8Array | undefined> {
+    if (this.#timedOut) return Promise.reject(this.#timedOut);
     const pending = this.#inner.receive();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         // Swallow what the abandoned receive eventually yields; its outcome no longer matters.
         pending.catch(() => undefined);
-        reject(
-          new TimeoutError(
-            `nothing from the peer for ${this.#timeoutMs} ms while waiting for ${this.#waitingFor()}; ` +
-              'the peer stalled, or raise the deadline if the link is that slow',
-          ),
+        this.#timedOut = new TimeoutError(
+          `nothing from the peer for ${this.#timeoutMs} ms while waiting for ${this.#waitingFor()}; ` +
+            'the peer stalled, or raise the deadline if the link is that slow',
         );
+        reject(this.#timedOut);
       }, this.#timeoutMs);
       timer.unref();
       pending.then(

@@ -15,6 +15,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
+  asMigrationError,
   ConnectFailedError,
   ConnectionClosedError,
   InvalidArgumentError,
@@ -871,7 +872,7 @@ function startListener(
       try {
         onTransport(transport, { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 });
       } catch (err) {
-        transport.destroy(err instanceof Error ? err : new Error(String(err)));
+        transport.destroy(asMigrationError(err, 'ERR_CONNECTION_CLOSED'));
       }
     });
   });

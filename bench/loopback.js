@@ -8,14 +8,15 @@ import { parseArgs } from 'node:util';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { connectToAgent } from '../dist/agent/agent-client.js';
-import { parseSize } from '../dist/cli/units.js';
+import { parseInteger, parseSize } from '../dist/cli/units.js';
+import { median } from '../dist/util/stats.js';
 import { TargetHost, measureRawLink } from '../dist/cli/bench-command.js';
 
 const { values } = parseArgs({
   options: { memory: { type: 'string' }, runs: { type: 'string' }, json: { type: 'boolean' } },
 });
 const memoryBytes = parseSize(values.memory ?? '1GiB', '--memory');
-const runs = Number(values.runs ?? 3);
+const runs = parseInteger(values.runs ?? '3', '--runs', 1, 100);
 const log = (line) => {
   if (!values.json) process.stdout.write(`${line}\n`);
 };
@@ -43,7 +44,6 @@ async function migration(config, codec) {
   };
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = { memoryBytes, runs, rawLinkBytesPerSec: [], cases: {} };
 const idle = { memoryBytes, vcpus: 1, workload: 'idle', dirtyRateBytesPerSec: 0, hotSetBytes: 64 << 20, seed: 1 };
 const busy = { ...idle, workload: 'hotset', dirtyRateBytesPerSec: 100e6 };

@@ -8,12 +8,13 @@ import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { connectWebSocket } from '../dist/transport/ws-transport.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
-import { queryAgent } from '../dist/agent/agent-client.js';
-import { decodeFrame } from '../dist/protocol/codec.js';
+import { connectToAgent, queryAgent } from '../dist/agent/agent-client.js';
+import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
 import { digestBuffer } from '../dist/protocol/page-digest.js';
 import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
 import { tamperingTransport } from './helpers/faulty-transport.js';
 import { startAgentProcess } from './helpers/agent-process.js';
+import { helloFor } from './helpers/hostile-peer.js';
 
 const MiB = 1024 * 1024;
 const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 1, workload: 'uniform', dirtyRateBytesPerSec: 20e6, hotSetBytes: 8 * MiB, seed: 3 };
@@ -127,5 +128,59 @@ test('a target that takes the question and never answers: indeterminate by the d
   });
   expect(report.outcome).toBe('indeterminate');
   expect(report.error?.message).toMatch(/did not answer before the deadline/);
+  expect(guest.paused).toBe(true);
+});
+
+test('while a copy is prepared, a second hello under its id is refused: the agent never holds two copies of one migration', async () => {
+  const agent = await TargetAgent.start({ goTimeoutMs: 1500 });
+  cleanups.push(() => agent.close());
+  const guest = await bootGuest();
+  const inner = await connectWebSocket(agent.url);
+  let prepared!: () => void;
+  const atGo = new Promise<void>((resolve) => (prepared = resolve));
+  const transport = tamperingTransport(inner, (frame) => {
+    if (decodeFrame(frame).type !== 'go') return frame;
+    prepared();
+    return null; // held back: the target stays prepared
+  });
+  const migrationId = 'held-at-go';
+  const migrating = migrate(guest, transport, { migrationId, destroySource: false, switchoverTimeoutMs: 1000 });
+  await atGo;
+  expect(agent.migrations.get(migrationId)?.state).toBe('prepared');
+
+  const second = await connectToAgent(agent.url);
+  await second.send(encodeRecord({ ...helloFor(16 * MiB), migrationId }));
+  const answer = decodeFrame((await second.receive())!);
+  expect(answer).toMatchObject({ type: 'abort', code: 'ERR_UNEXPECTED_RECORD' });
+  expect(answer.type === 'abort' && answer.message).toMatch(/already known here \(prepared\)/);
+  second.destroy();
+  expect(agent.migrations.get(migrationId)?.state).toBe('prepared');
+
+  // "go" never came: the agent discards at its deadline; the source, unable to ask, keeps its copy paused.
+  const report = await migrating;
+  expect(report.outcome).toBe('indeterminate');
+  expect(guest.paused).toBe(true);
+});
+
+test('asking without a deadline stops when the migration is cancelled: indeterminate, the copy still paused here', async () => {
+  const agent = await TargetAgent.start();
+  cleanups.push(() => agent.close());
+  const guest = await bootGuest();
+  const { transport } = await cutAtGo(agent.url, true);
+  const cancel = new AbortController();
+  let asked = 0;
+  const report = await migrate(guest, transport, {
+    destroySource: false,
+    signal: cancel.signal,
+    resolveTimeoutMs: Number.POSITIVE_INFINITY,
+    // An agent that keeps saying "still receiving"; the operator gives up after a few answers.
+    resolveOutcome: async () => {
+      if (++asked === 3) cancel.abort();
+      return 'receiving';
+    },
+  });
+  expect(asked).toBe(3);
+  expect(report.outcome).toBe('indeterminate');
+  expect(report.error?.message).toMatch(/given up when the migration was cancelled/);
   expect(guest.paused).toBe(true);
 });

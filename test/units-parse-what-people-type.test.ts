@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { parseDuration, parseRate, parseSize, parseInteger } from '../dist/cli/units.js';
+import { parseDuration, parsePositiveDuration, parseRate, parseSize, parseInteger } from '../dist/cli/units.js';
 
 test('sizes', () => {
   expect(parseSize('1GiB')).toBe(2 ** 30);
@@ -23,6 +23,16 @@ test('durations', () => {
   expect(parseDuration('2s')).toBe(2000);
   expect(parseDuration('1.5s')).toBe(1500);
   expect(parseDuration('250')).toBe(250);
+  expect(parseDuration('0ms')).toBe(0);
+});
+
+test('a duration no timer can hold, or a deadline of zero, is refused rather than firing at once', () => {
+  // 1000 h would overflow Node's 32-bit timer and fire after 1 ms.
+  expect(() => parseDuration('1000h', '--record-timeout')).toThrow(/--record-timeout "1000h" is longer than/);
+  expect(parseDuration('24h')).toBe(86_400_000);
+  expect(() => parsePositiveDuration('0', '--run-timeout')).toThrow(/--run-timeout "0" must be at least 1ms/);
+  expect(() => parsePositiveDuration('0.5ms', '--stall-timeout')).toThrow(/at least 1ms/);
+  expect(parsePositiveDuration('1ms')).toBe(1);
 });
 
 test('bad values say what is wrong', () => {

@@ -23,6 +23,7 @@ import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import { clientAuthTransition, type ClientAuthState } from '../protocol/receiver-state.js';
 import type { MigrationRecord, StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+import { withDeadline } from '../util/deadline.js';
 import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-transport.js';
 
 /** How long {@link authenticateToAgent} waits for the agent's answers, in milliseconds, when not told. */
@@ -48,10 +49,15 @@ export interface ConnectToAgentOptions extends ConnectWebSocketOptions {
   key?: Uint8Array;
 }
 
+/** How long {@link queryAgent} waits for the agent's answer once asked, in milliseconds, when not told. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+
 /** Options of {@link queryAgent}. */
 export interface QueryOptions extends ConnectToAgentOptions {
   /** Also pause the guest a moment and return its state and memory digest. @default false */
   inspect?: boolean;
+  /** Longest wait for the answer once the question is sent, in milliseconds. @default DEFAULT_QUERY_TIMEOUT_MS */
+  answerTimeoutMs?: number;
 }
 
 /**
@@ -150,12 +156,16 @@ export async function authenticateToAgent(transport: Transport, options: Authent
  * {@link connectToAgent} does, with the same options.
  */
 export async function queryAgent(url: string, migrationId: string, options: QueryOptions = {}): Promise<StatusRecord> {
-  const { inspect, ...connectOptions } = options;
+  const { inspect, answerTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS, ...connectOptions } = options;
   const transport = await connectToAgent(url, connectOptions);
   try {
     await transport.send(encodeRecord({ type: 'query', migrationId, inspect: inspect ?? false }));
     for (;;) {
-      const frame = await transport.receive();
+      const frame = await withDeadline(
+        transport.receive(),
+        answerTimeoutMs,
+        () => new TimeoutError(`the agent at ${url} did not answer the query about ${migrationId} within ${answerTimeoutMs} ms`),
+      );
       if (frame === undefined) throw new ConnectionClosedError(`the agent at ${url} closed the connection without answering`);
       const record = decodeFrame(frame);
       if (record.type === 'ignored') continue;
@@ -170,23 +180,14 @@ export async function queryAgent(url: string, migrationId: string, options: Quer
 
 /** The next record from the agent, within `timeoutMs`. */
 async function receiveRecord(transport: Transport, timeoutMs: number, peer: string, state: ClientAuthState): Promise<MigrationRecord> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new TimeoutError(`${peer} did not answer within ${timeoutMs} ms during authentication (state ${state})`)),
-      timeoutMs,
-    );
-  });
-  const pending = transport.receive();
-  try {
-    const frame = await Promise.race([pending, deadline]);
-    if (frame === undefined) {
-      throw new ConnectionClosedError(`${peer} closed the connection during authentication (state ${state})`);
-    }
-    return decodeFrame(frame);
-  } finally {
-    clearTimeout(timer);
-    pending.catch(() => undefined);
+  const frame = await withDeadline(
+    transport.receive(),
+    timeoutMs,
+    () => new TimeoutError(`${peer} did not answer within ${timeoutMs} ms during authentication (state ${state})`),
+  );
+  if (frame === undefined) {
+    throw new ConnectionClosedError(`${peer} closed the connection during authentication (state ${state})`);
   }
+  return decodeFrame(frame);
 }
 

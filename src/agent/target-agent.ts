@@ -307,8 +307,11 @@ export class TargetAgent extends EventEmitter {
       if (this.active >= this.maxConcurrent) {
         throw new LimitExceededError(`this agent already receives ${this.active} migrations (the most it accepts at once)`);
       }
-      if (this.migrations.get(record.migrationId)?.state === 'running' || this.migrations.get(record.migrationId)?.state === 'receiving') {
-        throw new UnexpectedRecordError(`migration ${record.migrationId} is already known here`);
+      // Only a discarded copy may be tried again under its id: a second hello for a copy that is
+      // being received, prepared or running would make queries about it describe the wrong one.
+      const known = this.migrations.get(record.migrationId);
+      if (known && known.state !== 'discarded') {
+        throw new UnexpectedRecordError(`migration ${record.migrationId} is already known here (${known.state})`);
       }
       const entry: AgentMigration = {
         migrationId: record.migrationId,

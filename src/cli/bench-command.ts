@@ -31,6 +31,7 @@ import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { validateSimConfig, type SimGuestConfig, type Workload, WORKLOADS } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { ConnectFailedError, ConnectionClosedError, InvalidArgumentError, asMigrationError } from '../errors.js';
+import type { AutoConvergeMode } from '../precopy/auto-converge.js';
 import { migrate, type MigrateOptions } from '../precopy/migration.js';
 import type { MigrationReport } from '../precopy/report.js';
 import type { PageCodec } from '../protocol/records.js';
@@ -40,13 +41,13 @@ import { terminalProgress } from './render.js';
 import { MARKERS, PALETTE, renderSvgChart, type ChartPanel, type ChartSeries, type LegendEntry } from './svg-chart.js';
 import { median, roundTo as round } from '../util/stats.js';
 import { pairwiseMatrix } from './bench-pairwise.js';
-import { parseDuration, parseInteger, parseRate, parseSize } from './units.js';
+import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from './units.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings and their defaults
 
-/** Auto-converge setting of a cell; `null` leaves the engine's default in force. */
-export type AutoConvergeSetting = 'off' | 'on' | 'auto';
+/** Auto-converge setting of a cell: the engine's modes. */
+export type AutoConvergeSetting = AutoConvergeMode;
 
 /** The values each axis of the matrix takes. */
 export interface BenchAxes {
@@ -300,7 +301,7 @@ export function parseBenchArgs(args: string[]): BenchPlan {
     pairwise: v.pairwise ?? false,
     maxRounds: v['max-rounds'] !== undefined ? parseInteger(v['max-rounds'], '--max-rounds', 1, 10_000) : undefined,
     verify: v.verify ?? false,
-    runTimeoutMs: v['run-timeout'] !== undefined ? parseDuration(v['run-timeout'], '--run-timeout') : DEFAULT_BENCH_RUN_TIMEOUT_MS,
+    runTimeoutMs: v['run-timeout'] !== undefined ? parsePositiveDuration(v['run-timeout'], '--run-timeout') : DEFAULT_BENCH_RUN_TIMEOUT_MS,
     baselineBytes: BASELINE_BYTES,
   };
   if (plan.outDir === '') throw new InvalidArgumentError('--out needs a folder');
@@ -367,14 +368,8 @@ function guestConfig(cell: BenchCell, plan: BenchPlan): SimGuestConfig {
   };
 }
 
-/** Engine options the engine may or may not know yet; they are passed only when a cell sets them. */
-interface NewerEngineOptions {
-  maxBandwidthBytesPerSec?: number;
-  autoConverge?: AutoConvergeSetting;
-}
-
 /** The options a cell passes to `migrate()`, besides the signal and progress callback. */
-export function engineOptions(cell: BenchCell, plan: BenchPlan): MigrateOptions & NewerEngineOptions {
+export function engineOptions(cell: BenchCell, plan: BenchPlan): MigrateOptions {
   return {
     codec: cell.codec,
     downtimeBudgetMs: cell.downtimeBudgetMs,
@@ -406,7 +401,7 @@ export interface BenchRun {
   bytesWire?: number;
   /** Rounds including the stop-and-copy round. */
   rounds?: number;
-  /** Highest vCPU throttle auto-converge applied, in percent, when the engine reports it. */
+  /** Highest vCPU throttle auto-converge applied, in percent. */
   maxThrottlePercent?: number;
   /** Set when the engine forced the switchover after a deadline. */
   forcedSwitchover?: { code: string; message: string };
@@ -601,7 +596,6 @@ export function summarize(cells: readonly CellResult[]): BenchSummary {
 
 /** The record of one run, taken from its report. */
 export function runFromReport(run: number, report: MigrationReport): BenchRun {
-  const extra = report as MigrationReport & { maxThrottlePercent?: number; forcedSwitchover?: { code: string; message: string } };
   const pre = report.rounds;
   const roundMs = pre.reduce((ms, r) => ms + r.durationMs, 0);
   const record: BenchRun = {
@@ -617,8 +611,8 @@ export function runFromReport(run: number, report: MigrationReport): BenchRun {
   if (report.downtimeMs !== undefined) record.downtimeMs = report.downtimeMs;
   if (report.predictedDowntimeMs !== undefined) record.predictedDowntimeMs = report.predictedDowntimeMs;
   if (report.downtimeUpperBoundMs !== undefined) record.downtimeUpperBoundMs = report.downtimeUpperBoundMs;
-  if (typeof extra.maxThrottlePercent === 'number') record.maxThrottlePercent = extra.maxThrottlePercent;
-  if (extra.forcedSwitchover) record.forcedSwitchover = extra.forcedSwitchover;
+  record.maxThrottlePercent = report.maxThrottlePercent;
+  if (report.forcedSwitchover) record.forcedSwitchover = report.forcedSwitchover;
   if (report.switchover) record.switchover = { ...report.switchover };
   if (roundMs > 0) {
     record.throughputBytesPerSec = round((pre.reduce((b, r) => b + r.bytesRaw, 0) * 1000) / roundMs, 0);
@@ -937,7 +931,7 @@ async function runWithFreshTarget(cell: BenchCell, plan: BenchPlan, run: number,
       await measureRawLink(host.sinkUrl, BASELINE_WARMUP_BYTES);
       rawLinkBytesPerSec = round(await measureRawLink(host.sinkUrl, plan.baselineBytes), 0);
     } catch {
-      // Recorded as a run without a baseline: no ratios for it, its other figures stand.
+      // Recorded as a run without a baseline of its own: its ratios use the cell's median link.
     }
     const record = await runOnce(cell, plan, run, host.url, interrupt);
     return rawLinkBytesPerSec !== undefined ? { ...record, rawLinkBytesPerSec } : record;
@@ -952,7 +946,7 @@ export function cellResult(cell: BenchCell, runs: BenchRun[]): CellResult {
   const stats = cellStats(cell, runs, rawLinkBytesPerSec);
   const notes: string[] = [];
   const unmeasured = runs.filter((r) => r.rawLinkBytesPerSec === undefined && r.error?.code !== 'ERR_CONNECT_FAILED').length;
-  if (unmeasured > 0) notes.push(`the raw link could not be measured before ${unmeasured} run(s); they have no ratios`);
+  if (unmeasured > 0) notes.push(`the raw link could not be measured before ${unmeasured} run(s); their ratios use the median raw link of the cell's other runs`);
   if (cell.linkBytesPerSec !== null && stats.wireVsLink && rawLinkBytesPerSec) {
     // The frame rate over the rounds cannot exceed a cap the engine enforces.
     const vsCap = (stats.wireVsLink.median * rawLinkBytesPerSec) / cell.linkBytesPerSec;

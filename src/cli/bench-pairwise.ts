@@ -14,8 +14,7 @@ import type { BenchAxes, BenchCell } from './bench-command.js';
 
 /** The axes in the order cells are printed: memory outermost, as in the cross product. */
 const AXES = ['memory', 'workload', 'rate', 'link', 'autoConverge', 'codec', 'budget'] as const;
-const RATE = AXES.indexOf('rate');
-const WORKLOAD = AXES.indexOf('workload');
+const [MEMORY, WORKLOAD, RATE, LINK, AUTO_CONVERGE, CODEC, BUDGET] = AXES.map((_, i) => i) as [number, number, number, number, number, number, number];
 
 /** A level left unset, or the dirty rate of an idle guest (which has none). */
 const NONE = -1;
@@ -38,14 +37,16 @@ export function pairwiseMatrix(axes: BenchAxes): BenchCell[] {
     axes.codecs.length,
     axes.downtimeBudgetsMs.length,
   ];
-  const idle = axes.workloads.indexOf('idle');
+  // Every row keeps to one rule: its rate is NONE exactly when its workload is idle.
+  const idleAt = axes.workloads.indexOf('idle');
+  const idle = idleAt < 0 ? undefined : idleAt;
   const onlyIdle = axes.workloads.every((w) => w === 'idle');
   const uncovered = new Set<string>();
   for (let i = 0; i < AXES.length; i++) {
     for (let j = i + 1; j < AXES.length; j++) {
       for (let a = 0; a < levels[i]!; a++) {
         for (let b = 0; b < levels[j]!; b++) {
-          if (!pairPossible(i, a, j, b, idle, onlyIdle)) continue;
+          if (!pairPossible(i, a, j, idle, onlyIdle)) continue;
           uncovered.add(pairKey(i, a, j, b));
         }
       }
@@ -59,10 +60,10 @@ export function pairwiseMatrix(axes: BenchAxes): BenchCell[] {
     for (const key of uncovered) {
       if (seeds++ === SEEDS_PER_CELL) break;
       const row = completeRow(key, levels, idle, uncovered);
-      const gain = pairsOf(row, idle).filter((k) => uncovered.has(k)).length;
+      const gain = pairsOf(row).filter((k) => uncovered.has(k)).length;
       if (!best || gain > best.gain) best = { row, gain };
     }
-    for (const k of pairsOf(best!.row, idle)) uncovered.delete(k);
+    for (const k of pairsOf(best!.row)) uncovered.delete(k);
     rows.push(best!.row);
   }
 
@@ -72,37 +73,33 @@ export function pairwiseMatrix(axes: BenchAxes): BenchCell[] {
   });
   return rows.map((row, n) => ({
     index: n + 1,
-    memoryBytes: axes.memoryBytes[row[0]!]!,
+    memoryBytes: axes.memoryBytes[row[MEMORY]!]!,
     workload: axes.workloads[row[WORKLOAD]!]!,
     dirtyRateBytesPerSec: row[RATE] === NONE ? 0 : axes.dirtyRatesBytesPerSec[row[RATE]!]!,
-    linkBytesPerSec: axes.linksBytesPerSec[row[3]!]!,
-    autoConverge: axes.autoConverge[row[4]!]!,
-    codec: axes.codecs[row[5]!]!,
-    downtimeBudgetMs: axes.downtimeBudgetsMs[row[6]!]!,
+    linkBytesPerSec: axes.linksBytesPerSec[row[LINK]!]!,
+    autoConverge: axes.autoConverge[row[AUTO_CONVERGE]!]!,
+    codec: axes.codecs[row[CODEC]!]!,
+    downtimeBudgetMs: axes.downtimeBudgetsMs[row[BUDGET]!]!,
   }));
 }
 
-/** Whether a cell can hold both levels: an idle guest has no dirty rate. */
-function pairPossible(i: number, a: number, j: number, b: number, idle: number, onlyIdle: boolean): boolean {
-  if (i === RATE || j === RATE) {
-    if (onlyIdle) return false;
-    const [w, r] = i === WORKLOAD ? [a, b] : j === WORKLOAD ? [b, a] : [NONE, NONE];
-    return !(w === idle && r !== NONE);
-  }
-  return true;
+/** Whether a cell can hold level `a` of axis `i` together with axis `j` (i < j): an idle guest has no dirty rate. */
+function pairPossible(i: number, a: number, j: number, idle: number | undefined, onlyIdle: boolean): boolean {
+  if (i !== RATE && j !== RATE) return true;
+  // The workload axis comes before the rate axis, so (workload, rate) pairs have i = WORKLOAD.
+  return !onlyIdle && !(i === WORKLOAD && a === idle);
 }
 
 function pairKey(i: number, a: number, j: number, b: number): string {
   return `${i}:${a}/${j}:${b}`;
 }
 
-/** The pairs a full row covers. */
-function pairsOf(row: readonly number[], idle: number): string[] {
+/** The pairs a full row covers (an idle row's missing rate pairs with nothing). */
+function pairsOf(row: readonly number[]): string[] {
   const keys: string[] = [];
   for (let i = 0; i < row.length; i++) {
     for (let j = i + 1; j < row.length; j++) {
       if (row[i] === NONE || row[j] === NONE) continue;
-      if ((i === RATE || j === RATE) && row[WORKLOAD] === idle) continue;
       keys.push(pairKey(i, row[i]!, j, row[j]!));
     }
   }
@@ -110,7 +107,7 @@ function pairsOf(row: readonly number[], idle: number): string[] {
 }
 
 /** A row holding the pair `key`, each other axis at the level that covers most uncovered pairs. */
-function completeRow(key: string, levels: readonly number[], idle: number, uncovered: ReadonlySet<string>): number[] {
+function completeRow(key: string, levels: readonly number[], idle: number | undefined, uncovered: ReadonlySet<string>): number[] {
   const row = levels.map(() => NONE);
   for (const part of key.split('/')) {
     const [axis, level] = part.split(':').map(Number);
@@ -123,11 +120,10 @@ function completeRow(key: string, levels: readonly number[], idle: number, uncov
     let bestGain = -1;
     for (let level = 0; level < levels[axis]!; level++) {
       // A rate already set asks for a workload that has one.
-      if (axis === WORKLOAD && level === idle && row[RATE] !== NONE && levels[WORKLOAD]! > 1) continue;
+      if (axis === WORKLOAD && level === idle && row[RATE] !== NONE) continue;
       let gain = 0;
       for (let other = 0; other < levels.length; other++) {
         if (other === axis || row[other] === NONE) continue;
-        if ((axis === RATE || other === RATE) && (level === idle && axis === WORKLOAD)) continue;
         const [i, a, j, b] = other < axis ? [other, row[other]!, axis, level] : [axis, level, other, row[other]!];
         if (uncovered.has(pairKey(i, a, j, b))) gain++;
       }
@@ -137,8 +133,6 @@ function completeRow(key: string, levels: readonly number[], idle: number, uncov
       }
     }
     row[axis] = bestLevel;
-    // An idle guest chosen for a row drops any rate: idle runs at none.
-    if (axis === WORKLOAD && bestLevel === idle) row[RATE] = NONE;
   }
   return row;
 }

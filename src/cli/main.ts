@@ -2,7 +2,7 @@
  * The `livemig` command: `demo`, `listen`, `migrate`, `status`, `estimate`, `bench` and `keygen`.
  *
  * Exit status: 0 success, 1 the migration did not complete (the report says where the guest
- * runs), 2 a usage error, 3 indeterminate (the guest is paused here; see the message).
+ * runs), 2 a usage error, 3 indeterminate (the guest may run on the target; see the message).
  */
 
 import { spawn } from 'node:child_process';
@@ -27,7 +27,7 @@ import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
 import { formatReport, terminalProgress } from './render.js';
-import { parseDuration, parseInteger } from './units.js';
+import { parseDuration, parsePositiveDuration, parseInteger } from './units.js';
 
 const USAGE = `usage: livemig <command> [flags]
 
@@ -210,8 +210,10 @@ async function runSource(
       targetName: url,
       signal: cancel.signal,
       onProgress: json ? undefined : progress,
-      // If the link breaks after "go", ask the agent afresh what it did with the guest.
+      // If the link breaks after "go", ask the agent afresh what it did with the guest, until it
+      // answers or Ctrl-C: the paused copy here is the guest's only copy if the agent discarded.
       resolveOutcome: async (id) => (await queryAgent(url, id, connect)).state,
+      resolveTimeoutMs: Number.POSITIVE_INFINITY,
     });
     progress.done();
     migrated = report.guestRunningOn === 'target';
@@ -219,12 +221,19 @@ async function runSource(
     return { ...report, guest: config };
   } finally {
     process.off('SIGINT', onSignal);
-    // A guest left on the source ends with this process; say so rather than hide it.
+    // A copy left here ends with this process; say so rather than hide it.
     if (!migrated) {
-      say('the guest ran on the source until now and stops with this command');
+      say(leftHere(guest.paused));
       await guest.destroy();
     }
   }
+}
+
+/** What ending this process does to a guest that did not move to the target. */
+function leftHere(paused: boolean): string {
+  return paused
+    ? 'the guest is paused here and may run on the target (see the message above); this paused copy ends with this command'
+    : 'the guest ran on the source until now and stops with this command';
 }
 
 async function listen(args: string[]): Promise<number> {
@@ -240,8 +249,8 @@ async function listen(args: string[]): Promise<number> {
     'record-timeout': { type: 'string' },
   } as const);
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
-  const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parseDuration(values['go-timeout'], '--go-timeout');
-  const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parseDuration(values['record-timeout'], '--record-timeout');
+  const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
+  const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parsePositiveDuration(values['record-timeout'], '--record-timeout');
   if (goTimeoutMs === 0 || recordIdleTimeoutMs === 0) throw new InvalidArgumentError('--go-timeout and --record-timeout must be above zero');
   const cert = values['tls-cert'];
   const tlsKey = values['tls-key'];

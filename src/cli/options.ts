@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { MigrateOptions } from '../precopy/migration.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
-import { parseDuration, parseInteger, parseRate, parseSize } from './units.js';
+import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from './units.js';
 
 /** parseArgs option table of the guest and engine flags. */
 export const GUEST_AND_ENGINE_FLAGS = {
@@ -81,7 +81,7 @@ export function guestConfigFromFlags(values: Values): SimGuestConfig {
 export function engineOptionsFromFlags(values: Values): MigrateOptions {
   const codec = oneOf(values.compress ?? 'lz4', '--compress', ['lz4', 'none'] as const);
   const options: MigrateOptions = { codec };
-  if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parseDuration(values['downtime-budget'], '--downtime-budget');
+  if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values['max-rounds'] !== undefined) options.maxRounds = parseInteger(values['max-rounds'], '--max-rounds', 1, 10_000);
   if (values['auto-converge'] !== undefined) {
     options.autoConverge = oneOf(values['auto-converge'], '--auto-converge', ['off', 'on', 'auto'] as const);
@@ -92,9 +92,9 @@ export function engineOptionsFromFlags(values: Values): MigrateOptions {
     options.maxBandwidthBytesPerSec = rate;
   }
   if (values['downtime-ramp'] !== undefined) options.downtimeRamp = parseRamp(values['downtime-ramp']);
-  if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parseDuration(values['stall-timeout'], '--stall-timeout');
+  if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parsePositiveDuration(values['stall-timeout'], '--stall-timeout');
   if (values['completion-timeout'] !== undefined) {
-    options.completionTimeoutMsPerGiB = parseDuration(values['completion-timeout'], '--completion-timeout');
+    options.completionTimeoutMsPerGiB = parsePositiveDuration(values['completion-timeout'], '--completion-timeout');
   }
   if (values['timeout-action'] !== undefined) {
     options.timeoutAction = oneOf(values['timeout-action'], '--timeout-action', ['abort', 'force-switchover'] as const);

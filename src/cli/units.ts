@@ -59,12 +59,27 @@ export function parseRate(text: string, what = 'rate'): number {
   return parseSize(body, what);
 }
 
-/** Milliseconds in a duration such as `300ms`, `2s`, `1.5s`, `250` (ms). */
+/** The longest duration a flag may give: what a Node timer holds (about 24.8 days), in ms. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * Milliseconds in a duration such as `300ms`, `2s`, `1.5s`, `250` (ms), at most MAX_DURATION_MS
+ * (a longer one would fire a timer after 1 ms instead).
+ */
 export function parseDuration(text: string, what = 'duration'): number {
   const [n, unit] = split(text, what, '300ms, 2s');
   const factor = DURATION_UNITS[unit];
   if (factor === undefined) throw new InvalidArgumentError(`${what} "${text}" has an unknown unit "${unit}" (use ms, s, min or h)`);
-  return n * factor;
+  const ms = n * factor;
+  if (!(ms <= MAX_DURATION_MS)) throw new InvalidArgumentError(`${what} "${text}" is longer than the ${MAX_DURATION_MS} ms a timer can wait`);
+  return ms;
+}
+
+/** A duration as {@link parseDuration}, of at least one millisecond: for deadlines and budgets, where 0 means nothing useful. */
+export function parsePositiveDuration(text: string, what = 'duration'): number {
+  const ms = parseDuration(text, what);
+  if (!(ms >= 1)) throw new InvalidArgumentError(`${what} "${text}" must be at least 1ms`);
+  return ms;
 }
 
 /** A whole number within bounds. */

@@ -171,9 +171,15 @@ export interface MigrateOptions {
    * copy; without it that outcome is `indeterminate`.
    */
   resolveOutcome?: (migrationId: string) => Promise<StatusRecord['state']>;
-  /** How long to keep asking, in milliseconds. @default DEFAULT_RESOLVE_TIMEOUT_MS */
+  /**
+   * How long to keep asking, in milliseconds; `Infinity` asks until the target answers or
+   * `signal` aborts. @default DEFAULT_RESOLVE_TIMEOUT_MS
+   */
   resolveTimeoutMs?: number;
-  /** Cancels the migration; honoured until "go" is sent. */
+  /**
+   * Cancels the migration; honoured until "go" is sent. After that it only stops the asking
+   * that follows a link failure past "go" (the outcome is then indeterminate).
+   */
   signal?: AbortSignal;
   /** Called at each phase and round change, and every `progressIntervalMs`. What it throws is ignored. */
   onProgress?: (progress: MigrationProgress) => void;
@@ -496,7 +502,8 @@ class SourceMigration {
     const ask = this.options.resolveOutcome;
     const deadline = performance.now() + (this.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS);
     let lastAnswer = 'no answer';
-    while (ask && performance.now() < deadline) {
+    const signal = this.options.signal;
+    while (ask && performance.now() < deadline && !signal?.aborted) {
       let state: StatusRecord['state'] | undefined;
       try {
         // An agent that takes the question and never answers must not keep this copy paused for ever.
@@ -519,8 +526,9 @@ class SourceMigration {
         return;
       }
       if (state !== undefined) lastAnswer = `the target still reports "${state}"`;
-      await sleep(RESOLVE_RETRY_MS);
+      await sleep(RESOLVE_RETRY_MS, undefined, { signal }).catch(() => undefined);
     }
+    if (signal?.aborted) lastAnswer += '; asking was given up when the migration was cancelled';
     this.report.outcome = 'indeterminate';
     this.report.guestRunningOn = 'unknown';
     this.report.error = {

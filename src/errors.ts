@@ -190,11 +190,6 @@ export class AuthFailedError extends MigrationError {
   }
 }
 
-/** Codes that a peer may legitimately send in an abort record; anything else is reported as is. */
-export function isMigrationErrorCode(code: unknown): code is MigrationErrorCode {
-  return typeof code === 'string' && code.startsWith('ERR_');
-}
-
 /** Wraps anything thrown into a MigrationError, keeping livemig's own errors as they are. */
 export function asMigrationError(err: unknown, fallback: MigrationErrorCode = 'ERR_DOMAIN_FAILED'): MigrationError {
   if (err instanceof MigrationError) return err;

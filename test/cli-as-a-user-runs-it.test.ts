@@ -58,12 +58,21 @@ test.each([
   [['demo', '--bogus'], /Unknown option '--bogus'/],
   [['frobnicate'], /unknown command "frobnicate"/],
   [['listen', '--go-timeout', 'soon'], /--go-timeout "soon" is not a number/],
+  [['listen', '--record-timeout', '1000h'], /--record-timeout "1000h" is longer than/],
+  [['migrate', '--to', 'ws://127.0.0.1:1', '--stall-timeout', '0'], /--stall-timeout "0" must be at least 1ms/],
 ])('%j is refused with a clear error and status 2', (args, message) => {
   const r = run(args as string[]);
   expect(r.status).toBe(2);
   expect(r.stderr).toMatch(/^livemig: ERR_INVALID_ARGUMENT: /);
   expect(r.stderr).toMatch(message as RegExp);
   expect(r.stdout).toBe('');
+});
+
+test.each([['migrate'], ['listen'], ['status'], ['demo'], ['estimate']])('livemig %s --help prints the flags and exits 0', (command) => {
+  const r = run([command, '--help']);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(command === 'estimate' ? /--link RATE/ : /usage: livemig <command>/);
+  expect(r.stderr).toBe('');
 });
 
 test('migrate to a port where nobody listens fails with ERR_CONNECT_FAILED', () => {

@@ -71,6 +71,11 @@ interface RunReport extends MigrationReport {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== 'bench' && (rest.includes('--help') || rest.includes('-h'))) {
+    // Every command's flags are in the one usage text; estimate has a page of its own.
+    process.stdout.write(command === 'estimate' ? ESTIMATE_HELP : USAGE);
+    return 0;
+  }
   switch (command) {
     case 'demo':
       return demo(rest);

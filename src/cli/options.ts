@@ -3,7 +3,7 @@
  * options. Defaults are named here once.
  */
 
-import { DEFAULT_SIM_CONFIG, validateSimConfig, type SimGuestConfig, type Workload } from '../domain/sim/config.js';
+import { DEFAULT_SIM_CONFIG, validateSimConfig, WORKLOADS, type SimGuestConfig, type Workload } from '../domain/sim/config.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { MigrateOptions } from '../precopy/migration.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
@@ -56,7 +56,6 @@ Output:
 
 type Values = { [K in keyof typeof GUEST_AND_ENGINE_FLAGS]?: (typeof GUEST_AND_ENGINE_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
 
-const WORKLOADS: readonly Workload[] = ['idle', 'uniform', 'hotset', 'sequential'];
 
 /** The guest configuration the flags ask for. */
 export function guestConfigFromFlags(values: Values): SimGuestConfig {

@@ -66,7 +66,7 @@ export interface IncomingResult {
   domain?: TargetDomain;
   /** Why it was discarded. */
   error?: { code: string; message: string };
-  /** Pages written (data and zero), batches received, and payload bytes received. */
+  /** Pages written (data and zero), batches received, and frame bytes received (headers included). */
   pages: number;
   batches: number;
   bytesWire: number;

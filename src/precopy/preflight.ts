@@ -143,7 +143,8 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     ? `converges after ${rounds.length - 1} round${rounds.length === 2 ? '' : 's'} with a pause of about ${estimate.predictedDowntimeMs.toFixed(0)} ms`
     : `does not converge within ${budgetMs} ms by iterating alone (the guest dirties about ` +
       `${(estimate.dirtyRateBytesPerSec / 1e6).toFixed(0)} MB/s against a ${(bandwidth / 1e6).toFixed(0)} MB/s link): ` +
-      `use auto-converge, a larger budget or a faster link; forced after ${maxRounds} rounds the pause would be about ` +
+      `use auto-converge, a larger budget or a faster link; forced to switch over after ${maxRounds} rounds ` +
+      `(--max-rounds ${maxRounds}) the pause would be about ` +
       `${estimate.predictedDowntimeMs.toFixed(0)} ms`;
   return estimate;
 }

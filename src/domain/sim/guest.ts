@@ -221,12 +221,12 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   /** Nothing to stop: the vCPUs keep marking, and the marks are cleared at the next enable. */
   disableDirtyLog(): void {}
 
-  /** Pages written since the previous call or `enableDirtyLog`, ascending; cleared by the read. */
   /** Pages in the dirty log now, not clearing it. */
   peekDirtyCount(): number {
     return this.dirty.count();
   }
 
+  /** Pages written since the previous call or `enableDirtyLog`, ascending; cleared by the read. */
   readDirtyLog(): Uint32Array {
     return this.dirty.readAndClear();
   }
@@ -245,7 +245,8 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void {
     this.checkPage(pfn, dst, dstOffset);
     const start = pfn * PAGE_SIZE_BYTES;
-    dst.set(this.mem.subarray(start, start + PAGE_SIZE_BYTES), dstOffset);
+    // Buffer#copy takes the range as numbers: no view is made per page on the hot path.
+    this.memBuffer.copy(dst, dstOffset, start, start + PAGE_SIZE_BYTES);
   }
 
   /** Writes page `pfn` from `src` at `srcOffset`. Meant for a paused (target) guest. */

@@ -199,3 +199,32 @@ test('engine options out of range are refused with ERR_INVALID_ARGUMENT before a
   }
   await expectIntactOnSource(guest);
 });
+
+test('a cancel is honoured while the source waits on a silent target, and the guest runs on the source', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const { encodeRecord } = await import('../dist/protocol/codec.js');
+  // A target that says ready and then reads everything without ever acknowledging a round.
+  const silent = (async () => {
+    const hello = decodeFrame((await b.receive())!);
+    if (hello.type !== 'hello') throw new Error('expected hello');
+    await b.send(encodeRecord({ type: 'ready', version: 1, migrationId: hello.migrationId }));
+    while ((await b.receive().catch(() => undefined)) !== undefined);
+  })();
+  const cancel = new AbortController();
+  const roundSent = new Promise<void>((resolve) => {
+    const watch = tamperingTransport(a, (frame) => {
+      if (decodeFrame(frame).type === 'round-end') resolve();
+      return frame;
+    });
+    // Waiting for the acknowledgement would last a minute; the cancel must end it now.
+    void migrate(guest, watch, { signal: cancel.signal, handshakeTimeoutMs: 60_000 }).then((report) => reports.push(report));
+  });
+  const reports: Array<{ outcome: string; guestRunningOn: string; error?: { code: string } }> = [];
+  await roundSent;
+  cancel.abort();
+  await expect.poll(() => reports.length, { timeout: 5000 }).toBe(1);
+  expect(reports[0]).toMatchObject({ outcome: 'cancelled', guestRunningOn: 'source', error: { code: 'ERR_CANCELLED' } });
+  await silent;
+  await expectIntactOnSource(guest);
+});

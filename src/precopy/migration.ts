@@ -304,6 +304,7 @@ class SourceMigration {
     const onAbort = (): void => {
       const reason = this.options.signal?.reason;
       this.cancelReason ??= new CancelledError(reason instanceof Error ? `migration cancelled: ${reason.message}` : undefined);
+      this.inbox?.interrupt();
     };
     if (this.options.signal?.aborted) onAbort();
     this.options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -766,7 +767,8 @@ class SourceMigration {
   }
 
   private async expect<T extends MigrationRecord['type']>(type: T, timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
-    const record = await this.inbox!.next(timeoutMs, `"${type}"`);
+    // A cancel is honoured while waiting too (until "go"), not only between rounds.
+    const record = await this.inbox!.next(timeoutMs, `"${type}"`, () => (this.goSent ? undefined : this.cancelReason));
     this.protocolState = sourceTransition(this.protocolState, record.type);
     if (record.type !== type) {
       throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for "${type}"`);

@@ -40,14 +40,17 @@ export class RecordInbox {
 
   /**
    * The next record, waiting at most `timeoutMs`. Rejects with the inbox's failure (a peer abort
-   * becomes ERR_PEER_ABORTED), or ERR_TIMEOUT naming `waitingFor`.
+   * becomes ERR_PEER_ABORTED), ERR_TIMEOUT naming `waitingFor`, or what `stop` returns once it
+   * returns an error (it is asked again at each {@link interrupt}).
    */
-  async next(timeoutMs: number, waitingFor: string): Promise<MigrationRecord> {
+  async next(timeoutMs: number, waitingFor: string, stop?: () => MigrationError | undefined): Promise<MigrationRecord> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const record = this.queue.shift();
       if (record) return record;
       this.throwIfFailed();
+      const stopped = stop?.();
+      if (stopped) throw stopped;
       const left = deadline - Date.now();
       if (left <= 0) throw new TimeoutError(`no ${waitingFor} from the peer within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
@@ -58,6 +61,11 @@ export class RecordInbox {
         };
       });
     }
+  }
+
+  /** Wakes a waiting `next` so that it asks its `stop` again (e.g. after a cancel). */
+  interrupt(): void {
+    this.wake();
   }
 
   private wake(): void {

@@ -254,7 +254,10 @@ describe('statistics', () => {
       throughputBytesPerSec: 20000,
       wireBytesPerSec: 10000,
       firstPassDirtyRateBytesPerSec: 5e6,
+      roundLog: report.rounds,
     });
+    // The log is a copy: the results do not change if the report is reused.
+    expect(runFromReport(2, report).roundLog![0]).not.toBe(report.rounds[0]);
     const failed = runFromReport(1, { ...report, outcome: 'failed', downtimeMs: undefined, error: { code: 'ERR_TIMEOUT', message: 'slow' } } as MigrationReport);
     expect(failed).toMatchObject({ outcome: 'failed', error: { code: 'ERR_TIMEOUT', message: 'slow' } });
     expect(failed).not.toHaveProperty('downtimeMs');

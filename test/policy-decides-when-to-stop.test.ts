@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { defaultPolicy, downtimeBudgetAt, estimateDowntime } from '../dist/precopy/policy.js';
+import { defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -45,15 +45,75 @@ describe('default policy', () => {
 });
 
 describe('downtime estimate', () => {
-  test('is transfer time plus the acknowledgement wait, half a round trip, pause and resume', () => {
-    const e = estimateDowntime(100e6, 1e9, 4, 2, 1);
-    expect(e.transferMs).toBeCloseTo(100);
-    expect(e.handshakeMs).toBeCloseTo(5);
+  test('is the last round on the fitted model, half a round trip, pause and resume', () => {
+    const e = estimateDowntime(100e6, { fixedMs: 4, msPerByte: 1e-6 }, 2, 1);
+    expect(e.roundMs).toBeCloseTo(104);
+    expect(e.handshakeMs).toBeCloseTo(1);
     expect(e.totalMs).toBeCloseTo(106);
   });
   test('is infinite when nothing has been measured yet and something is dirty', () => {
-    expect(estimateDowntime(1, 0, 1, 1).totalMs).toBe(Number.POSITIVE_INFINITY);
-    expect(estimateDowntime(0, 0, 1, 1, 1).totalMs).toBeCloseTo(2.5);
+    expect(estimateDowntime(1, undefined, 1).totalMs).toBe(Number.POSITIVE_INFINITY);
+    expect(estimateDowntime(0, undefined, 1, 1).totalMs).toBeCloseTo(1.5);
+  });
+});
+
+describe('round time model', () => {
+  const MB = 1e6;
+  test('keeps the fixed cost of a round when the last one is much smaller than the recent ones', () => {
+    // Rounds that take 12 ms beyond 2.2 ms per MB, as a 4 GiB guest's did behind a 10 Gbit/s cap.
+    const rounds = [500, 225, 105, 49, 24].map((mb) => ({ bytes: mb * MB, ms: 12 + 2.2 * mb }));
+    const model = fitRoundTime(rounds)!;
+    expect(model.fixedMs).toBeCloseTo(12, 5);
+    expect(model.msPerByte * MB).toBeCloseTo(2.2, 5);
+    // A 14 MB last round: 42.8 ms. Scaled from the recent rounds' mean rate it would be 33.
+    expect(estimateDowntime(14 * MB, model, 0, 0).roundMs).toBeCloseTo(42.8, 5);
+    const proportional = rounds.reduce((ms, r) => ms + r.ms, 0) / rounds.reduce((b, r) => b + r.bytes, 0);
+    expect(14 * MB * proportional).toBeLessThan(36);
+  });
+
+  test('one slow round does not tilt the slope', () => {
+    const rounds = [400, 200, 100, 50, 25].map((mb) => ({ bytes: mb * MB, ms: 5 + 2 * mb }));
+    rounds[2]!.ms += 60; // a round that met a stall
+    const model = fitRoundTime(rounds)!;
+    expect(model.msPerByte * MB).toBeGreaterThan(1.8);
+    expect(model.msPerByte * MB).toBeLessThan(2.2);
+    expect(model.fixedMs).toBeGreaterThan(2);
+    expect(model.fixedMs).toBeLessThan(10);
+  });
+
+  test('rounds of one size give a proportional model, exact at their size', () => {
+    const model = fitRoundTime([
+      { bytes: 100 * MB, ms: 210 },
+      { bytes: 104 * MB, ms: 190 },
+    ])!;
+    expect(model.fixedMs).toBe(0);
+    expect(estimateDowntime(102 * MB, model, 0, 0).roundMs).toBeCloseTo(200, 5);
+  });
+
+  test('the fixed part is never negative nor longer than the quickest round', () => {
+    const negative = fitRoundTime([
+      { bytes: 10 * MB, ms: 5 },
+      { bytes: 100 * MB, ms: 200 },
+    ])!;
+    expect(negative.fixedMs).toBe(0);
+    const flat = fitRoundTime([
+      { bytes: 1 * MB, ms: 30 },
+      { bytes: 2 * MB, ms: 31 },
+      { bytes: 100 * MB, ms: 60 },
+    ])!;
+    expect(flat.fixedMs).toBeLessThanOrEqual(30);
+    expect(flat.fixedMs).toBeGreaterThan(25);
+  });
+
+  test('a slope that is not positive falls back to proportional; no rounds, no model', () => {
+    const model = fitRoundTime([
+      { bytes: 10 * MB, ms: 50 },
+      { bytes: 40 * MB, ms: 30 },
+    ])!;
+    expect(model.fixedMs).toBe(0);
+    expect(model.msPerByte * MB).toBeCloseTo(80 / 50, 5);
+    expect(fitRoundTime([])).toBeUndefined();
+    expect(fitRoundTime([{ bytes: 0, ms: 3 }])).toBeUndefined();
   });
 });
 
@@ -194,6 +254,17 @@ describe('switchover calibration', () => {
     for (let i = 0; i < CALIBRATION_WINDOW; i++) c.observe(1, 10);
     for (let i = 0; i < CALIBRATION_WINDOW; i++) c.observe(1, 3);
     expect(c.overheadMs).toBeCloseTo(2, 5);
+  });
+
+  test('two pauses of about one size give no slope, so their noise does not become overhead', async () => {
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    // Last rounds modelled at 50 and 45 ms that took 31 and 40 ms: noise, not a slope of -1.8.
+    c.observe(50, 31);
+    c.observe(45, 40);
+    expect(c.factor).toBe(1);
+    // An idle guest's pause (no pages left) is then predicted at the overhead: small, as it is.
+    expect(c.overheadMs).toBeLessThan(5);
   });
 
   test('ignores a switchover whose transfer could not be modelled', async () => {

@@ -413,6 +413,8 @@ export interface BenchRun {
   firstPassDirtyRateBytesPerSec?: number;
   /** Where the pause went, as the engine's report gives it. */
   switchover?: NonNullable<MigrationReport['switchover']>;
+  /** Each round as the engine's report gives it, the stop-and-copy round last. */
+  roundLog?: MigrationReport['rounds'];
 }
 
 /** Median, smallest and largest of a set of samples. */
@@ -614,6 +616,7 @@ export function runFromReport(run: number, report: MigrationReport): BenchRun {
   record.maxThrottlePercent = report.maxThrottlePercent;
   if (report.forcedSwitchover) record.forcedSwitchover = report.forcedSwitchover;
   if (report.switchover) record.switchover = { ...report.switchover };
+  if (pre.length > 0) record.roundLog = pre.map((r) => ({ ...r }));
   if (roundMs > 0) {
     record.throughputBytesPerSec = round((pre.reduce((b, r) => b + r.bytesRaw, 0) * 1000) / roundMs, 0);
     record.wireBytesPerSec = round((pre.reduce((b, r) => b + r.bytesWire, 0) * 1000) / roundMs, 0);

@@ -39,9 +39,12 @@ import {
   defaultPolicy,
   downtimeBudgetAt,
   estimateDowntime,
+  fitRoundTime,
   type DowntimeRamp,
   type PrecopyPolicy,
   type PrecopyStats,
+  type RoundSample,
+  type RoundTimeModel,
 } from './policy.js';
 import {
   DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
@@ -82,47 +85,54 @@ export const ZERO_PAGE_COST_SHARE = 0.15;
 export const CALIBRATION_WINDOW = 16;
 
 /**
+ * Switchovers whose modelled last rounds differ by less than this factor (or by less than a
+ * millisecond) give no slope to the calibration: two pauses of about one size differ by noise.
+ */
+export const CALIBRATION_MIN_SIZE_RATIO = 2;
+
+/**
  * Calibration of the pause prediction, learnt from every switchover this process completes.
- * A pause is modelled as `overheadMs + factor x transferMs + drain + 1.5 round trips`, where
- * `transferMs` is the last round's bytes at the rate pre-copy rounds were handed to the link.
- * `factor` absorbs that the paused guest frees the CPU (the last round often goes faster than
- * pre-copy rounds did) and `overheadMs` what no term models: stopping and starting vCPUs and the
- * event-loop latency of four record exchanges. Both come from the last CALIBRATION_WINDOW
- * switchovers with medians, not least squares: now and then a pause meets a garbage collection
- * or a descheduled thread and takes several milliseconds longer, and a mean would let each such
- * spike shift the next predictions, while a median follows the typical pause. `factor` is the
- * median slope between pairs of switchovers of clearly different sizes (Theil-Sen), `overheadMs`
- * the median of what is left over the smaller half of them. So a pool agent that migrates many guests predicts each pause
- * better than the last; until there are two sizes, `factor` is 1, and until the first
+ * A pause is modelled as `overheadMs + factor x roundMs + half a round trip`, where `roundMs` is
+ * the last round's bytes on the {@link RoundTimeModel} fitted to the pre-copy rounds just before.
+ * `factor` absorbs that the paused guest frees the CPU (the last round may go faster than
+ * pre-copy rounds did) and `overheadMs` what no term models: stopping and starting vCPUs, the
+ * device state, and the event-loop latency of the records around them. Both come from the last
+ * CALIBRATION_WINDOW switchovers with medians, not least squares: now and then a pause meets a
+ * garbage collection or a descheduled thread and takes several milliseconds longer, and a mean
+ * would let each such spike shift the next predictions, while a median follows the typical
+ * pause. `factor` is the median slope between pairs of switchovers of clearly different sizes
+ * (Theil-Sen, pairs at least CALIBRATION_MIN_SIZE_RATIO apart), `overheadMs` the median of what
+ * is left over the smaller half of them. So a pool agent that migrates many guests predicts each
+ * pause better than the last; until there are two sizes, `factor` is 1, and until the first
  * switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one
  * calibration (see {@link calibrationFor}).
  */
 export class SwitchoverCalibration {
   overheadMs = DEFAULT_PAUSE_RESUME_MS;
   factor = 1;
-  /** The remembered switchovers, oldest first: modelled transfer time and measured residual. */
-  private readonly seen: { transferMs: number; residualMs: number }[] = [];
+  /** The remembered switchovers, oldest first: modelled last round and measured residual. */
+  private readonly seen: { roundMs: number; residualMs: number }[] = [];
 
-  /** Records one switchover: `transferMs` as modelled, `residualMs` = measured - drain - round trips. */
-  observe(transferMs: number, residualMs: number): void {
-    if (!Number.isFinite(transferMs) || !Number.isFinite(residualMs)) return;
-    this.seen.push({ transferMs, residualMs });
+  /** Records one switchover: `roundMs` as modelled, `residualMs` = measured pause - half a round trip. */
+  observe(roundMs: number, residualMs: number): void {
+    if (!Number.isFinite(roundMs) || !Number.isFinite(residualMs)) return;
+    this.seen.push({ roundMs, residualMs });
     if (this.seen.length > CALIBRATION_WINDOW) this.seen.shift();
-    // Pairs closer than a millisecond of transfer say more about noise than about a slope.
     const slopes: number[] = [];
     for (let i = 0; i < this.seen.length; i++) {
       for (let j = i + 1; j < this.seen.length; j++) {
         const a = this.seen[i]!;
         const b = this.seen[j]!;
-        const dt = b.transferMs - a.transferMs;
-        if (Math.abs(dt) >= 1) slopes.push((b.residualMs - a.residualMs) / dt);
+        const lo = Math.min(a.roundMs, b.roundMs);
+        const hi = Math.max(a.roundMs, b.roundMs);
+        if (hi - lo >= 1 && hi >= CALIBRATION_MIN_SIZE_RATIO * lo) slopes.push((b.residualMs - a.residualMs) / (b.roundMs - a.roundMs));
       }
     }
     this.factor = slopes.length > 0 ? Math.min(2, Math.max(0.25, median(slopes)!)) : 1;
     // The overhead is what is left at no transfer: the smaller switchovers tell it best, where a
     // big one's residual mostly carries the noise of its long transfer.
-    const small = [...this.seen].sort((a, b) => a.transferMs - b.transferMs).slice(0, Math.ceil(this.seen.length / 2));
-    this.overheadMs = Math.min(50, Math.max(0, median(small.map((o) => o.residualMs - this.factor * o.transferMs))!));
+    const small = [...this.seen].sort((a, b) => a.roundMs - b.roundMs).slice(0, Math.ceil(this.seen.length / 2));
+    this.overheadMs = Math.min(50, Math.max(0, median(small.map((o) => o.residualMs - this.factor * o.roundMs))!));
   }
 }
 
@@ -441,10 +451,8 @@ class SourceMigration {
       const roundTrip = Math.max(0, resumedAt - goAt - resumed.resumeMs);
       this.report.downtimeMs = round3(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs);
       // Teach the prediction what this pause really cost, for the migrations after this one.
-      const parts = this.downtimeParts(s.finalBytes);
-      if (parts && Number.isFinite(parts.transferMs)) {
-        calibrationFor(this.codec).observe(parts.transferMs, this.report.downtimeMs - parts.drain - 1.5 * this.rttMs);
-      }
+      const model = this.roundTimeModel();
+      if (model) calibrationFor(this.codec).observe(estimateDowntime(s.finalBytes, model, this.rttMs).roundMs, this.report.downtimeMs - this.rttMs / 2);
       this.report.downtimeUpperBoundMs = round3(resumedAt - s.pauseStart);
       this.report.switchover = {
         pauseMs: round3(s.pausedAt - s.pauseStart),
@@ -454,6 +462,7 @@ class SourceMigration {
         prepareMs: round3(goAt - s.completeSentAt),
         targetResumeMs: round3(resumed.resumeMs),
         goRoundTripMs: round3(roundTrip),
+        roundTripMs: round3(this.rttMs),
       };
       this.report.targetDigest = resumed.digest;
     } catch (err) {
@@ -704,52 +713,34 @@ class SourceMigration {
   }
 
   /**
-   * The pause if `bytes` were left. Recent rounds (over the last second, like the bandwidth) tell
-   * the rate at which batches are handed to the link, and how long each then waited for its
-   * acknowledgement: a round trip plus the target draining what was still queued. The last
-   * round starts with nothing queued (the previous round was acknowledged), so its drain is the
-   * recent one scaled down to its own size. Then "prepared" and "go" cost one and a half round
-   * trips more.
+   * The pause if `bytes` were left: a last round as the recent rounds went (see
+   * {@link roundTimeModel}), then half a round trip for "go", with the calibration's factor and
+   * overhead. The last round starts with nothing queued (the previous round was acknowledged).
    */
   private predictDowntime(bytes: number): number {
-    const parts = this.downtimeParts(bytes);
-    if (!parts) return Number.POSITIVE_INFINITY;
+    const model = this.roundTimeModel();
+    if (!model) return Number.POSITIVE_INFINITY;
     const c = calibrationFor(this.codec);
-    return estimateDowntime(bytes, parts.sendRate / c.factor, parts.drain + this.rttMs, this.rttMs, c.overheadMs).totalMs;
-  }
-
-  /** The modelled parts of a pause if `bytes` were left, before calibration. */
-  private downtimeParts(bytes: number): { sendRate: number; drain: number; transferMs: number } | undefined {
-    const window = this.recentRounds();
-    if (!window) return undefined;
-    const drain = window.bytes > 0 ? window.drainMs * Math.min(1, bytes / window.bytes) : 0;
-    const transferMs = window.sendRate > 0 ? (bytes * 1000) / window.sendRate : Number.POSITIVE_INFINITY;
-    return { sendRate: window.sendRate, drain, transferMs };
+    const e = estimateDowntime(bytes, model, this.rttMs, c.overheadMs);
+    return e.pauseResumeMs + c.factor * e.roundMs + e.handshakeMs;
   }
 
   /**
-   * The pre-copy rounds of the last second (at least one): the rate their pages were handed to
-   * the link, and the drain per round (acknowledgement wait beyond a round trip). Zero pages
-   * count for {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but
-   * neither sent nor written.
+   * How a round's time grows with its size, fitted to the pre-copy rounds of the last second (at
+   * least one): the rounds of one migration share guest, link and codec, so the next one, the
+   * last included, goes the same way. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a
+   * data page: they are copied and compared but neither sent nor written.
    */
-  private recentRounds(): { sendRate: number; drainMs: number; bytes: number } | undefined {
-    let work = 0;
-    let sent = 0;
-    let sendMs = 0;
-    let drainMs = 0;
-    let n = 0;
-    for (let i = this.rounds.length - 1; i >= 0 && sendMs + drainMs < 1000; i--) {
+  private roundTimeModel(): RoundTimeModel | undefined {
+    const samples: RoundSample[] = [];
+    let ms = 0;
+    for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
-      work += r.bytesRaw + r.zeroPages * this.pageSize * ZERO_PAGE_COST_SHARE;
-      sent += r.bytesRaw;
-      sendMs += r.sendMs;
-      drainMs += Math.max(0, r.ackMs - this.rttMs);
-      n++;
+      samples.push({ bytes: r.bytesRaw + r.zeroPages * this.pageSize * ZERO_PAGE_COST_SHARE, ms: r.durationMs });
+      ms += r.durationMs;
     }
-    if (n === 0) return undefined;
-    return { sendRate: sendMs > 0 ? (work * 1000) / sendMs : 0, drainMs: drainMs / n, bytes: sent / n };
+    return fitRoundTime(samples);
   }
 
   /** A WebSocket ping while the link is quiet: the round trip the switchover pays. */

@@ -5,6 +5,8 @@
  * policy only decides.
  */
 
+import { median } from '../util/stats.js';
+
 /** The longest pause the default policy aims for, in milliseconds. */
 export const DEFAULT_DOWNTIME_BUDGET_MS = 300;
 
@@ -107,36 +109,86 @@ export function downtimeBudgetAt(elapsedMs: number, finalMs: number, ramp?: Down
   return ramp.initialMs + ((finalMs - ramp.initialMs) * step) / ramp.steps;
 }
 
+/**
+ * How long a round takes from its first batch until the target acknowledged it written, as a
+ * function of the page data it carries: `fixedMs + bytes x msPerByte`. The fixed part is what any
+ * round pays whatever its size: the pipeline filling and draining (a batch is gathered, then
+ * compressed, sent, decompressed and written, each step on its own thread or process) and the
+ * acknowledgement's way back.
+ */
+export interface RoundTimeModel {
+  fixedMs: number;
+  msPerByte: number;
+}
+
+/** One finished round as {@link fitRoundTime} sees it. */
+export interface RoundSample {
+  /** Page data the round carried, in bytes (zero pages weighted by what they cost). */
+  bytes: number;
+  /** First batch to acknowledgement, in milliseconds. */
+  ms: number;
+}
+
+/** Rounds whose sizes differ by less than this factor say more about noise than about a slope. */
+export const ROUND_FIT_MIN_SIZE_RATIO = 1.25;
+
+/**
+ * Fits a {@link RoundTimeModel} to recent rounds. The slope is the median over pairs of rounds of
+ * clearly different sizes (Theil-Sen: one slow round does not tilt it), the fixed part the median
+ * of what each round took beyond its bytes at that slope, at least zero and at most the quickest
+ * round. With no such pair (one round, or rounds of one size) the rounds' time is taken as
+ * proportional to their bytes, which is exact near the size they had. A round that shrinks from
+ * tens of MB to a few then keeps its fixed cost: scaled proportionally, a last round ten times
+ * smaller than the recent ones was predicted some 10 ms short.
+ */
+export function fitRoundTime(samples: readonly RoundSample[]): RoundTimeModel | undefined {
+  const usable = samples.filter((s) => s.bytes > 0 && s.ms > 0 && Number.isFinite(s.ms));
+  if (usable.length === 0) return undefined;
+  const slopes: number[] = [];
+  for (let i = 0; i < usable.length; i++) {
+    for (let j = i + 1; j < usable.length; j++) {
+      const a = usable[i]!;
+      const b = usable[j]!;
+      if (Math.max(a.bytes, b.bytes) >= ROUND_FIT_MIN_SIZE_RATIO * Math.min(a.bytes, b.bytes)) {
+        slopes.push((b.ms - a.ms) / (b.bytes - a.bytes));
+      }
+    }
+  }
+  const slope = median(slopes);
+  if (slope === undefined || !(slope > 0)) {
+    const bytes = usable.reduce((sum, s) => sum + s.bytes, 0);
+    const ms = usable.reduce((sum, s) => sum + s.ms, 0);
+    return { fixedMs: 0, msPerByte: ms / bytes };
+  }
+  const quickest = Math.min(...usable.map((s) => s.ms));
+  const fixedMs = Math.min(quickest, Math.max(0, median(usable.map((s) => s.ms - slope * s.bytes))!));
+  return { fixedMs, msPerByte: slope };
+}
+
 /** The parts of an expected pause, in milliseconds. */
 export interface DowntimeEstimate {
-  /** Handing what is dirty to the link at the measured sending rate. */
-  transferMs: number;
-  /**
-   * The switchover's waits: for the target to drain its queue and acknowledge the last round
-   * (measured as a pre-copy round's acknowledgement wait, which includes one round trip), then
-   * half a round trip for "go" to arrive.
-   */
+  /** The last round: its pages sent, written on the target and acknowledged. */
+  roundMs: number;
+  /** Half a round trip: "go" reaching the target. */
   handshakeMs: number;
-  /** Stopping the vCPUs here and starting them there. */
+  /** What no term models: stopping the vCPUs here and starting them there, the state, the records. */
   pauseResumeMs: number;
   /** The sum. */
   totalMs: number;
 }
 
 /**
- * The pause the switchover would cost now: `bytes` at `sendBytesPerSec` (the rate at which
- * recent rounds were handed to the link), plus `ackMs` (how long recent rounds waited for their
- * acknowledgement after the last batch: the target draining what was still queued, and a round
- * trip), plus half of `rttMs` (the shortest acknowledgement seen), plus pause and resume.
+ * The pause the switchover would cost now: a last round of `bytes` as recent rounds went
+ * (`round`), then half of `rttMs` for "go", plus pause and resume. With nothing measured yet and
+ * something dirty, infinite.
  */
 export function estimateDowntime(
   bytes: number,
-  sendBytesPerSec: number,
-  ackMs: number,
+  round: RoundTimeModel | undefined,
   rttMs: number,
   pauseResumeMs = DEFAULT_PAUSE_RESUME_MS,
 ): DowntimeEstimate {
-  const transferMs = bytes === 0 ? 0 : sendBytesPerSec > 0 ? (bytes / sendBytesPerSec) * 1000 : Number.POSITIVE_INFINITY;
-  const handshakeMs = ackMs + rttMs / 2;
-  return { transferMs, handshakeMs, pauseResumeMs, totalMs: transferMs + handshakeMs + pauseResumeMs };
+  const roundMs = bytes === 0 ? 0 : round ? round.fixedMs + bytes * round.msPerByte : Number.POSITIVE_INFINITY;
+  const handshakeMs = rttMs / 2;
+  return { roundMs, handshakeMs, pauseResumeMs, totalMs: roundMs + handshakeMs + pauseResumeMs };
 }

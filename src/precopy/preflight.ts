@@ -106,7 +106,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     totalMs += durationMs;
     sent += bytes;
     const dirty = dirtyPagesAfter(durationMs) * pageSize;
-    downtimeMs = estimateDowntime(dirty, bandwidth, latencyMs, latencyMs, DEFAULT_PAUSE_RESUME_MS).totalMs;
+    downtimeMs = estimateDowntime(dirty, { fixedMs: latencyMs, msPerByte: 1000 / bandwidth }, latencyMs, DEFAULT_PAUSE_RESUME_MS).totalMs;
     // As the engine's default policy does: stop once the pause fits the budget with headroom.
     const fits = downtimeMs <= DEFAULT_BUDGET_HEADROOM * budgetMs;
     if (fits || round + 1 >= maxRounds) {

@@ -143,6 +143,8 @@ export interface MigrationReport {
     targetResumeMs: number;
     /** Round trip of go/resumed less the target's resume time. */
     goRoundTripMs: number;
+    /** Shortest round trip the source measured on the link before the pause (hello, pings, acknowledgements). */
+    roundTripMs: number;
   };
   /** Digest of the source's memory at pause, read page by page from the paused guest. */
   sourceDigest?: string;

@@ -60,6 +60,8 @@ test.each([
   [['listen', '--go-timeout', 'soon'], /--go-timeout "soon" is not a number/],
   [['listen', '--record-timeout', '1000h'], /--record-timeout "1000h" is longer than/],
   [['migrate', '--to', 'ws://127.0.0.1:1', '--stall-timeout', '0'], /--stall-timeout "0" must be at least 1ms/],
+  [['migrate', '--to', 'ws://127.0.0.1:1', '--run-after', '2s'], /--run-after is for demo/],
+  [['estimate', '--compress', 'none', '--max-bandwidth', '1Gbit/s'], /estimate does not take --compress, --max-bandwidth/],
 ])('%j is refused with a clear error and status 2', (args, message) => {
   const r = run(args as string[]);
   expect(r.status).toBe(2);

@@ -5,7 +5,10 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
-import { migrate } from '../dist/precopy/migration.js';
+import { migrate, type MigrateOptions } from '../dist/precopy/migration.js';
+import type { PageCodec } from '../dist/protocol/records.js';
+import type { AutoConvergeMode } from '../dist/precopy/auto-converge.js';
+import type { TimeoutAction } from '../dist/precopy/progress-watchdog.js';
 import { acceptMigration } from '../dist/precopy/incoming.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
 import { decodeFrame } from '../dist/protocol/codec.js';
@@ -193,11 +196,60 @@ test('a refusal whose reason quotes a long field still reaches the source, cut t
 
 test('engine options out of range are refused with ERR_INVALID_ARGUMENT before anything happens to the guest', async () => {
   const guest = await bootGuest();
-  for (const options of [{ dataPagesPerBatch: Number.NaN }, { dataPagesPerBatch: 0 }, { maxInFlight: Number.NaN }, { maxBandwidthBytesPerSec: Number.NaN }, { maxBandwidthBytesPerSec: -1 }]) {
+  const outOfRange: MigrateOptions[] = [
+    { dataPagesPerBatch: Number.NaN },
+    { dataPagesPerBatch: 0 },
+    { maxInFlight: Number.NaN },
+    { maxBandwidthBytesPerSec: Number.NaN },
+    { maxBandwidthBytesPerSec: -1 },
+    { stallTimeoutMs: 0 },
+    { completionTimeoutMsPerGiB: -5 },
+    { handshakeTimeoutMs: Number.NaN },
+    { switchoverTimeoutMs: 0 },
+    { resolveTimeoutMs: -1 },
+    { downtimeBudgetMs: Number.NaN },
+    { downtimeBudgetMs: Number.POSITIVE_INFINITY },
+    { downtimeRamp: { initialMs: 10, steps: 1.5, stepIntervalMs: 100 } },
+    { downtimeRamp: { initialMs: 10, steps: 2, stepIntervalMs: 0 } },
+    { maxRounds: 0 },
+    { progressIntervalMs: 2 ** 31 },
+    { codec: 'zstd' as PageCodec },
+    { autoConverge: 'sometimes' as AutoConvergeMode },
+    { timeoutAction: 'retry' as TimeoutAction },
+    { migrationId: '' },
+    { migrationId: 'x'.repeat(2000) },
+  ];
+  for (const options of outOfRange) {
     const [a] = createMemoryTransportPair();
     await expect(migrate(guest, a, options)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   }
   await expectIntactOnSource(guest);
+});
+
+test('waits without a deadline (Infinity) work: no timer overflows to a 1 ms spin', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const guest = await bootGuest();
+    const [a, b] = createMemoryTransportPair();
+    const incoming = acceptMigration(b, { backends });
+    const report = await migrate(guest, a, {
+      destroySource: false,
+      handshakeTimeoutMs: Number.POSITIVE_INFINITY,
+      switchoverTimeoutMs: Number.POSITIVE_INFINITY,
+      stallTimeoutMs: Number.POSITIVE_INFINITY,
+      completionTimeoutMsPerGiB: Number.POSITIVE_INFINITY,
+    });
+    const result = await incoming;
+    cleanups.push(async () => result.domain?.destroy());
+    expect(report.outcome).toBe('completed');
+    expect(result.digest).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
+  } finally {
+    process.off('warning', onWarning);
+  }
 });
 
 test('a cancel is honoured while the source waits on a silent target, and the guest runs on the source', async () => {

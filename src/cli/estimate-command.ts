@@ -19,6 +19,9 @@ export const ESTIMATE_HELP = `estimate:
   --sample DUR           how long to watch the dirty log (default ${DEFAULT_SAMPLE_MS}ms)
   (and the guest flags, --downtime-budget, --max-rounds, --warmup, --json)`;
 
+/** Engine flags the estimate has no use for; given anyway, they are refused rather than ignored. */
+const ENGINE_FLAGS_ESTIMATE_IGNORES = ['compress', 'auto-converge', 'max-bandwidth', 'downtime-ramp', 'stall-timeout', 'completion-timeout', 'timeout-action'] as const;
+
 /** Runs `livemig estimate`; returns the exit status. */
 export async function runEstimate(args: string[]): Promise<number> {
   let values;
@@ -31,6 +34,12 @@ export async function runEstimate(args: string[]): Promise<number> {
     }));
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
+  }
+  const unused = ENGINE_FLAGS_ESTIMATE_IGNORES.filter((flag) => values[flag] !== undefined);
+  if (unused.length > 0) {
+    throw new InvalidArgumentError(
+      `estimate does not take --${unused.join(', --')}: it predicts from the guest's dirty rate and --link (give a capped link as --link), with the downtime budget and round limit only`,
+    );
   }
   const config = guestConfigFromFlags(values);
   const engine = engineOptionsFromFlags(values);

@@ -169,6 +169,9 @@ async function demo(args: string[]): Promise<number> {
 async function migrateCommand(args: string[]): Promise<number> {
   const { values } = parse(args, RUN_FLAGS);
   if (values.to === undefined) throw new InvalidArgumentError('migrate needs --to ws://HOST:PORT (the target agent)');
+  if (values['run-after'] !== undefined) {
+    throw new InvalidArgumentError('--run-after is for demo, which checks the guest on the target after that long; migrate leaves the guest to the agent');
+  }
   const config = guestConfigFromFlags(values);
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');

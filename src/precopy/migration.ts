@@ -32,6 +32,7 @@ import { median } from '../util/stats.js';
 import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
+import { checkMigrateOptions } from './check-options.js';
 import { PageSender } from './page-sender.js';
 import {
   DEFAULT_DOWNTIME_BUDGET_MS,
@@ -217,6 +218,7 @@ export interface MigrateOptions {
  * only on a programming error.
  */
 export async function migrate(domain: SourceDomain, transport: Transport, options: MigrateOptions = {}): Promise<MigrationReport> {
+  checkMigrateOptions(options);
   return new SourceMigration(domain, transport, options).run();
 }
 

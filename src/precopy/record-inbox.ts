@@ -8,6 +8,7 @@ import { decodeFrame } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import type { MigrationRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
+import { MAX_TIMER_MS } from '../util/deadline.js';
 
 /**
  * Records read but not yet taken, at most. The source takes each control record as it comes;
@@ -54,7 +55,8 @@ export class RecordInbox {
       const left = deadline - Date.now();
       if (left <= 0) throw new TimeoutError(`no ${waitingFor} from the peer within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
+        // A deadline past what a timer holds (Infinity included) is checked again on waking.
+        const timer = setTimeout(resolve, Math.min(left, MAX_TIMER_MS));
         this.waiter = () => {
           clearTimeout(timer);
           resolve();

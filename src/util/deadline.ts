@@ -1,7 +1,7 @@
 /** Bounding how long something may take. */
 
 /** The longest delay a Node timer holds; a longer one would fire after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * `promise`, or the error `onTimeout` makes if it has not settled within `timeoutMs`. The timer

@@ -195,7 +195,7 @@ describe('receiver: expected records', () => {
     expect(expectedRecords('await-proof')).toEqual(['auth-proof', 'abort']);
     expect(expectedRecords('await-hello-or-auth')).toEqual(['auth-hello', 'hello', 'query', 'abort']);
     expect(expectedRecords('await-hello')).toEqual(['hello', 'query', 'abort']);
-    expect(expectedRecords('receiving')).toEqual(['pages', 'round-end', 'device-state', 'abort']);
+    expect(expectedRecords('receiving')).toEqual(['pages', 'pause-soon', 'round-end', 'device-state', 'abort']);
     expect(expectedRecords('state-received')).toEqual(['complete', 'abort']);
     expect(expectedRecords('complete-received')).toEqual(['abort']);
     expect(expectedRecords('prepared')).toEqual(['go', 'abort']);

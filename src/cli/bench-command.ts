@@ -35,6 +35,7 @@ import type { AutoConvergeMode } from '../precopy/auto-converge.js';
 import { migrate, type MigrateOptions } from '../precopy/migration.js';
 import type { MigrationReport } from '../precopy/report.js';
 import type { PageCodec } from '../protocol/records.js';
+import { stopChild } from '../util/child.js';
 import type { Transport } from '../transport/transport.js';
 import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
 import { terminalProgress } from './render.js';
@@ -729,19 +730,7 @@ export class TargetHost {
   }
 
   async stop(): Promise<void> {
-    if (!this.alive) return;
-    const exited = once(this.child, 'exit');
-    this.child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), TARGET_HOST_STOP_TIMEOUT_MS);
-    });
-    const first = await Promise.race([exited, timeout]);
-    clearTimeout(timer);
-    if (first === 'timeout') {
-      this.child.kill('SIGKILL');
-      await exited;
-    }
+    await stopChild(this.child, TARGET_HOST_STOP_TIMEOUT_MS);
   }
 }
 

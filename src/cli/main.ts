@@ -26,6 +26,7 @@ import { runBench } from './bench-command.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
+import { stopChild } from '../util/child.js';
 import { formatReport, terminalProgress } from './render.js';
 import { parseDuration, parsePositiveDuration, parseInteger } from './units.js';
 
@@ -110,6 +111,9 @@ function parse<const T extends NonNullable<ParseArgsConfig['options']>>(args: st
   }
 }
 
+/** How long the demo's agent may take to exit after SIGTERM before it is killed, in milliseconds. */
+const DEMO_AGENT_STOP_TIMEOUT_MS = 3000;
+
 const CONNECT_FLAGS = { 'key-file': { type: 'string' }, 'tls-ca': { type: 'string' } } as const;
 
 const RUN_FLAGS = { ...GUEST_AND_ENGINE_FLAGS, ...CONNECT_FLAGS, warmup: { type: 'string' }, 'run-after': { type: 'string' }, to: { type: 'string' } } as const;
@@ -160,8 +164,7 @@ async function demo(args: string[]): Promise<number> {
     if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return exitCode(report);
   } finally {
-    child.kill('SIGTERM');
-    await Promise.race([once(child, 'exit'), sleep(3000)]);
+    await stopChild(child, DEMO_AGENT_STOP_TIMEOUT_MS);
     await rm(keyDir, { recursive: true, force: true });
   }
 }

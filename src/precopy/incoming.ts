@@ -32,6 +32,7 @@ import { receiverTransition, type ReceiverState } from '../protocol/receiver-sta
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
+import { exposedGc } from '../util/gc.js';
 import { abortPeer } from './abort-peer.js';
 import { SYNC_COMPRESS_MAX_BYTES } from './page-sender.js';
 
@@ -55,6 +56,13 @@ export interface IncomingOptions {
   onResumed?: (domain: TargetDomain, migrationId: string) => void;
   /** @default DEFAULT_GO_TIMEOUT_MS */
   goTimeoutMs?: number;
+  /**
+   * A full garbage collection of this process, run when the source says it will likely pause the
+   * guest after the current round ("pause-soon"), before the round is acknowledged: not during
+   * the pause. `null` turns it off. @default the collector of a Node started with `--expose-gc`
+   * (the livemig command turns it on), else none
+   */
+  collectGarbage?: (() => void) | null;
 }
 
 /** How an incoming migration ended. */
@@ -114,6 +122,7 @@ class IncomingMigration {
   private memoryDigest: string | undefined;
   /** The device state received, for the switchover digest. */
   private deviceState: Uint8Array | undefined;
+  private readonly collectGarbage: (() => void) | undefined;
 
   constructor(
     private readonly transport: Transport,
@@ -121,6 +130,7 @@ class IncomingMigration {
     private readonly options: IncomingOptions,
   ) {
     this.limits = resolveLimits(options.limits);
+    this.collectGarbage = options.collectGarbage === null ? undefined : (options.collectGarbage ?? exposedGc());
   }
 
   private get id(): string {
@@ -204,6 +214,10 @@ class IncomingMigration {
         return;
       case 'pages':
         await this.writeBatch(record);
+        return;
+      case 'pause-soon':
+        // Collect now, before the round is acknowledged and the source pauses: not in the pause.
+        this.collectGarbage?.();
         return;
       case 'round-end':
         // Everything of the round is written by now: say so, so the source can pace itself.

@@ -28,7 +28,8 @@ import { sourceTransition, type SourceState } from '../protocol/receiver-state.j
 import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
-import { median } from '../util/stats.js';
+import { exposedGc } from '../util/gc.js';
+import { median, roundTo } from '../util/stats.js';
 import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
@@ -197,6 +198,14 @@ export interface MigrateOptions {
   /** @default DEFAULT_PROGRESS_INTERVAL_MS */
   progressIntervalMs?: number;
   /**
+   * A full garbage collection of this process, run when the guest is likely to pause after the
+   * round just sent, while it still runs: a collection then costs the guest nothing, one during
+   * the pause costs downtime (a few milliseconds: most of the pauses that went over their
+   * prediction had one). `null` turns it off. @default the collector of a Node started with
+   * `--expose-gc` (the livemig command turns it on), else none
+   */
+  collectGarbage?: (() => void) | null;
+  /**
    * After the target confirms, read the whole paused source memory once more and compare its
    * digest with the target's (`verified` in the report). Costs about 150 ms per GiB after the
    * guest already runs on the target. @default true
@@ -268,6 +277,7 @@ class SourceMigration {
   private pauseTimes: PauseTimes | undefined;
   /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
   private finalRoundEnd: Promise<void> = Promise.resolve();
+  private readonly collectGarbage: (() => void) | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -276,6 +286,7 @@ class SourceMigration {
   ) {
     this.id = options.migrationId ?? randomUUID();
     this.codec = options.codec ?? 'lz4';
+    this.collectGarbage = options.collectGarbage === null ? undefined : (options.collectGarbage ?? exposedGc());
     this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds });
     const d = domain.descriptor;
     this.pageSize = d.pageSize;
@@ -337,7 +348,7 @@ class SourceMigration {
     } finally {
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
-      this.report.totalMs = round3(performance.now() - this.start);
+      this.report.totalMs = roundTo(performance.now() - this.start, 3);
       this.report.bytesRaw = this.sender.counters.bytesRaw;
       this.report.bytesWire = this.transport.bytesSent;
       this.report.maxThrottlePercent = this.throttle.maxPercent;
@@ -382,7 +393,7 @@ class SourceMigration {
         break;
       }
       const last = this.rounds[this.rounds.length - 1]!;
-      last.dirtyRateBytesPerSec = round3(stats.dirtyRateBytesPerSec);
+      last.dirtyRateBytesPerSec = roundTo(stats.dirtyRateBytesPerSec, 3);
       const percent = this.throttle.afterRound({
         sentBytes: last.bytesRaw,
         dirtyBytes: stats.dirtyBytes,
@@ -403,7 +414,7 @@ class SourceMigration {
     // Stop-and-copy: the pages read from the log just now, plus any dirtied before the pause.
     this.setPhase('stop-and-copy');
     this.throwIfCancelled();
-    this.report.predictedDowntimeMs = Number.isFinite(predictedMs) ? round3(predictedMs) : undefined;
+    this.report.predictedDowntimeMs = Number.isFinite(predictedMs) ? roundTo(predictedMs, 3) : undefined;
     this.report.downtimeBudgetMs = this.budgetMs();
     const pauseStart = performance.now();
     this.paused = true;
@@ -451,20 +462,20 @@ class SourceMigration {
       const resumed = await this.expect('resumed', this.options.switchoverTimeoutMs ?? DEFAULT_SWITCHOVER_TIMEOUT_MS);
       const resumedAt = performance.now();
       const roundTrip = Math.max(0, resumedAt - goAt - resumed.resumeMs);
-      this.report.downtimeMs = round3(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs);
+      this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs, 3);
       // Teach the prediction what this pause really cost, for the migrations after this one.
       const model = this.roundTimeModel();
       if (model) calibrationFor(this.codec).observe(estimateDowntime(s.finalBytes, model, this.rttMs).roundMs, this.report.downtimeMs - this.rttMs / 2);
-      this.report.downtimeUpperBoundMs = round3(resumedAt - s.pauseStart);
+      this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
       this.report.switchover = {
-        pauseMs: round3(s.pausedAt - s.pauseStart),
+        pauseMs: roundTo(s.pausedAt - s.pauseStart, 3),
         finalPages: s.finalPages,
         deviceStateBytes: s.stateBytes,
-        sendMs: round3(s.completeSentAt - s.pausedAt),
-        prepareMs: round3(goAt - s.completeSentAt),
-        targetResumeMs: round3(resumed.resumeMs),
-        goRoundTripMs: round3(roundTrip),
-        roundTripMs: round3(this.rttMs),
+        sendMs: roundTo(s.completeSentAt - s.pausedAt, 3),
+        prepareMs: roundTo(goAt - s.completeSentAt, 3),
+        targetResumeMs: roundTo(resumed.resumeMs, 3),
+        goRoundTripMs: roundTo(roundTrip, 3),
+        roundTripMs: roundTo(this.rttMs, 3),
       };
       this.report.targetDigest = resumed.digest;
     } catch (err) {
@@ -525,7 +536,7 @@ class SourceMigration {
       }
       if (state === 'running') {
         this.report.resolvedAfterLinkFailure = linkError.toJSON();
-        this.report.downtimeUpperBoundMs = round3(performance.now() - this.pauseTimes!.pauseStart);
+        this.report.downtimeUpperBoundMs = roundTo(performance.now() - this.pauseTimes!.pauseStart, 3);
         await this.finishOnTarget();
         return;
       }
@@ -609,6 +620,7 @@ class SourceMigration {
     this.roundStartPages = before.pages;
     this.emitProgress();
     let unsent: Uint32Array = pfns.subarray(pfns.length);
+    let pauseSoon = false;
     for (let first = 0; first < pfns.length; first += SLICE_PAGES) {
       this.inbox?.throwIfFailed();
       this.throwIfCancelled();
@@ -626,12 +638,21 @@ class SourceMigration {
       this.finalRoundEnd.catch(() => undefined);
     } else {
       await this.sender.flush();
+      // If the pause is likely to follow this round, say so: the target then gets ready (collects
+      // its garbage) before it acknowledges, and this side does the same while it waits.
+      pauseSoon = this.pauseLikely({ bytes: this.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
+      if (pauseSoon) await this.transport.send(encodeRecord({ type: 'pause-soon' }));
       await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
     }
     // Before the pause, wait until the target has written the whole round: the round's duration
     // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
     const handedOverAt = performance.now();
     let ackMs = 0;
+    let gcMs = 0;
+    if (pauseSoon && this.collectGarbage) {
+      this.collectGarbage();
+      gcMs = performance.now() - handedOverAt;
+    }
     if (!stopAndCopy) {
       await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
       ackMs = performance.now() - handedOverAt;
@@ -646,14 +667,27 @@ class SourceMigration {
       zeroPages: this.sender.counters.zeroPages - before.zeroPages,
       bytesRaw,
       bytesWire: this.sender.counters.bytesWire - before.bytesWire,
-      durationMs: round3(durationMs),
+      durationMs: roundTo(durationMs, 3),
       dirtyRateBytesPerSec: 0,
-      bandwidthBytesPerSec: durationMs > 0 ? round3((bytesRaw * 1000) / durationMs) : 0,
-      sendMs: round3(handedOverAt - started),
-      ackMs: round3(ackMs),
+      bandwidthBytesPerSec: durationMs > 0 ? roundTo((bytesRaw * 1000) / durationMs, 3) : 0,
+      sendMs: roundTo(handedOverAt - started, 3),
+      ackMs: roundTo(ackMs, 3),
+      gcMs: roundTo(gcMs, 3),
       throttlePercent: this.throttle.percent,
     });
     return unsent;
+  }
+
+  /**
+   * Whether the decision after the round being sent will likely be the switchover: the pause for
+   * what is dirty now fits the budget, the round limit is reached, or a deadline forces it. Only
+   * for the "pause-soon" hint; a wrong guess costs a garbage collection on each side.
+   */
+  private pauseLikely(current: RoundSample): boolean {
+    if (this.forced) return true;
+    const maxRounds = this.options.maxRounds;
+    if (maxRounds !== undefined && this.round + 1 >= maxRounds) return true;
+    return this.predictDowntime(this.domain.peekDirtyCount() * this.pageSize, current) <= this.budgetMs();
   }
 
   /**
@@ -719,8 +753,8 @@ class SourceMigration {
    * {@link roundTimeModel}), then half a round trip for "go", with the calibration's factor and
    * overhead. The last round starts with nothing queued (the previous round was acknowledged).
    */
-  private predictDowntime(bytes: number): number {
-    const model = this.roundTimeModel();
+  private predictDowntime(bytes: number, current?: RoundSample): number {
+    const model = this.roundTimeModel(current);
     if (!model) return Number.POSITIVE_INFINITY;
     const c = calibrationFor(this.codec);
     const e = estimateDowntime(bytes, model, this.rttMs, c.overheadMs);
@@ -733,16 +767,22 @@ class SourceMigration {
    * last included, goes the same way. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a
    * data page: they are copied and compared but neither sent nor written.
    */
-  private roundTimeModel(): RoundTimeModel | undefined {
-    const samples: RoundSample[] = [];
-    let ms = 0;
+  private roundTimeModel(current?: RoundSample): RoundTimeModel | undefined {
+    const samples: RoundSample[] = current ? [current] : [];
+    let ms = current?.ms ?? 0;
     for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
-      samples.push({ bytes: r.bytesRaw + r.zeroPages * this.pageSize * ZERO_PAGE_COST_SHARE, ms: r.durationMs });
+      // A collection before the acknowledgement is not part of what a round costs.
+      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - r.gcMs });
       ms += r.durationMs;
     }
     return fitRoundTime(samples);
+  }
+
+  /** What `bytesRaw` of data pages and `zeroPages` zero pages cost to send, in data bytes. */
+  private workOf(bytesRaw: number, zeroPages: number): number {
+    return bytesRaw + zeroPages * this.pageSize * ZERO_PAGE_COST_SHARE;
   }
 
   /** A WebSocket ping while the link is quiet: the round trip the switchover pays. */
@@ -821,11 +861,11 @@ class SourceMigration {
       bytesWire: this.transport.bytesSent,
       remainingBytes: inPrecopy ? this.remainingBytes() : 0,
       bandwidthBytesPerSec: this.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
-      dirtyRateBytesPerSec: round3(this.dirtyRateBytesPerSec),
-      expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? round3(this.expectedDowntimeMs) : undefined,
+      dirtyRateBytesPerSec: roundTo(this.dirtyRateBytesPerSec, 3),
+      expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,
       downtimeBudgetMs: this.budgetMs(),
       throttlePercent: this.throttle.percent,
-      elapsedMs: round3(elapsedMs),
+      elapsedMs: roundTo(elapsedMs, 3),
     };
     try {
       onProgress(progress);
@@ -863,6 +903,3 @@ export function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
   return out.subarray(0, n);
 }
 
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}

@@ -8,6 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
+import { roundTo } from '../util/stats.js';
 import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_PAUSE_RESUME_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
 
 /** How long the dirty log is watched by default, in milliseconds. */
@@ -102,7 +103,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
   let converges = false;
   for (let round = 0; ; round++) {
     const durationMs = (bytes / bandwidth) * 1000 + latencyMs;
-    rounds.push({ round, bytes, durationMs: round2(durationMs) });
+    rounds.push({ round, bytes, durationMs: roundTo(durationMs, 2) });
     totalMs += durationMs;
     sent += bytes;
     const dirty = dirtyPagesAfter(durationMs) * pageSize;
@@ -111,7 +112,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     const fits = downtimeMs <= DEFAULT_BUDGET_HEADROOM * budgetMs;
     if (fits || round + 1 >= maxRounds) {
       converges = fits;
-      rounds.push({ round: round + 1, bytes: dirty, durationMs: round2(downtimeMs) });
+      rounds.push({ round: round + 1, bytes: dirty, durationMs: roundTo(downtimeMs, 2) });
       totalMs += downtimeMs;
       sent += dirty;
       break;
@@ -126,17 +127,17 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     memoryBytes,
     zeroPages,
     dataBytes,
-    sampleMs: round2(last[0]),
-    dirtyRateBytesPerSec: round2(((first[1] * pageSize) / first[0]) * 1000),
+    sampleMs: roundTo(last[0], 2),
+    dirtyRateBytesPerSec: roundTo(((first[1] * pageSize) / first[0]) * 1000, 2),
     workingSetBytes: last[1] * pageSize,
     workingSetStillGrowing: last[1] > before[1],
     bandwidthBytesPerSec: bandwidth,
     downtimeBudgetMs: budgetMs,
     converges,
     rounds,
-    predictedTotalMs: round2(totalMs),
+    predictedTotalMs: roundTo(totalMs, 2),
     predictedBytes: sent,
-    predictedDowntimeMs: round2(downtimeMs),
+    predictedDowntimeMs: roundTo(downtimeMs, 2),
     advice: '',
   };
   estimate.advice = converges
@@ -187,6 +188,3 @@ function countZeroPages(domain: SourceDomain): number {
   return zeros;
 }
 
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}

@@ -43,6 +43,11 @@ export interface RoundReport {
   sendMs: number;
   /** Of `durationMs`: waiting for the target to acknowledge the round after its last batch (0 for the stop-and-copy round). */
   ackMs: number;
+  /**
+   * Of `ackMs`: collecting this process's garbage while the target finished the round, done when
+   * the pause was likely to follow (the target was told, and collected too).
+   */
+  gcMs: number;
   /** vCPU throttle while the round was sent, in percent (auto-converge). */
   throttlePercent: number;
 }

@@ -39,6 +39,7 @@ import type {
   MigrationRecord,
   PageCodec,
   PagesRecord,
+  PauseSoonRecord,
   PreparedRecord,
   QueryRecord,
   ReadyRecord,
@@ -104,6 +105,12 @@ export const PAGES_HEADER_RESERVE_BYTES =
 /** Bytes of the uncompressed-size prefix that starts an `lz4` payload. */
 export const LZ4_SIZE_PREFIX_BYTES = 4;
 
+/**
+ * Record types this encoder always marks `optional: true`: hints added to version 1 after its
+ * first release, which a peer from before them skips instead of refusing (§7 of the spec).
+ */
+const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon']);
+
 /** Every record type of version 1. */
 const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
   'auth-hello',
@@ -114,6 +121,7 @@ const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
   'ready',
   'pages',
   'round-end',
+  'pause-soon',
   'round-ack',
   'device-state',
   'complete',
@@ -169,7 +177,7 @@ export function encodeRecord(
     throw new InvalidArgumentError('encodeRecord does not encode pages records; use encodePages or encodePagesInPlace');
   }
   const clean = checkRecord(record as unknown as Record<string, unknown>, resolved);
-  const header = packHeader(clean, resolved);
+  const header = packHeader(OPTIONAL_RECORD_TYPES.has(clean.type) ? { ...clean, optional: true } : clean, resolved);
   checkFrameLength(FRAME_PREFIX_BYTES + header.length, resolved);
   const frame = new Uint8Array(FRAME_PREFIX_BYTES + header.length);
   writeFrameStart(frame, 0, header);
@@ -656,6 +664,11 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
     case 'go': {
       onlyFields(h, 'go', []);
       const record: GoRecord = { type: 'go' };
+      return record;
+    }
+    case 'pause-soon': {
+      onlyFields(h, 'pause-soon', []);
+      const record: PauseSoonRecord = { type: 'pause-soon' };
       return record;
     }
     case 'resumed': {

@@ -107,6 +107,17 @@ export interface RoundEndRecord {
 }
 
 /**
+ * Source -> target, optional (always sent with `optional: true`): the source expects to pause the
+ * guest once the round this record closes is acknowledged. It comes after the round's last batch
+ * and before its `round-end`. A target may use the moment to get ready, before it acknowledges the
+ * round (the engine collects garbage then, so that no collection lands in the pause); a target
+ * that does not know the record skips it. Only a hint: the source may still go on iterating.
+ */
+export interface PauseSoonRecord {
+  type: 'pause-soon';
+}
+
+/**
  * Target -> source, answering each `round-end` of a pre-copy round: every batch up to the end of
  * that round has been checked and written. The source waits for it before deciding on the next
  * round, so nothing sent earlier still waits in buffers when it pauses the guest, and the round's
@@ -211,6 +222,7 @@ export type MigrationRecord =
   | ReadyRecord
   | PagesRecord
   | RoundEndRecord
+  | PauseSoonRecord
   | RoundAckRecord
   | DeviceStateRecord
   | CompleteRecord

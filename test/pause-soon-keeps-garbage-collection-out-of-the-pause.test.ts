@@ -8,7 +8,7 @@ import { migrate } from '../dist/precopy/migration.js';
 import { acceptMigration } from '../dist/precopy/incoming.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
 import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
-import { receiverTransition } from '../dist/protocol/receiver-state.js';
+import { receiverTransition, sourceTransition } from '../dist/protocol/receiver-state.js';
 
 const MiB = 1024 * 1024;
 const backends = new Map([['sim', new SimTargetBackend()]]);
@@ -41,10 +41,25 @@ test('"pause-soon" is sent as an optional record, so a target from before it ski
   expect(decodeFrame(unknown)).toEqual({ type: 'ignored', recordType: 'pause-sooo' });
 });
 
+test('"collected" is optional too, and its duration must be a finite number of milliseconds, at least 0', () => {
+  const frame = encodeRecord({ type: 'collected', ms: 4.5 });
+  const headerLength = frame[0]! | (frame[1]! << 8) | (frame[2]! << 16) | (frame[3]! << 24);
+  expect(unpack(Buffer.from(frame.subarray(4, 4 + headerLength)))).toEqual({ type: 'collected', ms: 4.5, optional: true });
+  expect(decodeFrame(frame)).toEqual({ type: 'collected', ms: 4.5 });
+  for (const ms of [-1, Number.NaN, Number.POSITIVE_INFINITY, '3']) {
+    expect(() => encodeRecord({ type: 'collected', ms: ms as number })).toThrow(expect.objectContaining({ code: 'ERR_MALFORMED_RECORD' }));
+  }
+});
+
 test('a target accepts "pause-soon" while receiving pages, and nowhere else', () => {
   expect(receiverTransition('receiving', 'pause-soon')).toBe('receiving');
   expect(() => receiverTransition('state-received', 'pause-soon')).toThrow(expect.objectContaining({ code: 'ERR_UNEXPECTED_RECORD' }));
   expect(() => receiverTransition('prepared', 'pause-soon')).toThrow(expect.objectContaining({ code: 'ERR_UNEXPECTED_RECORD' }));
+});
+
+test('a source accepts "collected" while streaming, not once the pause began', () => {
+  expect(sourceTransition('streaming', 'collected')).toBe('streaming');
+  expect(() => sourceTransition('complete-sent', 'collected')).toThrow(expect.objectContaining({ code: 'ERR_UNEXPECTED_RECORD' }));
 });
 
 test('both sides collect garbage before the guest pauses, not during the pause, and the guest matches its oracle', async () => {
@@ -76,6 +91,9 @@ test('both sides collect garbage before the guest pauses, not during the pause, 
   expect(collections.every((c) => !c.sourcePaused)).toBe(true);
   const lastPrecopy = report.rounds.filter((r) => !r.stopAndCopy).at(-1)!;
   expect(lastPrecopy.gcMs).toBeGreaterThanOrEqual(5);
+  // The target said how long it collected; its acknowledgement waited that long.
+  expect(lastPrecopy.targetGcMs).toBeGreaterThanOrEqual(5);
+  expect(lastPrecopy.ackMs).toBeGreaterThanOrEqual(lastPrecopy.targetGcMs);
   expect(report.rounds.find((r) => r.stopAndCopy)!.gcMs).toBe(0);
 });
 

@@ -227,8 +227,8 @@ describe('source', () => {
     });
   }
 
-  it('accepts nothing but round acknowledgements and abort while streaming', () => {
-    expect(expectedSourceRecords('streaming')).toEqual(['round-ack', 'abort']);
+  it('accepts nothing but round acknowledgements, the target\'s "collected" and abort while streaming', () => {
+    expect(expectedSourceRecords('streaming')).toEqual(['collected', 'round-ack', 'abort']);
     expect(runSource(['ready', 'round-ack', 'round-ack'])).toBe('streaming');
     expect(codeOf(() => runSource(['ready', 'ready']))).toBe('ERR_UNEXPECTED_RECORD');
     expect(codeOf(() => runSource(['ready', 'prepared']))).toBe('ERR_UNEXPECTED_RECORD');

@@ -215,10 +215,15 @@ class IncomingMigration {
       case 'pages':
         await this.writeBatch(record);
         return;
-      case 'pause-soon':
+      case 'pause-soon': {
         // Collect now, before the round is acknowledged and the source pauses: not in the pause.
-        this.collectGarbage?.();
+        // The source learns how long it took, which its acknowledgement then waited.
+        if (!this.collectGarbage) return;
+        const started = performance.now();
+        this.collectGarbage();
+        await this.transport.send(encodeRecord({ type: 'collected', ms: performance.now() - started }));
         return;
+      }
       case 'round-end':
         // Everything of the round is written by now: say so, so the source can pace itself.
         await this.transport.send(encodeRecord({ type: 'round-ack', round: record.round, batches: this.nextSeq }));

@@ -278,6 +278,8 @@ class SourceMigration {
   /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
   private finalRoundEnd: Promise<void> = Promise.resolve();
   private readonly collectGarbage: (() => void) | undefined;
+  /** What the target reported collecting garbage before acknowledging the round being sent, in ms. */
+  private targetGcMs = 0;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -648,17 +650,21 @@ class SourceMigration {
     // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
     const handedOverAt = performance.now();
     let ackMs = 0;
-    let gcMs = 0;
-    if (pauseSoon && this.collectGarbage) {
-      this.collectGarbage();
-      gcMs = performance.now() - handedOverAt;
-    }
+    this.targetGcMs = 0;
     if (!stopAndCopy) {
       await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
       ackMs = performance.now() - handedOverAt;
       this.rttMs = Math.min(this.rttMs, ackMs);
     }
     const durationMs = performance.now() - started;
+    // The target collected before it acknowledged; this side collects now, while the guest still
+    // runs, and outside the round's duration: the dirty log is read after it.
+    let gcMs = 0;
+    if (pauseSoon && this.collectGarbage) {
+      const gcStarted = performance.now();
+      this.collectGarbage();
+      gcMs = performance.now() - gcStarted;
+    }
     const bytesRaw = this.sender.counters.bytesRaw - before.bytesRaw;
     this.rounds.push({
       round: this.round,
@@ -673,6 +679,7 @@ class SourceMigration {
       sendMs: roundTo(handedOverAt - started, 3),
       ackMs: roundTo(ackMs, 3),
       gcMs: roundTo(gcMs, 3),
+      targetGcMs: roundTo(this.targetGcMs, 3),
       throttlePercent: this.throttle.percent,
     });
     return unsent;
@@ -773,8 +780,8 @@ class SourceMigration {
     for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
-      // A collection before the acknowledgement is not part of what a round costs.
-      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - r.gcMs });
+      // The target's collection before the acknowledgement is not part of what a round costs.
+      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - r.targetGcMs });
       ms += r.durationMs;
     }
     return fitRoundTime(samples);
@@ -799,19 +806,28 @@ class SourceMigration {
     return (roundLeft + this.domain.peekDirtyCount()) * this.pageSize;
   }
 
-  private async expect<T extends MigrationRecord['type']>(type: T, timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
+  /** The next record, which must be of `type` (or one of the types listed). */
+  private async expect<T extends MigrationRecord['type']>(type: T | readonly T[], timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
+    const types: readonly string[] = typeof type === 'string' ? [type] : type;
+    const waitingFor = types.map((t) => `"${t}"`).join(' or ');
     // A cancel is honoured while waiting too (until "go"), not only between rounds.
-    const record = await this.inbox!.next(timeoutMs, `"${type}"`, () => (this.goSent ? undefined : this.cancelReason));
+    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : this.cancelReason));
     this.protocolState = sourceTransition(this.protocolState, record.type);
-    if (record.type !== type) {
-      throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for "${type}"`);
+    if (!types.includes(record.type)) {
+      throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for ${waitingFor}`);
     }
     return record as Extract<MigrationRecord, { type: T }>;
   }
 
   /** Waits for the target to acknowledge the round just sent, every batch of it written. */
   private async expectRoundAck(timeoutMs: number): Promise<void> {
-    const ack = await this.expect('round-ack', timeoutMs);
+    let next = await this.expect(['collected', 'round-ack'], timeoutMs);
+    if (next.type === 'collected') {
+      // The target collected garbage after "pause-soon", before it acknowledged: not the round's cost.
+      this.targetGcMs = next.ms;
+      next = await this.expect('round-ack', timeoutMs);
+    }
+    const ack = next;
     if (ack.round !== this.round || ack.batches !== this.sender.seq) {
       throw new UnexpectedRecordError(
         `the target acknowledged round ${ack.round} at batch ${ack.batches}; expected round ${this.round} at batch ${this.sender.seq}`,

@@ -44,10 +44,12 @@ export interface RoundReport {
   /** Of `durationMs`: waiting for the target to acknowledge the round after its last batch (0 for the stop-and-copy round). */
   ackMs: number;
   /**
-   * Of `ackMs`: collecting this process's garbage while the target finished the round, done when
-   * the pause was likely to follow (the target was told, and collected too).
+   * Collecting this process's garbage after the round was acknowledged, when the pause was likely
+   * to follow: while the guest still ran, not part of `durationMs`.
    */
   gcMs: number;
+  /** Of `ackMs`: the target collecting its garbage before it acknowledged (it was told the pause was likely). */
+  targetGcMs: number;
   /** vCPU throttle while the round was sent, in percent (auto-converge). */
   throttlePercent: number;
 }

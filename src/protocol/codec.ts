@@ -32,6 +32,7 @@ import type {
   AuthHelloRecord,
   AuthOkRecord,
   AuthProofRecord,
+  CollectedRecord,
   CompleteRecord,
   DeviceStateRecord,
   GoRecord,
@@ -109,7 +110,7 @@ export const LZ4_SIZE_PREFIX_BYTES = 4;
  * Record types this encoder always marks `optional: true`: hints added to version 1 after its
  * first release, which a peer from before them skips instead of refusing (§7 of the spec).
  */
-const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon']);
+const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon', 'collected']);
 
 /** Every record type of version 1. */
 const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
@@ -122,6 +123,7 @@ const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
   'pages',
   'round-end',
   'pause-soon',
+  'collected',
   'round-ack',
   'device-state',
   'complete',
@@ -669,6 +671,15 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
     case 'pause-soon': {
       onlyFields(h, 'pause-soon', []);
       const record: PauseSoonRecord = { type: 'pause-soon' };
+      return record;
+    }
+    case 'collected': {
+      onlyFields(h, 'collected', ['ms']);
+      const ms = h.ms;
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+        throw fieldError('collected', 'ms', 'a finite non-negative number of milliseconds', ms);
+      }
+      const record: CollectedRecord = { type: 'collected', ms };
       return record;
     }
     case 'resumed': {

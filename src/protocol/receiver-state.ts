@@ -96,7 +96,7 @@ const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
 
 const SOURCE_TABLE: Table<SourceState, SourceEvent> = {
   'hello-sent': { ready: 'streaming', abort: 'aborted' },
-  streaming: { 'round-ack': 'streaming', 'sent-complete': 'complete-sent', abort: 'aborted' },
+  streaming: { collected: 'streaming', 'round-ack': 'streaming', 'sent-complete': 'complete-sent', abort: 'aborted' },
   'complete-sent': { 'round-ack': 'complete-sent', prepared: 'prepared-received', abort: 'aborted' },
   'prepared-received': { 'sent-go': 'go-sent', abort: 'aborted' },
   'go-sent': { resumed: 'done', abort: 'aborted' },

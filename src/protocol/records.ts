@@ -118,6 +118,17 @@ export interface PauseSoonRecord {
 }
 
 /**
+ * Target -> source, optional (always sent with `optional: true`): how long the target spent
+ * getting ready after `pause-soon` (collecting garbage), before the acknowledgement that follows.
+ * The source leaves that time out of the round's duration when it predicts the pause.
+ */
+export interface CollectedRecord {
+  type: 'collected';
+  /** Milliseconds on the target's clock; finite, at least 0. */
+  ms: number;
+}
+
+/**
  * Target -> source, answering each `round-end` of a pre-copy round: every batch up to the end of
  * that round has been checked and written. The source waits for it before deciding on the next
  * round, so nothing sent earlier still waits in buffers when it pauses the guest, and the round's
@@ -223,6 +234,7 @@ export type MigrationRecord =
   | PagesRecord
   | RoundEndRecord
   | PauseSoonRecord
+  | CollectedRecord
   | RoundAckRecord
   | DeviceStateRecord
   | CompleteRecord

@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime } from '../dist/precopy/policy.js';
+import { defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -59,16 +59,27 @@ describe('downtime estimate', () => {
 
 describe('round time model', () => {
   const MB = 1e6;
-  test('keeps the fixed cost of a round when the last one is much smaller than the recent ones', () => {
+  test('keeps the fixed cost of a round for a last round as small as the smallest recent one', () => {
     // Rounds that take 12 ms beyond 2.2 ms per MB, as a 4 GiB guest's did behind a 10 Gbit/s cap.
     const rounds = [500, 225, 105, 49, 24].map((mb) => ({ bytes: mb * MB, ms: 12 + 2.2 * mb }));
     const model = fitRoundTime(rounds)!;
     expect(model.fixedMs).toBeCloseTo(12, 5);
     expect(model.msPerByte * MB).toBeCloseTo(2.2, 5);
-    // A 14 MB last round: 42.8 ms. Scaled from the recent rounds' mean rate it would be 33.
-    expect(estimateDowntime(14 * MB, model, 0, 0).roundMs).toBeCloseTo(42.8, 5);
+    expect(model.fixedFromBytes).toBe(24 * MB);
+    // A 24 MB last round: 64.8 ms. Scaled from the recent rounds' mean rate it would be 55.
+    expect(estimateDowntime(24 * MB, model, 0, 0).roundMs).toBeCloseTo(64.8, 5);
     const proportional = rounds.reduce((ms, r) => ms + r.ms, 0) / rounds.reduce((b, r) => b + r.bytes, 0);
-    expect(14 * MB * proportional).toBeLessThan(36);
+    expect(24 * MB * proportional).toBeLessThan(56);
+  });
+
+  test('a last round far smaller than any recent one pays the fixed cost in proportion', () => {
+    // Pre-copy rounds of 174 and 22 MB with 10 ms beyond 2.17 ms per MB; a last round of 3.6 MB
+    // does not fill the pipeline as they did: 9.4 ms, not 17.8.
+    const model = fitRoundTime([174, 22].map((mb) => ({ bytes: mb * MB, ms: 10 + 2.17 * mb })))!;
+    expect(model.fixedMs).toBeCloseTo(10, 5);
+    expect(roundTimeAt(model, 3.6 * MB)).toBeCloseTo(10 * (3.6 / 22) + 2.17 * 3.6, 5);
+    expect(roundTimeAt(model, 22 * MB)).toBeCloseTo(10 + 2.17 * 22, 5);
+    expect(roundTimeAt(model, 0)).toBe(0);
   });
 
   test('one slow round does not tilt the slope', () => {

@@ -119,6 +119,20 @@ export function downtimeBudgetAt(elapsedMs: number, finalMs: number, ramp?: Down
 export interface RoundTimeModel {
   fixedMs: number;
   msPerByte: number;
+  /**
+   * The smallest round the model was fitted to, in bytes. A smaller round pays the fixed part in
+   * proportion to its size only: it does not fill the pipeline the way the fitted rounds did (a
+   * last round of 3.6 MB after pre-copy rounds of 22 and 174 MB took 9 ms where the full fixed
+   * part predicted 18). @default 0 (the fixed part in full at any size)
+   */
+  fixedFromBytes?: number;
+}
+
+/** How long a round of `bytes` takes on `model`, in milliseconds. */
+export function roundTimeAt(model: RoundTimeModel, bytes: number): number {
+  const from = model.fixedFromBytes ?? 0;
+  const share = from > 0 ? Math.min(1, bytes / from) : 1;
+  return model.fixedMs * share + bytes * model.msPerByte;
 }
 
 /** One finished round as {@link fitRoundTime} sees it. */
@@ -137,9 +151,10 @@ export const ROUND_FIT_MIN_SIZE_RATIO = 1.25;
  * clearly different sizes (Theil-Sen: one slow round does not tilt it), the fixed part the median
  * of what each round took beyond its bytes at that slope, at least zero and at most the quickest
  * round. With no such pair (one round, or rounds of one size) the rounds' time is taken as
- * proportional to their bytes, which is exact near the size they had. A round that shrinks from
- * tens of MB to a few then keeps its fixed cost: scaled proportionally, a last round ten times
- * smaller than the recent ones was predicted some 10 ms short.
+ * proportional to their bytes, which is exact near the size they had. A last round a little
+ * smaller than the recent ones then keeps its fixed cost (scaled proportionally, one of 14 MB
+ * after rounds of 21 to 260 MB was predicted 33 ms and took 47), and one far smaller than any of
+ * them pays it in proportion (see {@link RoundTimeModel.fixedFromBytes}).
  */
 export function fitRoundTime(samples: readonly RoundSample[]): RoundTimeModel | undefined {
   const usable = samples.filter((s) => s.bytes > 0 && s.ms > 0 && Number.isFinite(s.ms));
@@ -162,7 +177,7 @@ export function fitRoundTime(samples: readonly RoundSample[]): RoundTimeModel | 
   }
   const quickest = Math.min(...usable.map((s) => s.ms));
   const fixedMs = Math.min(quickest, Math.max(0, median(usable.map((s) => s.ms - slope * s.bytes))!));
-  return { fixedMs, msPerByte: slope };
+  return { fixedMs, msPerByte: slope, fixedFromBytes: Math.min(...usable.map((s) => s.bytes)) };
 }
 
 /** The parts of an expected pause, in milliseconds. */
@@ -188,7 +203,7 @@ export function estimateDowntime(
   rttMs: number,
   pauseResumeMs = DEFAULT_PAUSE_RESUME_MS,
 ): DowntimeEstimate {
-  const roundMs = bytes === 0 ? 0 : round ? round.fixedMs + bytes * round.msPerByte : Number.POSITIVE_INFINITY;
+  const roundMs = bytes === 0 ? 0 : round ? roundTimeAt(round, bytes) : Number.POSITIVE_INFINITY;
   const handshakeMs = rttMs / 2;
   return { roundMs, handshakeMs, pauseResumeMs, totalMs: roundMs + handshakeMs + pauseResumeMs };
 }

@@ -180,6 +180,18 @@ describe('auto-converge', () => {
     expect(c.afterRound({ ...stuck, expectedDowntimeMs: 200 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
     expect(c.afterRound({ ...stuck, expectedDowntimeMs: 200 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
   });
+
+  test('auto also steps up while the pause hovers between where the default policy stops and the budget', () => {
+    const c = new ThrottleController('auto');
+    // 270 ms fits a 300 ms budget but not the 85% the default policy stops at: it would iterate on.
+    const hovering = { ...stuck, expectedDowntimeMs: 270 };
+    expect(c.afterRound(hovering)).toBe(0); // the first estimate is progress over none
+    expect(c.afterRound(hovering)).toBe(0);
+    expect(c.afterRound(hovering)).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+    // Under the stop: the policy switches over; the throttle stays.
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 250 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+    expect(c.afterRound({ ...stuck, expectedDowntimeMs: 250 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
+  });
 });
 
 describe('progress watchdog', () => {

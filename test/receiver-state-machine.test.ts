@@ -20,7 +20,7 @@ const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, Receiv
   'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
   'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
   'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
-  receiving: { pages: 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
+  receiving: { pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
   'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
   prepared: { go: 'resumed', abort: 'aborted' },
@@ -31,7 +31,7 @@ const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, Receiv
 
 const SOURCE_LEGAL: Record<SourceState, Partial<Record<SourceEvent, SourceState>>> = {
   'hello-sent': { ready: 'streaming', abort: 'aborted' },
-  streaming: { 'round-ack': 'streaming', 'sent-complete': 'complete-sent', abort: 'aborted' },
+  streaming: { collected: 'streaming', 'round-ack': 'streaming', 'sent-complete': 'complete-sent', abort: 'aborted' },
   'complete-sent': { 'round-ack': 'complete-sent', prepared: 'prepared-received', abort: 'aborted' },
   'prepared-received': { 'sent-go': 'go-sent', abort: 'aborted' },
   'go-sent': { resumed: 'done', abort: 'aborted' },

@@ -32,7 +32,7 @@ import { receiverTransition, type ReceiverState } from '../protocol/receiver-sta
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
-import { exposedGc } from '../util/gc.js';
+import { collectorFrom } from '../util/gc.js';
 import { abortPeer } from './abort-peer.js';
 import { SYNC_COMPRESS_MAX_BYTES } from './page-sender.js';
 
@@ -130,7 +130,7 @@ class IncomingMigration {
     private readonly options: IncomingOptions,
   ) {
     this.limits = resolveLimits(options.limits);
-    this.collectGarbage = options.collectGarbage === null ? undefined : (options.collectGarbage ?? exposedGc());
+    this.collectGarbage = collectorFrom(options.collectGarbage);
   }
 
   private get id(): string {

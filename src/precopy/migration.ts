@@ -28,7 +28,7 @@ import { sourceTransition, type SourceState } from '../protocol/receiver-state.j
 import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
-import { exposedGc } from '../util/gc.js';
+import { collectorFrom } from '../util/gc.js';
 import { median, roundTo } from '../util/stats.js';
 import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
@@ -42,6 +42,7 @@ import {
   downtimeBudgetAt,
   estimateDowntime,
   fitRoundTime,
+  roundTimeAt,
   type DowntimeRamp,
   type PrecopyPolicy,
   type PrecopyStats,
@@ -288,7 +289,7 @@ class SourceMigration {
   ) {
     this.id = options.migrationId ?? randomUUID();
     this.codec = options.codec ?? 'lz4';
-    this.collectGarbage = options.collectGarbage === null ? undefined : (options.collectGarbage ?? exposedGc());
+    this.collectGarbage = collectorFrom(options.collectGarbage);
     this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds });
     const d = domain.descriptor;
     this.pageSize = d.pageSize;
@@ -467,7 +468,7 @@ class SourceMigration {
       this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs, 3);
       // Teach the prediction what this pause really cost, for the migrations after this one.
       const model = this.roundTimeModel();
-      if (model) calibrationFor(this.codec).observe(estimateDowntime(s.finalBytes, model, this.rttMs).roundMs, this.report.downtimeMs - this.rttMs / 2);
+      if (model) calibrationFor(this.codec).observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.rttMs / 2);
       this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
       this.report.switchover = {
         pauseMs: roundTo(s.pausedAt - s.pauseStart, 3),
@@ -641,7 +642,7 @@ class SourceMigration {
     } else {
       await this.sender.flush();
       // If the pause is likely to follow this round, say so: the target then gets ready (collects
-      // its garbage) before it acknowledges, and this side does the same while it waits.
+      // its garbage) before it acknowledges, and this side does the same once it has the ack.
       pauseSoon = this.pauseLikely({ bytes: this.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
       if (pauseSoon) await this.transport.send(encodeRecord({ type: 'pause-soon' }));
       await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
@@ -781,7 +782,8 @@ class SourceMigration {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
       // The target's collection before the acknowledgement is not part of what a round costs.
-      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - r.targetGcMs });
+      // (At most the acknowledgement wait it was part of: a target cannot report more than that.)
+      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) });
       ms += r.durationMs;
     }
     return fitRoundTime(samples);

@@ -1,4 +1,3 @@
-import { xxh3 } from '@node-rs/xxhash';
 import { compressSync, uncompressSync } from 'lz4-napi';
 import { describe, expect, it } from 'vitest';
 
@@ -13,12 +12,10 @@ import {
 } from '../dist/protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../dist/protocol/limits.js';
 import type { MigrationRecord, PagesRecord } from '../dist/protocol/records.js';
+import { specChecksum } from './helpers/spec-checksum.js';
 
 const PAGE = 4096;
 
-function checksumOf(raw: Uint8Array, seq: number): string {
-  return xxh3.xxh64(raw, BigInt(seq)).toString(16).padStart(16, '0');
-}
 
 /** Deterministic page contents that compress a little but not to nothing. */
 function pageData(pages: number, salt = 1): Uint8Array {
@@ -132,7 +129,7 @@ describe('pages records round-trip', () => {
       zeros: writePageNumbers([1, 2]),
       codec: 'none' as const,
       rawLength: raw.length,
-      checksum: checksumOf(raw, 0),
+      checksum: specChecksum(raw, 0),
     };
     const decoded = decodeFrame(encodePages(header, raw));
     expect(decoded).toEqual({ type: 'pages', ...header, payload: raw });
@@ -140,7 +137,7 @@ describe('pages records round-trip', () => {
     expect(Array.from(readPageNumbers(decoded.pages))).toEqual([10, 11, 500]);
     expect(Array.from(readPageNumbers(decoded.zeros))).toEqual([1, 2]);
     expect(decoded.payload.constructor).toBe(Uint8Array);
-    expect(checksumOf(decoded.payload, decoded.seq)).toBe(decoded.checksum);
+    expect(specChecksum(decoded.payload, decoded.seq)).toBe(decoded.checksum);
   });
 
   it('with codec lz4, whose payload starts with its uncompressed size', () => {
@@ -154,7 +151,7 @@ describe('pages records round-trip', () => {
       zeros: new Uint8Array(0),
       codec: 'lz4' as const,
       rawLength: raw.length,
-      checksum: checksumOf(raw, 99),
+      checksum: specChecksum(raw, 99),
     };
     const decoded = decodeFrame(encodePages(header, packed));
     if (decoded.type !== 'pages') throw new Error('wrong type');
@@ -162,7 +159,7 @@ describe('pages records round-trip', () => {
     expect(decoded.payload).toEqual(new Uint8Array(packed));
     const unpacked = uncompressSync(decoded.payload);
     expect(new Uint8Array(unpacked)).toEqual(raw);
-    expect(checksumOf(unpacked, decoded.seq)).toBe(decoded.checksum);
+    expect(specChecksum(unpacked, decoded.seq)).toBe(decoded.checksum);
   });
 
   it('with zero pages only and an empty payload', () => {
@@ -173,7 +170,7 @@ describe('pages records round-trip', () => {
       zeros: writePageNumbers([9, 8, 7]),
       codec: 'none' as const,
       rawLength: 0,
-      checksum: checksumOf(new Uint8Array(0), 5),
+      checksum: specChecksum(new Uint8Array(0), 5),
     };
     expect(decodeFrame(encodePages(header, new Uint8Array(0)))).toEqual({
       type: 'pages',
@@ -191,7 +188,7 @@ describe('pages records round-trip', () => {
       zeros: new Uint8Array(0),
       codec: 'none' as const,
       rawLength: PAGE,
-      checksum: checksumOf(raw, 1),
+      checksum: specChecksum(raw, 1),
     };
     const frame = encodePages(header, raw);
     raw.fill(0);
@@ -213,7 +210,7 @@ describe('in-place pages encoding', () => {
         zeros: writePageNumbers(Array.from({ length: zeroPages }, (_, i) => 0x80000000 + i)),
         codec: 'none' as const,
         rawLength: raw.length,
-        checksum: checksumOf(raw, seq),
+        checksum: specChecksum(raw, seq),
       },
     };
   }

@@ -6,7 +6,7 @@ import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate, type MigrateOptions } from '../dist/precopy/migration.js';
-import type { PageCodec } from '../dist/protocol/records.js';
+import { PROTOCOL_VERSION, type PageCodec } from '../dist/protocol/records.js';
 import type { AutoConvergeMode } from '../dist/precopy/auto-converge.js';
 import type { TimeoutAction } from '../dist/precopy/progress-watchdog.js';
 import { acceptMigration } from '../dist/precopy/incoming.js';
@@ -174,7 +174,7 @@ test('a refusal whose reason quotes a long field still reaches the source, cut t
   await a.send(
     encodeRecord({
       type: 'hello',
-      versions: [1],
+      versions: [PROTOCOL_VERSION],
       migrationId: 'long-kind',
       domain: { kind, name: 'x', memoryBytes: 32 * MiB, pageSize: 4096, vcpus: 1, config: {} },
       codec: 'none',
@@ -260,7 +260,7 @@ test('a cancel is honoured while the source waits on a silent target, and the gu
   const silent = (async () => {
     const hello = decodeFrame((await b.receive())!);
     if (hello.type !== 'hello') throw new Error('expected hello');
-    await b.send(encodeRecord({ type: 'ready', version: 1, migrationId: hello.migrationId }));
+    await b.send(encodeRecord({ type: 'ready', version: PROTOCOL_VERSION, migrationId: hello.migrationId }));
     while ((await b.receive().catch(() => undefined)) !== undefined);
   })();
   const cancel = new AbortController();

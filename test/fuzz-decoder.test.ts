@@ -301,7 +301,7 @@ describe('the decoder on hostile input', () => {
   });
 });
 
-/** False only for a pages header listing no page at all, which version 1 rejects. */
+/** False only for a pages header listing no page at all, which version 2 rejects. */
 function hasPage(fields: Record<string, unknown>): boolean {
   if (fields.type !== 'pages') return true;
   return (fields.pages as Uint8Array).length + (fields.zeros as Uint8Array).length > 0;

@@ -1,7 +1,6 @@
 // A target agent with a pool key faces hostile peers, played with raw frames: each is refused
 // with a stable code (seen by the peer, and in the agent's events) and disconnected, while a real
 // migration from a member of the pool runs beside it and completes, verified.
-import { xxh3 } from '@node-rs/xxhash';
 import { compressSync } from 'lz4-napi';
 import { afterEach, expect, test } from 'vitest';
 
@@ -12,6 +11,7 @@ import { encodePages, encodeRecord, writePageNumbers } from '../dist/protocol/co
 import type { Transport } from '../dist/transport/transport.js';
 import { connectWebSocket, type WebSocketTransport } from '../dist/transport/ws-transport.js';
 import { helloFor, howItEnds, nextRecord, startRealMigration, waitForEvent } from './helpers/hostile-peer.js';
+import { specChecksum } from './helpers/spec-checksum.js';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -82,9 +82,6 @@ function discardedWith(migrationId: string, code: string): (e: AgentEvent) => bo
   return (e) => e.type === 'migration-discarded' && e.migrationId === migrationId && e.error?.code === code;
 }
 
-function checksum(raw: Uint8Array, seq: number): string {
-  return xxh3.xxh64(raw, BigInt(seq)).toString(16).padStart(16, '0');
-}
 
 /** Records every frame sent through it, to replay them later on another connection. */
 class RecordingTransport implements Transport {
@@ -189,7 +186,7 @@ test('a decompression bomb is refused by its size prefix, before anything is dec
     const raw = new Uint8Array(PAGE).fill(0x5a);
     const payload = compressSync(Buffer.from(raw));
     const frame = encodePages(
-      { round: 0, pages: writePageNumbers([0]), zeros: new Uint8Array(0), codec: 'lz4', rawLength: PAGE, checksum: checksum(raw, 0), seq: 0 },
+      { round: 0, pages: writePageNumbers([0]), zeros: new Uint8Array(0), codec: 'lz4', rawLength: PAGE, checksum: specChecksum(raw, 0), seq: 0 },
       payload,
     );
     // The lz4 size prefix now claims about 4 GiB of output for one page.
@@ -215,9 +212,9 @@ test('pages beyond the announced memory are refused with ERR_PAGE_OUT_OF_RANGE',
       const beyond = writePageNumbers([4096]);
       const frame =
         where === 'data'
-          ? encodePages({ round: 0, pages: beyond, zeros: new Uint8Array(0), codec: 'none', rawLength: PAGE, checksum: checksum(raw, 0), seq: 0 }, raw)
+          ? encodePages({ round: 0, pages: beyond, zeros: new Uint8Array(0), codec: 'none', rawLength: PAGE, checksum: specChecksum(raw, 0), seq: 0 }, raw)
           : encodePages(
-              { round: 0, pages: new Uint8Array(0), zeros: beyond, codec: 'none', rawLength: 0, checksum: checksum(new Uint8Array(0), 0), seq: 0 },
+              { round: 0, pages: new Uint8Array(0), zeros: beyond, codec: 'none', rawLength: 0, checksum: specChecksum(new Uint8Array(0), 0), seq: 0 },
               new Uint8Array(0),
             );
       await transport.send(frame);

@@ -22,7 +22,7 @@ export interface DomainDescriptor {
   name: string;
   /** Guest memory size in bytes; a whole number of pages. */
   memoryBytes: number;
-  /** Page size in bytes. Always {@link PAGE_SIZE_BYTES} in protocol version 1. */
+  /** Page size in bytes. Always {@link PAGE_SIZE_BYTES} in protocol version 2. */
   pageSize: number;
   /** Number of virtual CPUs. */
   vcpus: number;

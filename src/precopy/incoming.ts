@@ -27,7 +27,7 @@ import {
 } from '../errors.js';
 import { decodeFrame, encodeRecord, readPageNumbers } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
-import { batchChecksum, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
+import { batchChecksum, hashPage, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
@@ -277,14 +277,17 @@ class IncomingMigration {
     checkInRange(pfns, domain.pageCount);
     checkInRange(zeros, domain.pageCount);
     const raw = await this.decompress(record);
-    const sum = batchChecksum(raw, record.seq);
+    // Each page is hashed once: its hash makes the batch's checksum and goes into the digest.
+    const hashes = new Uint32Array(pfns.length);
+    for (let i = 0; i < pfns.length; i++) hashes[i] = hashPage(raw, i * pageSize, pageSize);
+    const sum = batchChecksum(hashes, record.seq);
     if (sum !== record.checksum) {
       throw new ChecksumMismatchError(`page batch ${record.seq} has checksum ${sum} after decompression; the source sent ${record.checksum}`);
     }
     for (let i = 0; i < pfns.length; i++) {
       const pfn = pfns[i]!;
       domain.writePage(pfn, raw, i * pageSize);
-      digest.update(pfn, raw, i * pageSize);
+      digest.set(pfn, hashes[i]!);
     }
     for (let i = 0; i < zeros.length; i++) {
       domain.zeroPage(zeros[i]!);

@@ -83,6 +83,8 @@ export class PageSender {
   private failure: unknown;
   private readonly zeroPage: Buffer;
   private readonly dataPfns: Uint32Array;
+  /** The hash of each data page gathered, in order: the batch's checksum is made of them. */
+  private readonly dataHashes: Uint32Array;
   private readonly zeroPfns: Uint32Array;
   private readonly cap: BandwidthCap | undefined;
 
@@ -106,6 +108,7 @@ export class PageSender {
     this.slots = Array.from({ length: inFlight }, () => ({ buffer: Buffer.allocUnsafe(size), busy: Promise.resolve() }));
     this.zeroPage = Buffer.alloc(this.pageSize);
     this.dataPfns = new Uint32Array(this.dataPagesPerBatch);
+    this.dataHashes = new Uint32Array(this.dataPagesPerBatch);
     this.zeroPfns = new Uint32Array(DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
     this.cap = options.cap;
   }
@@ -130,8 +133,8 @@ export class PageSender {
         this.zeroPfns[zeroCount++] = pfn;
         this.digest.zero(pfn);
       } else {
+        this.dataHashes[dataCount] = this.digest.update(pfn, slot.buffer, offset);
         this.dataPfns[dataCount++] = pfn;
-        this.digest.update(pfn, slot.buffer, offset);
       }
       if (dataCount === this.dataPagesPerBatch || zeroCount === DEFAULT_MAX_ZERO_PAGES_PER_BATCH) {
         this.dispatch(slot, round, dataCount, zeroCount);
@@ -182,7 +185,7 @@ export class PageSender {
       zeros: writePageNumbers(this.zeroPfns, zeroCount),
       codec: dataCount > 0 ? this.codec : ('none' as PageCodec),
       rawLength,
-      checksum: batchChecksum(raw, seq),
+      checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),
     };
     this.counters.pages += dataCount + zeroCount;
     this.counters.zeroPages += zeroCount;

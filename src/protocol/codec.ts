@@ -1,5 +1,5 @@
 /**
- * Frame encoding and decoding for protocol version 1 (`docs/protocol.md`, "Framing").
+ * Frame encoding and decoding for protocol version 2 (`docs/protocol.md`, "Framing").
  *
  *     u32 little-endian header length | msgpack header (a map with string keys) | payload
  *
@@ -107,12 +107,12 @@ export const PAGES_HEADER_RESERVE_BYTES =
 export const LZ4_SIZE_PREFIX_BYTES = 4;
 
 /**
- * Record types this encoder always marks `optional: true`: hints added to version 1 after its
- * first release, which a peer from before them skips instead of refusing (§7 of the spec).
+ * Record types this encoder always marks `optional: true`: hints a peer can do without, which a
+ * peer that does not know them skips instead of refusing (§7 of the spec).
  */
 const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon', 'collected']);
 
-/** Every record type of version 1. */
+/** Every record type of version 2. */
 const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
   'auth-hello',
   'auth-challenge',
@@ -336,7 +336,7 @@ function writeFrameStart(frame: Uint8Array, start: number, header: Uint8Array): 
  * @param limits Limits to enforce; @default DEFAULT_LIMITS
  * @throws LimitExceededError if the frame, its header, a page list, the device state or the
  *   announced domain goes past a limit.
- * @throws MalformedRecordError for anything else that is not a valid version 1 record.
+ * @throws MalformedRecordError for anything else that is not a valid version 2 record.
  */
 export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>): MigrationRecord {
   const resolved = resolveLimits(limits);
@@ -411,7 +411,7 @@ export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>)
 }
 
 /**
- * Walks a msgpack header once, without decoding or allocating, and rejects what version 1 never
+ * Walks a msgpack header once, without decoding or allocating, and rejects what version 2 never
  * sends: anything but a map at the top, non-string map keys, extension types (msgpackr would
  * give them meaning: dates, typed arrays, records, references), the reserved 0xc1, nesting
  * deeper than {@link MAX_HEADER_NESTING}, declared lengths running past the end, and trailing
@@ -552,7 +552,7 @@ function scanHeader(bytes: Uint8Array): void {
         break;
       default:
         throw new MalformedRecordError(
-          `the header holds msgpack type 0x${hexByte(token)} at byte ${pos - 1}; version 1 uses no extension types`,
+          `the header holds msgpack type 0x${hexByte(token)} at byte ${pos - 1}; version 2 uses no extension types`,
         );
     }
   }
@@ -571,7 +571,7 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
   const type = h.type;
   if (typeof type !== 'string' || !RECORD_TYPES.has(type)) {
     throw new MalformedRecordError(
-      `unknown record type ${describe(type)}; version 1 knows ${[...RECORD_TYPES].join(', ')} ` +
+      `unknown record type ${describe(type)}; version 2 knows ${[...RECORD_TYPES].join(', ')} ` +
         '(a newer peer marks the records an older one may skip with optional: true)',
     );
   }
@@ -807,7 +807,7 @@ function domainDescriptor(value: unknown, limits: ProtocolLimits): DomainDescrip
   const name = text(value, 'name', 'hello', 0, 'domain.');
   const pageSize = value.pageSize;
   if (pageSize !== PAGE_SIZE_BYTES) {
-    throw fieldError('hello', 'domain.pageSize', `${PAGE_SIZE_BYTES} (the only page size of version 1)`, pageSize);
+    throw fieldError('hello', 'domain.pageSize', `${PAGE_SIZE_BYTES} (the only page size of version 2)`, pageSize);
   }
   const memoryBytes = count(value, 'memoryBytes', 'hello', 'domain.');
   if (memoryBytes === 0 || memoryBytes % PAGE_SIZE_BYTES !== 0) {
@@ -875,7 +875,7 @@ function onlyFields(h: Fields, type: string, required: readonly string[], option
     if (!required.includes(key) && !optional.includes(key)) {
       const allowed = [...required, ...optional];
       throw new MalformedRecordError(
-        `malformed ${type} record: unknown field ${describe(prefix + key)}; version 1 allows ${allowed.length > 0 ? allowed.join(', ') : 'no fields'}` +
+        `malformed ${type} record: unknown field ${describe(prefix + key)}; version 2 allows ${allowed.length > 0 ? allowed.join(', ') : 'no fields'}` +
           (prefix === '' ? '' : ` in ${prefix.slice(0, -1)}`),
       );
     }

@@ -1,5 +1,5 @@
 /**
- * The records of the livemig migration stream, version 1. `docs/protocol.md` is the normative
+ * The records of the livemig migration stream, version 2. `docs/protocol.md` is the normative
  * description; this file is its typed mirror. Every record travels as one frame (one WebSocket
  * binary message):
  *
@@ -13,7 +13,7 @@
 import type { DomainDescriptor } from '../domain/backend.js';
 
 /** The protocol version this implementation speaks. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Payload codecs of a `pages` record. */
 export type PageCodec = 'none' | 'lz4';
@@ -90,7 +90,7 @@ export interface PagesRecord {
   codec: PageCodec;
   /** Length of the payload after decompression: `pages.length / 4 * pageSize`. */
   rawLength: number;
-  /** xxh3-64 of the decompressed payload, seeded with the batch's sequence number, as 16 lowercase hex digits. */
+  /** XXH64 of the XXH32 hashes of its data pages (`batchChecksum`), seeded with the batch's sequence number, as 16 lowercase hex digits. */
   checksum: string;
   /** Sequence number of this batch in the stream, starting at 0; one more than the previous. */
   seq: number;
@@ -222,7 +222,7 @@ export interface IgnoredRecord {
   recordType: string;
 }
 
-/** Every record of version 1, plus the stand-in for an unknown optional one. */
+/** Every record of version 2, plus the stand-in for an unknown optional one. */
 export type MigrationRecord =
   | IgnoredRecord
   | AuthHelloRecord

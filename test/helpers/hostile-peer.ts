@@ -7,7 +7,7 @@ import { connectToAgent, type ConnectToAgentOptions } from '../../dist/agent/age
 import { migrate } from '../../dist/precopy/migration.js';
 import type { MigrationReport } from '../../dist/precopy/report.js';
 import { decodeFrame } from '../../dist/protocol/codec.js';
-import type { HelloRecord, MigrationRecord } from '../../dist/protocol/records.js';
+import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord } from '../../dist/protocol/records.js';
 import type { Transport } from '../../dist/transport/transport.js';
 
 const MiB = 1024 * 1024;
@@ -57,7 +57,7 @@ export async function startRealMigration(url: string, connect: ConnectToAgentOpt
 /** A hello for a small simulated guest, with a fresh migration id. */
 export function helloFor(memoryBytes: number): HelloRecord {
   const config: SimGuestConfig = { ...REAL_GUEST, memoryBytes, hotSetBytes: Math.min(REAL_GUEST.hotSetBytes, memoryBytes) };
-  return { type: 'hello', versions: [1], migrationId: randomUUID(), domain: simDescriptor(config, 'hostile'), codec: 'lz4' };
+  return { type: 'hello', versions: [PROTOCOL_VERSION], migrationId: randomUUID(), domain: simDescriptor(config, 'hostile'), codec: 'lz4' };
 }
 
 /** The next record from the agent, `undefined` at a clean end; rejects as the transport does. */

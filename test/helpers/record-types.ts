@@ -1,4 +1,4 @@
-// Every record type version 1 puts on the wire, written out here rather than taken from the code,
+// Every record type version 2 puts on the wire, written out here rather than taken from the code,
 // so that a type added to the code but not to the tests (or the other way round) shows up.
 import type { RecordType } from '../../dist/protocol/records.js';
 

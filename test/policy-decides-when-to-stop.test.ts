@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundTimeAt } from '../dist/precopy/policy.js';
+import { DEFAULT_PAUSE_RESUME_MS, defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -246,7 +246,7 @@ describe('switchover calibration', () => {
     const c = new SwitchoverCalibration();
     c.observe(2, 3 + 0.5 * 2);
     expect(c.factor).toBe(1); // one size seen: no slope yet
-    expect(c.overheadMs).toBeCloseTo(3 + 0.5 * 2 - 2, 5);
+    expect(c.overheadMs).toBeCloseTo((3 + 0.5 * 2 - 2 + DEFAULT_PAUSE_RESUME_MS) / 2, 5); // the default still counts
     for (const t of [20, 80, 5, 150, 40, 60]) c.observe(t, 3 + 0.5 * t);
     expect(c.factor).toBeCloseTo(0.5, 5);
     expect(c.overheadMs).toBeCloseTo(3, 5);
@@ -288,6 +288,21 @@ describe('switchover calibration', () => {
     expect(c.factor).toBe(1);
     // An idle guest's pause (no pages left) is then predicted at the overhead: small, as it is.
     expect(c.overheadMs).toBeLessThan(5);
+  });
+
+  test('one stalled first pause does not set the overhead, and the paused round is never modelled slower', async () => {
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    // The first idle pause met an 8 ms stall; the next ones cost 3 ms.
+    c.observe(0.1, 8.1);
+    expect(c.overheadMs).toBeLessThan(5);
+    c.observe(0.1, 3.1);
+    c.observe(0.1, 3.1);
+    expect(c.overheadMs).toBeCloseTo(3, 5);
+    // Three sizes whose residuals grow faster than the transfer: noise, not a slower paused round.
+    const d = new SwitchoverCalibration();
+    for (const [t, r] of [[5, 4], [20, 40], [60, 150]] as const) d.observe(t, r);
+    expect(d.factor).toBe(1);
   });
 
   test('ignores a switchover whose transfer could not be modelled', async () => {

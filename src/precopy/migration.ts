@@ -105,9 +105,9 @@ export const CALIBRATION_MIN_SIZE_RATIO = 2;
  * would let each such spike shift the next predictions, while a median follows the typical
  * pause. `factor` is the median slope between pairs of switchovers of clearly different sizes
  * (Theil-Sen, pairs at least CALIBRATION_MIN_SIZE_RATIO apart), `overheadMs` the median of what
- * is left over the smaller half of them. So a pool agent that migrates many guests predicts each
- * pause better than the last; until there are two sizes, `factor` is 1, and until the first
- * switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one
+ * is left over the smaller half of them (with DEFAULT_PAUSE_RESUME_MS as one more). So a pool
+ * agent that migrates many guests predicts each pause better than the last; until there are two
+ * sizes, `factor` is 1, and until the first switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one
  * calibration (see {@link calibrationFor}).
  */
 export class SwitchoverCalibration {
@@ -131,11 +131,16 @@ export class SwitchoverCalibration {
         if (hi - lo >= 1 && hi >= CALIBRATION_MIN_SIZE_RATIO * lo) slopes.push((b.residualMs - a.residualMs) / (b.roundMs - a.roundMs));
       }
     }
-    this.factor = slopes.length > 0 ? Math.min(2, Math.max(0.25, median(slopes)!)) : 1;
+    // Never above 1: with the guest paused, the last round is not slower per byte than the rounds
+    // it is modelled on, and a steeper slope is the noise of a few switchovers.
+    this.factor = slopes.length > 0 ? Math.min(1, Math.max(0.25, median(slopes)!)) : 1;
     // The overhead is what is left at no transfer: the smaller switchovers tell it best, where a
-    // big one's residual mostly carries the noise of its long transfer.
+    // big one's residual mostly carries the noise of its long transfer. The default counts as one
+    // of them, so that the first one or two switchovers, one of which may have met a stall, do not
+    // set it alone.
     const small = [...this.seen].sort((a, b) => a.roundMs - b.roundMs).slice(0, Math.ceil(this.seen.length / 2));
-    this.overheadMs = Math.min(50, Math.max(0, median(small.map((o) => o.residualMs - this.factor * o.roundMs))!));
+    const left = small.map((o) => o.residualMs - this.factor * o.roundMs);
+    this.overheadMs = Math.min(50, Math.max(0, median([...left, DEFAULT_PAUSE_RESUME_MS])!));
   }
 }
 

@@ -658,6 +658,10 @@ async function serveTargetHost(): Promise<number> {
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop());
+  // Ctrl-C at the terminal reaches this process as well as the benchmark's. The benchmark cancels
+  // its run (the guest stays on the source, the run is recorded as cancelled) and then stops this
+  // host itself; dying here first would cut the run's connection and record a failure instead.
+  process.on('SIGINT', () => undefined);
   process.stdin.on('end', () => void stop());
   process.stdin.on('error', () => void stop());
   process.stdin.resume();

@@ -6,6 +6,7 @@ import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate, type MigrateOptions } from '../dist/precopy/migration.js';
+import type { MigrationProgress } from '../dist/precopy/report.js';
 import { PROTOCOL_VERSION, type PageCodec } from '../dist/protocol/records.js';
 import type { AutoConvergeMode } from '../dist/precopy/auto-converge.js';
 import type { TimeoutAction } from '../dist/precopy/progress-watchdog.js';
@@ -145,6 +146,31 @@ test('a policy decides the number of rounds', async () => {
   expect(report.outcome).toBe('completed');
   expect(report.rounds.map((r) => r.stopAndCopy)).toEqual([false, false, false, false, true]);
   expect(report.verified).toBe(true);
+});
+
+test('progress reports the dirty rate the guest runs at, in bytes and in pages', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  const samples: MigrationProgress[] = [];
+  const report = await migrate(guest, a, {
+    policy: (s) => (s.round >= 4 ? 'stop-and-copy' : 'continue'),
+    progressIntervalMs: 5,
+    onProgress: (p) => {
+      if (p.phase === 'precopy' && p.round >= 1) samples.push(p);
+    },
+  });
+  const result = await incoming;
+  cleanups.push(async () => result.domain?.destroy());
+  expect(report.outcome).toBe('completed');
+  expect(samples.length).toBeGreaterThan(0);
+  for (const p of samples) expect(p.dirtyRateBytesPerSec).toBeCloseTo(p.dirtyPagesPerSec * 4096, -1);
+  // Distinct pages newly dirtied: more than none, and not beyond what the guest writes (30 MB/s),
+  // with room for the weighting of short intervals.
+  const rates = samples.map((p) => p.dirtyRateBytesPerSec).sort((x, y) => x - y);
+  const median = rates[rates.length >> 1]!;
+  expect(median).toBeGreaterThan(0);
+  expect(median).toBeLessThan(3 * config.dirtyRateBytesPerSec);
 });
 
 test('a progress observer that throws changes nothing', async () => {

@@ -11,6 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
 import type { SourceDomain } from '../domain/backend.js';
 import {
   asMigrationError,
@@ -276,10 +277,12 @@ class SourceMigration {
   private forced: ForcedSwitchover | undefined;
   /** Shortest time from a round's end to its acknowledgement: a round trip, at most. */
   private rttMs = Number.POSITIVE_INFINITY;
-  /** Latest estimates, refreshed by the ticker. */
-  private dirtyRateBytesPerSec = 0;
+  /** Latest estimate of the pause, refreshed by the ticker. */
   private expectedDowntimeMs = Number.POSITIVE_INFINITY;
-  private lastTick = { at: 0, dirty: 0 };
+  /** The guest's dirty rate, fed at every tick and every read of the dirty log (for progress). */
+  private dirtyMeter = new DirtyRateMeter();
+  /** Of the pages in the dirty log now, those already counted by `dirtyMeter`. */
+  private dirtyCounted = 0;
   private pauseTimes: PauseTimes | undefined;
   /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
   private finalRoundEnd: Promise<void> = Promise.resolve();
@@ -386,13 +389,14 @@ class SourceMigration {
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
     this.domain.enableDirtyLog();
+    this.dirtyMeter = new DirtyRateMeter({ startMs: performance.now() });
     const pageCount = this.domain.pageCount;
     let pending: Uint32Array = new Uint32Array(pageCount);
     for (let pfn = 0; pfn < pageCount; pfn++) pending[pfn] = pfn;
     let predictedMs = Number.POSITIVE_INFINITY;
     for (;;) {
       const unsent = await this.sendRound(pending, false);
-      pending = mergeSorted(unsent, this.domain.readDirtyLog());
+      pending = mergeSorted(unsent, this.readDirtyLog());
       this.round++;
       const stats = this.statsFor(pending.length);
       if (this.forced) {
@@ -723,7 +727,8 @@ class SourceMigration {
     const last = this.rounds[this.rounds.length - 1]!;
     const bandwidth = this.bandwidth();
     const dirtyBytes = dirtyPages * this.pageSize;
-    this.dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
+    // The policy judges a round by what it left dirty: its own rate, not the progress's smoothed one.
+    const dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
     this.expectedDowntimeMs = this.predictDowntime(dirtyBytes);
     return {
       round: this.round,
@@ -731,7 +736,7 @@ class SourceMigration {
       dirtyPages,
       dirtyBytes,
       bandwidthBytesPerSec: bandwidth,
-      dirtyRateBytesPerSec: this.dirtyRateBytesPerSec,
+      dirtyRateBytesPerSec,
       expectedDowntimeMs: this.expectedDowntimeMs,
       downtimeBudgetMs: this.budgetMs(),
       throttlePercent: this.throttle.percent,
@@ -851,17 +856,21 @@ class SourceMigration {
     this.emitProgress();
   }
 
+  /** Takes the dirty log, counting the pages no tick has counted yet toward the dirty rate. */
+  private readDirtyLog(): Uint32Array {
+    const pages = this.domain.readDirtyLog();
+    this.dirtyMeter.sample(Math.max(0, pages.length - this.dirtyCounted), performance.now());
+    this.dirtyCounted = 0;
+    return pages;
+  }
+
   /** Refreshes the estimates between rounds, feeds the watchdog, and reports progress. */
   private tick(): void {
     const now = performance.now();
     if (this.phase === 'precopy') {
       const dirty = this.domain.peekDirtyCount();
-      const dt = now - this.lastTick.at;
-      // The count restarts when a round reads the log; only a growing count measures a rate.
-      if (this.lastTick.at > 0 && dirty >= this.lastTick.dirty && dt > 0) {
-        this.dirtyRateBytesPerSec = ((dirty - this.lastTick.dirty) * this.pageSize * 1000) / dt;
-      }
-      this.lastTick = { at: now, dirty };
+      this.dirtyMeter.sample(Math.max(0, dirty - this.dirtyCounted), now);
+      this.dirtyCounted = Math.max(dirty, this.dirtyCounted);
       this.watchdog.observe(this.remainingBytes(), now);
       this.expectedDowntimeMs = this.predictDowntime(dirty * this.pageSize);
     }
@@ -884,7 +893,8 @@ class SourceMigration {
       bytesWire: this.transport.bytesSent,
       remainingBytes: inPrecopy ? this.remainingBytes() : 0,
       bandwidthBytesPerSec: this.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
-      dirtyRateBytesPerSec: roundTo(this.dirtyRateBytesPerSec, 3),
+      dirtyRateBytesPerSec: roundTo(this.dirtyMeter.bytesPerSecond(this.pageSize), 3),
+      dirtyPagesPerSec: roundTo(this.dirtyMeter.pagesPerSecond, 3),
       expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,
       downtimeBudgetMs: this.budgetMs(),
       throttlePercent: this.throttle.percent,

@@ -74,8 +74,13 @@ export interface MigrationProgress {
   remainingBytes: number;
   /** Raw bytes per second the target absorbs (sliding window over recent rounds). */
   bandwidthBytesPerSec: number;
-  /** Bytes per second the guest dirties (distinct pages). */
+  /**
+   * Bytes per second the guest dirties: distinct pages newly found dirty, measured at every
+   * progress tick and every read of the dirty log, weighted over about a second (half-life).
+   */
   dirtyRateBytesPerSec: number;
+  /** The same rate in pages per second. */
+  dirtyPagesPerSec: number;
   /** The pause if the source stopped now, in milliseconds; absent until it can be estimated. */
   expectedDowntimeMs?: number;
   /** The downtime budget in force, in milliseconds. */

@@ -188,6 +188,8 @@ export class TargetAgent extends EventEmitter {
   /** Migrations by id: running ones, and discarded ones for a while. */
   readonly migrations = new Map<string, AgentMigration>();
   private readonly backends: Map<string, TargetBackend>;
+  /** Per guest, the last inspection queued: each waits for the one before it. */
+  private readonly inspections = new WeakMap<TargetDomain, Promise<unknown>>();
   private readonly limits: ProtocolLimits;
   private readonly maxConcurrent: number;
   private readonly goTimeoutMs: number | undefined;
@@ -450,16 +452,27 @@ export class TargetAgent extends EventEmitter {
   private async answer(query: QueryRecord): Promise<StatusRecord> {
     const entry = this.migrations.get(query.migrationId);
     if (!entry) return { type: 'status', migrationId: query.migrationId, state: 'unknown' };
+    if (query.inspect && entry.domain && entry.state === 'running') {
+      // One inspection of a guest at a time: the first to resume it would otherwise leave a second
+      // reading it while it runs.
+      const domain = entry.domain;
+      const turn = (this.inspections.get(domain) ?? Promise.resolve()).then(() => this.inspect(entry, domain));
+      this.inspections.set(domain, turn.catch(() => undefined));
+      return await turn;
+    }
+    return { type: 'status', migrationId: entry.migrationId, state: entry.state };
+  }
+
+  /** Pauses `domain`, reads its state and digest, and resumes it, if it still runs as `entry`. */
+  private async inspect(entry: AgentMigration, domain: TargetDomain): Promise<StatusRecord> {
     const status: StatusRecord = { type: 'status', migrationId: entry.migrationId, state: entry.state };
-    const domain = entry.domain;
-    if (query.inspect && domain && entry.state === 'running') {
-      await domain.pause();
-      try {
-        status.domainState = domain.saveState();
-        status.digest = digestMemory(domain.pageCount, domain.descriptor.pageSize, (pfn, dst, off) => domain.copyPage(pfn, dst, off));
-      } finally {
-        await domain.resume();
-      }
+    if (entry.domain !== domain || entry.state !== 'running') return status;
+    await domain.pause();
+    try {
+      status.domainState = domain.saveState();
+      status.digest = digestMemory(domain.pageCount, domain.descriptor.pageSize, (pfn, dst, off) => domain.copyPage(pfn, dst, off));
+    } finally {
+      await domain.resume();
     }
     return status;
   }

@@ -22,12 +22,10 @@ export const CTRL_COMMAND = 0;
 export const CTRL_REQUEST = 1;
 /** Slot of the last request number the worker acted on; the guest waits on it. */
 export const CTRL_ACK = 2;
-/** Slot of the worker's state: one of the `STATUS_*` values. */
-export const CTRL_STATUS = 3;
 /** Slot of the throttle, in parts per {@link THROTTLE_SCALE} of each second spent asleep. */
-export const CTRL_THROTTLE = 4;
+export const CTRL_THROTTLE = 3;
 /** Int32 slots in a control block. */
-export const CONTROL_SLOTS = 8;
+export const CONTROL_SLOTS = 4;
 
 /** Command: run steps, paced. */
 export const COMMAND_RUN = 1;
@@ -35,15 +33,6 @@ export const COMMAND_RUN = 1;
 export const COMMAND_PAUSE = 2;
 /** Command: store the state and end the thread. */
 export const COMMAND_EXIT = 3;
-
-/** Status: the thread has not acted on a command yet. */
-export const STATUS_STARTING = 0;
-/** Status: running steps. */
-export const STATUS_RUNNING = 1;
-/** Status: stopped at a step boundary; the cell holds the state. */
-export const STATUS_PAUSED = 2;
-/** Status: the thread is ending. */
-export const STATUS_EXITED = 3;
 
 /** Throttle fractions travel as integers: parts per this many. */
 export const THROTTLE_SCALE = 10000;

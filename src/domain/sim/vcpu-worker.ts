@@ -15,11 +15,7 @@ import {
   CTRL_ACK,
   CTRL_COMMAND,
   CTRL_REQUEST,
-  CTRL_STATUS,
   CTRL_THROTTLE,
-  STATUS_EXITED,
-  STATUS_PAUSED,
-  STATUS_RUNNING,
   THROTTLE_SCALE,
   VcpuStateCell,
   type VcpuWorkerData,
@@ -69,8 +65,7 @@ function main(data: VcpuWorkerData): void {
   let rate = fullRate;
   let throttleDebtMs = 0;
 
-  const acknowledge = (request: number, status: number): void => {
-    Atomics.store(control, CTRL_STATUS, status);
+  const acknowledge = (request: number): void => {
     Atomics.store(control, CTRL_ACK, request);
     Atomics.notify(control, CTRL_ACK);
   };
@@ -86,10 +81,10 @@ function main(data: VcpuWorkerData): void {
           running = false;
         }
         if (command === COMMAND_EXIT) {
-          acknowledge(request, STATUS_EXITED);
+          acknowledge(request);
           return;
         }
-        acknowledge(request, STATUS_PAUSED);
+        acknowledge(request);
       } else {
         if (!running) {
           // On a target the state was loaded from the network while paused: take it from the cell.
@@ -100,7 +95,7 @@ function main(data: VcpuWorkerData): void {
           clockSteps = 0;
           throttleDebtMs = 0;
         }
-        acknowledge(request, STATUS_RUNNING);
+        acknowledge(request);
       }
       continue;
     }

@@ -195,6 +195,8 @@ describe('fields', () => {
     rejects(rawFrame({ type: 'query', migrationId: 'm', inspect: 1 }), MALFORMED);
     rejects(rawFrame({ type: 'device-state', state: 'blob' }), MALFORMED);
     rejects(rawFrame({ type: 'device-state', state: [1, 2] }), MALFORMED);
+    // The state is the payload; a header that carries it (version 1's layout) is refused.
+    rejects(rawFrame({ type: 'device-state', state: new Uint8Array(3) }), MALFORMED);
     rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'lost' }), MALFORMED);
     rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'running', digest: null }), MALFORMED);
     rejects(rawFrame({ type: 'resumed', resumeMs: -1, digest: '0000000000000000' }), MALFORMED);
@@ -235,6 +237,7 @@ describe('fields', () => {
 
   it('rejects an oversized device state', () => {
     rejects(encodeRecord({ type: 'device-state', state: new Uint8Array(9) }), LIMIT, { maxDeviceStateBytes: 8 });
+    rejects(rawFrame({ type: 'device-state' }, new Uint8Array(9)), LIMIT, { maxDeviceStateBytes: 8 });
     rejects(
       encodeRecord({ type: 'status', migrationId: 'm', state: 'running', domainState: new Uint8Array(9) }),
       LIMIT,

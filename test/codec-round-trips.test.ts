@@ -10,7 +10,7 @@ import {
   readPageNumbers,
   writePageNumbers,
 } from '../dist/protocol/codec.js';
-import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../dist/protocol/limits.js';
+import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../dist/protocol/limits.js';
 import type { MigrationRecord, PagesRecord } from '../dist/protocol/records.js';
 import { specChecksum } from './helpers/spec-checksum.js';
 
@@ -109,6 +109,15 @@ describe('every record type round-trips', () => {
     if (decoded.type !== 'device-state') throw new Error('wrong type');
     expect(decoded.state.constructor).toBe(Uint8Array);
     expect(decoded.state.buffer).toBe(frame.buffer);
+  });
+
+  it('carries a device state larger than any header as the payload, behind a header of its type alone', () => {
+    const state = new Uint8Array(DEFAULT_MAX_HEADER_BYTES + 100_000).map((_, i) => i * 7);
+    const frame = encodeRecord({ type: 'device-state', state });
+    const headerLength = Buffer.from(frame.buffer, frame.byteOffset, 4).readUInt32LE(0);
+    expect(frame.length - 4 - headerLength).toBe(state.length);
+    const decoded = decodeFrame(frame);
+    expect(decoded).toEqual({ type: 'device-state', state });
   });
 
   it('decodes a frame that sits at an odd offset inside a larger buffer', () => {

@@ -159,7 +159,8 @@ const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] ===
 // Encoding
 
 /**
- * Encodes any record but `pages` into a fresh frame (with an empty payload).
+ * Encodes any record but `pages` into a fresh frame: a `device-state` record's state becomes the
+ * payload, every other record has an empty one.
  *
  * @param record The record; it is checked as the decoder would check it.
  * @param limits Limits the record must respect; @default DEFAULT_LIMITS
@@ -179,10 +180,15 @@ export function encodeRecord(
     throw new InvalidArgumentError('encodeRecord does not encode pages records; use encodePages or encodePagesInPlace');
   }
   const clean = checkRecord(record as unknown as Record<string, unknown>, resolved);
-  const header = packHeader(OPTIONAL_RECORD_TYPES.has(clean.type) ? { ...clean, optional: true } : clean, resolved);
-  checkFrameLength(FRAME_PREFIX_BYTES + header.length, resolved);
-  const frame = new Uint8Array(FRAME_PREFIX_BYTES + header.length);
-  writeFrameStart(frame, 0, header);
+  // A device state may be far larger than any header, so it travels as the payload.
+  const payload = clean.type === 'device-state' ? clean.state : undefined;
+  const fields = payload ? { type: clean.type } : clean;
+  const header = packHeader(OPTIONAL_RECORD_TYPES.has(clean.type) ? { ...fields, optional: true } : fields, resolved);
+  const length = FRAME_PREFIX_BYTES + header.length + (payload?.length ?? 0);
+  checkFrameLength(length, resolved);
+  const frame = new Uint8Array(length);
+  const payloadOffset = writeFrameStart(frame, 0, header);
+  if (payload) frame.set(payload, payloadOffset);
   return frame;
 }
 
@@ -401,13 +407,27 @@ export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>)
     const record: PagesRecord = { ...header, payload };
     return record;
   }
+  if (fields.type === 'device-state') {
+    onlyFields(fields, 'device-state', []);
+    return { type: 'device-state', state: checkDeviceState(payload, resolved) };
+  }
   const record = checkRecord(fields, resolved);
   if (payload.length !== 0) {
     throw new MalformedRecordError(
-      `a ${record.type} record carries a payload of ${payload.length} bytes; only pages records have a payload`,
+      `a ${record.type} record carries a payload of ${payload.length} bytes; only pages and device-state records have a payload`,
     );
   }
   return record;
+}
+
+/** A device-state blob within `maxDeviceStateBytes`. */
+function checkDeviceState(state: Uint8Array, limits: ProtocolLimits): Uint8Array {
+  if (state.length > limits.maxDeviceStateBytes) {
+    throw new LimitExceededError(
+      `device state of ${state.length} bytes is over maxDeviceStateBytes (${limits.maxDeviceStateBytes}); raise the limit on the target`,
+    );
+  }
+  return state;
 }
 
 /**
@@ -639,13 +659,9 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
       return record;
     }
     case 'device-state': {
+      // The record as a caller hands it to the encoder; on the wire the state is the payload.
       onlyFields(h, 'device-state', ['state']);
-      const state = byteString(h, 'state', 'device-state');
-      if (state.length > limits.maxDeviceStateBytes) {
-        throw new LimitExceededError(
-          `device state of ${state.length} bytes is over maxDeviceStateBytes (${limits.maxDeviceStateBytes}); raise the limit on the target`,
-        );
-      }
+      const state = checkDeviceState(byteString(h, 'state', 'device-state'), limits);
       const record: DeviceStateRecord = { type: 'device-state', state };
       return record;
     }

@@ -18,8 +18,8 @@ export const DEFAULT_MAX_DATA_PAGES_PER_BATCH = 1024;
 /** Most zero pages in one `pages` record. */
 export const DEFAULT_MAX_ZERO_PAGES_PER_BATCH = 16384;
 
-/** Largest device-state blob, in bytes. */
-export const DEFAULT_MAX_DEVICE_STATE_BYTES = 16 * 1024 * 1024;
+/** Largest device-state blob, in bytes: with its header, it fits a frame of the default size. */
+export const DEFAULT_MAX_DEVICE_STATE_BYTES = 8 * 1024 * 1024;
 
 /** Largest guest a target agent agrees to allocate, in bytes. */
 export const DEFAULT_MAX_GUEST_MEMORY_BYTES = 16 * 1024 * 1024 * 1024;

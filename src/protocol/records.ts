@@ -145,8 +145,8 @@ export interface RoundAckRecord {
 export interface DeviceStateRecord {
   type: 'device-state';
   /**
-   * Backend-specific blob from `SourceDomain.saveState`. It travels in the header (as msgpack
-   * bin), so it is bounded by `maxHeaderBytes` as well as by `maxDeviceStateBytes`.
+   * Backend-specific blob from `SourceDomain.saveState`, at most `maxDeviceStateBytes`. It travels
+   * as the frame's payload (the header holds only the type), so no header limit bounds it.
    */
   state: Uint8Array;
 }

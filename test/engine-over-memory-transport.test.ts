@@ -148,7 +148,7 @@ test('a policy decides the number of rounds', async () => {
   expect(report.verified).toBe(true);
 });
 
-test('progress reports the dirty rate the guest runs at, in bytes and in pages', async () => {
+test('progress reports the dirty rate the guest runs at, in bytes and in pages; rounds its CPU use', async () => {
   const guest = await bootGuest();
   const [a, b] = createMemoryTransportPair();
   const incoming = acceptMigration(b, { backends });
@@ -165,6 +165,12 @@ test('progress reports the dirty rate the guest runs at, in bytes and in pages',
   expect(report.outcome).toBe('completed');
   expect(samples.length).toBeGreaterThan(0);
   for (const p of samples) expect(p.dirtyRateBytesPerSec).toBeCloseTo(p.dirtyPagesPerSec * 4096, -1);
+  // The guest's vCPU ran during pre-copy (a short round may fall between its slices) and not at
+  // all in the paused round.
+  for (const r of report.rounds) expect(r.guestCpuCores, `round ${r.round}`).toEqual(expect.any(Number));
+  const precopyCpuMs = report.rounds.filter((r) => !r.stopAndCopy).reduce((sum, r) => sum + r.guestCpuCores! * r.durationMs, 0);
+  expect(precopyCpuMs).toBeGreaterThan(0);
+  expect(report.rounds.at(-1)).toMatchObject({ stopAndCopy: true, guestCpuCores: 0 });
   // Distinct pages newly dirtied: more than none, and not beyond what the guest writes (30 MB/s),
   // with room for the weighting of short intervals.
   const rates = samples.map((p) => p.dirtyRateBytesPerSec).sort((x, y) => x - y);

@@ -24,6 +24,25 @@ describe('the simulated guest lifecycle', () => {
     await expect(guest.resume()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
   });
 
+  it('counts its vCPUs\' run time while they run, and not while paused', async () => {
+    const guest = await SimulatedGuest.boot(config);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const running = guest.vcpuTimeMs();
+      expect(running).toBeGreaterThan(0);
+      await guest.pause();
+      const atPause = guest.vcpuTimeMs();
+      expect(atPause).toBeGreaterThanOrEqual(running);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(guest.vcpuTimeMs()).toBe(atPause);
+      await guest.resume();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(guest.vcpuTimeMs()).toBeGreaterThan(atPause);
+    } finally {
+      await guest.destroy();
+    }
+  });
+
   it('checks page numbers and buffer room', async () => {
     const guest = await SimulatedGuest.boot(config);
     try {

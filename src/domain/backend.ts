@@ -65,6 +65,13 @@ export interface SourceDomain {
   peekDirtyCount(): number;
 
   /**
+   * Optional: CPU time the guest's vCPUs have run since it started, in milliseconds, summed over
+   * vCPUs (a hypervisor's per-vCPU run time). The engine reads it at each round's start and end
+   * and reports how many cores the guest kept busy meanwhile; without it the reports leave that out.
+   */
+  vcpuTimeMs?(): number;
+
+  /**
    * Copies one page into `dst` at `dstOffset`. Called for every page sent, from the engine's
    * thread, while the guest may be running: a page torn by a concurrent write is fine because
    * that write also marks the page dirty and it is sent again.

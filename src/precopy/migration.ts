@@ -627,6 +627,7 @@ class SourceMigration {
   private async sendRound(pfns: Uint32Array, stopAndCopy: boolean): Promise<Uint32Array> {
     this.throwIfCancelled();
     const before = { ...this.sender.counters };
+    const vcpuMsBefore = this.domain.vcpuTimeMs?.();
     const started = performance.now();
     this.roundPages = pfns.length;
     this.roundStartPages = before.pages;
@@ -667,6 +668,7 @@ class SourceMigration {
       this.rttMs = Math.min(this.rttMs, ackMs);
     }
     const durationMs = performance.now() - started;
+    const vcpuMs = vcpuMsBefore === undefined ? undefined : (this.domain.vcpuTimeMs?.() ?? vcpuMsBefore) - vcpuMsBefore;
     // The target collected before it acknowledged; this side collects now, while the guest still
     // runs, and outside the round's duration: the dirty log is read after it.
     let gcMs = 0;
@@ -685,6 +687,7 @@ class SourceMigration {
       bytesWire: this.sender.counters.bytesWire - before.bytesWire,
       durationMs: roundTo(durationMs, 3),
       dirtyRateBytesPerSec: 0,
+      guestCpuCores: vcpuMs !== undefined && durationMs > 0 ? roundTo(vcpuMs / durationMs, 3) : undefined,
       bandwidthBytesPerSec: durationMs > 0 ? roundTo((bytesRaw * 1000) / durationMs, 3) : 0,
       sendMs: roundTo(handedOverAt - started, 3),
       ackMs: roundTo(ackMs, 3),

@@ -37,6 +37,11 @@ export interface RoundReport {
   durationMs: number;
   /** Bytes per second the guest dirtied while the round was sent (0 for the stop-and-copy round). */
   dirtyRateBytesPerSec: number;
+  /**
+   * CPU the guest's vCPUs used during the round, in cores (their run time over the round's
+   * duration); absent when the backend does not report vCPU time.
+   */
+  guestCpuCores?: number;
   /** Raw bytes per second the round moved, acknowledgement included. */
   bandwidthBytesPerSec: number;
   /** Of `durationMs`: handing the round's batches to the link. */

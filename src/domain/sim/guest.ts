@@ -317,6 +317,13 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     return this.vcpus.map((vcpu) => cloneVcpuState(vcpu.cell.read()));
   }
 
+  /** Milliseconds the vCPU threads have spent running steps, summed (see `SourceDomain.vcpuTimeMs`). */
+  vcpuTimeMs(): number {
+    let total = 0;
+    for (const vcpu of this.vcpus) total += vcpu.cell.readBusyMs();
+    return total;
+  }
+
   /** Steps each vCPU has run since boot; exact while paused, a recent count while running. */
   stepCounts(): number[] {
     return this.vcpus.map((vcpu) => vcpu.cell.readSteps());

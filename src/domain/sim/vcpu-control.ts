@@ -37,7 +37,10 @@ export const COMMAND_EXIT = 3;
 /** Throttle fractions travel as integers: parts per this many. */
 export const THROTTLE_SCALE = 10000;
 
-/** Bytes of a state cell: steps as a float64, then the generator's 4 and the registers' 8 u32s. */
+/**
+ * Bytes of a state cell: steps as a float64, the generator's 4 and the registers' 8 u32s, then the
+ * vCPU's busy time as a float64.
+ */
 export const STATE_CELL_BYTES = 64;
 
 /** What a vCPU worker is started with (`workerData`). */
@@ -64,11 +67,13 @@ export class VcpuStateCell {
   readonly buffer: SharedArrayBuffer;
   private readonly stepsSlot: Float64Array;
   private readonly words: Uint32Array;
+  private readonly busySlot: Float64Array;
 
   constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
     this.stepsSlot = new Float64Array(buffer, 0, 1);
     this.words = new Uint32Array(buffer, 8, 12);
+    this.busySlot = new Float64Array(buffer, 56, 1);
   }
 
   /** A cell of its own shared memory. */
@@ -102,5 +107,15 @@ export class VcpuStateCell {
   /** Publishes the step count alone, while running. */
   writeSteps(steps: number): void {
     this.stepsSlot[0] = steps;
+  }
+
+  /** Milliseconds the vCPU spent running steps since its thread started, published after every slice. */
+  readBusyMs(): number {
+    return this.busySlot[0]!;
+  }
+
+  /** Publishes the busy time; only the vCPU's own thread writes it. */
+  writeBusyMs(ms: number): void {
+    this.busySlot[0] = ms;
   }
 }

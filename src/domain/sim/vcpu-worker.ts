@@ -64,6 +64,8 @@ function main(data: VcpuWorkerData): void {
   let throttleParts = -1;
   let rate = fullRate;
   let throttleDebtMs = 0;
+  // Time spent running steps, for the guest's CPU use (the host's view of a vCPU's run time).
+  let busyMs = 0;
 
   const acknowledge = (request: number): void => {
     Atomics.store(control, CTRL_ACK, request);
@@ -125,10 +127,12 @@ function main(data: VcpuWorkerData): void {
       runSteps(mem32, state, partition, params, count, markDirty);
       clockSteps += count;
       cell.writeSteps(state.steps);
+      const workedMs = performance.now() - now;
+      busyMs += workedMs;
+      cell.writeBusyMs(busyMs);
       if (throttleParts > 0) {
         // A vCPU that cannot keep up with its pacing still sleeps its throttled share.
         const fraction = throttleParts / THROTTLE_SCALE;
-        const workedMs = performance.now() - now;
         throttleDebtMs += (workedMs * fraction) / (1 - fraction);
         if (throttleDebtMs >= MIN_THROTTLE_SLEEP_MS) {
           Atomics.wait(control, CTRL_REQUEST, handled, throttleDebtMs);

@@ -199,6 +199,10 @@ describe('fields', () => {
     rejects(rawFrame({ type: 'device-state', state: new Uint8Array(3) }), MALFORMED);
     rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'lost' }), MALFORMED);
     rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'running', digest: null }), MALFORMED);
+    // An inspection's state is the payload of a status with a digest; nowhere else.
+    rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'running', domainState: new Uint8Array(2) }), MALFORMED);
+    rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'running', digest: '0123456789abcdef', domainState: new Uint8Array(2) }), MALFORMED);
+    rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'running' }, new Uint8Array(2)), MALFORMED);
     rejects(rawFrame({ type: 'resumed', resumeMs: -1, digest: '0000000000000000' }), MALFORMED);
   });
 
@@ -238,8 +242,11 @@ describe('fields', () => {
   it('rejects an oversized device state', () => {
     rejects(encodeRecord({ type: 'device-state', state: new Uint8Array(9) }), LIMIT, { maxDeviceStateBytes: 8 });
     rejects(rawFrame({ type: 'device-state' }, new Uint8Array(9)), LIMIT, { maxDeviceStateBytes: 8 });
+    rejects(rawFrame({ type: 'status', migrationId: 'm', state: 'running', digest: '0123456789abcdef' }, new Uint8Array(9)), LIMIT, {
+      maxDeviceStateBytes: 8,
+    });
     rejects(
-      encodeRecord({ type: 'status', migrationId: 'm', state: 'running', domainState: new Uint8Array(9) }),
+      encodeRecord({ type: 'status', migrationId: 'm', state: 'running', digest: '0123456789abcdef', domainState: new Uint8Array(9) }),
       LIMIT,
       { maxDeviceStateBytes: 8 },
     );

@@ -159,8 +159,8 @@ const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] ===
 // Encoding
 
 /**
- * Encodes any record but `pages` into a fresh frame: a `device-state` record's state becomes the
- * payload, every other record has an empty one.
+ * Encodes any record but `pages` into a fresh frame: a `device-state` record's state and an
+ * inspecting `status` record's domain state become the payload; every other record has none.
  *
  * @param record The record; it is checked as the decoder would check it.
  * @param limits Limits the record must respect; @default DEFAULT_LIMITS
@@ -180,9 +180,17 @@ export function encodeRecord(
     throw new InvalidArgumentError('encodeRecord does not encode pages records; use encodePages or encodePagesInPlace');
   }
   const clean = checkRecord(record as unknown as Record<string, unknown>, resolved);
-  // A device state may be far larger than any header, so it travels as the payload.
-  const payload = clean.type === 'device-state' ? clean.state : undefined;
-  const fields = payload ? { type: clean.type } : clean;
+  // A domain's state may be far larger than any header, so it travels as the payload.
+  let payload: Uint8Array | undefined;
+  let fields: object = clean;
+  if (clean.type === 'device-state') {
+    payload = clean.state;
+    fields = { type: clean.type };
+  } else if (clean.type === 'status' && clean.domainState !== undefined) {
+    const { domainState, ...rest } = clean;
+    payload = domainState;
+    fields = rest;
+  }
   const header = packHeader(OPTIONAL_RECORD_TYPES.has(clean.type) ? { ...fields, optional: true } : fields, resolved);
   const length = FRAME_PREFIX_BYTES + header.length + (payload?.length ?? 0);
   checkFrameLength(length, resolved);
@@ -411,10 +419,15 @@ export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>)
     onlyFields(fields, 'device-state', []);
     return { type: 'device-state', state: checkDeviceState(payload, resolved) };
   }
+  if (fields.type === 'status' && fields.digest !== undefined) {
+    // An inspection: the domain state is the payload (a domainState field is unknown here).
+    onlyFields(fields, 'status', ['migrationId', 'state', 'digest']);
+    return checkRecord({ ...fields, domainState: payload }, resolved);
+  }
   const record = checkRecord(fields, resolved);
   if (payload.length !== 0) {
     throw new MalformedRecordError(
-      `a ${record.type} record carries a payload of ${payload.length} bytes; only pages and device-state records have a payload`,
+      `a ${record.type} record carries a payload of ${payload.length} bytes; only pages, device-state and inspecting status records have a payload`,
     );
   }
   return record;
@@ -734,6 +747,11 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
         migrationId: text(h, 'migrationId', 'status', 1),
         state: state as StatusRecord['state'],
       };
+      // An inspection reports both, or neither: on the wire the state is the payload of a status
+      // that has a digest.
+      if ((h.digest === undefined) !== (h.domainState === undefined)) {
+        throw new MalformedRecordError('malformed status record: "digest" and "domainState" come together (an inspection) or not at all');
+      }
       if (h.digest !== undefined) record.digest = hex16(h, 'digest', 'status');
       if (h.domainState !== undefined) {
         const domainState = byteString(h, 'domainState', 'status');

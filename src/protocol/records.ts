@@ -206,7 +206,10 @@ export interface StatusRecord {
   state: 'unknown' | 'receiving' | 'prepared' | 'running' | 'discarded';
   /** With `inspect`: the digest of guest memory at the moment of inspection. */
   digest?: string;
-  /** With `inspect`: the backend's state blob at the moment of inspection. */
+  /**
+   * With `inspect`: the backend's state blob at the moment of inspection. Present exactly when
+   * `digest` is; it travels as the frame's payload.
+   */
   domainState?: Uint8Array;
 }
 

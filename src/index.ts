@@ -26,6 +26,9 @@ export {
 } from './transport/ws-transport.js';
 export {
   migrate,
+  calibrationFor,
+  SwitchoverCalibration,
+  type CalibrationSample,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_SWITCHOVER_TIMEOUT_MS,
   type MigrateOptions,

@@ -5,7 +5,7 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
-import { migrate, type MigrateOptions } from '../dist/precopy/migration.js';
+import { calibrationFor, migrate, SwitchoverCalibration, type MigrateOptions } from '../dist/precopy/migration.js';
 import type { MigrationProgress } from '../dist/precopy/report.js';
 import { PROTOCOL_VERSION, type PageCodec } from '../dist/protocol/records.js';
 import type { AutoConvergeMode } from '../dist/precopy/auto-converge.js';
@@ -179,6 +179,20 @@ test('progress reports the dirty rate the guest runs at, in bytes and in pages; 
   expect(median).toBeLessThan(3 * config.dirtyRateBytesPerSec);
 });
 
+test('a migration given its own calibration learns into it, not into the process\'s', async () => {
+  const guest = await bootGuest();
+  const [a, b] = createMemoryTransportPair();
+  const incoming = acceptMigration(b, { backends });
+  const processWide = calibrationFor('lz4').toJSON().length;
+  const saved = SwitchoverCalibration.fromJSON([{ roundMs: 2, residualMs: 4 }]);
+  const report = await migrate(guest, a, { codec: 'lz4', calibration: saved });
+  const result = await incoming;
+  cleanups.push(async () => result.domain?.destroy());
+  expect(report.outcome).toBe('completed');
+  expect(saved.toJSON()).toHaveLength(2);
+  expect(calibrationFor('lz4').toJSON()).toHaveLength(processWide);
+});
+
 test('a progress observer that throws changes nothing', async () => {
   const guest = await bootGuest();
   const [a, b] = createMemoryTransportPair();
@@ -250,6 +264,7 @@ test('engine options out of range are refused with ERR_INVALID_ARGUMENT before a
     { timeoutAction: 'retry' as TimeoutAction },
     { migrationId: '' },
     { migrationId: 'x'.repeat(2000) },
+    { calibration: { overheadMs: 1, factor: 1 } as unknown as SwitchoverCalibration },
   ];
   for (const options of outOfRange) {
     const [a] = createMemoryTransportPair();

@@ -305,6 +305,32 @@ describe('switchover calibration', () => {
     expect(d.factor).toBe(1);
   });
 
+  test('saved and restored, predicts as it did', async () => {
+    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    for (const t of [0.2, 20, 80, 5, 150]) c.observe(t, 3 + 0.6 * t);
+    const restored = SwitchoverCalibration.fromJSON(JSON.parse(JSON.stringify(c)));
+    expect(restored.factor).toBeCloseTo(c.factor, 10);
+    expect(restored.overheadMs).toBeCloseTo(c.overheadMs, 10);
+    expect(restored.toJSON()).toEqual(c.toJSON());
+    expect(SwitchoverCalibration.fromJSON([]).overheadMs).toBe(new SwitchoverCalibration().overheadMs);
+  });
+
+  test('refuses a saved calibration that is not a list of switchovers', async () => {
+    const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/migration.js');
+    for (const bad of [
+      {},
+      'x',
+      [{ roundMs: 1 }],
+      [{ roundMs: -1, residualMs: 2 }],
+      [{ roundMs: 1, residualMs: Number.NaN }],
+      [null],
+      Array.from({ length: CALIBRATION_WINDOW + 1 }, () => ({ roundMs: 1, residualMs: 1 })),
+    ]) {
+      expect(() => SwitchoverCalibration.fromJSON(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    }
+  });
+
   test('ignores a switchover whose transfer could not be modelled', async () => {
     const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
     const c = new SwitchoverCalibration();

@@ -9,13 +9,16 @@
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_TEXT_FIELD_CHARS } from '../protocol/codec.js';
 import { MAX_TIMER_MS } from '../util/deadline.js';
-import type { MigrateOptions } from './migration.js';
+import { SwitchoverCalibration, type MigrateOptions } from './migration.js';
 
 /** Throws InvalidArgumentError naming the first option out of range. Absent options are fine. */
 export function checkMigrateOptions(o: MigrateOptions): void {
   oneOf('codec', o.codec, ['lz4', 'none']);
   oneOf('autoConverge', o.autoConverge, ['off', 'on', 'auto']);
   oneOf('timeoutAction', o.timeoutAction, ['abort', 'force-switchover']);
+  if (o.calibration !== undefined && !(o.calibration instanceof SwitchoverCalibration)) {
+    throw new InvalidArgumentError('calibration must be a SwitchoverCalibration (new, or SwitchoverCalibration.fromJSON of a saved one)');
+  }
   positive('downtimeBudgetMs', o.downtimeBudgetMs, false);
   if (o.maxRounds !== undefined && !(Number.isInteger(o.maxRounds) && o.maxRounds >= 1)) {
     throw new InvalidArgumentError(`maxRounds must be a whole number of at least 1, got ${String(o.maxRounds)}`);

@@ -17,6 +17,7 @@ import {
   asMigrationError,
   CancelledError,
   DigestMismatchError,
+  InvalidArgumentError,
   MigrationError,
   PolicyAbortError,
   TimeoutError,
@@ -115,7 +116,32 @@ export class SwitchoverCalibration {
   overheadMs = DEFAULT_PAUSE_RESUME_MS;
   factor = 1;
   /** The remembered switchovers, oldest first: modelled last round and measured residual. */
-  private readonly seen: { roundMs: number; residualMs: number }[] = [];
+  private readonly seen: CalibrationSample[] = [];
+
+  /**
+   * A calibration that has seen `samples` (as `toJSON` gave them, oldest first), so that a pool
+   * agent predicts its first pauses after a restart as well as its last ones before it.
+   * @throws InvalidArgumentError if `samples` is not such a list.
+   */
+  static fromJSON(samples: unknown): SwitchoverCalibration {
+    if (!Array.isArray(samples) || samples.length > CALIBRATION_WINDOW) {
+      throw new InvalidArgumentError(`a saved calibration is a list of at most ${CALIBRATION_WINDOW} switchovers`);
+    }
+    const c = new SwitchoverCalibration();
+    for (const sample of samples as unknown[]) {
+      const { roundMs, residualMs } = (sample ?? {}) as Partial<CalibrationSample>;
+      if (typeof roundMs !== 'number' || !Number.isFinite(roundMs) || roundMs < 0 || typeof residualMs !== 'number' || !Number.isFinite(residualMs)) {
+        throw new InvalidArgumentError(`a saved switchover needs a finite roundMs of 0 or more and a finite residualMs, got ${JSON.stringify(sample)}`);
+      }
+      c.observe(roundMs, residualMs);
+    }
+    return c;
+  }
+
+  /** The remembered switchovers, oldest first, for `fromJSON`. */
+  toJSON(): CalibrationSample[] {
+    return this.seen.map((o) => ({ ...o }));
+  }
 
   /** Records one switchover: `roundMs` as modelled, `residualMs` = measured pause - half a round trip. */
   observe(roundMs: number, residualMs: number): void {
@@ -143,6 +169,12 @@ export class SwitchoverCalibration {
     const left = small.map((o) => o.residualMs - this.factor * o.roundMs);
     this.overheadMs = Math.min(50, Math.max(0, median([...left, DEFAULT_PAUSE_RESUME_MS])!));
   }
+}
+
+/** One switchover a calibration remembers: the last round as modelled, and what the pause cost beyond half a round trip. */
+export interface CalibrationSample {
+  roundMs: number;
+  residualMs: number;
 }
 
 const calibrations = new Map<PageCodec, SwitchoverCalibration>();
@@ -213,6 +245,13 @@ export interface MigrateOptions {
    */
   collectGarbage?: (() => void) | null;
   /**
+   * Where this migration reads its pause calibration and records what its switchover cost. A
+   * pool agent that keeps one per codec and saves it (`toJSON`, `SwitchoverCalibration.fromJSON`)
+   * predicts its first pauses after a restart as well as the last ones before it.
+   * @default this process's calibration for the codec ({@link calibrationFor})
+   */
+  calibration?: SwitchoverCalibration;
+  /**
    * After the target confirms, read the whole paused source memory once more and compare its
    * digest with the target's (`verified` in the report). Costs about 150 ms per GiB after the
    * guest already runs on the target. @default true
@@ -259,6 +298,7 @@ class SourceMigration {
   private readonly start = performance.now();
   private readonly rounds: RoundReport[] = [];
   private readonly sentDigest: PageDigest;
+  private readonly calibration: SwitchoverCalibration;
   private readonly sender: PageSender;
   private readonly throttle: ThrottleController;
   private readonly watchdog: ProgressWatchdog;
@@ -302,6 +342,7 @@ class SourceMigration {
     const d = domain.descriptor;
     this.pageSize = d.pageSize;
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
+    this.calibration = options.calibration ?? calibrationFor(this.codec);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
@@ -477,7 +518,7 @@ class SourceMigration {
       this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs, 3);
       // Teach the prediction what this pause really cost, for the migrations after this one.
       const model = this.roundTimeModel();
-      if (model) calibrationFor(this.codec).observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.rttMs / 2);
+      if (model) this.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.rttMs / 2);
       this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
       this.report.switchover = {
         pauseMs: roundTo(s.pausedAt - s.pauseStart, 3),
@@ -777,7 +818,7 @@ class SourceMigration {
   private predictDowntime(bytes: number, current?: RoundSample): number {
     const model = this.roundTimeModel(current);
     if (!model) return Number.POSITIVE_INFINITY;
-    const c = calibrationFor(this.codec);
+    const c = this.calibration;
     const e = estimateDowntime(bytes, model, this.rttMs, c.overheadMs);
     return e.pauseResumeMs + c.factor * e.roundMs + e.handshakeMs;
   }

@@ -1,5 +1,8 @@
 // The livemig command, run as a user runs it: a separate process, flags, exit status, output.
 import { spawnSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { BIN, startAgentProcess } from './helpers/agent-process.js';
 
@@ -49,7 +52,41 @@ test('migrate and listen across two processes, then status', async () => {
   }
 });
 
+test('migrate --calibration keeps what each switchover taught for the next run', async () => {
+  const agent = await startAgentProcess();
+  const dir = mkdtempSync(join(tmpdir(), 'livemig-calibration-'));
+  const file = join(dir, 'calibration.json');
+  const migrateOnce = async () => {
+    const child = spawn(process.execPath, [BIN, 'migrate', '--to', agent.url, '--memory', '64MiB', '--warmup', '100ms', '--calibration', file, '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0);
+    expect(JSON.parse(out).outcome).toBe('completed');
+    return JSON.parse(readFileSync(file, 'utf8'));
+  };
+  try {
+    const first = await migrateOnce();
+    expect(Object.keys(first)).toEqual(['lz4']);
+    expect(first.lz4).toHaveLength(1);
+    expect(first.lz4[0]).toEqual({ roundMs: expect.any(Number), residualMs: expect.any(Number) });
+    const second = await migrateOnce();
+    expect(second.lz4).toHaveLength(2);
+    expect(second.lz4[0]).toEqual(first.lz4[0]);
+
+    writeFileSync(file, '{"lz4": [{"roundMs": "soon"}]}');
+    const refused = run(['migrate', '--to', agent.url, '--calibration', file]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/^livemig: ERR_INVALID_ARGUMENT: the calibration file .* is not one livemig wrote/);
+  } finally {
+    await agent.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.each([
+  [['demo', '--calibration', '/tmp/x.json'], /--calibration is for migrate/],
   [['demo', '--memory', '12XB'], /--memory "12XB" has an unknown unit/],
   [['demo', '--workload', 'busy'], /--workload "busy" is not one of idle, uniform, hotset, sequential/],
   [['demo', '--dirty-rate', 'fast'], /--dirty-rate "fast" is not a number/],

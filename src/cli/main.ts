@@ -7,7 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,7 +20,8 @@ import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { InvalidArgumentError, MigrationError, asMigrationError } from '../errors.js';
-import { migrate, type MigrateOptions } from '../precopy/migration.js';
+import { migrate, SwitchoverCalibration, type MigrateOptions } from '../precopy/migration.js';
+import type { PageCodec } from '../protocol/records.js';
 import type { MigrationReport } from '../precopy/report.js';
 import { runBench } from './bench-command.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
@@ -62,6 +63,9 @@ listen:
 migrate and status:
   --key-file PATH        the pool key: prove it to the agent and demand the agent's proof
   --tls-ca PATH          trust this CA (or self-signed) certificate for a wss:// agent
+migrate only:
+  --calibration PATH     keep the pause prediction's calibration in PATH (JSON, per codec;
+                         created if missing): later runs predict their first pause from it
 `;
 
 /** What `demo` and `migrate --json` print. */
@@ -116,7 +120,14 @@ const DEMO_AGENT_STOP_TIMEOUT_MS = 3000;
 
 const CONNECT_FLAGS = { 'key-file': { type: 'string' }, 'tls-ca': { type: 'string' } } as const;
 
-const RUN_FLAGS = { ...GUEST_AND_ENGINE_FLAGS, ...CONNECT_FLAGS, warmup: { type: 'string' }, 'run-after': { type: 'string' }, to: { type: 'string' } } as const;
+const RUN_FLAGS = {
+  ...GUEST_AND_ENGINE_FLAGS,
+  ...CONNECT_FLAGS,
+  warmup: { type: 'string' },
+  'run-after': { type: 'string' },
+  to: { type: 'string' },
+  calibration: { type: 'string' },
+} as const;
 
 /** The pool key and TLS trust that `--key-file` and `--tls-ca` ask for. */
 async function connectOptionsFromFlags(values: { 'key-file'?: string; 'tls-ca'?: string }): Promise<ConnectToAgentOptions> {
@@ -131,6 +142,7 @@ async function demo(args: string[]): Promise<number> {
   if (values['key-file'] !== undefined || values['tls-ca'] !== undefined || values.to !== undefined) {
     throw new InvalidArgumentError('demo runs both ends itself, with a fresh pool key: it takes no --to, --key-file or --tls-ca');
   }
+  if (values.calibration !== undefined) throw new InvalidArgumentError('--calibration is for migrate, whose runs share it; demo starts afresh');
   const config = guestConfigFromFlags(values);
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
@@ -180,6 +192,9 @@ async function migrateCommand(args: string[]): Promise<number> {
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
   const json = values.json ?? false;
   const connect = await connectOptionsFromFlags(values);
+  const codec: PageCodec = engine.codec ?? 'lz4';
+  const saved = values.calibration === undefined ? undefined : await readCalibrations(values.calibration);
+  if (saved) engine.calibration = saved.get(codec) ?? new SwitchoverCalibration();
   const report = await runSource(
     config,
     engine,
@@ -191,8 +206,42 @@ async function migrateCommand(args: string[]): Promise<number> {
     },
     connect,
   );
+  if (saved && engine.calibration) {
+    saved.set(codec, engine.calibration);
+    await writeCalibrations(values.calibration!, saved);
+  }
   if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   return exitCode(report);
+}
+
+/** The calibrations saved in `path`, by codec; none if the file does not exist yet. */
+async function readCalibrations(path: string): Promise<Map<PageCodec, SwitchoverCalibration>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw new InvalidArgumentError(`cannot read the calibration file ${path}: ${(err as Error).message}`);
+  }
+  const out = new Map<PageCodec, SwitchoverCalibration>();
+  try {
+    const saved: unknown = JSON.parse(text);
+    if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) throw new Error('not a JSON object of codecs');
+    for (const [codec, samples] of Object.entries(saved)) {
+      if (codec !== 'lz4' && codec !== 'none') throw new Error(`unknown codec "${codec}"`);
+      out.set(codec, SwitchoverCalibration.fromJSON(samples));
+    }
+  } catch (err) {
+    throw new InvalidArgumentError(`the calibration file ${path} is not one livemig wrote: ${(err as Error).message}`);
+  }
+  return out;
+}
+
+/** Writes `calibrations` to `path` in one step, so a crash leaves the old file or the new one. */
+async function writeCalibrations(path: string, calibrations: Map<PageCodec, SwitchoverCalibration>): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, `${JSON.stringify(Object.fromEntries(calibrations), null, 2)}\n`);
+  await rename(tmp, path);
 }
 
 /** Boots the guest, lets it run, migrates it to `url`, and prints the report for people. */

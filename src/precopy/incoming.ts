@@ -123,6 +123,8 @@ class IncomingMigration {
   /** The device state received, for the switchover digest. */
   private deviceState: Uint8Array | undefined;
   private readonly collectGarbage: (() => void) | undefined;
+  /** Scratch for the page hashes of one batch (the decoder bounds its data pages). */
+  private readonly batchHashes: Uint32Array;
 
   constructor(
     private readonly transport: Transport,
@@ -131,6 +133,7 @@ class IncomingMigration {
   ) {
     this.limits = resolveLimits(options.limits);
     this.collectGarbage = collectorFrom(options.collectGarbage);
+    this.batchHashes = new Uint32Array(this.limits.maxDataPagesPerBatch);
   }
 
   private get id(): string {
@@ -278,7 +281,7 @@ class IncomingMigration {
     checkInRange(zeros, domain.pageCount);
     const raw = await this.decompress(record);
     // Each page is hashed once: its hash makes the batch's checksum and goes into the digest.
-    const hashes = new Uint32Array(pfns.length);
+    const hashes = this.batchHashes.subarray(0, pfns.length);
     for (let i = 0; i < pfns.length; i++) hashes[i] = hashPage(raw, i * pageSize, pageSize);
     const sum = batchChecksum(hashes, record.seq);
     if (sum !== record.checksum) {

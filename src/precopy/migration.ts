@@ -109,8 +109,9 @@ export const CALIBRATION_MIN_SIZE_RATIO = 2;
  * (Theil-Sen, pairs at least CALIBRATION_MIN_SIZE_RATIO apart), `overheadMs` the median of what
  * is left over the smaller half of them (with DEFAULT_PAUSE_RESUME_MS as one more). So a pool
  * agent that migrates many guests predicts each pause better than the last; until there are two
- * sizes, `factor` is 1, and until the first switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS. Codecs differ too much to share one
- * calibration (see {@link calibrationFor}).
+ * sizes, `factor` is 1, and until the first switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS.
+ * Codecs differ too much to share one calibration (see {@link calibrationFor}); a caller may
+ * keep its own (`MigrateOptions.calibration`) and save it (`toJSON`, `fromJSON`).
  */
 export class SwitchoverCalibration {
   overheadMs = DEFAULT_PAUSE_RESUME_MS;
@@ -131,7 +132,8 @@ export class SwitchoverCalibration {
     for (const sample of samples as unknown[]) {
       const { roundMs, residualMs } = (sample ?? {}) as Partial<CalibrationSample>;
       if (typeof roundMs !== 'number' || !Number.isFinite(roundMs) || roundMs < 0 || typeof residualMs !== 'number' || !Number.isFinite(residualMs)) {
-        throw new InvalidArgumentError(`a saved switchover needs a finite roundMs of 0 or more and a finite residualMs, got ${JSON.stringify(sample)}`);
+        const got = JSON.stringify(sample) ?? String(sample);
+        throw new InvalidArgumentError(`a saved switchover needs a finite roundMs of 0 or more and a finite residualMs, got ${got.slice(0, 200)}`);
       }
       c.observe(roundMs, residualMs);
     }

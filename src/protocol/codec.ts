@@ -417,7 +417,7 @@ export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>)
   }
   if (fields.type === 'device-state') {
     onlyFields(fields, 'device-state', []);
-    return { type: 'device-state', state: checkDeviceState(payload, resolved) };
+    return { type: 'device-state', state: checkDeviceState(payload, resolved, 'device state') };
   }
   if (fields.type === 'status' && fields.digest !== undefined) {
     // An inspection: the domain state is the payload (a domainState field is unknown here).
@@ -433,11 +433,11 @@ export function decodeFrame(frame: Uint8Array, limits?: Partial<ProtocolLimits>)
   return record;
 }
 
-/** A device-state blob within `maxDeviceStateBytes`. */
-function checkDeviceState(state: Uint8Array, limits: ProtocolLimits): Uint8Array {
+/** A state blob (`what`: a device state, or an inspected one) within `maxDeviceStateBytes`. */
+function checkDeviceState(state: Uint8Array, limits: ProtocolLimits, what: string): Uint8Array {
   if (state.length > limits.maxDeviceStateBytes) {
     throw new LimitExceededError(
-      `device state of ${state.length} bytes is over maxDeviceStateBytes (${limits.maxDeviceStateBytes}); raise the limit on the target`,
+      `${what} of ${state.length} bytes is over maxDeviceStateBytes (${limits.maxDeviceStateBytes}); raise the limit on the receiving side`,
     );
   }
   return state;
@@ -674,7 +674,7 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
     case 'device-state': {
       // The record as a caller hands it to the encoder; on the wire the state is the payload.
       onlyFields(h, 'device-state', ['state']);
-      const state = checkDeviceState(byteString(h, 'state', 'device-state'), limits);
+      const state = checkDeviceState(byteString(h, 'state', 'device-state'), limits, 'device state');
       const record: DeviceStateRecord = { type: 'device-state', state };
       return record;
     }
@@ -754,13 +754,7 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
       }
       if (h.digest !== undefined) record.digest = hex16(h, 'digest', 'status');
       if (h.domainState !== undefined) {
-        const domainState = byteString(h, 'domainState', 'status');
-        if (domainState.length > limits.maxDeviceStateBytes) {
-          throw new LimitExceededError(
-            `status domain state of ${domainState.length} bytes is over maxDeviceStateBytes (${limits.maxDeviceStateBytes})`,
-          );
-        }
-        record.domainState = domainState;
+        record.domainState = checkDeviceState(byteString(h, 'domainState', 'status'), limits, 'status domain state');
       }
       return record;
     }

@@ -143,3 +143,57 @@ test('Ctrl-C during a migration cancels it: the report says cancelled and the ta
     await agent.stop();
   }
 });
+
+test('Ctrl-C at the terminal during a demo cancels the migration; the demo then stops its agent', async () => {
+  // detached: the demo leads its own process group, as a shell's foreground job does, and the
+  // signal goes to the whole group, the demo's agent included, as the terminal's Ctrl-C does.
+  const child = spawn(
+    process.execPath,
+    [BIN, 'demo', '--memory', '256MiB', '--max-bandwidth', '40MB/s', '--compress', 'none', '--warmup', '0ms'],
+    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 30_000;
+  while (!out.includes('migrating to') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const agentPid = Number(/\(pid (\d+)\)/.exec(out)?.[1]);
+  expect(agentPid).toBeGreaterThan(0);
+  // 256 MiB at 40 MB/s takes about 6 s: a second in, the first pass is under way.
+  await new Promise((r) => setTimeout(r, 1000));
+  process.kill(-child.pid!, 'SIGINT');
+  expect(await exited).toBe(1);
+  // Cancelled by the demo, not cut off by an agent that died under it.
+  expect(out).toMatch(/cancelled: the guest still runs on the source/);
+  expect(out).toMatch(/reason\s+ERR_CANCELLED/);
+  expect(out).not.toMatch(/ERR_CONNECTION_CLOSED/);
+  // And the agent did not outlive the demo.
+  expect(() => process.kill(agentPid, 0)).toThrow(/ESRCH/);
+}, 60_000);
+
+test('listen --supervised leaves Ctrl-C to its parent and stops when its standard input closes', async () => {
+  const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const { port } = JSON.parse(out.split('\n')[0]!) as { port: number };
+  child.kill('SIGINT');
+  // Still serving after the signal: a connection is accepted.
+  await new Promise((r) => setTimeout(r, 200));
+  const { connect } = await import('node:net');
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.on('error', reject);
+  });
+  expect(child.exitCode).toBeNull();
+  child.stdin.end();
+  expect(await exited).toBe(0);
+  expect(out).toMatch(/"type":"stopping","signal":"end of standard input"/);
+}, 30_000);

@@ -59,6 +59,8 @@ listen:
   --insecure             allow a non-loopback --host without --key-file (trusted networks only)
   --go-timeout DUR       a prepared migration waits this long for "go", then discards (default 10s)
   --record-timeout DUR   a migration silent this long between records is dropped (default 60s)
+  --supervised           run as another process's child: stop when standard input closes, and
+                         leave Ctrl-C at the terminal to that process, which stops this agent
   --json                 one JSON event per line on stdout
 migrate and status:
   --key-file PATH        the pool key: prove it to the agent and demand the agent's proof
@@ -158,7 +160,7 @@ async function demo(args: string[]): Promise<number> {
   const connect: ConnectToAgentOptions = { key: await writeKeyFile(keyFile) };
   // The target agent is a second process, as it would be on another host.
   const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'listen', '--port', '0', '--json', '--key-file', keyFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [bin, 'listen', '--port', '0', '--json', '--supervised', '--key-file', keyFile], { stdio: ['pipe', 'pipe', 'inherit'] });
   try {
     const url = await agentUrl(child);
     say(`target agent listening on ${url} (pid ${child.pid}), pool key in ${keyFile}`);
@@ -307,6 +309,7 @@ async function listen(args: string[]): Promise<number> {
     insecure: { type: 'boolean' },
     'go-timeout': { type: 'string' },
     'record-timeout': { type: 'string' },
+    supervised: { type: 'boolean' },
   } as const);
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
   const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
@@ -336,8 +339,19 @@ async function listen(args: string[]): Promise<number> {
     await agent.close();
     process.exit(0);
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
+  if (values.supervised) {
+    // Ctrl-C at the terminal reaches the whole process group. The parent cancels its migration
+    // (the guest stays on its source) and then stops this agent; stopping here first would cut
+    // the migration's connection and turn a cancel into a failure. A parent that dies without
+    // stopping this agent closes its standard input, which stops it.
+    process.on('SIGINT', () => undefined);
+    process.stdin.on('end', () => void stop('end of standard input'));
+    process.stdin.on('error', () => void stop('end of standard input'));
+    process.stdin.resume();
+  } else {
+    process.once('SIGINT', () => void stop('SIGINT'));
+  }
   await new Promise(() => undefined);
   return 0;
 }

@@ -1,23 +1,19 @@
 // `livemig bench` without migrations: flags into a matrix, engine options per cell, and the
 // statistics, tables and charts made from synthetic runs.
 import { describe, expect, it } from 'vitest';
+import { engineOptions, expandMatrix, parseBenchArgs, type BenchCell } from '../dist/cli/bench-plan.js';
+import { benchCharts, resultsMarkdown } from '../dist/cli/bench-report.js';
 import {
-  benchCharts,
   cellResult,
   cellStats,
-  engineOptions,
-  expandMatrix,
-  parseBenchArgs,
   predictionWithinTolerance,
-  resultsMarkdown,
   runFromReport,
   spread,
   summarize,
-  type BenchCell,
   type BenchResults,
   type BenchRun,
   type CellResult,
-} from '../dist/cli/bench-command.js';
+} from '../dist/cli/bench-results.js';
 import { median } from '../dist/util/stats.js';
 import { InvalidArgumentError } from '../dist/errors.js';
 import type { MigrationReport } from '../dist/precopy/report.js';

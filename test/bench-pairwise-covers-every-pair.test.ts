@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { expandMatrix, matrixCells, parseBenchArgs, type BenchCell } from '../dist/cli/bench-command.js';
+import { expandMatrix, matrixCells, parseBenchArgs, type BenchCell } from '../dist/cli/bench-plan.js';
 import { pairwiseMatrix } from '../dist/cli/bench-pairwise.js';
 
 type Axis = keyof Omit<BenchCell, 'index'>;

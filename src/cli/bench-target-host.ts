@@ -1,0 +1,163 @@
+/**
+ * The far end of `livemig bench`: a target agent and a raw sink in a second process, and the raw
+ * link to it, the baseline each run is compared with.
+ */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
+import { ConnectFailedError, ConnectionClosedError } from '../errors.js';
+import { stopChild } from '../util/child.js';
+import type { Transport } from '../transport/transport.js';
+import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
+
+/** Frame size of the raw-link baseline, as the loopback benchmark uses. */
+export const BASELINE_FRAME_BYTES = 2 ** 20;
+
+/** Frames of the baseline in flight at once. */
+export const BASELINE_IN_FLIGHT_FRAMES = 8;
+
+/** How long the far end may take to start listening, in milliseconds. */
+export const TARGET_HOST_START_TIMEOUT_MS = 15_000;
+
+/** How long the far end may take to exit after SIGTERM before it is killed, in milliseconds. */
+export const TARGET_HOST_STOP_TIMEOUT_MS = 5_000;
+
+/** The hidden flag that turns `livemig bench` into the far end of the benchmark. */
+export const TARGET_HOST_FLAG = '--target-host';
+
+/**
+ * Runs the far end of the benchmark until SIGTERM or until its parent goes away (stdin ends):
+ * prints one JSON line `{"type":"listening","url":...,"sinkUrl":...}`, then serves.
+ */
+export async function serveTargetHost(): Promise<number> {
+  const agent = await TargetAgent.start({ host: '127.0.0.1', port: 0 });
+  // A guest that resumed here has served its purpose: destroying it at once keeps its vCPU
+  // threads from competing with the next migration for the machine's cores.
+  agent.on('event', (e: AgentEvent) => {
+    if (e.type !== 'migration-resumed') return;
+    const entry = agent.migrations.get(e.migrationId);
+    const domain = entry?.domain;
+    if (entry && domain) {
+      entry.domain = undefined;
+      void domain.destroy().catch(() => undefined);
+    }
+  });
+  const sink = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => void drainRawFrames(transport));
+  process.stdout.write(`${JSON.stringify({ type: 'listening', url: agent.url, sinkUrl: sink.url })}\n`);
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await agent.close();
+    await sink.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop());
+  // Ctrl-C at the terminal reaches this process as well as the benchmark's. The benchmark cancels
+  // its run (the guest stays on the source, the run is recorded as cancelled) and then stops this
+  // host itself; dying here first would cut the run's connection and record a failure instead.
+  process.on('SIGINT', () => undefined);
+  process.stdin.on('end', () => void stop());
+  process.stdin.on('error', () => void stop());
+  process.stdin.resume();
+  await new Promise(() => undefined);
+  return 0;
+}
+
+/** The sink: the first frame announces a byte count in decimal; once that many arrived, it answers with the count seen. */
+async function drainRawFrames(transport: Transport): Promise<void> {
+  try {
+    const first = await transport.receive();
+    if (first === undefined) return;
+    const expected = Number(Buffer.from(first).toString());
+    let seen = 0;
+    while (seen < expected) {
+      const frame = await transport.receive();
+      if (frame === undefined) break;
+      seen += frame.length;
+    }
+    await transport.send(Buffer.from(String(seen)));
+    await transport.close();
+  } catch {
+    transport.destroy();
+  }
+}
+
+/** The far end as seen from here. */
+export class TargetHost {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly url: string,
+    readonly sinkUrl: string,
+  ) {}
+
+  static async start(): Promise<TargetHost> {
+    const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'bench', TARGET_HOST_FLAG], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout! });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const first = await Promise.race([
+        (async () => {
+          for await (const line of lines) {
+            const event = JSON.parse(line) as { type?: string; url?: string; sinkUrl?: string };
+            if (event.type === 'listening' && event.url && event.sinkUrl) return { url: event.url, sinkUrl: event.sinkUrl };
+          }
+          throw new ConnectFailedError('the benchmark target host closed its output before listening');
+        })(),
+        once(child, 'exit').then(([code]) => {
+          throw new ConnectFailedError(`the benchmark target host exited with status ${code} before listening`);
+        }),
+        new Promise<never>((_, reject) => {
+          const late = new ConnectFailedError(`the benchmark target host did not listen within ${TARGET_HOST_START_TIMEOUT_MS} ms`);
+          timer = setTimeout(() => reject(late), TARGET_HOST_START_TIMEOUT_MS);
+        }),
+      ]);
+      // Keep reading so that nothing it prints later can fill the pipe and stall it.
+      child.stdout!.resume();
+      return new TargetHost(child, first.url, first.sinkUrl);
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async stop(): Promise<void> {
+    await stopChild(this.child, TARGET_HOST_STOP_TIMEOUT_MS);
+  }
+}
+
+/** Sends `bytes` in 1 MiB frames to the sink and returns the rate the sink confirmed, in bytes per second. */
+export async function measureRawLink(sinkUrl: string, bytes: number): Promise<number> {
+  const transport = await connectWebSocket(sinkUrl);
+  try {
+    const frame = Buffer.alloc(BASELINE_FRAME_BYTES, 0x5a);
+    const frames = Math.max(1, Math.ceil(bytes / frame.length));
+    const total = frames * frame.length;
+    await transport.send(Buffer.from(String(total)));
+    const started = performance.now();
+    const inFlight: Array<Promise<void>> = [];
+    for (let i = 0; i < frames; i++) {
+      // The same buffer is sent again and again: it is never written, so reuse is safe.
+      inFlight.push(transport.send(frame));
+      if (inFlight.length >= BASELINE_IN_FLIGHT_FRAMES) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    const answer = await transport.receive();
+    const ms = performance.now() - started;
+    const seen = answer === undefined ? NaN : Number(Buffer.from(answer).toString());
+    if (seen !== total) throw new ConnectionClosedError(`the raw sink confirmed ${seen} bytes of the ${total} sent`);
+    return (total * 1000) / ms;
+  } finally {
+    await transport.close();
+  }
+}

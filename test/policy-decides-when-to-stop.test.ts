@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { DEFAULT_PAUSE_RESUME_MS, defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundTimeAt } from '../dist/precopy/policy.js';
+import { DEFAULT_PAUSE_RESUME_MS, defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundsToModel, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -59,54 +59,94 @@ describe('downtime estimate', () => {
 
 describe('round time model', () => {
   const MB = 1e6;
-  test('a round takes its bytes at the median pace of the recent rounds', () => {
-    // Paces of 2.0, 2.2, 2.4, 2.6 and 3.0 ms per MB: the median is 2.4.
-    const rounds = [
-      { bytes: 500 * MB, ms: 500 * 2.2 },
-      { bytes: 225 * MB, ms: 225 * 2.0 },
-      { bytes: 105 * MB, ms: 105 * 2.4 },
-      { bytes: 49 * MB, ms: 49 * 3.0 },
-      { bytes: 24 * MB, ms: 24 * 2.6 },
-    ];
+  test('keeps the fixed cost of a round for a last round as small as the smallest recent one', () => {
+    // Rounds that take 12 ms beyond 2.2 ms per MB, as a 4 GiB guest's did behind a 10 Gbit/s cap.
+    const rounds = [500, 225, 105, 49, 24].map((mb) => ({ bytes: mb * MB, ms: 12 + 2.2 * mb }));
     const model = fitRoundTime(rounds)!;
-    expect(model.fixedMs).toBe(0);
-    expect(model.msPerByte * MB).toBeCloseTo(2.4, 9);
-    expect(estimateDowntime(30 * MB, model, 0, 0).roundMs).toBeCloseTo(72, 6);
+    expect(model.fixedMs).toBeCloseTo(12, 5);
+    expect(model.msPerByte * MB).toBeCloseTo(2.2, 5);
+    expect(model.fixedFromBytes).toBe(24 * MB);
+    // A 24 MB last round: 64.8 ms. Scaled from the recent rounds' mean rate it would be 55.
+    expect(estimateDowntime(24 * MB, model, 0, 0).roundMs).toBeCloseTo(64.8, 5);
+    const proportional = rounds.reduce((ms, r) => ms + r.ms, 0) / rounds.reduce((b, r) => b + r.bytes, 0);
+    expect(24 * MB * proportional).toBeLessThan(56);
+  });
+
+  test('a last round far smaller than any recent one pays the fixed cost in proportion', () => {
+    // Pre-copy rounds of 174 and 22 MB with 10 ms beyond 2.17 ms per MB; a last round of 3.6 MB
+    // does not fill the pipeline as they did: 9.4 ms, not 17.8.
+    const model = fitRoundTime([174, 22].map((mb) => ({ bytes: mb * MB, ms: 10 + 2.17 * mb })))!;
+    expect(model.fixedMs).toBeCloseTo(10, 5);
+    expect(roundTimeAt(model, 3.6 * MB)).toBeCloseTo(10 * (3.6 / 22) + 2.17 * 3.6, 5);
+    expect(roundTimeAt(model, 22 * MB)).toBeCloseTo(10 + 2.17 * 22, 5);
     expect(roundTimeAt(model, 0)).toBe(0);
   });
 
-  test('a first pass slower per byte than the later rounds does not set the pace', () => {
-    // A first pass that also filled the target's fresh memory: 1.6 ms per MB, where the rounds
-    // after it went at 1.0-1.2. A line from it through them would predict 1.8 ms per MB; the
-    // median pace is that of the later rounds.
-    const rounds = [
-      { bytes: 670 * MB, ms: 670 * 1.6 },
-      { bytes: 67 * MB, ms: 67 * 1.2 },
-      { bytes: 40 * MB, ms: 40 * 1.1 },
-      { bytes: 30 * MB, ms: 30 * 1.0 },
-    ];
-    const model = fitRoundTime(rounds)!;
-    expect(model.msPerByte * MB).toBeCloseTo(1.15, 9);
-    const line = (rounds[0]!.ms - rounds[1]!.ms) / (rounds[0]!.bytes - rounds[1]!.bytes);
-    expect(line * MB).toBeGreaterThan(1.6);
-  });
-
-  test('one slow round does not move it', () => {
-    const rounds = [400, 200, 100, 50, 25].map((mb) => ({ bytes: mb * MB, ms: 2 * mb }));
+  test('one slow round does not tilt the slope', () => {
+    const rounds = [400, 200, 100, 50, 25].map((mb) => ({ bytes: mb * MB, ms: 5 + 2 * mb }));
     rounds[2]!.ms += 60; // a round that met a stall
-    expect(fitRoundTime(rounds)!.msPerByte * MB).toBeCloseTo(2, 9);
+    const model = fitRoundTime(rounds)!;
+    expect(model.msPerByte * MB).toBeGreaterThan(1.8);
+    expect(model.msPerByte * MB).toBeLessThan(2.2);
+    expect(model.fixedMs).toBeGreaterThan(2);
+    expect(model.fixedMs).toBeLessThan(10);
   });
 
-  test('rounds without bytes or time are left out; none left, no model', () => {
+  test('rounds of one size give a proportional model, exact at their size', () => {
     const model = fitRoundTime([
-      { bytes: 0, ms: 3 },
-      { bytes: 10 * MB, ms: 0 },
-      { bytes: 10 * MB, ms: Number.NaN },
-      { bytes: 10 * MB, ms: 25 },
+      { bytes: 100 * MB, ms: 210 },
+      { bytes: 104 * MB, ms: 190 },
     ])!;
-    expect(model.msPerByte * MB).toBeCloseTo(2.5, 9);
+    expect(model.fixedMs).toBe(0);
+    expect(estimateDowntime(102 * MB, model, 0, 0).roundMs).toBeCloseTo(200, 5);
+  });
+
+  test('the fixed part is never negative nor longer than the quickest round', () => {
+    const negative = fitRoundTime([
+      { bytes: 10 * MB, ms: 5 },
+      { bytes: 100 * MB, ms: 200 },
+    ])!;
+    expect(negative.fixedMs).toBe(0);
+    const flat = fitRoundTime([
+      { bytes: 1 * MB, ms: 30 },
+      { bytes: 2 * MB, ms: 31 },
+      { bytes: 100 * MB, ms: 60 },
+    ])!;
+    expect(flat.fixedMs).toBeLessThanOrEqual(30);
+    expect(flat.fixedMs).toBeGreaterThan(25);
+  });
+
+  test('a slope that is not positive falls back to proportional; no rounds, no model', () => {
+    const model = fitRoundTime([
+      { bytes: 10 * MB, ms: 50 },
+      { bytes: 40 * MB, ms: 30 },
+    ])!;
+    expect(model.fixedMs).toBe(0);
+    expect(model.msPerByte * MB).toBeCloseTo(80 / 50, 5);
     expect(fitRoundTime([])).toBeUndefined();
     expect(fitRoundTime([{ bytes: 0, ms: 3 }])).toBeUndefined();
+  });
+});
+
+describe('rounds the model is fitted to', () => {
+  const round = (n: number, durationMs: number, stopAndCopy = false) => ({ round: n, durationMs, stopAndCopy });
+  const numbers = (rounds: Array<{ round: number }>) => rounds.map((r) => r.round);
+
+  test('the first pass while it is the only round, and not once a later round is there', () => {
+    expect(numbers(roundsToModel([round(0, 1100)]))).toEqual([0]);
+    expect(numbers(roundsToModel([round(0, 300), round(1, 90)]))).toEqual([1]);
+    expect(numbers(roundsToModel([round(0, 300), round(1, 90), round(2, 40)]))).toEqual([2, 1]);
+    // A round in progress after the first pass is a later round too.
+    expect(numbers(roundsToModel([round(0, 300)], { round: 1, ms: 50 }))).toEqual([]);
+    expect(numbers(roundsToModel([], { round: 0, ms: 50 }))).toEqual([]);
+  });
+
+  test('the rounds of the last second, newest first, at least one; the paused round never', () => {
+    const rounds = [round(0, 3000), round(1, 700), round(2, 400), round(3, 300), round(4, 200), round(5, 20, true)];
+    expect(numbers(roundsToModel(rounds))).toEqual([4, 3, 2, 1]);
+    expect(numbers(roundsToModel(rounds, { round: 5, ms: 900 }))).toEqual([4]);
+    expect(numbers(roundsToModel([round(0, 3000), round(1, 1500)]))).toEqual([1]);
+    expect(numbers(roundsToModel(rounds, undefined, 250))).toEqual([4, 3]);
   });
 });
 

@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { DEFAULT_PAUSE_RESUME_MS, defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundsToModel, roundTimeAt } from '../dist/precopy/policy.js';
+import { DEFAULT_PAUSE_RESUME_MS, defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -125,28 +125,6 @@ describe('round time model', () => {
     expect(model.msPerByte * MB).toBeCloseTo(80 / 50, 5);
     expect(fitRoundTime([])).toBeUndefined();
     expect(fitRoundTime([{ bytes: 0, ms: 3 }])).toBeUndefined();
-  });
-});
-
-describe('rounds the model is fitted to', () => {
-  const round = (n: number, durationMs: number, stopAndCopy = false) => ({ round: n, durationMs, stopAndCopy });
-  const numbers = (rounds: Array<{ round: number }>) => rounds.map((r) => r.round);
-
-  test('the first pass while it is the only round, and not once a later round is there', () => {
-    expect(numbers(roundsToModel([round(0, 1100)]))).toEqual([0]);
-    expect(numbers(roundsToModel([round(0, 300), round(1, 90)]))).toEqual([1]);
-    expect(numbers(roundsToModel([round(0, 300), round(1, 90), round(2, 40)]))).toEqual([2, 1]);
-    // A round in progress after the first pass is a later round too.
-    expect(numbers(roundsToModel([round(0, 300)], { round: 1, ms: 50 }))).toEqual([]);
-    expect(numbers(roundsToModel([], { round: 0, ms: 50 }))).toEqual([]);
-  });
-
-  test('the rounds of the last second, newest first, at least one; the paused round never', () => {
-    const rounds = [round(0, 3000), round(1, 700), round(2, 400), round(3, 300), round(4, 200), round(5, 20, true)];
-    expect(numbers(roundsToModel(rounds))).toEqual([4, 3, 2, 1]);
-    expect(numbers(roundsToModel(rounds, { round: 5, ms: 900 }))).toEqual([4]);
-    expect(numbers(roundsToModel([round(0, 3000), round(1, 1500)]))).toEqual([1]);
-    expect(numbers(roundsToModel(rounds, undefined, 250))).toEqual([4, 3]);
   });
 });
 

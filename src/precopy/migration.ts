@@ -44,7 +44,6 @@ import {
   downtimeBudgetAt,
   estimateDowntime,
   fitRoundTime,
-  roundsToModel,
   roundTimeAt,
   type DowntimeRamp,
   type PrecopyPolicy,
@@ -827,18 +826,21 @@ class SourceMigration {
   }
 
   /**
-   * How a round's time grows with its size, fitted to recent pre-copy rounds (see
-   * {@link roundsToModel}): the rounds of one migration share guest, link and codec, so the next
-   * one, the last included, goes the same way. Zero pages count for {@link ZERO_PAGE_COST_SHARE}
-   * of a data page: they are copied and compared but neither sent nor written.
+   * How a round's time grows with its size, fitted to the pre-copy rounds of the last second (at
+   * least one): the rounds of one migration share guest, link and codec, so the next one, the
+   * last included, goes the same way. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a
+   * data page: they are copied and compared but neither sent nor written.
    */
   private roundTimeModel(current?: RoundSample): RoundTimeModel | undefined {
-    const rounds = roundsToModel(this.rounds, current ? { round: this.round, ms: current.ms } : undefined);
     const samples: RoundSample[] = current ? [current] : [];
-    for (const r of rounds) {
+    let ms = current?.ms ?? 0;
+    for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
+      const r = this.rounds[i]!;
+      if (r.stopAndCopy) continue;
       // The target's collection before the acknowledgement is not part of what a round costs.
       // (At most the acknowledgement wait it was part of: a target cannot report more than that.)
       samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) });
+      ms += r.durationMs;
     }
     return fitRoundTime(samples);
   }

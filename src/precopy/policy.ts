@@ -180,38 +180,6 @@ export function fitRoundTime(samples: readonly RoundSample[]): RoundTimeModel | 
   return { fixedMs, msPerByte: slope, fixedFromBytes: Math.min(...usable.map((s) => s.bytes)) };
 }
 
-/** How far back the round time model looks: the pre-copy rounds of the last second. */
-export const ROUND_MODEL_WINDOW_MS = 1000;
-
-/**
- * The finished rounds a {@link RoundTimeModel} is fitted to, newest first: the pre-copy rounds
- * whose durations, with `current.ms` of a round in progress counted first, add up to
- * `windowMs`, at least one. The first pass (round 0) is among them only while no later round is:
- * it is not like the rounds after it, because the target also fills its fresh memory with it,
- * page by page (a 1 GiB guest's first pass took 283,000 page faults on the target, the four
- * rounds after it none), and so it goes slower per byte. A line from it through the next round
- * rose too steeply and predicted busy guests' pauses 20-50% too long; replayed over the
- * benchmark's saved rounds, leaving it out put 465 of 492 predictions within tolerance instead of
- * 461.
- */
-export function roundsToModel<R extends { round: number; stopAndCopy: boolean; durationMs: number }>(
-  rounds: readonly R[],
-  current?: { round: number; ms: number },
-  windowMs = ROUND_MODEL_WINDOW_MS,
-): R[] {
-  const picked: R[] = [];
-  let ms = current?.ms ?? 0;
-  const later = current !== undefined && current.round > 0;
-  for (let i = rounds.length - 1; i >= 0 && ms < windowMs; i--) {
-    const r = rounds[i]!;
-    if (r.stopAndCopy) continue;
-    if (r.round === 0 && (later || picked.length > 0)) break;
-    picked.push(r);
-    ms += r.durationMs;
-  }
-  return picked;
-}
-
 /** The parts of an expected pause, in milliseconds. */
 export interface DowntimeEstimate {
   /** The last round: its pages sent, written on the target and acknowledged. */

@@ -1,5 +1,5 @@
 // The livemig command, run as a user runs it: a separate process, flags, exit status, output.
-import { spawnSync, spawn } from 'node:child_process';
+import { spawnSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +144,19 @@ test('Ctrl-C during a migration cancels it: the report says cancelled and the ta
   }
 });
 
+/** A child's stdout as it grows, its exit code, and a wait for a piece of text to appear in it. */
+function watch(child: ChildProcess) {
+  const seen = { out: '' };
+  child.stdout!.on('data', (d) => (seen.out += d));
+  child.stderr!.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const until = async (text: string, timeoutMs: number): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!seen.out.includes(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  };
+  return { seen, exited, until };
+}
+
 test('Ctrl-C at the terminal during a demo cancels the migration; the demo then stops its agent', async () => {
   // detached: the demo leads its own process group, as a shell's foreground job does, and the
   // signal goes to the whole group, the demo's agent included, as the terminal's Ctrl-C does.
@@ -152,35 +165,27 @@ test('Ctrl-C at the terminal during a demo cancels the migration; the demo then 
     [BIN, 'demo', '--memory', '256MiB', '--max-bandwidth', '40MB/s', '--compress', 'none', '--warmup', '0ms'],
     { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 30_000;
-  while (!out.includes('migrating to') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const agentPid = Number(/\(pid (\d+)\)/.exec(out)?.[1]);
+  const { seen, exited, until } = watch(child);
+  await until('migrating to', 30_000);
+  const agentPid = Number(/\(pid (\d+)\)/.exec(seen.out)?.[1]);
   expect(agentPid).toBeGreaterThan(0);
   // 256 MiB at 40 MB/s takes about 6 s: a second in, the first pass is under way.
   await new Promise((r) => setTimeout(r, 1000));
   process.kill(-child.pid!, 'SIGINT');
   expect(await exited).toBe(1);
   // Cancelled by the demo, not cut off by an agent that died under it.
-  expect(out).toMatch(/cancelled: the guest still runs on the source/);
-  expect(out).toMatch(/reason\s+ERR_CANCELLED/);
-  expect(out).not.toMatch(/ERR_CONNECTION_CLOSED/);
+  expect(seen.out).toMatch(/cancelled: the guest still runs on the source/);
+  expect(seen.out).toMatch(/reason\s+ERR_CANCELLED/);
+  expect(seen.out).not.toMatch(/ERR_CONNECTION_CLOSED/);
   // And the agent did not outlive the demo.
   expect(() => process.kill(agentPid, 0)).toThrow(/ESRCH/);
 }, 60_000);
 
 test('listen --supervised leaves Ctrl-C to its parent and stops when its standard input closes', async () => {
   const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 15_000;
-  while (!out.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const { port } = JSON.parse(out.split('\n')[0]!) as { port: number };
+  const { seen, exited, until } = watch(child);
+  await until('"listening"', 15_000);
+  const { port } = JSON.parse(seen.out.split('\n')[0]!) as { port: number };
   child.kill('SIGINT');
   // Still serving after the signal: a connection is accepted.
   await new Promise((r) => setTimeout(r, 200));
@@ -195,5 +200,5 @@ test('listen --supervised leaves Ctrl-C to its parent and stops when its standar
   expect(child.exitCode).toBeNull();
   child.stdin.end();
   expect(await exited).toBe(0);
-  expect(out).toMatch(/"type":"stopping","signal":"end of standard input"/);
+  expect(seen.out).toMatch(/"type":"stopping","signal":"end of standard input"/);
 }, 30_000);

@@ -277,8 +277,9 @@ test('a flood of 50 connections at once: the excess is refused, memory stays bou
     const opened = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     for (const t of opened) cleanups.push(() => t.destroy());
     const notOpened = attempts.flatMap((a) => (a.status === 'rejected' ? [(a.reason as { code: string }).code] : []));
-    // Refused before the WebSocket opened (HTTP 503 at maxConnections): the listener's count.
-    expect(notOpened.every((code) => code === 'ERR_CONNECT_FAILED')).toBe(true);
+    // Refused before the WebSocket opened (HTTP 503 at maxConnections): the listener's count. A
+    // caller is told the target is at a limit (retry later), not that it cannot be reached.
+    expect(notOpened.every((code) => code === 'ERR_LIMIT_EXCEEDED')).toBe(true);
 
     // Of those that opened, at most 8 may wait to authenticate; the agent refuses the others at
     // once with an abort, and drops the waiting ones at the handshake deadline.

@@ -124,11 +124,22 @@ describe('connectWebSocket failures', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(peer.closed).toBe(true);
   });
 
-  it('refuses a connection beyond maxConnections', async () => {
+  it('refuses a connection beyond maxConnections as a limit to retry, and takes it once one closed', async () => {
     const { listener } = await listen({ maxConnections: 1 });
     const first = await connectWebSocket(listener.url);
-    await expect(connectWebSocket(listener.url)).rejects.toMatchObject({ code: 'ERR_CONNECT_FAILED' });
+    await expect(connectWebSocket(listener.url)).rejects.toMatchObject({
+      code: 'ERR_LIMIT_EXCEEDED',
+      message: expect.stringMatching(/HTTP 503 .*connection limit: try again/),
+    });
     first.destroy();
+    // The listener counts the first one gone once its socket closed; then the retry gets in.
+    let retry: Awaited<ReturnType<typeof connectWebSocket>> | undefined;
+    for (let i = 0; i < 50 && !retry; i++) {
+      retry = await connectWebSocket(listener.url).catch(() => undefined);
+      if (!retry) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(retry).toBeDefined();
+    retry!.destroy();
   });
 
   it('rejects invalid options with ERR_INVALID_ARGUMENT', async () => {

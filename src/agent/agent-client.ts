@@ -67,6 +67,7 @@ export interface QueryOptions extends ConnectToAgentOptions {
  *
  * @throws ConnectFailedError if the connection cannot be opened (including a TLS certificate
  *   that does not verify).
+ * @throws LimitExceededError if the agent is at its connection limit (HTTP 503): try again later.
  * @throws AuthFailedError if either side cannot prove the pool key: a wrong key, a key on one
  *   side only.
  * @throws TimeoutError if the agent does not answer in time.

@@ -631,7 +631,8 @@ export class WebSocketTransport implements Transport {
 /**
  * Opens a migration connection to `url` (`ws://host:port`). Rejects with ERR_CONNECT_FAILED when
  * the URL is not a WebSocket URL, the host cannot be reached or refuses, the server answers
- * without upgrading, or `connectTimeoutMs` passes; no socket is left behind then.
+ * without upgrading, or `connectTimeoutMs` passes, and with ERR_LIMIT_EXCEEDED when the server
+ * answers HTTP 503 (a target agent at its connection limit); no socket is left behind then.
  */
 export function connectWebSocket(url: string, options: ConnectWebSocketOptions = {}): Promise<WebSocketTransport> {
   let transportOptions: ResolvedOptions;
@@ -697,14 +698,13 @@ function openWebSocket(
     };
     const onError = (err: Error): void => settle(new ConnectFailedError(`could not connect to ${url}: ${connectHint(url, err)}`, { cause: err }));
     const onUnexpectedResponse = (_req: http.ClientRequest, res: http.IncomingMessage): void => {
-      const hint =
-        res.statusCode === 503
-          ? 'the target is at its connection limit; try again once a migration finished'
-          : 'check that the URL points at a livemig target agent';
+      const answered = `${url} answered HTTP ${res.statusCode} ${res.statusMessage ?? ''} instead of accepting a WebSocket`;
+      // A target at its connection limit is up and will take the migration later: a caller
+      // retries it, where a target that cannot be reached is one to give up on or replace.
       settle(
-        new ConnectFailedError(
-          `${url} answered HTTP ${res.statusCode} ${res.statusMessage ?? ''} instead of accepting a WebSocket; ${hint}`,
-        ),
+        res.statusCode === 503
+          ? new LimitExceededError(`${answered}; the target is at its connection limit: try again once a migration there has finished`)
+          : new ConnectFailedError(`${answered}; check that the URL points at a livemig target agent`),
       );
     };
     const timer = setTimeout(

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { ConnectFailedError, ConnectionClosedError } from '../errors.js';
-import { stopChild } from '../util/child.js';
+import { stopChild, stopWithParent } from '../util/child.js';
 import type { Transport } from '../transport/transport.js';
 import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
 
@@ -47,22 +47,13 @@ export async function serveTargetHost(): Promise<number> {
   });
   const sink = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => void drainRawFrames(transport));
   process.stdout.write(`${JSON.stringify({ type: 'listening', url: agent.url, sinkUrl: sink.url })}\n`);
-  let stopping = false;
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
+  // Ctrl-C at the terminal reaches this host as well as the benchmark, which records the run
+  // under way as cancelled and then stops this host itself.
+  stopWithParent(async () => {
     await agent.close();
     await sink.close();
     process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop());
-  // Ctrl-C at the terminal reaches this process as well as the benchmark's. The benchmark cancels
-  // its run (the guest stays on the source, the run is recorded as cancelled) and then stops this
-  // host itself; dying here first would cut the run's connection and record a failure instead.
-  process.on('SIGINT', () => undefined);
-  process.stdin.on('end', () => void stop());
-  process.stdin.on('error', () => void stop());
-  process.stdin.resume();
+  });
   await new Promise(() => undefined);
   return 0;
 }

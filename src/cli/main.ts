@@ -27,7 +27,7 @@ import { runBench } from './bench-command.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
-import { stopChild } from '../util/child.js';
+import { stopChild, stopWithParent } from '../util/child.js';
 import { formatReport, terminalProgress } from './render.js';
 import { parseDuration, parsePositiveDuration, parseInteger } from './units.js';
 
@@ -334,22 +334,18 @@ async function listen(args: string[]): Promise<number> {
   const access = agent.requiresKey ? 'pool key required' : 'no pool key: any peer that reaches it is served';
   print({ type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey }, `livemig agent listening on ${agent.url} (${access})`);
   agent.on('event', (e: AgentEvent) => print(e, describeEvent(e)));
+  let stopping = false;
   const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
     print({ type: 'stopping', signal }, `stopping on ${signal}: guests running here stop with this agent`);
     await agent.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
   if (values.supervised) {
-    // Ctrl-C at the terminal reaches the whole process group. The parent cancels its migration
-    // (the guest stays on its source) and then stops this agent; stopping here first would cut
-    // the migration's connection and turn a cancel into a failure. A parent that dies without
-    // stopping this agent closes its standard input, which stops it.
-    process.on('SIGINT', () => undefined);
-    process.stdin.on('end', () => void stop('end of standard input'));
-    process.stdin.on('error', () => void stop('end of standard input'));
-    process.stdin.resume();
+    stopWithParent(stop);
   } else {
+    process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   }
   await new Promise(() => undefined);

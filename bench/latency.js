@@ -1,5 +1,6 @@
 // Latency benchmark: the same matrix as `livemig bench`, run from the compiled dist/.
-// Usage: node bench/latency.js [flags]   (node bench/latency.js --help lists them)
+// Usage: npm run bench:latency -- [flags], or node --v8-pool-size=1 bench/latency.js [flags]
+// (the Node option: see src/cli/node-flags.ts; --help lists the flags)
 // Results go to bench/results/latency-<timestamp>/ unless --out says otherwise.
 import { existsSync } from 'node:fs';
 
@@ -8,6 +9,8 @@ if (!existsSync(command)) {
   process.stderr.write('bench/latency.js: dist/ is missing; run "npm run build" first\n');
   process.exit(2);
 }
+// The collector the engine calls before a pause, as the livemig command has it.
+await import(new URL('../dist/cli/expose-gc.js', import.meta.url).href);
 const { runBench } = await import(command.href);
 const { InvalidArgumentError, asMigrationError } = await import(new URL('../dist/errors.js', import.meta.url).href);
 

@@ -266,7 +266,7 @@ describe('statistics', () => {
       command: 'livemig bench',
       startedAt: '2026-01-01T00:00:00.000Z',
       complete: true,
-      machine: { cpus: 2, cpuModel: 'cpu', totalMemoryBytes: 8 * 2 ** 30, nodeVersion: 'v20', platform: 'linux', arch: 'x64', loadAverageAtStart: [0, 0, 0] },
+      machine: { cpus: 2, cpuModel: 'cpu', totalMemoryBytes: 8 * 2 ** 30, nodeVersion: 'v20', platform: 'linux', arch: 'x64', nodeOptions: ['--v8-pool-size=1'], loadAverageAtStart: [0, 0, 0] },
       plan: { ...parseBenchArgs([]), runs: 3 },
       summary: summarize(cells),
       cells,

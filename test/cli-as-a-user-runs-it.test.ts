@@ -148,7 +148,7 @@ test('Ctrl-C during a migration cancels it: the report says cancelled and the ta
 function watch(child: ChildProcess) {
   const seen = { out: '' };
   child.stdout!.on('data', (d) => (seen.out += d));
-  child.stderr!.resume();
+  child.stderr?.resume();
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const until = async (text: string, timeoutMs: number): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
@@ -202,3 +202,24 @@ test('listen --supervised leaves Ctrl-C to its parent and stops when its standar
   expect(await exited).toBe(0);
   expect(seen.out).toMatch(/"type":"stopping","signal":"end of standard input"/);
 }, 30_000);
+
+test('the livemig command runs Node with NODE_FLAGS, and so do the agents and far ends it starts', async () => {
+  const { NODE_FLAGS, missingNodeFlags, spawnLivemig } = await import('../dist/cli/node-flags.js');
+  expect(NODE_FLAGS).toContain('--v8-pool-size=1');
+  // Node's own command line, as the kernel has it: the first line of bin/livemig.js for the
+  // command run as a program, spawnLivemig for what the demo and the benchmark start.
+  const optionsOf = async (child: ChildProcess): Promise<string[]> => {
+    const { until } = watch(child);
+    await until('"listening"', 15_000);
+    const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+    child.stdin!.end();
+    await new Promise((resolve) => child.once('exit', resolve));
+    return argv.slice(1, argv.indexOf(BIN));
+  };
+  expect(await optionsOf(spawn(BIN, ['listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'] }))).toEqual([...NODE_FLAGS]);
+  expect(await optionsOf(spawnLivemig(['listen', '--port', '0', '--json', '--supervised']))).toEqual([...NODE_FLAGS]);
+  // A pool size the user chose is left as it is, whether on the command line or in NODE_OPTIONS.
+  expect(missingNodeFlags([], '')).toEqual(['--v8-pool-size=1']);
+  expect(missingNodeFlags(['--v8-pool-size=3'], '')).toEqual([]);
+  expect(missingNodeFlags(['--inspect'], '--max-old-space-size=512 --v8-pool-size=2')).toEqual([]);
+}, 40_000);

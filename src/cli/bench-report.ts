@@ -146,7 +146,8 @@ export function resultsMarkdown(results: BenchResults): string {
   out.push('# livemig latency benchmark', '');
   out.push(`\`${results.command}\`, started ${results.startedAt}${results.complete ? '' : ' (interrupted: partial results)'}.`, '');
   out.push(
-    `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${sizeLabel(m.totalMemoryBytes)} memory, Node ${m.nodeVersion} on ${m.platform}/${m.arch}; ` +
+    `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${sizeLabel(m.totalMemoryBytes)} memory, Node ${m.nodeVersion} on ${m.platform}/${m.arch}` +
+      `${m.nodeOptions === undefined ? '' : ` (${m.nodeOptions.length > 0 ? `options ${m.nodeOptions.join(' ')}` : 'no Node options'})`}; ` +
       `load average ${m.loadAverageAtStart.join(' / ')} at the start${m.loadAverageAtEnd ? `, ${m.loadAverageAtEnd.join(' / ')} at the end` : ''}.`,
     '',
   );

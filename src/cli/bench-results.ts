@@ -283,6 +283,8 @@ export interface MachineInfo {
   nodeVersion: string;
   platform: string;
   arch: string;
+  /** Node's options in this process, from its command line and NODE_OPTIONS (see NODE_FLAGS); absent in older results. */
+  nodeOptions?: string[];
   /** 1, 5 and 15 minute load averages when the run started and when it ended: other work on the machine skews figures. */
   loadAverageAtStart: number[];
   loadAverageAtEnd?: number[];

@@ -3,15 +3,15 @@
  * link to it, the baseline each run is compared with.
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { ConnectFailedError, ConnectionClosedError } from '../errors.js';
 import { stopChild, stopWithParent } from '../util/child.js';
 import type { Transport } from '../transport/transport.js';
 import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
+import { spawnLivemig } from './node-flags.js';
 
 /** Frame size of the raw-link baseline, as the loopback benchmark uses. */
 export const BASELINE_FRAME_BYTES = 2 ** 20;
@@ -86,8 +86,7 @@ export class TargetHost {
   ) {}
 
   static async start(): Promise<TargetHost> {
-    const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
-    const child = spawn(process.execPath, [bin, 'bench', TARGET_HOST_FLAG], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawnLivemig(['bench', TARGET_HOST_FLAG]);
     const lines = createInterface({ input: child.stdout! });
     let timer: NodeJS.Timeout | undefined;
     try {

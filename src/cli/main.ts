@@ -5,13 +5,12 @@
  * runs), 2 a usage error, 3 indeterminate (the guest may run on the target; see the message).
  */
 
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectToAgent, queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
@@ -28,6 +27,7 @@ import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
 import { stopChild, stopWithParent } from '../util/child.js';
+import { spawnLivemig } from './node-flags.js';
 import { formatReport, terminalProgress } from './render.js';
 import { parseDuration, parsePositiveDuration, parseInteger } from './units.js';
 
@@ -159,8 +159,7 @@ async function demo(args: string[]): Promise<number> {
   const keyFile = join(keyDir, 'pool.key');
   const connect: ConnectToAgentOptions = { key: await writeKeyFile(keyFile) };
   // The target agent is a second process, as it would be on another host.
-  const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'listen', '--port', '0', '--json', '--supervised', '--key-file', keyFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawnLivemig(['listen', '--port', '0', '--json', '--supervised', '--key-file', keyFile]);
   try {
     const url = await agentUrl(child);
     say(`target agent listening on ${url} (pid ${child.pid}), pool key in ${keyFile}`);
@@ -388,7 +387,7 @@ async function keygen(args: string[]): Promise<number> {
 }
 
 /** Reads the agent's first JSON line to learn where it listens. */
-async function agentUrl(child: ReturnType<typeof spawn>): Promise<string> {
+async function agentUrl(child: ChildProcess): Promise<string> {
   const lines = createInterface({ input: child.stdout! });
   const exited = once(child, 'exit').then(([code]) => {
     throw new MigrationError('ERR_CONNECT_FAILED', `the target agent exited with status ${code} before listening`);

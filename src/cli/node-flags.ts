@@ -1,0 +1,35 @@
+/** How the livemig command runs Node, for itself and for the processes it starts. */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Node options of every livemig process: bin/livemig.js passes them in its first line, and
+ * {@link spawnLivemig} to the agents and far ends it starts.
+ *
+ * `--v8-pool-size=1`: V8 gives its background work to a pool of four threads by default: the
+ * sweeping that follows a collection, the unmapping of the memory it freed, optimising
+ * compilations. The engine collects just before the pause, so that work ran during the pause,
+ * four threads on top of the two processes and the guest, and on a host with few cores a
+ * switchover message then waited several milliseconds for a core (traced: a target's main
+ * thread queued 4 ms behind a sweeper while the other core idled). With one thread, idle 256 MiB
+ * and 1 GiB guests on a 2-core machine paused over 8 ms in 3 of 160 switchovers instead of 17, and
+ * predictions missed 4 of 160 instead of 20. A collection marks with fewer helpers, outside the
+ * pause.
+ */
+export const NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
+
+/** The Node options this process runs with that {@link NODE_FLAGS} asks for, from its command line or NODE_OPTIONS. */
+export function missingNodeFlags(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
+  const given = [...execArgv, ...nodeOptions.split(/\s+/)].map((flag) => flag.split('=')[0]);
+  return NODE_FLAGS.filter((flag) => !given.includes(flag.split('=')[0]));
+}
+
+/**
+ * Starts `livemig <args>` as a child with {@link NODE_FLAGS}: its standard input is a pipe (so it
+ * can see this process go away), its output a pipe to read, its errors this process's.
+ */
+export function spawnLivemig(args: readonly string[]): ChildProcess {
+  const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
+  return spawn(process.execPath, [...NODE_FLAGS, bin, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+}

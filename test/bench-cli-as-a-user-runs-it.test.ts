@@ -74,10 +74,32 @@ test.each([
   expect(r.stdout).toBe('');
 });
 
+test('--agent shared sends every run to one agent; by default each run has an agent of its own', () => {
+  const targetsOf = (extra: string[]): string[] => {
+    const out = mkdtempSync(join(tmpdir(), 'livemig-bench-'));
+    dirs.push(out);
+    const r = run(['--memory', '64MiB', '--workload', 'idle', '--downtime-budget', '300ms', '--runs', '2', '--warmup', '50ms', '--json', '--out', out, ...extra]);
+    expect(r.status, r.stderr).toBe(0);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    const runs = results.cells.flatMap((c: { runs: { outcome: string; targetUrl: string }[] }) => c.runs);
+    expect(runs.map((x: { outcome: string }) => x.outcome)).toEqual(['completed', 'completed']);
+    return runs.map((x: { targetUrl: string }) => x.targetUrl);
+  };
+  const [a, b] = targetsOf(['--agent', 'shared']);
+  expect(a).toMatch(/^ws:\/\/127\.0\.0\.1:\d+/);
+  expect(b).toBe(a);
+  const [c, d] = targetsOf([]);
+  expect(c).toMatch(/^ws:\/\/127\.0\.0\.1:\d+/);
+  expect(d).not.toBe(c);
+  const refused = run(['--agent', 'pooled']);
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toMatch(/--agent "pooled" is not one of fresh, shared/);
+}, 120_000);
+
 test('bench --help lists the axes', () => {
   const r = run(['--help']);
   expect(r.status).toBe(0);
-  for (const flag of ['--memory', '--workload', '--dirty-rate', '--downtime-budget', '--compress', '--link', '--auto-converge', '--runs', '--warmup', '--out', '--full', '--json']) {
+  for (const flag of ['--memory', '--workload', '--dirty-rate', '--downtime-budget', '--compress', '--link', '--auto-converge', '--runs', '--warmup', '--agent', '--out', '--full', '--json']) {
     expect(r.stdout).toContain(flag);
   }
 });

@@ -7,8 +7,9 @@
  *
  * The far end is this same command started as `livemig bench --target-host`: a target agent, as
  * `livemig listen` runs one, plus a sink that swallows raw frames for the baseline. It destroys
- * each guest as soon as it has resumed there, so guests do not pile up, and a fresh one is started
- * for every run, which measures the raw link to it just before the migration.
+ * each guest as soon as it has resumed there, so guests do not pile up. A fresh one is started for
+ * every run (with `--agent shared`, one serves them all), and the raw link to it is measured just
+ * before each migration.
  *
  * Runs are interleaved: pass 1 runs every cell once, pass 2 again, and so on. Whatever else the
  * machine does meanwhile then spreads over all cells instead of skewing the few that ran while it
@@ -28,7 +29,7 @@ import { migrate } from '../precopy/migration.js';
 import { connectWebSocket } from '../transport/ws-transport.js';
 import { terminalProgress } from './render.js';
 import { roundTo as round } from '../util/stats.js';
-import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCells, parseBenchArgs, type BenchCell, type BenchPlan } from './bench-plan.js';
+import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCells, parseBenchArgs, type BenchAgentMode, type BenchCell, type BenchPlan } from './bench-plan.js';
 import { benchCharts, describeCell, describeRun, formatDuration, formatSummary, resultsMarkdown } from './bench-report.js';
 import { cellResult, runFromReport, summarize, type BenchFiles, type BenchResults, type BenchRun, type CellResult, type MachineInfo } from './bench-results.js';
 import { measureRawLink, serveTargetHost, TargetHost, TARGET_HOST_FLAG } from './bench-target-host.js';
@@ -100,6 +101,7 @@ export async function runBench(args: string[]): Promise<number> {
     interrupt.abort(new Error('interrupted'));
   };
   process.once('SIGINT', onSigint);
+  const farEnds = new FarEnds(plan.agent);
   const t0 = performance.now();
   const runs: BenchRun[][] = cells.map(() => []);
   const total = cells.length * plan.runs;
@@ -112,7 +114,7 @@ export async function runBench(args: string[]): Promise<number> {
         if (interrupt.signal.aborted) break;
         const eta = done > 0 ? `, about ${formatDuration(((performance.now() - t0) / done) * (total - done))} left` : '';
         say(`[cell ${cell.index}/${cells.length}, run ${pass}/${plan.runs}${eta}] ${describeCell(cell)}`);
-        const record = await runWithFreshTarget(cell, plan, pass, interrupt.signal);
+        const record = await runWithTarget(cell, plan, pass, farEnds, interrupt.signal);
         runs[cell.index - 1]!.push(record);
         done++;
         say(`  ${describeRun(record, cell)}`);
@@ -127,6 +129,7 @@ export async function runBench(args: string[]): Promise<number> {
     }
   } finally {
     process.off('SIGINT', onSigint);
+    await farEnds.close();
   }
   results.cells = collect();
   results.complete = !interrupt.signal.aborted;
@@ -153,11 +156,38 @@ function writeJsonAtomically(file: string, value: unknown): void {
   renameSync(`${file}.tmp`, file);
 }
 
-/** Starts a fresh far end, measures the raw link to it, runs one migration, stops it. Never throws. */
-async function runWithFreshTarget(cell: BenchCell, plan: BenchPlan, run: number, interrupt: AbortSignal): Promise<BenchRun> {
+/**
+ * The far ends of a matrix: a fresh one for each migration, or with `--agent shared` one for all
+ * of them (started again if it died), as a pool's long-lived agents are.
+ */
+class FarEnds {
+  private shared: TargetHost | undefined;
+
+  constructor(private readonly mode: BenchAgentMode) {}
+
+  async acquire(): Promise<TargetHost> {
+    if (this.mode === 'fresh') return TargetHost.start();
+    if (!this.shared?.alive) {
+      await this.shared?.stop();
+      this.shared = await TargetHost.start();
+    }
+    return this.shared;
+  }
+
+  async release(host: TargetHost): Promise<void> {
+    if (host !== this.shared) await host.stop();
+  }
+
+  async close(): Promise<void> {
+    await this.shared?.stop();
+  }
+}
+
+/** Takes a far end, measures the raw link to it, runs one migration, gives it back. Never throws. */
+async function runWithTarget(cell: BenchCell, plan: BenchPlan, run: number, farEnds: FarEnds, interrupt: AbortSignal): Promise<BenchRun> {
   let host: TargetHost;
   try {
-    host = await TargetHost.start();
+    host = await farEnds.acquire();
   } catch (err) {
     return { run, outcome: 'failed', error: asMigrationError(err, 'ERR_CONNECT_FAILED').toJSON() };
   }
@@ -169,10 +199,10 @@ async function runWithFreshTarget(cell: BenchCell, plan: BenchPlan, run: number,
     } catch {
       // Recorded as a run without a baseline of its own: its ratios use the cell's median link.
     }
-    const record = await runOnce(cell, plan, run, host.url, interrupt);
+    const record = { ...(await runOnce(cell, plan, run, host.url, interrupt)), targetUrl: host.url };
     return rawLinkBytesPerSec !== undefined ? { ...record, rawLinkBytesPerSec } : record;
   } finally {
-    await host.stop();
+    await farEnds.release(host);
   }
 }
 

@@ -58,7 +58,16 @@ export interface BenchPlan {
   runTimeoutMs: number;
   /** Bytes sent through the raw link for each baseline measurement. @default BASELINE_BYTES */
   baselineBytes: number;
+  /** A fresh far end for each migration, or one for all. @default 'fresh' */
+  agent: BenchAgentMode;
 }
+
+/**
+ * Where the migrations of a matrix go. `fresh`: an agent started for each migration, whose
+ * switchover code then runs for the first time, as in a pool agent's first migration and in
+ * `livemig demo`. `shared`: one agent for the whole matrix, as a pool's long-lived agents are.
+ */
+export type BenchAgentMode = 'fresh' | 'shared';
 
 /** The matrix `livemig bench` runs without axis flags: a few minutes on a 2-core machine. */
 export const QUICK_AXES: Readonly<BenchAxes> = Object.freeze({
@@ -121,6 +130,7 @@ export const BENCH_FLAGS = {
   'max-rounds': { type: 'string' },
   verify: { type: 'boolean' },
   'run-timeout': { type: 'string' },
+  agent: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -153,6 +163,8 @@ Runs:
   --verify                   let the engine re-read the source memory after the switchover
                              (its cost then counts in the total time)
   --run-timeout DUR          cancel a run still going after this long (default 10min)
+  --agent fresh|shared       fresh: a new agent for each migration, which then takes its first
+                             migration (default); shared: one agent for all, as a pool's are
 Output:
   --out DIR                  where results go (default bench/results/latency-TIMESTAMP)
   --json                     print only the final JSON summary on stdout
@@ -245,6 +257,7 @@ export function parseBenchArgs(args: string[]): BenchPlan {
     verify: v.verify ?? false,
     runTimeoutMs: v['run-timeout'] !== undefined ? parsePositiveDuration(v['run-timeout'], '--run-timeout') : DEFAULT_BENCH_RUN_TIMEOUT_MS,
     baselineBytes: BASELINE_BYTES,
+    agent: v.agent !== undefined ? oneOf<BenchAgentMode>(['fresh', 'shared'], '--agent')(v.agent) : 'fresh',
   };
   if (plan.outDir === '') throw new InvalidArgumentError('--out needs a folder');
   // Refuse now what a guest would refuse later, before any cell has run.

@@ -160,7 +160,9 @@ export function resultsMarkdown(results: BenchResults): string {
   }
   out.push(
     `Each cell ran ${results.plan.runs} migration${results.plan.runs > 1 ? 's' : ''}, each of a fresh guest (${results.plan.vcpus} vCPU, seed ${results.plan.seed}, ` +
-      `${results.plan.warmupMs} ms warm-up) to a fresh target agent in a second process. Runs are interleaved (every cell once, ` +
+      `${results.plan.warmupMs} ms warm-up) to ` +
+      // Results written before --agent existed had a fresh agent for every run.
+      `${results.plan.agent === 'shared' ? 'one target agent, shared by all runs,' : 'a fresh target agent'} in a second process. Runs are interleaved (every cell once, ` +
       `then every cell again), so that other load on the machine spreads over all cells. Figures are medians with the ` +
       `min-max range in brackets, over completed runs. Before each run, the raw link is measured between the same two ` +
       `processes: 1 MiB frames through the same transport to a sink.` +

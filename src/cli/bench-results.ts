@@ -23,6 +23,8 @@ export interface BenchRun {
   run: number;
   /** Raw link to the far end measured just before this run, in bytes per second. */
   rawLinkBytesPerSec?: number;
+  /** The agent this run migrated to: a new one per run, or the same for all with `--agent shared`. */
+  targetUrl?: string;
   /** The report's outcome, or `failed` if the run broke before the report (boot, connect). */
   outcome: 'completed' | 'failed' | 'cancelled' | 'indeterminate';
   error?: { code: string; message: string };

@@ -29,6 +29,7 @@ export {
   calibrationFor,
   SwitchoverCalibration,
   type CalibrationSample,
+  DEFAULT_SWITCHOVER_OVERHEAD_MS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_SWITCHOVER_TIMEOUT_MS,
   type MigrateOptions,

@@ -39,7 +39,6 @@ import { checkMigrateOptions } from './check-options.js';
 import { PageSender } from './page-sender.js';
 import {
   DEFAULT_DOWNTIME_BUDGET_MS,
-  DEFAULT_PAUSE_RESUME_MS,
   defaultPolicy,
   downtimeBudgetAt,
   estimateDowntime,
@@ -86,6 +85,17 @@ const SLICE_PAGES = 4096;
  */
 export const ZERO_PAGE_COST_SHARE = 0.15;
 
+/**
+ * The overhead a {@link SwitchoverCalibration} assumes until its first switchover, and counts as
+ * one more switchover after it, in milliseconds: about what the calibrations learnt on the 2-core
+ * build machine, both ends on it (2-3 ms for idle guests; a process's first switchover, its code
+ * not yet compiled, a median of 4.0 ms over 165 benchmark runs). It used to be
+ * DEFAULT_PAUSE_RESUME_MS (1 ms), which made the first prediction of every process 2-3 ms short;
+ * replaying 23 saved benchmark runs (1,340 switchovers) with 3 ms put 13 more predictions within
+ * 30% or 5 ms and the median error from -0.46 to -0.01 ms.
+ */
+export const DEFAULT_SWITCHOVER_OVERHEAD_MS = 3;
+
 /** Switchovers a {@link SwitchoverCalibration} remembers; older ones are forgotten. */
 export const CALIBRATION_WINDOW = 16;
 
@@ -107,14 +117,15 @@ export const CALIBRATION_MIN_SIZE_RATIO = 2;
  * would let each such spike shift the next predictions, while a median follows the typical
  * pause. `factor` is the median slope between pairs of switchovers of clearly different sizes
  * (Theil-Sen, pairs at least CALIBRATION_MIN_SIZE_RATIO apart), `overheadMs` the median of what
- * is left over the smaller half of them (with DEFAULT_PAUSE_RESUME_MS as one more). So a pool
- * agent that migrates many guests predicts each pause better than the last; until there are two
- * sizes, `factor` is 1, and until the first switchover `overheadMs` is DEFAULT_PAUSE_RESUME_MS.
+ * is left over the smaller half of them (with DEFAULT_SWITCHOVER_OVERHEAD_MS as one more). So a
+ * pool agent that migrates many guests predicts each pause better than the last; until there are
+ * two sizes, `factor` is 1, and until the first switchover `overheadMs` is
+ * DEFAULT_SWITCHOVER_OVERHEAD_MS.
  * Codecs differ too much to share one calibration (see {@link calibrationFor}); a caller may
  * keep its own (`MigrateOptions.calibration`) and save it (`toJSON`, `fromJSON`).
  */
 export class SwitchoverCalibration {
-  overheadMs = DEFAULT_PAUSE_RESUME_MS;
+  overheadMs = DEFAULT_SWITCHOVER_OVERHEAD_MS;
   factor = 1;
   /** The remembered switchovers, oldest first: modelled last round and measured residual. */
   private readonly seen: CalibrationSample[] = [];
@@ -169,7 +180,7 @@ export class SwitchoverCalibration {
     // set it alone.
     const small = [...this.seen].sort((a, b) => a.roundMs - b.roundMs).slice(0, Math.ceil(this.seen.length / 2));
     const left = small.map((o) => o.residualMs - this.factor * o.roundMs);
-    this.overheadMs = Math.min(50, Math.max(0, median([...left, DEFAULT_PAUSE_RESUME_MS])!));
+    this.overheadMs = Math.min(50, Math.max(0, median([...left, DEFAULT_SWITCHOVER_OVERHEAD_MS])!));
   }
 }
 

@@ -28,6 +28,7 @@ import { asMigrationError } from '../errors.js';
 import { migrate } from '../precopy/migration.js';
 import { connectWebSocket } from '../transport/ws-transport.js';
 import { terminalProgress } from './render.js';
+import { exposedGc } from '../util/gc.js';
 import { roundTo as round } from '../util/stats.js';
 import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCells, parseBenchArgs, type BenchAgentMode, type BenchCell, type BenchPlan } from './bench-plan.js';
 import { benchCharts, describeCell, describeRun, formatDuration, formatSummary, resultsMarkdown } from './bench-report.js';
@@ -200,6 +201,10 @@ async function runWithTarget(cell: BenchCell, plan: BenchPlan, run: number, farE
       // Recorded as a run without a baseline of its own: its ratios use the cell's median link.
     }
     const record = { ...(await runOnce(cell, plan, run, host.url, interrupt)), targetUrl: host.url };
+    // The guest is gone but its memory is not until a collection finds it; collect now, between
+    // runs, rather than at the next run's collection before its pause, where unmapping a
+    // gigabyte took a core from the switchover.
+    exposedGc()?.();
     return rawLinkBytesPerSec !== undefined ? { ...record, rawLinkBytesPerSec } : record;
   } finally {
     await farEnds.release(host);

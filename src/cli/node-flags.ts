@@ -12,14 +12,17 @@ import { fileURLToPath } from 'node:url';
  * compilations. The engine collects just before the pause, so that work ran during the pause,
  * four threads on top of the two processes and the guest, and on a host with few cores a
  * switchover message then waited several milliseconds for a core (traced: a target's main
- * thread queued 4 ms behind a sweeper while the other core idled). With one thread, idle 256 MiB
+ * thread queued 4 ms behind one of them while the other core idled). With one thread, idle 256 MiB
  * and 1 GiB guests on a 2-core machine paused over 8 ms in 3 of 160 switchovers instead of 17, and
  * predictions missed 4 of 160 instead of 20. A collection marks with fewer helpers, outside the
  * pause.
  */
 export const NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
 
-/** The Node options this process runs with that {@link NODE_FLAGS} asks for, from its command line or NODE_OPTIONS. */
+/**
+ * The options of {@link NODE_FLAGS} this process runs without, on its command line and in
+ * NODE_OPTIONS; one given with another value (the user's choice) counts as given.
+ */
 export function missingNodeFlags(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
   const given = [...execArgv, ...nodeOptions.split(/\s+/)].map((flag) => flag.split('=')[0]);
   return NODE_FLAGS.filter((flag) => !given.includes(flag.split('=')[0]));

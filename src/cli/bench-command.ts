@@ -34,7 +34,7 @@ import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCe
 import { benchCharts, describeCell, describeRun, formatDuration, formatSummary, resultsMarkdown } from './bench-report.js';
 import { cellResult, runFromReport, summarize, type BenchFiles, type BenchResults, type BenchRun, type CellResult, type MachineInfo } from './bench-results.js';
 import { measureRawLink, serveTargetHost, TargetHost, TARGET_HOST_FLAG } from './bench-target-host.js';
-import { missingNodeFlags } from './node-flags.js';
+import { missingNodeFlags, nodeOptionsOf } from './node-flags.js';
 
 /** How often partial results are written while the matrix runs, in milliseconds. */
 export const PARTIAL_RESULTS_INTERVAL_MS = 10_000;
@@ -48,7 +48,7 @@ function machineInfo(): MachineInfo {
     nodeVersion: process.version,
     platform: os.platform(),
     arch: os.arch(),
-    nodeOptions: [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o !== '')],
+    nodeOptions: nodeOptionsOf(),
     loadAverageAtStart: os.loadavg().map((x) => round(x, 2)),
   };
 }
@@ -93,7 +93,7 @@ export async function runBench(args: string[]): Promise<number> {
   const missing = missingNodeFlags();
   if (missing.length > 0) {
     say(`note: Node runs here without ${missing.join(' ')}, as the livemig command would have it: pauses of a few milliseconds`);
-    say('  come out longer and noisier (src/cli/node-flags.ts says why); run it as `npx livemig bench` or `node ' + missing.join(' ') + ' bin/livemig.js bench`');
+    say(`  come out longer and noisier (src/cli/node-flags.ts says why); run it as \`npx livemig bench\` or \`node ${missing.join(' ')} bin/livemig.js bench\``);
   }
 
   const interrupt = new AbortController();

@@ -19,12 +19,17 @@ import { fileURLToPath } from 'node:url';
  */
 export const NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
 
+/** Node's options in a process: those on its command line, then those in NODE_OPTIONS. */
+export function nodeOptionsOf(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
+  return [...execArgv, ...nodeOptions.split(/\s+/).filter((option) => option !== '')];
+}
+
 /**
- * The options of {@link NODE_FLAGS} this process runs without, on its command line and in
- * NODE_OPTIONS; one given with another value (the user's choice) counts as given.
+ * The options of {@link NODE_FLAGS} a process runs without (see {@link nodeOptionsOf}); one given
+ * with another value (the user's choice) counts as given.
  */
 export function missingNodeFlags(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
-  const given = [...execArgv, ...nodeOptions.split(/\s+/)].map((flag) => flag.split('=')[0]);
+  const given = nodeOptionsOf(execArgv, nodeOptions).map((option) => option.split('=')[0]);
   return NODE_FLAGS.filter((flag) => !given.includes(flag.split('=')[0]));
 }
 

@@ -89,10 +89,10 @@ export const ZERO_PAGE_COST_SHARE = 0.15;
  * The overhead a {@link SwitchoverCalibration} assumes until its first switchover, and counts as
  * one more switchover after it, in milliseconds: about what the calibrations learnt on the 2-core
  * build machine, both ends on it (2-3 ms for idle guests; a process's first switchover, its code
- * not yet compiled, a median of 4.0 ms over 165 benchmark runs). It used to be
- * DEFAULT_PAUSE_RESUME_MS (1 ms), which made the first prediction of every process 2-3 ms short;
- * replaying 23 saved benchmark runs (1,340 switchovers) with 3 ms put 13 more predictions within
- * 30% or 5 ms and the median error from -0.46 to -0.01 ms.
+ * not yet compiled, a median of 4.0 ms over 165 benchmark runs). The vCPU pause and resume alone
+ * (DEFAULT_PAUSE_RESUME_MS, 1 ms) leave each process's first prediction 2-3 ms short: replayed
+ * over 23 saved benchmark runs (1,340 switchovers), 3 ms puts 13 more predictions within 30% or
+ * 5 ms and the median error at -0.01 ms instead of -0.46.
  */
 export const DEFAULT_SWITCHOVER_OVERHEAD_MS = 3;
 

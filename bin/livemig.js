@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --v8-pool-size=1
+#!/usr/bin/env -S node --v8-pool-size=1 --initial-old-space-size=128
 // The livemig command. The TypeScript sources are compiled to dist/ by `npm install` (prepare).
 // The first line gives Node the options of NODE_FLAGS in src/cli/node-flags.ts (why: there); run
 // as `node bin/livemig.js`, pass them yourself.

@@ -206,6 +206,7 @@ test('listen --supervised leaves Ctrl-C to its parent and stops when its standar
 test('the livemig command runs Node with NODE_FLAGS, and so do the agents and far ends it starts', async () => {
   const { NODE_FLAGS, missingNodeFlags, spawnLivemig } = await import('../dist/cli/node-flags.js');
   expect(NODE_FLAGS).toContain('--v8-pool-size=1');
+  expect(NODE_FLAGS).toContain('--initial-old-space-size=128');
   // Node's own command line, as the kernel has it: the first line of bin/livemig.js for the
   // command run as a program, spawnLivemig for what the demo and the benchmark start.
   const optionsOf = async (child: ChildProcess): Promise<string[]> => {
@@ -219,7 +220,7 @@ test('the livemig command runs Node with NODE_FLAGS, and so do the agents and fa
   expect(await optionsOf(spawn(BIN, ['listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'] }))).toEqual([...NODE_FLAGS]);
   expect(await optionsOf(spawnLivemig(['listen', '--port', '0', '--json', '--supervised']))).toEqual([...NODE_FLAGS]);
   // A pool size the user chose is left as it is, whether on the command line or in NODE_OPTIONS.
-  expect(missingNodeFlags([], '')).toEqual(['--v8-pool-size=1']);
-  expect(missingNodeFlags(['--v8-pool-size=3'], '')).toEqual([]);
-  expect(missingNodeFlags(['--inspect'], '--max-old-space-size=512 --v8-pool-size=2')).toEqual([]);
+  expect(missingNodeFlags([], '')).toEqual(['--v8-pool-size=1', '--initial-old-space-size=128']);
+  expect(missingNodeFlags(['--v8-pool-size=3'], '')).toEqual(['--initial-old-space-size=128']);
+  expect(missingNodeFlags(['--inspect', '--initial-old-space-size=64'], '--max-old-space-size=512 --v8-pool-size=2')).toEqual([]);
 }, 40_000);

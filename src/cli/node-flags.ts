@@ -16,8 +16,18 @@ import { fileURLToPath } from 'node:url';
  * and 1 GiB guests on a 2-core machine paused over 8 ms in 3 of 160 switchovers instead of 17, and
  * predictions missed 4 of 160 instead of 20. A collection marks with fewer helpers, outside the
  * pause.
+ *
+ * `--initial-old-space-size=128`: V8 sets the old generation's next limit at 1.1 times what
+ * survived a full collection, and counts the Buffers the WebSocket hands over (each message, and
+ * each 64 KiB read under it) against it. A target keeps a few megabytes alive, so while pages
+ * stream in it ran a full mark-compact ("allocation failure", 5-8 ms) about every 75 ms, and one
+ * of them landed in most last rounds of a 256 MiB guest, and between "prepared" and "go" in
+ * some (traced with --trace-gc; the collection before the pause only resets the count). With a
+ * floor of 128 MB under the limit, a far end received the same rounds with only the collections
+ * the engine asks for, and none in the pause. It is a limit, not a reservation: the heap still
+ * grows only as it is used.
  */
-export const NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
+export const NODE_FLAGS: readonly string[] = ['--v8-pool-size=1', '--initial-old-space-size=128'];
 
 /** Node's options in a process: those on its command line, then those in NODE_OPTIONS. */
 export function nodeOptionsOf(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {

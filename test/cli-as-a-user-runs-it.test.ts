@@ -219,7 +219,7 @@ test('the livemig command runs Node with NODE_FLAGS, and so do the agents and fa
   };
   expect(await optionsOf(spawn(BIN, ['listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'] }))).toEqual([...NODE_FLAGS]);
   expect(await optionsOf(spawnLivemig(['listen', '--port', '0', '--json', '--supervised']))).toEqual([...NODE_FLAGS]);
-  // A pool size the user chose is left as it is, whether on the command line or in NODE_OPTIONS.
+  // An option the user gave another value is left as it is, on the command line or in NODE_OPTIONS.
   expect(missingNodeFlags([], '')).toEqual(['--v8-pool-size=1', '--initial-old-space-size=128']);
   expect(missingNodeFlags(['--v8-pool-size=3'], '')).toEqual(['--initial-old-space-size=128']);
   expect(missingNodeFlags(['--inspect', '--initial-old-space-size=64'], '--max-old-space-size=512 --v8-pool-size=2')).toEqual([]);

@@ -1,6 +1,6 @@
 // Latency benchmark: the same matrix as `livemig bench`, run from the compiled dist/.
 // Usage: npm run bench:latency -- [flags], or node --v8-pool-size=1 --initial-old-space-size=128 bench/latency.js [flags]
-// (the Node option: see src/cli/node-flags.ts; --help lists the flags)
+// (the Node options: see src/cli/node-flags.ts; --help lists the flags)
 // Results go to bench/results/latency-<timestamp>/ unless --out says otherwise.
 import { existsSync } from 'node:fs';
 

@@ -73,6 +73,34 @@ describe.each(cases)('a $workload guest with $vcpus vCPU(s)', ({ workload, vcpus
   });
 });
 
+describe('pausing a guest caught between slices or inside one', () => {
+  // At 40 MB/s a vCPU sleeps between short slices and is mostly held where it is; at 2 GB/s it
+  // steps without rest and each pause waits for its slice to end. Either way it must stop dead.
+  it.each([40e6, 2e9])('stops every vCPU dead and keeps the oracle, over many quick cycles at %d B/s', async (rate) => {
+    const config: SimGuestConfig = { memoryBytes: 16 * MiB, vcpus: 2, workload: 'uniform', dirtyRateBytesPerSec: rate, hotSetBytes: 0, seed: 23 };
+    const guest = await SimulatedGuest.boot(config, 'quick-cycles');
+    guests.push(guest);
+    let last = guest.stepCounts();
+    for (let cycle = 0; cycle < 150; cycle++) {
+      await sleep(cycle % 3);
+      await guest.pause();
+      const steps = guest.stepCounts();
+      expect(guest.vcpuStates().map((s) => s.steps)).toEqual(steps);
+      // Spin a little: a vCPU that was not really stopped would move its count meanwhile.
+      const until = performance.now() + 0.3;
+      while (performance.now() < until);
+      expect(guest.stepCounts()).toEqual(steps);
+      steps.forEach((n, i) => expect(n).toBeGreaterThanOrEqual(last[i]!));
+      last = steps;
+      await guest.resume();
+    }
+    await sleep(20);
+    await guest.pause();
+    const steps = await expectMatchesOracle(guest, config);
+    steps.forEach((n) => expect(n).toBeGreaterThan(0));
+  });
+});
+
 describe('the dirty log of a running guest', () => {
   it('names exactly the pages that changed since it was enabled', async () => {
     const config: SimGuestConfig = {

@@ -23,8 +23,11 @@ import {
   CONTROL_SLOTS,
   CTRL_ACK,
   CTRL_COMMAND,
+  CTRL_PHASE,
   CTRL_REQUEST,
   CTRL_THROTTLE,
+  PHASE_HELD,
+  PHASE_OUTSIDE,
   THROTTLE_SCALE,
   VcpuStateCell,
   type VcpuWorkerData,
@@ -42,6 +45,13 @@ export const MAX_SIM_THROTTLE = 0.99;
  * failing worker also wakes it at once; this only bounds a missed wake-up.
  */
 const ACK_POLL_MS = 20;
+
+/**
+ * How long `pause` spins for a vCPU caught inside a slice of steps (about 0.1 ms of work) before
+ * it sleeps until the acknowledgement, in milliseconds. Spinning keeps this thread on its CPU: a
+ * thread that sleeps here may wait a scheduler slice or more to run again once woken.
+ */
+const PAUSE_SPIN_MS = 2;
 
 /** How long `destroy` lets a worker exit on its own before terminating it, in milliseconds. */
 const EXIT_GRACE_MS = 2000;
@@ -181,13 +191,17 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     });
   }
 
-  /** Resolves once every vCPU acknowledged its request; rejects if a vCPU thread failed. */
-  private async waitForAcks(requests: readonly number[]): Promise<void> {
+  /**
+   * Resolves once every vCPU (or each of `only`, by index) acknowledged its request; rejects if a
+   * vCPU thread failed.
+   */
+  private async waitForAcks(requests: readonly number[], only?: readonly number[]): Promise<void> {
     // Neither a pending Atomics.waitAsync nor an unref'ed worker keeps Node's event loop alive,
     // so a caller awaiting only this promise would see the process exit under it.
     const keepAlive = setInterval(() => {}, 1000);
     try {
-      await Promise.all(this.vcpus.map((vcpu, i) => this.waitForAck(vcpu, requests[i]!)));
+      const indices = only ?? this.vcpus.map((_, i) => i);
+      await Promise.all(indices.map((i) => this.waitForAck(this.vcpus[i]!, requests[i]!)));
     } finally {
       clearInterval(keepAlive);
     }
@@ -266,16 +280,32 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   }
 
   /**
-   * Stops every vCPU at a step boundary, each having stored its state, and resolves when all have
-   * acknowledged (typically well under a millisecond). Idempotent. Rejects with
-   * DomainFailedError if a vCPU thread failed.
+   * Stops every vCPU at a step boundary, its state in its cell. A vCPU between slices of steps
+   * (nearly always, as the workload sleeps between them) is held where it is, without waiting for
+   * its thread; one inside a slice is waited for, spinning at first. Typically well under a
+   * millisecond. Idempotent. Rejects with DomainFailedError if a vCPU thread failed.
    */
   async pause(): Promise<void> {
     this.checkUsable('pause');
     if (this.isPaused) return;
+    // The command first: a worker that loses the race for a slice then finds it waiting.
     const requests = this.command(COMMAND_PAUSE);
-    await this.waitForAcks(requests);
+    const spinUntil = performance.now() + PAUSE_SPIN_MS;
+    let pending = this.vcpus.map((_, i) => i);
+    for (;;) {
+      pending = pending.filter((i) => !this.stopped(this.vcpus[i]!, requests[i]!));
+      if (pending.length === 0 || performance.now() >= spinUntil) break;
+    }
+    if (pending.length > 0) await this.waitForAcks(requests, pending);
     this.isPaused = true;
+  }
+
+  /** True once `vcpu` acknowledged `request` or is held between slices (see `vcpu-control.ts`). */
+  private stopped(vcpu: Vcpu, request: number): boolean {
+    if (this.failure !== undefined) throw this.failure;
+    if (Atomics.load(vcpu.control, CTRL_ACK) - request >= 0) return true;
+    const phase = Atomics.compareExchange(vcpu.control, CTRL_PHASE, PHASE_OUTSIDE, PHASE_HELD);
+    return phase === PHASE_OUTSIDE || phase === PHASE_HELD;
   }
 
   /**
@@ -285,6 +315,8 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   async resume(): Promise<void> {
     this.checkUsable('resume');
     if (!this.isPaused) return;
+    // Released before the command, so that a worker acting on it may start a slice.
+    for (const vcpu of this.vcpus) Atomics.compareExchange(vcpu.control, CTRL_PHASE, PHASE_HELD, PHASE_OUTSIDE);
     this.command(COMMAND_RUN);
     this.isPaused = false;
   }

@@ -9,8 +9,17 @@
  * stays true even when a later command overtook it (a resume immediately followed by a pause
  * leaves a worker that never ran, and its state cell untouched).
  *
- * The state cell is written by the worker when it pauses and read by it when it resumes; the
- * Atomics operations on the control block order those plain reads and writes with the guest's.
+ * A paused vCPU that is not running steps needs no thread to wake: `PHASE` says whether the
+ * worker is inside a slice of steps. Between slices its state cell already holds its exact state,
+ * and the guest may move `PHASE` from `OUTSIDE` to `HELD` (compare-and-exchange) and count it
+ * paused at once; the worker moves it from `OUTSIDE` to `STEPPING` the same way before each slice,
+ * so exactly one of the two wins. This is how a hypervisor pauses a vCPU that is not on a CPU: it
+ * marks it, and waits only for one that is running. A woken thread can take a millisecond or more
+ * to get a CPU on a busy host; the pause then no longer waits for it.
+ *
+ * The state cell is written by the worker after every slice and when it pauses, and read by it
+ * when it resumes; the Atomics operations on the control block order those plain reads and writes
+ * with the guest's.
  */
 
 import type { SimGuestConfig } from './config.js';
@@ -24,8 +33,17 @@ export const CTRL_REQUEST = 1;
 export const CTRL_ACK = 2;
 /** Slot of the throttle, in parts per {@link THROTTLE_SCALE} of each second spent asleep. */
 export const CTRL_THROTTLE = 3;
+/** Slot of where the worker is: one of the `PHASE_*` values. */
+export const CTRL_PHASE = 4;
 /** Int32 slots in a control block. */
-export const CONTROL_SLOTS = 4;
+export const CONTROL_SLOTS = 5;
+
+/** Phase: the worker runs no steps, and the state cell holds its state. */
+export const PHASE_OUTSIDE = 0;
+/** Phase: the worker is running a slice of steps. */
+export const PHASE_STEPPING = 1;
+/** Phase: the guest holds the vCPU paused; the worker starts no slice until it is released. */
+export const PHASE_HELD = 2;
 
 /** Command: run steps, paced. */
 export const COMMAND_RUN = 1;

@@ -14,8 +14,11 @@ import {
   COMMAND_PAUSE,
   CTRL_ACK,
   CTRL_COMMAND,
+  CTRL_PHASE,
   CTRL_REQUEST,
   CTRL_THROTTLE,
+  PHASE_OUTSIDE,
+  PHASE_STEPPING,
   THROTTLE_SCALE,
   VcpuStateCell,
   type VcpuWorkerData,
@@ -123,10 +126,14 @@ function main(data: VcpuWorkerData): void {
       continue;
     }
     if (due > 0) {
+      // Held by the guest between slices: it counts this vCPU paused, and its command follows.
+      if (Atomics.compareExchange(control, CTRL_PHASE, PHASE_OUTSIDE, PHASE_STEPPING) !== PHASE_OUTSIDE) continue;
       const count = Math.min(due, SLICE_STEPS);
       runSteps(mem32, state, partition, params, count, markDirty);
       clockSteps += count;
-      cell.writeSteps(state.steps);
+      // The cell holds the exact state whenever no slice runs: the guest may hold the vCPU then.
+      cell.write(state);
+      Atomics.store(control, CTRL_PHASE, PHASE_OUTSIDE);
       const workedMs = performance.now() - now;
       busyMs += workedMs;
       cell.writeBusyMs(busyMs);

@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { defaultPolicy, downtimeBudgetAt, estimateDowntime, fitRoundTime, roundTimeAt } from '../dist/precopy/policy.js';
+import { defaultPolicy, downtimeBudgetAt, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -59,72 +59,52 @@ describe('downtime estimate', () => {
 
 describe('round time model', () => {
   const MB = 1e6;
+  const at = (samples: Array<{ bytes: number; ms: number }>, bytes: number) => roundTimeAt(paceOfRoundsLike(samples, bytes)!, bytes);
+
+  test('a last round goes at the pace of the recent rounds of about its size, not of the big ones', () => {
+    // Per MB a 188 MB first pass took 1.75 ms, a 59 MB round 1.5 and a 30 MB one 1.1: a line
+    // through them puts an 18 MB last round near 1.9 ms per MB; the 30 MB round says 1.1.
+    const rounds = [
+      { bytes: 30 * MB, ms: 33 },
+      { bytes: 59 * MB, ms: 88.5 },
+      { bytes: 188 * MB, ms: 329 },
+    ];
+    expect(at(rounds, 18 * MB)).toBeCloseTo(18 * 1.1, 5);
+    // A last round like the 59 MB one: the median of the two like it (30 and 59 MB).
+    expect(at(rounds, 45 * MB)).toBeCloseTo(45 * 1.3, 5);
+    expect(paceOfRoundsLike(rounds, 18 * MB)!.fixedMs).toBe(0);
+  });
+
   test('keeps the fixed cost of a round for a last round as small as the smallest recent one', () => {
     // Rounds that take 12 ms beyond 2.2 ms per MB, as a 4 GiB guest's did behind a 10 Gbit/s cap.
-    const rounds = [500, 225, 105, 49, 24].map((mb) => ({ bytes: mb * MB, ms: 12 + 2.2 * mb }));
-    const model = fitRoundTime(rounds)!;
-    expect(model.fixedMs).toBeCloseTo(12, 5);
-    expect(model.msPerByte * MB).toBeCloseTo(2.2, 5);
-    expect(model.fixedFromBytes).toBe(24 * MB);
+    const rounds = [24, 49, 105, 225, 500].map((mb) => ({ bytes: mb * MB, ms: 12 + 2.2 * mb }));
     // A 24 MB last round: 64.8 ms. Scaled from the recent rounds' mean rate it would be 55.
-    expect(estimateDowntime(24 * MB, model, 0, 0).roundMs).toBeCloseTo(64.8, 5);
+    expect(at(rounds, 24 * MB)).toBeCloseTo(64.8, 5);
     const proportional = rounds.reduce((ms, r) => ms + r.ms, 0) / rounds.reduce((b, r) => b + r.bytes, 0);
     expect(24 * MB * proportional).toBeLessThan(56);
   });
 
   test('a last round far smaller than any recent one pays the fixed cost in proportion', () => {
-    // Pre-copy rounds of 174 and 22 MB with 10 ms beyond 2.17 ms per MB; a last round of 3.6 MB
+    // Pre-copy rounds of 22 and 174 MB with 10 ms beyond 2.17 ms per MB; a last round of 3.6 MB
     // does not fill the pipeline as they did: 9.4 ms, not 17.8.
-    const model = fitRoundTime([174, 22].map((mb) => ({ bytes: mb * MB, ms: 10 + 2.17 * mb })))!;
-    expect(model.fixedMs).toBeCloseTo(10, 5);
-    expect(roundTimeAt(model, 3.6 * MB)).toBeCloseTo(10 * (3.6 / 22) + 2.17 * 3.6, 5);
-    expect(roundTimeAt(model, 22 * MB)).toBeCloseTo(10 + 2.17 * 22, 5);
-    expect(roundTimeAt(model, 0)).toBe(0);
+    const rounds = [22, 174].map((mb) => ({ bytes: mb * MB, ms: 10 + 2.17 * mb }));
+    expect(at(rounds, 3.6 * MB)).toBeCloseTo((3.6 / 22) * (10 + 2.17 * 22), 5);
+    expect(at(rounds, 0)).toBe(0);
+    // Far larger than any: scaled up from the nearest, the most recent of equals first.
+    expect(at(rounds, 800 * MB)).toBeCloseTo((800 / 174) * (10 + 2.17 * 174), 5);
   });
 
-  test('one slow round does not tilt the slope', () => {
-    const rounds = [400, 200, 100, 50, 25].map((mb) => ({ bytes: mb * MB, ms: 5 + 2 * mb }));
-    rounds[2]!.ms += 60; // a round that met a stall
-    const model = fitRoundTime(rounds)!;
-    expect(model.msPerByte * MB).toBeGreaterThan(1.8);
-    expect(model.msPerByte * MB).toBeLessThan(2.2);
-    expect(model.fixedMs).toBeGreaterThan(2);
-    expect(model.fixedMs).toBeLessThan(10);
+  test('one round that met a stall does not set the pace when several are like it', () => {
+    const rounds = [40, 44, 48, 52].map((mb) => ({ bytes: mb * MB, ms: 2 * mb }));
+    rounds[1]!.ms += 60;
+    expect(at(rounds, 46 * MB) / 46).toBeCloseTo(2, 5);
+    expect(at(rounds, 46 * MB)).toBeLessThan(46 * 2.2);
   });
 
-  test('rounds of one size give a proportional model, exact at their size', () => {
-    const model = fitRoundTime([
-      { bytes: 100 * MB, ms: 210 },
-      { bytes: 104 * MB, ms: 190 },
-    ])!;
-    expect(model.fixedMs).toBe(0);
-    expect(estimateDowntime(102 * MB, model, 0, 0).roundMs).toBeCloseTo(200, 5);
-  });
-
-  test('the fixed part is never negative nor longer than the quickest round', () => {
-    const negative = fitRoundTime([
-      { bytes: 10 * MB, ms: 5 },
-      { bytes: 100 * MB, ms: 200 },
-    ])!;
-    expect(negative.fixedMs).toBe(0);
-    const flat = fitRoundTime([
-      { bytes: 1 * MB, ms: 30 },
-      { bytes: 2 * MB, ms: 31 },
-      { bytes: 100 * MB, ms: 60 },
-    ])!;
-    expect(flat.fixedMs).toBeLessThanOrEqual(30);
-    expect(flat.fixedMs).toBeGreaterThan(25);
-  });
-
-  test('a slope that is not positive falls back to proportional; no rounds, no model', () => {
-    const model = fitRoundTime([
-      { bytes: 10 * MB, ms: 50 },
-      { bytes: 40 * MB, ms: 30 },
-    ])!;
-    expect(model.fixedMs).toBe(0);
-    expect(model.msPerByte * MB).toBeCloseTo(80 / 50, 5);
-    expect(fitRoundTime([])).toBeUndefined();
-    expect(fitRoundTime([{ bytes: 0, ms: 3 }])).toBeUndefined();
+  test('no usable round, no model', () => {
+    expect(paceOfRoundsLike([], MB)).toBeUndefined();
+    expect(paceOfRoundsLike([{ bytes: 0, ms: 3 }], MB)).toBeUndefined();
+    expect(paceOfRoundsLike([{ bytes: MB, ms: Number.POSITIVE_INFINITY }], MB)).toBeUndefined();
   });
 });
 

@@ -42,7 +42,7 @@ import {
   defaultPolicy,
   downtimeBudgetAt,
   estimateDowntime,
-  fitRoundTime,
+  paceOfRoundsLike,
   roundTimeAt,
   type DowntimeRamp,
   type PrecopyPolicy,
@@ -108,7 +108,8 @@ export const CALIBRATION_MIN_SIZE_RATIO = 2;
 /**
  * Calibration of the pause prediction, learnt from every switchover this process completes.
  * A pause is modelled as `overheadMs + factor x roundMs + half a round trip`, where `roundMs` is
- * the last round's bytes on the {@link RoundTimeModel} fitted to the pre-copy rounds just before.
+ * the last round's bytes at the pace of the pre-copy rounds just before that were like it in size
+ * (see {@link paceOfRoundsLike}).
  * `factor` absorbs that the paused guest frees the CPU (the last round may go faster than
  * pre-copy rounds did) and `overheadMs` what no term models: stopping and starting vCPUs, the
  * device state, and the event-loop latency of the records around them. Both come from the last
@@ -530,7 +531,7 @@ class SourceMigration {
       const roundTrip = Math.max(0, resumedAt - goAt - resumed.resumeMs);
       this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs, 3);
       // Teach the prediction what this pause really cost, for the migrations after this one.
-      const model = this.roundTimeModel();
+      const model = this.roundTimeModel(s.finalBytes);
       if (model) this.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.rttMs / 2);
       this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
       this.report.switchover = {
@@ -829,7 +830,7 @@ class SourceMigration {
    * overhead. The last round starts with nothing queued (the previous round was acknowledged).
    */
   private predictDowntime(bytes: number, current?: RoundSample): number {
-    const model = this.roundTimeModel(current);
+    const model = this.roundTimeModel(bytes, current);
     if (!model) return Number.POSITIVE_INFINITY;
     const c = this.calibration;
     const e = estimateDowntime(bytes, model, this.rttMs, c.overheadMs);
@@ -837,12 +838,12 @@ class SourceMigration {
   }
 
   /**
-   * How a round's time grows with its size, fitted to the pre-copy rounds of the last second (at
-   * least one): the rounds of one migration share guest, link and codec, so the next one, the
-   * last included, goes the same way. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a
-   * data page: they are copied and compared but neither sent nor written.
+   * How long a round of `bytes` would take, judged by the pre-copy rounds of the last second (at
+   * least one) that were about its size (see {@link paceOfRoundsLike}). Zero pages count for
+   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent
+   * nor written.
    */
-  private roundTimeModel(current?: RoundSample): RoundTimeModel | undefined {
+  private roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
     const samples: RoundSample[] = current ? [current] : [];
     let ms = current?.ms ?? 0;
     for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
@@ -853,7 +854,7 @@ class SourceMigration {
       samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) });
       ms += r.durationMs;
     }
-    return fitRoundTime(samples);
+    return paceOfRoundsLike(samples, bytes);
   }
 
   /** What `bytesRaw` of data pages and `zeroPages` zero pages cost to send, in data bytes. */

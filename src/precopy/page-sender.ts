@@ -35,6 +35,13 @@ export const MAX_IN_FLIGHT_BATCHES = 64;
  */
 export const SYNC_COMPRESS_MAX_BYTES = 64 * 1024;
 
+/**
+ * Runs of pages, and pages per run, that {@link PageSender.wireShare} compresses: four runs of
+ * lz4's 64 KiB window, about half a millisecond of work.
+ */
+export const WIRE_SAMPLE_RUNS = 4;
+export const WIRE_SAMPLE_RUN_PAGES = 16;
+
 /** Options of a {@link PageSender}. */
 export interface PageSenderOptions {
   /** Payload codec. */
@@ -87,6 +94,8 @@ export class PageSender {
   private readonly dataHashes: Uint32Array;
   private readonly zeroPfns: Uint32Array;
   private readonly cap: BandwidthCap | undefined;
+  /** Where {@link wireShare} gathers its sample, allocated on first use. */
+  private sampleBuffer: Buffer | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -144,6 +153,39 @@ export class PageSender {
       }
     }
     if (slot && (dataCount > 0 || zeroCount > 0)) this.dispatch(slot, round, dataCount, zeroCount);
+  }
+
+  /**
+   * The share of their size that `pfns` would take on the wire, estimated from a few runs of
+   * consecutive entries spread over the list, gathered and compressed as a batch is: zero pages
+   * count as nothing, data pages as their compressed size (their size with codec none).
+   * Undefined for an empty list. The pages a guest dirties may compress quite differently from
+   * its memory as a whole: the benchmark's 1 GiB image went to 55% of its data with lz4, the
+   * pages its uniform workload wrote to 36%.
+   */
+  wireShare(pfns: Uint32Array): number | undefined {
+    if (pfns.length === 0) return undefined;
+    const pageSize = this.pageSize;
+    const runPages = Math.min(WIRE_SAMPLE_RUN_PAGES, pfns.length);
+    this.sampleBuffer ??= Buffer.allocUnsafe(WIRE_SAMPLE_RUN_PAGES * pageSize);
+    const buffer = this.sampleBuffer;
+    const runs = Math.min(WIRE_SAMPLE_RUNS, Math.ceil(pfns.length / runPages));
+    let sampled = 0;
+    let wire = 0;
+    for (let run = 0; run < runs; run++) {
+      const first = Math.min(pfns.length - runPages, Math.floor(((run + 0.5) * pfns.length) / runs - runPages / 2));
+      let data = 0;
+      for (let i = Math.max(0, first); i < Math.max(0, first) + runPages; i++) {
+        const offset = data * pageSize;
+        this.domain.copyPage(pfns[i]!, buffer, offset);
+        if (buffer.compare(this.zeroPage, 0, pageSize, offset, offset + pageSize) !== 0) data++;
+      }
+      sampled += runPages * pageSize;
+      if (data === 0) continue;
+      const raw = buffer.subarray(0, data * pageSize);
+      wire += this.codec === 'lz4' ? compressSync(raw).length : raw.length;
+    }
+    return wire / sampled;
   }
 
   /**

@@ -98,7 +98,7 @@ export const DEFAULT_SWITCHOVER_OVERHEAD_MS = 3;
 
 /**
  * Share of the bandwidth cap at which a round counts as held back by it: the link then sets the
- * pace of the next round (see `Migration.linkTime`).
+ * pace of the next round (see `SourceMigration.linkTime`).
  */
 export const LINK_BOUND_SHARE = 0.9;
 
@@ -117,7 +117,8 @@ export const CALIBRATION_MIN_SIZE_RATIO = 2;
  * the last round's bytes at the pace of the pre-copy rounds just before that were like it in size
  * (see {@link paceOfRoundsLike}).
  * `factor` absorbs that the paused guest frees the CPU (the last round may go faster than
- * pre-copy rounds did) and `overheadMs` what no term models: stopping and starting vCPUs, the
+ * pre-copy rounds did; not when a bandwidth cap sets the pace, and such switchovers are not
+ * learnt from) and `overheadMs` what no term models: stopping and starting vCPUs, the
  * device state, and the event-loop latency of the records around them. Both come from the last
  * CALIBRATION_WINDOW switchovers with medians, not least squares: now and then a pause meets a
  * garbage collection or a descheduled thread and takes several milliseconds longer, and a mean
@@ -874,7 +875,6 @@ class SourceMigration {
     const bound = last !== undefined && last.durationMs > 0 && (last.bytesWire * 1000) / last.durationMs >= LINK_BOUND_SHARE * cap;
     return { ms: (bytes * share * 1000) / cap, bound };
   }
-
 
   /**
    * How long a round of `bytes` would take, judged by the pre-copy rounds of the last second (at

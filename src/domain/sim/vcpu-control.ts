@@ -99,7 +99,7 @@ export class VcpuStateCell {
     return new VcpuStateCell(new SharedArrayBuffer(STATE_CELL_BYTES));
   }
 
-  /** The whole state. Consistent only while the worker is paused or not yet started. */
+  /** The whole state. Consistent only while the worker runs no slice: paused, held, or not yet started. */
   read(): VcpuState {
     const w = this.words;
     return {
@@ -117,14 +117,9 @@ export class VcpuStateCell {
     this.stepsSlot[0] = state.steps;
   }
 
-  /** The step count, which a running worker publishes after every slice of steps. */
+  /** The step count, which a running worker publishes with its state after every slice of steps. */
   readSteps(): number {
     return this.stepsSlot[0]!;
-  }
-
-  /** Publishes the step count alone, while running. */
-  writeSteps(steps: number): void {
-    this.stepsSlot[0] = steps;
   }
 
   /** Milliseconds the vCPU spent running steps since its thread started, published after every slice. */

@@ -546,7 +546,7 @@ class SourceMigration {
       // Teach the prediction what this pause really cost, for the migrations after this one.
       const model = this.roundTimeModel(s.finalBytes);
       // Not from a last round the link set the pace of: the calibration is for the rest.
-      if (model && !this.linkTime(s.finalPages * this.pageSize)?.bound) {
+      if (model && !this.linkBound()) {
         this.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.rttMs / 2);
       }
       this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
@@ -872,8 +872,14 @@ class SourceMigration {
     if (cap === undefined) return undefined;
     const last = this.rounds.findLast((r) => !r.stopAndCopy);
     const share = this.wireShare ?? (last && last.bytesRaw > 0 ? last.bytesWire / (last.bytesRaw + last.zeroPages * this.pageSize) : 1);
-    const bound = last !== undefined && last.durationMs > 0 && (last.bytesWire * 1000) / last.durationMs >= LINK_BOUND_SHARE * cap;
-    return { ms: (bytes * share * 1000) / cap, bound };
+    return { ms: (bytes * share * 1000) / cap, bound: this.linkBound() };
+  }
+
+  /** Whether the latest pre-copy round went at LINK_BOUND_SHARE of the bandwidth cap or more. */
+  private linkBound(): boolean {
+    const cap = this.options.maxBandwidthBytesPerSec;
+    const last = this.rounds.findLast((r) => !r.stopAndCopy);
+    return cap !== undefined && last !== undefined && last.durationMs > 0 && (last.bytesWire * 1000) / last.durationMs >= LINK_BOUND_SHARE * cap;
   }
 
   /**

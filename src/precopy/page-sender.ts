@@ -173,9 +173,10 @@ export class PageSender {
     let sampled = 0;
     let wire = 0;
     for (let run = 0; run < runs; run++) {
-      const first = Math.min(pfns.length - runPages, Math.floor(((run + 0.5) * pfns.length) / runs - runPages / 2));
+      // A run centred in its share of the list, kept inside it.
+      const first = Math.max(0, Math.min(pfns.length - runPages, Math.floor(((run + 0.5) * pfns.length) / runs - runPages / 2)));
       let data = 0;
-      for (let i = Math.max(0, first); i < Math.max(0, first) + runPages; i++) {
+      for (let i = first; i < first + runPages; i++) {
         const offset = data * pageSize;
         this.domain.copyPage(pfns[i]!, buffer, offset);
         if (buffer.compare(this.zeroPage, 0, pageSize, offset, offset + pageSize) !== 0) data++;

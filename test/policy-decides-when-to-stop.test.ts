@@ -233,6 +233,29 @@ describe('switchover calibration', () => {
     expect(c.overheadMs).toBeCloseTo(3, 5);
   });
 
+  test('predicts a last round with the factor of the switchovers like it in size', async () => {
+    const { SwitchoverCalibration, CALIBRATION_LIKE_MIN_ROUND_MS } = await import('../dist/precopy/migration.js');
+    const c = new SwitchoverCalibration();
+    // Idle pauses cost 3 ms; hot sets modelled at 20-60 ms go as modelled; single-round guests
+    // modelled at 700-800 ms go at 0.75 of their model.
+    for (const t of [0.1, 20, 0.2, 760, 40, 0.1, 60, 800, 0.3, 30, 700]) c.observe(t, 3 + (t > 500 ? 0.75 : 1) * t);
+    expect(Math.abs(c.overheadMs - 3)).toBeLessThan(0.1);
+    // One slope through them all follows the big ones, and would predict the hot sets 25% short.
+    expect(c.factor).toBeCloseTo(0.75, 2);
+    expect(c.factorFor(840)).toBeCloseTo(0.75, 2);
+    expect(c.factorFor(45)).toBeCloseTo(1, 2);
+    expect(c.factorFor(15)).toBeCloseTo(1, 2);
+    // Nothing remembered like it, or too small to say: the slope.
+    expect(c.factorFor(250)).toBe(c.factor);
+    expect(c.factorFor(3000)).toBe(c.factor);
+    expect(c.factorFor(CALIBRATION_LIKE_MIN_ROUND_MS / 2)).toBe(c.factor);
+    expect(c.factorFor(Number.POSITIVE_INFINITY)).toBe(c.factor);
+    // Never above 1, whatever the like ones say.
+    const d = new SwitchoverCalibration();
+    for (const t of [0.1, 10, 12, 0.1]) d.observe(t, 3 + 2 * t);
+    expect(d.factorFor(11)).toBe(1);
+  });
+
   test('a pause that met a stall now and then does not move the prediction', async () => {
     const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
     const c = new SwitchoverCalibration();

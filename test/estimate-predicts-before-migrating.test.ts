@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, expect, test } from 'vitest';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
+import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from '../dist/precopy/migration.js';
 import { dirtyCurve, estimateMigration } from '../dist/precopy/preflight.js';
 import { BIN } from './helpers/agent-process.js';
 
@@ -23,6 +24,15 @@ test('an idle guest: zero pages found, converges after the full pass', async () 
   expect(e.rounds[0]!.bytes).toBe(e.dataBytes);
   expect(e.rounds).toHaveLength(2);
   expect(e.predictedDowntimeMs).toBeLessThan(e.downtimeBudgetMs);
+  // Nothing left to send: the pause is the engine's assumed overhead and half the 1 ms round trip,
+  // or the overhead a caller has learnt.
+  expect(e.rounds[1]!.bytes).toBe(0);
+  expect(e.predictedDowntimeMs).toBeCloseTo(DEFAULT_SWITCHOVER_OVERHEAD_MS + 0.5, 5);
+  const learnt = await estimateMigration(guest, { bandwidthBytesPerSec: 1e9, sampleMs: 100, switchoverOverheadMs: 1.5 });
+  expect(learnt.predictedDowntimeMs).toBeCloseTo(2, 5);
+  for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    await expect(estimateMigration(guest, { bandwidthBytesPerSec: 1e9, sampleMs: 100, switchoverOverheadMs: bad })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  }
   expect(guest.paused).toBe(false);
 });
 

@@ -90,10 +90,10 @@ export const ZERO_PAGE_COST_SHARE = 0.15;
  * The overhead a {@link SwitchoverCalibration} assumes until its first switchover, and counts as
  * one more switchover after it, in milliseconds: about what the calibrations learnt on the 2-core
  * build machine, both ends on it (2-3 ms for idle guests; a process's first switchover, its code
- * not yet compiled, a median of 4.0 ms over 165 benchmark runs). The vCPU pause and resume alone
- * (DEFAULT_PAUSE_RESUME_MS, 1 ms) leave each process's first prediction 2-3 ms short: replayed
- * over 23 saved benchmark runs (1,340 switchovers), 3 ms puts 13 more predictions within 30% or
- * 5 ms and the median error at -0.01 ms instead of -0.46.
+ * not yet compiled, a median of 4.0 ms over 165 benchmark runs). Counting only the vCPU pause
+ * and resume (1 ms) left each process's first prediction 2-3 ms short: replayed over 23 saved
+ * benchmark runs (1,340 switchovers), 3 ms puts 13 more predictions within 30% or 5 ms and the
+ * median error at -0.01 ms instead of -0.46. The pre-flight estimate assumes it too.
  */
 export const DEFAULT_SWITCHOVER_OVERHEAD_MS = 3;
 
@@ -107,47 +107,51 @@ export const LINK_BOUND_SHARE = 0.9;
 export const CALIBRATION_WINDOW = 16;
 
 /**
- * Switchovers whose modelled last rounds differ by less than this factor (or by less than a
- * millisecond) give no slope to the calibration: two pauses of about one size differ by noise.
+ * Switchovers whose last round was modelled shorter than this, in milliseconds, tell a
+ * {@link SwitchoverCalibration} its overhead; those at this or more, the factor of last rounds
+ * like theirs. A small switchover's pause is mostly overhead, and a ratio to its round only noise.
  */
-export const CALIBRATION_MIN_SIZE_RATIO = 2;
+export const CALIBRATION_SMALL_ROUND_MS = 5;
 
-/**
- * Switchovers whose last round was modelled shorter than this, in milliseconds, are not asked
- * what a last round like theirs costs per modelled millisecond (see
- * {@link SwitchoverCalibration.factorFor}): their pause is mostly overhead, and the ratio its noise.
- */
-export const CALIBRATION_LIKE_MIN_ROUND_MS = 5;
-
-/** The bounds of a calibration's factor (see {@link SwitchoverCalibration}). */
+/** The bounds of a calibration's factor (see {@link SwitchoverCalibration.factorFor}). */
 const MIN_FACTOR = 0.25;
 const MAX_FACTOR = 1;
 
 /**
- * Calibration of the pause prediction, learnt from every switchover this process completes.
+ * Calibration of the pause prediction, learnt from the switchovers this process completes.
  * A pause is modelled as `overheadMs + factor x roundMs + half a round trip`, where `roundMs` is
- * the last round's bytes at the pace of the pre-copy rounds just before that were like it in size
- * (see {@link paceOfRoundsLike}).
- * `factor` absorbs that the paused guest frees the CPU (the last round may go faster than
- * pre-copy rounds did; not when a bandwidth cap sets the pace, and such switchovers are not
- * learnt from) and `overheadMs` what no term models: stopping and starting vCPUs, the
- * device state, and the event-loop latency of the records around them. Both come from the last
- * CALIBRATION_WINDOW switchovers with medians, not least squares: now and then a pause meets a
- * garbage collection or a descheduled thread and takes several milliseconds longer, and a mean
- * would let each such spike shift the next predictions, while a median follows the typical
- * pause. `factor` is the median slope between pairs of switchovers of clearly different sizes
- * (Theil-Sen, pairs at least CALIBRATION_MIN_SIZE_RATIO apart), though a last round about the size
- * of remembered ones is predicted with theirs (see {@link factorFor}); `overheadMs` the median of what
- * is left over the smaller half of them (with DEFAULT_SWITCHOVER_OVERHEAD_MS as one more). So a
- * pool agent that migrates many guests predicts each pause better than the last; until there are
- * two sizes, `factor` is 1, and until the first switchover `overheadMs` is
- * DEFAULT_SWITCHOVER_OVERHEAD_MS.
- * Codecs differ too much to share one calibration (see {@link calibrationFor}); a caller may
- * keep its own (`MigrateOptions.calibration`) and save it (`toJSON`, `fromJSON`).
+ * the last round's bytes at the pace of the pre-copy rounds before it that were like it in size
+ * (see {@link paceOfRoundsLike}). `overheadMs` is what no term models: stopping and starting
+ * vCPUs, the device state, and the event-loop latency of the records around them. The factor
+ * (see {@link factorFor}) is how much faster the paused last round goes than the rounds it is
+ * modelled on: the guest no longer competes for the CPU, and the rounds before it may have been
+ * slower per byte (a first pass writes memory the target never touched). A link that set the pace
+ * is no faster with the guest paused; such switchovers are not learnt from.
+ *
+ * Both come from the last CALIBRATION_WINDOW switchovers, each from the ones that show it: the
+ * overhead from the small ones (last round modelled under CALIBRATION_SMALL_ROUND_MS), the factor
+ * from the bigger ones of about the size to predict. Medians, not least squares: now and then a
+ * pause meets a garbage collection or a descheduled thread and takes several milliseconds longer,
+ * and a mean would let each such spike shift the next predictions. Before this, the overhead came
+ * from the smaller half of all switchovers and the factor was one slope (Theil-Sen) through all
+ * of them. In the all-pairs benchmark, which mixes 19 kinds of migration in one process, that
+ * went wrong both ways: one sequential writer whose pause ran 18 ms over its 34 ms model set the
+ * overhead at 10.5 ms for the idle guest after it (5 ms measured), and the first single-round 256 MiB
+ * guest at 1 GB/s (729 ms modelled, 502 measured) set the slope at 0.68 for the 4 GiB guests
+ * modelled at 20-45 ms, which went as modelled. Replayed over 17 saved all-pairs results (515
+ * switchovers), 481 predictions were within 30% or 5 ms against 463; over 23 medium results
+ * (1,280), 1,190 either way; over the four latest of each, 138 of 144 against 129 and 250 of 256
+ * against 249.
+ *
+ * Until a small switchover, `overheadMs` is DEFAULT_SWITCHOVER_OVERHEAD_MS, which also counts as
+ * one more small switchover after, so that the first one or two, one of which may have met a
+ * stall, do not set it alone. So a pool agent that migrates many guests predicts each pause
+ * better than the last. Codecs differ too much to share one calibration (see
+ * {@link calibrationFor}); a caller may keep its own (`MigrateOptions.calibration`) and save it
+ * (`toJSON`, `fromJSON`).
  */
 export class SwitchoverCalibration {
   overheadMs = DEFAULT_SWITCHOVER_OVERHEAD_MS;
-  factor = 1;
   /** The remembered switchovers, oldest first: modelled last round and measured residual. */
   private readonly seen: CalibrationSample[] = [];
 
@@ -182,54 +186,29 @@ export class SwitchoverCalibration {
     if (!Number.isFinite(roundMs) || !Number.isFinite(residualMs)) return;
     this.seen.push({ roundMs, residualMs });
     if (this.seen.length > CALIBRATION_WINDOW) this.seen.shift();
-    const slopes: number[] = [];
-    for (let i = 0; i < this.seen.length; i++) {
-      for (let j = i + 1; j < this.seen.length; j++) {
-        const a = this.seen[i]!;
-        const b = this.seen[j]!;
-        const lo = Math.min(a.roundMs, b.roundMs);
-        const hi = Math.max(a.roundMs, b.roundMs);
-        if (hi - lo >= 1 && hi >= CALIBRATION_MIN_SIZE_RATIO * lo) slopes.push((b.residualMs - a.residualMs) / (b.roundMs - a.roundMs));
-      }
-    }
-    // Never above 1: with the guest paused, the last round is not slower per byte than the rounds
-    // it is modelled on, and a steeper slope is the noise of a few switchovers.
-    this.factor = slopes.length > 0 ? clampFactor(median(slopes)!) : 1;
-    // The overhead is what is left at no transfer: the smaller switchovers tell it best, where a
-    // big one's residual mostly carries the noise of its long transfer. The default counts as one
-    // of them, so that the first one or two switchovers, one of which may have met a stall, do not
-    // set it alone.
-    const small = [...this.seen].sort((a, b) => a.roundMs - b.roundMs).slice(0, Math.ceil(this.seen.length / 2));
-    const left = small.map((o) => o.residualMs - this.factor * o.roundMs);
+    const left = this.seen.filter((o) => o.roundMs < CALIBRATION_SMALL_ROUND_MS).map((o) => o.residualMs - o.roundMs);
     this.overheadMs = Math.min(50, Math.max(0, median([...left, DEFAULT_SWITCHOVER_OVERHEAD_MS])!));
   }
 
   /**
-   * The factor for a last round modelled at `roundMs`: what the remembered switchovers like it
-   * (modelled within LIKE_ROUND_SIZE_RATIO of it, and at CALIBRATION_LIKE_MIN_ROUND_MS or more)
-   * cost per modelled millisecond beyond the overhead, their median; with none like it, `factor`.
-   * One slope does not fit every size. A last round's pace is modelled on the pre-copy rounds
-   * before it, and how much faster it goes paused depends on what they were: in the all-pairs
-   * benchmark, a 256 MiB guest writing 1 GB/s converges in one round, is modelled on a first
-   * pass that wrote fresh memory, and paused at 0.75-0.85 of its model (760-840 ms), while hot
-   * sets modelled at 20-250 ms went at 0.9-1.1 of theirs. The slope through them all, 0.92,
-   * predicted the big pauses 30-36% long. Replayed over 15 saved all-pairs runs (443
-   * switchovers), asking like switchovers first put 409 predictions within 30% or 5 ms against
-   * 400, and over 18 medium runs (1,280) 1,196 against 1,190.
+   * The factor for a last round modelled at `roundMs`: the median of what the remembered
+   * switchovers like it (modelled at CALIBRATION_SMALL_ROUND_MS or more, and within
+   * LIKE_ROUND_SIZE_RATIO of it) cost per modelled millisecond beyond the overhead, between
+   * MIN_FACTOR and MAX_FACTOR; 1 with none like it, or for a small round. Never above 1: with the
+   * guest paused, the last round is not slower per byte than the rounds it is modelled on, and a
+   * pause that says otherwise met a stall. One factor does not fit every size: in the all-pairs
+   * benchmark, a 256 MiB guest writing 1 GB/s converges in one round, is modelled on a first pass
+   * that wrote fresh memory, and paused at 0.7-0.85 of its model (700-840 ms), while hot sets
+   * modelled at 20-250 ms went at 0.9-1.1 of theirs.
    */
   factorFor(roundMs: number): number {
-    if (!(roundMs >= CALIBRATION_LIKE_MIN_ROUND_MS) || !Number.isFinite(roundMs)) return this.factor;
+    if (!(roundMs >= CALIBRATION_SMALL_ROUND_MS) || !Number.isFinite(roundMs)) return 1;
     const like = this.seen.filter(
-      (o) => o.roundMs >= CALIBRATION_LIKE_MIN_ROUND_MS && Math.max(o.roundMs / roundMs, roundMs / o.roundMs) <= LIKE_ROUND_SIZE_RATIO,
+      (o) => o.roundMs >= CALIBRATION_SMALL_ROUND_MS && Math.max(o.roundMs / roundMs, roundMs / o.roundMs) <= LIKE_ROUND_SIZE_RATIO,
     );
-    if (like.length === 0) return this.factor;
-    return clampFactor(median(like.map((o) => (o.residualMs - this.overheadMs) / o.roundMs))!);
+    if (like.length === 0) return 1;
+    return Math.min(MAX_FACTOR, Math.max(MIN_FACTOR, median(like.map((o) => (o.residualMs - this.overheadMs) / o.roundMs))!));
   }
-}
-
-/** `factor` within MIN_FACTOR and MAX_FACTOR. */
-function clampFactor(factor: number): number {
-  return Math.min(MAX_FACTOR, Math.max(MIN_FACTOR, factor));
 }
 
 /** One switchover a calibration remembers: the last round as modelled, and what the pause cost beyond half a round trip. */
@@ -893,7 +872,7 @@ class SourceMigration {
     // A link that sets the pace is no faster with the guest paused: the factor is not for it.
     const link = bytes > 0 ? this.linkTime(bytes) : undefined;
     const roundMs = link?.bound ? link.ms : Math.max(c.factorFor(e.roundMs) * e.roundMs, link?.ms ?? 0);
-    return e.pauseResumeMs + roundMs + e.handshakeMs;
+    return e.overheadMs + roundMs + e.handshakeMs;
   }
 
   /**

@@ -27,12 +27,6 @@ export const DEFAULT_MAX_ROUNDS = Number.POSITIVE_INFINITY;
 /** Rounds the pre-flight estimate plays forward before it calls a guest non-converging. */
 export const ESTIMATE_MAX_ROUNDS = 30;
 
-/**
- * Time the source needs to pause its vCPUs, and the target to start its own, in milliseconds:
- * assumed until measured (both are well under a millisecond for the simulated guest).
- */
-export const DEFAULT_PAUSE_RESUME_MS = 1;
-
 /** What the pre-copy loop knows when it asks the policy. */
 export interface PrecopyStats {
   /** The round about to start (1 for the first after the full pass). */
@@ -176,23 +170,18 @@ export interface DowntimeEstimate {
   /** Half a round trip: "go" reaching the target. */
   handshakeMs: number;
   /** What no term models: stopping the vCPUs here and starting them there, the state, the records. */
-  pauseResumeMs: number;
+  overheadMs: number;
   /** The sum. */
   totalMs: number;
 }
 
 /**
  * The pause the switchover would cost now: a last round of `bytes` as recent rounds went
- * (`round`), then half of `rttMs` for "go", plus pause and resume. With nothing measured yet and
- * something dirty, infinite.
+ * (`round`), then half of `rttMs` for "go", plus `overheadMs` (see {@link DowntimeEstimate}).
+ * With nothing measured yet and something dirty, infinite.
  */
-export function estimateDowntime(
-  bytes: number,
-  round: RoundTimeModel | undefined,
-  rttMs: number,
-  pauseResumeMs = DEFAULT_PAUSE_RESUME_MS,
-): DowntimeEstimate {
+export function estimateDowntime(bytes: number, round: RoundTimeModel | undefined, rttMs: number, overheadMs: number): DowntimeEstimate {
   const roundMs = bytes === 0 ? 0 : round ? roundTimeAt(round, bytes) : Number.POSITIVE_INFINITY;
   const handshakeMs = rttMs / 2;
-  return { roundMs, handshakeMs, pauseResumeMs, totalMs: roundMs + handshakeMs + pauseResumeMs };
+  return { roundMs, handshakeMs, overheadMs, totalMs: roundMs + handshakeMs + overheadMs };
 }

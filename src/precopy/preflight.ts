@@ -9,7 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import { roundTo } from '../util/stats.js';
-import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, DEFAULT_PAUSE_RESUME_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
+import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from './migration.js';
+import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
 
 /** How long the dirty log is watched by default, in milliseconds. */
 export const DEFAULT_SAMPLE_MS = 1000;
@@ -32,6 +33,12 @@ export interface EstimateOptions {
   maxRounds?: number;
   /** Handshake latency, in milliseconds. @default DEFAULT_ASSUMED_LATENCY_MS */
   latencyMs?: number;
+  /**
+   * What the pause costs beyond the last round and the handshake, in milliseconds: the engine's
+   * assumption before its first switchover, unless the caller has learnt better (a pool agent
+   * passes its calibration's `overheadMs`). @default DEFAULT_SWITCHOVER_OVERHEAD_MS
+   */
+  switchoverOverheadMs?: number;
 }
 
 /** One predicted round. */
@@ -78,6 +85,8 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
   const budgetMs = options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS;
   const maxRounds = options.maxRounds ?? ESTIMATE_MAX_ROUNDS;
   const latencyMs = options.latencyMs ?? DEFAULT_ASSUMED_LATENCY_MS;
+  const overheadMs = options.switchoverOverheadMs ?? DEFAULT_SWITCHOVER_OVERHEAD_MS;
+  if (!(overheadMs >= 0) || !Number.isFinite(overheadMs)) throw new InvalidArgumentError('estimateMigration needs a finite switchoverOverheadMs of 0 or more');
   const pageSize = domain.descriptor.pageSize;
   const memoryBytes = domain.descriptor.memoryBytes;
 
@@ -107,7 +116,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     totalMs += durationMs;
     sent += bytes;
     const dirty = dirtyPagesAfter(durationMs) * pageSize;
-    downtimeMs = estimateDowntime(dirty, { fixedMs: latencyMs, msPerByte: 1000 / bandwidth }, latencyMs, DEFAULT_PAUSE_RESUME_MS).totalMs;
+    downtimeMs = estimateDowntime(dirty, { fixedMs: latencyMs, msPerByte: 1000 / bandwidth }, latencyMs, overheadMs).totalMs;
     // As the engine's default policy does: stop once the pause fits the budget with headroom.
     const fits = downtimeMs <= DEFAULT_BUDGET_HEADROOM * budgetMs;
     if (fits || round + 1 >= maxRounds) {

@@ -136,10 +136,10 @@ const MAX_FACTOR = 1;
  * from the smaller half of all switchovers and the factor was one slope (Theil-Sen) through all
  * of them. In the all-pairs benchmark, which mixes 19 kinds of migration in one process, that
  * went wrong both ways: one sequential writer whose pause ran 18 ms over its 34 ms model set the
- * overhead at 10.5 ms for the idle guest after it (5 ms measured), and the first single-round 256 MiB
- * guest at 1 GB/s (729 ms modelled, 502 measured) set the slope at 0.68 for the 4 GiB guests
- * modelled at 20-45 ms, which went as modelled. Replayed over 17 saved all-pairs results (515
- * switchovers), 481 predictions were within 30% or 5 ms against 463; over 23 medium results
+ * overhead at 10.5 ms for the idle guest after it (5 ms measured), and the first single-round
+ * 256 MiB guest at 1 GB/s (729 ms modelled, 502 measured) set the slope at 0.68 for the 4 GiB
+ * guests modelled at 20-45 ms, which went as modelled. Replayed over 17 saved all-pairs results
+ * (515 switchovers), 481 predictions were within 30% or 5 ms against 463; over 23 medium results
  * (1,280), 1,190 either way; over the four latest of each, 138 of 144 against 129 and 250 of 256
  * against 249.
  *

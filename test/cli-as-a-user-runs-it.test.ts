@@ -224,3 +224,20 @@ test('the livemig command runs Node with NODE_FLAGS, and so do the agents and fa
   expect(missingNodeFlags(['--v8-pool-size=3'], '')).toEqual(['--initial-old-space-size=128']);
   expect(missingNodeFlags(['--inspect', '--initial-old-space-size=64'], '--max-old-space-size=512 --v8-pool-size=2')).toEqual([]);
 }, 40_000);
+
+test('run without its Node options at a terminal, a command that pauses guests says how to run it; in a pipe it does not', async () => {
+  const { missingNodeFlagsNote } = await import('../dist/cli/node-flags.js');
+  expect(missingNodeFlagsNote('migrate', [])).toEqual([]);
+  const note = missingNodeFlagsNote('migrate', ['--v8-pool-size=1']).join('\n');
+  expect(note).toMatch(/without --v8-pool-size=1/);
+  expect(note).toMatch(/`npx livemig migrate` or `node --v8-pool-size=1 bin\/livemig\.js migrate`/);
+  // A migration to a port nobody listens on: it fails at once, and the guest stays on the source.
+  const args = ['migrate', '--to', 'ws://127.0.0.1:1', '--memory', '64MiB', '--warmup', '0ms'];
+  // `script` gives the command a terminal (util-linux, part of every Debian system).
+  const atTerminal = spawnSync('script', ['-qec', [process.execPath, BIN, ...args].join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+  expect(atTerminal.stdout).toMatch(/note: Node runs here without --v8-pool-size=1 --initial-old-space-size=128/);
+  expect(atTerminal.stdout).toMatch(/ERR_CONNECT_FAILED/);
+  const piped = run(args, 60_000);
+  expect(piped.stderr).toMatch(/ERR_CONNECT_FAILED/);
+  expect(piped.stderr).not.toMatch(/note: Node runs here/);
+}, 60_000);

@@ -34,7 +34,7 @@ import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCe
 import { benchCharts, describeCell, describeRun, formatDuration, formatSummary, resultsMarkdown } from './bench-report.js';
 import { cellResult, runFromReport, summarize, type BenchFiles, type BenchResults, type BenchRun, type CellResult, type MachineInfo } from './bench-results.js';
 import { measureRawLink, serveTargetHost, TargetHost, TARGET_HOST_FLAG } from './bench-target-host.js';
-import { missingNodeFlags, nodeOptionsOf } from './node-flags.js';
+import { missingNodeFlags, missingNodeFlagsNote, nodeOptionsOf } from './node-flags.js';
 
 /** How often partial results are written while the matrix runs, in milliseconds. */
 export const PARTIAL_RESULTS_INTERVAL_MS = 10_000;
@@ -90,11 +90,7 @@ export async function runBench(args: string[]): Promise<number> {
     process.stderr.write(`${line}\n`);
   };
   say(`livemig bench: ${cells.length} cells x ${plan.runs} runs = ${cells.length * plan.runs} migrations; results in ${outDir}`);
-  const missing = missingNodeFlags();
-  if (missing.length > 0) {
-    say(`note: Node runs here without ${missing.join(' ')}, as the livemig command would have it: pauses of a few milliseconds`);
-    say(`  come out longer and noisier (src/cli/node-flags.ts says why); run it as \`npx livemig bench\` or \`node ${missing.join(' ')} bin/livemig.js bench\``);
-  }
+  missingNodeFlagsNote('bench', missingNodeFlags()).forEach(say);
 
   const interrupt = new AbortController();
   const onSigint = (): void => {

@@ -27,7 +27,7 @@ import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
 import { stopChild, stopWithParent } from '../util/child.js';
-import { spawnLivemig } from './node-flags.js';
+import { missingNodeFlags, missingNodeFlagsNote, spawnLivemig } from './node-flags.js';
 import { formatReport, terminalProgress } from './render.js';
 import { parseDuration, parsePositiveDuration, parseInteger } from './units.js';
 
@@ -82,6 +82,11 @@ async function main(argv: string[]): Promise<number> {
     // Every command's flags are in the one usage text; estimate has a page of its own.
     process.stdout.write(command === 'estimate' ? ESTIMATE_HELP : USAGE);
     return 0;
+  }
+  // The commands that pause guests say so when Node runs without the command's options; to a
+  // person at a terminal only, so that scripts reading the output see what they always did.
+  if ((command === 'demo' || command === 'listen' || command === 'migrate') && process.stderr.isTTY) {
+    for (const line of missingNodeFlagsNote(command, missingNodeFlags())) process.stderr.write(`${line}\n`);
   }
   switch (command) {
     case 'demo':

@@ -45,6 +45,20 @@ export function missingNodeFlags(execArgv: readonly string[] = process.execArgv,
 }
 
 /**
+ * What to tell someone who runs `livemig <command>` with Node options `missing` (see
+ * {@link missingNodeFlags}) left out, as `node bin/livemig.js` does: nothing if none are. The
+ * command still works; its pauses come out longer and noisier.
+ */
+export function missingNodeFlagsNote(command: string, missing: readonly string[]): string[] {
+  if (missing.length === 0) return [];
+  const options = missing.join(' ');
+  return [
+    `note: Node runs here without ${options}, as the livemig command would have it: pauses of a few milliseconds`,
+    `  come out longer and noisier (src/cli/node-flags.ts says why); run it as \`npx livemig ${command}\` or \`node ${options} bin/livemig.js ${command}\``,
+  ];
+}
+
+/**
  * Starts `livemig <args>` as a child with {@link NODE_FLAGS}: its standard input is a pipe (so it
  * can see this process go away), its output a pipe to read, its errors this process's.
  */

@@ -234,7 +234,8 @@ test('run without its Node options at a terminal, a command that pauses guests s
   // A migration to a port nobody listens on: it fails at once, and the guest stays on the source.
   const args = ['migrate', '--to', 'ws://127.0.0.1:1', '--memory', '64MiB', '--warmup', '0ms'];
   // `script` gives the command a terminal (util-linux, part of every Debian system).
-  const atTerminal = spawnSync('script', ['-qec', [process.execPath, BIN, ...args].join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+  const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+  const atTerminal = spawnSync('script', ['-qec', quoted, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
   expect(atTerminal.stdout).toMatch(/note: Node runs here without --v8-pool-size=1 --initial-old-space-size=128/);
   expect(atTerminal.stdout).toMatch(/ERR_CONNECT_FAILED/);
   const piped = run(args, 60_000);

@@ -24,12 +24,20 @@ test('an idle guest: zero pages found, converges after the full pass', async () 
   expect(e.rounds[0]!.bytes).toBe(e.dataBytes);
   expect(e.rounds).toHaveLength(2);
   expect(e.predictedDowntimeMs).toBeLessThan(e.downtimeBudgetMs);
-  // Nothing left to send: the pause is the engine's assumed overhead and half the 1 ms round trip,
-  // or the overhead a caller has learnt.
-  expect(e.rounds[1]!.bytes).toBe(0);
-  expect(e.predictedDowntimeMs).toBeCloseTo(DEFAULT_SWITCHOVER_OVERHEAD_MS + 0.5, 5);
+  // The idle workload writes a page ten times a second, so the last round holds a page or two at
+  // most: the engine's assumed overhead, half the 1 ms round trip, and the 1 ms a round costs.
+  expect(e.rounds[1]!.bytes).toBeLessThanOrEqual(4 * 4096);
+  expect(e.predictedDowntimeMs).toBeGreaterThanOrEqual(DEFAULT_SWITCHOVER_OVERHEAD_MS + 0.5);
+  expect(e.predictedDowntimeMs).toBeLessThan(DEFAULT_SWITCHOVER_OVERHEAD_MS + 0.5 + 1.1);
+  // Paused, the guest dirties nothing: the pause is exactly the overhead and half the round trip,
+  // the engine's assumed one or the one a caller has learnt.
+  await guest.pause();
+  const still = await estimateMigration(guest, { bandwidthBytesPerSec: 1e9, sampleMs: 100 });
+  expect(still.rounds[1]!.bytes).toBe(0);
+  expect(still.predictedDowntimeMs).toBeCloseTo(DEFAULT_SWITCHOVER_OVERHEAD_MS + 0.5, 5);
   const learnt = await estimateMigration(guest, { bandwidthBytesPerSec: 1e9, sampleMs: 100, switchoverOverheadMs: 1.5 });
   expect(learnt.predictedDowntimeMs).toBeCloseTo(2, 5);
+  await guest.resume();
   for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
     await expect(estimateMigration(guest, { bandwidthBytesPerSec: 1e9, sampleMs: 100, switchoverOverheadMs: bad })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   }

@@ -9,13 +9,13 @@ import {
   ThrottleController,
 } from '../dist/precopy/auto-converge.js';
 import { ProgressWatchdog } from '../dist/precopy/progress-watchdog.js';
-import { BandwidthCap } from '../dist/precopy/bandwidth-cap.js';
+import { BANDWIDTH_CAP_SLACK_MS, BANDWIDTH_CAP_WINDOW_MS, BandwidthCap } from '../dist/precopy/bandwidth-cap.js';
 
 const base = {
   round: 1,
   elapsedMs: 1000,
-  dirtyPages: 0,
-  dirtyBytes: 0,
+  dirtyPages: 1000,
+  dirtyBytes: 4096e3,
   bandwidthBytesPerSec: 1e9,
   dirtyRateBytesPerSec: 0,
   expectedDowntimeMs: 0,
@@ -41,6 +41,12 @@ describe('default policy', () => {
     const policy = defaultPolicy({ maxRounds: 5 });
     expect(policy({ ...base, round: 4, expectedDowntimeMs: 1e6 })).toBe('continue');
     expect(policy({ ...base, round: 5, expectedDowntimeMs: 1e6 })).toBe('stop-and-copy');
+  });
+
+  test('stops once nothing is dirty, even when the fixed costs alone do not fit', () => {
+    const policy = defaultPolicy();
+    expect(policy({ ...base, expectedDowntimeMs: 4, downtimeBudgetMs: 2 })).toBe('continue');
+    expect(policy({ ...base, dirtyPages: 0, dirtyBytes: 0, expectedDowntimeMs: 4, downtimeBudgetMs: 2 })).toBe('stop-and-copy');
   });
 });
 
@@ -161,6 +167,12 @@ describe('auto-converge', () => {
     expect(c.afterRound({ ...stuck, expectedDowntimeMs: 200 })).toBe(AUTO_CONVERGE_INITIAL_PERCENT);
   });
 
+  test('auto leaves alone a guest that dirtied nothing, however long its fixed costs keep the pause', () => {
+    const c = new ThrottleController('auto');
+    const idle = { sentBytes: 0, dirtyBytes: 0, expectedDowntimeMs: 4, budgetMs: 2 };
+    for (let i = 0; i < 5; i++) expect(c.afterRound(idle)).toBe(0);
+  });
+
   test('auto also steps up while the pause hovers between where the default policy stops and the budget', () => {
     const c = new ThrottleController('auto');
     // 270 ms fits a 300 ms budget but not the 85% the default policy stops at: it would iterate on.
@@ -195,22 +207,57 @@ describe('progress watchdog', () => {
 });
 
 describe('bandwidth cap', () => {
-  test('holds the average over the window, frames larger than the window included', async () => {
-    let now = 0;
-    const slept: number[] = [];
-    const cap = new BandwidthCap(1e6, () => now, async (ms) => {
-      slept.push(ms);
-      now += ms;
+  // A fake clock; `sent` records when each frame was handed over, and its size.
+  function fakeCap(bytesPerSec: number, lateByMs = 0) {
+    const clock = { now: 0 };
+    const sent: Array<[number, number]> = [];
+    const cap = new BandwidthCap(bytesPerSec, () => clock.now, async (ms) => {
+      clock.now += ms + lateByMs;
     });
-    // The window's allowance (100 ms at 1 MB/s = 100 kB) goes out at once...
-    await cap.take(100_000);
-    expect(slept).toEqual([]);
-    // ...then every byte waits its turn: 1 MB takes 1 s.
-    for (let i = 0; i < 10; i++) await cap.take(100_000);
-    expect(now).toBeCloseTo(1000, 6);
-    // A 500 kB frame goes into debt and waits it off.
-    await cap.take(500_000);
-    expect(now).toBeCloseTo(1500, 6);
+    const take = async (bytes: number) => {
+      await cap.take(bytes);
+      sent.push([clock.now, bytes]);
+    };
+    /** The most bytes handed over in any window of `ms` that starts at a send. */
+    const mostIn = (ms: number) => Math.max(...sent.map(([t]) => sent.filter(([u]) => u >= t && u < t + ms).reduce((a, [, b]) => a + b, 0)));
+    return { clock, sent, take, mostIn };
+  }
+
+  test('paces frames as a link of that speed carries them: 1 MB at 1 MB/s takes 1 s, a big frame keeps the link busy longer', async () => {
+    const { clock, take } = fakeCap(1e6);
+    for (let i = 0; i < 10; i++) await take(100_000);
+    // The last frame starts when the link is done with the first nine (900 ms), less the slack.
+    expect(clock.now).toBeCloseTo(900 - BANDWIDTH_CAP_SLACK_MS, 6);
+    // A 500 kB frame after them waits for the tenth to be carried, and the next one for it.
+    await take(500_000);
+    expect(clock.now).toBeCloseTo(1000 - BANDWIDTH_CAP_SLACK_MS, 6);
+    await take(1000);
+    expect(clock.now).toBeCloseTo(1500 - BANDWIDTH_CAP_SLACK_MS, 6);
+  });
+
+  test('over any 100 ms at most the cap\'s worth goes out, plus the slack and a frame, idle time saved up or not', async () => {
+    const cap = 1e6; // 100 kB per 100 ms
+    const frame = 16_000;
+    const { clock, take, mostIn } = fakeCap(cap);
+    for (let i = 0; i < 40; i++) await take(frame);
+    // A second of idle link (the source waiting for an acknowledgement) buys no burst afterwards.
+    clock.now += 1000;
+    for (let i = 0; i < 40; i++) await take(frame);
+    const allowance = (cap * (BANDWIDTH_CAP_WINDOW_MS + BANDWIDTH_CAP_SLACK_MS)) / 1000 + frame;
+    expect(mostIn(BANDWIDTH_CAP_WINDOW_MS)).toBeLessThanOrEqual(allowance);
+    // And the link is used: each 100 ms of sending carries the cap's worth, less a frame at most.
+    expect(mostIn(BANDWIDTH_CAP_WINDOW_MS)).toBeGreaterThanOrEqual((cap * BANDWIDTH_CAP_WINDOW_MS) / 1000 - frame);
+  });
+
+  test('timers that fire a millisecond late cost the link nothing', async () => {
+    // 10 Gbit/s with 1 MiB frames: each takes 0.84 ms on the link, less than a late timer.
+    const cap = 1.25e9;
+    const frame = 2 ** 20;
+    const { clock, take } = fakeCap(cap, 1);
+    for (let i = 0; i < 1000; i++) await take(frame);
+    const carried = (1000 * frame * 1000) / cap;
+    expect(clock.now).toBeLessThanOrEqual(carried);
+    expect(clock.now).toBeGreaterThan(carried - 2 * BANDWIDTH_CAP_SLACK_MS - 1);
   });
 });
 

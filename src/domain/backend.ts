@@ -48,7 +48,10 @@ export interface SourceDomain {
    */
   enableDirtyLog(): void;
 
-  /** Stops logging dirty pages. Called once when the migration ends, whatever its outcome. */
+  /**
+   * Stops logging dirty pages. Called once when a migration that enabled the log ends, whatever
+   * its outcome (an indeterminate one included, with the domain kept paused).
+   */
   disableDirtyLog(): void;
 
   /**
@@ -92,7 +95,8 @@ export interface SourceDomain {
 
   /**
    * Slows the guest's vCPUs: `fraction` of each second they sleep (0 = full speed, 0.99 = the
-   * most). Used by auto-converge; the engine lifts it (sets 0) when the migration ends.
+   * most). Used by auto-converge; the engine lifts it (sets 0) when the migration ends, whatever
+   * its outcome, before it resumes a domain it paused.
    */
   setThrottle(fraction: number): void;
 

@@ -83,6 +83,7 @@ export class ThrottleController {
     // under 50 ms went 13 to 26 rounds that way, and then paused 51-54 ms on a 41 ms prediction).
     const overBudget = round.expectedDowntimeMs > DEFAULT_BUDGET_HEADROOM * round.budgetMs;
     const shrank = round.expectedDowntimeMs <= (1 - AUTO_CONVERGE_PROGRESS_SHARE) * this.previousExpectedMs;
-    return overBudget && !shrank;
+    // A guest that dirtied nothing is not what keeps the pause long: slowing it cannot help.
+    return overBudget && !shrank && round.dirtyBytes > 0;
   }
 }

@@ -1,7 +1,10 @@
 /**
- * A cap on how fast the source sends: a token bucket that holds at most one averaging window's
- * worth of bytes, so the engine never sends faster than the cap averaged over that window. It
- * also lets a benchmark on loopback behave like a 1 or 10 Gbit/s link.
+ * A cap on how fast the source sends, paced as a link of that speed would carry it: each frame
+ * takes its time on the link (its bytes at the cap), and the next one starts when it is done.
+ * Time the link stood idle (while the source waited for an acknowledgement) is not saved up for
+ * a burst afterwards, so over any 100 ms the engine hands over at most the cap's worth, plus
+ * {@link BANDWIDTH_CAP_SLACK_MS} of it and one frame. It also lets a benchmark on loopback behave
+ * like a 1 or 10 Gbit/s link.
  */
 
 import { setTimeout as delay } from 'node:timers/promises';
@@ -10,11 +13,17 @@ import { InvalidArgumentError } from '../errors.js';
 /** The window over which the cap holds, in milliseconds. */
 export const BANDWIDTH_CAP_WINDOW_MS = 100;
 
+/**
+ * How far ahead of the link's schedule a frame may go, in milliseconds. A timer fires a little
+ * late (up to a millisecond here); without slack each late wake-up would be time the link lost,
+ * and a 10 Gbit/s cap, whose 1 MiB frames take under a millisecond each, would run well below it.
+ */
+export const BANDWIDTH_CAP_SLACK_MS = 2;
+
 /** A sending-rate cap shared by everything one migration sends. */
 export class BandwidthCap {
-  private tokens: number;
-  private last: number;
-  private readonly burst: number;
+  /** When the link will have carried everything handed to it so far. */
+  private freeAt: number;
 
   /**
    * @param bytesPerSec the cap, in bytes per second (> 0)
@@ -29,20 +38,20 @@ export class BandwidthCap {
     if (!(Number.isFinite(bytesPerSec) && bytesPerSec > 0)) {
       throw new InvalidArgumentError(`a bandwidth cap must be a positive number of bytes per second, got ${String(bytesPerSec)}`);
     }
-    this.burst = (bytesPerSec * BANDWIDTH_CAP_WINDOW_MS) / 1000;
-    this.tokens = this.burst;
-    this.last = now();
+    this.freeAt = now();
   }
 
   /**
-   * Resolves when `bytes` may go out. A frame larger than the window's allowance goes into debt
-   * and the next ones wait it off, so the average still holds.
+   * Resolves when a frame of `bytes` may go out: once the link has (nearly) carried the frames
+   * before it. A frame larger than the window's allowance simply keeps the link busy for longer,
+   * and the next one waits for it.
    */
   async take(bytes: number): Promise<void> {
     const now = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.bytesPerSec) / 1000);
-    this.last = now;
-    this.tokens -= bytes;
-    if (this.tokens < 0) await this.sleep((-this.tokens * 1000) / this.bytesPerSec);
+    // An idle link starts the frame now; a busy one when it is done with the last.
+    const start = Math.max(now, this.freeAt);
+    this.freeAt = start + (bytes * 1000) / this.bytesPerSec;
+    const wait = start - now - BANDWIDTH_CAP_SLACK_MS;
+    if (wait > 0) await this.sleep(wait);
   }
 }

@@ -240,7 +240,10 @@ export interface MigrateOptions {
   policy?: PrecopyPolicy;
   /** Slow the guest down when it dirties memory faster than the link drains it. @default 'auto' */
   autoConverge?: AutoConvergeMode;
-  /** Never send faster than this, averaged over 100 ms, in bytes per second. @default no cap */
+  /**
+   * Never send faster than this, in bytes per second: paced as a link of this speed carries it,
+   * so over any 100 ms at most the cap's worth goes out, give or take a frame. @default no cap
+   */
   maxBandwidthBytesPerSec?: number;
   /** Completion deadline per GiB of guest memory, in ms. @default DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB */
   completionTimeoutMsPerGiB?: number;
@@ -352,6 +355,8 @@ class SourceMigration {
   private roundPages = 0;
   private roundStartPages = 0;
   private paused = false;
+  /** Whether the dirty log runs and the throttle may be on: until {@link releaseGuest}. */
+  private holdingGuest = false;
   private goSent = false;
   private cancelReason: MigrationError | undefined;
   private forced: ForcedSwitchover | undefined;
@@ -474,6 +479,7 @@ class SourceMigration {
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
+    this.holdingGuest = true;
     this.domain.enableDirtyLog();
     this.dirtyMeter = new DirtyRateMeter({ startMs: performance.now() });
     const pageCount = this.domain.pageCount;
@@ -601,15 +607,16 @@ class SourceMigration {
     this.report.outcome = 'completed';
     this.report.guestRunningOn = 'target';
     // The guest runs on the target whatever happens below; a failure here is only reported.
+    const released = this.releaseGuest();
     try {
-      this.domain.disableDirtyLog();
-      this.domain.setThrottle(0);
       if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
         this.setPhase('verify');
         this.report.sourceDigest = digestMemory(this.domain.pageCount, this.pageSize, (pfn, dst, off) => this.domain.copyPage(pfn, dst, off));
         this.report.verified = this.report.sourceDigest === this.report.targetDigest;
       }
       if (this.options.destroySource ?? true) await this.domain.destroy();
+      // The copy here is retired all the same: the failure is only reported.
+      if (released) throw released;
     } catch (err) {
       const error = asMigrationError(err);
       this.report.sourceCleanupError = {
@@ -654,6 +661,9 @@ class SourceMigration {
       await sleep(RESOLVE_RETRY_MS, undefined, { signal }).catch(() => undefined);
     }
     if (signal?.aborted) lastAnswer += '; asking was given up when the migration was cancelled';
+    // The copy here stays paused, but whoever resumes it by hand must get it at full speed.
+    const released = this.releaseGuest();
+    if (released) this.report.sourceCleanupError = { code: released.code, message: `lifting the throttle or ending the dirty log here failed: ${released.message}` };
     this.report.outcome = 'indeterminate';
     this.report.guestRunningOn = 'unknown';
     this.report.error = {
@@ -686,17 +696,42 @@ class SourceMigration {
     await abortPeer(this.transport, error, error.code !== 'ERR_PEER_ABORTED');
   }
 
-  /** Lifts the throttle and resumes the guest here if it is paused; returns why that failed, if it did. */
+  /**
+   * Resumes the guest here if it is paused, throttle lifted first; returns why resuming failed,
+   * if it did. A throttle or dirty log that cannot be ended does not keep the guest paused: that
+   * is reported beside the outcome.
+   */
   private async resumeHere(): Promise<MigrationError | undefined> {
+    const released = this.releaseGuest();
+    if (released) {
+      this.report.sourceCleanupError = { code: released.code, message: `lifting the throttle or ending the dirty log here failed: ${released.message}` };
+    }
+    if (!this.paused) return undefined;
     try {
-      this.domain.disableDirtyLog();
-      this.domain.setThrottle(0);
-      if (this.paused) await this.domain.resume();
+      await this.domain.resume();
       this.paused = false;
       return undefined;
     } catch (err) {
       return asMigrationError(err);
     }
+  }
+
+  /**
+   * Lifts the throttle and ends the dirty log, once whatever the outcome (the backend contract),
+   * each tried even if the other fails; returns the first failure, if any.
+   */
+  private releaseGuest(): MigrationError | undefined {
+    if (!this.holdingGuest) return undefined;
+    this.holdingGuest = false;
+    let failure: MigrationError | undefined;
+    for (const step of [() => this.domain.setThrottle(0), () => this.domain.disableDirtyLog()]) {
+      try {
+        step();
+      } catch (err) {
+        failure ??= asMigrationError(err);
+      }
+    }
+    return failure;
   }
 
   /**
@@ -724,6 +759,9 @@ class SourceMigration {
     this.emitProgress();
     let unsent: Uint32Array = pfns.subarray(pfns.length);
     let pauseSoon = false;
+    // A round with nothing to send still answers to the deadlines: a policy that keeps asking for
+    // empty rounds must not outlive them.
+    if (!stopAndCopy && pfns.length === 0) this.checkDeadlines();
     for (let first = 0; first < pfns.length; first += SLICE_PAGES) {
       this.inbox?.throwIfFailed();
       this.throwIfCancelled();
@@ -882,9 +920,8 @@ class SourceMigration {
    * round's too, whatever the rounds' time per byte says. Rounds of different pages compress
    * differently, so a round's time per byte under a cap says little about another's: a 1 GiB
    * guest's first pass, 55% of its data on the wire, went at 4.1 ms per MB behind 1 Gbit/s, and
-   * its last round, 36%, at 2.2-2.8. (The cap's window does not shorten the last round: a round
-   * at the cap ends with the bucket empty, and the last one starts a few milliseconds later.)
-   * Undefined without a cap.
+   * its last round, 36%, at 2.2-2.8. (The cap saves up no idle time, so the last round gets no
+   * burst from the acknowledgement wait before it.) Undefined without a cap.
    */
   private linkTime(bytes: number): { ms: number; bound: boolean } | undefined {
     const cap = this.options.maxBandwidthBytesPerSec;

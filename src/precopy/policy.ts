@@ -68,15 +68,18 @@ export interface DefaultPolicyOptions {
 }
 
 /**
- * Stops as soon as the expected pause fits the downtime budget in force (with `headroom`), or
- * once `maxRounds` rounds have run (accepting a longer pause rather than iterating for ever).
- * Never aborts: the engine's deadlines do that.
+ * Stops as soon as the expected pause fits the downtime budget in force (with `headroom`), once
+ * nothing is left dirty (the pause is then as short as it gets), or once `maxRounds` rounds have
+ * run (accepting a longer pause rather than iterating for ever). Never aborts: the engine's
+ * deadlines do that.
  */
 export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy {
   const maxRounds = options.maxRounds ?? DEFAULT_MAX_ROUNDS;
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   return (stats) => {
     if (stats.expectedDowntimeMs <= headroom * stats.downtimeBudgetMs) return 'stop-and-copy';
+    // Nothing dirty: the pause is its fixed costs alone, which no further round can shorten.
+    if (stats.dirtyPages === 0) return 'stop-and-copy';
     if (stats.round >= maxRounds) return 'stop-and-copy';
     return 'continue';
   };

@@ -133,8 +133,10 @@ export interface MigrationReport {
    */
   resolvedAfterLinkFailure?: { code: string; message: string };
   /**
-   * Set when the guest runs on the target but verifying or destroying the paused copy here
-   * failed: the outcome stands, and the copy here may need to be removed by hand.
+   * Set when cleaning up here failed without changing the outcome: the guest runs on the target
+   * but verifying or destroying the paused copy here failed (the copy may need to be removed by
+   * hand), or lifting the throttle or ending the dirty log failed (the guest runs, or is kept
+   * paused, here all the same).
    */
   sourceCleanupError?: { code: string; message: string };
   /** Whole migration, handshake to report, in milliseconds. */

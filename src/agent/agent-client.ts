@@ -26,7 +26,7 @@ import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
 import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-transport.js';
 
-/** How long {@link authenticateToAgent} waits for the agent's answers, in milliseconds, when not told. */
+/** How long {@link authenticateToAgent} may take, in milliseconds, when not told. */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 
 /** Options of {@link authenticateToAgent}. */
@@ -39,7 +39,12 @@ export interface AuthenticateOptions {
   key?: Uint8Array;
   /** Names the agent in error messages, e.g. its URL. @default 'the agent' */
   peer?: string;
-  /** Longest wait for each answer of the agent, in milliseconds. @default DEFAULT_AUTH_TIMEOUT_MS */
+  /**
+   * Longest the whole exchange may take, in milliseconds, counted from the call: records the
+   * agent sends that change nothing do not extend it. Infinity, or anything beyond 2^31-1 ms
+   * (about 24.8 days), is no deadline.
+   * @default DEFAULT_AUTH_TIMEOUT_MS
+   */
   timeoutMs?: number;
 }
 
@@ -56,7 +61,10 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
 export interface QueryOptions extends ConnectToAgentOptions {
   /** Also pause the guest a moment and return its state and memory digest. @default false */
   inspect?: boolean;
-  /** Longest wait for the answer once the question is sent, in milliseconds. @default DEFAULT_QUERY_TIMEOUT_MS */
+  /**
+   * Longest wait for the answer once the question is sent, in milliseconds; records that are not
+   * the answer do not extend it. @default DEFAULT_QUERY_TIMEOUT_MS
+   */
   answerTimeoutMs?: number;
 }
 
@@ -78,7 +86,7 @@ export async function connectToAgent(url: string, options: ConnectToAgentOptions
   const budgetMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const started = performance.now();
   const transport = await connectWebSocket(url, connectOptions);
-  const leftMs = Math.max(1, budgetMs - (performance.now() - started));
+  const leftMs = Math.max(1, Math.round(budgetMs - (performance.now() - started)));
   await authenticateToAgent(transport, { key, peer: url, timeoutMs: leftMs });
   return transport;
 }
@@ -97,6 +105,7 @@ export async function authenticateToAgent(transport: Transport, options: Authent
   const key = options.key === undefined ? undefined : checkPoolKey(options.key);
   const peer = options.peer ?? 'the agent';
   const timeoutMs = options.timeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS;
+  const until = performance.now() + timeoutMs;
   const clientNonce = newAuthNonce();
   let agentNonce: Uint8Array | undefined;
   let state: ClientAuthState = 'auth-hello-sent';
@@ -104,7 +113,7 @@ export async function authenticateToAgent(transport: Transport, options: Authent
   try {
     await transport.send(encodeRecord({ type: 'auth-hello', nonce: clientNonce }));
     for (;;) {
-      const record = await receiveRecord(transport, timeoutMs, peer, state);
+      const record = await receiveRecord(transport, until, peer, state, timeoutMs);
       if (record.type === 'abort') {
         agentAborted = true;
         if (record.code === 'ERR_AUTH_FAILED') throw new AuthFailedError(`${peer} refused this client: ${record.message}`);
@@ -161,12 +170,11 @@ export async function queryAgent(url: string, migrationId: string, options: Quer
   const transport = await connectToAgent(url, connectOptions);
   try {
     await transport.send(encodeRecord({ type: 'query', migrationId, inspect: inspect ?? false }));
+    const until = performance.now() + answerTimeoutMs;
+    const timedOut = (): TimeoutError =>
+      new TimeoutError(`the agent at ${url} did not answer the query about ${migrationId} within ${answerTimeoutMs} ms`);
     for (;;) {
-      const frame = await withDeadline(
-        transport.receive(),
-        answerTimeoutMs,
-        () => new TimeoutError(`the agent at ${url} did not answer the query about ${migrationId} within ${answerTimeoutMs} ms`),
-      );
+      const frame = await receiveBefore(transport, until, timedOut);
       if (frame === undefined) throw new ConnectionClosedError(`the agent at ${url} closed the connection without answering`);
       const record = decodeFrame(frame);
       if (record.type === 'ignored') continue;
@@ -179,12 +187,12 @@ export async function queryAgent(url: string, migrationId: string, options: Quer
   }
 }
 
-/** The next record from the agent, within `timeoutMs`. */
-async function receiveRecord(transport: Transport, timeoutMs: number, peer: string, state: ClientAuthState): Promise<MigrationRecord> {
-  const frame = await withDeadline(
-    transport.receive(),
-    timeoutMs,
-    () => new TimeoutError(`${peer} did not answer within ${timeoutMs} ms during authentication (state ${state})`),
+/** The next record from the agent, before `until` (on the `performance.now()` clock) of a `timeoutMs` exchange. */
+async function receiveRecord(transport: Transport, until: number, peer: string, state: ClientAuthState, timeoutMs: number): Promise<MigrationRecord> {
+  const frame = await receiveBefore(
+    transport,
+    until,
+    () => new TimeoutError(`${peer} did not complete authentication within ${timeoutMs} ms (state ${state})`),
   );
   if (frame === undefined) {
     throw new ConnectionClosedError(`${peer} closed the connection during authentication (state ${state})`);
@@ -192,3 +200,11 @@ async function receiveRecord(transport: Transport, timeoutMs: number, peer: stri
   return decodeFrame(frame);
 }
 
+/** The next frame, if it comes before `until` (on the `performance.now()` clock). */
+function receiveBefore(transport: Transport, until: number, timedOut: () => Error): Promise<Uint8Array | undefined> {
+  const leftMs = until - performance.now();
+  // Checked before reading: an agent that keeps frames queued would otherwise win every race
+  // against an expired timer.
+  if (leftMs <= 0) return Promise.reject(timedOut());
+  return withDeadline(transport.receive(), leftMs, timedOut);
+}

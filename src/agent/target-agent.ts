@@ -73,6 +73,13 @@ export const DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
  */
 export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
 
+/**
+ * How long `close()` waits for connections still being served to settle, in milliseconds. Closing
+ * the listener ends their links, but a backend call under way (a guest resuming after "go") runs
+ * to its end; a guest it starts later is destroyed as soon as it runs.
+ */
+const CLOSE_SERVE_GRACE_MS = 5_000;
+
 /** Options of {@link TargetAgent.start}. */
 export interface TargetAgentOptions {
   /**
@@ -118,7 +125,8 @@ export interface TargetAgentOptions {
   maxPendingHandshakes?: number;
   /**
    * Time a connection has to authenticate and send its `hello` or `query`, in milliseconds;
-   * beyond it, ERR_TIMEOUT. Also bounds the TLS handshake and HTTP upgrade before it.
+   * beyond it, ERR_TIMEOUT. Also bounds the TLS handshake and HTTP upgrade before it. Infinity,
+   * or anything beyond 2^31-1 ms (about 24.8 days), is no deadline.
    * @default DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS (10 s)
    */
   handshakeTimeoutMs?: number;
@@ -132,16 +140,22 @@ export interface TargetAgentOptions {
   maxHandshakeBytes?: number;
   /**
    * Longest wait for the next record of a migration in progress, in milliseconds; beyond it,
-   * ERR_TIMEOUT and the copy here is discarded.
+   * ERR_TIMEOUT and the copy here is discarded. Infinity, or anything beyond 2^31-1 ms
+   * (about 24.8 days), is no deadline.
    * @default DEFAULT_RECORD_IDLE_TIMEOUT_MS (60 s)
    */
   recordIdleTimeoutMs?: number;
   /**
-   * A connection silent this long (no frame, ping or pong) is dropped, in milliseconds.
+   * A connection silent this long (no frame, ping or pong) is dropped, in milliseconds. 0 or
+   * Infinity turns this off.
    * @default DEFAULT_IDLE_TIMEOUT_MS (30 s)
    */
   idleTimeoutMs?: number;
-  /** How long a prepared migration waits for "go" before discarding, in ms. @default DEFAULT_GO_TIMEOUT_MS */
+  /**
+   * How long a prepared migration waits for "go" before discarding, in milliseconds. Infinity, or
+   * anything beyond 2^31-1 ms (about 24.8 days), is no deadline.
+   * @default DEFAULT_GO_TIMEOUT_MS
+   */
   goTimeoutMs?: number;
 }
 
@@ -205,18 +219,22 @@ export class TargetAgent extends EventEmitter {
   private peakPending = 0;
   private refused = 0;
   private authFailures = 0;
+  /** Connections being served now; `close()` waits for them. */
+  private readonly serving = new Set<Promise<void>>();
+  /** Set by `close()`: a guest that starts running from then on is destroyed at once. */
+  private closing = false;
 
   private constructor(options: TargetAgentOptions) {
     super();
     this.backends = new Map((options.backends ?? [new SimTargetBackend({ maxMemoryBytes: options.limits?.maxGuestMemoryBytes })]).map((b) => [b.kind, b]));
     this.limits = resolveLimits(options.limits);
     this.maxConcurrent = positiveInteger('maxConcurrentMigrations', options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS);
-    this.goTimeoutMs = options.goTimeoutMs;
+    this.goTimeoutMs = options.goTimeoutMs === undefined ? undefined : timeoutMs('goTimeoutMs', options.goTimeoutMs);
     this.key = options.key === undefined ? undefined : Uint8Array.from(checkPoolKey(options.key));
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.maxPendingHandshakes = positiveInteger('maxPendingHandshakes', options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES);
-    this.handshakeTimeoutMs = positiveNumber('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
-    this.recordIdleTimeoutMs = positiveNumber('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
+    this.handshakeTimeoutMs = timeoutMs('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
+    this.recordIdleTimeoutMs = timeoutMs('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
     this.maxHandshakeBytes = positiveInteger('maxHandshakeBytes', options.maxHandshakeBytes ?? 2 * this.limits.maxHeaderBytes);
     const smallestHandshake = this.limits.maxHeaderBytes + 1024;
     if (this.maxHandshakeBytes < smallestHandshake) {
@@ -255,7 +273,9 @@ export class TargetAgent extends EventEmitter {
         tls: options.tls,
       },
       (transport, info) => {
-        void agent.serve(transport, `${info.remoteAddress}:${info.remotePort}`);
+        const served = agent.serve(transport, `${info.remoteAddress}:${info.remotePort}`);
+        agent.serving.add(served);
+        void served.finally(() => agent.serving.delete(served));
       },
     );
     return agent;
@@ -289,13 +309,25 @@ export class TargetAgent extends EventEmitter {
     return this.listener!.url;
   }
 
-  /** Stops listening and destroys every guest running here (the host goes away with them). */
+  /**
+   * Stops listening and destroys every guest running here (the host goes away with them),
+   * including one that a migration resumes while the agent closes.
+   */
   async close(): Promise<void> {
+    this.closing = true;
     await this.listener?.close();
-    for (const m of this.migrations.values()) {
-      await m.domain?.destroy().catch(() => undefined);
-      m.domain = undefined;
-    }
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_SERVE_GRACE_MS)));
+    await Promise.race([Promise.allSettled(this.serving), grace]);
+    clearTimeout(timer);
+    for (const m of this.migrations.values()) await this.destroyGuest(m);
+  }
+
+  /** Destroys `entry`'s guest, once: the reference goes first, so a second caller finds none. */
+  private async destroyGuest(entry: AgentMigration): Promise<void> {
+    const domain = entry.domain;
+    entry.domain = undefined;
+    await domain?.destroy().catch(() => undefined);
   }
 
   private async serve(transport: WebSocketTransport, from: string): Promise<void> {
@@ -348,7 +380,10 @@ export class TargetAgent extends EventEmitter {
       entry.endedAt = new Date().toISOString();
       if (result.outcome === 'resumed') {
         entry.state = 'running';
-        entry.domain = result.domain;
+        // While closing, close() may have destroyed this guest already, or passed this entry
+        // before the guest ran: either way it must not outlive the agent.
+        if (this.closing) await this.destroyGuest(entry);
+        else entry.domain = result.domain;
         this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: result.pages, bytesWire: result.bytesWire, digest: result.digest });
       } else {
         entry.state = 'discarded';
@@ -359,11 +394,14 @@ export class TargetAgent extends EventEmitter {
         }, DEFAULT_OUTCOME_MEMORY_MS).unref();
       }
     } catch (err) {
-      const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+      // Link and record failures arrive as coded errors already; anything else came from a
+      // backend (an inspection's pause, say), which the protocol reports as ERR_DOMAIN_FAILED.
+      const error = asMigrationError(err, 'ERR_DOMAIN_FAILED');
       this.refused++;
       if (error.code === 'ERR_AUTH_FAILED' || (error instanceof PeerAbortedError && error.peerCode === 'ERR_AUTH_FAILED')) this.authFailures++;
       this.emitEvent({ type: 'connection-refused', from, error: error.toJSON() });
-      await abortPeer(transport, error, !(error instanceof PeerAbortedError));
+      // Neither a peer's own abort nor a closed connection is news to send back (protocol.md §10).
+      await abortPeer(transport, error, error.code !== 'ERR_PEER_ABORTED' && error.code !== 'ERR_CONNECTION_CLOSED');
     }
   }
 
@@ -467,11 +505,13 @@ export class TargetAgent extends EventEmitter {
   private async inspect(entry: AgentMigration, domain: TargetDomain): Promise<StatusRecord> {
     const status: StatusRecord = { type: 'status', migrationId: entry.migrationId, state: entry.state };
     if (entry.domain !== domain || entry.state !== 'running') return status;
-    await domain.pause();
     try {
+      await domain.pause();
       status.domainState = domain.saveState();
       status.digest = digestMemory(domain.pageCount, domain.descriptor.pageSize, (pfn, dst, off) => domain.copyPage(pfn, dst, off));
     } finally {
+      // Also after a failed pause, which may have stopped some vCPUs: an inspection must never
+      // leave the guest paused.
       await domain.resume();
     }
     return status;
@@ -502,7 +542,10 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
-function positiveNumber(name: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive number of milliseconds, got ${value}`);
+/** A deadline option: a positive number of milliseconds, where Infinity (like anything a timer cannot hold) is none. */
+function timeoutMs(name: string, value: number): number {
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds (or Infinity for no deadline), got ${String(value)}`);
+  }
   return value;
 }

@@ -31,7 +31,7 @@ import { batchChecksum, hashPage, PageDigest, switchoverDigest } from '../protoc
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
-import { withDeadline } from '../util/deadline.js';
+import { isDeadline, withDeadline } from '../util/deadline.js';
 import { collectorFrom } from '../util/gc.js';
 import { abortPeer } from './abort-peer.js';
 import { SYNC_COMPRESS_MAX_BYTES } from './page-sender.js';
@@ -96,15 +96,20 @@ export async function receiveMigration(transport: Transport, hello: HelloRecord,
  * the first record itself).
  */
 export async function acceptMigration(transport: Transport, options: IncomingOptions): Promise<IncomingResult> {
-  const frame = await transport.receive();
-  if (frame === undefined) throw new ConnectionClosedError('the source closed the connection before its hello');
   let record: MigrationRecord;
   try {
-    record = decodeFrame(frame, options.limits);
+    // Unknown optional records pass before the hello as in every other state that is not final
+    // (protocol.md §7), and a peer's abort is not answered with one (§10).
+    do {
+      const frame = await transport.receive();
+      if (frame === undefined) throw new ConnectionClosedError('the source closed the connection before its hello');
+      record = decodeFrame(frame, options.limits);
+    } while (record.type === 'ignored');
+    if (record.type === 'abort') throw new PeerAbortedError(record.code, record.message);
     if (record.type !== 'hello') throw new UnexpectedRecordError(`a migration must start with "hello", not "${record.type}"`);
   } catch (err) {
     const error = asMigrationError(err, 'ERR_MALFORMED_RECORD');
-    await abortPeer(transport, error, error.code !== 'ERR_PEER_ABORTED');
+    await abortPeer(transport, error, error.code !== 'ERR_PEER_ABORTED' && error.code !== 'ERR_CONNECTION_CLOSED');
     throw error;
   }
   return receiveMigration(transport, record, options);
@@ -125,6 +130,11 @@ class IncomingMigration {
   private readonly collectGarbage: (() => void) | undefined;
   /** Scratch for the page hashes of one batch (the decoder bounds its data pages). */
   private readonly batchHashes: Uint32Array;
+  /**
+   * When the wait for "go" ends, on the `performance.now()` clock: fixed on entering `prepared`,
+   * so that records which change nothing (unknown optional ones) cannot keep the target waiting.
+   */
+  private goDeadline = Infinity;
 
   constructor(
     private readonly transport: Transport,
@@ -167,7 +177,12 @@ class IncomingMigration {
   private async nextFrame(): Promise<Uint8Array | undefined> {
     if (this.state !== 'prepared') return this.transport.receive();
     const timeoutMs = this.options.goTimeoutMs ?? DEFAULT_GO_TIMEOUT_MS;
-    return withDeadline(this.transport.receive(), timeoutMs, () => new TimeoutError(`no "go" within ${timeoutMs} ms of "prepared"; the copy here is discarded`));
+    const timedOut = (): TimeoutError => new TimeoutError(`no "go" within ${timeoutMs} ms of "prepared"; the copy here is discarded`);
+    const leftMs = this.goDeadline - performance.now();
+    // Checked before reading: a peer that keeps frames queued would otherwise win every race
+    // against an expired timer.
+    if (leftMs <= 0) throw timedOut();
+    return withDeadline(this.transport.receive(), leftMs, timedOut);
   }
 
   private result(outcome: 'resumed' | 'discarded'): IncomingResult {
@@ -247,6 +262,8 @@ class IncomingMigration {
         }
         await this.transport.send(encodeRecord({ type: 'prepared', digest: mine }));
         this.move('sent-prepared');
+        const goTimeoutMs = this.options.goTimeoutMs ?? DEFAULT_GO_TIMEOUT_MS;
+        if (isDeadline(goTimeoutMs)) this.goDeadline = performance.now() + goTimeoutMs;
         return;
       }
       case 'go': {
@@ -307,7 +324,9 @@ class IncomingMigration {
    */
   private async decompress(record: PagesRecord): Promise<Uint8Array> {
     const payload = record.payload;
-    if (record.codec === 'none') return payload;
+    // A batch of zero pages only has an empty payload whatever its codec (protocol.md §4): there
+    // is no lz4 block to unpack.
+    if (record.codec === 'none' || record.rawLength === 0) return payload;
     let raw: Uint8Array;
     try {
       const packed = Buffer.from(payload.buffer, payload.byteOffset, payload.length);

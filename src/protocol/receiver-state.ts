@@ -58,7 +58,10 @@ export type ReceiverEvent = RecordType | 'sent-prepared';
 export type SourceState =
   /** `hello` is sent; the source waits for `ready`. */
   | 'hello-sent'
-  /** Pages, round ends and the device state go out; only an `abort` may come in. */
+  /**
+   * Pages, round ends and the device state go out; what may come in is a round's `round-ack`,
+   * the `collected` that may precede it after `pause-soon`, or an `abort`.
+   */
   | 'streaming'
   /** `complete` is sent; the source waits for `prepared`. */
   | 'complete-sent'

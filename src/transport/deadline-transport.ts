@@ -6,6 +6,7 @@
  */
 
 import { InvalidArgumentError, TimeoutError } from '../errors.js';
+import { isDeadline } from '../util/deadline.js';
 import type { Transport } from './transport.js';
 
 /** A {@link Transport} whose receives time out; everything else passes through unchanged. */
@@ -19,12 +20,13 @@ export class DeadlineTransport implements Transport {
   /**
    * @param inner The transport to read from. When a deadline passes it is left open, so that the
    *   caller can still send the peer an abort before closing it; only reading is over.
-   * @param timeoutMs Longest wait for one frame, in milliseconds.
+   * @param timeoutMs Longest wait for one frame, in milliseconds. Infinity, or anything beyond
+   *   2^31-1 ms (about 24.8 days), is no deadline.
    * @param waitingFor Says what was awaited, for the error message (e.g. "the next record of the migration").
    */
   constructor(inner: Transport, timeoutMs: number, waitingFor: () => string) {
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-      throw new InvalidArgumentError(`a receive deadline must be a positive number of milliseconds, got ${timeoutMs}`);
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
+      throw new InvalidArgumentError(`a receive deadline must be a positive number of milliseconds (Infinity for none), got ${timeoutMs}`);
     }
     this.#inner = inner;
     this.#timeoutMs = timeoutMs;
@@ -63,6 +65,8 @@ export class DeadlineTransport implements Transport {
   receive(): Promise<Uint8Array | undefined> {
     if (this.#timedOut) return Promise.reject(this.#timedOut);
     const pending = this.#inner.receive();
+    // A timer given more than it holds would fire after 1 ms.
+    if (!isDeadline(this.#timeoutMs)) return pending;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         // Swallow what the abandoned receive eventually yields; its outcome no longer matters.

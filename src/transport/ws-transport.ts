@@ -24,6 +24,7 @@ import {
   TimeoutError,
 } from '../errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/limits.js';
+import { isDeadline, MAX_TIMER_MS } from '../util/deadline.js';
 import {
   DEFAULT_CLOSE_TIMEOUT_MS,
   DEFAULT_MAX_QUEUED_BYTES,
@@ -118,13 +119,15 @@ export interface WebSocketTransportOptions {
    * this time. A frame counts once it has fully arrived, so the value must exceed the time the
    * link needs to carry `maxFrameBytes`. While this side has stopped reading because its own
    * queue is full, the peer is not held to account. Detection takes between this time and 4/3 of
-   * it. 0 turns keepalive off.
+   * it. 0 turns keepalive off, and so does Infinity or any time whose third is more than a timer
+   * holds (2^31-1 ms, about 24.8 days).
    * @default DEFAULT_IDLE_TIMEOUT_MS (30 s)
    */
   idleTimeoutMs?: number;
   /**
    * How long `close()` may take, in milliseconds, counted from the call: flushing frames still
-   * buffered, and the peer's answer to the close frame. After it the socket is torn down.
+   * buffered, and the peer's answer to the close frame. After it the socket is torn down. A time
+   * beyond what a timer holds (2^31-1 ms, about 24.8 days), Infinity included, counts as that.
    * @default DEFAULT_CLOSE_TIMEOUT_MS (10 s)
    */
   closeTimeoutMs?: number;
@@ -168,7 +171,8 @@ export interface TlsConnectOptions {
 /** Options of {@link connectWebSocket}. */
 export interface ConnectWebSocketOptions extends WebSocketTransportOptions {
   /**
-   * Deadline for the whole connection attempt, in milliseconds.
+   * Deadline for the whole connection attempt, in milliseconds. Infinity, or anything beyond
+   * 2^31-1 ms (about 24.8 days), is no deadline.
    * @default DEFAULT_CONNECT_TIMEOUT_MS (10 s)
    */
   connectTimeoutMs?: number;
@@ -195,7 +199,8 @@ export interface ListenWebSocketOptions extends WebSocketTransportOptions {
   maxConnections?: number;
   /**
    * Time a new TCP connection has to finish its TLS handshake and its HTTP upgrade request, in
-   * milliseconds.
+   * milliseconds. Infinity, or anything beyond 2^31-1 ms (about 24.8 days), is no deadline
+   * for the upgrade; the TLS handshake is then held to 2^31-1 ms.
    * @default DEFAULT_UPGRADE_TIMEOUT_MS (10 s)
    */
   upgradeTimeoutMs?: number;
@@ -294,8 +299,10 @@ export class WebSocketTransport implements Transport {
     ws.on('pong', this.#onSignOfLife);
     ws.on('error', this.#onError);
     ws.on('close', this.#onClose);
-    if (this.#options.idleTimeoutMs > 0) {
-      this.#idleTimer = setInterval(this.#onIdleTick, this.#options.idleTimeoutMs / SILENT_TICKS_BEFORE_TIMEOUT);
+    const tickMs = this.#options.idleTimeoutMs / SILENT_TICKS_BEFORE_TIMEOUT;
+    // An interval longer than a timer holds would tick every millisecond and cut the link at once.
+    if (tickMs > 0 && isDeadline(tickMs)) {
+      this.#idleTimer = setInterval(this.#onIdleTick, tickMs);
       this.#idleTimer.unref();
     }
   }
@@ -707,15 +714,17 @@ function openWebSocket(
           : new ConnectFailedError(`${answered}; check that the URL points at a livemig target agent`),
       );
     };
-    const timer = setTimeout(
-      () =>
-        settle(
-          new ConnectFailedError(
-            `timed out after ${connectTimeoutMs} ms connecting to ${url}; check the host, port and network path, or raise connectTimeoutMs`,
-          ),
-        ),
-      connectTimeoutMs,
-    );
+    const timer = isDeadline(connectTimeoutMs)
+      ? setTimeout(
+          () =>
+            settle(
+              new ConnectFailedError(
+                `timed out after ${connectTimeoutMs} ms connecting to ${url}; check the host, port and network path, or raise connectTimeoutMs`,
+              ),
+            ),
+          connectTimeoutMs,
+        )
+      : undefined;
     ws.on('open', onOpen);
     ws.on('error', onError);
     ws.on('upgrade', onUpgrade);
@@ -827,7 +836,9 @@ function startListener(
   };
   let server: http.Server;
   try {
-    server = tls ? https.createServer({ ...tls, handshakeTimeout: upgradeTimeoutMs }, refuseHttp) : http.createServer(refuseHttp);
+    server = tls
+      ? https.createServer({ ...tls, handshakeTimeout: Math.min(upgradeTimeoutMs, MAX_TIMER_MS) }, refuseHttp)
+      : http.createServer(refuseHttp);
   } catch (err) {
     return Promise.reject(new InvalidArgumentError(`cannot use the TLS certificate and key: ${describeError(err)}`));
   }
@@ -848,6 +859,7 @@ function startListener(
   // handshake, which `handshakeTimeout` bounds).
   const upgradeDeadlines = new WeakMap<Socket, NodeJS.Timeout>();
   server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    if (!isDeadline(upgradeTimeoutMs)) return;
     const timer = setTimeout(() => socket.destroy(), upgradeTimeoutMs);
     timer.unref();
     upgradeDeadlines.set(socket, timer);
@@ -940,7 +952,7 @@ function wsClientOptions(options: ResolvedOptions): WebSocket.ClientOptions & Cl
     maxPayload: options.maxFrameBytes,
     generateMask: zeroMask,
     followRedirects: false,
-    closeTimeout: options.closeTimeoutMs,
+    closeTimeout: Math.min(options.closeTimeoutMs, MAX_TIMER_MS),
   };
 }
 
@@ -950,7 +962,7 @@ function wsServerOptions(options: ResolvedOptions): WebSocket.ServerOptions & Cl
     perMessageDeflate: false,
     maxPayload: options.maxFrameBytes,
     clientTracking: false,
-    closeTimeout: options.closeTimeoutMs,
+    closeTimeout: Math.min(options.closeTimeoutMs, MAX_TIMER_MS),
   };
 }
 
@@ -960,8 +972,8 @@ function resolveOptions(options: WebSocketTransportOptions): ResolvedOptions {
     throw new InvalidArgumentError(`maxFrameBytes must be at most ${MAX_FRAME_BYTES_LIMIT}, got ${maxFrameBytes}`);
   }
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-  if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs < 0) {
-    throw new InvalidArgumentError(`idleTimeoutMs must be 0 (off) or a positive number of milliseconds, got ${idleTimeoutMs}`);
+  if (typeof idleTimeoutMs !== 'number' || !(idleTimeoutMs >= 0)) {
+    throw new InvalidArgumentError(`idleTimeoutMs must be 0 or Infinity (off), or a positive number of milliseconds, got ${idleTimeoutMs}`);
   }
   return {
     maxFrameBytes,
@@ -979,9 +991,10 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
+/** A timeout option: positive, Infinity allowed (see the options for what it means). */
 function positive(name: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(`${name} must be a positive number, got ${value}`);
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds (or Infinity), got ${value}`);
   }
   return value;
 }

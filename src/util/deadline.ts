@@ -4,12 +4,20 @@
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
+ * Whether `timeoutMs` is a deadline at all. One beyond what a timer can hold (about 24.8 days,
+ * Infinity included) is none: no timer is set for it, rather than one that fires at once.
+ */
+export function isDeadline(timeoutMs: number): boolean {
+  return timeoutMs <= MAX_TIMER_MS;
+}
+
+/**
  * `promise`, or the error `onTimeout` makes if it has not settled within `timeoutMs`. The timer
  * is cleared either way, and what the losing promise yields later is ignored. A deadline beyond
  * what a timer can hold (Infinity included) is no deadline.
  */
 export async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
-  if (!(timeoutMs <= MAX_TIMER_MS)) return promise;
+  if (!isDeadline(timeoutMs)) return promise;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(onTimeout()), Math.max(0, timeoutMs));

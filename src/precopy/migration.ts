@@ -607,7 +607,7 @@ class SourceMigration {
     this.report.outcome = 'completed';
     this.report.guestRunningOn = 'target';
     // The guest runs on the target whatever happens below; a failure here is only reported.
-    const released = this.releaseGuest();
+    this.releaseGuest();
     try {
       if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
         this.setPhase('verify');
@@ -615,8 +615,6 @@ class SourceMigration {
         this.report.verified = this.report.sourceDigest === this.report.targetDigest;
       }
       if (this.options.destroySource ?? true) await this.domain.destroy();
-      // The copy here is retired all the same: the failure is only reported.
-      if (released) throw released;
     } catch (err) {
       const error = asMigrationError(err);
       this.report.sourceCleanupError = {
@@ -662,8 +660,7 @@ class SourceMigration {
     }
     if (signal?.aborted) lastAnswer += '; asking was given up when the migration was cancelled';
     // The copy here stays paused, but whoever resumes it by hand must get it at full speed.
-    const released = this.releaseGuest();
-    if (released) this.report.sourceCleanupError = { code: released.code, message: `lifting the throttle or ending the dirty log here failed: ${released.message}` };
+    this.releaseGuest();
     this.report.outcome = 'indeterminate';
     this.report.guestRunningOn = 'unknown';
     this.report.error = {
@@ -702,10 +699,7 @@ class SourceMigration {
    * is reported beside the outcome.
    */
   private async resumeHere(): Promise<MigrationError | undefined> {
-    const released = this.releaseGuest();
-    if (released) {
-      this.report.sourceCleanupError = { code: released.code, message: `lifting the throttle or ending the dirty log here failed: ${released.message}` };
-    }
+    this.releaseGuest();
     if (!this.paused) return undefined;
     try {
       await this.domain.resume();
@@ -718,20 +712,19 @@ class SourceMigration {
 
   /**
    * Lifts the throttle and ends the dirty log, once whatever the outcome (the backend contract),
-   * each tried even if the other fails; returns the first failure, if any.
+   * each tried even if the other fails. A failure changes no outcome: the report says what it was.
    */
-  private releaseGuest(): MigrationError | undefined {
-    if (!this.holdingGuest) return undefined;
+  private releaseGuest(): void {
+    if (!this.holdingGuest) return;
     this.holdingGuest = false;
-    let failure: MigrationError | undefined;
     for (const step of [() => this.domain.setThrottle(0), () => this.domain.disableDirtyLog()]) {
       try {
         step();
       } catch (err) {
-        failure ??= asMigrationError(err);
+        const error = asMigrationError(err);
+        this.report.sourceCleanupError ??= { code: error.code, message: `lifting the throttle or ending the dirty log here failed: ${error.message}` };
       }
     }
-    return failure;
   }
 
   /**

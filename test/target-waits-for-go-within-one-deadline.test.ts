@@ -30,7 +30,9 @@ test('a peer that keeps sending unknown optional records after "prepared" does n
     expect(result.error?.code).toBe('ERR_TIMEOUT');
     expect(result.error?.message).toMatch(/no "go" within 300 ms/);
     expect(waitedMs).toBeGreaterThanOrEqual(GO_TIMEOUT_MS - 5);
-    expect(waitedMs).toBeLessThan(GO_TIMEOUT_MS + 700);
+    // Restarted with each record, the wait would outlast the chatter (3 s); half of it tells the
+    // two apart with room for a loaded machine.
+    expect(waitedMs).toBeLessThan(CHATTER_MS / 2);
     expect(backend.domains[0]!.calls).toContain('destroy');
     expect(backend.domains[0]!.calls).not.toContain('resume');
   } finally {

@@ -45,7 +45,7 @@ import {
   type WebSocketTransport,
 } from '../transport/ws-transport.js';
 import type { Transport } from '../transport/transport.js';
-import { withDeadline } from '../util/deadline.js';
+import { checkTimeoutMs, withDeadline } from '../util/deadline.js';
 
 /** Incoming migrations one agent receives at once, at most. */
 export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
@@ -229,12 +229,12 @@ export class TargetAgent extends EventEmitter {
     this.backends = new Map((options.backends ?? [new SimTargetBackend({ maxMemoryBytes: options.limits?.maxGuestMemoryBytes })]).map((b) => [b.kind, b]));
     this.limits = resolveLimits(options.limits);
     this.maxConcurrent = positiveInteger('maxConcurrentMigrations', options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS);
-    this.goTimeoutMs = options.goTimeoutMs === undefined ? undefined : timeoutMs('goTimeoutMs', options.goTimeoutMs);
+    this.goTimeoutMs = options.goTimeoutMs === undefined ? undefined : checkTimeoutMs('goTimeoutMs', options.goTimeoutMs);
     this.key = options.key === undefined ? undefined : Uint8Array.from(checkPoolKey(options.key));
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.maxPendingHandshakes = positiveInteger('maxPendingHandshakes', options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES);
-    this.handshakeTimeoutMs = timeoutMs('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
-    this.recordIdleTimeoutMs = timeoutMs('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
+    this.handshakeTimeoutMs = checkTimeoutMs('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
+    this.recordIdleTimeoutMs = checkTimeoutMs('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
     this.maxHandshakeBytes = positiveInteger('maxHandshakeBytes', options.maxHandshakeBytes ?? 2 * this.limits.maxHeaderBytes);
     const smallestHandshake = this.limits.maxHeaderBytes + 1024;
     if (this.maxHandshakeBytes < smallestHandshake) {
@@ -539,13 +539,5 @@ function isLoopbackHost(host: string): boolean {
 
 function positiveInteger(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
-  return value;
-}
-
-/** A deadline option: a positive number of milliseconds, where Infinity (like anything a timer cannot hold) is none. */
-function timeoutMs(name: string, value: number): number {
-  if (typeof value !== 'number' || !(value > 0)) {
-    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds (or Infinity for no deadline), got ${String(value)}`);
-  }
   return value;
 }

@@ -5,8 +5,8 @@
  * migration and then sends nothing while still answering pings is found out too.
  */
 
-import { InvalidArgumentError, TimeoutError } from '../errors.js';
-import { isDeadline } from '../util/deadline.js';
+import { TimeoutError } from '../errors.js';
+import { checkTimeoutMs, isDeadline } from '../util/deadline.js';
 import type { Transport } from './transport.js';
 
 /** A {@link Transport} whose receives time out; everything else passes through unchanged. */
@@ -25,11 +25,8 @@ export class DeadlineTransport implements Transport {
    * @param waitingFor Says what was awaited, for the error message (e.g. "the next record of the migration").
    */
   constructor(inner: Transport, timeoutMs: number, waitingFor: () => string) {
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
-      throw new InvalidArgumentError(`a receive deadline must be a positive number of milliseconds (Infinity for none), got ${timeoutMs}`);
-    }
     this.#inner = inner;
-    this.#timeoutMs = timeoutMs;
+    this.#timeoutMs = checkTimeoutMs('a receive deadline', timeoutMs);
     this.#waitingFor = waitingFor;
   }
 

@@ -24,7 +24,7 @@ import {
   TimeoutError,
 } from '../errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/limits.js';
-import { isDeadline, MAX_TIMER_MS } from '../util/deadline.js';
+import { checkTimeoutMs, isDeadline, MAX_TIMER_MS } from '../util/deadline.js';
 import {
   DEFAULT_CLOSE_TIMEOUT_MS,
   DEFAULT_MAX_QUEUED_BYTES,
@@ -646,7 +646,7 @@ export function connectWebSocket(url: string, options: ConnectWebSocketOptions =
   let connectTimeoutMs: number;
   try {
     transportOptions = resolveOptions(options);
-    connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    connectTimeoutMs = checkTimeoutMs('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -797,7 +797,7 @@ export function listenWebSocket(
   try {
     transportOptions = resolveOptions(options);
     maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
-    upgradeTimeoutMs = positive('upgradeTimeoutMs', options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS);
+    upgradeTimeoutMs = checkTimeoutMs('upgradeTimeoutMs', options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS);
     port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new InvalidArgumentError(`port must be an integer from 0 to 65535, got ${port}`);
@@ -980,21 +980,13 @@ function resolveOptions(options: WebSocketTransportOptions): ResolvedOptions {
     maxQueuedFrames: positiveInteger('maxQueuedFrames', options.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES),
     maxQueuedBytes: positiveInteger('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES),
     idleTimeoutMs,
-    closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS),
+    closeTimeoutMs: checkTimeoutMs('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS),
   };
 }
 
 function positiveInteger(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
-  }
-  return value;
-}
-
-/** A timeout option: positive, Infinity allowed (see the options for what it means). */
-function positive(name: string, value: number): number {
-  if (typeof value !== 'number' || !(value > 0)) {
-    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds (or Infinity), got ${value}`);
   }
   return value;
 }

@@ -1,5 +1,7 @@
 /** Bounding how long something may take. */
 
+import { InvalidArgumentError } from '../errors.js';
+
 /** The longest delay a Node timer holds; a longer one would fire after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -9,6 +11,17 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export function isDeadline(timeoutMs: number): boolean {
   return timeoutMs <= MAX_TIMER_MS;
+}
+
+/**
+ * Checks a timeout option: a positive number of milliseconds, Infinity (no deadline) included.
+ * @throws InvalidArgumentError naming `name` otherwise (NaN, 0, a negative or a non-number).
+ */
+export function checkTimeoutMs(name: string, value: number): number {
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds (or Infinity for no deadline), got ${String(value)}`);
+  }
+  return value;
 }
 
 /**

@@ -26,7 +26,8 @@ export type MigrationErrorCode =
   | 'ERR_COMPLETION_TIMEOUT'
   | 'ERR_CANCELLED'
   | 'ERR_INDETERMINATE'
-  | 'ERR_AUTH_FAILED';
+  | 'ERR_AUTH_FAILED'
+  | 'ERR_UNSETTLED';
 
 /** Base class of every error livemig raises on purpose. */
 export class MigrationError extends Error {
@@ -187,6 +188,16 @@ export class CancelledError extends MigrationError {
 export class AuthFailedError extends MigrationError {
   constructor(message: string) {
     super('ERR_AUTH_FAILED', message);
+  }
+}
+
+/**
+ * The process ran out of work while a migration still waited: something it awaited could never
+ * settle (a bug). The migration ends by the usual rules rather than with the process.
+ */
+export class UnsettledError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_UNSETTLED', message);
   }
 }
 

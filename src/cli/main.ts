@@ -1,15 +1,16 @@
 /**
  * The `livemig` command: `demo`, `listen`, `migrate`, `status`, `estimate`, `bench` and `keygen`.
  *
- * Exit status: 0 success, 1 the migration did not complete (the report says where the guest
- * runs), 2 a usage error, 3 indeterminate (the guest may run on the target; see the message).
+ * Exit statuses are one table, {@link EXIT_STATUS_HELP}, shown by `--help` and the README.
  */
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,8 +19,9 @@ import { readKeyFile, writeKeyFile } from '../agent/key-file.js';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
-import { InvalidArgumentError, MigrationError, asMigrationError } from '../errors.js';
+import { InvalidArgumentError, MigrationError, UnsettledError, asMigrationError } from '../errors.js';
 import { migrate, SwitchoverCalibration, type MigrateOptions } from '../precopy/migration.js';
+import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
 import type { PageCodec } from '../protocol/records.js';
 import type { MigrationReport } from '../precopy/report.js';
 import { runBench } from './bench-command.js';
@@ -30,6 +32,15 @@ import { stopChild, stopWithParent } from '../util/child.js';
 import { missingNodeFlags, missingNodeFlagsNote, spawnLivemig } from './node-flags.js';
 import { formatReport, terminalProgress } from './render.js';
 import { parseDuration, parsePositiveDuration, parseInteger } from './units.js';
+
+/** What each exit status means, for `--help` and the README alike. */
+const EXIT_STATUS_HELP = `Exit status:
+  0  done: for demo and migrate, the guest runs on the target and its copy was verified
+  1  the migration did not complete: the guest runs on the source (the report says why)
+  2  a usage error: nothing was started
+  3  indeterminate: the guest is paused here and may run on the target (see the message)
+  4  the guest runs on the target, but a check after the switchover failed or could not
+     be made (the report's verified and oracle fields say which)`;
 
 const USAGE = `usage: livemig <command> [flags]
 
@@ -68,12 +79,16 @@ migrate and status:
 migrate only:
   --calibration PATH     keep the pause prediction's calibration in PATH (JSON, per codec;
                          created if missing): later runs predict their first pause from it
+
+${EXIT_STATUS_HELP}
 `;
 
 /** What `demo` and `migrate --json` print. */
 interface RunReport extends MigrationReport {
   guest: SimGuestConfig;
   oracle?: OracleCheck;
+  /** What went wrong beside the migration itself, such as saving the calibration. */
+  warnings?: string[];
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -116,10 +131,49 @@ async function main(argv: string[]): Promise<number> {
 
 function parse<const T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false } as const);
+    return parseArgs({ args: joinNegativeValues(args, options), options, strict: true, allowPositionals: false } as const);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
+}
+
+/**
+ * `--memory -64MiB` as `--memory=-64MiB`: parseArgs takes a value that starts with a dash for a
+ * flag, and would call the option ambiguous, where the value's own parser says what is wrong.
+ */
+function joinNegativeValues(args: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-[0-9.]/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/**
+ * The agent URL of `--to`, checked before anything starts: `ws://` or `wss://`, a host, and a
+ * port if not the scheme's own.
+ */
+function agentUrlFlag(text: string | undefined, command: string): string {
+  if (text === undefined) throw new InvalidArgumentError(`${command} needs --to ws://HOST:PORT (the target agent)`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new InvalidArgumentError(`--to "${text}" is not a URL; give the target agent as ws://HOST:PORT or wss://HOST:PORT`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new InvalidArgumentError(`--to "${text}" is not a ws:// or wss:// URL; give the target agent as ws://HOST:PORT or wss://HOST:PORT`);
+  }
+  if (url.hostname === '') throw new InvalidArgumentError(`--to "${text}" names no host; give the target agent as ws://HOST:PORT`);
+  return text;
 }
 
 /** How long the demo's agent may take to exit after SIGTERM before it is killed, in milliseconds. */
@@ -168,7 +222,7 @@ async function demo(args: string[]): Promise<number> {
   try {
     const url = await agentUrl(child);
     say(`target agent listening on ${url} (pid ${child.pid}), pool key in ${keyFile}`);
-    const report = await runSource(config, engine, url, warmupMs, json, say, connect);
+    const report = await runSource(config, engine, url, warmupMs, say, connect, json);
     if (report.outcome === 'completed') {
       say(`letting the guest run on the target for ${runAfterMs} ms, then checking it against its replay oracle...`);
       await sleep(runAfterMs);
@@ -189,7 +243,7 @@ async function demo(args: string[]): Promise<number> {
 
 async function migrateCommand(args: string[]): Promise<number> {
   const { values } = parse(args, RUN_FLAGS);
-  if (values.to === undefined) throw new InvalidArgumentError('migrate needs --to ws://HOST:PORT (the target agent)');
+  const to = agentUrlFlag(values.to, 'migrate');
   if (values['run-after'] !== undefined) {
     throw new InvalidArgumentError('--run-after is for demo, which checks the guest on the target after that long; migrate leaves the guest to the agent');
   }
@@ -204,17 +258,24 @@ async function migrateCommand(args: string[]): Promise<number> {
   const report = await runSource(
     config,
     engine,
-    values.to,
+    to,
     warmupMs,
-    json,
     (line) => {
       if (!json) process.stdout.write(`${line}\n`);
     },
     connect,
+    json,
   );
   if (saved && engine.calibration) {
     saved.set(codec, engine.calibration);
-    await writeCalibrations(values.calibration!, saved);
+    // Bookkeeping: a calibration that cannot be saved never changes what the migration did.
+    try {
+      await writeCalibrations(values.calibration!, saved);
+    } catch (err) {
+      const warning = `the calibration could not be saved to ${values.calibration}: ${(err as Error).message}`;
+      (report.warnings ??= []).push(warning);
+      process.stderr.write(`livemig: warning: ${warning}\n`);
+    }
   }
   if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   return exitCode(report);
@@ -222,6 +283,12 @@ async function migrateCommand(args: string[]): Promise<number> {
 
 /** The calibrations saved in `path`, by codec; none if the file does not exist yet. */
 async function readCalibrations(path: string): Promise<Map<PageCodec, SwitchoverCalibration>> {
+  // Checked before the guest boots, so that a typo is a usage error and not a lost save afterwards.
+  try {
+    await access(dirname(path), fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot keep the calibration in ${path}: its directory is missing or not writable (${(err as Error).message})`);
+  }
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -256,9 +323,9 @@ async function runSource(
   engine: MigrateOptions,
   url: string,
   warmupMs: number,
-  json: boolean,
   say: (line: string) => void,
   connect: ConnectToAgentOptions,
+  json: boolean,
 ): Promise<RunReport> {
   say(`booting a ${config.memoryBytes / 2 ** 20} MiB guest (${config.vcpus} vCPU, ${config.workload} workload, seed ${config.seed})...`);
   const guest = await SimulatedGuest.boot(config);
@@ -266,13 +333,23 @@ async function runSource(
   const cancel = new AbortController();
   const onSignal = (): void => cancel.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
+  const migrationId = engine.migrationId ?? randomUUID();
   try {
     await sleep(warmupMs);
     say(`migrating to ${url}...`);
-    const transport = await connectToAgent(url, connect);
+    let transport;
+    try {
+      transport = await connectToAgent(url, connect);
+    } catch (err) {
+      // Nothing was handed over: the guest runs here, and the report says why it stayed.
+      const report = notStartedReport(migrationId, guest, url, engine, asMigrationError(err, 'ERR_CONNECT_FAILED'));
+      say(formatReport(report));
+      return { ...report, guest: config };
+    }
     const progress = terminalProgress(process.stderr);
     const report = await migrate(guest, transport, {
       ...engine,
+      migrationId,
       targetName: url,
       signal: cancel.signal,
       onProgress: json ? undefined : progress,
@@ -293,6 +370,29 @@ async function runSource(
       await guest.destroy();
     }
   }
+}
+
+/** The report of a migration that never reached `migrate()`: connecting or authenticating failed. */
+function notStartedReport(migrationId: string, guest: SimulatedGuest, url: string, engine: MigrateOptions, error: MigrationError): MigrationReport {
+  const d = guest.descriptor;
+  return {
+    migrationId,
+    outcome: 'failed',
+    guestRunningOn: 'source',
+    startedAt: new Date().toISOString(),
+    domain: { name: d.name, kind: d.kind, memoryBytes: d.memoryBytes, vcpus: d.vcpus },
+    target: url,
+    codec: engine.codec ?? 'lz4',
+    memoryBytes: d.memoryBytes,
+    downtimeBudgetMs: engine.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS,
+    totalMs: 0,
+    bytesRaw: 0,
+    bytesWire: 0,
+    rounds: [],
+    maxThrottlePercent: 0,
+    verified: false,
+    error: error.toJSON(),
+  };
 }
 
 /** What ending this process does to a guest that did not move to the target. */
@@ -371,8 +471,9 @@ function describeEvent(e: AgentEvent): string {
 
 async function status(args: string[]): Promise<number> {
   const { values } = parse(args, { ...CONNECT_FLAGS, to: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } as const);
-  if (values.to === undefined || values.id === undefined) throw new InvalidArgumentError('status needs --to URL and --id MIGRATION_ID');
-  const answer = await queryAgent(values.to, values.id, await connectOptionsFromFlags(values));
+  const to = agentUrlFlag(values.to, 'status');
+  if (values.id === undefined) throw new InvalidArgumentError('status needs --to URL and --id MIGRATION_ID');
+  const answer = await queryAgent(to, values.id, await connectOptionsFromFlags(values));
   process.stdout.write(values.json ? `${JSON.stringify({ migrationId: answer.migrationId, state: answer.state })}\n` : `${answer.migrationId}: ${answer.state}\n`);
   return 0;
 }
@@ -407,21 +508,40 @@ async function agentUrl(child: ChildProcess): Promise<string> {
   return Promise.race([first, exited]);
 }
 
+/** The exit status of a migration's report (see {@link EXIT_STATUS_HELP}). */
 function exitCode(report: MigrationReport & { oracle?: OracleCheck }): number {
   if (report.outcome === 'indeterminate') return 3;
-  if (report.outcome !== 'completed' || !report.verified) return 1;
-  if (report.oracle && !report.oracle.matches) return 1;
+  if (report.outcome !== 'completed') return 1;
+  if (!report.verified || (report.oracle && !report.oracle.matches)) return 4;
   return 0;
 }
 
+const argv = process.argv.slice(2);
+/** With `--json`, every end of the command prints one JSON object, failures included. */
+const jsonOut = argv.includes('--json') && argv[0] !== 'listen';
 
-main(process.argv.slice(2)).then(
+function fail(error: MigrationError, status: number): void {
+  process.stderr.write(`livemig: ${error.code}: ${error.message}\n`);
+  if (jsonOut) process.stdout.write(`${JSON.stringify({ outcome: 'failed', error: error.toJSON() }, null, 2)}\n`);
+  process.exitCode = status;
+}
+
+let settled = false;
+// Every wait in the command settles when its peer goes away; should one ever not, the process
+// would run out of work and exit 0 in silence. This turns that into a failure with a code.
+process.once('beforeExit', () => {
+  if (!settled) {
+    fail(new UnsettledError('the command was left waiting on something nothing could settle any more (the process ran out of work); this is a bug in livemig, please report it'), 1);
+  }
+});
+main(argv).then(
   (code) => {
+    settled = true;
     process.exitCode = code;
   },
   (err: unknown) => {
+    settled = true;
     const error = asMigrationError(err);
-    process.stderr.write(`livemig: ${error.code}: ${error.message}\n`);
-    process.exitCode = error instanceof InvalidArgumentError ? 2 : 1;
+    fail(error, error instanceof InvalidArgumentError ? 2 : 1);
   },
 );

@@ -68,6 +68,8 @@ export function formatReport(r: MigrationReport): string {
   lines.push('    (* = sent while paused)');
   if (r.sourceDigest !== undefined) {
     lines.push(`  digest      source ${r.sourceDigest}  target ${r.targetDigest}  ${r.verified ? 'match' : 'MISMATCH'}`);
+  } else if (r.outcome === 'completed') {
+    lines.push('  digest      not verified: the target\'s digest at resume never arrived (the outcome was asked of its agent)');
   }
   return lines.join('\n');
 }

@@ -33,6 +33,7 @@ const BIT_UNITS: Record<string, number> = {
 const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
 
 function split(text: string, what: string, example: string): [number, string] {
+  if (/^\s*-/.test(text)) throw new InvalidArgumentError(`${what} "${text}" is negative; it takes a value of 0 or more (for example ${example})`);
   const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   if (!m) throw new InvalidArgumentError(`${what} "${text}" is not a number with an optional unit (for example ${example})`);
   return [Number(m[1]), m[2]!.toLowerCase()];
@@ -84,6 +85,7 @@ export function parsePositiveDuration(text: string, what = 'duration'): number {
 
 /** A whole number within bounds. */
 export function parseInteger(text: string, what: string, min: number, max: number): number {
+  if (/^\s*-/.test(text)) throw new InvalidArgumentError(`${what} "${text}" is negative; it takes a whole number from ${min} to ${max}`);
   if (!/^\s*[0-9]+\s*$/.test(text)) throw new InvalidArgumentError(`${what} "${text}" is not a whole number`);
   const n = Number(text);
   if (n < min || n > max) throw new InvalidArgumentError(`${what} must be between ${min} and ${max}, not ${n}`);

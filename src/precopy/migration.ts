@@ -22,6 +22,7 @@ import {
   PolicyAbortError,
   TimeoutError,
   UnexpectedRecordError,
+  UnsettledError,
 } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
@@ -30,6 +31,7 @@ import { sourceTransition, type SourceState } from '../protocol/receiver-state.j
 import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
+import { armLoopGuard } from '../util/loop-guard.js';
 import { collectorFrom } from '../util/gc.js';
 import { median, roundTo } from '../util/stats.js';
 import { abortPeer } from './abort-peer.js';
@@ -435,9 +437,22 @@ class SourceMigration {
     this.options.signal?.addEventListener('abort', onAbort, { once: true });
     const ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS);
     ticker.unref();
+    // Every wait below settles when the link closes or the signal aborts; should one ever not,
+    // the process would run out of work and exit in silence. The guard ends the migration instead.
+    const guard = armLoopGuard(
+      () =>
+        new UnsettledError(
+          `the migration was left waiting in phase "${this.phase}" on something nothing could settle any more ` +
+            '(the process ran out of work); this is a bug in livemig, please report it',
+        ),
+    );
+    const guarded = <T>(work: Promise<T>): Promise<T> => {
+      work.catch(() => undefined);
+      return Promise.race([work, guard.emptied]);
+    };
     try {
       try {
-        await this.precopyAndPrepare();
+        await guarded(this.precopyAndPrepare());
       } catch (err) {
         const error = asMigrationError(err);
         // Resume before anything else: finding the best explanation may wait on the link.
@@ -445,9 +460,14 @@ class SourceMigration {
         await this.undo(await this.explain(error), resumeError);
         return this.report;
       }
-      await this.switchover();
+      try {
+        await guarded(this.switchover());
+      } catch (err) {
+        await this.recoverFromUnsettled(asMigrationError(err));
+      }
       return this.report;
     } finally {
+      guard.disarm();
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
       this.report.totalMs = roundTo(performance.now() - this.start, 3);
@@ -566,8 +586,10 @@ class SourceMigration {
       await this.transport.send(encodeRecord({ type: 'go' }));
       const resumed = await this.expect('resumed', this.options.switchoverTimeoutMs ?? DEFAULT_SWITCHOVER_TIMEOUT_MS);
       const resumedAt = performance.now();
-      const roundTrip = Math.max(0, resumedAt - goAt - resumed.resumeMs);
-      this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumed.resumeMs, 3);
+      // The target's resume cannot have taken longer than the whole go/resumed exchange (§12).
+      const resumeMs = Math.min(resumed.resumeMs, resumedAt - goAt);
+      const roundTrip = resumedAt - goAt - resumeMs;
+      this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumeMs, 3);
       // Teach the prediction what this pause really cost, for the migrations after this one.
       const model = this.roundTimeModel(s.finalBytes);
       // Not from a last round the link set the pace of: the calibration is for the rest.
@@ -581,7 +603,7 @@ class SourceMigration {
         deviceStateBytes: s.stateBytes,
         sendMs: roundTo(s.completeSentAt - s.pausedAt, 3),
         prepareMs: roundTo(goAt - s.completeSentAt, 3),
-        targetResumeMs: roundTo(resumed.resumeMs, 3),
+        targetResumeMs: roundTo(resumeMs, 3),
         goRoundTripMs: roundTo(roundTrip, 3),
         roundTripMs: roundTo(this.rttMs, 3),
       };
@@ -600,6 +622,23 @@ class SourceMigration {
     }
     await this.transport.close().catch(() => undefined);
     await this.finishOnTarget();
+  }
+
+  /**
+   * The switchover was left waiting on something that could never settle: finish by the usual
+   * rules from where it stood (before "go", resume here; after, ask the target).
+   */
+  private async recoverFromUnsettled(error: MigrationError): Promise<void> {
+    if (this.report.outcome === 'completed') {
+      this.report.sourceCleanupError ??= { code: error.code, message: `the guest runs on the target, but retiring the copy here did not finish: ${error.message}` };
+      return;
+    }
+    if (!this.goSent) {
+      await this.undo(error, await this.resumeHere());
+      return;
+    }
+    this.transport.destroy();
+    await this.resolveAfterGo(error);
   }
 
   /** The guest runs on the target: verify, and retire the paused copy here. */

@@ -704,19 +704,13 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
     }
     case 'collected': {
       onlyFields(h, 'collected', ['ms']);
-      const ms = h.ms;
-      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-        throw fieldError('collected', 'ms', 'a finite non-negative number of milliseconds', ms);
-      }
+      const ms = peerTimeMs(h, 'ms', 'collected');
       const record: CollectedRecord = { type: 'collected', ms };
       return record;
     }
     case 'resumed': {
       onlyFields(h, 'resumed', ['resumeMs', 'digest']);
-      const resumeMs = h.resumeMs;
-      if (typeof resumeMs !== 'number' || !Number.isFinite(resumeMs) || resumeMs < 0) {
-        throw fieldError('resumed', 'resumeMs', 'a finite non-negative number of milliseconds', resumeMs);
-      }
+      const resumeMs = peerTimeMs(h, 'resumeMs', 'resumed');
       const record: ResumedRecord = { type: 'resumed', resumeMs, digest: hex16(h, 'digest', 'resumed') };
       return record;
     }
@@ -944,6 +938,21 @@ function pageCodec(h: Fields, key: string, type: string): PageCodec {
   const value = h[key];
   if (value !== 'none' && value !== 'lz4') throw fieldError(type, key, '"none" or "lz4"', value);
   return value;
+}
+
+/**
+ * The longest time a peer may report, in milliseconds (a day): a duration past it is no
+ * measurement but a corrupt or hostile field, and would poison every figure computed from it.
+ */
+export const MAX_PEER_TIME_MS = 86_400_000;
+
+/** A time the peer measured on its own clock: finite, from 0 to {@link MAX_PEER_TIME_MS}. */
+function peerTimeMs(h: Fields, key: string, type: string): number {
+  const ms = h[key];
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_PEER_TIME_MS) {
+    throw fieldError(type, key, `a finite number of milliseconds from 0 to ${MAX_PEER_TIME_MS}`, ms);
+  }
+  return ms;
 }
 
 function versionNumber(h: Fields, key: string, type: string): number {

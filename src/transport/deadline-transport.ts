@@ -74,7 +74,6 @@ export class DeadlineTransport implements Transport {
         );
         reject(this.#timedOut);
       }, this.#timeoutMs);
-      timer.unref();
       pending.then(
         (frame) => {
           clearTimeout(timer);

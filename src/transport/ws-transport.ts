@@ -323,7 +323,11 @@ export class WebSocketTransport implements Transport {
     return this.#ended || this.#closingLocally;
   }
 
-  /** One WebSocket ping and its pong, in milliseconds; `undefined` if none comes within a second. */
+  /**
+   * One WebSocket ping and its pong, in milliseconds; `undefined` if none comes within a second or
+   * the connection closes first. It settles either way: its timer keeps the process alive while
+   * someone waits on it, and a close ends the wait at once.
+   */
   ping(): Promise<number | undefined> {
     if (this.closed || this.#ws.readyState !== WebSocket.OPEN) return Promise.resolve(undefined);
     return new Promise((resolve) => {
@@ -331,12 +335,14 @@ export class WebSocketTransport implements Transport {
       const done = (ms: number | undefined): void => {
         clearTimeout(timer);
         this.#ws.off('pong', onPong);
+        this.#ws.off('close', onClose);
         resolve(ms);
       };
       const onPong = (): void => done(performance.now() - started);
+      const onClose = (): void => done(undefined);
       const timer = setTimeout(() => done(undefined), PING_TIMEOUT_MS);
-      timer.unref();
       this.#ws.on('pong', onPong);
+      this.#ws.on('close', onClose);
       try {
         this.#ws.ping();
       } catch {

@@ -12,6 +12,7 @@ import {
   asMigrationError,
   AuthFailedError,
   ConnectionClosedError,
+  LimitExceededError,
   type MigrationError,
   PeerAbortedError,
   TimeoutError,
@@ -21,7 +22,7 @@ import { authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../proto
 import { abortPeer } from '../precopy/abort-peer.js';
 import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import { clientAuthTransition, type ClientAuthState } from '../protocol/receiver-state.js';
-import type { MigrationRecord, StatusRecord } from '../protocol/records.js';
+import type { AbortRecord, MigrationRecord, StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
 import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-transport.js';
@@ -116,8 +117,7 @@ export async function authenticateToAgent(transport: Transport, options: Authent
       const record = await receiveRecord(transport, until, peer, state, timeoutMs);
       if (record.type === 'abort') {
         agentAborted = true;
-        if (record.code === 'ERR_AUTH_FAILED') throw new AuthFailedError(`${peer} refused this client: ${record.message}`);
-        throw new PeerAbortedError(record.code, record.message);
+        throw refusal(peer, record.code, record.message);
       }
       state = clientAuthTransition(state, record.type);
       if (record.type === 'ignored') continue;
@@ -155,10 +155,44 @@ export async function authenticateToAgent(transport: Transport, options: Authent
       return;
     }
   } catch (err) {
-    const error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+    let error = asMigrationError(err, 'ERR_CONNECTION_CLOSED');
+    if (error.code === 'ERR_CONNECTION_CLOSED' && !agentAborted) {
+      // An agent that refuses at once (at its limit, say) may close before this side's first
+      // record goes out; its reason is then already here, queued behind the failed send.
+      const abort = await queuedAbort(transport);
+      if (abort) {
+        agentAborted = true;
+        error = refusal(peer, abort.code, abort.message);
+      }
+    }
     await abortPeer(transport, error, !agentAborted && error.code !== 'ERR_CONNECTION_CLOSED');
     throw error;
   }
+}
+
+/** How long a failed exchange looks for the agent's reason among the records already received, in milliseconds. */
+const QUEUED_ABORT_WAIT_MS = 200;
+
+/** The agent's `abort`, if one arrived before the connection closed. */
+async function queuedAbort(transport: Transport): Promise<AbortRecord | undefined> {
+  const until = performance.now() + QUEUED_ABORT_WAIT_MS;
+  try {
+    for (;;) {
+      const frame = await receiveBefore(transport, until, () => new TimeoutError('no queued record'));
+      if (frame === undefined) return undefined;
+      const record = decodeFrame(frame);
+      if (record.type === 'abort') return record;
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** The error for an agent's refusal: its own code where the client has a class for it. */
+function refusal(peer: string, code: string, message: string): MigrationError {
+  if (code === 'ERR_AUTH_FAILED') return new AuthFailedError(`${peer} refused this client: ${message}`);
+  if (code === 'ERR_LIMIT_EXCEEDED') return new LimitExceededError(`${peer} is at its limit and refused this connection: ${message}; try again shortly`);
+  return new PeerAbortedError(code, message);
 }
 
 /**

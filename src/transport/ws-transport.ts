@@ -56,11 +56,19 @@ export const DEFAULT_LISTEN_HOST = '127.0.0.1';
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 10_000;
 
 /**
- * TCP connections a listener keeps at once, as a multiple of `maxConnections`: those beyond
- * `maxConnections` get an HTTP 503 answer while they fit under this bound, and are closed
- * unanswered beyond it, so a flood costs a bounded number of sockets.
+ * TCP connections a listener serves at once, as a multiple of `maxConnections`: those beyond
+ * `maxConnections` that fit under this bound get their HTTP 503 once they ask to upgrade. Beyond
+ * it, a plain listener answers 503 at once without reading the request and lets the socket go
+ * after {@link REFUSED_SOCKET_LINGER_MS}, so that every refused peer learns why (ERR_LIMIT_EXCEEDED)
+ * while a flood still costs few sockets for long; a TLS listener, which cannot answer before the
+ * handshake, closes them unanswered.
  */
 const TCP_CONNECTIONS_PER_WEBSOCKET = 2;
+
+/** How long a socket refused at the TCP bound may stay open for its 503 to be read, in milliseconds. */
+const REFUSED_SOCKET_LINGER_MS = 250;
+
+const HTTP_503 = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 
 /**
  * Bytes a peer may still send after passing a cap set with `limitIncomingBytes` before its socket
@@ -848,14 +856,27 @@ function startListener(
   } catch (err) {
     return Promise.reject(new InvalidArgumentError(`cannot use the TLS certificate and key: ${describeError(err)}`));
   }
-  server.maxConnections = maxConnections * TCP_CONNECTIONS_PER_WEBSOCKET;
+  const tcpBound = maxConnections * TCP_CONNECTIONS_PER_WEBSOCKET;
+  if (tls) server.maxConnections = tcpBound;
   const wss = new WebSocketServer(wsServerOptions(transportOptions));
   const sockets = new Set<Socket>();
+  const refusedSockets = new WeakSet<Socket>();
   const transports = new Set<WebSocketTransport>();
   let refusedConnections = 0;
   let closing: Promise<void> | undefined;
 
   server.on('connection', (socket: Socket) => {
+    if (!tls && sockets.size >= tcpBound) {
+      // Read and drop what the peer sends, so that closing does not reset the connection before
+      // the peer has read its answer.
+      refusedConnections++;
+      refusedSockets.add(socket);
+      socket.on('error', ignore);
+      socket.resume();
+      socket.end(HTTP_503);
+      setTimeout(() => socket.destroy(), REFUSED_SOCKET_LINGER_MS).unref();
+      return;
+    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -865,7 +886,7 @@ function startListener(
   // handshake, which `handshakeTimeout` bounds).
   const upgradeDeadlines = new WeakMap<Socket, NodeJS.Timeout>();
   server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-    if (!isDeadline(upgradeTimeoutMs)) return;
+    if (refusedSockets.has(socket) || !isDeadline(upgradeTimeoutMs)) return;
     const timer = setTimeout(() => socket.destroy(), upgradeTimeoutMs);
     timer.unref();
     upgradeDeadlines.set(socket, timer);
@@ -873,13 +894,14 @@ function startListener(
   });
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+    if (refusedSockets.has(socket)) return;
     if (closing) {
       socket.destroy();
       return;
     }
     if (transports.size >= maxConnections) {
       refusedConnections++;
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      socket.end(HTTP_503);
       return;
     }
     clearTimeout(upgradeDeadlines.get(socket));

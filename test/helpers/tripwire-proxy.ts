@@ -63,19 +63,24 @@ export async function startTripwireProxy(targetUrl: string, wire: Tripwire): Pro
   const target = new URL(targetUrl);
   const sockets = new Set<net.Socket>();
   let struck: Passing | undefined;
-  let dead = false;
+  let killed = false;
   const cutAll = (): void => {
     for (const s of sockets) s.destroy();
     sockets.clear();
   };
   const strike = (p: Passing): void => {
     struck = p;
-    dead = true;
-    if (wire.action === 'kill') wire.kill!();
-    else cutAll();
+    if (wire.action === 'kill') {
+      killed = true;
+      wire.kill!();
+    } else {
+      cutAll();
+    }
   };
 
+  // After a cut, later connections (a source asking what became of the migration) pass untouched.
   const server = net.createServer((client) => {
+    let dead = killed;
     const agent = net.connect(Number(target.port), target.hostname);
     sockets.add(client);
     sockets.add(agent);
@@ -136,11 +141,11 @@ export async function startTripwireProxy(targetUrl: string, wire: Tripwire): Pro
       });
     };
     const handle = (p: Passing, bytes: Buffer, output: net.Socket): void => {
+      dead = true;
       if (!wire.after) {
         strike(p);
         return;
       }
-      dead = true;
       output.write(bytes, () => strike(p));
     };
     relay('source', client, agent);

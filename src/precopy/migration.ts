@@ -315,7 +315,9 @@ export interface MigrateOptions {
 /**
  * Live-migrates `domain` over `transport`, whose other end is a target agent. Always resolves
  * with a report (a failure is an outcome, not an exception) and closes the transport; rejects
- * only on a programming error.
+ * only on a programming error. Every wait settles when the link closes or `signal` aborts; as a
+ * backstop, should the process run out of work while the migration is unsettled, the migration
+ * ends by the usual rules with `ERR_UNSETTLED` instead of the process exiting under it.
  */
 export async function migrate(domain: SourceDomain, transport: Transport, options: MigrateOptions = {}): Promise<MigrationReport> {
   checkMigrateOptions(options);

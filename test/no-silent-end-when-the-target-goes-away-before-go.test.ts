@@ -95,8 +95,9 @@ async function agentAndTripwire(point: Point, keyPath: string): Promise<{ agent:
 /** The guest still runs here, and a pause shows exactly what its oracle says. */
 async function expectRunningIntact(guest: InstanceType<typeof SimulatedGuest>): Promise<void> {
   expect(guest.paused).toBe(false);
+  // It runs: its vCPU keeps stepping (waited for, as a loaded machine may schedule it late).
   const before = guest.stepCounts()[0]!;
-  await sleep(100);
+  for (let waited = 0; guest.stepCounts()[0]! <= before && waited < 10_000; waited += 20) await sleep(20);
   await guest.pause();
   const states = guest.vcpuStates();
   expect(states[0]!.steps).toBeGreaterThan(before);

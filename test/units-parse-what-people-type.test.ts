@@ -37,7 +37,7 @@ test('a duration no timer can hold, or a deadline of zero, is refused rather tha
 
 test('bad values say what is wrong', () => {
   expect(() => parseSize('12XB', '--memory')).toThrow(/--memory "12XB" has an unknown unit "xb"/);
-  expect(() => parseSize('-1', '--memory')).toThrow(/not a number/);
+  expect(() => parseSize('-1', '--memory')).toThrow(/--memory "-1" is negative/);
   expect(() => parseRate('fast', '--dirty-rate')).toThrow(/not a number/);
   expect(() => parseDuration('3 weeks', '--warmup')).toThrow(/unknown unit "weeks"/);
   expect(() => parseInteger('0', '--vcpus', 1, 64)).toThrow(/between 1 and 64/);

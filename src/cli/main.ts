@@ -342,7 +342,9 @@ async function runSource(
       transport = await connectToAgent(url, connect);
     } catch (err) {
       // Nothing was handed over: the guest runs here, and the report says why it stayed.
-      const report = notStartedReport(migrationId, guest, url, engine, asMigrationError(err, 'ERR_CONNECT_FAILED'));
+      const error = asMigrationError(err, 'ERR_CONNECT_FAILED');
+      const report = notStartedReport(migrationId, guest, url, engine, error);
+      process.stderr.write(`livemig: ${error.code}: ${error.message}\n`);
       say(formatReport(report));
       return { ...report, guest: config };
     }

@@ -4,7 +4,7 @@
 // discards; a corrupted "go" is refused by the target, which aborts, so the source resumes; an
 // undecodable "resumed" makes the source ask the target, which runs the guest.
 import { afterAll, expect, test } from 'vitest';
-import { ROWS, runInProcessCell, writeMatrixColumn, type Observation } from './helpers/fault-matrix.js';
+import { cellTitle, ROWS, runInProcessCell, writeMatrixColumn, type Observation } from './helpers/fault-matrix.js';
 
 const refusedByTarget = (peerCode: string) => ({ where: 'source', code: 'ERR_PEER_ABORTED', peerCode, agent: 'discarded' }) as const;
 
@@ -46,7 +46,7 @@ afterAll(() => writeMatrixColumn('corrupt', observed));
 // A record delivered intact cannot be a corrupted one: the row "go delivered" has no cell here.
 for (const r of ROWS.filter((x) => x.key !== 'go-delivered')) {
   const { says, outcome } = EXPECTED[r.key]!;
-  test(`corrupted ${r.phrase}: ${says}`, async () => {
+  test(cellTitle(`corrupted ${r.phrase}: ${says}`, outcome), async () => {
     const o = await runInProcessCell(r, 'corrupt', observed);
     expect(o).toMatchObject(outcome);
   });

@@ -2,7 +2,7 @@
 // the migration. Before "go" the guest stays on the source and the target discards its copy;
 // after "go" the source asks the target afresh and retires or resumes its paused copy.
 import { afterAll, expect, test } from 'vitest';
-import { ROWS, runInProcessCell, writeMatrixColumn, type Observation } from './helpers/fault-matrix.js';
+import { cellTitle, ROWS, runInProcessCell, writeMatrixColumn, type Observation } from './helpers/fault-matrix.js';
 
 const EXPECTED: Record<string, { says: string; outcome: Partial<Observation> }> = {
   hello: {
@@ -43,7 +43,7 @@ afterAll(() => writeMatrixColumn('cut', observed));
 
 for (const r of ROWS) {
   const { says, outcome } = EXPECTED[r.key]!;
-  test(`link cut at ${r.phrase}: ${says}`, async () => {
+  test(cellTitle(`link cut at ${r.phrase}: ${says}`, outcome), async () => {
     const o = await runInProcessCell(r, 'cut', observed);
     expect(o).toMatchObject(outcome);
   });

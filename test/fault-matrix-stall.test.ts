@@ -2,7 +2,9 @@
 // and target forwards nothing and closes nothing, queries included (a partition). Each side must
 // notice on its own, by its timeouts and keepalive. Before "go" the guest resumes on the source
 // and the target discards its copy; after "go" the source cannot ask the target, so it keeps its
-// copy paused and says the outcome is indeterminate.
+// copy paused and says the outcome is indeterminate. Each indeterminate cell is then followed to
+// its end: asked afresh once the partition is over, the agent's answer decides whether the paused
+// copy is destroyed or resumed, and the guest ends on one host, as its oracle says.
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, test } from 'vitest';
 import { queryAgent } from '../dist/agent/agent-client.js';
@@ -10,6 +12,7 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { connectWebSocket } from '../dist/transport/ws-transport.js';
 import {
+  cellTitle,
   FINAL_ROUND,
   GUEST,
   matrixMigrateOptions,
@@ -36,16 +39,16 @@ const EXPECTED: Record<string, { says: string; outcome: Partial<Observation> }> 
   complete: { says: 'the source times out waiting for "prepared" and resumes, the target discards', outcome: BEFORE_GO },
   prepared: { says: 'the source times out and resumes, the target discards when "go" does not come', outcome: BEFORE_GO },
   'go-in-transit': {
-    says: 'indeterminate: the source cannot ask and stays paused; the target discards when "go" does not come',
-    outcome: { where: 'indeterminate', code: 'ERR_INDETERMINATE', agent: 'discarded' },
+    says: 'indeterminate: the source cannot ask and stays paused; the target discards when "go" does not come; asked afresh, the source resumes its copy',
+    outcome: { where: 'indeterminate', code: 'ERR_INDETERMINATE', agent: 'discarded', targetRan: false, resolvedLater: 'source', runsAtEnd: 'source' },
   },
   'go-delivered': {
-    says: 'indeterminate: the source cannot ask and stays paused; the guest runs on the target',
-    outcome: { where: 'indeterminate', code: 'ERR_INDETERMINATE', agent: 'running' },
+    says: 'indeterminate: the source cannot ask and stays paused; the guest runs on the target; asked afresh, the source destroys its copy',
+    outcome: { where: 'indeterminate', code: 'ERR_INDETERMINATE', agent: 'running', targetRan: true, resolvedLater: 'target', runsAtEnd: 'target' },
   },
   resumed: {
-    says: 'indeterminate: the source cannot ask and stays paused; the guest runs on the target',
-    outcome: { where: 'indeterminate', code: 'ERR_INDETERMINATE', agent: 'running' },
+    says: 'indeterminate: the source cannot ask and stays paused; the guest runs on the target; asked afresh, the source destroys its copy',
+    outcome: { where: 'indeterminate', code: 'ERR_INDETERMINATE', agent: 'running', targetRan: true, resolvedLater: 'target', runsAtEnd: 'target' },
   },
 };
 
@@ -54,7 +57,7 @@ afterAll(() => writeMatrixColumn('stall', observed));
 
 for (const r of ROWS) {
   const { says, outcome } = EXPECTED[r.key]!;
-  test(`network stalls at ${r.phrase}: ${says}`, async () => {
+  test(cellTitle(`network stalls at ${r.phrase}: ${says}`, outcome), async () => {
     const o = await runInProcessCell(r, 'stall', observed);
     expect(o).toMatchObject(outcome);
   });

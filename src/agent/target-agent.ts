@@ -190,7 +190,11 @@ export interface AgentMigration {
   domain?: TargetDomain;
 }
 
-/** Events an agent emits, as `agent.on('event', e => ...)`. */
+/**
+ * Events an agent emits, as `agent.on('event', e => ...)`. `migration-resumed` comes the moment
+ * the guest runs here, before the source is told; `migration-discarded` once the copy here is
+ * destroyed.
+ */
 export type AgentEvent =
   | { type: 'migration-started'; migrationId: string; domainName: string; memoryBytes: number; from: string }
   | { type: 'migration-resumed'; migrationId: string; pages: number; bytesWire: number; digest?: string }
@@ -368,10 +372,11 @@ export class TargetAgent extends EventEmitter {
             if (state === 'prepared') entry.state = 'prepared';
           },
           // Running from the moment it runs: a source asking after a broken link must hear so
-          // even while this connection is still winding down.
-          onResumed: (domain) => {
+          // even while this connection is still winding down, and the event says when it ran.
+          onResumed: (domain, _id, resumed) => {
             entry.state = 'running';
             entry.domain = domain;
+            this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: resumed.pages, bytesWire: resumed.bytesWire, digest: resumed.digest });
           },
         });
       } finally {
@@ -383,8 +388,6 @@ export class TargetAgent extends EventEmitter {
         // While closing, close() may have destroyed this guest already, or passed this entry
         // before the guest ran: either way it must not outlive the agent.
         if (this.closing) await this.destroyGuest(entry);
-        else entry.domain = result.domain;
-        this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: result.pages, bytesWire: result.bytesWire, digest: result.digest });
       } else {
         entry.state = 'discarded';
         entry.error = result.error;

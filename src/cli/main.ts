@@ -70,6 +70,8 @@ listen:
   --insecure             allow a non-loopback --host without --key-file (trusted networks only)
   --go-timeout DUR       a prepared migration waits this long for "go", then discards (default 10s)
   --record-timeout DUR   a migration silent this long between records is dropped (default 60s)
+  --idle-timeout DUR     a connection silent this long, pings included, is dropped: how a
+                         partitioned source is noticed (default 30s; 0 turns this off)
   --supervised           run as another process's child: stop when standard input closes, and
                          leave Ctrl-C at the terminal to that process, which stops this agent
   --json                 one JSON event per line on stdout
@@ -415,12 +417,14 @@ async function listen(args: string[]): Promise<number> {
     insecure: { type: 'boolean' },
     'go-timeout': { type: 'string' },
     'record-timeout': { type: 'string' },
+    'idle-timeout': { type: 'string' },
     supervised: { type: 'boolean' },
   } as const);
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
   const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
   const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parsePositiveDuration(values['record-timeout'], '--record-timeout');
   if (goTimeoutMs === 0 || recordIdleTimeoutMs === 0) throw new InvalidArgumentError('--go-timeout and --record-timeout must be above zero');
+  const idleTimeoutMs = values['idle-timeout'] === undefined ? undefined : parseDuration(values['idle-timeout'], '--idle-timeout');
   const cert = values['tls-cert'];
   const tlsKey = values['tls-key'];
   if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
@@ -432,6 +436,7 @@ async function listen(args: string[]): Promise<number> {
     insecure: values.insecure ?? false,
     goTimeoutMs,
     recordIdleTimeoutMs,
+    idleTimeoutMs,
   });
   const json = values.json ?? false;
   const print = (event: Record<string, unknown>, human: string): void => {

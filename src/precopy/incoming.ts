@@ -52,8 +52,11 @@ export interface IncomingOptions {
   onState?: (state: ReceiverState, migrationId: string) => void;
   /** Called with the domain as soon as it exists (before any page arrives). */
   onDomain?: (domain: TargetDomain, migrationId: string) => void;
-  /** Called the moment the guest runs here, before the source is told. */
-  onResumed?: (domain: TargetDomain, migrationId: string) => void;
+  /**
+   * Called the moment the guest runs here, before the source is told, with what the result will
+   * say (the link may take a while longer to wind down).
+   */
+  onResumed?: (domain: TargetDomain, migrationId: string, result: IncomingResult) => void;
   /** @default DEFAULT_GO_TIMEOUT_MS */
   goTimeoutMs?: number;
   /**
@@ -271,7 +274,7 @@ class IncomingMigration {
         await this.domain!.resume();
         this.resumed = true;
         const resumeMs = performance.now() - started;
-        this.options.onResumed?.(this.domain!, this.id);
+        this.options.onResumed?.(this.domain!, this.id, this.result('resumed'));
         // The guest runs: from here on a failure to tell the source does not undo anything.
         await this.transport.send(encodeRecord({ type: 'resumed', resumeMs, digest: this.memoryDigest ?? this.digest!.digest() })).catch(() => undefined);
         return;

@@ -11,21 +11,20 @@ export interface AgentProcess {
   child: ChildProcess;
   /** Every JSON event line the agent printed so far. */
   events: Array<Record<string, unknown>>;
+  /** Resolves once the agent's output has ended: every line it printed is in `events`. */
+  closed: Promise<void>;
   /** Resolves with the first event matching `pred`. */
   waitFor(pred: (e: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
-/**
- * Starts `listen --port 0 --json ...extraArgs` in a new process. `script` is the program that
- * takes that command line: the `livemig` command itself unless a test needs a stand-in that
- * takes more flags (test/fixtures/agent-with-timeouts.mjs).
- */
-export async function startAgentProcess(extraArgs: string[] = [], script: string = BIN): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [script, 'listen', '--port', '0', '--json', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts `livemig listen --port 0 --json ...extraArgs` in a new process. */
+export async function startAgentProcess(extraArgs: string[] = []): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   const events: Array<Record<string, unknown>> = [];
   const listeners = new Set<() => void>();
   const lines = createInterface({ input: child.stdout! });
+  const closed = once(lines, 'close').then(() => undefined);
   lines.on('line', (line) => {
     events.push(JSON.parse(line) as Record<string, unknown>);
     for (const l of listeners) l();
@@ -53,6 +52,7 @@ export async function startAgentProcess(extraArgs: string[] = [], script: string
     url: listening.url as string,
     child,
     events,
+    closed,
     waitFor,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

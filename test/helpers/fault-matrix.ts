@@ -3,9 +3,15 @@
 //
 // Every cell checks the same invariants, whatever its fault:
 // - the fault struck where it was armed;
-// - the guest runs on exactly one host: when the report says source, the agent does not say
-//   running, and the other way round; an indeterminate outcome leaves the source copy paused and
-//   names the migration; after a killed source, the target either runs the guest or discarded it;
+// - the guest never ran on both hosts, judged over the whole cell, not only its end: the source's
+//   own record of pausing, resuming and destroying its copy beside the agent's events
+//   (test/helpers/guest-timeline.ts);
+// - at the end the guest runs on one host at most: when the report says source, the agent does
+//   not say running, and the other way round; an indeterminate outcome leaves the source copy
+//   paused and names the migration, and once the agent can be asked afresh, the source retires
+//   or resumes its copy as the answer says; after a killed source, the target either runs the
+//   guest or discarded it. A cell that ends with no copy running has only "never both" to hold;
+//   its name and its table cell say so;
 // - whichever copy runs (and a paused source copy) is exactly what the replay oracle says;
 // - error codes are stable `ERR_...` codes.
 // The test files then assert which of those outcomes each cell must have.
@@ -29,6 +35,7 @@ import { digestBuffer } from '../../dist/protocol/page-digest.js';
 import { connectWebSocket } from '../../dist/transport/ws-transport.js';
 import { startAgentProcess, type AgentProcess } from './agent-process.js';
 import { startFaultProxy, type Fault, type FaultPoint, type FaultProxy } from './fault-proxy.js';
+import { agentMoments, neverBothProblems, targetRan, watchSourceCopy, type GuestMoment } from './guest-timeline.js';
 
 const MiB = 1024 * 1024;
 
@@ -66,7 +73,6 @@ export const TIMEOUTS = {
 /** How long the agent may take to settle what it does with a migration after the source is done. */
 const AGENT_SETTLE_MS = 20_000;
 
-const AGENT_SCRIPT = fileURLToPath(new URL('../fixtures/agent-with-timeouts.mjs', import.meta.url));
 const SOURCE_SCRIPT = fileURLToPath(new URL('../fixtures/source-process.mjs', import.meta.url));
 
 /** A row of the matrix: where the fault strikes. */
@@ -99,6 +105,9 @@ export type Where = 'source' | 'target' | 'indeterminate' | 'lost';
 /** What the agent says about the migration once it settled; `dead` if it was killed. */
 export type AgentView = 'running' | 'discarded' | 'unknown' | 'dead';
 
+/** Where a copy of the guest runs when the cell ends; `none`: the cell is judged by "never both" alone. */
+export type RunsAtEnd = 'source' | 'target' | 'none';
+
 export interface Observation {
   row: string;
   fault: Fault;
@@ -110,6 +119,11 @@ export interface Observation {
   peerCode?: string;
   /** When the source learned the outcome by asking after a link failure: why it had to ask. */
   resolvedAfter?: string;
+  /** After an indeterminate outcome: where the guest runs once the agent was asked afresh. */
+  resolvedLater?: 'source' | 'target';
+  /** Whether the guest ran on the target at any time in the cell. */
+  targetRan: boolean;
+  runsAtEnd: RunsAtEnd;
   /** Invariants that did not hold; empty when the guarantee held. */
   problems: string[];
   /** What the table shows. */
@@ -126,11 +140,9 @@ export function stopAfterRounds(rounds: number): NonNullable<MigrateOptions['pol
   return (stats) => (stats.round >= rounds && stats.dirtyPages > 0 ? 'stop-and-copy' : 'continue');
 }
 
+/** `livemig listen`, with the matrix's timeouts. */
 export async function startMatrixAgent(): Promise<AgentProcess> {
-  return startAgentProcess(
-    ['--go-timeout', String(TIMEOUTS.agentGoTimeoutMs), '--idle-timeout', String(TIMEOUTS.agentIdleTimeoutMs)],
-    AGENT_SCRIPT,
-  );
+  return startAgentProcess(['--go-timeout', `${TIMEOUTS.agentGoTimeoutMs}ms`, '--idle-timeout', `${TIMEOUTS.agentIdleTimeoutMs}ms`]);
 }
 
 /** Migration options every in-process cell uses. */
@@ -157,10 +169,16 @@ export function matrixMigrateOptions(proxy: FaultProxy, migrationId: string): Mi
 export async function runInProcessCell(r: Row, fault: Exclude<Fault, 'kill-source'>, observed: Observation[]): Promise<Observation> {
   const started = performance.now();
   const [agent, guest] = await Promise.all([startMatrixAgent(), SimulatedGuest.boot(GUEST, 'fault-matrix')]);
+  const moments: GuestMoment[] = [];
+  watchSourceCopy(guest, moments);
   let proxy: FaultProxy | undefined;
   try {
     proxy = await startFaultProxy({ targetUrl: agent.url, finalRound: FINAL_ROUND });
-    proxy.arm({ at: r.at, fault, deliver: r.deliver, kill: () => agent.child.kill('SIGKILL') });
+    const kill = (): void => {
+      agent.child.kill('SIGKILL');
+      moments.push({ at: Date.now(), host: 'target', runs: false, what: 'agent killed' });
+    };
+    proxy.arm({ at: r.at, fault, deliver: r.deliver, kill });
     const migrationId = randomUUID();
     const transport = await connectWebSocket(proxy.url, { idleTimeoutMs: TIMEOUTS.sourceIdleTimeoutMs });
     const report = await migrate(guest, transport, matrixMigrateOptions(proxy, migrationId));
@@ -168,9 +186,12 @@ export async function runInProcessCell(r: Row, fault: Exclude<Fault, 'kill-sourc
     expect(proxy.struck, `the fault never struck; ${context}`).toMatchObject({ at: r.at, fault });
     const agentView = await settledAgentView(agent, migrationId);
     const { where, problems } = await judgeInProcess(report, guest, agent, agentView);
-    const o = observe(r, fault, where, agentView, report, problems, started);
+    const resolvedLater = where === 'indeterminate' && agentView !== 'dead' ? await resolveLater(guest, agent, migrationId, problems) : undefined;
+    const timeline = [...moments, ...(await agentTimeline(agent, migrationId, agentView, problems))];
+    problems.push(...neverBothProblems(timeline));
+    const o = observe(r, fault, { where, agentView, resolvedLater, targetRan: targetRan(timeline) }, report, problems, started);
     observed.push(o);
-    expect(problems, `an invariant broke; ${context}`).toEqual([]);
+    expect(problems, `an invariant broke; ${context}; the guest ran: ${JSON.stringify(timeline)}`).toEqual([]);
     return o;
   } finally {
     await proxy?.close();
@@ -193,7 +214,12 @@ export async function runKilledSourceCell(r: Row, observed: Observation[]): Prom
     const migrationId = randomUUID();
     source = startSourceProcess(proxy.url, migrationId);
     const child = source.child;
-    proxy.arm({ at: r.at, fault: 'kill-source', deliver: r.deliver, kill: () => child.kill('SIGKILL') });
+    let killedAt: number | undefined;
+    const kill = (): void => {
+      child.kill('SIGKILL');
+      killedAt = Date.now();
+    };
+    proxy.arm({ at: r.at, fault: 'kill-source', deliver: r.deliver, kill });
     const [code, signal] = await source.exited;
     const context = `${r.key} x kill-source: source printed ${JSON.stringify(source.lines)}, relayed ${JSON.stringify(proxy.seen)}`;
     expect(proxy.struck, `the fault never struck; ${context}`).toMatchObject({ at: r.at, fault: 'kill-source' });
@@ -208,18 +234,23 @@ export async function runKilledSourceCell(r: Row, observed: Observation[]): Prom
     } else if (agentView === 'dead') {
       problems.push('the agent died too');
     }
+    const timeline = [...sourceProcessMoments(source.lines, killedAt), ...(await agentTimeline(agent, migrationId, agentView, problems))];
+    problems.push(...neverBothProblems(timeline));
+    const runsAtEnd: RunsAtEnd = where === 'target' ? 'target' : 'none';
     const summary = where === 'target' ? 'target (the source died after handing over)' : `lost with the source host (agent: ${agentView})`;
     const o: Observation = {
       row: r.key,
       fault: 'kill-source',
       where,
       agent: agentView,
+      targetRan: targetRan(timeline),
+      runsAtEnd,
       problems,
-      summary: withProblems(summary, problems),
+      summary: withProblems(labelled(summary, runsAtEnd), problems),
       millis: Math.round(performance.now() - started),
     };
     observed.push(o);
-    expect(problems, `an invariant broke; ${context}`).toEqual([]);
+    expect(problems, `an invariant broke; ${context}; the guest ran: ${JSON.stringify(timeline)}`).toEqual([]);
     return o;
   } finally {
     source?.child.kill('SIGKILL');
@@ -231,6 +262,8 @@ export async function runKilledSourceCell(r: Row, observed: Observation[]): Prom
 /** A clean migration through the proxy, nothing armed: the relay must be transparent. */
 export async function runCleanInProcess(): Promise<{ report: MigrationReport; proxy: Readonly<Record<string, number>> }> {
   const [agent, guest] = await Promise.all([startMatrixAgent(), SimulatedGuest.boot(GUEST, 'fault-matrix')]);
+  const moments: GuestMoment[] = [];
+  watchSourceCopy(guest, moments);
   let proxy: FaultProxy | undefined;
   try {
     proxy = await startFaultProxy({ targetUrl: agent.url, finalRound: FINAL_ROUND });
@@ -246,6 +279,11 @@ export async function runCleanInProcess(): Promise<{ report: MigrationReport; pr
     expect(pausedSourceProblems(guest), context).toEqual([]);
     expect(await settledAgentView(agent, migrationId)).toBe('running');
     expect(await targetProblems(agent, migrationId, guest.stepCounts()[0]), context).toEqual([]);
+    const problems: string[] = [];
+    const timeline = [...moments, ...(await agentTimeline(agent, migrationId, 'running', problems))];
+    expect(problems, context).toEqual([]);
+    expect(neverBothProblems(timeline), context).toEqual([]);
+    expect(targetRan(timeline), context).toBe(true);
     return { report, proxy: { ...proxy.seen } };
   } finally {
     await proxy?.close();
@@ -282,6 +320,56 @@ interface SourceProcess {
   exited: Promise<[number | null, NodeJS.Signals | null]>;
 }
 
+/** The source process's own record of its copy (its `booted` and `guest` lines), ended by its kill. */
+function sourceProcessMoments(lines: ReadonlyArray<Record<string, unknown>>, killedAt: number | undefined): GuestMoment[] {
+  const moments: GuestMoment[] = [];
+  for (const l of lines) {
+    if (l.type === 'booted') moments.push({ at: l.at as number, host: 'source', runs: true, what: 'booted' });
+    if (l.type === 'guest') moments.push({ at: l.at as number, host: 'source', runs: l.runs as boolean, what: l.what as string });
+  }
+  if (killedAt !== undefined) moments.push({ at: killedAt, host: 'source', runs: false, what: 'killed' });
+  return moments;
+}
+
+/**
+ * The agent's record of the migration, once its events agree with what it said when asked: a
+ * guest running there was announced by `migration-resumed`, a discarded one by
+ * `migration-discarded`; a killed agent's record is whatever it printed before it died.
+ */
+async function agentTimeline(agent: AgentProcess, migrationId: string, agentView: AgentView, problems: string[]): Promise<GuestMoment[]> {
+  if (agentView === 'dead') {
+    await agent.closed;
+  } else if (agentView === 'running' || agentView === 'discarded') {
+    const type = agentView === 'running' ? 'migration-resumed' : 'migration-discarded';
+    await agent.waitFor((e) => e.type === type && e.migrationId === migrationId, 5000).catch(() => {
+      problems.push(`the agent says ${agentView} but printed no ${type} event`);
+    });
+  }
+  return agentMoments(agent.events, migrationId);
+}
+
+/**
+ * An indeterminate outcome followed through as its message tells the operator to: ask the agent
+ * afresh, then retire the paused copy here if the guest runs there, or resume it if the agent
+ * discarded its copy. Says where the guest runs then, after checking that copy against the oracle.
+ */
+async function resolveLater(guest: SimulatedGuest, agent: AgentProcess, migrationId: string, problems: string[]): Promise<'source' | 'target' | undefined> {
+  const { state } = await queryAgent(agent.url, migrationId, { connectTimeoutMs: 2000 });
+  if (state === 'running') {
+    const handedOver = guest.stepCounts()[0];
+    await guest.destroy();
+    problems.push(...(await targetProblems(agent, migrationId, handedOver)));
+    return 'target';
+  }
+  if (state === 'discarded' || state === 'unknown') {
+    await guest.resume();
+    problems.push(...(await runningSourceProblems(guest)));
+    return 'source';
+  }
+  problems.push(`asked afresh, the agent says ${state}`);
+  return undefined;
+}
+
 function startSourceProcess(url: string, migrationId: string): SourceProcess {
   const child = spawn(
     process.execPath,
@@ -300,7 +388,8 @@ function startSourceProcess(url: string, migrationId: string): SourceProcess {
   );
   const lines: Array<Record<string, unknown>> = [];
   createInterface({ input: child.stdout! }).on('line', (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  // `close`, not `exit`: every line the source printed has been read by then.
+  const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
   return { child, lines, exited };
 }
 
@@ -358,7 +447,7 @@ async function judgeInProcess(
       if (!report.error?.message.includes(id)) problems.push('the indeterminate outcome does not name the migration');
       if (!guest.paused) problems.push('an indeterminate outcome left the source copy running');
       else problems.push(...pausedSourceProblems(guest));
-      if (agentView === 'running') problems.push(...(await targetProblems(agent, id, guest.stepCounts()[0])));
+      // A target that runs the guest is checked once the outcome is resolved (resolveLater).
       return { where: 'indeterminate', problems };
     default:
       problems.push(`the report says the guest runs on "${report.guestRunningOn}"`);
@@ -401,7 +490,15 @@ async function targetProblems(agent: AgentProcess, migrationId: string, sourceSt
   return problems;
 }
 
-function observe(r: Row, fault: Fault, where: Where, agent: AgentView, report: MigrationReport, problems: string[], started: number): Observation {
+interface Outcome {
+  where: Where;
+  agentView: AgentView;
+  resolvedLater: 'source' | 'target' | undefined;
+  targetRan: boolean;
+}
+
+function observe(r: Row, fault: Fault, outcome: Outcome, report: MigrationReport, problems: string[], started: number): Observation {
+  const { where, agentView: agent, resolvedLater } = outcome;
   const code = report.error?.code;
   const peerCode = code === 'ERR_PEER_ABORTED' ? /^peer aborted the migration: (ERR_[A-Z_]+)/.exec(report.error!.message)?.[1] : undefined;
   const resolvedAfter = report.resolvedAfterLinkFailure?.code;
@@ -417,7 +514,10 @@ function observe(r: Row, fault: Fault, where: Where, agent: AgentView, report: M
       break;
     default:
       summary = `indeterminate, paused on source (agent: ${agent})`;
+      if (resolvedLater) summary += `; asked afresh: ${resolvedLater}`;
   }
+  const runsAtEnd: RunsAtEnd = where === 'source' || where === 'target' ? where : (resolvedLater ?? 'none');
+  summary = labelled(summary, runsAtEnd);
   return {
     row: r.key,
     fault,
@@ -426,10 +526,26 @@ function observe(r: Row, fault: Fault, where: Where, agent: AgentView, report: M
     code,
     peerCode,
     resolvedAfter,
+    resolvedLater,
+    targetRan: outcome.targetRan,
+    runsAtEnd,
     problems,
     summary: withProblems(problems.length === 0 ? summary : `${summary}, reported ${report.outcome}${report.verified ? ' and verified' : ''}`, problems),
     millis: Math.round(performance.now() - started),
   };
+}
+
+/** A cell that ends with no copy running holds only "never both", and says so. */
+function labelled(summary: string, runsAtEnd: RunsAtEnd): string {
+  return runsAtEnd === 'none' ? `never both: ${summary}` : summary;
+}
+
+/**
+ * A test's name for a cell: `what happens`, and for a cell that ends with no copy running, that
+ * it is judged by "never both" alone.
+ */
+export function cellTitle(title: string, outcome: Partial<Observation>): string {
+  return outcome.runsAtEnd === 'none' ? `${title} (no copy runs at the end: never both)` : title;
 }
 
 function withProblems(summary: string, problems: string[]): string {

@@ -107,11 +107,29 @@ test.each([
   expect(r.stdout).toBe('');
 });
 
-test.each([['migrate'], ['listen'], ['status'], ['demo'], ['estimate']])('livemig %s --help prints the flags and exits 0', (command) => {
+test.each([
+  ['migrate', '--calibration PATH', '--go-timeout'],
+  ['listen', '--go-timeout DUR', '--calibration'],
+  ['status', '--id ID', '--memory'],
+  ['demo', '--run-after DUR', '--key-file'],
+  ['estimate', '--link RATE', '--go-timeout'],
+  ['keygen', 'PATH', '--memory'],
+])('livemig %s --help prints its own flags, not the others\', and exits 0', (command, own, foreign) => {
   const r = run([command, '--help']);
   expect(r.status).toBe(0);
-  expect(r.stdout).toMatch(command === 'estimate' ? /--link RATE/ : /usage: livemig <command>/);
+  expect(r.stdout).toContain(own);
+  expect(r.stdout).not.toContain(foreign);
   expect(r.stderr).toBe('');
+});
+
+test('livemig --help lists the commands and the exit statuses; --version says the version', () => {
+  const r = run(['--help']);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/usage: livemig <command>/);
+  for (const command of ['demo', 'listen', 'migrate', 'status', 'keygen', 'estimate', 'bench']) expect(r.stdout).toContain(`  ${command} `);
+  const v = run(['--version']);
+  expect(v.status).toBe(0);
+  expect(v.stdout).toMatch(/^livemig \d+\.\d+\.\d+\n$/);
 });
 
 test('migrate to a port where nobody listens fails with ERR_CONNECT_FAILED', () => {

@@ -1,0 +1,93 @@
+/** `livemig demo`: both ends on this host, an agent in a second process, the guest checked against its oracle. */
+
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConnectToAgentOptions } from '../agent/agent-client.js';
+import { writeKeyFile } from '../agent/key-file.js';
+import { InvalidArgumentError, MigrationError } from '../errors.js';
+import { stopChild } from '../util/child.js';
+import { parse } from './args.js';
+import { exitCode } from './exit-status.js';
+import { RUN_FLAGS } from './migrate-command.js';
+import { spawnLivemig } from './node-flags.js';
+import { checkAgainstOracle } from './oracle-check.js';
+import { engineOptionsFromFlags, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
+import { runSource } from './source-run.js';
+import { parseDuration } from './units.js';
+
+/** How long the demo's agent may take to exit after SIGTERM before it is killed, in milliseconds. */
+const DEMO_AGENT_STOP_TIMEOUT_MS = 3000;
+
+export const DEMO_HELP = `usage: livemig demo [flags]
+
+Starts a target agent in a second process, boots a guest here, migrates it live to the agent,
+lets it run there, and checks it against its replay oracle. Both ends share a fresh pool key.
+
+  --warmup DUR           let the guest run this long before migrating (default 1s)
+  --run-after DUR        let the guest run on the target this long before the check (default 1s)
+${GUEST_AND_ENGINE_HELP}
+`;
+
+export async function demo(args: string[]): Promise<number> {
+  const { values } = parse(args, RUN_FLAGS);
+  if (values['key-file'] !== undefined || values['tls-ca'] !== undefined || values.to !== undefined) {
+    throw new InvalidArgumentError('demo runs both ends itself, with a fresh pool key: it takes no --to, --key-file or --tls-ca');
+  }
+  if (values.calibration !== undefined) throw new InvalidArgumentError('--calibration is for migrate, whose runs share it; demo starts afresh');
+  const config = guestConfigFromFlags(values);
+  const engine = engineOptionsFromFlags(values);
+  const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
+  const runAfterMs = parseDuration(values['run-after'] ?? '1s', '--run-after');
+  const json = values.json ?? false;
+  const say = (line: string): void => {
+    if (!json) process.stdout.write(`${line}\n`);
+  };
+
+  // A fresh pool key shared by both ends, so the demo authenticates as a real pool does.
+  const keyDir = await mkdtemp(join(tmpdir(), 'livemig-demo-'));
+  const keyFile = join(keyDir, 'pool.key');
+  const connect: ConnectToAgentOptions = { key: await writeKeyFile(keyFile) };
+  // The target agent is a second process, as it would be on another host.
+  const child = spawnLivemig(['listen', '--port', '0', '--json', '--supervised', '--key-file', keyFile]);
+  try {
+    const url = await agentUrl(child);
+    say(`target agent listening on ${url} (pid ${child.pid}), pool key in ${keyFile}`);
+    const report = await runSource(config, engine, url, warmupMs, say, connect, json);
+    if (report.outcome === 'completed') {
+      say(`letting the guest run on the target for ${runAfterMs} ms, then checking it against its replay oracle...`);
+      await sleep(runAfterMs);
+      report.oracle = await checkAgainstOracle(url, report.migrationId, config, connect);
+      say(
+        report.oracle.matches
+          ? `oracle: the guest on the target matches its replay after ${report.oracle.steps.join('+')} steps`
+          : `oracle: MISMATCH after ${report.oracle.steps.join('+')} steps (memory ${report.oracle.memoryMatches}, registers ${report.oracle.registersMatch})`,
+      );
+    }
+    if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return exitCode(report);
+  } finally {
+    await stopChild(child, DEMO_AGENT_STOP_TIMEOUT_MS);
+    await rm(keyDir, { recursive: true, force: true });
+  }
+}
+
+/** Reads the agent's first JSON line to learn where it listens. */
+async function agentUrl(child: ChildProcess): Promise<string> {
+  const lines = createInterface({ input: child.stdout! });
+  const exited = once(child, 'exit').then(([code]) => {
+    throw new MigrationError('ERR_CONNECT_FAILED', `the target agent exited with status ${code} before listening`);
+  });
+  const first = (async () => {
+    for await (const line of lines) {
+      const event = JSON.parse(line) as { type: string; url?: string };
+      if (event.type === 'listening' && event.url) return event.url;
+    }
+    throw new MigrationError('ERR_CONNECT_FAILED', 'the target agent closed its output before listening');
+  })();
+  return Promise.race([first, exited]);
+}

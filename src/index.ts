@@ -1,29 +1,52 @@
 /**
  * The public API of livemig. Nothing else is public: `package.json` exports only this module.
+ * Every option type is here by name, and so is every constant an option names as its default.
  */
 
 export * from './errors.js';
 export { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain, type TargetBackend } from './domain/backend.js';
 export { SimulatedGuest } from './domain/sim/guest.js';
 export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
-export { SimTargetBackend } from './domain/sim/target-backend.js';
+export { SimTargetBackend, type SimTargetBackendOptions } from './domain/sim/target-backend.js';
 export { DEFAULT_SIM_CONFIG, simDescriptor, validateSimConfig, type SimGuestConfig, type Workload } from './domain/sim/config.js';
 export { replay, oracleDigest } from './domain/sim/oracle.js';
 export type { VcpuState } from './domain/sim/workload.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
-export { DirtyRateMeter } from './dirtylog/dirty-rate.js';
-export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from './protocol/records.js';
-export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol/limits.js';
+export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';
+export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from './protocol/records.js';
+export {
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_DATA_PAGES_PER_BATCH,
+  DEFAULT_MAX_DEVICE_STATE_BYTES,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_GUEST_MEMORY_BYTES,
+  DEFAULT_MAX_HEADER_BYTES,
+  DEFAULT_MAX_VCPUS,
+  DEFAULT_MAX_ZERO_PAGES_PER_BATCH,
+  type ProtocolLimits,
+} from './protocol/limits.js';
+export type { ReceiverState } from './protocol/receiver-state.js';
 export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
-export type { Transport } from './transport/transport.js';
+export { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, type Transport } from './transport/transport.js';
 export {
   connectWebSocket,
   listenWebSocket,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_LISTEN_HOST,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_UPGRADE_TIMEOUT_MS,
+  type WebSocketTransport,
+  type WebSocketTransportOptions,
+  type ConnectWebSocketOptions,
+  type ListenWebSocketOptions,
   type WebSocketListener,
+  type RemoteInfo,
   type PemSource,
   type TlsConnectOptions,
   type TlsListenOptions,
 } from './transport/ws-transport.js';
+export { MemoryTransport, createMemoryTransportPair, type MemoryTransportOptions } from './transport/memory-transport.js';
 export {
   migrate,
   calibrationFor,
@@ -32,21 +55,51 @@ export {
   DEFAULT_SWITCHOVER_OVERHEAD_MS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_SWITCHOVER_TIMEOUT_MS,
+  DEFAULT_RESOLVE_TIMEOUT_MS,
+  DEFAULT_PROGRESS_INTERVAL_MS,
   type MigrateOptions,
 } from './precopy/migration.js';
+export { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES } from './precopy/page-sender.js';
+export { DEFAULT_AUTO_CONVERGE, type AutoConvergeMode } from './precopy/auto-converge.js';
+export {
+  DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
+  DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_ACTION,
+  type TimeoutAction,
+} from './precopy/progress-watchdog.js';
 export {
   defaultPolicy,
   DEFAULT_DOWNTIME_BUDGET_MS,
   DEFAULT_MAX_ROUNDS,
+  DEFAULT_BUDGET_HEADROOM,
+  ESTIMATE_MAX_ROUNDS,
+  type DefaultPolicyOptions,
+  type DowntimeRamp,
   type PrecopyPolicy,
   type PrecopyStats,
   type PrecopyDecision,
 } from './precopy/policy.js';
 export type { MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
-export { receiveMigration, type IncomingOptions, type IncomingResult } from './precopy/incoming.js';
+export {
+  acceptMigration,
+  receiveMigration,
+  DEFAULT_GO_TIMEOUT_MS,
+  type IncomingOptions,
+  type IncomingResult,
+} from './precopy/incoming.js';
+export {
+  estimateMigration,
+  DEFAULT_SAMPLE_MS,
+  DEFAULT_ASSUMED_LATENCY_MS,
+  type EstimateOptions,
+  type MigrationEstimate,
+  type EstimatedRound,
+} from './precopy/preflight.js';
 export {
   TargetAgent,
   DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONCURRENT_MIGRATIONS,
+  DEFAULT_OUTCOME_MEMORY_MS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_RECORD_IDLE_TIMEOUT_MS,
   type TargetAgentOptions,
@@ -59,6 +112,7 @@ export {
   connectToAgent,
   authenticateToAgent,
   DEFAULT_AUTH_TIMEOUT_MS,
+  DEFAULT_QUERY_TIMEOUT_MS,
   type QueryOptions,
   type ConnectToAgentOptions,
   type AuthenticateOptions,

@@ -45,12 +45,15 @@ import {
   type WebSocketTransport,
 } from '../transport/ws-transport.js';
 import type { Transport } from '../transport/transport.js';
-import { checkTimeoutMs, withDeadline } from '../util/deadline.js';
+import { checkTimeoutMs, isDeadline, withDeadline } from '../util/deadline.js';
 
 /** Incoming migrations one agent receives at once, at most. */
 export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
 
-/** How long an agent remembers what became of a discarded migration, in milliseconds. */
+/**
+ * How long an agent remembers what became of a discarded migration, in milliseconds: long enough
+ * for a source whose link failed after "go" to ask (it keeps asking for DEFAULT_RESOLVE_TIMEOUT_MS).
+ */
 export const DEFAULT_OUTCOME_MEMORY_MS = 10 * 60 * 1000;
 
 /**
@@ -110,8 +113,18 @@ export interface TargetAgentOptions {
    * @default false
    */
   insecure?: boolean;
-  /** @default DEFAULT_MAX_CONCURRENT_MIGRATIONS */
+  /**
+   * Migrations received at once; a `hello` beyond it is refused with ERR_LIMIT_EXCEEDED.
+   * @default DEFAULT_MAX_CONCURRENT_MIGRATIONS (4)
+   */
   maxConcurrentMigrations?: number;
+  /**
+   * How long a discarded migration is remembered, in milliseconds: until then a query about it
+   * answers `discarded`, after it `unknown`. Infinity, or anything beyond 2^31-1 ms (about 24.8
+   * days), remembers it for as long as the agent runs.
+   * @default DEFAULT_OUTCOME_MEMORY_MS (10 min)
+   */
+  outcomeMemoryMs?: number;
   /**
    * Connections open at once; beyond it the WebSocket upgrade is refused with HTTP 503.
    * @default DEFAULT_MAX_CONNECTIONS (16)
@@ -217,6 +230,7 @@ export class TargetAgent extends EventEmitter {
   private readonly handshakeTimeoutMs: number;
   private readonly maxHandshakeBytes: number;
   private readonly recordIdleTimeoutMs: number;
+  private readonly outcomeMemoryMs: number;
   private listener: WebSocketListener | undefined;
   private active = 0;
   private pending = 0;
@@ -239,6 +253,7 @@ export class TargetAgent extends EventEmitter {
     this.maxPendingHandshakes = positiveInteger('maxPendingHandshakes', options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES);
     this.handshakeTimeoutMs = checkTimeoutMs('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
     this.recordIdleTimeoutMs = checkTimeoutMs('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
+    this.outcomeMemoryMs = checkTimeoutMs('outcomeMemoryMs', options.outcomeMemoryMs ?? DEFAULT_OUTCOME_MEMORY_MS);
     this.maxHandshakeBytes = positiveInteger('maxHandshakeBytes', options.maxHandshakeBytes ?? 2 * this.limits.maxHeaderBytes);
     const smallestHandshake = this.limits.maxHeaderBytes + 1024;
     if (this.maxHandshakeBytes < smallestHandshake) {
@@ -327,6 +342,14 @@ export class TargetAgent extends EventEmitter {
     for (const m of this.migrations.values()) await this.destroyGuest(m);
   }
 
+  /** Forgets discarded `entry` after `outcomeMemoryMs`, unless a later try under its id replaced it. */
+  private forgetLater(entry: AgentMigration): void {
+    if (!isDeadline(this.outcomeMemoryMs)) return;
+    setTimeout(() => {
+      if (this.migrations.get(entry.migrationId) === entry) this.migrations.delete(entry.migrationId);
+    }, this.outcomeMemoryMs).unref();
+  }
+
   /** Destroys `entry`'s guest, once: the reference goes first, so a second caller finds none. */
   private async destroyGuest(entry: AgentMigration): Promise<void> {
     const domain = entry.domain;
@@ -392,9 +415,7 @@ export class TargetAgent extends EventEmitter {
         entry.state = 'discarded';
         entry.error = result.error;
         this.emitEvent({ type: 'migration-discarded', migrationId: entry.migrationId, error: result.error });
-        setTimeout(() => {
-          if (this.migrations.get(entry.migrationId) === entry) this.migrations.delete(entry.migrationId);
-        }, DEFAULT_OUTCOME_MEMORY_MS).unref();
+        this.forgetLater(entry);
       }
     } catch (err) {
       // Link and record failures arrive as coded errors already; anything else came from a

@@ -12,7 +12,7 @@ export {
   DEFAULT_LISTEN_HOST,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_UPGRADE_TIMEOUT_MS,
-  WebSocketTransport,
+  type WebSocketTransport,
   connectWebSocket,
   listenWebSocket,
   type ConnectWebSocketOptions,

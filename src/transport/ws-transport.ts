@@ -257,10 +257,55 @@ interface PendingSend {
 }
 
 /**
- * One migration connection over a `ws` WebSocket. Made by {@link connectWebSocket} and
- * {@link listenWebSocket}; the constructor is not meant to be called with a socket from elsewhere.
+ * One migration connection over WebSocket, as {@link connectWebSocket} and
+ * {@link listenWebSocket} give it: a {@link Transport} that also tells its incoming queue and can
+ * cap what the peer sends. Only those two functions make one, so that the declarations the
+ * package ships name nothing of `ws`.
  */
-export class WebSocketTransport implements Transport {
+export interface WebSocketTransport extends Transport {
+  /** Frames received and not yet taken by `receive()`. */
+  readonly queuedFrames: number;
+
+  /** Bytes of the frames received and not yet taken by `receive()`. */
+  readonly queuedBytes: number;
+
+  /**
+   * True while reading from the network is suspended because the incoming queue is full. Frames
+   * already read from the socket still arrive after the pause begins, so the queue can pass its
+   * bound by the frames that complete within one socket read (64 KiB).
+   */
+  readonly readPaused: boolean;
+
+  /** One WebSocket ping and its pong, in milliseconds; `undefined` if none comes within a second. */
+  ping(): Promise<number | undefined>;
+
+  /**
+   * Sends a close frame (code 1000) behind every frame already handed to `send`, and resolves
+   * once the peer answered and the socket closed, or once `closeTimeoutMs` passed and the socket
+   * was torn down; sends still unwritten then reject. Frames that arrive during the closing
+   * handshake are queued while there is room and dropped after that (a `receive()` that reaches
+   * the end then rejects, saying how many were dropped), so a consumer that stopped reading
+   * cannot hold the close up. Never rejects. Idempotent.
+   */
+  close(): Promise<void>;
+
+  /**
+   * Caps what the peer may send from now on, counted on the wire as bytes arrive (WebSocket
+   * framing included) rather than per frame, until called again with `undefined`. Past the cap
+   * the connection fails with ERR_LIMIT_EXCEEDED and is closed with code 1009 (message too big),
+   * which the peer reports as ERR_LIMIT_EXCEEDED; a peer that keeps sending after that is cut off.
+   * A listener uses it to keep a peer that has not yet said who it is from making it buffer a
+   * whole `maxFrameBytes` frame.
+   *
+   * @param maxBytes The cap, a positive integer, or `undefined` to lift it.
+   * @param during What the cap covers, for the error message, e.g. "before its hello".
+   * @throws InvalidArgumentError if the transport was made without its socket.
+   */
+  limitIncomingBytes(maxBytes: number | undefined, during?: string): void;
+}
+
+/** The {@link WebSocketTransport} over one open `ws` WebSocket. */
+class WsTransport implements WebSocketTransport {
   readonly #ws: WebSocket;
   readonly #options: ResolvedOptions;
 
@@ -295,7 +340,7 @@ export class WebSocketTransport implements Transport {
    */
   constructor(ws: WebSocket, options: WebSocketTransportOptions = {}, socket?: Duplex) {
     if (ws.readyState !== WebSocket.OPEN) {
-      throw new InvalidArgumentError(`a WebSocketTransport needs an open WebSocket (readyState ${ws.readyState})`);
+      throw new InvalidArgumentError(`a WebSocket transport needs an open WebSocket (readyState ${ws.readyState})`);
     }
     this.#ws = ws;
     this.#socket = socket;
@@ -359,21 +404,14 @@ export class WebSocketTransport implements Transport {
     });
   }
 
-  /** Frames received and not yet taken by `receive()`. */
   get queuedFrames(): number {
     return this.#incoming.frames;
   }
 
-  /** Bytes of the frames received and not yet taken by `receive()`. */
   get queuedBytes(): number {
     return this.#incoming.bytes;
   }
 
-  /**
-   * True while reading from the network is suspended because the incoming queue is full. Frames
-   * already read from the socket still arrive after the pause begins, so the queue can pass its
-   * bound by the frames that complete within one socket read (64 KiB).
-   */
   get readPaused(): boolean {
     return this.#readPaused;
   }
@@ -415,14 +453,6 @@ export class WebSocketTransport implements Transport {
     return next;
   }
 
-  /**
-   * Sends a close frame (code 1000) behind every frame already handed to `send`, and resolves
-   * once the peer answered and the socket closed, or once `closeTimeoutMs` passed and the socket
-   * was torn down; sends still unwritten then reject. Frames that arrive during the closing
-   * handshake are queued while there is room and dropped after that (a `receive()` that reaches
-   * the end then rejects, saying how many were dropped), so a consumer that stopped reading
-   * cannot hold the close up. Never rejects. Idempotent.
-   */
   close(): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
     this.#closePromise = new Promise<void>((resolve) => {
@@ -444,18 +474,6 @@ export class WebSocketTransport implements Transport {
     this.#fail(reason ?? new ConnectionClosedError('the connection was destroyed by this side'), 'terminate');
   }
 
-  /**
-   * Caps what the peer may send from now on, counted on the wire as bytes arrive (WebSocket
-   * framing included) rather than per frame, until called again with `undefined`. Past the cap
-   * the connection fails with ERR_LIMIT_EXCEEDED and is closed with code 1009 (message too big),
-   * which the peer reports as ERR_LIMIT_EXCEEDED; a peer that keeps sending after that is cut off.
-   * A listener uses it to keep a peer that has not yet said who it is from making it buffer a
-   * whole `maxFrameBytes` frame.
-   *
-   * @param maxBytes The cap, a positive integer, or `undefined` to lift it.
-   * @param during What the cap covers, for the error message, e.g. "before its hello".
-   * @throws InvalidArgumentError if the transport was made without its socket.
-   */
   limitIncomingBytes(maxBytes: number | undefined, during = 'on this connection'): void {
     if (this.#byteCapListener) {
       this.#socket?.off('data', this.#byteCapListener);
@@ -706,7 +724,7 @@ function openWebSocket(
         return;
       }
       try {
-        resolve(new WebSocketTransport(ws, transportOptions, socket));
+        resolve(new WsTransport(ws, transportOptions, socket));
       } catch (err) {
         ws.on('error', ignore);
         ws.terminate();
@@ -906,7 +924,7 @@ function startListener(
     }
     clearTimeout(upgradeDeadlines.get(socket));
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const transport = new WebSocketTransport(ws, transportOptions, socket);
+      const transport = new WsTransport(ws, transportOptions, socket);
       transports.add(transport);
       ws.once('close', () => transports.delete(transport));
       try {

@@ -40,8 +40,8 @@ async function startPool(options: TargetAgentOptions = {}): Promise<Pool> {
 
 /**
  * A real migration from a member of the pool, held in pre-copy (paced at 32 MB/s) until `hostile`
- * is done, so that every attack lands while it is under way; `hostile` calls `stillMigrating()`
- * as each attack lands. Then it switches over: completed, verified, and the guest on the agent
+ * is done, so that every attack lands while it is under way, past its first pass; `hostile` calls
+ * `stillMigrating()` as each attack lands. Then it switches over: completed, verified, and the guest on the agent
  * and the source's paused copy both hold what the replay oracle says.
  */
 async function besideARealMigration(pool: Pool, hostile: (stillMigrating: () => void) => Promise<void>): Promise<void> {
@@ -51,6 +51,9 @@ async function besideARealMigration(pool: Pool, hostile: (stillMigrating: () => 
     expect(real.ended, 'the real migration ended before the attack landed').toBe(false);
     expect(pool.agent.migrations.get(real.migrationId)?.state).toBe('receiving');
   };
+  // The first pass over: the agent has received all the guest's memory once, so what the attacks
+  // cost it is not hidden in the guest's arrival (the tests bound the agent's memory growth).
+  await expect.poll(() => real.round, { timeout: 30_000 }).toBeGreaterThanOrEqual(1);
   stillMigrating();
   await hostile(stillMigrating);
   stillMigrating();

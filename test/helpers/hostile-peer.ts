@@ -32,6 +32,8 @@ export interface RealMigration {
   readonly ended: boolean;
   /** Raw page bytes sent so far, as the latest progress report says. */
   readonly bytesRaw: number;
+  /** The round under way, as the latest progress report says (0: the first pass over all memory). */
+  readonly round: number;
   /** Lets a held migration switch over at its next round's end. */
   release(): void;
 }
@@ -60,6 +62,7 @@ export async function startRealMigration(url: string, connect: ConnectToAgentOpt
     const pagesFlowing = new Promise<void>((resolve) => (flowing = resolve));
     let held = options.hold ?? false;
     let bytesRaw = 0;
+    let round = 0;
     let ended = false;
     const migrationId = randomUUID();
     const report = migrate(guest, transport, {
@@ -73,6 +76,7 @@ export async function startRealMigration(url: string, connect: ConnectToAgentOpt
       progressIntervalMs: 5,
       onProgress: (p) => {
         bytesRaw = p.bytesRaw;
+        round = p.round;
         if (p.bytesRaw > 0) flowing();
       },
     });
@@ -88,6 +92,9 @@ export async function startRealMigration(url: string, connect: ConnectToAgentOpt
       },
       get bytesRaw() {
         return bytesRaw;
+      },
+      get round() {
+        return round;
       },
       release: () => void (held = false),
     };

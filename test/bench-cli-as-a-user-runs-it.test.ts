@@ -1,10 +1,11 @@
 // `livemig bench` run as a user runs it: a separate process, flags, exit status, files.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { BIN } from './helpers/agent-process.js';
+import { atTerminal, FIRST_PASS_SENT_PAGES } from './helpers/at-terminal.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -108,26 +109,19 @@ test('Ctrl-C at the terminal cancels the run under way, records it as cancelled 
   const out = mkdtempSync(join(tmpdir(), 'livemig-bench-'));
   dirs.push(out);
   // A guest that outruns its link with auto-converge off: the run is still migrating when
-  // Ctrl-C comes. A process group of its own stands for the terminal's foreground group, which
-  // Ctrl-C signals as a whole: the benchmark and the target host it started.
-  const child = spawn(
-    process.execPath,
-    [BIN, 'bench', '--memory', '64MiB', '--workload', 'hotset', '--dirty-rate', '400MB/s', '--link', '100Mbit/s', '--auto-converge', 'off', '--downtime-budget', '300ms', '--runs', '1', '--warmup', '100ms', '--out', out],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  // Ctrl-C comes. At a terminal the benchmark shows each migration's progress, and Ctrl-C
+  // signals its whole foreground process group: the benchmark and the target host it started.
+  const bench = atTerminal(
+    ['bench', '--memory', '64MiB', '--workload', 'hotset', '--dirty-rate', '400MB/s', '--link', '100Mbit/s', '--auto-converge', 'off', '--downtime-budget', '300ms', '--runs', '1', '--warmup', '100ms', '--out', out],
   );
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdout.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 30_000;
-  while (!stderr.includes('[cell 1/1, run 1/1]') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  expect(stderr).toContain('[cell 1/1, run 1/1]');
-  // The raw link is measured and the guest warms up before the migration starts.
-  await new Promise((r) => setTimeout(r, 2500));
-  process.kill(-child.pid!, 'SIGINT');
-  expect(await exited).toBe(1);
+  // Past the raw link's measurement and the warm-up: the first pass has sent pages.
+  await bench.until(FIRST_PASS_SENT_PAGES, 30_000);
+  expect(bench.output).toContain('[cell 1/1, run 1/1]');
+  expect(bench.output).toMatch(FIRST_PASS_SENT_PAGES);
+  bench.ctrlC();
+  expect(await bench.exited).toBe(1);
 
-  expect(stderr).toContain('interrupted: finishing with the runs done so far');
+  expect(bench.output).toContain('interrupted: finishing with the runs done so far');
   const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
   expect(results.complete).toBe(false);
   const [run] = results.cells[0].runs;

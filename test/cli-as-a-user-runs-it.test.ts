@@ -4,7 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
+import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
 import { BIN, startAgentProcess } from './helpers/agent-process.js';
+import { atTerminal, FIRST_PASS_SENT_PAGES } from './helpers/at-terminal.js';
 
 function run(args: string[], timeout = 90_000) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout });
@@ -47,6 +49,9 @@ test('migrate and listen across two processes, then status', async () => {
     const status = run(['status', '--to', agent.url, '--id', report.migrationId, '--json']);
     expect(status.status).toBe(0);
     expect(JSON.parse(status.stdout)).toEqual({ migrationId: report.migrationId, state: 'running' });
+    // The guest the agent runs is the one that left: its memory and registers are its replay's.
+    const oracle = await checkAgainstOracle(agent.url, report.migrationId, report.guest);
+    expect(oracle).toMatchObject({ state: 'running', memoryMatches: true, registersMatch: true });
   } finally {
     await agent.stop();
   }
@@ -63,7 +68,10 @@ test('migrate --calibration keeps what each switchover taught for the next run',
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0);
-    expect(JSON.parse(out).outcome).toBe('completed');
+    const report = JSON.parse(out);
+    expect(report.outcome).toBe('completed');
+    const oracle = await checkAgainstOracle(agent.url, report.migrationId, report.guest);
+    expect(oracle).toMatchObject({ state: 'running', memoryMatches: true, registersMatch: true });
     return JSON.parse(readFileSync(file, 'utf8'));
   };
   try {
@@ -168,33 +176,30 @@ function watch(child: ChildProcess) {
   child.stdout!.on('data', (d) => (seen.out += d));
   child.stderr?.resume();
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const until = async (text: string, timeoutMs: number): Promise<void> => {
+  const until = async (text: string | RegExp, timeoutMs: number): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
-    while (!seen.out.includes(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const found = (): boolean => (typeof text === 'string' ? seen.out.includes(text) : text.test(seen.out));
+    while (!found() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   };
   return { seen, exited, until };
 }
 
 test('Ctrl-C at the terminal during a demo cancels the migration; the demo then stops its agent', async () => {
-  // detached: the demo leads its own process group, as a shell's foreground job does, and the
-  // signal goes to the whole group, the demo's agent included, as the terminal's Ctrl-C does.
-  const child = spawn(
-    process.execPath,
-    [BIN, 'demo', '--memory', '256MiB', '--max-bandwidth', '40MB/s', '--compress', 'none', '--warmup', '0ms'],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const { seen, exited, until } = watch(child);
-  await until('migrating to', 30_000);
-  const agentPid = Number(/\(pid (\d+)\)/.exec(seen.out)?.[1]);
+  // At a terminal: the demo shows its progress, and Ctrl-C signals its whole foreground process
+  // group, the demo's agent included.
+  const demo = atTerminal(['demo', '--memory', '256MiB', '--max-bandwidth', '40MB/s', '--compress', 'none', '--warmup', '0ms']);
+  await demo.until('migrating to', 30_000);
+  const agentPid = Number(/\(pid (\d+)\)/.exec(demo.output)?.[1]);
   expect(agentPid).toBeGreaterThan(0);
-  // 256 MiB at 40 MB/s takes about 6 s: a second in, the first pass is under way.
-  await new Promise((r) => setTimeout(r, 1000));
-  process.kill(-child.pid!, 'SIGINT');
-  expect(await exited).toBe(1);
+  // 256 MiB at 40 MB/s takes about 6 s: Ctrl-C once the first pass has sent pages.
+  await demo.until(FIRST_PASS_SENT_PAGES, 30_000);
+  expect(demo.output).toMatch(FIRST_PASS_SENT_PAGES);
+  demo.ctrlC();
+  expect(await demo.exited).toBe(1);
   // Cancelled by the demo, not cut off by an agent that died under it.
-  expect(seen.out).toMatch(/cancelled: the guest still runs on the source/);
-  expect(seen.out).toMatch(/reason\s+ERR_CANCELLED/);
-  expect(seen.out).not.toMatch(/ERR_CONNECTION_CLOSED/);
+  expect(demo.output).toMatch(/cancelled: the guest still runs on the source/);
+  expect(demo.output).toMatch(/reason\s+ERR_CANCELLED/);
+  expect(demo.output).not.toMatch(/ERR_CONNECTION_CLOSED/);
   // And the agent did not outlive the demo.
   expect(() => process.kill(agentPid, 0)).toThrow(/ESRCH/);
 }, 60_000);

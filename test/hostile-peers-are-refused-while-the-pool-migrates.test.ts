@@ -1,6 +1,7 @@
 // A target agent with a pool key faces hostile peers, played with raw frames: each is refused
 // with a stable code (seen by the peer, and in the agent's events) and disconnected, while a real
-// migration from a member of the pool runs beside it and completes, verified.
+// migration from a member of the pool is under way beside it; that one then completes, and the
+// guest on the agent matches its replay oracle.
 import { compressSync } from 'lz4-napi';
 import { afterEach, expect, test } from 'vitest';
 
@@ -10,7 +11,8 @@ import { TargetAgent, type AgentEvent, type TargetAgentOptions } from '../dist/a
 import { encodePages, encodeRecord, writePageNumbers } from '../dist/protocol/codec.js';
 import type { Transport } from '../dist/transport/transport.js';
 import { connectWebSocket, type WebSocketTransport } from '../dist/transport/ws-transport.js';
-import { helloFor, howItEnds, nextRecord, startRealMigration, waitForEvent } from './helpers/hostile-peer.js';
+import { helloFor, howItEnds, nextRecord, REAL_GUEST, startRealMigration, waitForEvent } from './helpers/hostile-peer.js';
+import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 import { specChecksum } from './helpers/spec-checksum.js';
 
 const MiB = 1024 * 1024;
@@ -37,18 +39,35 @@ async function startPool(options: TargetAgentOptions = {}): Promise<Pool> {
 }
 
 /**
- * Starts a real migration from a member of the pool, runs `hostile` once pages are flowing, and
- * checks that the migration completed and the guest runs on the agent.
+ * A real migration from a member of the pool, held in pre-copy (paced at 32 MB/s) until `hostile`
+ * is done, so that every attack lands while it is under way, past its first pass; `hostile` calls
+ * `stillMigrating()` as each attack lands. Then it switches over: completed, verified, and the guest on the agent
+ * and the source's paused copy both hold what the replay oracle says.
  */
-async function besideARealMigration(pool: Pool, hostile: () => Promise<void>): Promise<void> {
-  const real = await startRealMigration(pool.agent.url, { key: pool.key });
+async function besideARealMigration(pool: Pool, hostile: (stillMigrating: () => void) => Promise<void>): Promise<void> {
+  const real = await startRealMigration(pool.agent.url, { key: pool.key }, { hold: true, maxBandwidthBytesPerSec: 32e6 });
   cleanups.push(() => real.guest.destroy());
-  await hostile();
+  const stillMigrating = (): void => {
+    expect(real.ended, 'the real migration ended before the attack landed').toBe(false);
+    expect(pool.agent.migrations.get(real.migrationId)?.state).toBe('receiving');
+  };
+  // The first pass over: the agent has received all the guest's memory once, so what the attacks
+  // cost it is not hidden in the guest's arrival (the tests bound the agent's memory growth).
+  await expect.poll(() => real.round, { timeout: 30_000 }).toBeGreaterThanOrEqual(1);
+  stillMigrating();
+  await hostile(stillMigrating);
+  stillMigrating();
+  // Pages still flow after the attacks: the migration was not merely left waiting.
+  const sent = real.bytesRaw;
+  await expect.poll(() => real.bytesRaw, { timeout: 10_000 }).toBeGreaterThan(sent);
+  real.release();
   const report = await real.report;
   expect(report.error).toBeUndefined();
   expect(report.outcome).toBe('completed');
   expect(report.verified).toBe(true);
   expect(pool.agent.migrations.get(report.migrationId)?.state).toBe('running');
+  const atPause = await expectGuestMatchesOracle(real.guest, REAL_GUEST);
+  await expectGuestMatchesOracle(pool.agent.migrations.get(report.migrationId)?.domain, REAL_GUEST, atPause);
 }
 
 /** A raw connection to play the hostile peer; it may send frames of up to 64 MiB. */
@@ -116,33 +135,36 @@ class RecordingTransport implements Transport {
 
 test('a peer without the key is refused with ERR_AUTH_FAILED before anything is allocated', async () => {
   const pool = await startPool();
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     // Straight to hello, as a source that was given no key would do.
     const raw = await rawPeer(pool.agent.url);
     const hello = helloFor(16 * MiB);
     await raw.send(encodeRecord(hello));
     expect(await howItEnds(raw)).toBe('ERR_AUTH_FAILED');
+    stillMigrating();
     await waitForEvent(pool.events, refusedWith('ERR_AUTH_FAILED'));
     expect(pool.agent.migrations.has(hello.migrationId)).toBe(false);
     expect(pool.events.some((e) => e.type === 'migration-started' && e.migrationId === hello.migrationId)).toBe(false);
     // Through the client, which says what to do about it.
     await expect(connectToAgent(pool.agent.url)).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED', message: expect.stringMatching(/pool key/) });
+    stillMigrating();
   });
   expect(pool.agent.stats.authFailures).toBe(2);
 });
 
 test('a peer with another key is refused with ERR_AUTH_FAILED', async () => {
   const pool = await startPool();
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     const raw = await rawPeer(pool.agent.url);
     await expect(authenticateToAgent(raw, { key: generateKey() })).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED' });
+    stillMigrating();
     await waitForEvent(pool.events, refusedWith('ERR_AUTH_FAILED'));
   });
 });
 
 test('a handshake recorded on one connection and replayed on another is refused', async () => {
   const pool = await startPool();
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     // A valid exchange, recorded: it authenticates the connection it was made on.
     const recorder = new RecordingTransport(await rawPeer(pool.agent.url));
     await authenticateToAgent(recorder, { key: pool.key });
@@ -157,6 +179,7 @@ test('a handshake recorded on one connection and replayed on another is refused'
     expect(challenge?.type).toBe('auth-challenge');
     await replay.send(authProof!);
     expect(await howItEnds(replay)).toBe('ERR_AUTH_FAILED');
+    stillMigrating();
     await waitForEvent(pool.events, refusedWith('ERR_AUTH_FAILED'));
     expect(pool.agent.stats.authFailures).toBe(1);
   });
@@ -164,24 +187,26 @@ test('a handshake recorded on one connection and replayed on another is refused'
 
 test('a frame past the byte limit before authentication, or past maxFrameBytes after it: ERR_LIMIT_EXCEEDED', async () => {
   const pool = await startPool({ limits: { maxFrameBytes: 8 * MiB } });
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     // Before authentication the agent takes 1 MiB at most (twice maxHeaderBytes), counted as it arrives.
     const stranger = await rawPeer(pool.agent.url);
     await stranger.send(new Uint8Array(MiB + 16 * 1024)).catch(() => undefined);
     expect(await howItEnds(stranger)).toBe('ERR_LIMIT_EXCEEDED');
+    stillMigrating();
     await waitForEvent(pool.events, refusedWith('ERR_LIMIT_EXCEEDED'));
 
     // An authenticated source with a migration under way sends one frame over maxFrameBytes.
     const { transport, migrationId } = await insiderWithMigration(pool);
     await transport.send(new Uint8Array(8 * MiB + 1)).catch(() => undefined);
     expect(await howItEnds(transport)).toBe('ERR_LIMIT_EXCEEDED');
+    stillMigrating();
     await waitForEvent(pool.events, discardedWith(migrationId, 'ERR_LIMIT_EXCEEDED'));
   });
 });
 
 test('a decompression bomb is refused by its size prefix, before anything is decompressed', async () => {
   const pool = await startPool();
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     const { transport, migrationId } = await insiderWithMigration(pool);
     const raw = new Uint8Array(PAGE).fill(0x5a);
     const payload = compressSync(Buffer.from(raw));
@@ -195,6 +220,7 @@ test('a decompression bomb is refused by its size prefix, before anything is dec
     const rssBefore = process.memoryUsage().rss;
     await transport.send(frame);
     expect(await howItEnds(transport)).toBe('ERR_MALFORMED_RECORD');
+    stillMigrating();
     const discarded = await waitForEvent(pool.events, discardedWith(migrationId, 'ERR_MALFORMED_RECORD'));
     expect(discarded.type === 'migration-discarded' && discarded.error?.message).toMatch(/size prefix/);
     // Nothing near the claimed size was ever allocated.
@@ -204,7 +230,7 @@ test('a decompression bomb is refused by its size prefix, before anything is dec
 
 test('pages beyond the announced memory are refused with ERR_PAGE_OUT_OF_RANGE', async () => {
   const pool = await startPool();
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     const raw = new Uint8Array(PAGE).fill(7);
     for (const where of ['data', 'zero'] as const) {
       const { transport, migrationId } = await insiderWithMigration(pool);
@@ -219,6 +245,7 @@ test('pages beyond the announced memory are refused with ERR_PAGE_OUT_OF_RANGE',
             );
       await transport.send(frame);
       expect(await howItEnds(transport)).toBe('ERR_PAGE_OUT_OF_RANGE');
+      stillMigrating();
       await waitForEvent(pool.events, discardedWith(migrationId, 'ERR_PAGE_OUT_OF_RANGE'));
     }
   });
@@ -226,23 +253,26 @@ test('pages beyond the announced memory are refused with ERR_PAGE_OUT_OF_RANGE',
 
 test('records out of order are refused with ERR_UNEXPECTED_RECORD, at every stage', async () => {
   const pool = await startPool();
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     // A proof before any challenge.
     const early = await rawPeer(pool.agent.url);
     await early.send(encodeRecord({ type: 'auth-proof', proof: new Uint8Array(32) }));
     expect(await howItEnds(early)).toBe('ERR_UNEXPECTED_RECORD');
+    stillMigrating();
 
     // Authenticated, then "go" before any hello; then a second authentication.
     for (const record of [{ type: 'go' } as const, { type: 'auth-hello', nonce: new Uint8Array(32) } as const]) {
       const peer = await insider(pool);
       await peer.send(encodeRecord(record));
       expect(await howItEnds(peer)).toBe('ERR_UNEXPECTED_RECORD');
+      stillMigrating();
     }
 
     // A migration under way that claims to be complete before sending its device state.
     const { transport, migrationId } = await insiderWithMigration(pool);
     await transport.send(encodeRecord({ type: 'complete', batches: 0, digest: '0000000000000000' }));
     expect(await howItEnds(transport)).toBe('ERR_UNEXPECTED_RECORD');
+    stillMigrating();
     await waitForEvent(pool.events, discardedWith(migrationId, 'ERR_UNEXPECTED_RECORD'));
     expect(pool.events.filter(refusedWith('ERR_UNEXPECTED_RECORD'))).toHaveLength(3);
   });
@@ -250,14 +280,17 @@ test('records out of order are refused with ERR_UNEXPECTED_RECORD, at every stag
 
 test('a peer that stalls before its hello, or in the middle of a migration, is dropped with ERR_TIMEOUT', async () => {
   const pool = await startPool({ handshakeTimeoutMs: 1000, recordIdleTimeoutMs: 3000 });
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     const silent = await rawPeer(pool.agent.url);
     const authenticatedButSilent = await insider(pool);
     const { transport: stalled, migrationId } = await insiderWithMigration(pool);
     // The WebSocket keepalive answers pings all along; only records count.
     expect(await howItEnds(silent)).toBe('ERR_TIMEOUT');
+    stillMigrating();
     expect(await howItEnds(authenticatedButSilent)).toBe('ERR_TIMEOUT');
+    stillMigrating();
     expect(await howItEnds(stalled)).toBe('ERR_TIMEOUT');
+    stillMigrating();
     expect(pool.events.filter(refusedWith('ERR_TIMEOUT'))).toHaveLength(2);
     await waitForEvent(pool.events, discardedWith(migrationId, 'ERR_TIMEOUT'));
   });
@@ -265,7 +298,7 @@ test('a peer that stalls before its hello, or in the middle of a migration, is d
 
 test('a flood of 50 connections at once: the excess is refused, memory stays bounded, the agent keeps serving', async () => {
   const pool = await startPool({ maxConnections: 16, maxPendingHandshakes: 8, handshakeTimeoutMs: 1500 });
-  await besideARealMigration(pool, async () => {
+  await besideARealMigration(pool, async (stillMigrating) => {
     const rssBefore = process.memoryUsage().rss;
     let peakConnections = 0;
     const sampler = setInterval(() => (peakConnections = Math.max(peakConnections, pool.agent.stats.connections)), 5);
@@ -284,6 +317,7 @@ test('a flood of 50 connections at once: the excess is refused, memory stays bou
     // Of those that opened, at most 8 may wait to authenticate; the agent refuses the others at
     // once with an abort, and drops the waiting ones at the handshake deadline.
     const endings = await Promise.all(opened.map((t) => howItEnds(t)));
+    stillMigrating();
     const timedOut = endings.filter((c) => c === 'ERR_TIMEOUT').length;
     const overPending = endings.filter((c) => c === 'ERR_LIMIT_EXCEEDED').length;
     expect(timedOut).toBeGreaterThan(0);

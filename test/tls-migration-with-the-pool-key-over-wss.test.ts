@@ -7,7 +7,8 @@ import { connectToAgent, queryAgent } from '../dist/agent/agent-client.js';
 import { generateKey } from '../dist/agent/key-file.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
 import { connectWebSocket } from '../dist/transport/ws-transport.js';
-import { startRealMigration } from './helpers/hostile-peer.js';
+import { REAL_GUEST, startRealMigration } from './helpers/hostile-peer.js';
+import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 import { makeLoopbackCertificate, type TestCertificate } from './helpers/tls-cert.js';
 
 let cert: TestCertificate;
@@ -33,6 +34,9 @@ test('a guest migrates live over wss with the pool key, and the agent answers qu
     expect(report.outcome).toBe('completed');
     expect(report.verified).toBe(true);
     expect(report.guestRunningOn).toBe('target');
+    // What arrived over TLS is the guest: the agent's copy runs on from the source's paused one.
+    const atPause = await expectGuestMatchesOracle(real.guest, REAL_GUEST);
+    await expectGuestMatchesOracle(agent.migrations.get(report.migrationId)?.domain, REAL_GUEST, atPause);
     // The CA may be given as PEM bytes as well as a path.
     const pem = await readFile(cert.certPath);
     const status = await queryAgent(agent.url, report.migrationId, { key, tls: { ca: pem } });

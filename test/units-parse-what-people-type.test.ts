@@ -41,9 +41,5 @@ test('bad values say what is wrong', () => {
   expect(() => parseRate('fast', '--dirty-rate')).toThrow(/not a number/);
   expect(() => parseDuration('3 weeks', '--warmup')).toThrow(/unknown unit "weeks"/);
   expect(() => parseInteger('0', '--vcpus', 1, 64)).toThrow(/between 1 and 64/);
-  try {
-    parseSize('x');
-  } catch (err) {
-    expect((err as { code: string }).code).toBe('ERR_INVALID_ARGUMENT');
-  }
+  expect(() => parseSize('x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
 });

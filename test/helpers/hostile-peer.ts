@@ -23,31 +23,81 @@ export const REAL_GUEST: SimGuestConfig = {
 };
 
 export interface RealMigration {
+  /** The source guest; kept (paused) after the migration, for comparison. */
   guest: InstanceType<typeof SimulatedGuest>;
+  migrationId: string;
   /** Settles with the report once the migration ends. */
   report: Promise<MigrationReport>;
+  /** True once the report has settled. */
+  readonly ended: boolean;
+  /** Raw page bytes sent so far, as the latest progress report says. */
+  readonly bytesRaw: number;
+  /** The round under way, as the latest progress report says (0: the first pass over all memory). */
+  readonly round: number;
+  /** Lets a held migration switch over at its next round's end. */
+  release(): void;
+}
+
+/** Options of {@link startRealMigration}. */
+export interface RealMigrationOptions {
+  /**
+   * Keep pre-copying round after round until `release()` is called, then switch over: the
+   * migration lasts as long as what runs beside it, however long that takes. @default false
+   */
+  hold?: boolean;
+  /** Passed to `migrate`. @default no cap */
+  maxBandwidthBytesPerSec?: number;
 }
 
 /**
  * Boots {@link REAL_GUEST}, connects to the agent at `url` as a member of the pool and starts
- * migrating; resolves once pages are flowing, so that whatever follows runs beside it.
+ * migrating; resolves once pages are flowing, so that whatever follows runs beside it. The source
+ * copy is kept, paused, once the guest runs on the agent; the caller destroys it.
  */
-export async function startRealMigration(url: string, connect: ConnectToAgentOptions): Promise<RealMigration> {
+export async function startRealMigration(url: string, connect: ConnectToAgentOptions, options: RealMigrationOptions = {}): Promise<RealMigration> {
   const guest = await SimulatedGuest.boot(REAL_GUEST, 'pool-member');
   try {
     const transport = await connectToAgent(url, connect);
     let flowing!: () => void;
     const pagesFlowing = new Promise<void>((resolve) => (flowing = resolve));
+    let held = options.hold ?? false;
+    let bytesRaw = 0;
+    let round = 0;
+    let ended = false;
+    const migrationId = randomUUID();
     const report = migrate(guest, transport, {
       codec: 'lz4',
       targetName: url,
+      migrationId,
+      destroySource: false,
+      maxBandwidthBytesPerSec: options.maxBandwidthBytesPerSec,
+      // While held, every round is followed by another; once released, the next decision pauses.
+      policy: options.hold ? () => (held ? 'continue' : 'stop-and-copy') : undefined,
       progressIntervalMs: 5,
       onProgress: (p) => {
+        bytesRaw = p.bytesRaw;
+        round = p.round;
         if (p.bytesRaw > 0) flowing();
       },
     });
+    const end = (): void => void (ended = true);
+    report.then(end, end);
     await Promise.race([pagesFlowing, report]);
-    return { guest, report };
+    return {
+      guest,
+      migrationId,
+      report,
+      get ended() {
+        return ended;
+      },
+      get bytesRaw() {
+        return bytesRaw;
+      },
+      get round() {
+        return round;
+      },
+      release: () => void (held = false),
+    };
   } catch (err) {
     await guest.destroy();
     throw err;

@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { MigrateOptions } from '../precopy/migration.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
-import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from './units.js';
+import { parsePositiveDuration, parseInteger, parseRate, parseSize } from './units.js';
 
 /** parseArgs option table of the guest and engine flags. */
 export const GUEST_AND_ENGINE_FLAGS = {
@@ -115,8 +115,8 @@ function parseRamp(text: string): DowntimeRamp {
     throw new InvalidArgumentError(`--downtime-ramp "${text}" is not INITIAL:STEPS:INTERVAL (for example 50ms:5:2s)`);
   }
   return {
-    initialMs: parseDuration(parts[0]!, '--downtime-ramp initial budget'),
+    initialMs: parsePositiveDuration(parts[0]!, '--downtime-ramp initial budget'),
     steps: parseInteger(parts[1]!, '--downtime-ramp steps', 1, 1000),
-    stepIntervalMs: parseDuration(parts[2]!, '--downtime-ramp interval'),
+    stepIntervalMs: parsePositiveDuration(parts[2]!, '--downtime-ramp interval'),
   };
 }

@@ -45,6 +45,7 @@ test('a target too small for the guest aborts with ERR_OUT_OF_MEMORY; the source
   expect(report.outcome).toBe('failed');
   expect(report.guestRunningOn).toBe('source');
   expect(report.error?.code).toBe('ERR_PEER_ABORTED');
+  expect(report.error?.peerCode).toBe('ERR_OUT_OF_MEMORY');
   expect(report.error?.message).toMatch(/^peer aborted the migration: ERR_OUT_OF_MEMORY: /);
   expect(report.rounds).toHaveLength(0);
   // Nothing was done to the guest: no pause, no dirty log, no destroy.

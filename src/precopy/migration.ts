@@ -19,6 +19,7 @@ import {
   DigestMismatchError,
   InvalidArgumentError,
   MigrationError,
+  PeerAbortedError,
   PolicyAbortError,
   TimeoutError,
   UnexpectedRecordError,
@@ -721,7 +722,8 @@ class SourceMigration {
    */
   private async undo(error: MigrationError, resumeError?: MigrationError): Promise<void> {
     this.report.outcome = error instanceof CancelledError ? 'cancelled' : 'failed';
-    this.report.error = error.toJSON();
+    // A target's refusal keeps its own code beside ERR_PEER_ABORTED, for programs to act on.
+    this.report.error = error instanceof PeerAbortedError ? { ...error.toJSON(), peerCode: error.peerCode } : error.toJSON();
     const failedToResume = resumeError ?? (await this.resumeHere());
     this.report.guestRunningOn = failedToResume ? 'none' : 'source';
     if (failedToResume) {

@@ -102,8 +102,8 @@ export interface MigrationReport {
   outcome: MigrationOutcome;
   /** Where the guest runs now. */
   guestRunningOn: GuestLocation;
-  /** Why it did not complete. */
-  error?: { code: string; message: string };
+  /** Why it did not complete; for ERR_PEER_ABORTED, `peerCode` is the code the target gave. */
+  error?: { code: string; message: string; peerCode?: string };
   /** ISO 8601 start time. */
   startedAt: string;
   domain: { name: string; kind: string; memoryBytes: number; vcpus: number };

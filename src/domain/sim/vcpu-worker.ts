@@ -95,11 +95,13 @@ function main(data: VcpuWorkerData): void {
           // On a target the state was loaded from the network while paused: take it from the cell.
           state = cell.read();
           running = true;
-          // Start pacing afresh, so time spent paused is not made up for with a burst.
-          clockStartMs = performance.now();
-          clockSteps = 0;
-          throttleDebtMs = 0;
         }
+        // Start pacing afresh, so time spent paused is not made up for with a burst. A resume that
+        // finds this thread running follows a pause the guest made by holding it between slices,
+        // which this thread never saw as a command: that pause must not be made up for either.
+        clockStartMs = performance.now();
+        clockSteps = 0;
+        throttleDebtMs = 0;
         acknowledge(request);
       }
       continue;

@@ -24,7 +24,7 @@ import { migrate, SwitchoverCalibration, type MigrateOptions } from '../precopy/
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
 import type { PageCodec } from '../protocol/records.js';
 import type { MigrationReport } from '../precopy/report.js';
-import { runBench } from './bench-command.js';
+import { runBench } from './bench-harness.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { checkAgainstOracle, type OracleCheck } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';

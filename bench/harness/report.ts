@@ -147,7 +147,7 @@ function cellTablesMarkdown(cells: readonly CellResult[]): string[] {
     out.push(`## ${sizeLabel(first.memoryBytes)}, ${first.workload}${fixed.length ? ` (${fixed.join(', ')})` : ''}`, '');
     if (first.workload === 'idle') out.push('The idle workload writes 16 pages 10 times a second whatever the requested dirty rate; it runs at rate 0 only.', '');
     const header = [...rowAxes, ...STAT_COLUMNS];
-    out.push(`| ${header.join(' | ')} |`, `| ${header.map((h, i) => (i < rowAxes.length ? '---' : '---:')).join(' | ')} |`);
+    out.push(`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i < rowAxes.length ? '---' : '---:')).join(' | ')} |`);
     for (const c of group) out.push(`| ${[...rowAxes.map((a) => AXIS_VALUE[a](c.cell)), ...statCells(c)].join(' | ')} |`);
     out.push('');
   }

@@ -5,12 +5,10 @@
 // machine. Usage: node bench/loopback.js [--memory 1GiB] [--runs 3] [--json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { migrate } from '../dist/precopy/migration.js';
-import { connectToAgent } from '../dist/agent/agent-client.js';
-import { parseInteger, parseSize } from '../dist/cli/units.js';
-import { median } from '../dist/util/stats.js';
-import { TargetHost, measureRawLink } from '../dist/cli/bench-command.js';
+import { connectToAgent, migrate, SimulatedGuest } from 'livemig';
+import { parseInteger, parseSize } from '#cli/units';
+import { median } from '#util/stats';
+import { TargetHost, measureRawLink } from '../dist/bench/target-host.js';
 
 const { values } = parseArgs({
   options: { memory: { type: 'string' }, runs: { type: 'string' }, json: { type: 'boolean' } },

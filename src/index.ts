@@ -8,7 +8,7 @@ export { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetD
 export { SimulatedGuest } from './domain/sim/guest.js';
 export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
 export { SimTargetBackend, type SimTargetBackendOptions } from './domain/sim/target-backend.js';
-export { DEFAULT_SIM_CONFIG, simDescriptor, validateSimConfig, type SimGuestConfig, type Workload } from './domain/sim/config.js';
+export { DEFAULT_SIM_CONFIG, WORKLOADS, simDescriptor, validateSimConfig, type SimGuestConfig, type Workload } from './domain/sim/config.js';
 export { replay, oracleDigest } from './domain/sim/oracle.js';
 export type { VcpuState } from './domain/sim/workload.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';

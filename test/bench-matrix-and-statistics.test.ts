@@ -1,8 +1,10 @@
 // `livemig bench` without migrations: flags into a matrix, engine options per cell, and the
 // statistics, tables and charts made from synthetic runs.
 import { describe, expect, it } from 'vitest';
-import { engineOptions, expandMatrix, parseBenchArgs, type BenchCell } from '../dist/cli/bench-plan.js';
-import { benchCharts, resultsMarkdown } from '../dist/cli/bench-report.js';
+import { benchCharts } from '../dist/bench/charts.js';
+import { expandMatrix, type BenchCell } from '../dist/bench/matrix.js';
+import { engineOptions, parseBenchArgs } from '../dist/bench/plan.js';
+import { resultsMarkdown } from '../dist/bench/report.js';
 import {
   cellResult,
   cellStats,
@@ -13,7 +15,7 @@ import {
   type BenchResults,
   type BenchRun,
   type CellResult,
-} from '../dist/cli/bench-results.js';
+} from '../dist/bench/results.js';
 import { median } from '../dist/util/stats.js';
 import { InvalidArgumentError } from '../dist/errors.js';
 import type { MigrationReport } from '../dist/precopy/report.js';

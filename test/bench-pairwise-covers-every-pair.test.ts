@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { expandMatrix, matrixCells, parseBenchArgs, type BenchCell } from '../dist/cli/bench-plan.js';
-import { pairwiseMatrix } from '../dist/cli/bench-pairwise.js';
+import { expandMatrix, type BenchCell } from '../dist/bench/matrix.js';
+import { pairwiseMatrix } from '../dist/bench/pairwise.js';
+import { matrixCells, parseBenchArgs } from '../dist/bench/plan.js';
 
 type Axis = keyof Omit<BenchCell, 'index'>;
 const AXES: Axis[] = ['memoryBytes', 'workload', 'dirtyRateBytesPerSec', 'linkBytesPerSec', 'autoConverge', 'codec', 'downtimeBudgetMs'];

@@ -1,7 +1,8 @@
-// The dependency-free SVG chart writer: well-formed documents, the right series and points, log
+// The benchmark's dependency-free SVG chart writer: well-formed documents, the right series and points, log
 // scales, and empty input.
 import { describe, expect, it } from 'vitest';
-import { chooseScale, escapeXml, formatCompact, renderSvgChart, type ChartSpec } from '../dist/cli/svg-chart.js';
+import { chooseScale, formatCompact } from '../dist/bench/chart-axes.js';
+import { escapeXml, renderSvgChart, type ChartSpec } from '../dist/bench/svg-chart.js';
 
 /** Checks XML well-formedness closely enough for the writer's output: balanced tags, quoted attributes, escaped text, one root. */
 function assertWellFormed(xml: string): void {

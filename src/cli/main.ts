@@ -6,7 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, MigrationError, UnsettledError, asMigrationError } from '../errors.js';
-import { runBench } from './bench-command.js';
+import { runBench } from './bench-harness.js';
 import { DEMO_HELP, demo } from './demo-command.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { EXIT_STATUS_HELP } from './exit-status.js';

@@ -1,18 +1,17 @@
 /**
- * The far end of `livemig bench`: a target agent and a raw sink in a second process, and the raw
- * link to it, the baseline each run is compared with.
+ * The far end of `livemig bench`: a target agent and a raw sink in a second process (`livemig
+ * bench --target-host`), the raw link to it, the baseline each run is compared with, and which
+ * far end each run takes.
  */
 
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
-import { ConnectFailedError, ConnectionClosedError } from '../errors.js';
-import { stopChild, stopWithParent } from '../util/child.js';
-import { exposedGc } from '../util/gc.js';
-import type { Transport } from '../transport/transport.js';
-import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
-import { spawnLivemig } from './node-flags.js';
+import { ConnectFailedError, ConnectionClosedError, connectWebSocket, listenWebSocket, TargetAgent, type AgentEvent, type Transport } from 'livemig';
+import { spawnLivemig } from '#cli/node-flags';
+import { stopChild, stopWithParent } from '#util/child';
+import { exposedGc } from '#util/gc';
+import type { BenchAgentMode } from './plan.js';
 
 /** Frame size of the raw-link baseline, as the loopback benchmark uses. */
 export const BASELINE_FRAME_BYTES = 2 ** 20;
@@ -127,6 +126,33 @@ export class TargetHost {
 
   async stop(): Promise<void> {
     await stopChild(this.child, TARGET_HOST_STOP_TIMEOUT_MS);
+  }
+}
+
+/**
+ * The far ends of a matrix: a fresh one for each migration, or with `--agent shared` one for all
+ * of them (started again if it died), as a pool's long-lived agents are.
+ */
+export class FarEnds {
+  private shared: TargetHost | undefined;
+
+  constructor(private readonly mode: BenchAgentMode) {}
+
+  async acquire(): Promise<TargetHost> {
+    if (this.mode === 'fresh') return TargetHost.start();
+    if (!this.shared?.alive) {
+      await this.shared?.stop();
+      this.shared = await TargetHost.start();
+    }
+    return this.shared;
+  }
+
+  async release(host: TargetHost): Promise<void> {
+    if (host !== this.shared) await host.stop();
+  }
+
+  async close(): Promise<void> {
+    await this.shared?.stop();
   }
 }
 

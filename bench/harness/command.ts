@@ -23,18 +23,18 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SimulatedGuest } from '../domain/sim/guest.js';
-import { asMigrationError } from '../errors.js';
-import { migrate } from '../precopy/migration.js';
-import { connectWebSocket } from '../transport/ws-transport.js';
-import { terminalProgress } from './render.js';
-import { exposedGc } from '../util/gc.js';
-import { roundTo as round } from '../util/stats.js';
-import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCells, parseBenchArgs, type BenchAgentMode, type BenchCell, type BenchPlan } from './bench-plan.js';
-import { benchCharts, describeCell, describeRun, formatDuration, formatSummary, resultsMarkdown } from './bench-report.js';
-import { cellResult, runFromReport, summarize, type BenchFiles, type BenchResults, type BenchRun, type CellResult, type MachineInfo } from './bench-results.js';
-import { measureRawLink, serveTargetHost, TargetHost, TARGET_HOST_FLAG } from './bench-target-host.js';
-import { missingNodeFlags, missingNodeFlagsNote, nodeOptionsOf } from './node-flags.js';
+import { asMigrationError, connectWebSocket, migrate, SimulatedGuest } from 'livemig';
+import { missingNodeFlags, missingNodeFlagsNote, nodeOptionsOf } from '#cli/node-flags';
+import { terminalProgress } from '#cli/render';
+import { exposedGc } from '#util/gc';
+import { roundTo as round } from '#util/stats';
+import { benchCharts } from './charts.js';
+import { describeCell, formatDuration } from './labels.js';
+import type { BenchCell } from './matrix.js';
+import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCells, parseBenchArgs, type BenchPlan } from './plan.js';
+import { describeRun, formatSummary, resultsMarkdown } from './report.js';
+import { cellResult, runFromReport, summarize, type BenchFiles, type BenchResults, type BenchRun, type MachineInfo } from './results.js';
+import { FarEnds, measureRawLink, serveTargetHost, TARGET_HOST_FLAG, type TargetHost } from './target-host.js';
 
 /** How often partial results are written while the matrix runs, in milliseconds. */
 export const PARTIAL_RESULTS_INTERVAL_MS = 10_000;
@@ -86,53 +86,14 @@ export async function runBench(args: string[]): Promise<number> {
     summary: summarize([]),
     cells: [],
   };
-  const say = (line: string): void => {
-    process.stderr.write(`${line}\n`);
-  };
   say(`livemig bench: ${cells.length} cells x ${plan.runs} runs = ${cells.length * plan.runs} migrations; results in ${outDir}`);
   missingNodeFlagsNote('bench', missingNodeFlags()).forEach(say);
 
-  const interrupt = new AbortController();
-  const onSigint = (): void => {
-    say('interrupted: finishing with the runs done so far');
-    interrupt.abort(new Error('interrupted'));
-  };
-  process.once('SIGINT', onSigint);
-  const farEnds = new FarEnds(plan.agent);
   const t0 = performance.now();
-  const runs: BenchRun[][] = cells.map(() => []);
-  const total = cells.length * plan.runs;
-  let done = 0;
-  let lastWrite = performance.now();
-  const collect = (): CellResult[] => cells.map((cell, i) => cellResult(cell, runs[i]!));
-  try {
-    for (let pass = 1; pass <= plan.runs && !interrupt.signal.aborted; pass++) {
-      for (const cell of cells) {
-        if (interrupt.signal.aborted) break;
-        const eta = done > 0 ? `, about ${formatDuration(((performance.now() - t0) / done) * (total - done))} left` : '';
-        say(`[cell ${cell.index}/${cells.length}, run ${pass}/${plan.runs}${eta}] ${describeCell(cell)}`);
-        const record = await runWithTarget(cell, plan, pass, farEnds, interrupt.signal);
-        runs[cell.index - 1]!.push(record);
-        done++;
-        say(`  ${describeRun(record, cell)}`);
-        // Partial results survive a crash or a kill; rewritten at most every few seconds.
-        if (performance.now() - lastWrite > PARTIAL_RESULTS_INTERVAL_MS) {
-          results.cells = collect();
-          results.summary = summarize(results.cells);
-          writeJsonAtomically(files.json, results);
-          lastWrite = performance.now();
-        }
-      }
-    }
-  } finally {
-    process.off('SIGINT', onSigint);
-    await farEnds.close();
-  }
-  results.cells = collect();
-  results.complete = !interrupt.signal.aborted;
+  const interrupted = await runMatrix(cells, plan, results, files);
+  results.complete = !interrupted;
   results.finishedAt = new Date().toISOString();
   results.machine.loadAverageAtEnd = os.loadavg().map((x) => round(x, 2));
-  results.summary = summarize(results.cells);
   writeJsonAtomically(files.json, results);
   writeFileSync(files.markdown, resultsMarkdown(results));
   const charts = benchCharts(results);
@@ -148,36 +109,62 @@ export async function runBench(args: string[]): Promise<number> {
   return results.summary.completed === 0 || !results.complete ? 1 : 0;
 }
 
-function writeJsonAtomically(file: string, value: unknown): void {
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+/** Progress, on stderr. */
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
 }
 
 /**
- * The far ends of a matrix: a fresh one for each migration, or with `--agent shared` one for all
- * of them (started again if it died), as a pool's long-lived agents are.
+ * Runs every cell `plan.runs` times, pass by pass, into `results.cells` and `results.summary`,
+ * rewriting results.json every few seconds. Ctrl-C cancels the run under way and ends the
+ * matrix; resolves with whether it did.
  */
-class FarEnds {
-  private shared: TargetHost | undefined;
-
-  constructor(private readonly mode: BenchAgentMode) {}
-
-  async acquire(): Promise<TargetHost> {
-    if (this.mode === 'fresh') return TargetHost.start();
-    if (!this.shared?.alive) {
-      await this.shared?.stop();
-      this.shared = await TargetHost.start();
+async function runMatrix(cells: readonly BenchCell[], plan: BenchPlan, results: BenchResults, files: BenchFiles): Promise<boolean> {
+  const interrupt = new AbortController();
+  const onSigint = (): void => {
+    say('interrupted: finishing with the runs done so far');
+    interrupt.abort(new Error('interrupted'));
+  };
+  process.once('SIGINT', onSigint);
+  const farEnds = new FarEnds(plan.agent);
+  const t0 = performance.now();
+  const runs: BenchRun[][] = cells.map(() => []);
+  const total = cells.length * plan.runs;
+  let done = 0;
+  let lastWrite = performance.now();
+  const collect = (): void => {
+    results.cells = cells.map((cell, i) => cellResult(cell, runs[i]!));
+    results.summary = summarize(results.cells);
+  };
+  try {
+    for (let pass = 1; pass <= plan.runs && !interrupt.signal.aborted; pass++) {
+      for (const cell of cells) {
+        if (interrupt.signal.aborted) break;
+        const eta = done > 0 ? `, about ${formatDuration(((performance.now() - t0) / done) * (total - done))} left` : '';
+        say(`[cell ${cell.index}/${cells.length}, run ${pass}/${plan.runs}${eta}] ${describeCell(cell)}`);
+        const record = await runWithTarget(cell, plan, pass, farEnds, interrupt.signal);
+        runs[cell.index - 1]!.push(record);
+        done++;
+        say(`  ${describeRun(record, cell)}`);
+        // Partial results survive a crash or a kill; rewritten at most every few seconds.
+        if (performance.now() - lastWrite > PARTIAL_RESULTS_INTERVAL_MS) {
+          collect();
+          writeJsonAtomically(files.json, results);
+          lastWrite = performance.now();
+        }
+      }
     }
-    return this.shared;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await farEnds.close();
   }
+  collect();
+  return interrupt.signal.aborted;
+}
 
-  async release(host: TargetHost): Promise<void> {
-    if (host !== this.shared) await host.stop();
-  }
-
-  async close(): Promise<void> {
-    await this.shared?.stop();
-  }
+function writeJsonAtomically(file: string, value: unknown): void {
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
 }
 
 /** Takes a far end, measures the raw link to it, runs one migration, gives it back. Never throws. */

@@ -3,10 +3,11 @@
  * the whole matrix, and the shape of results.json.
  */
 
-import type { MigrationReport } from '../precopy/report.js';
-import { median, roundTo as round } from '../util/stats.js';
-import type { BenchCell, BenchPlan } from './bench-plan.js';
-import { linkLabel } from './bench-report.js';
+import type { MigrationReport } from 'livemig';
+import { median, roundTo as round } from '#util/stats';
+import { linkLabel } from './labels.js';
+import type { BenchCell } from './matrix.js';
+import type { BenchPlan } from './plan.js';
 
 /** A prediction counts as accurate within this share of the measured downtime... */
 export const PREDICTION_TOLERANCE_SHARE = 0.3;

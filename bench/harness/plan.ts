@@ -1,38 +1,16 @@
 /**
- * What `livemig bench` runs: the axes of the matrix, their defaults, the flags that set them, and
- * the cells and engine options they expand to.
+ * What `livemig bench` runs: the levels of each axis and their defaults, the flags that set them,
+ * and the cells and engine options they expand to.
  */
 
 import { parseArgs } from 'node:util';
-import { validateSimConfig, type SimGuestConfig, type Workload, WORKLOADS } from '../domain/sim/config.js';
-import { InvalidArgumentError } from '../errors.js';
-import type { AutoConvergeMode } from '../precopy/auto-converge.js';
-import type { MigrateOptions } from '../precopy/migration.js';
-import type { PageCodec } from '../protocol/records.js';
-import { pairwiseMatrix } from './bench-pairwise.js';
-import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from './units.js';
+import { InvalidArgumentError, validateSimConfig, WORKLOADS, type MigrateOptions, type PageCodec, type SimGuestConfig } from 'livemig';
+import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from '#cli/units';
+import { expandMatrix, type AutoConvergeSetting, type BenchAxes, type BenchCell } from './matrix.js';
+import { pairwiseMatrix } from './pairwise.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings and their defaults
-
-/** Auto-converge setting of a cell: the engine's modes. */
-export type AutoConvergeSetting = AutoConvergeMode;
-
-/** The values each axis of the matrix takes. */
-export interface BenchAxes {
-  /** Guest memory sizes, in bytes. */
-  memoryBytes: number[];
-  workloads: Workload[];
-  /** Requested guest dirty rates, in bytes per second (ignored by `idle`, which runs at 0). */
-  dirtyRatesBytesPerSec: number[];
-  /** Downtime budgets, in milliseconds. */
-  downtimeBudgetsMs: number[];
-  codecs: PageCodec[];
-  /** Link caps, in bytes per second; `null` is no cap. */
-  linksBytesPerSec: Array<number | null>;
-  /** `null` passes no setting, so the engine's default applies. */
-  autoConverge: Array<AutoConvergeSetting | null>;
-}
 
 /** Everything a bench run was asked to do. */
 export interface BenchPlan {
@@ -263,48 +241,6 @@ export function parseBenchArgs(args: string[]): BenchPlan {
   // Refuse now what a guest would refuse later, before any cell has run.
   for (const cell of matrixCells(plan)) validateSimConfig(guestConfig(cell, plan));
   return plan;
-}
-
-/** One combination of axis values. */
-export interface BenchCell {
-  /** 1-based position in the matrix. */
-  index: number;
-  memoryBytes: number;
-  workload: Workload;
-  /** Requested dirty rate, in bytes per second; 0 for `idle`. */
-  dirtyRateBytesPerSec: number;
-  downtimeBudgetMs: number;
-  codec: PageCodec;
-  /** Link cap in bytes per second, or null for none. */
-  linkBytesPerSec: number | null;
-  /** null: the engine's default. */
-  autoConverge: AutoConvergeSetting | null;
-}
-
-/**
- * Every combination of the axes, memory outermost and budget innermost. The `idle` workload
- * ignores the dirty rate (it writes 16 pages 10 times a second), so it gets one cell at rate 0
- * instead of one per requested rate.
- */
-export function expandMatrix(axes: BenchAxes): BenchCell[] {
-  const cells: BenchCell[] = [];
-  for (const memoryBytes of axes.memoryBytes) {
-    for (const workload of axes.workloads) {
-      const rates = workload === 'idle' ? [0] : axes.dirtyRatesBytesPerSec;
-      for (const dirtyRateBytesPerSec of rates) {
-        for (const linkBytesPerSec of axes.linksBytesPerSec) {
-          for (const autoConverge of axes.autoConverge) {
-            for (const codec of axes.codecs) {
-              for (const downtimeBudgetMs of axes.downtimeBudgetsMs) {
-                cells.push({ index: cells.length + 1, memoryBytes, workload, dirtyRateBytesPerSec, downtimeBudgetMs, codec, linkBytesPerSec, autoConverge });
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  return cells;
 }
 
 /** The cells a plan runs: every combination of its axes, or an all-pairs selection of them. */

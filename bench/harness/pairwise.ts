@@ -10,7 +10,7 @@
  * Ties go to the lowest level, so the same axes always give the same cells.
  */
 
-import type { BenchAxes, BenchCell } from './bench-plan.js';
+import type { BenchAxes, BenchCell } from './matrix.js';
 
 /** The axes in the order cells are printed: memory outermost, as in the cross product. */
 const AXES = ['memory', 'workload', 'rate', 'link', 'autoConverge', 'codec', 'budget'] as const;

@@ -1,0 +1,68 @@
+/**
+ * The benchmark matrix: the axes a run varies, one cell per combination of their values, and the
+ * full cross product of them.
+ */
+
+import type { MigrateOptions, PageCodec, Workload } from 'livemig';
+
+/** Auto-converge setting of a cell: the engine's modes. */
+export type AutoConvergeSetting = NonNullable<MigrateOptions['autoConverge']>;
+
+/** The values each axis of the matrix takes. */
+export interface BenchAxes {
+  /** Guest memory sizes, in bytes. */
+  memoryBytes: number[];
+  workloads: Workload[];
+  /** Requested guest dirty rates, in bytes per second (ignored by `idle`, which runs at 0). */
+  dirtyRatesBytesPerSec: number[];
+  /** Downtime budgets, in milliseconds. */
+  downtimeBudgetsMs: number[];
+  codecs: PageCodec[];
+  /** Link caps, in bytes per second; `null` is no cap. */
+  linksBytesPerSec: Array<number | null>;
+  /** `null` passes no setting, so the engine's default applies. */
+  autoConverge: Array<AutoConvergeSetting | null>;
+}
+
+/** One combination of axis values. */
+export interface BenchCell {
+  /** 1-based position in the matrix. */
+  index: number;
+  memoryBytes: number;
+  workload: Workload;
+  /** Requested dirty rate, in bytes per second; 0 for `idle`. */
+  dirtyRateBytesPerSec: number;
+  downtimeBudgetMs: number;
+  codec: PageCodec;
+  /** Link cap in bytes per second, or null for none. */
+  linkBytesPerSec: number | null;
+  /** null: the engine's default. */
+  autoConverge: AutoConvergeSetting | null;
+}
+
+/**
+ * Every combination of the axes, memory outermost and budget innermost. The `idle` workload
+ * ignores the dirty rate (it writes 16 pages 10 times a second), so it gets one cell at rate 0
+ * instead of one per requested rate.
+ */
+export function expandMatrix(axes: BenchAxes): BenchCell[] {
+  const cells: BenchCell[] = [];
+  for (const memoryBytes of axes.memoryBytes) {
+    for (const workload of axes.workloads) {
+      const rates = workload === 'idle' ? [0] : axes.dirtyRatesBytesPerSec;
+      for (const dirtyRateBytesPerSec of rates) {
+        for (const linkBytesPerSec of axes.linksBytesPerSec) {
+          for (const autoConverge of axes.autoConverge) {
+            for (const codec of axes.codecs) {
+              for (const downtimeBudgetMs of axes.downtimeBudgetsMs) {
+                cells.push({ index: cells.length + 1, memoryBytes, workload, dirtyRateBytesPerSec, downtimeBudgetMs, codec, linkBytesPerSec, autoConverge });
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return cells;
+}
+

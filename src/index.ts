@@ -16,14 +16,9 @@ export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from './protoc
 export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol/limits.js';
 export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
 export type { Transport } from './transport/transport.js';
-export {
-  connectWebSocket,
-  listenWebSocket,
-  type WebSocketListener,
-  type PemSource,
-  type TlsConnectOptions,
-  type TlsListenOptions,
-} from './transport/ws-transport.js';
+export { connectWebSocket } from './transport/ws-connect.js';
+export { listenWebSocket, type WebSocketListener } from './transport/ws-listener.js';
+export type { PemSource, TlsConnectOptions, TlsListenOptions } from './transport/tls.js';
 export {
   migrate,
   calibrationFor,

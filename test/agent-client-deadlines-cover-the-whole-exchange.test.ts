@@ -4,7 +4,9 @@
 import { afterEach, expect, test } from 'vitest';
 import { authenticateToAgent, connectToAgent, queryAgent } from '../dist/agent/agent-client.js';
 import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
-import { connectWebSocket, listenWebSocket, type WebSocketTransport } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { listenWebSocket } from '../dist/transport/ws-listener.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 import { unknownOptionalFrame } from './helpers/scripted-source.js';
 
 const DEADLINE_MS = 300;

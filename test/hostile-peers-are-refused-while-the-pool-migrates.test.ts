@@ -9,7 +9,8 @@ import { generateKey } from '../dist/agent/key-file.js';
 import { TargetAgent, type AgentEvent, type TargetAgentOptions } from '../dist/agent/target-agent.js';
 import { encodePages, encodeRecord, writePageNumbers } from '../dist/protocol/codec.js';
 import type { Transport } from '../dist/transport/transport.js';
-import { connectWebSocket, type WebSocketTransport } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 import { helloFor, howItEnds, nextRecord, startRealMigration, waitForEvent } from './helpers/hostile-peer.js';
 import { specChecksum } from './helpers/spec-checksum.js';
 

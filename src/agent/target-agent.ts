@@ -36,15 +36,11 @@ import type { HelloRecord, QueryRecord, StatusRecord } from '../protocol/records
 import { abortPeer } from '../precopy/abort-peer.js';
 import { receiveMigration, type IncomingResult } from '../precopy/incoming.js';
 import { DeadlineTransport } from '../transport/deadline-transport.js';
-import {
-  DEFAULT_IDLE_TIMEOUT_MS,
-  DEFAULT_MAX_CONNECTIONS,
-  listenWebSocket,
-  type TlsListenOptions,
-  type WebSocketListener,
-  type WebSocketTransport,
-} from '../transport/ws-transport.js';
+import type { TlsListenOptions } from '../transport/tls.js';
 import type { Transport } from '../transport/transport.js';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../transport/ws-options.js';
+import { DEFAULT_MAX_CONNECTIONS, listenWebSocket, type WebSocketListener } from '../transport/ws-listener.js';
+import type { WebSocketTransport } from '../transport/ws-transport.js';
 import { checkTimeoutMs, withDeadline } from '../util/deadline.js';
 
 /** Incoming migrations one agent receives at once, at most. */

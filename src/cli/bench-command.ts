@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { asMigrationError } from '../errors.js';
 import { migrate } from '../precopy/migration.js';
-import { connectWebSocket } from '../transport/ws-transport.js';
+import { connectWebSocket } from '../transport/ws-connect.js';
 import { terminalProgress } from './render.js';
 import { exposedGc } from '../util/gc.js';
 import { roundTo as round } from '../util/stats.js';

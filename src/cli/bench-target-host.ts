@@ -11,7 +11,8 @@ import { ConnectFailedError, ConnectionClosedError } from '../errors.js';
 import { stopChild, stopWithParent } from '../util/child.js';
 import { exposedGc } from '../util/gc.js';
 import type { Transport } from '../transport/transport.js';
-import { connectWebSocket, listenWebSocket } from '../transport/ws-transport.js';
+import { connectWebSocket } from '../transport/ws-connect.js';
+import { listenWebSocket } from '../transport/ws-listener.js';
 import { spawnLivemig } from './node-flags.js';
 
 /** Frame size of the raw-link baseline, as the loopback benchmark uses. */

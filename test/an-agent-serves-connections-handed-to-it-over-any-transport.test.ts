@@ -1,10 +1,11 @@
 // A program that accepts connections its own way hands them to the agent with `serve()`: over the
 // in-memory pair, with no socket anywhere, the agent authenticates the peer, receives a live
-// migration, answers a query and refuses a stranger, exactly as on its WebSocket listener.
+// migration, answers a query and refuses a stranger, exactly as on its WebSocket listener. Left
+// without `backends`, an agent takes simulated guests; a list given replaces that default.
 import { afterEach, expect, test } from 'vitest';
 import { authenticateToAgent } from '../dist/agent/agent-client.js';
 import { generateKey } from '../dist/agent/key-file.js';
-import { TargetAgent, type AgentEvent } from '../dist/agent/target-agent.js';
+import { TargetAgent, type AgentEvent, type TargetAgentOptions } from '../dist/agent/target-agent.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
@@ -20,8 +21,8 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-async function startAgent(key: Uint8Array): Promise<{ agent: TargetAgent; events: AgentEvent[] }> {
-  const agent = await TargetAgent.start({ key });
+async function startAgent(key: Uint8Array, options: TargetAgentOptions = {}): Promise<{ agent: TargetAgent; events: AgentEvent[] }> {
+  const agent = await TargetAgent.start({ key, ...options });
   cleanups.push(() => agent.close());
   const events: AgentEvent[] = [];
   agent.on('event', (e: AgentEvent) => events.push(e));
@@ -83,4 +84,23 @@ test('close() ends a handed-in connection that is still open, and a closed agent
   await agent.serve(lateTarget, 'late');
   expect(lateTarget.closed).toBe(true);
   await expect(late.receive()).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' });
+});
+
+test('backends given replace the simulator default: a simulated guest is refused with ERR_UNKNOWN_BACKEND', async () => {
+  const key = generateKey();
+  const otherKind = { kind: 'other', create: () => Promise.reject(new Error('never called')) };
+  const { agent, events } = await startAgent(key, { backends: [otherKind] });
+  const guest = await SimulatedGuest.boot(config, 'unwanted');
+  cleanups.push(() => guest.destroy());
+
+  const [source, target] = createMemoryTransportPair();
+  const served = agent.serve(target, 'in-process peer');
+  await authenticateToAgent(source, { key });
+  const report = await migrate(guest, source);
+  await served;
+
+  expect(report.outcome).toBe('failed');
+  expect(report.guestRunningOn).toBe('source');
+  expect(report.error?.message).toContain('ERR_UNKNOWN_BACKEND');
+  expect(events.find((e) => e.type === 'migration-discarded')).toMatchObject({ error: expect.objectContaining({ code: 'ERR_UNKNOWN_BACKEND' }) });
 });

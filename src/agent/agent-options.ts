@@ -40,7 +40,14 @@ export interface TargetAgentOptions {
   host?: string;
   /** Port to listen on; 0 picks a free one. @default 0 */
   port?: number;
-  /** Domain backends. @default [new SimTargetBackend()] */
+  /**
+   * The domain backends this agent receives guests into, one per `DomainDescriptor.kind`. A
+   * migration whose kind has none here is refused with ERR_UNKNOWN_BACKEND, naming the kinds
+   * there are. Giving this list replaces the default: a host that runs real guests lists its own
+   * backend, and the simulator beside it only if it should take simulated guests too.
+   * @default [new SimTargetBackend({ maxMemoryBytes: limits.maxGuestMemoryBytes })], the
+   *   simulated guest only (what `livemig listen` serves)
+   */
   backends?: TargetBackend[];
   /** Limits on what sources may send and allocate. */
   limits?: Partial<ProtocolLimits>;

@@ -134,8 +134,10 @@ export class TargetAgent extends EventEmitter {
 
   private constructor(options: TargetAgentOptions) {
     super();
-    this.backends = new Map((options.backends ?? [new SimTargetBackend({ maxMemoryBytes: options.limits?.maxGuestMemoryBytes })]).map((b) => [b.kind, b]));
     this.limits = resolveLimits(options.limits);
+    // The documented default: the simulated guest, held to the agent's guest-size limit.
+    const backends = options.backends ?? [new SimTargetBackend({ maxMemoryBytes: this.limits.maxGuestMemoryBytes })];
+    this.backends = new Map(backends.map((b) => [b.kind, b]));
     this.maxConcurrent = positiveInteger('maxConcurrentMigrations', options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS);
     this.goTimeoutMs = options.goTimeoutMs === undefined ? undefined : checkTimeoutMs('goTimeoutMs', options.goTimeoutMs);
     this.key = options.key === undefined ? undefined : Uint8Array.from(checkPoolKey(options.key));

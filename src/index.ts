@@ -28,24 +28,19 @@ export {
 export type { ReceiverState } from './protocol/receiver-state.js';
 export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
 export { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, type Transport } from './transport/transport.js';
+export type { WebSocketTransport } from './transport/ws-transport.js';
+export { DEFAULT_IDLE_TIMEOUT_MS, type WebSocketTransportOptions } from './transport/ws-options.js';
+export { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from './transport/ws-connect.js';
 export {
-  connectWebSocket,
   listenWebSocket,
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_LISTEN_HOST,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_UPGRADE_TIMEOUT_MS,
-  type WebSocketTransport,
-  type WebSocketTransportOptions,
-  type ConnectWebSocketOptions,
   type ListenWebSocketOptions,
   type WebSocketListener,
   type RemoteInfo,
-  type PemSource,
-  type TlsConnectOptions,
-  type TlsListenOptions,
-} from './transport/ws-transport.js';
+} from './transport/ws-listener.js';
+export type { PemSource, TlsConnectOptions, TlsListenOptions } from './transport/tls.js';
 export { MemoryTransport, createMemoryTransportPair, type MemoryTransportOptions } from './transport/memory-transport.js';
 export {
   migrate,
@@ -95,18 +90,15 @@ export {
   type MigrationEstimate,
   type EstimatedRound,
 } from './precopy/preflight.js';
+export { TargetAgent, type AgentEvent, type AgentMigration, type AgentStats } from './agent/target-agent.js';
 export {
-  TargetAgent,
   DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_CONCURRENT_MIGRATIONS,
   DEFAULT_OUTCOME_MEMORY_MS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_RECORD_IDLE_TIMEOUT_MS,
   type TargetAgentOptions,
-  type AgentEvent,
-  type AgentMigration,
-  type AgentStats,
-} from './agent/target-agent.js';
+} from './agent/agent-options.js';
 export {
   queryAgent,
   connectToAgent,

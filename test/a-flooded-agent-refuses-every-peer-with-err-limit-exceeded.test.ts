@@ -5,7 +5,7 @@ import net from 'node:net';
 import { afterEach, expect, test } from 'vitest';
 import { connectToAgent } from '../dist/agent/agent-client.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 
 const TRIES = 6;
 const cleanups: Array<() => Promise<void> | void> = [];

@@ -4,7 +4,9 @@
 import { afterEach, expect, test, vi } from 'vitest';
 import { authenticateToAgent, connectToAgent, queryAgent } from '../dist/agent/agent-client.js';
 import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
-import { connectWebSocket, listenWebSocket, type WebSocketTransport } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { listenWebSocket } from '../dist/transport/ws-listener.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 import { unknownOptionalFrame } from './helpers/scripted-source.js';
 
 const DEADLINE_MS = 300;
@@ -20,8 +22,8 @@ const seen = vi.hoisted(() => ({ skipped: 0 }));
 
 // The client's own connections, counting the records they deliver that change nothing: the
 // chatter each deadline has to outlast.
-vi.mock('../dist/transport/ws-transport.js', async (importOriginal) => {
-  const original = await importOriginal<typeof import('../dist/transport/ws-transport.js')>();
+vi.mock('../dist/transport/ws-connect.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../dist/transport/ws-connect.js')>();
   const { decodeFrame: decode } = await import('../dist/protocol/codec.js');
   return {
     ...original,

@@ -8,7 +8,7 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { encodeRecord } from '../dist/protocol/codec.js';
 import type { StatusRecord } from '../dist/protocol/records.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import { helloFor, nextRecord, REAL_GUEST, waitForEvent } from './helpers/hostile-peer.js';
 
 const MiB = 1024 * 1024;

@@ -8,7 +8,7 @@ import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { migrate } from '../dist/precopy/migration.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 
 const MiB = 1024 * 1024;
 // A guest that rewrites its small hot set quickly, so that memory read while it runs differs

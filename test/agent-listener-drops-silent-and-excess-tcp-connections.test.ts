@@ -6,7 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, expect, test } from 'vitest';
 import { TargetAgent, type TargetAgentOptions } from '../dist/agent/target-agent.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {

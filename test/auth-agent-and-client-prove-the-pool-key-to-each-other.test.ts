@@ -10,7 +10,9 @@ import { TargetAgent } from '../dist/agent/target-agent.js';
 import { newAuthNonce } from '../dist/protocol/auth.js';
 import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
 import type { MigrationRecord } from '../dist/protocol/records.js';
-import { connectWebSocket, listenWebSocket, type WebSocketTransport } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { listenWebSocket } from '../dist/transport/ws-listener.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {

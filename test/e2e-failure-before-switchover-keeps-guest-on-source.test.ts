@@ -5,7 +5,7 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate } from '../dist/precopy/migration.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
 import { digestBuffer } from '../dist/protocol/page-digest.js';
 import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';

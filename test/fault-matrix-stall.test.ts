@@ -10,7 +10,7 @@ import { afterAll, expect, test } from 'vitest';
 import { queryAgent } from '../dist/agent/agent-client.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { migrate } from '../dist/precopy/migration.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import {
   cellTitle,
   FINAL_ROUND,

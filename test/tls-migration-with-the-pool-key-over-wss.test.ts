@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { connectToAgent, queryAgent } from '../dist/agent/agent-client.js';
 import { generateKey } from '../dist/agent/key-file.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
-import { connectWebSocket } from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import { REAL_GUEST, startRealMigration } from './helpers/hostile-peer.js';
 import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 import { makeLoopbackCertificate, type TestCertificate } from './helpers/tls-cert.js';

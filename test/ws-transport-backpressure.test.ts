@@ -1,11 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  connectWebSocket,
-  listenWebSocket,
-  type WebSocketListener,
-  type WebSocketTransport,
-} from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { listenWebSocket, type WebSocketListener } from '../dist/transport/ws-listener.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 
 const MiB = 1024 * 1024;
 const FRAME_BYTES = MiB;

@@ -3,12 +3,9 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  connectWebSocket,
-  listenWebSocket,
-  type WebSocketListener,
-  type WebSocketTransport,
-} from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { listenWebSocket, type WebSocketListener } from '../dist/transport/ws-listener.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 
 const HANDSHAKE_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 

@@ -3,12 +3,9 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  connectWebSocket,
-  listenWebSocket,
-  type WebSocketListener,
-  type WebSocketTransport,
-} from '../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { listenWebSocket, type WebSocketListener } from '../dist/transport/ws-listener.js';
+import type { WebSocketTransport } from '../dist/transport/ws-transport.js';
 
 const MiB = 1024 * 1024;
 

@@ -25,7 +25,7 @@ import { clientAuthTransition, type ClientAuthState } from '../protocol/receiver
 import type { AbortRecord, MigrationRecord, StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
-import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-transport.js';
+import { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from '../transport/ws-connect.js';
 
 /** How long {@link authenticateToAgent} may take, in milliseconds, when not told. */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;

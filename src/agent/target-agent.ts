@@ -1,10 +1,11 @@
 /**
  * A target agent: the process on a host that accepts incoming migrations, runs the guests it
- * received, and answers questions about them. One WebSocket listener (`ws://`, or `wss://` with
- * a certificate). An agent that holds the pool key first makes every connection prove it holds
- * the key too, and proves itself in return (docs/protocol.md, "Authentication"); only then does
- * it read the record that says what the peer wants (`hello` to migrate in, `query` to ask), and
- * only after that does it allocate anything.
+ * received, and answers questions about them. It listens on one WebSocket port (`ws://`, or
+ * `wss://` with a certificate), and serves connections handed to it over any other `Transport`
+ * the same way (`serve`). An agent that holds the pool key first makes every connection prove it
+ * holds the key too, and proves itself in return (docs/protocol.md, "Authentication"); only then
+ * does it read the record that says what the peer wants (`hello` to migrate in, `query` to ask),
+ * and only after that does it allocate anything.
  *
  * Every connection is held to limits: how many are open, how many are still authenticating, how
  * long and how many bytes it may take to say what it wants, how long a migration may go without
@@ -18,63 +19,44 @@ import type { TargetBackend, TargetDomain } from '../domain/backend.js';
 import { SimTargetBackend } from '../domain/sim/target-backend.js';
 import {
   asMigrationError,
-  AuthFailedError,
   ConnectionClosedError,
   InvalidArgumentError,
   LimitExceededError,
-  type MigrationError,
   PeerAbortedError,
   TimeoutError,
   UnexpectedRecordError,
 } from '../errors.js';
-import { authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../protocol/auth.js';
-import { decodeFrame, encodeRecord } from '../protocol/codec.js';
+import { checkPoolKey } from '../protocol/auth.js';
+import { encodeRecord } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory } from '../protocol/page-digest.js';
-import { initialReceiverState, receiverTransition } from '../protocol/receiver-state.js';
 import type { HelloRecord, QueryRecord, StatusRecord } from '../protocol/records.js';
 import { abortPeer } from '../precopy/abort-peer.js';
 import { receiveMigration, type IncomingResult } from '../precopy/incoming.js';
 import { DeadlineTransport } from '../transport/deadline-transport.js';
-import {
-  DEFAULT_IDLE_TIMEOUT_MS,
-  DEFAULT_MAX_CONNECTIONS,
-  listenWebSocket,
-  type TlsListenOptions,
-  type WebSocketListener,
-  type WebSocketTransport,
-} from '../transport/ws-transport.js';
 import type { Transport } from '../transport/transport.js';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../transport/ws-options.js';
+import { DEFAULT_MAX_CONNECTIONS, listenWebSocket, type WebSocketListener } from '../transport/ws-listener.js';
 import { checkTimeoutMs, isDeadline, withDeadline } from '../util/deadline.js';
+import { readHelloOrQuery } from './agent-handshake.js';
+import {
+  DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONCURRENT_MIGRATIONS,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
+  DEFAULT_OUTCOME_MEMORY_MS,
+  DEFAULT_RECORD_IDLE_TIMEOUT_MS,
+  type TargetAgentOptions,
+} from './agent-options.js';
 
-/** Incoming migrations one agent receives at once, at most. */
-export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
+export {
+  DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONCURRENT_MIGRATIONS,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
+  DEFAULT_OUTCOME_MEMORY_MS,
+  DEFAULT_RECORD_IDLE_TIMEOUT_MS,
+  type TargetAgentOptions,
+};
 
-/**
- * How long an agent remembers what became of a discarded migration, in milliseconds: long enough
- * for a source whose link failed after "go" to ask (it keeps asking for DEFAULT_RESOLVE_TIMEOUT_MS).
- */
-export const DEFAULT_OUTCOME_MEMORY_MS = 10 * 60 * 1000;
-
-/**
- * Connections that may be authenticating (or, on an agent without a key, not yet have sent their
- * `hello` or `query`) at once. Kept below `DEFAULT_MAX_CONNECTIONS`, so that peers who never
- * authenticate cannot take every connection and shut the pool out.
- */
-export const DEFAULT_MAX_PENDING_HANDSHAKES = 8;
-
-/**
- * Time a connection has, from being accepted, to authenticate and send its `hello` or `query`,
- * in milliseconds.
- */
-export const DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS = 10_000;
-
-/**
- * Longest wait for the next record of a migration in progress, in milliseconds. The WebSocket
- * idle timeout is kept alive by pings alone; this one is not, so a source that holds a domain
- * allocated here and sends nothing is dropped.
- */
-export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
 
 /**
  * How long `close()` waits for connections still being served to settle, in milliseconds. Closing
@@ -82,95 +64,6 @@ export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
  * to its end; a guest it starts later is destroyed as soon as it runs.
  */
 const CLOSE_SERVE_GRACE_MS = 5_000;
-
-/** Options of {@link TargetAgent.start}. */
-export interface TargetAgentOptions {
-  /**
-   * Address to listen on. Anything but a loopback address (127.0.0.0/8, ::1, `localhost`) needs
-   * `key`, or `insecure`.
-   * @default '127.0.0.1'
-   */
-  host?: string;
-  /** Port to listen on; 0 picks a free one. @default 0 */
-  port?: number;
-  /** Domain backends. @default [new SimTargetBackend()] */
-  backends?: TargetBackend[];
-  /** Limits on what sources may send and allocate. */
-  limits?: Partial<ProtocolLimits>;
-  /**
-   * The pool key, at least 32 random bytes (see `readKeyFile`). With it, every connection must
-   * prove it holds the same key before the agent reads anything else, and the agent proves it in
-   * return; a peer that cannot is refused with ERR_AUTH_FAILED.
-   * @default no key: any peer that can reach the agent is served
-   */
-  key?: Uint8Array;
-  /** Serve `wss://` with this certificate and private key. @default plain `ws://` */
-  tls?: TlsListenOptions;
-  /**
-   * Allow listening on a non-loopback address without `key`, which lets anyone who can reach the
-   * port send this host guests and inspect the guests running here. For trusted, isolated
-   * networks only.
-   * @default false
-   */
-  insecure?: boolean;
-  /**
-   * Migrations received at once; a `hello` beyond it is refused with ERR_LIMIT_EXCEEDED.
-   * @default DEFAULT_MAX_CONCURRENT_MIGRATIONS (4)
-   */
-  maxConcurrentMigrations?: number;
-  /**
-   * How long a discarded migration is remembered, in milliseconds: until then a query about it
-   * answers `discarded`, after it `unknown`. Infinity, or anything beyond 2^31-1 ms (about 24.8
-   * days), remembers it for as long as the agent runs.
-   * @default DEFAULT_OUTCOME_MEMORY_MS (10 min)
-   */
-  outcomeMemoryMs?: number;
-  /**
-   * Connections open at once; beyond it the WebSocket upgrade is refused with HTTP 503.
-   * @default DEFAULT_MAX_CONNECTIONS (16)
-   */
-  maxConnections?: number;
-  /**
-   * Connections still authenticating at once; beyond it a new one is refused with
-   * ERR_LIMIT_EXCEEDED.
-   * @default DEFAULT_MAX_PENDING_HANDSHAKES (8)
-   */
-  maxPendingHandshakes?: number;
-  /**
-   * Time a connection has to authenticate and send its `hello` or `query`, in milliseconds;
-   * beyond it, ERR_TIMEOUT. Also bounds the TLS handshake and HTTP upgrade before it. Infinity,
-   * or anything beyond 2^31-1 ms (about 24.8 days), is no deadline.
-   * @default DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS (10 s)
-   */
-  handshakeTimeoutMs?: number;
-  /**
-   * Bytes a connection may send before its `hello` or `query` has been read, counted on the wire
-   * as they arrive; beyond it the connection is closed with code 1009 (ERR_LIMIT_EXCEEDED). Keeps
-   * peers that have not authenticated from making the agent buffer whole frames of
-   * `maxFrameBytes`. At least `limits.maxHeaderBytes` plus 1 KiB, so that any legal hello fits.
-   * @default twice `limits.maxHeaderBytes` (1 MiB with the default limits)
-   */
-  maxHandshakeBytes?: number;
-  /**
-   * Longest wait for the next record of a migration in progress, in milliseconds; beyond it,
-   * ERR_TIMEOUT and the copy here is discarded. Infinity, or anything beyond 2^31-1 ms
-   * (about 24.8 days), is no deadline.
-   * @default DEFAULT_RECORD_IDLE_TIMEOUT_MS (60 s)
-   */
-  recordIdleTimeoutMs?: number;
-  /**
-   * A connection silent this long (no frame, ping or pong) is dropped, in milliseconds. 0 or
-   * Infinity turns this off.
-   * @default DEFAULT_IDLE_TIMEOUT_MS (30 s)
-   */
-  idleTimeoutMs?: number;
-  /**
-   * How long a prepared migration waits for "go" before discarding, in milliseconds. Infinity, or
-   * anything beyond 2^31-1 ms (about 24.8 days), is no deadline.
-   * @default DEFAULT_GO_TIMEOUT_MS
-   */
-  goTimeoutMs?: number;
-}
 
 /** Counters of an agent's connections, for monitoring and tests. */
 export interface AgentStats {
@@ -203,11 +96,7 @@ export interface AgentMigration {
   domain?: TargetDomain;
 }
 
-/**
- * Events an agent emits, as `agent.on('event', e => ...)`. `migration-resumed` comes the moment
- * the guest runs here, before the source is told; `migration-discarded` once the copy here is
- * destroyed.
- */
+/** Events an agent emits, as `agent.on('event', e => ...)`. */
 export type AgentEvent =
   | { type: 'migration-started'; migrationId: string; domainName: string; memoryBytes: number; from: string }
   | { type: 'migration-resumed'; migrationId: string; pages: number; bytesWire: number; digest?: string }
@@ -239,13 +128,17 @@ export class TargetAgent extends EventEmitter {
   private authFailures = 0;
   /** Connections being served now; `close()` waits for them. */
   private readonly serving = new Set<Promise<void>>();
+  /** Their transports; `close()` destroys those still open. */
+  private readonly connections = new Set<Transport>();
   /** Set by `close()`: a guest that starts running from then on is destroyed at once. */
   private closing = false;
 
   private constructor(options: TargetAgentOptions) {
     super();
-    this.backends = new Map((options.backends ?? [new SimTargetBackend({ maxMemoryBytes: options.limits?.maxGuestMemoryBytes })]).map((b) => [b.kind, b]));
     this.limits = resolveLimits(options.limits);
+    // The documented default: the simulated guest, held to the agent's guest-size limit.
+    const backends = options.backends ?? [new SimTargetBackend({ maxMemoryBytes: this.limits.maxGuestMemoryBytes })];
+    this.backends = new Map(backends.map((b) => [b.kind, b]));
     this.maxConcurrent = positiveInteger('maxConcurrentMigrations', options.maxConcurrentMigrations ?? DEFAULT_MAX_CONCURRENT_MIGRATIONS);
     this.goTimeoutMs = options.goTimeoutMs === undefined ? undefined : checkTimeoutMs('goTimeoutMs', options.goTimeoutMs);
     this.key = options.key === undefined ? undefined : Uint8Array.from(checkPoolKey(options.key));
@@ -291,11 +184,7 @@ export class TargetAgent extends EventEmitter {
         upgradeTimeoutMs: agent.handshakeTimeoutMs,
         tls: options.tls,
       },
-      (transport, info) => {
-        const served = agent.serve(transport, `${info.remoteAddress}:${info.remotePort}`);
-        agent.serving.add(served);
-        void served.finally(() => agent.serving.delete(served));
-      },
+      (transport, info) => void agent.serve(transport, `${info.remoteAddress}:${info.remotePort}`),
     );
     return agent;
   }
@@ -335,6 +224,9 @@ export class TargetAgent extends EventEmitter {
   async close(): Promise<void> {
     this.closing = true;
     await this.listener?.close();
+    for (const transport of this.connections) {
+      transport.destroy(new ConnectionClosedError('the agent was closed while this connection was open'));
+    }
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_SERVE_GRACE_MS)));
     await Promise.race([Promise.allSettled(this.serving), grace]);
@@ -357,7 +249,39 @@ export class TargetAgent extends EventEmitter {
     await domain?.destroy().catch(() => undefined);
   }
 
-  private async serve(transport: WebSocketTransport, from: string): Promise<void> {
+  /**
+   * Serves one connection, from its first record to its end, exactly as a connection accepted by
+   * the agent's own listener: authentication when the agent holds a key, then a migration in or
+   * a query. This is how a program that accepts connections its own way (another transport, a
+   * multiplexed link, the in-memory pair in tests) hands them to the agent. The agent owns
+   * `transport` from now on and closes or destroys it when done; `close()` waits for it and
+   * destroys it if it is still open.
+   *
+   * The byte cap before `hello` (`maxHandshakeBytes`) applies only when `transport` offers
+   * `limitIncomingBytes`; the handshake deadline, the pending-handshake bound and every protocol
+   * limit apply to any transport.
+   *
+   * @param transport A connection whose peer is about to authenticate, or to send `hello` or `query`.
+   * @param from Who the peer is, for the agent's events, e.g. `address:port`.
+   * @returns Settles once the connection is done; never rejects (a refusal is a
+   *   `connection-refused` event, a migration's end a `migration-resumed` or
+   *   `migration-discarded` one).
+   */
+  serve(transport: Transport, from: string): Promise<void> {
+    if (this.closing) {
+      transport.destroy(new ConnectionClosedError('the agent is closing and serves no new connection'));
+      return Promise.resolve();
+    }
+    this.connections.add(transport);
+    const served = this.serveConnection(transport, from).finally(() => {
+      this.connections.delete(transport);
+      this.serving.delete(served);
+    });
+    this.serving.add(served);
+    return served;
+  }
+
+  private async serveConnection(transport: Transport, from: string): Promise<void> {
     try {
       const record = await this.admit(transport);
       if (record.type === 'query') {
@@ -434,7 +358,7 @@ export class TargetAgent extends EventEmitter {
    * handshake deadline and byte cap, and returns that record. Nothing is allocated for the peer
    * before this returns.
    */
-  private async admit(transport: WebSocketTransport): Promise<HelloRecord | QueryRecord> {
+  private async admit(transport: Transport): Promise<HelloRecord | QueryRecord> {
     if (this.pending >= this.maxPendingHandshakes) {
       throw new LimitExceededError(
         `this agent already has ${this.pending} connections that have not finished authenticating (maxPendingHandshakes); try again shortly`,
@@ -443,70 +367,19 @@ export class TargetAgent extends EventEmitter {
     this.pending++;
     this.peakPending = Math.max(this.peakPending, this.pending);
     try {
-      transport.limitIncomingBytes(this.maxHandshakeBytes, 'before its hello or query');
+      transport.limitIncomingBytes?.(this.maxHandshakeBytes, 'before its hello or query');
       const record = await withDeadline(
-        this.handshake(transport),
+        readHelloOrQuery(transport, this.key, this.limits),
         this.handshakeTimeoutMs,
         () =>
           new TimeoutError(
             `the peer did not ${this.key ? 'authenticate and ' : ''}send its hello or query within ${this.handshakeTimeoutMs} ms of connecting`,
           ),
       );
-      transport.limitIncomingBytes(undefined);
+      transport.limitIncomingBytes?.(undefined);
       return record;
     } finally {
       this.pending--;
-    }
-  }
-
-  /** The records before `hello` or `query`, as the receiver state machine allows them. */
-  private async handshake(transport: Transport): Promise<HelloRecord | QueryRecord> {
-    const key = this.key;
-    let state = initialReceiverState(key !== undefined);
-    let clientNonce: Uint8Array | undefined;
-    let agentNonce: Uint8Array | undefined;
-    for (;;) {
-      const frame = await transport.receive();
-      if (frame === undefined) throw new ConnectionClosedError(`the peer closed the connection in state ${state}, before its hello or query`);
-      const record = decodeFrame(frame, this.limits);
-      if (record.type === 'abort') throw new PeerAbortedError(record.code, record.message);
-      // An unknown record its sender marked optional is skipped, as everywhere; the handshake's
-      // deadline and byte cap still bound how many a stranger may send.
-      if (record.type === 'ignored') continue;
-      if (state === 'await-auth' && (record.type === 'hello' || record.type === 'query')) {
-        throw new AuthFailedError(
-          `this agent serves only members of its pool, and the connection began with "${record.type}" without proving the pool key; ` +
-            'pass the pool key (the key option of connectToAgent, or --key-file PATH)',
-        );
-      }
-      state = receiverTransition(state, record.type);
-      switch (record.type) {
-        case 'auth-hello':
-          clientNonce = Uint8Array.from(record.nonce);
-          if (key === undefined) {
-            await transport.send(encodeRecord({ type: 'auth-ok' }));
-          } else {
-            agentNonce = newAuthNonce();
-            await transport.send(encodeRecord({ type: 'auth-challenge', nonce: agentNonce }));
-          }
-          break;
-        case 'auth-proof':
-          // The state machine admits a proof only after this agent's challenge: the key and both nonces exist.
-          if (!verifyAuthProof(key!, 'client', clientNonce!, agentNonce!, record.proof)) {
-            throw new AuthFailedError(
-              "the proof does not match this agent's pool key: the peer holds a different key, or replays an old exchange; " +
-                'check that both sides use the same key file',
-            );
-          }
-          await transport.send(encodeRecord({ type: 'auth-ok', proof: authProof(key!, 'agent', clientNonce!, agentNonce!) }));
-          break;
-        case 'hello':
-        case 'query':
-          return record;
-        default:
-          // The state machine admits nothing else here; this guards against the two disagreeing.
-          throw new UnexpectedRecordError(`record "${record.type}" is not handled before a hello`);
-      }
     }
   }
 

@@ -2,7 +2,9 @@
  * What a hypervisor gives the migration engine. The engine never touches a guest except through
  * these two interfaces, so a Xen (libxenguest, foreign mappings, log-dirty) or KVM (dirty ring or
  * KVM_GET_DIRTY_LOG, userfault) backend slots in beside the simulated guest without changes to
- * `src/precopy`. Every hook is required.
+ * `src/precopy`. Every hook is required, so that neither a backend nor a wrapper around one leaves
+ * a hook out by accident; where a hypervisor cannot provide what a hook asks for (`vcpuTimeMs`
+ * only), the hook's TSDoc says what to return instead.
  *
  * Buffer ownership: the engine owns every buffer it passes in; a backend copies out of or into it
  * before returning and keeps no reference.
@@ -68,11 +70,12 @@ export interface SourceDomain {
   peekDirtyCount(): number;
 
   /**
-   * Optional: CPU time the guest's vCPUs have run since it started, in milliseconds, summed over
-   * vCPUs (a hypervisor's per-vCPU run time). The engine reads it at each round's start and end
-   * and reports how many cores the guest kept busy meanwhile; without it the reports leave that out.
+   * CPU time the guest's vCPUs have run since it started, in milliseconds, summed over vCPUs (a
+   * hypervisor's per-vCPU run time), or `undefined` where the hypervisor does not tell. Called at
+   * each round's start and end; the engine reports how many cores the guest kept busy meanwhile,
+   * and leaves that out of the reports when this returns `undefined`. Must be cheap.
    */
-  vcpuTimeMs?(): number;
+  vcpuTimeMs(): number | undefined;
 
   /**
    * Copies one page into `dst` at `dstOffset`. Called for every page sent, from the engine's

@@ -71,4 +71,17 @@ export interface Transport {
 
   /** Frame bytes received. */
   readonly bytesReceived: number;
+
+  /**
+   * Optional capability of transports that read from the network: caps what the peer may send
+   * from now on, counted in bytes as they arrive (framing included) rather than per frame, until
+   * called again with `undefined`. Past the cap the connection fails with ERR_LIMIT_EXCEEDED. A
+   * server calls it before the peer has said who it is, so that a stranger cannot make it buffer
+   * a whole frame of the largest size; where it is missing (the in-memory pair, whose frames
+   * come from this process), the frame and queue limits are the only bound.
+   *
+   * @param maxBytes The cap, a positive integer, or `undefined` to lift it.
+   * @param during What the cap covers, for the error message, e.g. "before its hello".
+   */
+  limitIncomingBytes?(maxBytes: number | undefined, during?: string): void;
 }

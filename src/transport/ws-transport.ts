@@ -1,86 +1,40 @@
 /**
- * The migration stream over WebSocket (RFC 6455), built on `ws`. Every frame is one binary
+ * One migration connection over a WebSocket (RFC 6455), built on `ws`. Every frame is one binary
  * message. Reading stops when the incoming queue is full, so a slow consumer pushes back through
  * TCP flow control to the sender, whose `send` promises then stay unresolved. A ping every third
  * of `idleTimeoutMs` keeps the connection alive and finds a dead peer.
  *
- * `wss://` runs the same over TLS: a listener given a certificate and its key serves HTTPS, and a
- * client verifies the listener's certificate against the system's CAs or the ones it is given.
+ * The connection is opened by `connectWebSocket` (ws-connect.ts) or accepted by `listenWebSocket`
+ * (ws-listener.ts); over `wss://` the same runs on TLS.
  */
 
-import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { WebSocket, type RawData } from 'ws';
 import {
-  asMigrationError,
-  ConnectFailedError,
   ConnectionClosedError,
   InvalidArgumentError,
   LimitExceededError,
   MalformedRecordError,
   TimeoutError,
 } from '../errors.js';
-import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/limits.js';
-import { checkTimeoutMs, isDeadline, MAX_TIMER_MS } from '../util/deadline.js';
-import {
-  DEFAULT_CLOSE_TIMEOUT_MS,
-  DEFAULT_MAX_QUEUED_BYTES,
-  DEFAULT_MAX_QUEUED_FRAMES,
-  type Transport,
-} from './transport.js';
+import { isDeadline } from '../util/deadline.js';
+import type { Transport } from './transport.js';
 import { FrameQueue } from './frame-queue.js';
+import {
+  positiveInteger,
+  resolveWebSocketOptions,
+  type ResolvedWebSocketOptions,
+  type WebSocketTransportOptions,
+} from './ws-options.js';
 
 /** How long `ping()` waits for its pong, in milliseconds. */
 const PING_TIMEOUT_MS = 1000;
-
-/** Silence from the peer after which the connection counts as dead, in milliseconds. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-
-/** How long `connectWebSocket` may take, DNS to finished handshake, in milliseconds. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-
-/** Most connections a listener keeps open at once. */
-export const DEFAULT_MAX_CONNECTIONS = 16;
-
-/** Address a listener binds when none is given: loopback, so nothing is exposed by accident. */
-export const DEFAULT_LISTEN_HOST = '127.0.0.1';
-
-/**
- * How long a listener lets a new TCP connection take to finish its TLS handshake and send its
- * HTTP upgrade request, in milliseconds. A peer that opens sockets and says nothing on them is
- * cut off after this.
- */
-export const DEFAULT_UPGRADE_TIMEOUT_MS = 10_000;
-
-/**
- * TCP connections a listener serves at once, as a multiple of `maxConnections`: those beyond
- * `maxConnections` that fit under this bound get their HTTP 503 once they ask to upgrade. Beyond
- * it, a plain listener answers 503 at once without reading the request and lets the socket go
- * after {@link REFUSED_SOCKET_LINGER_MS}, so that every refused peer learns why (ERR_LIMIT_EXCEEDED)
- * while a flood still costs few sockets for long; a TLS listener, which cannot answer before the
- * handshake, closes them unanswered.
- */
-const TCP_CONNECTIONS_PER_WEBSOCKET = 2;
-
-/** How long a socket refused at the TCP bound may stay open for its 503 to be read, in milliseconds. */
-const REFUSED_SOCKET_LINGER_MS = 250;
-
-const HTTP_503 = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 
 /**
  * Bytes a peer may still send after passing a cap set with `limitIncomingBytes` before its socket
  * is torn down rather than closed politely.
  */
 const BYTE_CAP_GRACE_BYTES = 64 * 1024;
-
-/** OpenSSL and Node error codes of a certificate that did not verify. */
-const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/;
-
-/** `ws` keeps its payload limit in a 32-bit signed integer. */
-const MAX_FRAME_BYTES_LIMIT = 2 ** 31 - 1;
 
 /** Intervals of silence, each a third of `idleTimeoutMs`, that make the peer count as dead. */
 const SILENT_TICKS_BEFORE_TIMEOUT = 3;
@@ -92,163 +46,6 @@ const CLOSE_MESSAGE_TOO_BIG = 1009;
 
 const SEND_OPTIONS = { binary: true } as const;
 
-/**
- * RFC 6455 wants client frames masked with an unpredictable key so that scripts in a browser
- * cannot craft bytes a caching proxy would misread. A migration stream runs between two agents
- * of ours, never from a browser, so the key is all zero: `ws` then skips the XOR pass and the copy
- * it needs for it, which raises the loopback throughput of 1 MiB frames by about a fifth.
- */
-function zeroMask(mask: Buffer): void {
-  mask.fill(0);
-}
-
-/** Options every WebSocket transport takes, on either end of the connection. */
-export interface WebSocketTransportOptions {
-  /**
-   * Largest incoming frame, in bytes. A bigger one fails the connection with ERR_LIMIT_EXCEEDED on
-   * both ends (close code 1009); a bigger outgoing one is refused by `send` before it is written.
-   * At most 2^31 - 1.
-   * @default DEFAULT_MAX_FRAME_BYTES (16 MiB)
-   */
-  maxFrameBytes?: number;
-  /**
-   * Most frames the incoming queue holds before reading stops.
-   * @default DEFAULT_MAX_QUEUED_FRAMES (64)
-   */
-  maxQueuedFrames?: number;
-  /**
-   * Most bytes the incoming queue holds before reading stops.
-   * @default DEFAULT_MAX_QUEUED_BYTES (32 MiB)
-   */
-  maxQueuedBytes?: number;
-  /**
-   * Silence from the peer, in milliseconds, after which the connection is destroyed with
-   * ERR_TIMEOUT. Any frame, ping or pong counts as a sign of life; a ping goes out every third of
-   * this time. A frame counts once it has fully arrived, so the value must exceed the time the
-   * link needs to carry `maxFrameBytes`. While this side has stopped reading because its own
-   * queue is full, the peer is not held to account. Detection takes between this time and 4/3 of
-   * it. 0 turns keepalive off, and so does Infinity or any time whose third is more than a timer
-   * holds (2^31-1 ms, about 24.8 days).
-   * @default DEFAULT_IDLE_TIMEOUT_MS (30 s)
-   */
-  idleTimeoutMs?: number;
-  /**
-   * How long `close()` may take, in milliseconds, counted from the call: flushing frames still
-   * buffered, and the peer's answer to the close frame. After it the socket is torn down. A time
-   * beyond what a timer holds (2^31-1 ms, about 24.8 days), Infinity included, counts as that.
-   * @default DEFAULT_CLOSE_TIMEOUT_MS (10 s)
-   */
-  closeTimeoutMs?: number;
-}
-
-/**
- * PEM material: a path to a PEM file, the PEM text itself (a string starting with `-----BEGIN`),
- * or its bytes.
- */
-export type PemSource = string | Uint8Array;
-
-/** TLS of a listener: `wss://` instead of `ws://`. */
-export interface TlsListenOptions {
-  /** The certificate chain the listener presents, leaf first (PEM). */
-  cert: PemSource;
-  /** The certificate's private key (PEM, unencrypted). */
-  key: PemSource;
-}
-
-/** TLS of a client connecting to a `wss://` URL. */
-export interface TlsConnectOptions {
-  /**
-   * Certificate authorities to trust instead of the system's, e.g. the listener's self-signed
-   * certificate (PEM).
-   * @default the system's CAs
-   */
-  ca?: PemSource;
-  /**
-   * Verify the listener's certificate and that it names the host of the URL. Turning this off
-   * lets anyone on the path impersonate the listener; it exists for experiments only.
-   * @default true
-   */
-  rejectUnauthorized?: boolean;
-  /**
-   * Host name to check the certificate against, when it differs from the URL's host.
-   * @default the URL's host
-   */
-  servername?: string;
-}
-
-/** Options of {@link connectWebSocket}. */
-export interface ConnectWebSocketOptions extends WebSocketTransportOptions {
-  /**
-   * Deadline for the whole connection attempt, in milliseconds. Infinity, or anything beyond
-   * 2^31-1 ms (about 24.8 days), is no deadline.
-   * @default DEFAULT_CONNECT_TIMEOUT_MS (10 s)
-   */
-  connectTimeoutMs?: number;
-  /** TLS settings, for `wss://` URLs only. @default system CAs, verification on */
-  tls?: TlsConnectOptions;
-}
-
-/** Options of {@link listenWebSocket}. */
-export interface ListenWebSocketOptions extends WebSocketTransportOptions {
-  /**
-   * Address to bind. Use `0.0.0.0` or `::` to accept sources on other hosts.
-   * @default DEFAULT_LISTEN_HOST ('127.0.0.1')
-   */
-  host?: string;
-  /**
-   * TCP port; 0 picks a free one, which the listener's `port` then tells.
-   * @default 0
-   */
-  port?: number;
-  /**
-   * Most connections open at once; further handshakes are refused with HTTP 503.
-   * @default DEFAULT_MAX_CONNECTIONS (16)
-   */
-  maxConnections?: number;
-  /**
-   * Time a new TCP connection has to finish its TLS handshake and its HTTP upgrade request, in
-   * milliseconds. Infinity, or anything beyond 2^31-1 ms (about 24.8 days), is no deadline
-   * for the upgrade; the TLS handshake is then held to 2^31-1 ms.
-   * @default DEFAULT_UPGRADE_TIMEOUT_MS (10 s)
-   */
-  upgradeTimeoutMs?: number;
-  /** Serve `wss://` with this certificate and key. @default plain `ws://` */
-  tls?: TlsListenOptions;
-}
-
-/** Where an accepted connection comes from. */
-export interface RemoteInfo {
-  remoteAddress: string;
-  remotePort: number;
-}
-
-/** A listening WebSocket endpoint, as returned by {@link listenWebSocket}. */
-export interface WebSocketListener {
-  /** The TCP port bound. */
-  readonly port: number;
-  /** The address bound. */
-  readonly host: string;
-  /** `ws://host:port`, or `wss://host:port` with TLS, ready for {@link connectWebSocket}. */
-  readonly url: string;
-  /** WebSocket connections open now. */
-  readonly connections: number;
-  /** Upgrade requests refused so far because `maxConnections` were open. */
-  readonly refusedConnections: number;
-  /**
-   * Stops accepting, destroys every open connection (their pending operations reject with
-   * ERR_CONNECTION_CLOSED) and resolves once the server is closed. Idempotent.
-   */
-  close(): Promise<void>;
-}
-
-interface ResolvedOptions {
-  maxFrameBytes: number;
-  maxQueuedFrames: number;
-  maxQueuedBytes: number;
-  idleTimeoutMs: number;
-  closeTimeoutMs: number;
-}
-
 interface PendingSend {
   bytes: number;
   settled: boolean;
@@ -257,10 +54,9 @@ interface PendingSend {
 }
 
 /**
- * One migration connection over WebSocket, as {@link connectWebSocket} and
- * {@link listenWebSocket} give it: a {@link Transport} that also tells its incoming queue and can
- * cap what the peer sends. Only those two functions make one, so that the declarations the
- * package ships name nothing of `ws`.
+ * One migration connection over WebSocket, as `connectWebSocket` and `listenWebSocket` give it: a
+ * {@link Transport} that also tells its incoming queue and can cap what the peer sends. Only those
+ * two functions make one, so that the declarations the package ships name nothing of `ws`.
  */
 export interface WebSocketTransport extends Transport {
   /** Frames received and not yet taken by `receive()`. */
@@ -276,38 +72,40 @@ export interface WebSocketTransport extends Transport {
    */
   readonly readPaused: boolean;
 
-  /** One WebSocket ping and its pong, in milliseconds; `undefined` if none comes within a second. */
-  ping(): Promise<number | undefined>;
-
   /**
-   * Sends a close frame (code 1000) behind every frame already handed to `send`, and resolves
-   * once the peer answered and the socket closed, or once `closeTimeoutMs` passed and the socket
-   * was torn down; sends still unwritten then reject. Frames that arrive during the closing
-   * handshake are queued while there is room and dropped after that (a `receive()` that reaches
-   * the end then rejects, saying how many were dropped), so a consumer that stopped reading
-   * cannot hold the close up. Never rejects. Idempotent.
+   * One WebSocket ping and its pong, in milliseconds; `undefined` if none comes within a second or
+   * the connection closes first.
    */
-  close(): Promise<void>;
+  ping(): Promise<number | undefined>;
 
   /**
    * Caps what the peer may send from now on, counted on the wire as bytes arrive (WebSocket
    * framing included) rather than per frame, until called again with `undefined`. Past the cap
-   * the connection fails with ERR_LIMIT_EXCEEDED and is closed with code 1009 (message too big),
-   * which the peer reports as ERR_LIMIT_EXCEEDED; a peer that keeps sending after that is cut off.
-   * A listener uses it to keep a peer that has not yet said who it is from making it buffer a
-   * whole `maxFrameBytes` frame.
+   * the connection fails with ERR_LIMIT_EXCEEDED and is closed with code 1009 (message too big).
    *
    * @param maxBytes The cap, a positive integer, or `undefined` to lift it.
    * @param during What the cap covers, for the error message, e.g. "before its hello".
-   * @throws InvalidArgumentError if the transport was made without its socket.
    */
   limitIncomingBytes(maxBytes: number | undefined, during?: string): void;
 }
 
-/** The {@link WebSocketTransport} over one open `ws` WebSocket. */
+/**
+ * The {@link WebSocketTransport} over one open `ws` WebSocket, for `ws-connect.ts` and
+ * `ws-listener.ts` only (the package's declarations leave it out).
+ *
+ * @param ws An open WebSocket.
+ * @param options Limits and timeouts of the connection.
+ * @param socket The stream `ws` reads from, so that `limitIncomingBytes` can count bytes as they
+ *   arrive; without it that method refuses.
+ * @internal
+ */
+export function wrapWebSocket(ws: WebSocket, options: WebSocketTransportOptions = {}, socket?: Duplex): WebSocketTransport {
+  return new WsTransport(ws, options, socket);
+}
+
 class WsTransport implements WebSocketTransport {
   readonly #ws: WebSocket;
-  readonly #options: ResolvedOptions;
+  readonly #options: ResolvedWebSocketOptions;
 
   #bufferedBytes = 0;
   #bytesSent = 0;
@@ -344,7 +142,7 @@ class WsTransport implements WebSocketTransport {
     }
     this.#ws = ws;
     this.#socket = socket;
-    this.#options = resolveOptions(options);
+    this.#options = resolveWebSocketOptions(options);
     this.#incoming = new FrameQueue(this.#options.maxQueuedFrames, this.#options.maxQueuedBytes);
     ws.binaryType = 'nodebuffer';
     ws.on('message', this.#onMessage);
@@ -404,14 +202,21 @@ class WsTransport implements WebSocketTransport {
     });
   }
 
+  /** Frames received and not yet taken by `receive()`. */
   get queuedFrames(): number {
     return this.#incoming.frames;
   }
 
+  /** Bytes of the frames received and not yet taken by `receive()`. */
   get queuedBytes(): number {
     return this.#incoming.bytes;
   }
 
+  /**
+   * True while reading from the network is suspended because the incoming queue is full. Frames
+   * already read from the socket still arrive after the pause begins, so the queue can pass its
+   * bound by the frames that complete within one socket read (64 KiB).
+   */
   get readPaused(): boolean {
     return this.#readPaused;
   }
@@ -453,6 +258,14 @@ class WsTransport implements WebSocketTransport {
     return next;
   }
 
+  /**
+   * Sends a close frame (code 1000) behind every frame already handed to `send`, and resolves
+   * once the peer answered and the socket closed, or once `closeTimeoutMs` passed and the socket
+   * was torn down; sends still unwritten then reject. Frames that arrive during the closing
+   * handshake are queued while there is room and dropped after that (a `receive()` that reaches
+   * the end then rejects, saying how many were dropped), so a consumer that stopped reading
+   * cannot hold the close up. Never rejects. Idempotent.
+   */
   close(): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
     this.#closePromise = new Promise<void>((resolve) => {
@@ -474,6 +287,18 @@ class WsTransport implements WebSocketTransport {
     this.#fail(reason ?? new ConnectionClosedError('the connection was destroyed by this side'), 'terminate');
   }
 
+  /**
+   * Caps what the peer may send from now on, counted on the wire as bytes arrive (WebSocket
+   * framing included) rather than per frame, until called again with `undefined`. Past the cap
+   * the connection fails with ERR_LIMIT_EXCEEDED and is closed with code 1009 (message too big),
+   * which the peer reports as ERR_LIMIT_EXCEEDED; a peer that keeps sending after that is cut off.
+   * A listener uses it to keep a peer that has not yet said who it is from making it buffer a
+   * whole `maxFrameBytes` frame.
+   *
+   * @param maxBytes The cap, a positive integer, or `undefined` to lift it.
+   * @param during What the cap covers, for the error message, e.g. "before its hello".
+   * @throws InvalidArgumentError if the transport was made without its socket.
+   */
   limitIncomingBytes(maxBytes: number | undefined, during = 'on this connection'): void {
     if (this.#byteCapListener) {
       this.#socket?.off('data', this.#byteCapListener);
@@ -666,392 +491,3 @@ class WsTransport implements WebSocketTransport {
     }
   }
 }
-
-/**
- * Opens a migration connection to `url` (`ws://host:port`). Rejects with ERR_CONNECT_FAILED when
- * the URL is not a WebSocket URL, the host cannot be reached or refuses, the server answers
- * without upgrading, or `connectTimeoutMs` passes, and with ERR_LIMIT_EXCEEDED when the server
- * answers HTTP 503 (a target agent at its connection limit); no socket is left behind then.
- */
-export function connectWebSocket(url: string, options: ConnectWebSocketOptions = {}): Promise<WebSocketTransport> {
-  let transportOptions: ResolvedOptions;
-  let connectTimeoutMs: number;
-  try {
-    transportOptions = resolveOptions(options);
-    connectTimeoutMs = checkTimeoutMs('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-  } catch (err) {
-    return Promise.reject(err);
-  }
-  if (options.tls !== undefined && !/^wss:/i.test(url)) {
-    return Promise.reject(
-      new InvalidArgumentError(`TLS options were given but ${JSON.stringify(url)} is not a wss:// URL; use wss://host:port`),
-    );
-  }
-  return clientTlsOptions(options.tls).then((tls) => openWebSocket(url, transportOptions, connectTimeoutMs, tls));
-}
-
-function openWebSocket(
-  url: string,
-  transportOptions: ResolvedOptions,
-  connectTimeoutMs: number,
-  tls: ClientTlsSettings,
-): Promise<WebSocketTransport> {
-  return new Promise((resolve, reject) => {
-    let ws: WebSocket;
-    let socket: Duplex | undefined;
-    try {
-      ws = new WebSocket(url, { ...tls, ...wsClientOptions(transportOptions) });
-    } catch (err) {
-      reject(
-        new ConnectFailedError(`cannot connect to ${JSON.stringify(url)}: ${describeError(err)}; expected a URL like ws://host:port`, {
-          cause: err,
-        }),
-      );
-      return;
-    }
-
-    const settle = (error: ConnectFailedError | undefined): void => {
-      clearTimeout(timer);
-      ws.off('open', onOpen);
-      ws.off('error', onError);
-      ws.off('upgrade', onUpgrade);
-      ws.off('unexpected-response', onUnexpectedResponse);
-      if (error) {
-        // `ws` may still report the aborted handshake; nobody listens for it any more.
-        ws.on('error', ignore);
-        ws.terminate();
-        reject(error);
-        return;
-      }
-      try {
-        resolve(new WsTransport(ws, transportOptions, socket));
-      } catch (err) {
-        ws.on('error', ignore);
-        ws.terminate();
-        reject(err);
-      }
-    };
-    const onOpen = (): void => settle(undefined);
-    const onUpgrade = (res: http.IncomingMessage): void => {
-      socket = res.socket;
-    };
-    const onError = (err: Error): void => settle(new ConnectFailedError(`could not connect to ${url}: ${connectHint(url, err)}`, { cause: err }));
-    const onUnexpectedResponse = (_req: http.ClientRequest, res: http.IncomingMessage): void => {
-      const answered = `${url} answered HTTP ${res.statusCode} ${res.statusMessage ?? ''} instead of accepting a WebSocket`;
-      // A target at its connection limit is up and will take the migration later: a caller
-      // retries it, where a target that cannot be reached is one to give up on or replace.
-      settle(
-        res.statusCode === 503
-          ? new LimitExceededError(`${answered}; the target is at its connection limit: try again once a migration there has finished`)
-          : new ConnectFailedError(`${answered}; check that the URL points at a livemig target agent`),
-      );
-    };
-    const timer = isDeadline(connectTimeoutMs)
-      ? setTimeout(
-          () =>
-            settle(
-              new ConnectFailedError(
-                `timed out after ${connectTimeoutMs} ms connecting to ${url}; check the host, port and network path, or raise connectTimeoutMs`,
-              ),
-            ),
-          connectTimeoutMs,
-        )
-      : undefined;
-    ws.on('open', onOpen);
-    ws.on('error', onError);
-    ws.on('upgrade', onUpgrade);
-    ws.on('unexpected-response', onUnexpectedResponse);
-  });
-}
-
-/** What went wrong opening a connection to `url`, and what to do about it. */
-function connectHint(url: string, err: Error): string {
-  const code = (err as { code?: unknown }).code;
-  const text = describeError(err);
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return `the listener's TLS certificate does not name the host of the URL: ${text}; connect by a name or address the certificate lists, or set tls.servername`;
-  }
-  if (typeof code === 'string' && CERTIFICATE_ERROR.test(code)) {
-    return (
-      `the listener's TLS certificate was not accepted: ${text} (${code}); trust the certificate of the CA that signed it, ` +
-      'or the self-signed certificate itself (tls.ca, --tls-ca PATH)'
-    );
-  }
-  if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(text)) {
-    return 'the listener does not speak TLS at that address (the TLS handshake failed); use a ws:// URL, or start the agent with a certificate';
-  }
-  const plainToTls = /^ws:/i.test(url) && (code === 'ECONNRESET' || /socket hang up/i.test(text));
-  return (
-    `${text}; check that a livemig target is listening at that address and that the network lets it through` +
-    (plainToTls ? ' (an agent started with a TLS certificate listens on wss://)' : '')
-  );
-}
-
-/** What `ws` passes on to `tls.connect`; its type definitions omit `servername`. */
-type ClientTlsSettings = Pick<WebSocket.ClientOptions, 'ca' | 'rejectUnauthorized'> & { servername?: string };
-
-async function clientTlsOptions(tls: TlsConnectOptions | undefined): Promise<ClientTlsSettings> {
-  if (tls === undefined) return {};
-  const options: ClientTlsSettings = { rejectUnauthorized: tls.rejectUnauthorized ?? true };
-  if (tls.ca !== undefined) options.ca = await loadPem(tls.ca, 'the trusted CA certificate (tls.ca)');
-  if (tls.servername !== undefined) options.servername = tls.servername;
-  return options;
-}
-
-/** Reads PEM material given as a path, as PEM text, or as bytes. */
-async function loadPem(source: PemSource, what: string): Promise<Buffer> {
-  if (source instanceof Uint8Array) return Buffer.from(source.buffer, source.byteOffset, source.length);
-  if (typeof source !== 'string' || source === '') {
-    throw new InvalidArgumentError(`${what} must be a path to a PEM file, PEM text or PEM bytes`);
-  }
-  if (source.startsWith('-----BEGIN')) return Buffer.from(source, 'utf8');
-  try {
-    return await readFile(source);
-  } catch (err) {
-    throw new InvalidArgumentError(`cannot read ${what} from ${source}: ${describeError(err)}`);
-  }
-}
-
-/**
- * Listens for migration connections. `onTransport` runs once per accepted connection, after the
- * handshake; if it throws, that connection is destroyed. Rejects with ERR_CONNECT_FAILED when the
- * address cannot be bound.
- */
-export function listenWebSocket(
-  options: ListenWebSocketOptions,
-  onTransport: (transport: WebSocketTransport, info: RemoteInfo) => void,
-): Promise<WebSocketListener> {
-  let transportOptions: ResolvedOptions;
-  let maxConnections: number;
-  let upgradeTimeoutMs: number;
-  let port: number;
-  const host = options.host ?? DEFAULT_LISTEN_HOST;
-  try {
-    transportOptions = resolveOptions(options);
-    maxConnections = positiveInteger('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
-    upgradeTimeoutMs = checkTimeoutMs('upgradeTimeoutMs', options.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS);
-    port = options.port ?? 0;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new InvalidArgumentError(`port must be an integer from 0 to 65535, got ${port}`);
-    }
-  } catch (err) {
-    return Promise.reject(err);
-  }
-  return serverTlsOptions(options.tls).then((tls) =>
-    startListener(host, port, maxConnections, upgradeTimeoutMs, transportOptions, tls, onTransport),
-  );
-}
-
-async function serverTlsOptions(tls: TlsListenOptions | undefined): Promise<https.ServerOptions | undefined> {
-  if (tls === undefined) return undefined;
-  if (typeof tls !== 'object' || tls === null || tls.cert === undefined || tls.key === undefined) {
-    throw new InvalidArgumentError('TLS needs both a certificate (tls.cert) and its private key (tls.key)');
-  }
-  return {
-    cert: await loadPem(tls.cert, 'the TLS certificate (tls.cert)'),
-    key: await loadPem(tls.key, 'the TLS private key (tls.key)'),
-  };
-}
-
-function startListener(
-  host: string,
-  port: number,
-  maxConnections: number,
-  upgradeTimeoutMs: number,
-  transportOptions: ResolvedOptions,
-  tls: https.ServerOptions | undefined,
-  onTransport: (transport: WebSocketTransport, info: RemoteInfo) => void,
-): Promise<WebSocketListener> {
-  const refuseHttp = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
-    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
-    res.end('livemig migration endpoint: connect with a WebSocket client\n');
-  };
-  let server: http.Server;
-  try {
-    server = tls
-      ? https.createServer({ ...tls, handshakeTimeout: Math.min(upgradeTimeoutMs, MAX_TIMER_MS) }, refuseHttp)
-      : http.createServer(refuseHttp);
-  } catch (err) {
-    return Promise.reject(new InvalidArgumentError(`cannot use the TLS certificate and key: ${describeError(err)}`));
-  }
-  const tcpBound = maxConnections * TCP_CONNECTIONS_PER_WEBSOCKET;
-  if (tls) server.maxConnections = tcpBound;
-  const wss = new WebSocketServer(wsServerOptions(transportOptions));
-  const sockets = new Set<Socket>();
-  const refusedSockets = new WeakSet<Socket>();
-  const transports = new Set<WebSocketTransport>();
-  let refusedConnections = 0;
-  let closing: Promise<void> | undefined;
-
-  server.on('connection', (socket: Socket) => {
-    if (!tls && sockets.size >= tcpBound) {
-      // Read and drop what the peer sends, so that closing does not reset the connection before
-      // the peer has read its answer.
-      refusedConnections++;
-      refusedSockets.add(socket);
-      socket.on('error', ignore);
-      socket.resume();
-      socket.end(HTTP_503);
-      setTimeout(() => socket.destroy(), REFUSED_SOCKET_LINGER_MS).unref();
-      return;
-    }
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-
-  // Node's own request timeouts never fire for a socket that does not start a request, so one that
-  // says nothing would stay forever: give each its own deadline to upgrade (counted after the TLS
-  // handshake, which `handshakeTimeout` bounds).
-  const upgradeDeadlines = new WeakMap<Socket, NodeJS.Timeout>();
-  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-    if (refusedSockets.has(socket) || !isDeadline(upgradeTimeoutMs)) return;
-    const timer = setTimeout(() => socket.destroy(), upgradeTimeoutMs);
-    timer.unref();
-    upgradeDeadlines.set(socket, timer);
-    socket.once('close', () => clearTimeout(timer));
-  });
-
-  server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
-    if (refusedSockets.has(socket)) return;
-    if (closing) {
-      socket.destroy();
-      return;
-    }
-    if (transports.size >= maxConnections) {
-      refusedConnections++;
-      socket.end(HTTP_503);
-      return;
-    }
-    clearTimeout(upgradeDeadlines.get(socket));
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const transport = new WsTransport(ws, transportOptions, socket);
-      transports.add(transport);
-      ws.once('close', () => transports.delete(transport));
-      try {
-        onTransport(transport, { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 });
-      } catch (err) {
-        transport.destroy(asMigrationError(err, 'ERR_CONNECTION_CLOSED'));
-      }
-    });
-  });
-
-  return new Promise((resolve, reject) => {
-    const onListenError = (err: Error): void => {
-      reject(
-        new ConnectFailedError(
-          `could not listen on ${formatHost(host)}:${port}: ${describeError(err)}; choose another address or port`,
-          { cause: err },
-        ),
-      );
-    };
-    server.once('error', onListenError);
-    server.listen({ host, port }, () => {
-      server.off('error', onListenError);
-      // Once listening, the server only reports failures to accept a connection (EMFILE, say);
-      // the connections already open are unaffected, so it keeps serving them.
-      server.on('error', ignore);
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new ConnectFailedError(`listening on ${formatHost(host)}:${port} gave no TCP address`));
-        return;
-      }
-      const boundHost = address.address;
-      const boundPort = address.port;
-      resolve({
-        host: boundHost,
-        port: boundPort,
-        url: `${tls ? 'wss' : 'ws'}://${formatHost(boundHost)}:${boundPort}`,
-        get connections(): number {
-          return transports.size;
-        },
-        get refusedConnections(): number {
-          return refusedConnections;
-        },
-        close(): Promise<void> {
-          closing ??= new Promise<void>((done) => {
-            server.close(() => done());
-            for (const transport of transports) {
-              transport.destroy(new ConnectionClosedError('the listener was closed while this connection was open'));
-            }
-            // Sockets still in their HTTP exchange would otherwise keep the server open.
-            for (const socket of sockets) socket.destroy();
-          });
-          return closing;
-        },
-      });
-    });
-  });
-}
-
-/**
- * `closeTimeout` (ws 8.19 and later) bounds the closing handshake; the installed type definitions
- * predate it.
- */
-interface CloseTimeoutOption {
-  closeTimeout: number;
-}
-
-function wsClientOptions(options: ResolvedOptions): WebSocket.ClientOptions & CloseTimeoutOption {
-  return {
-    perMessageDeflate: false,
-    maxPayload: options.maxFrameBytes,
-    generateMask: zeroMask,
-    followRedirects: false,
-    closeTimeout: Math.min(options.closeTimeoutMs, MAX_TIMER_MS),
-  };
-}
-
-function wsServerOptions(options: ResolvedOptions): WebSocket.ServerOptions & CloseTimeoutOption {
-  return {
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: options.maxFrameBytes,
-    clientTracking: false,
-    closeTimeout: Math.min(options.closeTimeoutMs, MAX_TIMER_MS),
-  };
-}
-
-function resolveOptions(options: WebSocketTransportOptions): ResolvedOptions {
-  const maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
-  if (maxFrameBytes > MAX_FRAME_BYTES_LIMIT) {
-    throw new InvalidArgumentError(`maxFrameBytes must be at most ${MAX_FRAME_BYTES_LIMIT}, got ${maxFrameBytes}`);
-  }
-  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-  if (typeof idleTimeoutMs !== 'number' || !(idleTimeoutMs >= 0)) {
-    throw new InvalidArgumentError(`idleTimeoutMs must be 0 or Infinity (off), or a positive number of milliseconds, got ${idleTimeoutMs}`);
-  }
-  return {
-    maxFrameBytes,
-    maxQueuedFrames: positiveInteger('maxQueuedFrames', options.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES),
-    maxQueuedBytes: positiveInteger('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES),
-    idleTimeoutMs,
-    closeTimeoutMs: checkTimeoutMs('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS),
-  };
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
-  }
-  return value;
-}
-
-function formatHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
-
-/** Node reports a refused connection to a name with several addresses as an empty AggregateError. */
-function describeError(err: unknown): string {
-  if (err instanceof AggregateError && err.errors.length > 0) {
-    return err.errors.map(describeError).join('; ');
-  }
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    if (err.message) return err.message;
-    if (typeof code === 'string') return code;
-  }
-  return String(err);
-}
-
-function ignore(): void {}

@@ -32,7 +32,7 @@ import { oracleDigest } from '../../dist/domain/sim/oracle.js';
 import { migrate, type MigrateOptions } from '../../dist/precopy/migration.js';
 import type { MigrationReport } from '../../dist/precopy/report.js';
 import { digestBuffer } from '../../dist/protocol/page-digest.js';
-import { connectWebSocket } from '../../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../../dist/transport/ws-connect.js';
 import { startAgentProcess, type AgentProcess } from './agent-process.js';
 import { startFaultProxy, type Fault, type FaultPoint, type FaultProxy } from './fault-proxy.js';
 import { agentMoments, neverBothProblems, targetRan, watchSourceCopy, type GuestMoment } from './guest-timeline.js';

@@ -17,7 +17,8 @@ import net from 'node:net';
 import { decodeFrame, encodeRecord } from '../../dist/protocol/codec.js';
 import type { MigrationRecord } from '../../dist/protocol/records.js';
 import type { Transport } from '../../dist/transport/transport.js';
-import { connectWebSocket, listenWebSocket, type WebSocketListener } from '../../dist/transport/ws-transport.js';
+import { connectWebSocket } from '../../dist/transport/ws-connect.js';
+import { listenWebSocket, type WebSocketListener } from '../../dist/transport/ws-listener.js';
 
 /** Where a fault strikes: at the first record of that kind (see `FIRST_ROUND_BATCH`). */
 export const FAULT_POINTS = [

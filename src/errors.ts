@@ -27,7 +27,11 @@ export type MigrationErrorCode =
   | 'ERR_CANCELLED'
   | 'ERR_INDETERMINATE'
   | 'ERR_AUTH_FAILED'
-  | 'ERR_UNSETTLED';
+  | 'ERR_UNSETTLED'
+  | 'ERR_HOST_IN_MAINTENANCE'
+  | 'ERR_INSUFFICIENT_CAPACITY'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_CONFLICT';
 
 /** Base class of every error livemig raises on purpose. */
 export class MigrationError extends Error {
@@ -198,6 +202,37 @@ export class AuthFailedError extends MigrationError {
 export class UnsettledError extends MigrationError {
   constructor(message: string) {
     super('ERR_UNSETTLED', message);
+  }
+}
+
+/** The host is in maintenance: it takes no new guests and no incoming migrations. */
+export class HostInMaintenanceError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_HOST_IN_MAINTENANCE', message);
+  }
+}
+
+/** The host cannot hold the guest: its free memory, after reservations, is too small. */
+export class InsufficientCapacityError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_INSUFFICIENT_CAPACITY', message);
+  }
+}
+
+/** No guest, migration, evacuation or host by that id or name. */
+export class NotFoundError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', message);
+  }
+}
+
+/**
+ * The request conflicts with what the host is doing: a guest already migrating, a second
+ * evacuation of the same host, a guest id already in use.
+ */
+export class ConflictError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_CONFLICT', message);
   }
 }
 

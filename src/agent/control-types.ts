@@ -1,0 +1,162 @@
+/**
+ * The shapes of the host agent's control API (docs/api.md): what a pool agent, an operator's
+ * command or an evacuation coordinator sends a host and what it answers, as plain JSON. Types
+ * only, so that the server, the client and the pool code agree without importing each other.
+ */
+
+/** A guest's life on one host. */
+export type GuestState =
+  /** Running here. */
+  | 'running'
+  /** Being received from another host; not yet running here. */
+  | 'migrating-in'
+  /** Running here and being migrated away. */
+  | 'migrating-out'
+  /** Paused here after a switchover whose outcome is unknown (see the migration's error). */
+  | 'paused';
+
+/** One guest as a host reports it. */
+export interface GuestInfo {
+  /** Pool-wide id; kept across migrations. */
+  id: string;
+  /** Human name; kept across migrations. */
+  name: string;
+  /** Backend kind, e.g. `sim` or `qemu`. */
+  kind: string;
+  memoryBytes: number;
+  vcpus: number;
+  state: GuestState;
+  /** When it started running on this host (ISO 8601). */
+  since: string;
+  /** Evacuation order: higher moves first. @default 0 */
+  priority: number;
+  /** The migration moving it in or out, while one does. */
+  migrationId?: string;
+}
+
+/** What `POST /v1/guests` starts. */
+export interface StartGuestRequest {
+  name: string;
+  /** Backend kind. @default 'sim' */
+  kind?: string;
+  memoryBytes: number;
+  vcpus?: number;
+  /** Backend-specific configuration, e.g. the simulated guest's workload, dirty rate and seed. */
+  config?: Record<string, unknown>;
+  priority?: number;
+  /** Keep this id (a guest restarted from a record); a new one is made otherwise. */
+  id?: string;
+}
+
+/** How an outgoing or incoming migration stands, as its host reports it. */
+export type MigrationState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'indeterminate';
+
+/** One migration as the host that runs its source reports it. */
+export interface MigrationInfo {
+  migrationId: string;
+  guestId: string;
+  guestName: string;
+  /** Host name of the source and the target. */
+  from: string;
+  to: string;
+  state: MigrationState;
+  /** Phase of a running migration (handshake, precopy, ...). */
+  phase?: string;
+  startedAt: string;
+  endedAt?: string;
+  /** Bytes still to send, while running. */
+  remainingBytes?: number;
+  downtimeMs?: number;
+  totalMs?: number;
+  /** Where the guest runs now. */
+  guestRunningOn?: 'source' | 'target' | 'unknown' | 'none';
+  error?: { code: string; message: string };
+}
+
+/** What `POST /v1/guests/:id/migrate` asks. */
+export interface MigrateGuestRequest {
+  /** Target host's control URL (`http://` or `https://`), or its name in the pool. */
+  to: string;
+  /** Engine options a caller may set; the rest are the host's defaults. */
+  downtimeBudgetMs?: number;
+  maxBandwidthBytesPerSec?: number;
+  codec?: 'lz4' | 'none';
+}
+
+/** A host as it reports itself. */
+export interface HostStatus {
+  name: string;
+  /** Its control and migration URL. */
+  url: string;
+  /** Memory it may give to guests, in bytes. */
+  capacityBytes: number;
+  /** Of which guests running here hold. */
+  usedBytes: number;
+  /** Of which incoming migrations have reserved (counted from their `hello`). */
+  reservedBytes: number;
+  /** `capacityBytes - usedBytes - reservedBytes`. */
+  freeBytes: number;
+  /** In maintenance: no new guests, no incoming migrations (ERR_HOST_IN_MAINTENANCE). */
+  maintenance: boolean;
+  guests: number;
+  migrationsIn: number;
+  migrationsOut: number;
+  /** The evacuation of this host under way, if any. */
+  evacuationId?: string;
+  version: string;
+}
+
+/** One guest's place in an evacuation plan. */
+export interface PlannedMove {
+  guestId: string;
+  guestName: string;
+  memoryBytes: number;
+  priority: number;
+  /** Target host name, or absent if it cannot be placed. */
+  to?: string;
+  /** Why it cannot be placed. */
+  reason?: string;
+}
+
+/** What `POST /v1/host/evacuate` asks. */
+export interface EvacuateRequest {
+  /** Hosts to move guests to (names); every other enabled host of the pool when absent. */
+  to?: string[];
+  /** Migrations at once. @default 2 */
+  parallel?: number;
+  /** Migrations at once into one target host. @default 1 */
+  perTarget?: number;
+  /** Plan only. */
+  dryRun?: boolean;
+}
+
+/** One guest's outcome in an evacuation. */
+export interface EvacuatedGuest {
+  guestId: string;
+  guestName: string;
+  outcome: 'completed' | 'failed' | 'cancelled' | 'indeterminate' | 'unplaced' | 'pending';
+  /** Host it runs on now. */
+  runsOn?: string;
+  migrationIds: string[];
+  downtimeMs?: number;
+  totalMs?: number;
+  error?: { code: string; message: string };
+}
+
+/** An evacuation as its coordinator reports it. */
+export interface EvacuationInfo {
+  evacuationId: string;
+  host: string;
+  state: 'planning' | 'running' | 'completed' | 'failed' | 'cancelled';
+  startedAt: string;
+  endedAt?: string;
+  plan: PlannedMove[];
+  guests: EvacuatedGuest[];
+  /** True once no guest is left on the host. */
+  hostEmpty: boolean;
+}
+
+/** Every error answer: a stable code and words for people. */
+export interface ErrorBody {
+  error: { code: string; message: string };
+}

@@ -3,7 +3,7 @@
  */
 
 export * from './errors.js';
-export { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain, type TargetBackend } from './domain/backend.js';
+export type { SourceDomain, TargetDomain, TargetBackend } from './domain/backend.js';
 export { SimulatedGuest } from './domain/sim/guest.js';
 export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
 export { SimTargetBackend } from './domain/sim/target-backend.js';
@@ -12,7 +12,7 @@ export { replay, oracleDigest } from './domain/sim/oracle.js';
 export type { VcpuState } from './domain/sim/workload.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { DirtyRateMeter } from './dirtylog/dirty-rate.js';
-export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from './protocol/records.js';
+export { PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type PageCodec } from './protocol/records.js';
 export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol/limits.js';
 export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
 export type { Transport } from './transport/transport.js';

@@ -232,7 +232,7 @@ export class PageSender {
       seq,
       pages: writePageNumbers(this.dataPfns, dataCount),
       zeros: writePageNumbers(this.zeroPfns, zeroCount),
-      // A batch without data pages has an empty payload, which only `none` describes as it is.
+      // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
       codec: dataCount > 0 ? this.codecName : ('none' as const),
       rawLength,
       checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),

@@ -63,14 +63,6 @@ module.exports = {
       from: { path: '^dist/protocol/' },
       to: { dependencyTypes: ['core'], path: '^(node:)?(net|http|https|tls|fs|fs/promises|child_process|worker_threads)$' },
     },
-    {
-      name: 'no-unreachable-files',
-      severity: 'error',
-      comment: 'A file nothing imports is dead code (entry points excepted).',
-      // Modules of types only compile to files that nothing imports at run time.
-      from: { orphan: true, pathNot: ['^dist/precopy/report\\.js$', '^dist/index\\.js$', '^dist/cli/main\\.js$', '^dist/domain/sim/vcpu-worker\\.js$', '^dist/cli/expose-gc\\.js$'] },
-      to: {},
-    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

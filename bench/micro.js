@@ -4,7 +4,9 @@ import Benchmark from 'benchmark';
 import { compressSync, uncompressSync } from 'lz4-napi';
 import { DirtyBitmap } from '../dist/dirtylog/dirty-bitmap.js';
 import { fillImage } from '../dist/domain/sim/image.js';
-import { decodeFrame, encodePages, encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES, writePageNumbers } from '../dist/protocol/codec.js';
+import { decodeFrame, encodePages, encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../dist/protocol/codec.js';
+import { writePageNumbers } from '../dist/protocol/page-list.js';
+import { lz4Codec } from '../dist/protocol/page-codec-lz4.js';
 import { PageDigest } from '../dist/protocol/page-digest.js';
 
 const PAGE = 4096;
@@ -53,6 +55,8 @@ add('encode pages header in place (1 MiB batch)', BATCH_BYTES, () => encodePages
 add('decode pages frame (1 MiB batch)', BATCH_BYTES, () => decodeFrame(frame));
 add('lz4 compress a 1 MiB batch', BATCH_BYTES, () => compressSync(batch));
 add('lz4 uncompress a 1 MiB batch', BATCH_BYTES, () => uncompressSync(packed));
+const codecOut = Buffer.alloc(lz4Codec.maxPayloadBytes(BATCH_BYTES));
+add('lz4 codec: encode a 1 MiB batch into a reused buffer', BATCH_BYTES, () => lz4Codec.encodeSync(batch, codecOut));
 add('dirty bitmap read-and-clear, 1 GiB, 1% dirty', (GIB_PAGES / dirtyEvery) * PAGE, () => {
   for (let p = 0; p < GIB_PAGES; p += dirtyEvery) bitmap.mark(p);
   bitmap.readAndClear();

@@ -4,7 +4,7 @@
  */
 
 export * from './errors.js';
-export { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain, type TargetBackend } from './domain/backend.js';
+export type { SourceDomain, TargetDomain, TargetBackend } from './domain/backend.js';
 export { SimulatedGuest } from './domain/sim/guest.js';
 export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
 export { SimTargetBackend, type SimTargetBackendOptions } from './domain/sim/target-backend.js';
@@ -13,7 +13,8 @@ export { replay, oracleDigest } from './domain/sim/oracle.js';
 export type { VcpuState } from './domain/sim/workload.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';
-export { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from './protocol/records.js';
+export { PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
+export type { PageCodec } from './protocol/page-codecs.js';
 export {
   DEFAULT_LIMITS,
   DEFAULT_MAX_DATA_PAGES_PER_BATCH,

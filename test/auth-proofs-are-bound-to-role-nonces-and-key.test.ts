@@ -3,8 +3,8 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 
-import { authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../dist/protocol/auth.js';
-import { AUTH_NONCE_BYTES, AUTH_PROOF_BYTES, decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
+import { AUTH_NONCE_BYTES, AUTH_PROOF_BYTES, authProof, checkPoolKey, newAuthNonce, verifyAuthProof } from '../dist/protocol/auth.js';
+import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 

@@ -1,7 +1,8 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 
-import { decodeFrame, encodePages, encodeRecord, writePageNumbers } from '../dist/protocol/codec.js';
+import { decodeFrame, encodePages, encodeRecord } from '../dist/protocol/codec.js';
+import { writePageNumbers } from '../dist/protocol/page-list.js';
 import type { ProtocolLimits } from '../dist/protocol/limits.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });

@@ -7,9 +7,8 @@ import {
   encodePagesInPlace,
   encodeRecord,
   PAGES_HEADER_RESERVE_BYTES,
-  readPageNumbers,
-  writePageNumbers,
 } from '../dist/protocol/codec.js';
+import { readPageNumbers, writePageNumbers } from '../dist/protocol/page-list.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../dist/protocol/limits.js';
 import type { MigrationRecord, PagesRecord } from '../dist/protocol/records.js';
 import { specChecksum } from './helpers/spec-checksum.js';

@@ -4,7 +4,8 @@ import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 
 import { MigrationError } from '../dist/errors.js';
-import { decodeFrame, encodePages, encodeRecord, writePageNumbers } from '../dist/protocol/codec.js';
+import { decodeFrame, encodePages, encodeRecord } from '../dist/protocol/codec.js';
+import { writePageNumbers } from '../dist/protocol/page-list.js';
 import { DEFAULT_MAX_HEADER_BYTES, type ProtocolLimits } from '../dist/protocol/limits.js';
 import { expectedRecords, receiverTransition } from '../dist/protocol/receiver-state.js';
 import type { ReceiverEvent, ReceiverState } from '../dist/protocol/receiver-state.js';

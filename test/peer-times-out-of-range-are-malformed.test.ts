@@ -7,7 +7,8 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { acceptMigration } from '../dist/precopy/incoming.js';
-import { decodeFrame, encodeRecord, MAX_PEER_TIME_MS } from '../dist/protocol/codec.js';
+import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
+import { MAX_PEER_TIME_MS } from '../dist/protocol/field-checks.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
 import { tamperingTransport } from './helpers/faulty-transport.js';
 

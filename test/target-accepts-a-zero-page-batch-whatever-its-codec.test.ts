@@ -2,7 +2,8 @@
 // writes it like any other batch: an empty lz4 payload is not an lz4 block to unpack.
 import { expect, test } from 'vitest';
 import { acceptMigration } from '../dist/precopy/incoming.js';
-import { encodePages, encodeRecord, writePageNumbers } from '../dist/protocol/codec.js';
+import { encodePages, encodeRecord } from '../dist/protocol/codec.js';
+import { writePageNumbers } from '../dist/protocol/page-list.js';
 import { batchChecksum } from '../dist/protocol/page-digest.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
 import { next, StubBackend, stubHello } from './helpers/scripted-source.js';

@@ -10,27 +10,7 @@
  * before returning and keeps no reference.
  */
 
-/** The size of a guest page the engine and the wire assume, in bytes. */
-export const PAGE_SIZE_BYTES = 4096;
-
-/**
- * Everything a target needs to build an empty domain of the same shape. Sent in the hello
- * record, so it must be plain data (numbers, strings, booleans, arrays, objects).
- */
-export interface DomainDescriptor {
-  /** Backend kind that can rebuild this domain on a target, e.g. `"sim"`. */
-  kind: string;
-  /** Human-readable domain name, for logs and reports. */
-  name: string;
-  /** Guest memory size in bytes; a whole number of pages. */
-  memoryBytes: number;
-  /** Page size in bytes. Always {@link PAGE_SIZE_BYTES} in protocol version 2. */
-  pageSize: number;
-  /** Number of virtual CPUs. */
-  vcpus: number;
-  /** Backend-specific configuration the target backend needs; opaque to the engine. */
-  config: Record<string, unknown>;
-}
+import type { DomainDescriptor } from '../protocol/records.js';
 
 /** The source side of a domain: the guest that runs here now and is to move away. */
 export interface SourceDomain {

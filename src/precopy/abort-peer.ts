@@ -6,7 +6,8 @@
  */
 
 import type { MigrationError } from '../errors.js';
-import { encodeRecord, MAX_TEXT_FIELD_CHARS } from '../protocol/codec.js';
+import { encodeRecord } from '../protocol/codec.js';
+import { MAX_TEXT_FIELD_CHARS } from '../protocol/field-checks.js';
 import type { Transport } from '../transport/transport.js';
 
 /** How long a failing side spends telling the peer why and closing, in milliseconds. */

@@ -7,13 +7,14 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import { MAX_TEXT_FIELD_CHARS } from '../protocol/codec.js';
+import { MAX_TEXT_FIELD_CHARS } from '../protocol/field-checks.js';
+import { PAGE_CODECS } from '../protocol/page-codecs.js';
 import { MAX_TIMER_MS } from '../util/deadline.js';
 import { SwitchoverCalibration, type MigrateOptions } from './migration.js';
 
 /** Throws InvalidArgumentError naming the first option out of range. Absent options are fine. */
 export function checkMigrateOptions(o: MigrateOptions): void {
-  oneOf('codec', o.codec, ['lz4', 'none']);
+  oneOf('codec', o.codec, PAGE_CODECS);
   oneOf('autoConverge', o.autoConverge, ['off', 'on', 'auto']);
   oneOf('timeoutAction', o.timeoutAction, ['abort', 'force-switchover']);
   if (o.calibration !== undefined && !(o.calibration instanceof SwitchoverCalibration)) {

@@ -8,14 +8,12 @@
  * guest. After "go" the guest runs here whatever happens to the link.
  */
 
-import { uncompress, uncompressSync } from 'lz4-napi';
 import type { TargetBackend, TargetDomain } from '../domain/backend.js';
 import {
   asMigrationError,
   ChecksumMismatchError,
   ConnectionClosedError,
   DigestMismatchError,
-  MalformedRecordError,
   type MigrationError,
   OutOfMemoryError,
   PageOutOfRangeError,
@@ -25,16 +23,17 @@ import {
   UnknownBackendError,
   UnsupportedVersionError,
 } from '../errors.js';
-import { decodeFrame, encodeRecord, readPageNumbers } from '../protocol/codec.js';
+import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
+import { decodePagesPayload } from '../protocol/page-codecs.js';
 import { batchChecksum, hashPage, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
+import { readPageNumbers } from '../protocol/page-list.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { isDeadline, withDeadline } from '../util/deadline.js';
 import { collectorFrom } from '../util/gc.js';
 import { abortPeer } from './abort-peer.js';
-import { SYNC_COMPRESS_MAX_BYTES } from './page-sender.js';
 
 /**
  * How long a prepared target waits for "go", in milliseconds. Past it the target discards its
@@ -299,7 +298,7 @@ class IncomingMigration {
     const zeros = readPageNumbers(record.zeros);
     checkInRange(pfns, domain.pageCount);
     checkInRange(zeros, domain.pageCount);
-    const raw = await this.decompress(record);
+    const raw = await decodePagesPayload(record);
     // Each page is hashed once: its hash makes the batch's checksum and goes into the digest.
     const hashes = this.batchHashes.subarray(0, pfns.length);
     for (let i = 0; i < pfns.length; i++) hashes[i] = hashPage(raw, i * pageSize, pageSize);
@@ -318,30 +317,6 @@ class IncomingMigration {
     }
     this.pages += pfns.length + zeros.length;
     this.nextSeq++;
-  }
-
-  /**
-   * The batch's page data. The decoder already checked the sizes: rawLength against the page
-   * count, a `none` payload's length, and an lz4 payload's size prefix (so lz4 never allocates
-   * more than rawLength); what is left to check is what lz4 really produced.
-   */
-  private async decompress(record: PagesRecord): Promise<Uint8Array> {
-    const payload = record.payload;
-    // A batch of zero pages only has an empty payload whatever its codec (protocol.md §4): there
-    // is no lz4 block to unpack.
-    if (record.codec === 'none' || record.rawLength === 0) return payload;
-    let raw: Uint8Array;
-    try {
-      const packed = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
-      // Small batches (a switchover's last round) are quicker to unpack here than on the pool.
-      raw = record.rawLength <= SYNC_COMPRESS_MAX_BYTES ? uncompressSync(packed) : await uncompress(packed);
-    } catch (err) {
-      throw new MalformedRecordError(`page batch ${record.seq} is not valid lz4`, { cause: err });
-    }
-    if (raw.length !== record.rawLength) {
-      throw new MalformedRecordError(`page batch ${record.seq} decompressed to ${raw.length} bytes; its header says ${record.rawLength}`);
-    }
-    return raw;
   }
 
   private async discard(error: MigrationError): Promise<void> {

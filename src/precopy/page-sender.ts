@@ -3,19 +3,21 @@
  *
  * Pages are copied straight into the frame buffers that go to the socket (the header is written
  * in front of them afterwards), zero pages are recognised there and sent as page numbers only,
- * and with lz4 the payload of a full batch is compressed on libuv's thread pool while the next
- * batch is gathered (a small one, on the event loop: see SYNC_COMPRESS_MAX_BYTES).
+ * and with a compressing codec the payload of a batch is encoded (a large one on libuv's thread
+ * pool, while the next batch is gathered) into a second buffer of the slot, which the frame header
+ * is then written in front of.
  * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
  * backpressure, and the transport's own queue is the next one.
  */
 
-import { compress, compressSync } from 'lz4-napi';
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
-import { encodePages, encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES, writePageNumbers } from '../protocol/codec.js';
+import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
+import type { PagePayloadCodec } from '../protocol/page-codec.js';
+import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
-import type { PageCodec } from '../protocol/records.js';
+import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
 import type { BandwidthCap } from './bandwidth-cap.js';
 
@@ -27,13 +29,6 @@ export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 4;
 
 /** The most `maxInFlight` may be: each batch in flight holds a buffer of about 1-4 MiB. */
 export const MAX_IN_FLIGHT_BATCHES = 64;
-
-/**
- * Batches with at most this much page data are compressed on the event loop rather than on the
- * thread pool: lz4 takes tens of microseconds for them, less than the hop to a pool thread and
- * back, and the small final round of a switchover then leaves in one turn of the loop.
- */
-export const SYNC_COMPRESS_MAX_BYTES = 64 * 1024;
 
 /**
  * Runs of pages, and pages per run, that {@link PageSender.wireShare} compresses: four runs of
@@ -67,8 +62,10 @@ export interface SenderCounters {
 }
 
 interface Slot {
-  /** Frame (codec none) or staging (lz4) buffer: reserve for the header, then page data. */
+  /** Reserve for the header, then page data: the frame itself when the payload is the raw pages. */
   readonly buffer: Buffer;
+  /** Reserve for the header, then the encoded payload; only for a codec that encodes. */
+  readonly out: Buffer | undefined;
   /** Settles when the buffer may be reused. */
   busy: Promise<void>;
 }
@@ -80,7 +77,8 @@ export class PageSender {
   readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
 
   private readonly pageSize: number;
-  private readonly codec: PageCodec;
+  private readonly codecName: PageCodec;
+  private readonly codec: PagePayloadCodec;
   private readonly dataPagesPerBatch: number;
   private readonly slots: Slot[];
   private nextSlot = 0;
@@ -94,8 +92,8 @@ export class PageSender {
   private readonly dataHashes: Uint32Array;
   private readonly zeroPfns: Uint32Array;
   private readonly cap: BandwidthCap | undefined;
-  /** Where {@link wireShare} gathers its sample, allocated on first use. */
-  private sampleBuffer: Buffer | undefined;
+  /** Where {@link wireShare} gathers and encodes its sample, allocated on first use. */
+  private sample: { raw: Buffer; out: Buffer } | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -104,7 +102,8 @@ export class PageSender {
     options: PageSenderOptions,
   ) {
     this.pageSize = domain.descriptor.pageSize;
-    this.codec = options.codec;
+    this.codecName = options.codec;
+    this.codec = pagePayloadCodec(options.codec);
     this.dataPagesPerBatch = options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH;
     if (!Number.isInteger(this.dataPagesPerBatch) || this.dataPagesPerBatch < 1 || this.dataPagesPerBatch > DEFAULT_MAX_DATA_PAGES_PER_BATCH) {
       throw new InvalidArgumentError(`dataPagesPerBatch must be a whole number from 1 to ${DEFAULT_MAX_DATA_PAGES_PER_BATCH}, got ${String(this.dataPagesPerBatch)}`);
@@ -113,8 +112,13 @@ export class PageSender {
     if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > MAX_IN_FLIGHT_BATCHES) {
       throw new InvalidArgumentError(`maxInFlight must be a whole number from 1 to ${MAX_IN_FLIGHT_BATCHES}, got ${String(inFlight)}`);
     }
-    const size = PAGES_HEADER_RESERVE_BYTES + this.dataPagesPerBatch * this.pageSize;
-    this.slots = Array.from({ length: inFlight }, () => ({ buffer: Buffer.allocUnsafe(size), busy: Promise.resolve() }));
+    const rawBytes = this.dataPagesPerBatch * this.pageSize;
+    const outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
+    this.slots = Array.from({ length: inFlight }, () => ({
+      buffer: Buffer.allocUnsafe(PAGES_HEADER_RESERVE_BYTES + rawBytes),
+      out: outBytes > 0 ? Buffer.allocUnsafe(outBytes) : undefined,
+      busy: Promise.resolve(),
+    }));
     this.zeroPage = Buffer.alloc(this.pageSize);
     this.dataPfns = new Uint32Array(this.dataPagesPerBatch);
     this.dataHashes = new Uint32Array(this.dataPagesPerBatch);
@@ -160,15 +164,17 @@ export class PageSender {
    * consecutive entries spread over the list, gathered and compressed as a batch is: zero pages
    * count as nothing, data pages as their compressed size (their size with codec none).
    * Undefined for an empty list. The pages a guest dirties may compress quite differently from
-   * its memory as a whole: the benchmark's 1 GiB image went to 55% of its data with lz4, the
-   * pages its uniform workload wrote to 36%.
+   * its memory as a whole, hence a sample of these very pages.
    */
   wireShare(pfns: Uint32Array): number | undefined {
     if (pfns.length === 0) return undefined;
     const pageSize = this.pageSize;
     const runPages = Math.min(WIRE_SAMPLE_RUN_PAGES, pfns.length);
-    this.sampleBuffer ??= Buffer.allocUnsafe(WIRE_SAMPLE_RUN_PAGES * pageSize);
-    const buffer = this.sampleBuffer;
+    this.sample ??= {
+      raw: Buffer.allocUnsafe(WIRE_SAMPLE_RUN_PAGES * pageSize),
+      out: Buffer.allocUnsafe(this.codec.maxPayloadBytes(WIRE_SAMPLE_RUN_PAGES * pageSize)),
+    };
+    const buffer = this.sample.raw;
     const runs = Math.min(WIRE_SAMPLE_RUNS, Math.ceil(pfns.length / runPages));
     let sampled = 0;
     let wire = 0;
@@ -184,7 +190,7 @@ export class PageSender {
       sampled += runPages * pageSize;
       if (data === 0) continue;
       const raw = buffer.subarray(0, data * pageSize);
-      wire += this.codec === 'lz4' ? compressSync(raw).length : raw.length;
+      wire += this.codec.payloadIsRaw ? raw.length : this.codec.encodeSync(raw, this.sample.out);
     }
     return wire / sampled;
   }
@@ -226,7 +232,8 @@ export class PageSender {
       seq,
       pages: writePageNumbers(this.dataPfns, dataCount),
       zeros: writePageNumbers(this.zeroPfns, zeroCount),
-      codec: dataCount > 0 ? this.codec : ('none' as PageCodec),
+      // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
+      codec: dataCount > 0 ? this.codecName : ('none' as const),
       rawLength,
       checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),
     };
@@ -234,15 +241,16 @@ export class PageSender {
     this.counters.zeroPages += zeroCount;
     this.counters.bytesRaw += rawLength;
 
-    // The frame is ready now (codec none) or once lz4 finishes on the thread pool (which
-    // overlaps with gathering the next batch). Either way it goes out after the previous one.
+    // The frame is ready now (raw pages) or once the codec has encoded them, perhaps on the
+    // thread pool while the next batch is gathered. Either way it goes out after the previous one.
     let frame: Promise<Uint8Array>;
-    if (header.codec !== 'lz4') {
+    const out = slot.out;
+    if (dataCount === 0 || out === undefined) {
       frame = Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
-    } else if (rawLength <= SYNC_COMPRESS_MAX_BYTES) {
-      frame = Promise.resolve(encodePages(header, compressSync(raw)));
     } else {
-      frame = compress(raw).then((packed) => encodePages(header, packed));
+      frame = this.codec
+        .encode(raw, out.subarray(PAGES_HEADER_RESERVE_BYTES))
+        .then((length) => encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length));
     }
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.

@@ -16,7 +16,15 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import { InvalidArgumentError } from '../errors.js';
-import { AUTH_NONCE_BYTES, AUTH_PROOF_BYTES } from './codec.js';
+
+/**
+ * Length of the nonces in `auth-hello` and `auth-challenge`, in bytes: 256 random bits, so a
+ * nonce never repeats and an exchange recorded once can never be replayed against a fresh one.
+ */
+export const AUTH_NONCE_BYTES = 32;
+
+/** Length of the proofs in `auth-proof` and `auth-ok`, in bytes: one HMAC-SHA256. */
+export const AUTH_PROOF_BYTES = 32;
 
 /**
  * Shortest pool key accepted, in bytes: 256 bits, the strength of HMAC-SHA256 itself. A shorter

@@ -5,18 +5,40 @@
  *
  *     u32 little-endian header length | msgpack header (a map) | payload bytes (may be empty)
  *
- * Only `pages` records carry a payload. Page numbers travel as little-endian u32 arrays packed into
- * byte strings (msgpack bin), never as typed arrays, because msgpackr's default encoding of a
- * Uint32Array truncates its elements.
+ * Only `pages`, `device-state` and inspecting `status` records carry a payload. Page numbers
+ * travel as little-endian u32 arrays packed into byte strings (msgpack bin), never as typed
+ * arrays, because msgpackr's default encoding of a Uint32Array truncates its elements.
  */
 
-import type { DomainDescriptor } from '../domain/backend.js';
+import type { PageCodec } from './page-codecs.js';
+
+export type { PageCodec } from './page-codecs.js';
 
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 2;
 
-/** Payload codecs of a `pages` record. */
-export type PageCodec = 'none' | 'lz4';
+/** The size of a guest page on the wire, in bytes: the only page size of version 2. */
+export const PAGE_SIZE_BYTES = 4096;
+
+/**
+ * Everything a target needs to build an empty domain of the same shape: the `domain` field of a
+ * `hello` record (docs/protocol.md §4), so it must be plain data (numbers, strings, booleans,
+ * arrays, maps).
+ */
+export interface DomainDescriptor {
+  /** Backend kind that can rebuild this domain on a target, e.g. `"sim"`. */
+  kind: string;
+  /** Human-readable domain name, for logs and reports. */
+  name: string;
+  /** Guest memory size in bytes; a whole number of pages. */
+  memoryBytes: number;
+  /** Page size in bytes. Always {@link PAGE_SIZE_BYTES} in protocol version 2. */
+  pageSize: number;
+  /** Number of virtual CPUs. */
+  vcpus: number;
+  /** Backend-specific configuration the target backend needs; opaque to the engine. */
+  config: Record<string, unknown>;
+}
 
 /**
  * Client -> agent, first record of a connection that authenticates (docs/protocol.md, section

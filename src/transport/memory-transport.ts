@@ -114,7 +114,8 @@ export class MemoryTransport implements Transport {
   send(frame: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(this.#unusableError());
     // A copy, because the caller may reuse its buffer as soon as the send resolves.
-    const copy = frame.slice();
+    // Uint8Array's slice copies; Buffer's (a subclass) would share the sender's memory.
+    const copy = Uint8Array.prototype.slice.call(frame);
     if (this.#outbox.length === 0 && this.#peer.#acceptsFrame()) {
       this.#bytesSent += copy.byteLength;
       this.#peer.#deliver(copy);

@@ -1,7 +1,8 @@
 // Playing the source of a migration record by record, into a target whose domains are plain
 // memory (kind "stub") and whose hooks a test can make fail.
 import { Packr } from 'msgpackr';
-import type { DomainDescriptor, TargetBackend, TargetDomain } from '../../dist/domain/backend.js';
+import type { TargetBackend, TargetDomain } from '../../dist/domain/backend.js';
+import type { DomainDescriptor } from '../../dist/protocol/records.js';
 import { decodeFrame, encodeRecord } from '../../dist/protocol/codec.js';
 import { PageDigest, switchoverDigest } from '../../dist/protocol/page-digest.js';
 import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord } from '../../dist/protocol/records.js';

@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../../errors.js';
-import { PAGE_SIZE_BYTES, type DomainDescriptor } from '../backend.js';
+import { PAGE_SIZE_BYTES, type DomainDescriptor } from '../../protocol/records.js';
 
 /**
  * How the vCPUs choose the page each step writes:

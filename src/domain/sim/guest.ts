@@ -12,7 +12,8 @@
 import { Worker } from 'node:worker_threads';
 import { DirtyBitmap } from '../../dirtylog/dirty-bitmap.js';
 import { DomainFailedError, InvalidArgumentError, PageOutOfRangeError } from '../../errors.js';
-import { PAGE_SIZE_BYTES, type DomainDescriptor, type SourceDomain, type TargetDomain } from '../backend.js';
+import { PAGE_SIZE_BYTES, type DomainDescriptor } from '../../protocol/records.js';
+import type { SourceDomain, TargetDomain } from '../backend.js';
 import { DEFAULT_SIM_NAME, simConfigFromDescriptor, simDescriptor, validateSimConfig, type SimGuestConfig } from './config.js';
 import { fillImage } from './image.js';
 import { decodeSimState, encodeSimState } from './state-codec.js';

@@ -15,7 +15,7 @@
  */
 
 import { InvalidArgumentError } from '../../errors.js';
-import { PAGE_SIZE_BYTES } from '../backend.js';
+import { PAGE_SIZE_BYTES } from '../../protocol/records.js';
 
 const PAGE_WORDS = PAGE_SIZE_BYTES / 4;
 const PIECE_WORDS = 16;

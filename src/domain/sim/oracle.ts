@@ -7,7 +7,7 @@
 
 import { InvalidArgumentError } from '../../errors.js';
 import { digestBuffer } from '../../protocol/page-digest.js';
-import { PAGE_SIZE_BYTES } from '../backend.js';
+import { PAGE_SIZE_BYTES } from '../../protocol/records.js';
 import { validateSimConfig, type SimGuestConfig } from './config.js';
 import { fillImage } from './image.js';
 import { initialVcpuState, runSteps, vcpuPartition, workloadParams, type VcpuState } from './workload.js';

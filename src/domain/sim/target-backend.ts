@@ -5,7 +5,8 @@
 
 import { OutOfMemoryError } from '../../errors.js';
 import { DEFAULT_MAX_GUEST_MEMORY_BYTES } from '../../protocol/limits.js';
-import type { DomainDescriptor, TargetBackend, TargetDomain } from '../backend.js';
+import type { DomainDescriptor } from '../../protocol/records.js';
+import type { TargetBackend, TargetDomain } from '../backend.js';
 import { simConfigFromDescriptor } from './config.js';
 import { SimulatedGuest } from './guest.js';
 

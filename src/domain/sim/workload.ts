@@ -10,7 +10,7 @@
  */
 
 import { InvalidArgumentError } from '../../errors.js';
-import { PAGE_SIZE_BYTES } from '../backend.js';
+import { PAGE_SIZE_BYTES } from '../../protocol/records.js';
 import { IDLE_STEPS_PER_SECOND, type SimGuestConfig, type Workload } from './config.js';
 
 const PAGE_WORDS = PAGE_SIZE_BYTES / 4;

@@ -568,7 +568,7 @@ export const MATRIX_DIR = process.env.LIVEMIG_FAULT_MATRIX_DIR ?? join(tmpdir(),
 
 /**
  * Writes one column of observations, then the markdown table of every column written so far
- * (`fault-matrix.md` in {@link MATRIX_DIR}): the README's table is copied from there.
+ * (`fault-matrix.md` in {@link MATRIX_DIR}): docs/testing.md's table is copied from there.
  */
 export function writeMatrixColumn(fault: Fault, observations: Observation[]): void {
   if (observations.length === 0) return;

@@ -7,26 +7,16 @@ import { fileURLToPath } from 'node:url';
  * Node options of every livemig process: bin/livemig.js passes them in its first line, and
  * {@link spawnLivemig} to the agents and far ends it starts.
  *
- * `--v8-pool-size=1`: V8 gives its background work to a pool of four threads by default: the
- * sweeping that follows a collection, the unmapping of the memory it freed, optimising
- * compilations. The engine collects just before the pause, so that work ran during the pause,
- * four threads on top of the two processes and the guest, and on a host with few cores a
- * switchover message then waited several milliseconds for a core (traced: a target's main
- * thread queued 4 ms behind one of them while the other core idled). With one thread, idle 256 MiB
- * and 1 GiB guests on a 2-core machine paused over 8 ms in 3 of 160 switchovers instead of 17, and
- * predictions missed 4 of 160 instead of 20. A collection marks with fewer helpers, outside the
- * pause.
+ * `--v8-pool-size=1`: V8's background threads (sweeping after a collection, unmapping, optimising
+ * compilations) would otherwise run during the pause, right after the collection the engine makes
+ * before it, and on a host with few cores the switchover's messages would wait for a core.
  *
- * `--initial-old-space-size=128`: V8 sets the old generation's next limit at 1.1 times what
- * survived a full collection, and counts the Buffers the WebSocket hands over (each message, and
- * each 64 KiB read under it) against it. A target keeps a few megabytes alive, so while pages
- * stream in it ran a full mark-compact ("allocation failure", 5-8 ms) about every 75 ms, and one
- * of them landed in most last rounds of a 256 MiB guest, and between "prepared" and "go" in
- * some (traced with --trace-gc; the collection before the pause only resets the count). With a
- * floor of 128 MB under the limit, a far end received the same rounds with no such collection
- * (one short incremental one in two runs), and in the medium matrix none fell in a pause on
- * either side, against 16 of 64 pauses without it. It is a limit, not a reservation: the heap
- * still grows only as it is used.
+ * `--initial-old-space-size=128`: a floor under the old generation's limit, so that a target
+ * receiving pages (the WebSocket's buffers count against that limit) does not run a full
+ * collection every few tens of milliseconds, one of which would land in the pause. A limit, not
+ * a reservation: the heap still grows only as it is used.
+ *
+ * The traces and figures behind both are in docs/bench/README.md ("Node options").
  */
 export const NODE_FLAGS: readonly string[] = ['--v8-pool-size=1', '--initial-old-space-size=128'];
 

@@ -9,7 +9,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
@@ -157,7 +157,8 @@ export class QemuProcess {
 
   /**
    * Starts QEMU for `def` and resolves once it answers on QMP. On any failure the process is
-   * ended and its QMP socket removed before this rejects.
+   * ended and its QMP socket removed before this rejects, and so is the RAM file if QEMU
+   * created it.
    * @throws DomainFailedError if QEMU is not installed, exits while starting (its standard
    *   error is in the message) or cannot be reached; TimeoutError at the start deadline;
    *   InvalidArgumentError for a bad definition.
@@ -178,6 +179,7 @@ export class QemuProcess {
       throw err;
     }
 
+    const ramFileExisted = existsSync(def.ramPath);
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     track(child);
     const stderr = { tail: '' };
@@ -208,6 +210,7 @@ export class QemuProcess {
     } catch (err) {
       await stopChild(child, DEFAULT_QEMU_STOP_GRACE_MS).catch(() => undefined);
       await rm(runDir, { recursive: true, force: true });
+      if (!ramFileExisted) await rm(def.ramPath, { force: true });
       throw err instanceof MigrationError ? err : new DomainFailedError(`QEMU could not be started: ${(err as Error).message}`, { cause: err });
     }
   }

@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
 import { afterEach, expect, test } from 'vitest';
 import { QemuProcess, qemuArguments, queryQemuIdentity } from '../dist/domain/qemu/qemu-process.js';
@@ -112,5 +113,24 @@ qemuTest('a QEMU that cannot load its kernel leaves no RAM file behind', async (
   const ramPath = `/dev/shm/livemig-test-${process.pid}-no-kernel`;
   const start = QemuProcess.start({ ...definition, kernel: '/nonexistent/guest.elf', ramPath });
   await expect(start).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED', message: expect.stringContaining('/nonexistent/guest.elf') as unknown });
+  expect(existsSync(ramPath)).toBe(false);
+});
+
+qemuTest('a QEMU whose owner exits without stopping it is killed, and its RAM file removed', async () => {
+  const kernel = await buildTestGuest();
+  const ramPath = `/dev/shm/livemig-test-${process.pid}-orphan`;
+  const module = new URL('../dist/domain/qemu/qemu-process.js', import.meta.url).href;
+  const code = `
+    const { QemuProcess } = await import(${JSON.stringify(module)});
+    const q = await QemuProcess.start({ memoryMiB: 64, ramPath: ${JSON.stringify(ramPath)}, kernel: ${JSON.stringify(kernel)}, serialPath: '/dev/null' });
+    console.log(q.pid);
+    process.exit(0);`;
+  const owner = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  owner.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  await once(owner, 'close');
+  const pid = Number(out.trim());
+  expect(pid).toBeGreaterThan(0);
+  await waitFor('the orphaned QEMU to be gone', async () => (alive(pid) ? undefined : true), 10_000);
   expect(existsSync(ramPath)).toBe(false);
 });

@@ -54,7 +54,13 @@ export async function startTestGuest(memoryMiB: number, guest: TestGuestOptions 
   const dir = await mkdtemp(join(tmpdir(), 'livemig-test-guest-'));
   const serialPath = join(dir, 'serial.log');
   const ramPath = `/dev/shm/livemig-test-${process.pid}-${serial++}`;
-  const qemu = await QemuProcess.start({ memoryMiB, ramPath, kernel, append: testGuestAppend(guest), serialPath }, options);
+  let qemu: QemuProcess;
+  try {
+    qemu = await QemuProcess.start({ memoryMiB, ramPath, kernel, append: testGuestAppend(guest), serialPath }, options);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const lines = (): Promise<TestGuestLine[]> => readTestGuestLog(serialPath);
   const reports = async (): Promise<TestGuestReport[]> => (await lines()).filter((l): l is TestGuestReport => l.kind === 'report');
   return {

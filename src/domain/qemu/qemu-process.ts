@@ -9,7 +9,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
@@ -113,18 +113,25 @@ export function qemuArguments(def: QemuGuestDefinition, options: QemuStartOption
   return args;
 }
 
-/** QEMU processes not yet known to have exited; killed if this process exits first. */
-const live = new Set<ChildProcess>();
+/**
+ * QEMU processes not yet known to have exited, with the files that go with them. If this process
+ * exits first they are killed and their files removed, so that no guest outlives its owner and
+ * no RAM file is left in /dev/shm.
+ */
+const live = new Map<ChildProcess, string[]>();
 let exitHookInstalled = false;
 
-function track(child: ChildProcess): void {
+function track(child: ChildProcess, files: string[]): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', () => {
-      for (const c of live) c.kill('SIGKILL');
+      for (const [c, paths] of live) {
+        c.kill('SIGKILL');
+        for (const path of paths) rmSync(path, { recursive: true, force: true });
+      }
     });
   }
-  live.add(child);
+  live.set(child, files);
   child.once('exit', () => live.delete(child));
 }
 
@@ -181,7 +188,7 @@ export class QemuProcess {
 
     const ramFileExisted = existsSync(def.ramPath);
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    track(child);
+    track(child, ramFileExisted ? [runDir] : [runDir, def.ramPath]);
     const stderr = { tail: '' };
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {

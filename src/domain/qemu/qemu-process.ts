@@ -215,7 +215,9 @@ export class QemuProcess {
       const qmp = await Promise.race([connectWhenListening(qmpSocketPath, deadline), exitedEarly]);
       return new QemuProcess(child, [binary, ...args], def, runDir, qmpSocketPath, qmp, stderr);
     } catch (err) {
-      await stopChild(child, DEFAULT_QEMU_STOP_GRACE_MS).catch(() => undefined);
+      // A child that never spawned has no pid and emits no 'exit' to wait for.
+      if (child.pid !== undefined) await stopChild(child, DEFAULT_QEMU_STOP_GRACE_MS).catch(() => undefined);
+      live.delete(child);
       await rm(runDir, { recursive: true, force: true });
       if (!ramFileExisted) await rm(def.ramPath, { force: true });
       throw err instanceof MigrationError ? err : new DomainFailedError(`QEMU could not be started: ${(err as Error).message}`, { cause: err });

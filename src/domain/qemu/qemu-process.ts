@@ -13,7 +13,7 @@ import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
-import { DomainFailedError, InvalidArgumentError, MigrationError, TimeoutError } from '../../errors.js';
+import { ConnectionClosedError, DomainFailedError, InvalidArgumentError, MigrationError, TimeoutError } from '../../errors.js';
 import { stopChild } from '../../util/child.js';
 import { QmpClient } from './qmp.js';
 
@@ -255,9 +255,10 @@ async function connectWhenListening(path: string, deadline: number): Promise<Qmp
     try {
       return await QmpClient.connect(path, { timeoutMs: left });
     } catch (err) {
-      // The socket appears a moment after QEMU starts; until then connecting fails at once.
-      const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
-      if (cause?.code !== 'ENOENT' && cause?.code !== 'ECONNREFUSED') throw err;
+      // The socket appears a moment after QEMU starts, and a QEMU that fails to start closes it
+      // again: try again until QEMU answers, exits (the caller races this with its exit, which
+      // tells why in QEMU's words), or the deadline passes.
+      if (!(err instanceof ConnectionClosedError)) throw err;
       await new Promise((resolve) => setTimeout(resolve, Math.min(20, left)));
     }
   }

@@ -143,6 +143,21 @@ export class DomainFailedError extends MigrationError {
   }
 }
 
+/**
+ * QEMU answered a QMP command with an error. `qmpClass` is QEMU's error class (`GenericError`,
+ * `CommandNotFound`, `DeviceNotFound`, ...); the code is that of any domain failure.
+ */
+export class QmpCommandError extends DomainFailedError {
+  readonly command: string;
+  readonly qmpClass: string;
+
+  constructor(command: string, qmpClass: string, description: string) {
+    super(`QEMU refused QMP command "${command}": ${qmpClass}: ${description}`);
+    this.command = command;
+    this.qmpClass = qmpClass;
+  }
+}
+
 /** The target has no backend for the domain kind the source announced. */
 export class UnknownBackendError extends MigrationError {
   constructor(kind: string, known: readonly string[]) {

@@ -63,7 +63,6 @@ export async function startTripwireProxy(targetUrl: string, wire: Tripwire): Pro
   const target = new URL(targetUrl);
   const sockets = new Set<net.Socket>();
   let struck: Passing | undefined;
-  let killed = false;
   const cutAll = (): void => {
     for (const s of sockets) s.destroy();
     sockets.clear();
@@ -71,16 +70,16 @@ export async function startTripwireProxy(targetUrl: string, wire: Tripwire): Pro
   const strike = (p: Passing): void => {
     struck = p;
     if (wire.action === 'kill') {
-      killed = true;
       wire.kill!();
     } else {
       cutAll();
     }
   };
 
-  // After a cut, later connections (a source asking what became of the migration) pass untouched.
+  // After the strike, later connections (a source asking what became of the migration) pass
+  // untouched: to the same agent after a cut, to whatever listens on its port after a kill.
   const server = net.createServer((client) => {
-    let dead = killed;
+    let dead = false;
     const agent = net.connect(Number(target.port), target.hostname);
     sockets.add(client);
     sockets.add(agent);

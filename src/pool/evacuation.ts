@@ -10,8 +10,8 @@
  *   reported;
  * - a guest whose migration fails with the guest still on the source is retried once on another
  *   host, placed by a fresh plan; then it is left running on the source and reported;
- * - every failure re-plans the guests not yet started with fresh capacities, so those bound for
- *   a host that died or went into maintenance go elsewhere;
+ * - every migration that ends other than completed re-plans the guests not yet started with
+ *   fresh capacities, so those bound for a host that died or went into maintenance go elsewhere;
  * - the abort signal stops new migrations and cancels those in flight; a guest past its
  *   switchover decision completes on its target (the engine's rule), the others stay on the source;
  * - each guest's outcome is what the source reports for its migration id; the coordinator never
@@ -160,20 +160,26 @@ class Evacuation {
     }
     for (const m of this.#ledger.unsettled()) {
       this.#track(m.guestId, m.guestName).attempts = 1;
-      await this.#adopt(m.migrationId, m.guestId, true, false);
+      await this.#adopt(m.migrationId, m.guestId, true, false, m.to);
     }
   }
 
-  /** Watches a migration this run did not start, and settles it if it has ended. */
-  async #adopt(migrationId: string, guestId: string, own: boolean, record: boolean): Promise<void> {
-    const flight: Flight = { migrationId, guestId, to: '', own, pollFailures: 0, cancelSent: false };
-    this.#flights.set(migrationId, flight);
-    await this.#poll(flight);
+  /**
+   * Watches a migration this run did not start, and settles it if it has ended. One found on the
+   * source's guest list (`record`) is written to the ledger first, with its target if the source
+   * says.
+   */
+  async #adopt(migrationId: string, guestId: string, own: boolean, record: boolean, to = ''): Promise<void> {
     const track = this.#tracks.get(guestId)!;
     if (!track.migrationIds.includes(migrationId)) track.migrationIds.push(migrationId);
     if (record) {
-      await this.#ledger.recordStart({ migrationId, guestId, guestName: track.name, to: flight.to, attempt: 0, startedAt: new Date().toISOString() });
+      const target = await this.#call(this.#hosts.migration(this.#source, migrationId)).then((info) => info.to, () => to);
+      await this.#ledger.recordStart({ migrationId, guestId, guestName: track.name, to: target, attempt: 0, startedAt: new Date().toISOString() });
+      to = target;
     }
+    const flight: Flight = { migrationId, guestId, to, own, pollFailures: 0, cancelSent: false };
+    this.#flights.set(migrationId, flight);
+    await this.#poll(flight);
   }
 
   /**
@@ -340,6 +346,8 @@ class Evacuation {
     const base = { ...this.#base(track), downtimeMs: info.downtimeMs, totalMs: info.totalMs, error: info.error };
     const where = info.guestRunningOn;
     if (info.state === 'completed' || (info.state === 'failed' && where === 'target')) return this.#conclude(track, { ...base, outcome: 'completed', runsOn: to });
+    // Any other end may mean a target is lost or full: the guests not yet started are placed again.
+    this.#needReplan = true;
     if (info.state === 'indeterminate' || where === 'unknown' || where === 'none') {
       const error = info.error ?? { code: 'ERR_INDETERMINATE', message: `the outcome of migration ${flight.migrationId} is unknown` };
       return this.#conclude(track, { ...base, outcome: 'indeterminate', error });

@@ -54,7 +54,7 @@ export class FilePoolStore implements PoolStore {
     return (await this.#read()).hosts;
   }
 
-  add(member: PoolMember): Promise<void> {
+  async add(member: PoolMember): Promise<void> {
     const checked = checkMember(member);
     return this.#change((file) => {
       const taken = file.hosts.find((h) => h.name === checked.name || h.url === checked.url);

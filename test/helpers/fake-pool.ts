@@ -63,7 +63,7 @@ export class FakePool implements PoolHosts {
   failWhen: (m: { guestId: string; guestName: string; to: string }) => string | undefined = () => undefined;
   /** How a migration in flight ends when its target dies. @default 'failed' */
   onTargetLost: (guestId: string) => 'failed' | 'indeterminate' = () => 'failed';
-  /** Whether a cancel comes after the switchover decision, so the migration completes anyway. */
+  /** Whether a cancel comes after the switchover decision, so the migration completes at once anyway. */
   ignoresCancel: (guestId: string) => boolean = () => false;
   /** Called after each migration starts. */
   onStart: (m: StartedMigration) => void = () => undefined;
@@ -183,7 +183,13 @@ export class FakePool implements PoolHosts {
     const m = this.#migrations.get(migrationId);
     await this.#alive(host);
     if (!m || m.from.name !== host) throw new NotFoundError(`${host} has no migration ${migrationId}`);
-    if (this.#running(m) && !this.ignoresCancel(m.guest.id)) this.#end(m, 'cancelled', 'source', { code: 'ERR_CANCELLED', message: 'migration cancelled' });
+    if (this.#running(m) && this.ignoresCancel(m.guest.id)) {
+      // Past its switchover decision: it finishes moving the guest, as the engine does after `go`.
+      clearTimeout(m.timer);
+      m.timer = setTimeout(() => this.#complete(m), 1);
+    } else if (this.#running(m)) {
+      this.#end(m, 'cancelled', 'source', { code: 'ERR_CANCELLED', message: 'migration cancelled' });
+    }
     return { ...m.info };
   }
 

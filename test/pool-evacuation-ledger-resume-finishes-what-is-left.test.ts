@@ -102,7 +102,7 @@ test('a ledger of another host, or not a ledger at all, is refused before anythi
   const p = new FakePool([{ name: 'A', capacityMiB: 4096 }, { name: 'B', capacityMiB: 4096 }]);
   p.addGuest('A', { name: 'g', memoryMiB: 256 });
   const other = join(dir, 'evacuate-B.json');
-  await EvacuationLedger.open(other, 'B');
+  await (await EvacuationLedger.open(other, 'B')).recordPlan([], 'running');
   await expect(evacuate(p, 'A', { ledgerPath: other })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('records an evacuation of B, not of A') });
   const junk = join(dir, 'junk.json');
   await writeFile(junk, '{"hello": 1}');

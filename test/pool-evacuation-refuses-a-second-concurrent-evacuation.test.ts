@@ -1,5 +1,8 @@
 // One host, one evacuation at a time: the host refuses a second claim with ERR_CONFLICT, the
 // second coordinator moves nothing, and once the first ends its claim is released.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import type { EvacuationReport } from '../dist/pool/pool-types.js';
 import { evacuate } from '../dist/pool/evacuation.js';
@@ -34,7 +37,15 @@ test('a claim left by a coordinator that died blocks a fresh evacuation until it
   const p = new FakePool([{ name: 'A', capacityMiB: 8192 }, { name: 'B', capacityMiB: 4096 }]);
   p.addGuest('A', { name: 'g', memoryMiB: 256 });
   p.setClaim('A', 'evac-dead');
-  await expect(evacuate(p, 'A', { pollIntervalMs: 2 })).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
+  const dir = await mkdtemp(join(tmpdir(), 'livemig-claim-'));
+  const ledgerPath = join(dir, 'evacuate-A.json');
+  try {
+    await expect(evacuate(p, 'A', { pollIntervalMs: 2, ledgerPath })).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
+    // No ledger of a refused evacuation is left to be resumed by mistake.
+    expect(await readdir(dir)).toEqual([]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
   expect(p.started).toEqual([]);
   expect(p.isInMaintenance('A')).toBe(false);
   await p.releaseEvacuation('A', 'evac-dead');

@@ -59,14 +59,11 @@ export function isTerminal(state: MigrationState | undefined): boolean {
 export class EvacuationLedger {
   readonly path: string | undefined;
   readonly data: LedgerFile;
-  /** True when it was read from an earlier run. */
-  readonly resumed: boolean;
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(path: string | undefined, data: LedgerFile, resumed: boolean) {
+  private constructor(path: string | undefined, data: LedgerFile) {
     this.path = path;
     this.data = data;
-    this.resumed = resumed;
   }
 
   /**
@@ -75,7 +72,7 @@ export class EvacuationLedger {
    */
   static async open(path: string | undefined, source: string, evacuationId?: string): Promise<EvacuationLedger> {
     const raw = path === undefined ? undefined : await readJsonFile(path, 'evacuation ledger');
-    if (raw !== undefined) return new EvacuationLedger(path, checkLedger(raw, path!, source), true);
+    if (raw !== undefined) return new EvacuationLedger(path, checkLedger(raw, path!, source));
     const now = new Date().toISOString();
     const data: LedgerFile = {
       version: LEDGER_VERSION,
@@ -87,9 +84,8 @@ export class EvacuationLedger {
       plan: [],
       migrations: [],
     };
-    const ledger = new EvacuationLedger(path, data, false);
-    await ledger.#flush();
-    return ledger;
+    // Written from its first record on: an evacuation refused its claim leaves no ledger behind.
+    return new EvacuationLedger(path, data);
   }
 
   /** Migrations recorded without an end. */

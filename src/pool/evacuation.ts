@@ -147,7 +147,7 @@ class Evacuation {
 
   /** Leaves maintenance again if the evacuation entered it and moved nothing. */
   async #restoreMaintenance(before: HostStatus): Promise<void> {
-    if (!before.maintenance && !this.#ledger.resumed) await this.#call(this.#hosts.setMaintenance(this.#source, false)).catch(() => undefined);
+    if (!before.maintenance) await this.#call(this.#hosts.setMaintenance(this.#source, false)).catch(() => undefined);
   }
 
   /** Picks up the migrations a ledger from an earlier run records. */

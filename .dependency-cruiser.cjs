@@ -38,6 +38,19 @@ module.exports = {
       to: { path: '^dist/(agent|cli|pool|index\\.js)' },
     },
     {
+      name: 'pool-below-cli',
+      severity: 'error',
+      comment: 'The pool coordinates hosts through the agent layer; only the CLI and the entry sit above it.',
+      from: { path: '^dist/pool/' },
+      to: { path: '^dist/(cli|index\\.js)' },
+    },
+    {
+      name: 'agent-below-pool',
+      severity: 'error',
+      from: { path: '^dist/agent/' },
+      to: { path: '^dist/pool/' },
+    },
+    {
       name: 'agent-below-cli',
       severity: 'error',
       from: { path: '^dist/agent/' },

@@ -81,7 +81,7 @@ class LogTracker implements DirtyTracker {
 /**
  * A scan of all memory against the hashes of what was sent, in this thread. Between scans the
  * count is estimated from the last scan: as many pages as it found, scaled by the share of its
- * interval that has passed since.
+ * interval that has passed since (0 before the first scan, when nothing is known yet).
  */
 class ScanTracker implements DirtyTracker {
   private access: GuestMemoryAccess | undefined;

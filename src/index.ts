@@ -4,7 +4,8 @@
  */
 
 export * from './errors.js';
-export type { SourceDomain, TargetDomain, TargetBackend } from './domain/backend.js';
+export type { SourceDomain, TargetDomain, TargetBackend, DirtyTracking, GuestMemory } from './domain/backend.js';
+export { openGuestMemory, type GuestMemoryAccess, type OpenGuestMemoryOptions, type PageRunReader } from './domain/guest-memory.js';
 export { SimulatedGuest } from './domain/sim/guest.js';
 export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
 export { SimTargetBackend, type SimTargetBackendOptions } from './domain/sim/target-backend.js';
@@ -12,6 +13,7 @@ export { DEFAULT_SIM_CONFIG, WORKLOADS, simDescriptor, validateSimConfig, type S
 export { replay, oracleDigest } from './domain/sim/oracle.js';
 export type { VcpuState } from './domain/sim/workload.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
+export { HashScanner, SCAN_RUN_PAGES } from './dirtylog/hash-scan.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';
 export { PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
 export type { PageCodec } from './protocol/page-codecs.js';
@@ -27,7 +29,7 @@ export {
   type ProtocolLimits,
 } from './protocol/limits.js';
 export type { ReceiverState } from './protocol/receiver-state.js';
-export { PageDigest, digestMemory, digestBuffer } from './protocol/page-digest.js';
+export { PageDigest, digestMemory, digestBuffer, DIGEST_CHUNK_PAGES, type ReadPages } from './protocol/page-digest.js';
 export { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, type Transport } from './transport/transport.js';
 export type { WebSocketTransport } from './transport/ws-transport.js';
 export { DEFAULT_IDLE_TIMEOUT_MS, type WebSocketTransportOptions } from './transport/ws-options.js';

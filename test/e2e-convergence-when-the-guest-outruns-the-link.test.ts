@@ -65,7 +65,7 @@ test('without auto-converge, a stall with timeout action abort leaves the guest 
   expect(guest.paused).toBe(false);
   await guest.pause();
   const states = guest.vcpuStates();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
   await guest.resume();
   // The target hears of the abort on its own time; its copy must end discarded.
   for (let i = 0; i < 100 && [...agent.migrations.values()][0]?.state !== 'discarded'; i++) await new Promise((r) => setTimeout(r, 50));

@@ -28,7 +28,7 @@ async function expectRunningIntact(guest: InstanceType<typeof SimulatedGuest>): 
   const states = guest.vcpuStates();
   expect(states[0]!.steps).toBeGreaterThan(before);
   const oracle = oracleDigest(config, states.map((s) => s.steps));
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracle.digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracle.digest);
   expect(oracle.vcpus).toEqual(states);
   await guest.resume();
 }

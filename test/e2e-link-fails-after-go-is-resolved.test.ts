@@ -66,7 +66,7 @@ test('"go" arrived, the reply did not: the source learns the guest runs on the t
   // The source copy never ran again: still paused, at exactly the state the target resumed from.
   expect(guest.paused).toBe(true);
   const atPause = guest.vcpuStates();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
   const there = await checkAgainstOracle(agent.url, report.migrationId, config);
   expect(there.state).toBe('running');
   expect(there.matches).toBe(true);
@@ -90,7 +90,7 @@ test('"go" was lost with the link: the target discards, and the source resumes i
   expect([...agent.migrations.values()].every((m) => m.state === 'discarded' && m.domain === undefined)).toBe(true);
   await guest.pause();
   const states = guest.vcpuStates();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
   await guest.resume();
 });
 

@@ -36,7 +36,7 @@ async function expectIntactOnSource(guest: InstanceType<typeof SimulatedGuest>):
   expect(guest.paused).toBe(false);
   await guest.pause();
   const states = guest.vcpuStates();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, states.map((s) => s.steps)).digest);
   await guest.resume();
 }
 

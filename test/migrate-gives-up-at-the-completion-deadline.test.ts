@@ -53,6 +53,6 @@ test('a guest that outruns the link is given up at the completion deadline with 
   expect(guest.paused).toBe(false);
   expect(guest.throttle).toBe(0);
   await guest.pause();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
   await guest.resume();
 });

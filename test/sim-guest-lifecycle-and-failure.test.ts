@@ -16,10 +16,11 @@ describe('the simulated guest lifecycle', () => {
   it('destroys cleanly, twice, and refuses use afterwards', async () => {
     const guest = await SimulatedGuest.boot(config);
     const page = new Uint8Array(4096);
-    guest.copyPage(0, page, 0);
+    guest.readPages(Uint32Array.of(0), page);
     await guest.destroy();
     await guest.destroy();
-    expect(() => guest.copyPage(0, page, 0)).toThrow(expect.objectContaining({ code: 'ERR_DOMAIN_FAILED' }));
+    expect(() => guest.readPages(Uint32Array.of(0), page)).toThrow(expect.objectContaining({ code: 'ERR_DOMAIN_FAILED' }));
+    expect(guest.memory()).toEqual({ kind: 'none' });
     await expect(guest.pause()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
     await expect(guest.resume()).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
   });
@@ -47,10 +48,15 @@ describe('the simulated guest lifecycle', () => {
     const guest = await SimulatedGuest.boot(config);
     try {
       const page = new Uint8Array(4096);
-      expect(() => guest.copyPage(guest.pageCount, page, 0)).toThrow(expect.objectContaining({ code: 'ERR_PAGE_OUT_OF_RANGE' }));
-      expect(() => guest.copyPage(-1, page, 0)).toThrow(expect.objectContaining({ code: 'ERR_PAGE_OUT_OF_RANGE' }));
-      expect(() => guest.copyPage(0, page, 1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
-      expect(() => guest.writePage(0, page.subarray(1), 0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+      const two = new Uint8Array(2 * 4096);
+      const outside = { code: 'ERR_PAGE_OUT_OF_RANGE' };
+      expect(() => guest.readPages(Uint32Array.of(guest.pageCount), page)).toThrow(expect.objectContaining(outside));
+      // A run that starts inside memory and ends beyond it.
+      expect(() => guest.readPages(Uint32Array.of(guest.pageCount - 1, guest.pageCount), two)).toThrow(expect.objectContaining(outside));
+      expect(() => guest.writePages(Uint32Array.of(guest.pageCount), page)).toThrow(expect.objectContaining(outside));
+      expect(() => guest.zeroPages(Uint32Array.of(0, guest.pageCount))).toThrow(expect.objectContaining(outside));
+      expect(() => guest.readPages(Uint32Array.of(0, 1), page)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+      expect(() => guest.writePages(Uint32Array.of(0), page.subarray(1))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     } finally {
       await guest.destroy();
     }

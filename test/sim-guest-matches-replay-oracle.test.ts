@@ -10,8 +10,8 @@ afterEach(async () => {
   await Promise.all(guests.splice(0).map((guest) => guest.destroy()));
 });
 
-function guestDigest(guest: SimulatedGuest): string {
-  return digestMemory(guest.pageCount, 4096, (pfn, dst, off) => guest.copyPage(pfn, dst, off));
+function guestDigest(guest: SimulatedGuest): Promise<string> {
+  return digestMemory(guest.pageCount, 4096, (pfns, dst) => guest.readPages(pfns, dst));
 }
 
 async function expectMatchesOracle(guest: SimulatedGuest, config: SimGuestConfig): Promise<number[]> {
@@ -20,7 +20,7 @@ async function expectMatchesOracle(guest: SimulatedGuest, config: SimGuestConfig
   const states = guest.vcpuStates();
   expect(states.map((s) => s.steps)).toEqual(steps);
   const oracle = oracleDigest(config, steps);
-  expect(guestDigest(guest)).toBe(oracle.digest);
+  expect(await guestDigest(guest)).toBe(oracle.digest);
   expect(states).toEqual(oracle.vcpus);
   return steps;
 }
@@ -114,7 +114,7 @@ describe('the dirty log of a running guest', () => {
     const guest = await SimulatedGuest.boot(config);
     guests.push(guest);
     await guest.pause();
-    const before = guest.memory.slice();
+    const before = guest.bytes.slice();
     guest.enableDirtyLog();
     await guest.resume();
     await sleep(100);
@@ -123,7 +123,7 @@ describe('the dirty log of a running guest', () => {
     const changed: number[] = [];
     for (let pfn = 0; pfn < guest.pageCount; pfn++) {
       const at = pfn * 4096;
-      if (!Buffer.from(before.subarray(at, at + 4096)).equals(Buffer.from(guest.memory.subarray(at, at + 4096)))) changed.push(pfn);
+      if (!Buffer.from(before.subarray(at, at + 4096)).equals(Buffer.from(guest.bytes.subarray(at, at + 4096)))) changed.push(pfn);
     }
     expect(changed.length).toBeGreaterThan(0);
     // Every step writes fresh values, so a page written is a page changed: the two lists agree.

@@ -57,7 +57,7 @@ async function migrateThrough(rewrite: Rewrite, rewriteSource: Rewrite = (r) => 
 async function expectRunningOnSource(guest: InstanceType<typeof SimulatedGuest>): Promise<void> {
   expect(guest.paused).toBe(false);
   await guest.pause();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
   await guest.resume();
 }
 

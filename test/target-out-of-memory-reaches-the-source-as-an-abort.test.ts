@@ -54,6 +54,6 @@ test('a target too small for the guest aborts with ERR_OUT_OF_MEMORY; the source
   expect(source.calls.destroy).toBeUndefined();
   expect(guest.paused).toBe(false);
   await guest.pause();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
   await guest.resume();
 });

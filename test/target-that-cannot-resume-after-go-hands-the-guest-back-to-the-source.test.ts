@@ -75,6 +75,6 @@ test('a target whose resume fails after "go" aborts with ERR_DOMAIN_FAILED, dest
 
   // Its memory is what the replay oracle says for the steps its vCPU ran.
   await guest.pause();
-  expect(digestBuffer(guest.memory, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
+  expect(digestBuffer(guest.bytes, 4096)).toBe(oracleDigest(config, guest.vcpuStates().map((s) => s.steps)).digest);
   await guest.resume();
 });

@@ -404,8 +404,8 @@ export class TargetAgent extends EventEmitter {
     if (entry.domain !== domain || entry.state !== 'running') return status;
     try {
       await domain.pause();
-      status.domainState = domain.saveState();
-      status.digest = digestMemory(domain.pageCount, domain.descriptor.pageSize, (pfn, dst, off) => domain.copyPage(pfn, dst, off));
+      status.domainState = await domain.saveState();
+      status.digest = await digestMemory(domain.pageCount, domain.descriptor.pageSize, (pfns, dst) => domain.readPages(pfns, dst));
     } finally {
       // Also after a failed pause, which may have stopped some vCPUs: an inspection must never
       // leave the guest paused.

@@ -1,16 +1,42 @@
 /**
  * What a hypervisor gives the migration engine. The engine never touches a guest except through
- * these two interfaces, so a Xen (libxenguest, foreign mappings, log-dirty) or KVM (dirty ring or
- * KVM_GET_DIRTY_LOG, userfault) backend slots in beside the simulated guest without changes to
- * `src/precopy`. Every hook is required, so that neither a backend nor a wrapper around one leaves
- * a hook out by accident; where a hypervisor cannot provide what a hook asks for (`vcpuTimeMs`
- * only), the hook's TSDoc says what to return instead.
+ * these two interfaces, so a backend whose guest lives in another process (QEMU with its RAM in a
+ * shared file, Xen with foreign mappings, KVM) slots in beside the simulated guest without changes
+ * to `src/precopy`. Every hook is required, so that neither a backend nor a wrapper around one
+ * leaves a hook out by accident; where a hypervisor cannot provide what a hook asks for, the
+ * hook's TSDoc says what to return instead. docs/backends.md tells the same contract as a story.
  *
- * Buffer ownership: the engine owns every buffer it passes in; a backend copies out of or into it
- * before returning and keeps no reference.
+ * Threads: the engine calls every hook from the thread that runs the migration (the main thread
+ * of the source or target process). Other threads reach guest memory only through the plain
+ * description `memory()` returns, each with its own accessor (src/domain/guest-memory.ts).
+ *
+ * Page I/O is batched and may be asynchronous: a hook returns `void` when it finished before
+ * returning (memory in this process) or a promise when it waits on I/O. The engine awaits only a
+ * promise, so a synchronous backend costs no extra turn of the event loop per batch. Page batches
+ * are at most a few thousand pages; page numbers in a batch may be in any order, though they
+ * usually ascend in runs, which a backend may move in one call each.
+ *
+ * Buffer ownership: the engine owns every buffer and page list it passes in; a backend copies out
+ * of or into it before the hook returns (or its promise settles) and keeps no reference. A
+ * buffer a hook returns belongs to the caller.
  */
 
 import type { DomainDescriptor } from '../protocol/records.js';
+import type { GuestMemory } from '../util/guest-memory-types.js';
+
+export type { DomainDescriptor } from '../protocol/records.js';
+export type { GuestMemory } from '../util/guest-memory-types.js';
+
+/**
+ * How the source finds the pages the guest changed between rounds.
+ *
+ * - `log`: the backend keeps a dirty log (a bitmap the hypervisor fills, like KVM's or Xen's
+ *   log-dirty) and the engine reads it with `readDirtyLog` and `peekDirtyCount`.
+ * - `scan`: the backend keeps none. The engine finds changed pages itself, by comparing each
+ *   page's hash with the hash of what it last sent, reading the memory `memory()` describes
+ *   (which must then be `shared` or `file`). The four dirty-log hooks are never called.
+ */
+export type DirtyTracking = 'log' | 'scan';
 
 /** The source side of a domain: the guest that runs here now and is to move away. */
 export interface SourceDomain {
@@ -23,29 +49,44 @@ export interface SourceDomain {
   /** True between a resolved `pause()` and the next `resume()`. */
   readonly paused: boolean;
 
+  /** How dirty pages are found; constant for the domain's life (see {@link DirtyTracking}). */
+  readonly dirtyTracking: DirtyTracking;
+
   /**
-   * Starts logging dirty pages. Called once, just before round 0 reads any memory; from then on
-   * every page the guest writes is reported by `readDirtyLog`. Pages written before the call are
-   * covered by round 0, which sends all memory.
+   * Where the guest's memory lives, for threads that read it directly: the dirty-page scan of a
+   * `scan` backend, and page workers. Called at the start of a migration and whenever a thread
+   * needs the description; must be cheap and return the same memory each time. The description
+   * stays valid until `destroy`. A backend whose memory no other thread can reach returns
+   * `{ kind: 'none' }`, and must then track dirty pages with a `log`.
+   */
+  memory(): GuestMemory;
+
+  /**
+   * Starts logging dirty pages (`log` tracking only). Called once, just before round 0 reads any
+   * memory; from then on every page the guest writes is reported by `readDirtyLog`. Pages written
+   * before the call are covered by round 0, which sends all memory. A `scan` backend does nothing.
    */
   enableDirtyLog(): void;
 
   /**
-   * Stops logging dirty pages. Called once when a migration that enabled the log ends, whatever
-   * its outcome (an indeterminate one included, with the domain kept paused).
+   * Stops logging dirty pages (`log` tracking only). Called once when a migration that enabled
+   * the log ends, whatever its outcome (an indeterminate one included, with the domain kept
+   * paused). A `scan` backend does nothing.
    */
   disableDirtyLog(): void;
 
   /**
-   * Atomically reads and clears the dirty log. Returns the page numbers written since the
-   * previous call (or since `enableDirtyLog`), ascending, each once. Called once per round and
-   * once more after the pause. The returned array belongs to the caller.
+   * Atomically reads and clears the dirty log (`log` tracking only). Returns the page numbers
+   * written since the previous call (or since `enableDirtyLog`), ascending, each once. Called once
+   * per round and once more after the pause. The returned array belongs to the caller. A `scan`
+   * backend returns an empty array.
    */
   readDirtyLog(): Uint32Array;
 
   /**
-   * How many pages the dirty log holds now, without clearing it (Xen's log-dirty "peek"). Called
-   * a few times a second for progress and estimates; must be cheap.
+   * How many pages the dirty log holds now, without clearing it (Xen's log-dirty "peek"; `log`
+   * tracking only). Called a few times a second for progress and estimates; must be cheap. A
+   * `scan` backend returns 0.
    */
   peekDirtyCount(): number;
 
@@ -58,11 +99,14 @@ export interface SourceDomain {
   vcpuTimeMs(): number | undefined;
 
   /**
-   * Copies one page into `dst` at `dstOffset`. Called for every page sent, from the engine's
-   * thread, while the guest may be running: a page torn by a concurrent write is fine because
-   * that write also marks the page dirty and it is sent again.
+   * Copies the pages `pfns` into `dst`, in the order listed, back to back from offset 0
+   * (`pfns.length * pageSize` bytes). Called for every batch sent (many times a round), by
+   * estimates and by the verification pass after the switchover, while the guest may be running:
+   * a page torn by a concurrent write is fine, because that write also dirties the page and it
+   * is sent again. Rejects (or throws) PageOutOfRangeError for a page beyond `pageCount` and
+   * DomainFailedError if the memory cannot be read. The engine issues one call at a time.
    */
-  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void;
+  readPages(pfns: Uint32Array, dst: Uint8Array): void | Promise<void>;
 
   /**
    * Pauses every vCPU at an instruction (step) boundary and resolves once none runs. Called once
@@ -79,15 +123,17 @@ export interface SourceDomain {
   /**
    * Slows the guest's vCPUs: `fraction` of each second they sleep (0 = full speed, 0.99 = the
    * most). Used by auto-converge; the engine lifts it (sets 0) when the migration ends, whatever
-   * its outcome, before it resumes a domain it paused.
+   * its outcome, before it resumes a domain it paused. A hypervisor that cannot throttle ignores it.
    */
   setThrottle(fraction: number): void;
 
   /**
    * Returns the vCPU and device state, as an opaque blob that the target backend of the same kind
-   * understands. Called exactly once, while paused, after the last pages are read.
+   * understands (for QEMU, its own migration stream without RAM). Called exactly once per
+   * migration, while paused, after the last pages were read and before they all reached the
+   * target; may take its time (the pause lasts until it settles). The blob belongs to the caller.
    */
-  saveState(): Uint8Array;
+  saveState(): Uint8Array | Promise<Uint8Array>;
 
   /**
    * Destroys the domain and frees its memory. Called on the source only after the target has
@@ -104,16 +150,41 @@ export interface TargetDomain {
   /** `memoryBytes / pageSize`. */
   readonly pageCount: number;
 
-  /** Writes one received page from `src` at `srcOffset`. Called for every data page received. */
-  writePage(pfn: number, src: Uint8Array, srcOffset: number): void;
+  /**
+   * Where the guest's memory lives, for threads that write received pages straight into it (see
+   * `SourceDomain.memory`). A target whose memory no other thread can reach returns
+   * `{ kind: 'none' }`. Valid until `destroy`.
+   */
+  memory(): GuestMemory;
 
-  /** Fills one page with zeros. Called for pages the source sent as zero pages. */
-  zeroPage(pfn: number): void;
+  /**
+   * Writes `pfns.length` received pages, back to back from offset 0 of `src`, to the pages
+   * `pfns`. Called once for every batch of data pages received, in the order the batches were
+   * sent, before the domain ever runs; the page numbers were checked against `pageCount`. The
+   * engine issues one call at a time and does not reuse `src` before it returns (or settles).
+   */
+  writePages(pfns: Uint32Array, src: Uint8Array): void | Promise<void>;
 
-  /** Copies one page out, for digests and inspection. The domain must be paused or not yet resumed. */
-  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void;
+  /**
+   * Fills the pages `pfns` with zeros. Called once for every batch that holds pages the source
+   * sent as zero pages, after that batch's `writePages`. Memory not yet touched may already read
+   * as zeros; a backend that can tell should leave such pages alone rather than back them.
+   */
+  zeroPages(pfns: Uint32Array): void | Promise<void>;
 
-  /** Loads the blob produced by the source's `saveState`. Called once, before `resume`. */
+  /**
+   * Copies pages out, as `SourceDomain.readPages` does: for digests, inspection and onward
+   * migration. The domain must be paused or not yet resumed.
+   */
+  readPages(pfns: Uint32Array, dst: Uint8Array): void | Promise<void>;
+
+  /**
+   * Loads the blob produced by the source's `saveState`. Called once, when the `device-state`
+   * record arrives: after every page of the last round was written (`writePages`, `zeroPages`)
+   * and before the target answers `prepared`, so a hypervisor that reads guest memory while
+   * loading (QEMU's virtio rings) sees all of it. A rejection discards the migration and the
+   * guest runs on at the source.
+   */
   loadState(state: Uint8Array): Promise<void>;
 
   /** Starts the vCPUs. Called once the source has said "go"; resolves when they run. */
@@ -126,7 +197,7 @@ export interface TargetDomain {
   readonly paused: boolean;
 
   /** Like `SourceDomain.saveState`: the state blob, while paused (inspection, onward migration). */
-  saveState(): Uint8Array;
+  saveState(): Uint8Array | Promise<Uint8Array>;
 
   /** Destroys the domain and frees its memory. Called when the migration is discarded. */
   destroy(): Promise<void>;
@@ -139,8 +210,10 @@ export interface TargetBackend {
 
   /**
    * Allocates an empty, paused domain of the described shape. Called once per incoming
-   * migration, after the hello record passed the agent's limits. Rejects with a
-   * MigrationError (e.g. ERR_OUT_OF_MEMORY, ERR_INVALID_ARGUMENT) if it cannot.
+   * migration, after the hello record passed the agent's limits and before the target answers
+   * "ready"; whatever a backend needs ready before pages and state arrive (a hypervisor process
+   * waiting for incoming state, its RAM file) it prepares here. Rejects with a MigrationError
+   * (e.g. ERR_OUT_OF_MEMORY, ERR_INVALID_ARGUMENT) if it cannot.
    */
   create(descriptor: DomainDescriptor): Promise<TargetDomain>;
 }

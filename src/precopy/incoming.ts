@@ -306,15 +306,18 @@ class IncomingMigration {
     if (sum !== record.checksum) {
       throw new ChecksumMismatchError(`page batch ${record.seq} has checksum ${sum} after decompression; the source sent ${record.checksum}`);
     }
-    for (let i = 0; i < pfns.length; i++) {
-      const pfn = pfns[i]!;
-      domain.writePage(pfn, raw, i * pageSize);
-      digest.set(pfn, hashes[i]!);
+    // The backend's hooks may finish at once (memory here) or return a promise (I/O): only a
+    // promise is awaited.
+    if (pfns.length > 0) {
+      const written = domain.writePages(pfns, raw);
+      if (written !== undefined) await written;
     }
-    for (let i = 0; i < zeros.length; i++) {
-      domain.zeroPage(zeros[i]!);
-      digest.zero(zeros[i]!);
+    for (let i = 0; i < pfns.length; i++) digest.set(pfns[i]!, hashes[i]!);
+    if (zeros.length > 0) {
+      const zeroed = domain.zeroPages(zeros);
+      if (zeroed !== undefined) await zeroed;
     }
+    for (let i = 0; i < zeros.length; i++) digest.zero(zeros[i]!);
     this.pages += pfns.length + zeros.length;
     this.nextSeq++;
   }

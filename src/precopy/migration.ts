@@ -39,6 +39,7 @@ import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
 import { checkMigrateOptions } from './check-options.js';
+import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import {
   DEFAULT_DOWNTIME_BUDGET_MS,
@@ -348,6 +349,8 @@ class SourceMigration {
   private readonly sentDigest: PageDigest;
   private readonly calibration: SwitchoverCalibration;
   private readonly sender: PageSender;
+  /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
+  private readonly dirty: DirtyTracker;
   private readonly throttle: ThrottleController;
   private readonly watchdog: ProgressWatchdog;
   private readonly pageSize: number;
@@ -397,6 +400,7 @@ class SourceMigration {
     const d = domain.descriptor;
     this.pageSize = d.pageSize;
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
+    this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
     this.calibration = options.calibration ?? calibrationFor(this.codec);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
@@ -503,7 +507,7 @@ class SourceMigration {
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
     this.holdingGuest = true;
-    this.domain.enableDirtyLog();
+    this.dirty.start();
     this.dirtyMeter = new DirtyRateMeter({ startMs: performance.now() });
     const pageCount = this.domain.pageCount;
     let pending: Uint32Array = new Uint32Array(pageCount);
@@ -511,8 +515,8 @@ class SourceMigration {
     let predictedMs = Number.POSITIVE_INFINITY;
     for (;;) {
       const unsent = await this.sendRound(pending, false);
-      pending = mergeSorted(unsent, this.readDirtyLog());
-      if (this.options.maxBandwidthBytesPerSec !== undefined) this.wireShare = this.sender.wireShare(pending) ?? this.wireShare;
+      pending = mergeSorted(unsent, await this.readDirtyLog());
+      if (this.options.maxBandwidthBytesPerSec !== undefined) this.wireShare = (await this.sender.wireShare(pending)) ?? this.wireShare;
       this.round++;
       const stats = this.statsFor(pending.length);
       if (this.forced) {
@@ -548,10 +552,10 @@ class SourceMigration {
     this.paused = true;
     await this.domain.pause();
     const pausedAt = performance.now();
-    const final = mergeSorted(pending, this.domain.readDirtyLog());
+    const final = mergeSorted(pending, await this.dirty.take());
     await this.sendRound(final, true);
     // The last round's end, the state and "complete" are queued together and written in one go.
-    const state = this.domain.saveState();
+    const state = await this.domain.saveState();
     const digest = switchoverDigest(this.sentDigest.digest(), state);
     await Promise.all([
       this.finalRoundEnd,
@@ -653,7 +657,7 @@ class SourceMigration {
     try {
       if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
         this.setPhase('verify');
-        this.report.sourceDigest = digestMemory(this.domain.pageCount, this.pageSize, (pfn, dst, off) => this.domain.copyPage(pfn, dst, off));
+        this.report.sourceDigest = await digestMemory(this.domain.pageCount, this.pageSize, (pfns, dst) => this.domain.readPages(pfns, dst));
         this.report.verified = this.report.sourceDigest === this.report.targetDigest;
       }
       if (this.options.destroySource ?? true) await this.domain.destroy();
@@ -760,7 +764,7 @@ class SourceMigration {
   private releaseGuest(): void {
     if (!this.holdingGuest) return;
     this.holdingGuest = false;
-    for (const step of [() => this.domain.setThrottle(0), () => this.domain.disableDirtyLog()]) {
+    for (const step of [() => this.domain.setThrottle(0), () => this.dirty.stop()]) {
       try {
         step();
       } catch (err) {
@@ -871,7 +875,7 @@ class SourceMigration {
     if (this.forced) return true;
     const maxRounds = this.options.maxRounds;
     if (maxRounds !== undefined && this.round + 1 >= maxRounds) return true;
-    return this.predictDowntime(this.domain.peekDirtyCount() * this.pageSize, current) <= this.budgetMs();
+    return this.predictDowntime(this.dirty.peek() * this.pageSize, current) <= this.budgetMs();
   }
 
   /**
@@ -1010,7 +1014,7 @@ class SourceMigration {
   /** Pages of this round not yet sent, plus pages dirtied since the log was last read. */
   private remainingBytes(): number {
     const roundLeft = Math.max(0, this.roundPages - (this.sender.counters.pages - this.roundStartPages));
-    return (roundLeft + this.domain.peekDirtyCount()) * this.pageSize;
+    return (roundLeft + this.dirty.peek()) * this.pageSize;
   }
 
   /** The next record, which must be of `type` (or one of the types listed). */
@@ -1052,8 +1056,8 @@ class SourceMigration {
   }
 
   /** Takes the dirty log, counting the pages no tick has counted yet toward the dirty rate. */
-  private readDirtyLog(): Uint32Array {
-    const pages = this.domain.readDirtyLog();
+  private async readDirtyLog(): Promise<Uint32Array> {
+    const pages = await this.dirty.take();
     this.dirtyMeter.sample(Math.max(0, pages.length - this.dirtyCounted), performance.now());
     this.dirtyCounted = 0;
     return pages;
@@ -1063,7 +1067,7 @@ class SourceMigration {
   private tick(): void {
     const now = performance.now();
     if (this.phase === 'precopy') {
-      const dirty = this.domain.peekDirtyCount();
+      const dirty = this.dirty.peek();
       this.dirtyMeter.sample(Math.max(0, dirty - this.dirtyCounted), now);
       this.dirtyCounted = Math.max(dirty, this.dirtyCounted);
       this.watchdog.observe(this.remainingBytes(), now);

@@ -1,11 +1,12 @@
 /**
  * Gathers guest pages into `pages` records and puts them on the wire: the source's hot path.
  *
- * Pages are copied straight into the frame buffers that go to the socket (the header is written
- * in front of them afterwards), zero pages are recognised there and sent as page numbers only,
- * and with a compressing codec the payload of a batch is encoded (a large one on libuv's thread
- * pool, while the next batch is gathered) into a second buffer of the slot, which the frame header
- * is then written in front of.
+ * Pages are read in batches (`SourceDomain.readPages`) straight into the frame buffers that go to
+ * the socket (the header is written in front of them afterwards). Zero pages are recognised there
+ * and sent as page numbers only, the data pages after them moved down over them. With a
+ * compressing codec the payload of a batch is encoded (a large one on libuv's thread pool, while
+ * the next batch is gathered) into a second buffer of the slot, which the frame header is then
+ * written in front of.
  * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
  * backpressure, and the transport's own queue is the next one.
  */
@@ -132,24 +133,36 @@ export class PageSender {
    */
   async sendPages(round: number, pfns: Uint32Array): Promise<void> {
     const pageSize = this.pageSize;
+    const maxZeros = DEFAULT_MAX_ZERO_PAGES_PER_BATCH;
     let slot: Slot | undefined;
     let dataCount = 0;
     let zeroCount = 0;
-    for (let i = 0; i < pfns.length; i++) {
+    for (let i = 0; i < pfns.length; ) {
       // A slot is taken only when a page needs one, so the last batch does not wait for a
       // buffer it will not use.
       slot ??= await this.acquireSlot();
-      const pfn = pfns[i]!;
-      const offset = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
-      this.domain.copyPage(pfn, slot.buffer, offset);
-      if (slot.buffer.compare(this.zeroPage, 0, pageSize, offset, offset + pageSize) === 0) {
-        this.zeroPfns[zeroCount++] = pfn;
-        this.digest.zero(pfn);
-      } else {
-        this.dataHashes[dataCount] = this.digest.update(pfn, slot.buffer, offset);
+      // As many pages as the batch has room for, read behind the data pages gathered so far;
+      // zero pages among them then give their room to the data pages after them.
+      const count = Math.min(this.dataPagesPerBatch - dataCount, maxZeros - zeroCount, pfns.length - i);
+      const chunk = pfns.subarray(i, i + count);
+      const at = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
+      const read = this.domain.readPages(chunk, slot.buffer.subarray(at, at + count * pageSize));
+      if (read !== undefined) await read;
+      for (let k = 0; k < count; k++) {
+        const pfn = chunk[k]!;
+        const from = at + k * pageSize;
+        if (slot.buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) {
+          this.zeroPfns[zeroCount++] = pfn;
+          this.digest.zero(pfn);
+          continue;
+        }
+        const to = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
+        if (to !== from) slot.buffer.copyWithin(to, from, from + pageSize);
+        this.dataHashes[dataCount] = this.digest.update(pfn, slot.buffer, to);
         this.dataPfns[dataCount++] = pfn;
       }
-      if (dataCount === this.dataPagesPerBatch || zeroCount === DEFAULT_MAX_ZERO_PAGES_PER_BATCH) {
+      i += count;
+      if (dataCount === this.dataPagesPerBatch || zeroCount === maxZeros) {
         this.dispatch(slot, round, dataCount, zeroCount);
         dataCount = 0;
         zeroCount = 0;
@@ -166,7 +179,7 @@ export class PageSender {
    * Undefined for an empty list. The pages a guest dirties may compress quite differently from
    * its memory as a whole, hence a sample of these very pages.
    */
-  wireShare(pfns: Uint32Array): number | undefined {
+  async wireShare(pfns: Uint32Array): Promise<number | undefined> {
     if (pfns.length === 0) return undefined;
     const pageSize = this.pageSize;
     const runPages = Math.min(WIRE_SAMPLE_RUN_PAGES, pfns.length);
@@ -181,11 +194,14 @@ export class PageSender {
     for (let run = 0; run < runs; run++) {
       // A run centred in its share of the list, kept inside it.
       const first = Math.max(0, Math.min(pfns.length - runPages, Math.floor(((run + 0.5) * pfns.length) / runs - runPages / 2)));
+      const read = this.domain.readPages(pfns.subarray(first, first + runPages), buffer);
+      if (read !== undefined) await read;
       let data = 0;
-      for (let i = first; i < first + runPages; i++) {
-        const offset = data * pageSize;
-        this.domain.copyPage(pfns[i]!, buffer, offset);
-        if (buffer.compare(this.zeroPage, 0, pageSize, offset, offset + pageSize) !== 0) data++;
+      for (let i = 0; i < runPages; i++) {
+        const from = i * pageSize;
+        if (buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) continue;
+        if (data !== i) buffer.copyWithin(data * pageSize, from, from + pageSize);
+        data++;
       }
       sampled += runPages * pageSize;
       if (data === 0) continue;

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import { roundTo } from '../util/stats.js';
+import { dirtyTrackerFor } from './dirty-tracker.js';
 import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from './migration.js';
 import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
 
@@ -76,7 +77,8 @@ export interface MigrationEstimate {
 
 /**
  * Watches `domain` for `sampleMs`, then predicts its migration. Reads every page once (about
- * 150 ms per GiB) and leaves the dirty log enabled and cleared; the guest keeps running.
+ * 150 ms per GiB), or a few times for a domain whose dirty pages are found by a scan; the dirty
+ * log is enabled for the sample and disabled after it. The guest keeps running.
  */
 export async function estimateMigration(domain: SourceDomain, options: EstimateOptions): Promise<MigrationEstimate> {
   const bandwidth = options.bandwidthBytesPerSec;
@@ -90,17 +92,22 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
   const pageSize = domain.descriptor.pageSize;
   const memoryBytes = domain.descriptor.memoryBytes;
 
-  // The curve of distinct dirty pages against time since the log was cleared.
-  domain.enableDirtyLog();
-  const start = performance.now();
+  // The curve of distinct dirty pages against time since the log was cleared (or memory hashed).
+  const tracker = dirtyTrackerFor(domain, new Uint32Array(domain.pageCount));
   const curve: Array<[number, number]> = [[0, 0]];
-  for (let i = 1; i <= DIRTY_SAMPLES; i++) {
-    await sleep(sampleMs / DIRTY_SAMPLES);
-    curve.push([performance.now() - start, domain.peekDirtyCount()]);
+  try {
+    tracker.start();
+    tracker.rebase();
+    const start = performance.now();
+    for (let i = 1; i <= DIRTY_SAMPLES; i++) {
+      await sleep(sampleMs / DIRTY_SAMPLES);
+      curve.push([performance.now() - start, tracker.count()]);
+    }
+  } finally {
+    tracker.stop();
   }
-  domain.readDirtyLog();
 
-  const zeroPages = countZeroPages(domain);
+  const zeroPages = await countZeroPages(domain);
   const dataBytes = (domain.pageCount - zeroPages) * pageSize;
   const dirtyPagesAfter = dirtyCurve(curve, domain.pageCount);
 
@@ -181,19 +188,21 @@ export function dirtyCurve(curve: ReadonlyArray<readonly [number, number]>, page
   };
 }
 
-function countZeroPages(domain: SourceDomain): number {
+async function countZeroPages(domain: SourceDomain): Promise<number> {
   const pageSize = domain.descriptor.pageSize;
   const chunkPages = 256;
   const chunk = Buffer.alloc(chunkPages * pageSize);
+  const pfns = new Uint32Array(chunkPages);
   const zero = Buffer.alloc(pageSize);
   let zeros = 0;
   for (let first = 0; first < domain.pageCount; first += chunkPages) {
     const count = Math.min(chunkPages, domain.pageCount - first);
-    for (let i = 0; i < count; i++) domain.copyPage(first + i, chunk, i * pageSize);
+    for (let i = 0; i < count; i++) pfns[i] = first + i;
+    const read = domain.readPages(pfns.subarray(0, count), chunk);
+    if (read !== undefined) await read;
     for (let i = 0; i < count; i++) {
       if (chunk.compare(zero, 0, pageSize, i * pageSize, (i + 1) * pageSize) === 0) zeros++;
     }
   }
   return zeros;
 }
-

@@ -474,7 +474,7 @@ function pausedSourceProblems(guest: SimulatedGuest): string[] {
   const states = guest.vcpuStates();
   const oracle = oracleDigest(GUEST, states.map((s) => s.steps));
   const problems: string[] = [];
-  if (digestBuffer(guest.memory, 4096) !== oracle.digest) problems.push('the source memory differs from its oracle');
+  if (digestBuffer(guest.bytes, 4096) !== oracle.digest) problems.push('the source memory differs from its oracle');
   if (JSON.stringify(states) !== JSON.stringify(oracle.vcpus)) problems.push('the source registers differ from their oracle');
   return problems;
 }

@@ -1,7 +1,7 @@
 // Playing the source of a migration record by record, into a target whose domains are plain
 // memory (kind "stub") and whose hooks a test can make fail.
 import { Packr } from 'msgpackr';
-import type { TargetBackend, TargetDomain } from '../../dist/domain/backend.js';
+import type { GuestMemory, TargetBackend, TargetDomain } from '../../dist/domain/backend.js';
 import type { DomainDescriptor } from '../../dist/protocol/records.js';
 import { decodeFrame, encodeRecord } from '../../dist/protocol/codec.js';
 import { PageDigest, switchoverDigest } from '../../dist/protocol/page-digest.js';
@@ -20,7 +20,7 @@ export const STUB_STATE = Uint8Array.of(1, 2, 3, 4);
  */
 export class StubDomain implements TargetDomain {
   readonly pageCount: number;
-  readonly memory: Uint8Array;
+  readonly bytes: Uint8Array;
   paused = true;
   /** Hook calls, in order. */
   readonly calls: string[] = [];
@@ -31,7 +31,7 @@ export class StubDomain implements TargetDomain {
     private readonly resumeDelayMs = 0,
   ) {
     this.pageCount = descriptor.memoryBytes / descriptor.pageSize;
-    this.memory = new Uint8Array(descriptor.memoryBytes);
+    this.bytes = new Uint8Array(descriptor.memoryBytes);
   }
 
   private hook(name: string): void {
@@ -39,16 +39,20 @@ export class StubDomain implements TargetDomain {
     if (this.fail.has(name)) throw new Error(`stub ${name} broke`);
   }
 
-  writePage(pfn: number, src: Uint8Array, srcOffset: number): void {
-    this.memory.set(src.subarray(srcOffset, srcOffset + PAGE_SIZE), pfn * PAGE_SIZE);
+  memory(): GuestMemory {
+    return { kind: 'none' };
   }
 
-  zeroPage(pfn: number): void {
-    this.memory.fill(0, pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+  writePages(pfns: Uint32Array, src: Uint8Array): void {
+    pfns.forEach((pfn, i) => this.bytes.set(src.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), pfn * PAGE_SIZE));
   }
 
-  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void {
-    dst.set(this.memory.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE), dstOffset);
+  zeroPages(pfns: Uint32Array): void {
+    for (const pfn of pfns) this.bytes.fill(0, pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+  }
+
+  readPages(pfns: Uint32Array, dst: Uint8Array): void {
+    pfns.forEach((pfn, i) => dst.set(this.bytes.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE), i * PAGE_SIZE));
   }
 
   async loadState(): Promise<void> {

@@ -27,7 +27,7 @@ export async function expectGuestMatchesOracle(
     const steps = vcpus.map((v) => v.steps);
     steps.forEach((n, i) => expect(n).toBeGreaterThanOrEqual(atLeastSteps[i] ?? 0));
     const oracle = oracleDigest(config, steps);
-    expect(digestBuffer(guest.memory, 4096), 'the memory of the guest on the target').toBe(oracle.digest);
+    expect(digestBuffer(guest.bytes, 4096), 'the memory of the guest on the target').toBe(oracle.digest);
     expect(vcpus).toEqual(oracle.vcpus);
     return steps;
   } finally {

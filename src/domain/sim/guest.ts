@@ -11,9 +11,10 @@
 
 import { Worker } from 'node:worker_threads';
 import { DirtyBitmap } from '../../dirtylog/dirty-bitmap.js';
-import { DomainFailedError, InvalidArgumentError, PageOutOfRangeError } from '../../errors.js';
+import { DomainFailedError, InvalidArgumentError } from '../../errors.js';
 import { PAGE_SIZE_BYTES, type DomainDescriptor } from '../../protocol/records.js';
-import type { SourceDomain, TargetDomain } from '../backend.js';
+import type { DirtyTracking, GuestMemory, SourceDomain, TargetDomain } from '../backend.js';
+import { openGuestMemory, type GuestMemoryAccess } from '../guest-memory.js';
 import { DEFAULT_SIM_NAME, simConfigFromDescriptor, simDescriptor, validateSimConfig, type SimGuestConfig } from './config.js';
 import { fillImage } from './image.js';
 import { decodeSimState, encodeSimState } from './state-codec.js';
@@ -34,9 +35,6 @@ import {
   type VcpuWorkerData,
 } from './vcpu-control.js';
 import { cloneVcpuState, initialVcpuState, type VcpuState } from './workload.js';
-
-/** One page of zeros, to compare against. */
-const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES);
 
 /** Most throttle a guest accepts: its vCPUs sleep 99% of each second. */
 export const MAX_SIM_THROTTLE = 0.99;
@@ -84,10 +82,12 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   readonly descriptor: DomainDescriptor;
   readonly config: SimGuestConfig;
   readonly pageCount: number;
+  /** The vCPUs mark every page they write in a bitmap the engine reads. */
+  readonly dirtyTracking: DirtyTracking = 'log';
 
   private mem: Uint8Array;
-  /** The same memory as a Buffer, for its allocation-free range compare. */
-  private memBuffer: Buffer;
+  /** Page I/O over `mem`, in place. */
+  private pages: GuestMemoryAccess;
   private readonly dirty: DirtyBitmap;
   private readonly vcpus: Vcpu[] = [];
   private isPaused: boolean;
@@ -99,7 +99,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     this.descriptor = simDescriptor(config, name);
     this.pageCount = config.memoryBytes / PAGE_SIZE_BYTES;
     this.mem = new Uint8Array(new SharedArrayBuffer(config.memoryBytes));
-    this.memBuffer = Buffer.from(this.mem.buffer, 0, this.mem.length);
+    this.pages = openGuestMemory(this.memory(), PAGE_SIZE_BYTES);
     this.dirty = DirtyBitmap.create(this.pageCount);
     this.isPaused = startPaused;
   }
@@ -224,8 +224,14 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   }
 
   /** The guest memory itself, shared with the vCPU threads. For tests and inspection. */
-  get memory(): Uint8Array {
+  get bytes(): Uint8Array {
     return this.mem;
+  }
+
+  /** The SharedArrayBuffer the vCPU threads run on: any thread may read and write it. */
+  memory(): GuestMemory {
+    if (this.destroying !== undefined) return { kind: 'none' };
+    return { kind: 'shared', buffer: this.mem.buffer as SharedArrayBuffer, byteOffset: 0, byteLength: this.mem.length };
   }
 
   /** Clears the dirty log; the vCPUs mark every page they write from then on (they always do). */
@@ -246,38 +252,26 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     return this.dirty.readAndClear();
   }
 
-  private checkPage(pfn: number, buffer: Uint8Array, offset: number): void {
+  private checkAlive(): void {
     if (this.destroying !== undefined) throw new DomainFailedError('the simulated guest was destroyed');
-    if (!(Number.isInteger(pfn) && pfn >= 0 && pfn < this.pageCount)) {
-      throw new PageOutOfRangeError(`page ${pfn} lies outside the guest's ${this.pageCount} pages`);
-    }
-    if (!(Number.isInteger(offset) && offset >= 0 && offset + PAGE_SIZE_BYTES <= buffer.length)) {
-      throw new InvalidArgumentError(`a page at offset ${offset} does not fit a buffer of ${buffer.length} bytes`);
-    }
   }
 
-  /** Copies page `pfn` into `dst` at `dstOffset`. Safe while running (see `SourceDomain`). */
-  copyPage(pfn: number, dst: Uint8Array, dstOffset: number): void {
-    this.checkPage(pfn, dst, dstOffset);
-    const start = pfn * PAGE_SIZE_BYTES;
-    // Buffer#copy takes the range as numbers: no view is made per page on the hot path.
-    this.memBuffer.copy(dst, dstOffset, start, start + PAGE_SIZE_BYTES);
+  /** Copies pages out, runs of consecutive pages in one copy each. Safe while running (see `SourceDomain`). */
+  readPages(pfns: Uint32Array, dst: Uint8Array): void {
+    this.checkAlive();
+    this.pages.readPages(pfns, dst);
   }
 
-  /** Writes page `pfn` from `src` at `srcOffset`. Meant for a paused (target) guest. */
-  writePage(pfn: number, src: Uint8Array, srcOffset: number): void {
-    this.checkPage(pfn, src, srcOffset);
-    this.mem.set(src.subarray(srcOffset, srcOffset + PAGE_SIZE_BYTES), pfn * PAGE_SIZE_BYTES);
+  /** Writes received pages. Meant for a paused (target) guest. */
+  writePages(pfns: Uint32Array, src: Uint8Array): void {
+    this.checkAlive();
+    this.pages.writePages(pfns, src);
   }
 
-  /** Fills page `pfn` with zeros. */
-  zeroPage(pfn: number): void {
-    this.checkPage(pfn, this.mem, 0);
-    const start = pfn * PAGE_SIZE_BYTES;
-    // A page never written reads as zeros without being allocated; writing zeros into it would
-    // allocate it. A fresh target receives about 40% of a guest as zero pages.
-    if (this.memBuffer.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, start, start + PAGE_SIZE_BYTES) === 0) return;
-    this.mem.fill(0, start, start + PAGE_SIZE_BYTES);
+  /** Fills pages with zeros, leaving pages never written (which read as zeros) unbacked. */
+  zeroPages(pfns: Uint32Array): void {
+    this.checkAlive();
+    this.pages.zeroPages(pfns);
   }
 
   /**
@@ -409,6 +403,6 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     );
     this.isPaused = true;
     this.mem = new Uint8Array(0);
-    this.memBuffer = Buffer.alloc(0);
+    this.pages = openGuestMemory({ kind: 'shared', buffer: new SharedArrayBuffer(0), byteOffset: 0, byteLength: 0 }, PAGE_SIZE_BYTES);
   }
 }

@@ -1,0 +1,136 @@
+/**
+ * The pages a running guest changed, whichever way its backend declares they are found
+ * (`SourceDomain.dirtyTracking`): from the backend's own dirty log, or by a scan that compares
+ * every page's hash with the hash of what was last sent. The engine talks to this and never asks
+ * which backend is behind it.
+ */
+
+import { HashScanner } from '../dirtylog/hash-scan.js';
+import type { SourceDomain } from '../domain/backend.js';
+import { openGuestMemory, type GuestMemoryAccess } from '../domain/guest-memory.js';
+import { InvalidArgumentError } from '../errors.js';
+
+/** Finds the pages a running guest changed. */
+export interface DirtyTracker {
+  /** Starts tracking; called once before the first page is read. */
+  start(): void;
+  /** Ends tracking and releases what it holds; called once, whatever the outcome. Idempotent. */
+  stop(): void;
+  /** The pages changed since the previous call (or `start`), ascending, each once. */
+  take(): Uint32Array | Promise<Uint32Array>;
+  /** How many pages `take` would return now: exact for a log, estimated for a scan. Cheap. */
+  peek(): number;
+  /** How many pages `take` would return now, exactly, without taking them; may scan memory. */
+  count(): number;
+  /** Counts what memory holds now as unchanged from here on (for a scan, its hashes are recorded). */
+  rebase(): void;
+}
+
+/**
+ * The tracker `domain` declares. `hashes` holds, per page, the hash (`hashPage`) of what the
+ * receiving side holds, which a scan compares memory with; the engine passes its `PageDigest`'s
+ * table of what it sent, kept up to date as it sends. Throws InvalidArgumentError for a domain
+ * that declares a scan but whose memory cannot be read from here, or an unknown declaration.
+ */
+export function dirtyTrackerFor(domain: SourceDomain, hashes: Uint32Array): DirtyTracker {
+  const tracking: unknown = domain.dirtyTracking;
+  if (tracking === 'log') return new LogTracker(domain);
+  if (tracking === 'scan') {
+    if (domain.memory().kind === 'none') {
+      throw new InvalidArgumentError(`the ${domain.descriptor.kind} domain asks for dirty pages to be found by a scan, but its memory cannot be read from here (kind "none")`);
+    }
+    return new ScanTracker(domain, hashes);
+  }
+  throw new InvalidArgumentError(`the ${domain.descriptor.kind} domain declares dirty tracking ${String(tracking)}; expected "log" or "scan"`);
+}
+
+/** The backend's own dirty log. */
+class LogTracker implements DirtyTracker {
+  private started = false;
+
+  constructor(private readonly domain: SourceDomain) {}
+
+  start(): void {
+    this.started = true;
+    this.domain.enableDirtyLog();
+  }
+
+  stop(): void {
+    if (!this.started) return;
+    this.started = false;
+    this.domain.disableDirtyLog();
+  }
+
+  take(): Uint32Array {
+    return this.domain.readDirtyLog();
+  }
+
+  peek(): number {
+    return this.domain.peekDirtyCount();
+  }
+
+  count(): number {
+    return this.domain.peekDirtyCount();
+  }
+
+  rebase(): void {
+    this.domain.readDirtyLog();
+  }
+}
+
+/**
+ * A scan of all memory against the hashes of what was sent, in this thread. Between scans the
+ * count is estimated from the last scan: as many pages as it found, scaled by the share of its
+ * interval that has passed since (0 before the first scan, when nothing is known yet).
+ */
+class ScanTracker implements DirtyTracker {
+  private access: GuestMemoryAccess | undefined;
+  private scanner: HashScanner | undefined;
+  private lastAt = 0;
+  private lastFound = 0;
+  private lastIntervalMs = 0;
+
+  constructor(
+    private readonly domain: SourceDomain,
+    private readonly hashes: Uint32Array,
+  ) {}
+
+  start(): void {
+    this.access = openGuestMemory(this.domain.memory(), this.domain.descriptor.pageSize);
+    this.scanner = new HashScanner(this.access, this.hashes);
+    this.lastAt = performance.now();
+  }
+
+  stop(): void {
+    this.access?.close();
+    this.access = undefined;
+    this.scanner = undefined;
+  }
+
+  private started(): HashScanner {
+    if (!this.scanner) throw new InvalidArgumentError('the dirty-page scan was used before it was started or after it was stopped');
+    return this.scanner;
+  }
+
+  take(): Uint32Array {
+    const pages = this.started().changedPages();
+    const now = performance.now();
+    this.lastIntervalMs = now - this.lastAt;
+    this.lastFound = pages.length;
+    this.lastAt = now;
+    return pages;
+  }
+
+  peek(): number {
+    if (this.lastIntervalMs <= 0) return 0;
+    return Math.round(this.lastFound * Math.min(1, (performance.now() - this.lastAt) / this.lastIntervalMs));
+  }
+
+  count(): number {
+    return this.started().changedPages().length;
+  }
+
+  rebase(): void {
+    this.started().record();
+  }
+}

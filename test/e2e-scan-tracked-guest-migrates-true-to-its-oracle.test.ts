@@ -1,0 +1,103 @@
+// A backend that keeps no dirty log (dirtyTracking "scan") migrates live: the engine finds the
+// changed pages itself by hashing guest memory against what it sent. The guest here is a
+// simulated one whose log is hidden behind a wrapper, so the replay oracle can check the result.
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { SourceDomain } from '../dist/domain/backend.js';
+import { SimulatedGuest } from '../dist/domain/sim/guest.js';
+import { oracleDigest } from '../dist/domain/sim/oracle.js';
+import type { SimGuestConfig } from '../dist/domain/sim/config.js';
+import { migrate } from '../dist/precopy/migration.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
+import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+
+const MiB = 1024 * 1024;
+const LOG_HOOKS = new Set(['enableDirtyLog', 'disableDirtyLog', 'readDirtyLog', 'peekDirtyCount']);
+
+/**
+ * `guest` declaring a scan: its dirty-log hooks throw if called, and every hook call is counted.
+ */
+function scanTracked(guest: SimulatedGuest): { domain: SourceDomain; calls: Record<string, number> } {
+  const calls: Record<string, number> = {};
+  const domain = new Proxy(guest, {
+    get(target, key) {
+      if (key === 'dirtyTracking') return 'scan';
+      const value = Reflect.get(target, key, target);
+      if (typeof key !== 'string' || typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls[key] = (calls[key] ?? 0) + 1;
+        if (LOG_HOOKS.has(key)) throw new Error(`${key} called on a domain that keeps no dirty log`);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as unknown as SourceDomain;
+  return { domain, calls };
+}
+
+let agent: AgentProcess;
+beforeAll(async () => {
+  agent = await startAgentProcess();
+});
+afterAll(async () => {
+  await agent.stop();
+});
+
+test.each(['none', 'lz4'] as const)('a guest dirtying 40 MB/s arrives intact over codec %s and runs on true to its oracle', async (codec) => {
+  const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 2, workload: 'uniform', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 17 };
+  const guest = await SimulatedGuest.boot(config, 'e2e-scan');
+  try {
+    await sleep(100);
+    const { domain, calls } = scanTracked(guest);
+    const transport = await connectWebSocket(agent.url);
+    // Three rounds while the guest runs, so that scans find pages it dirtied meanwhile.
+    const report = await migrate(domain, transport, {
+      codec,
+      destroySource: false,
+      targetName: agent.url,
+      policy: (s) => (s.round >= 3 ? 'stop-and-copy' : 'continue'),
+    });
+
+    expect(report.error).toBeUndefined();
+    expect(report.outcome).toBe('completed');
+    expect(report.verified).toBe(true);
+    expect(report.rounds.map((r) => r.stopAndCopy)).toEqual([false, false, false, true]);
+    expect(report.rounds[0]!.pages).toBe(config.memoryBytes / 4096);
+    // Each later round sent what a scan found the guest had changed since it was sent.
+    for (const round of report.rounds.slice(1, 3)) expect(round.pages, `round ${round.round}`).toBeGreaterThan(0);
+    for (const hook of LOG_HOOKS) expect(calls[hook] ?? 0, hook).toBe(0);
+    expect(calls.readPages).toBeGreaterThan(0);
+
+    const atPause = guest.vcpuStates();
+    const oracle = oracleDigest(config, atPause.map((v) => v.steps));
+    expect(report.targetDigest).toBe(oracle.digest);
+    expect(oracle.vcpus).toEqual(atPause);
+
+    await sleep(200);
+    const later = await checkAgainstOracle(agent.url, report.migrationId, config);
+    expect(later.state).toBe('running');
+    expect(later.memoryMatches).toBe(true);
+    expect(later.registersMatch).toBe(true);
+    for (let i = 0; i < config.vcpus; i++) expect(later.steps[i]!).toBeGreaterThan(atPause[i]!.steps);
+  } finally {
+    await guest.destroy();
+  }
+});
+
+test('a domain that asks for a scan but whose memory cannot be read from here is refused before anything happens', async () => {
+  const guest = await SimulatedGuest.boot({ memoryBytes: 8 * MiB, vcpus: 1, workload: 'idle', dirtyRateBytesPerSec: 0, hotSetBytes: MiB, seed: 2 });
+  try {
+    const { domain } = scanTracked(guest);
+    const hidden = new Proxy(domain, {
+      get: (target, key) => (key === 'memory' ? () => ({ kind: 'none' }) : Reflect.get(target, key)),
+    });
+    const transport = await connectWebSocket(agent.url);
+    try {
+      await expect(migrate(hidden, transport)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    } finally {
+      transport.destroy();
+    }
+    expect(guest.paused).toBe(false);
+  } finally {
+    await guest.destroy();
+  }
+});

@@ -3,9 +3,12 @@
  * them; a listening agent needs `key` (or `insecure`) anywhere but on a loopback address.
  */
 
-import type { TargetBackend } from '../domain/backend.js';
+import type { TargetBackend, TargetDomain } from '../domain/backend.js';
+import type { IncomingResult } from '../precopy/incoming.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
+import type { HelloRecord } from '../protocol/records.js';
 import type { TlsListenOptions } from '../transport/tls.js';
+import type { HttpRequestHandler } from '../transport/ws-listener.js';
 
 /** Incoming migrations one agent receives at once, at most. */
 export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
@@ -36,6 +39,16 @@ export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
  */
 export const DEFAULT_OUTCOME_MEMORY_MS = 10 * 60 * 1000;
 
+/**
+ * How an admitted migration ends, told to whoever admitted it (`TargetAgentOptions.admit`):
+ * exactly one of the two calls, `resumed` the moment the guest runs here, `discarded` once the
+ * copy here is gone. What they throw is ignored.
+ */
+export interface Admission {
+  resumed(domain: TargetDomain, result: IncomingResult): void;
+  discarded(error?: { code: string; message: string }): void;
+}
+
 /** Options of `TargetAgent.start`. */
 export interface TargetAgentOptions {
   /**
@@ -55,6 +68,20 @@ export interface TargetAgentOptions {
    *   simulated guest only (what `livemig listen` serves)
    */
   backends?: TargetBackend[];
+  /**
+   * Asked about every `hello`, after authentication and the agent's own checks and before a
+   * backend allocates anything: throw a MigrationError to refuse the migration with its code
+   * (a host in maintenance, a guest it cannot hold), or return an {@link Admission} to hear how
+   * it ends (to release a reservation on every path, say).
+   * @default every migration within the limits is admitted
+   */
+  admit?: (hello: HelloRecord, from: string) => Admission | void;
+  /**
+   * Serves the plain HTTP requests that reach the agent's port (a control API beside the
+   * migrations), within the listener's connection limits and deadlines.
+   * @default they are answered 426 Upgrade Required
+   */
+  onHttpRequest?: HttpRequestHandler;
   /** Limits on what sources may send and allocate. */
   limits?: Partial<ProtocolLimits>;
   /**

@@ -36,6 +36,7 @@ import type {
   CompleteRecord,
   DeviceStateRecord,
   GoRecord,
+  GuestRecord,
   HelloRecord,
   MigrationRecord,
   PageCodec,
@@ -103,6 +104,9 @@ export const PAGES_HEADER_RESERVE_BYTES =
   PAGES_HEADER_FIXED_BYTES +
   PAGE_NUMBER_BYTES * (DEFAULT_MAX_DATA_PAGES_PER_BATCH + DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
 
+/** Largest evacuation priority a `guest` record may carry, either way from 0. */
+export const MAX_GUEST_PRIORITY = 1_000_000;
+
 /** Bytes of the uncompressed-size prefix that starts an `lz4` payload. */
 export const LZ4_SIZE_PREFIX_BYTES = 4;
 
@@ -110,7 +114,7 @@ export const LZ4_SIZE_PREFIX_BYTES = 4;
  * Record types this encoder always marks `optional: true`: hints a peer can do without, which a
  * peer that does not know them skips instead of refusing (§7 of the spec).
  */
-const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon', 'collected']);
+const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon', 'collected', 'guest']);
 
 /** Every record type of version 2. */
 const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
@@ -119,6 +123,7 @@ const RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>([
   'auth-proof',
   'auth-ok',
   'hello',
+  'guest',
   'ready',
   'pages',
   'round-end',
@@ -642,6 +647,15 @@ function checkRecord(h: Fields, limits: ProtocolLimits): Exclude<MigrationRecord
         domain: domainDescriptor(h.domain, limits),
         codec: pageCodec(h, 'codec', 'hello'),
       };
+      return record;
+    }
+    case 'guest': {
+      onlyFields(h, 'guest', ['id', 'priority']);
+      const priority = h.priority;
+      if (typeof priority !== 'number' || !Number.isInteger(priority) || Math.abs(priority) > MAX_GUEST_PRIORITY) {
+        throw fieldError('guest', 'priority', `an integer from -${MAX_GUEST_PRIORITY} to ${MAX_GUEST_PRIORITY}`, priority);
+      }
+      const record: GuestRecord = { type: 'guest', id: text(h, 'id', 'guest', 1), priority };
       return record;
     }
     case 'ready': {

@@ -39,7 +39,7 @@ export class OutgoingMigration {
 
   constructor(
     private readonly ctx: OutgoingContext,
-    private readonly guest: HostGuest,
+    guest: HostGuest,
     private readonly request: MigrateGuestRequest,
     private readonly url: string,
     migrationId: string,
@@ -57,7 +57,8 @@ export class OutgoingMigration {
     };
     guest.state = 'migrating-out';
     guest.migrationId = migrationId;
-    this.done = this.run();
+    // Only the run holds the guest: the history of ended migrations must not keep guests alive.
+    this.done = this.run(guest);
   }
 
   /** True until it has ended. */
@@ -75,32 +76,32 @@ export class OutgoingMigration {
     return true;
   }
 
-  private async run(): Promise<void> {
+  private async run(guest: HostGuest): Promise<void> {
     const started = performance.now();
     let report: MigrationReport | undefined;
     try {
-      await this.ctx.prepare(this.guest);
+      await this.ctx.prepare(guest);
       this.info.state = 'running';
       this.enter('connecting');
-      report = await this.migrate();
+      report = await this.migrate(guest);
     } catch (err) {
       // Nothing was handed over (connecting or authenticating failed): the guest runs here.
       this.info.error = asMigrationError(err, 'ERR_CONNECT_FAILED').toJSON();
     }
-    this.finish(report, performance.now() - started);
+    this.finish(guest, report, performance.now() - started);
   }
 
-  private async migrate(): Promise<MigrationReport> {
-    const domain = this.guest.domain;
+  private async migrate(guest: HostGuest): Promise<MigrationReport> {
+    const domain = guest.domain;
     // Checked before this migration was created; here for the type.
-    if (!isSourceDomain(domain)) throw new Error(`guest ${this.guest.id} cannot be migrated out by its backend`);
+    if (!isSourceDomain(domain)) throw new Error(`guest ${guest.id} cannot be migrated out by its backend`);
     const connect = { key: this.ctx.key, tls: this.ctx.tls };
     const signal = this.controller.signal;
     const transport = await connectToAgent(this.url, connect);
     const options: MigrateOptions = {
       ...this.ctx.engine,
       migrationId: this.info.migrationId,
-      guest: { id: this.guest.id, priority: this.guest.priority },
+      guest: { id: guest.id, priority: guest.priority },
       targetName: this.request.to,
       signal,
       onProgress: (p) => this.progress(p),
@@ -128,9 +129,8 @@ export class OutgoingMigration {
   }
 
   /** Puts the guest where the report says and records the outcome. */
-  private finish(report: MigrationReport | undefined, totalMs: number): void {
+  private finish(guest: HostGuest, report: MigrationReport | undefined, totalMs: number): void {
     const info = this.info;
-    const guest = this.guest;
     info.endedAt = new Date().toISOString();
     info.totalMs = Math.round(totalMs * 1000) / 1000;
     info.remainingBytes = undefined;

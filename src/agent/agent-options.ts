@@ -3,12 +3,14 @@
  * them; a listening agent needs `key` (or `insecure`) anywhere but on a loopback address.
  */
 
-import type { TargetBackend, TargetDomain } from '../domain/backend.js';
-import type { IncomingResult } from '../precopy/incoming.js';
+import type { TargetBackend } from '../domain/backend.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import type { HelloRecord } from '../protocol/records.js';
 import type { TlsListenOptions } from '../transport/tls.js';
 import type { HttpRequestHandler } from '../transport/ws-listener.js';
+import type { Admission } from './admission.js';
+
+export type { Admission } from './admission.js';
 
 /** Incoming migrations one agent receives at once, at most. */
 export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
@@ -38,16 +40,6 @@ export const DEFAULT_RECORD_IDLE_TIMEOUT_MS = 60_000;
  * for a source whose link failed after "go" to ask (it keeps asking for DEFAULT_RESOLVE_TIMEOUT_MS).
  */
 export const DEFAULT_OUTCOME_MEMORY_MS = 10 * 60 * 1000;
-
-/**
- * How an admitted migration ends, told to whoever admitted it (`TargetAgentOptions.admit`):
- * exactly one of the two calls, `resumed` the moment the guest runs here, `discarded` once the
- * copy here is gone. What they throw is ignored.
- */
-export interface Admission {
-  resumed(domain: TargetDomain, result: IncomingResult): void;
-  discarded(error?: { code: string; message: string }): void;
-}
 
 /** Options of `TargetAgent.start`. */
 export interface TargetAgentOptions {

@@ -38,6 +38,7 @@ import type { Transport } from '../transport/transport.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../transport/ws-options.js';
 import { DEFAULT_MAX_CONNECTIONS, listenWebSocket, type WebSocketListener } from '../transport/ws-listener.js';
 import { checkTimeoutMs, isDeadline, withDeadline } from '../util/deadline.js';
+import { settleOnce } from './admission.js';
 import { readHelloOrQuery } from './agent-handshake.js';
 import {
   type Admission,
@@ -478,24 +479,6 @@ export class TargetAgent extends EventEmitter {
       // A listener that throws must not change what happens to a migration.
     }
   }
-}
-
-/** `admission`, or nothing, as an Admission told at most once whatever the agent calls, never throwing. */
-function settleOnce(admission: Admission | void): Admission {
-  let settled = false;
-  const once = (tell: () => void): void => {
-    if (settled) return;
-    settled = true;
-    try {
-      tell();
-    } catch {
-      // A host's bookkeeping must not change what happens to the migration.
-    }
-  };
-  return {
-    resumed: (domain, result) => once(() => admission?.resumed(domain, result)),
-    discarded: (error) => once(() => admission?.discarded(error)),
-  };
 }
 
 /** True for literal loopback addresses (127.0.0.0/8, ::1, IPv4-mapped 127/8) and `localhost`. */

@@ -101,7 +101,22 @@ export {
   DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_RECORD_IDLE_TIMEOUT_MS,
   type TargetAgentOptions,
+  type Admission,
 } from './agent/agent-options.js';
+export { HostAgent } from './agent/host-agent.js';
+export {
+  DEFAULT_MIGRATION_HISTORY,
+  type HostAgentOptions,
+  type EvacuateHook,
+  type EvacuationStatusHook,
+} from './agent/host-options.js';
+export { launchSimGuest, type GuestLauncher, type LaunchedGuest } from './agent/guest-launcher.js';
+export { GuestRegistry, type HostGuest } from './agent/guest-registry.js';
+export { MIGRATION_CHANNEL, type MigrationEvent } from './agent/host-metrics.js';
+export { ControlClient, DEFAULT_CONTROL_TIMEOUT_MS, DEFAULT_POLL_INTERVAL_MS, type ControlClientOptions } from './agent/control-client.js';
+export { DEFAULT_MAX_CONTROL_BODY_BYTES } from './agent/control-server.js';
+export { DEFAULT_CONTROL_CLOCK_SKEW_MS, metricsToken } from './agent/control-auth.js';
+export type * from './agent/control-types.js';
 export {
   queryAgent,
   connectToAgent,

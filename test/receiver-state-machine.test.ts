@@ -20,7 +20,7 @@ const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, Receiv
   'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
   'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
   'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
-  receiving: { pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
+  receiving: { guest: 'receiving', pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
   'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
   prepared: { go: 'resumed', abort: 'aborted' },
@@ -195,7 +195,7 @@ describe('receiver: expected records', () => {
     expect(expectedRecords('await-proof')).toEqual(['auth-proof', 'abort']);
     expect(expectedRecords('await-hello-or-auth')).toEqual(['auth-hello', 'hello', 'query', 'abort']);
     expect(expectedRecords('await-hello')).toEqual(['hello', 'query', 'abort']);
-    expect(expectedRecords('receiving')).toEqual(['pages', 'pause-soon', 'round-end', 'device-state', 'abort']);
+    expect(expectedRecords('receiving')).toEqual(['guest', 'pages', 'pause-soon', 'round-end', 'device-state', 'abort']);
     expect(expectedRecords('state-received')).toEqual(['complete', 'abort']);
     expect(expectedRecords('complete-received')).toEqual(['abort']);
     expect(expectedRecords('prepared')).toEqual(['go', 'abort']);

@@ -5,7 +5,12 @@
 
 import type { TargetBackend } from '../domain/backend.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
+import type { HelloRecord } from '../protocol/records.js';
 import type { TlsListenOptions } from '../transport/tls.js';
+import type { HttpRequestHandler } from '../transport/ws-listener.js';
+import type { Admission } from './admission.js';
+
+export type { Admission } from './admission.js';
 
 /** Incoming migrations one agent receives at once, at most. */
 export const DEFAULT_MAX_CONCURRENT_MIGRATIONS = 4;
@@ -55,6 +60,20 @@ export interface TargetAgentOptions {
    *   simulated guest only (what `livemig listen` serves)
    */
   backends?: TargetBackend[];
+  /**
+   * Asked about every `hello`, after authentication and the agent's own checks and before a
+   * backend allocates anything: throw a MigrationError to refuse the migration with its code
+   * (a host in maintenance, a guest it cannot hold), or return an {@link Admission} to hear how
+   * it ends (to release a reservation on every path, say).
+   * @default every migration within the limits is admitted
+   */
+  admit?: (hello: HelloRecord, from: string) => Admission | void;
+  /**
+   * Serves the plain HTTP requests that reach the agent's port (a control API beside the
+   * migrations), within the listener's connection limits and deadlines.
+   * @default they are answered 426 Upgrade Required
+   */
+  onHttpRequest?: HttpRequestHandler;
   /** Limits on what sources may send and allocate. */
   limits?: Partial<ProtocolLimits>;
   /**

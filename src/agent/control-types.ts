@@ -32,6 +32,25 @@ export interface GuestInfo {
   priority: number;
   /** The migration moving it in or out, while one does. */
   migrationId?: string;
+  /** Its backend configuration (the simulated guest's workload, dirty rate and seed, ...). */
+  config?: Record<string, unknown>;
+}
+
+/** What `POST /v1/guests/:id/inspect` answers: the guest paused a moment and read. */
+export interface GuestInspection {
+  guestId: string;
+  /** Digest of its memory (docs/protocol.md, section 6), 16 hex digits. */
+  digest: string;
+  /** Its backend's state blob (vCPU registers and devices), in base64. */
+  domainState: string;
+}
+
+/** What a host's own process holds, for watching it over time (leaks of memory, handles, timers). */
+export interface ProcessUsage {
+  rssBytes: number;
+  heapUsedBytes: number;
+  /** `process.getActiveResourcesInfo()`, counted by kind (Timeout, TCPSocketWrap, ...). */
+  activeResources: Record<string, number>;
 }
 
 /** What `POST /v1/guests` starts. */
@@ -71,6 +90,10 @@ export interface MigrationInfo {
   /** Where the guest runs now. */
   guestRunningOn?: 'source' | 'target' | 'unknown' | 'none';
   error?: { code: string; message: string };
+  /** `out` on the host that runs its source, `in` on the host that received it. @default 'out' */
+  direction?: 'in' | 'out';
+  /** Bytes sent (out) or received (in) on the wire so far. */
+  bytesWire?: number;
 }
 
 /** What `POST /v1/guests/:id/migrate` asks. */
@@ -104,6 +127,8 @@ export interface HostStatus {
   /** The evacuation of this host under way, if any. */
   evacuationId?: string;
   version: string;
+  /** The host process's memory and handles, for monitoring. */
+  process?: ProcessUsage;
 }
 
 /** One guest's place in an evacuation plan. */

@@ -38,8 +38,10 @@ import type { Transport } from '../transport/transport.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../transport/ws-options.js';
 import { DEFAULT_MAX_CONNECTIONS, listenWebSocket, type WebSocketListener } from '../transport/ws-listener.js';
 import { checkTimeoutMs, isDeadline, withDeadline } from '../util/deadline.js';
+import { settleOnce } from './admission.js';
 import { readHelloOrQuery } from './agent-handshake.js';
 import {
+  type Admission,
   DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_CONCURRENT_MIGRATIONS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
@@ -49,6 +51,7 @@ import {
 } from './agent-options.js';
 
 export {
+  type Admission,
   DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_CONCURRENT_MIGRATIONS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
@@ -64,6 +67,9 @@ export {
  * to its end; a guest it starts later is destroyed as soon as it runs.
  */
 const CLOSE_SERVE_GRACE_MS = 5_000;
+
+/** Longest time between two sweeps of the migrations to forget, in milliseconds. */
+const FORGET_SWEEP_MAX_MS = 10_000;
 
 /** Counters of an agent's connections, for monitoring and tests. */
 export interface AgentStats {
@@ -120,6 +126,10 @@ export class TargetAgent extends EventEmitter {
   private readonly maxHandshakeBytes: number;
   private readonly recordIdleTimeoutMs: number;
   private readonly outcomeMemoryMs: number;
+  private readonly admitHook: TargetAgentOptions['admit'];
+  /** Entries to forget, each at its time (on the `performance.now()` clock); one timer sweeps them. */
+  private readonly forgetAt = new Map<AgentMigration, number>();
+  private sweeper: NodeJS.Timeout | undefined;
   private listener: WebSocketListener | undefined;
   private active = 0;
   private pending = 0;
@@ -147,6 +157,7 @@ export class TargetAgent extends EventEmitter {
     this.handshakeTimeoutMs = checkTimeoutMs('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS);
     this.recordIdleTimeoutMs = checkTimeoutMs('recordIdleTimeoutMs', options.recordIdleTimeoutMs ?? DEFAULT_RECORD_IDLE_TIMEOUT_MS);
     this.outcomeMemoryMs = checkTimeoutMs('outcomeMemoryMs', options.outcomeMemoryMs ?? DEFAULT_OUTCOME_MEMORY_MS);
+    this.admitHook = options.admit;
     this.maxHandshakeBytes = positiveInteger('maxHandshakeBytes', options.maxHandshakeBytes ?? 2 * this.limits.maxHeaderBytes);
     const smallestHandshake = this.limits.maxHeaderBytes + 1024;
     if (this.maxHandshakeBytes < smallestHandshake) {
@@ -183,6 +194,7 @@ export class TargetAgent extends EventEmitter {
         maxConnections: agent.maxConnections,
         upgradeTimeoutMs: agent.handshakeTimeoutMs,
         tls: options.tls,
+        onHttpRequest: options.onHttpRequest,
       },
       (transport, info) => void agent.serve(transport, `${info.remoteAddress}:${info.remotePort}`),
     );
@@ -223,6 +235,7 @@ export class TargetAgent extends EventEmitter {
    */
   async close(): Promise<void> {
     this.closing = true;
+    this.stopSweeper();
     await this.listener?.close();
     for (const transport of this.connections) {
       transport.destroy(new ConnectionClosedError('the agent was closed while this connection was open'));
@@ -234,12 +247,47 @@ export class TargetAgent extends EventEmitter {
     for (const m of this.migrations.values()) await this.destroyGuest(m);
   }
 
-  /** Forgets discarded `entry` after `outcomeMemoryMs`, unless a later try under its id replaced it. */
+  /**
+   * Hands the guest that migration `migrationId` brought here over to the caller (a host that
+   * migrates it onward or stops it): from now on the agent neither inspects nor destroys it, and
+   * a query about the migration still answers `running` until `outcomeMemoryMs` has passed.
+   * Waits for an inspection of the guest under way. Resolves with the guest, or `undefined` if
+   * the agent holds none under that id.
+   */
+  async release(migrationId: string): Promise<TargetDomain | undefined> {
+    const entry = this.migrations.get(migrationId);
+    const domain = entry?.domain;
+    if (entry === undefined || domain === undefined) return undefined;
+    entry.domain = undefined;
+    await this.inspections.get(domain);
+    this.forgetLater(entry);
+    return domain;
+  }
+
+  /**
+   * Forgets `entry` after `outcomeMemoryMs`, unless a later try under its id replaced it. One
+   * timer sweeps every entry due, so that a busy agent holds one timer, not one per migration.
+   */
   private forgetLater(entry: AgentMigration): void {
-    if (!isDeadline(this.outcomeMemoryMs)) return;
-    setTimeout(() => {
-      if (this.migrations.get(entry.migrationId) === entry) this.migrations.delete(entry.migrationId);
-    }, this.outcomeMemoryMs).unref();
+    if (!isDeadline(this.outcomeMemoryMs) || this.closing) return;
+    this.forgetAt.set(entry, performance.now() + this.outcomeMemoryMs);
+    if (this.sweeper !== undefined) return;
+    const period = Math.min(this.outcomeMemoryMs, FORGET_SWEEP_MAX_MS);
+    this.sweeper = setInterval(() => {
+      const now = performance.now();
+      for (const [due, at] of this.forgetAt) {
+        if (at > now) continue;
+        this.forgetAt.delete(due);
+        if (this.migrations.get(due.migrationId) === due) this.migrations.delete(due.migrationId);
+      }
+      if (this.forgetAt.size === 0) this.stopSweeper();
+    }, period);
+    this.sweeper.unref();
+  }
+
+  private stopSweeper(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
   }
 
   /** Destroys `entry`'s guest, once: the reference goes first, so a second caller finds none. */
@@ -283,7 +331,7 @@ export class TargetAgent extends EventEmitter {
 
   private async serveConnection(transport: Transport, from: string): Promise<void> {
     try {
-      const record = await this.admit(transport);
+      const record = await this.handshake(transport);
       if (record.type === 'query') {
         await transport.send(encodeRecord(await this.answer(record)));
         await transport.close();
@@ -298,49 +346,9 @@ export class TargetAgent extends EventEmitter {
       if (known && known.state !== 'discarded') {
         throw new UnexpectedRecordError(`migration ${record.migrationId} is already known here (${known.state})`);
       }
-      const entry: AgentMigration = {
-        migrationId: record.migrationId,
-        state: 'receiving',
-        domainName: record.domain.name,
-        memoryBytes: record.domain.memoryBytes,
-        startedAt: new Date().toISOString(),
-      };
-      this.migrations.set(record.migrationId, entry);
-      this.emitEvent({ type: 'migration-started', migrationId: entry.migrationId, domainName: entry.domainName, memoryBytes: entry.memoryBytes, from });
-      this.active++;
-      let result: IncomingResult;
-      try {
-        const paced = new DeadlineTransport(transport, this.recordIdleTimeoutMs, () => `the next record of migration ${entry.migrationId}`);
-        result = await receiveMigration(paced, record, {
-          backends: this.backends,
-          limits: this.limits,
-          goTimeoutMs: this.goTimeoutMs,
-          onState: (state) => {
-            if (state === 'prepared') entry.state = 'prepared';
-          },
-          // Running from the moment it runs: a source asking after a broken link must hear so
-          // even while this connection is still winding down, and the event says when it ran.
-          onResumed: (domain, _id, resumed) => {
-            entry.state = 'running';
-            entry.domain = domain;
-            this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: resumed.pages, bytesWire: resumed.bytesWire, digest: resumed.digest });
-          },
-        });
-      } finally {
-        this.active--;
-      }
-      entry.endedAt = new Date().toISOString();
-      if (result.outcome === 'resumed') {
-        entry.state = 'running';
-        // While closing, close() may have destroyed this guest already, or passed this entry
-        // before the guest ran: either way it must not outlive the agent.
-        if (this.closing) await this.destroyGuest(entry);
-      } else {
-        entry.state = 'discarded';
-        entry.error = result.error;
-        this.emitEvent({ type: 'migration-discarded', migrationId: entry.migrationId, error: result.error });
-        this.forgetLater(entry);
-      }
+      // Before anything is allocated for it: the host may refuse the guest, or reserve room for it.
+      const admission = this.admitHook?.(record, from);
+      await this.receive(transport, record, from, settleOnce(admission));
     } catch (err) {
       // Link and record failures arrive as coded errors already; anything else came from a
       // backend (an inspection's pause, say), which the protocol reports as ERR_DOMAIN_FAILED.
@@ -353,12 +361,62 @@ export class TargetAgent extends EventEmitter {
     }
   }
 
+  /** Receives the migration `record` opens, and settles its admission on every path. */
+  private async receive(transport: Transport, record: HelloRecord, from: string, admission: Admission): Promise<void> {
+    const entry: AgentMigration = {
+      migrationId: record.migrationId,
+      state: 'receiving',
+      domainName: record.domain.name,
+      memoryBytes: record.domain.memoryBytes,
+      startedAt: new Date().toISOString(),
+    };
+    this.migrations.set(record.migrationId, entry);
+    this.emitEvent({ type: 'migration-started', migrationId: entry.migrationId, domainName: entry.domainName, memoryBytes: entry.memoryBytes, from });
+    this.active++;
+    let result: IncomingResult | undefined;
+    try {
+      const paced = new DeadlineTransport(transport, this.recordIdleTimeoutMs, () => `the next record of migration ${entry.migrationId}`);
+      result = await receiveMigration(paced, record, {
+        backends: this.backends,
+        limits: this.limits,
+        goTimeoutMs: this.goTimeoutMs,
+        onState: (state) => {
+          if (state === 'prepared') entry.state = 'prepared';
+        },
+        // Running from the moment it runs: a source asking after a broken link must hear so
+        // even while this connection is still winding down, and the event says when it ran.
+        onResumed: (domain, _id, resumed) => {
+          entry.state = 'running';
+          entry.domain = domain;
+          admission.resumed(domain, resumed);
+          this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: resumed.pages, bytesWire: resumed.bytesWire, digest: resumed.digest });
+        },
+      });
+    } finally {
+      this.active--;
+      // Releases the reservation of a copy that never ran; a no-op once it resumed.
+      admission.discarded(result?.error);
+    }
+    entry.endedAt = new Date().toISOString();
+    if (result.outcome === 'resumed') {
+      entry.state = 'running';
+      // While closing, close() may have destroyed this guest already, or passed this entry
+      // before the guest ran: either way it must not outlive the agent.
+      if (this.closing) await this.destroyGuest(entry);
+    } else {
+      entry.state = 'discarded';
+      entry.error = result.error;
+      this.emitEvent({ type: 'migration-discarded', migrationId: entry.migrationId, error: result.error });
+      this.forgetLater(entry);
+    }
+  }
+
   /**
    * Takes a new connection through authentication to its `hello` or `query`, within the
    * handshake deadline and byte cap, and returns that record. Nothing is allocated for the peer
    * before this returns.
    */
-  private async admit(transport: Transport): Promise<HelloRecord | QueryRecord> {
+  private async handshake(transport: Transport): Promise<HelloRecord | QueryRecord> {
     if (this.pending >= this.maxPendingHandshakes) {
       throw new LimitExceededError(
         `this agent already has ${this.pending} connections that have not finished authenticating (maxPendingHandshakes); try again shortly`,

@@ -1,6 +1,6 @@
 /**
  * The `livemig` command: it reads the command line and hands it to one command's room
- * (`demo`, `listen`, `migrate`, `status`, `keygen`, `estimate`, `bench`), and it makes sure the
+ * (`demo`, `listen`, `migrate`, `status`, `keygen`, `estimate`, `bench`, `host`, `vm`), and it makes sure the
  * process never ends without saying how: exit statuses are one table ({@link EXIT_STATUS_HELP}).
  */
 
@@ -10,11 +10,13 @@ import { runBench } from './bench-harness.js';
 import { DEMO_HELP, demo } from './demo-command.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
 import { EXIT_STATUS_HELP } from './exit-status.js';
+import { HOST_HELP, hostCommand } from './host-command.js';
 import { KEYGEN_HELP, keygen } from './keygen-command.js';
 import { LISTEN_HELP, listen } from './listen-command.js';
 import { MIGRATE_HELP, migrateCommand } from './migrate-command.js';
 import { missingNodeFlags, missingNodeFlagsNote } from './node-flags.js';
 import { STATUS_HELP, status } from './status-command.js';
+import { VM_HELP, vmCommand } from './vm-command.js';
 
 const USAGE = `usage: livemig <command> [flags]
 
@@ -28,6 +30,12 @@ Commands:
   estimate                 watch a guest for a moment and predict its migration
   bench [flags]            latency benchmark: a matrix of migrations to an agent in a second
                            process, with charts and tables
+  host --port N            run a host agent: it keeps guests, receives and sends migrations,
+                           and answers its control API (docs/api.md)
+  host status|enable|disable --host URL
+                           ask a host about itself; leave or enter maintenance
+  vm start|list|migrate|stop --host URL
+                           guests on a host, through its control API
 
 livemig <command> --help shows a command's flags; livemig --version its version.
 
@@ -42,6 +50,8 @@ const HELP: Record<string, string> = {
   status: STATUS_HELP,
   keygen: KEYGEN_HELP,
   estimate: ESTIMATE_HELP,
+  host: HOST_HELP,
+  vm: VM_HELP,
 };
 
 /** The package's version, from its package.json. */
@@ -56,7 +66,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`livemig ${version()}\n`);
     return 0;
   }
-  if (command !== undefined && command !== 'bench' && (rest.includes('--help') || rest.includes('-h'))) {
+  // host and vm read their own --help, after their subcommand.
+  if (command !== undefined && !['bench', 'host', 'vm'].includes(command) && (rest.includes('--help') || rest.includes('-h'))) {
     const page = HELP[command];
     if (page === undefined) throw new InvalidArgumentError(`unknown command "${command}"; run "livemig --help"`);
     process.stdout.write(page);
@@ -64,7 +75,8 @@ async function main(argv: string[]): Promise<number> {
   }
   // The commands that pause guests say so when Node runs without the command's options; to a
   // person at a terminal only, so that scripts reading the output see what they always did.
-  if ((command === 'demo' || command === 'listen' || command === 'migrate') && process.stderr.isTTY) {
+  const runsHost = command === 'host' && (rest[0] === undefined || rest[0].startsWith('-'));
+  if ((command === 'demo' || command === 'listen' || command === 'migrate' || runsHost) && process.stderr.isTTY) {
     for (const line of missingNodeFlagsNote(command, missingNodeFlags())) process.stderr.write(`${line}\n`);
   }
   switch (command) {
@@ -82,6 +94,10 @@ async function main(argv: string[]): Promise<number> {
       return runEstimate(rest);
     case 'bench':
       return runBench(rest);
+    case 'host':
+      return hostCommand(rest);
+    case 'vm':
+      return vmCommand(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -95,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
 
 const argv = process.argv.slice(2);
 /** With `--json`, every end of the command prints one JSON object, failures included. */
-const jsonOut = argv.includes('--json') && argv[0] !== 'listen';
+const jsonOut = argv.includes('--json') && argv[0] !== 'listen' && !(argv[0] === 'host' && (argv[1] ?? '-').startsWith('-'));
 
 function fail(error: MigrationError, status: number): void {
   process.stderr.write(`livemig: ${error.code}: ${error.message}\n`);

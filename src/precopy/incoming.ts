@@ -82,6 +82,8 @@ export interface IncomingResult {
   bytesWire: number;
   /** Target's digest at resume. */
   digest?: string;
+  /** Who the guest is in its pool, if the source said (its optional `guest` record). */
+  guest?: { id: string; priority: number };
 }
 
 /**
@@ -137,6 +139,8 @@ class IncomingMigration {
    * so that records which change nothing (unknown optional ones) cannot keep the target waiting.
    */
   private goDeadline = Infinity;
+  /** The source's `guest` record, if it sent one. */
+  private guest: { id: string; priority: number } | undefined;
 
   constructor(
     private readonly transport: Transport,
@@ -196,6 +200,7 @@ class IncomingMigration {
       batches: this.nextSeq,
       bytesWire: this.transport.bytesReceived,
       digest: outcome === 'resumed' ? this.digest?.digest() : undefined,
+      guest: this.guest,
     };
   }
 
@@ -231,6 +236,13 @@ class IncomingMigration {
     this.move(record.type);
     switch (record.type) {
       case 'ignored':
+        return;
+      case 'guest':
+        // Once, before any page: a guest that changes who it is mid-stream is not one guest.
+        if (this.guest !== undefined || this.nextSeq > 0) {
+          throw new UnexpectedRecordError('a "guest" record comes at most once, before the first page batch');
+        }
+        this.guest = { id: record.id, priority: record.priority };
         return;
       case 'pages':
         await this.writeBatch(record);

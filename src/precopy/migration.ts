@@ -257,6 +257,11 @@ export interface MigrateOptions {
   timeoutAction?: TimeoutAction;
   /** Id of this migration. @default a random UUID */
   migrationId?: string;
+  /**
+   * Who the guest is in its pool: sent to the target right after `ready` in an optional `guest`
+   * record, so that a host keeps the guest under the same id and priority. @default not sent
+   */
+  guest?: { id: string; priority: number };
   /** Where the transport leads, for the report. @default 'peer' */
   targetName?: string;
   /** @default DEFAULT_HANDSHAKE_TIMEOUT_MS */
@@ -502,6 +507,8 @@ class SourceMigration {
     }
     // An upper bound (ready includes the target's allocation) until measured.
     this.rttMs = performance.now() - helloAt;
+    const guest = this.options.guest;
+    if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.

@@ -88,7 +88,7 @@ const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
   'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
   'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
   'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
-  receiving: { pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
+  receiving: { guest: 'receiving', pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
   'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
   prepared: { go: 'resumed', abort: 'aborted' },

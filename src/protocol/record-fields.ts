@@ -111,6 +111,16 @@ const domainDescriptor: FieldCheck<DomainDescriptor> = (value, record, field, li
 
 const pageCodec = oneOf(PAGE_CODECS);
 
+/** Largest evacuation priority a `guest` record may carry, either way from 0. */
+export const MAX_GUEST_PRIORITY = 1_000_000;
+
+const guestPriority: FieldCheck<number> = (value, record, field) => {
+  if (typeof value !== 'number' || !Number.isInteger(value) || Math.abs(value) > MAX_GUEST_PRIORITY) {
+    throw fieldError(record, field, `an integer from -${MAX_GUEST_PRIORITY} to ${MAX_GUEST_PRIORITY}`, value);
+  }
+  return value;
+};
+
 /** The fields of each record type but `pages`, in the order they are checked. */
 const RECORD_FIELDS: { readonly [T in TabledType]: FieldTable<Extract<MigrationRecord, { type: T }>> } = {
   'auth-hello': { nonce: required(fixedBytes(AUTH_NONCE_BYTES)) },
@@ -123,6 +133,7 @@ const RECORD_FIELDS: { readonly [T in TabledType]: FieldTable<Extract<MigrationR
     domain: required(domainDescriptor),
     codec: required(pageCodec),
   },
+  guest: { id: required(text(1)), priority: required(guestPriority) },
   ready: { version: required(versionNumber), migrationId: required(text(1)) },
   'round-end': { round: required(count), pages: required(count) },
   'pause-soon': {},
@@ -188,7 +199,7 @@ export const RECORD_TYPES: ReadonlySet<string> = new Set<string>(
  * Record types the encoder always marks `optional: true`: hints a peer can do without, which a
  * peer that does not know them skips instead of refusing (docs/protocol.md §7).
  */
-export const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon', 'collected']);
+export const OPTIONAL_RECORD_TYPES: ReadonlySet<string> = new Set<RecordType>(['pause-soon', 'collected', 'guest']);
 
 /** Checks a record of any type but `pages` and returns a fresh copy holding only its fields. */
 export function checkRecord(h: Fields, limits: ProtocolLimits): TabledRecord {

@@ -88,6 +88,19 @@ export interface HelloRecord {
   codec: PageCodec;
 }
 
+/**
+ * Source -> target, optional (always sent with `optional: true`), right after `ready`: who the
+ * guest is in its pool. A host keeps the guest under this id and priority once it runs there,
+ * so that a guest keeps both across migrations; a target that does not know the record skips it.
+ */
+export interface GuestRecord {
+  type: 'guest';
+  /** The guest's pool-wide id (a UUID), kept across migrations. */
+  id: string;
+  /** Its evacuation priority: higher moves first. */
+  priority: number;
+}
+
 /** Target -> source: the empty domain is allocated and the target waits for pages. */
 export interface ReadyRecord {
   type: 'ready';
@@ -255,6 +268,7 @@ export type MigrationRecord =
   | AuthProofRecord
   | AuthOkRecord
   | HelloRecord
+  | GuestRecord
   | ReadyRecord
   | PagesRecord
   | RoundEndRecord

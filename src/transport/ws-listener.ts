@@ -81,7 +81,18 @@ export interface ListenWebSocketOptions extends WebSocketTransportOptions {
   upgradeTimeoutMs?: number;
   /** Serve `wss://` with this certificate and key. @default plain `ws://` */
   tls?: TlsListenOptions;
+  /**
+   * Serves plain HTTP requests (anything but a WebSocket upgrade) on the same port, for an API
+   * beside the migrations. Each such socket is held to the same limits as an upgrade: it counts
+   * against the TCP bound, and its whole exchange must end within `upgradeTimeoutMs` of
+   * connecting; the handler should answer with `Connection: close`.
+   * @default every plain request is answered 426 Upgrade Required
+   */
+  onHttpRequest?: HttpRequestHandler;
 }
+
+/** Serves one plain HTTP request that reached a listener; see `ListenWebSocketOptions.onHttpRequest`. */
+export type HttpRequestHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 /** Where an accepted connection comes from. */
 export interface RemoteInfo {
@@ -115,6 +126,7 @@ interface ListenerSettings {
   maxConnections: number;
   upgradeTimeoutMs: number;
   transportOptions: ResolvedWebSocketOptions;
+  onHttpRequest: HttpRequestHandler | undefined;
 }
 
 type OnTransport = (transport: WebSocketTransport, info: RemoteInfo) => void;
@@ -147,18 +159,29 @@ function resolveListenerSettings(options: ListenWebSocketOptions): ListenerSetti
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new InvalidArgumentError(`port must be an integer from 0 to 65535, got ${port}`);
   }
-  return { host: options.host ?? DEFAULT_LISTEN_HOST, port, maxConnections, upgradeTimeoutMs, transportOptions };
+  if (options.onHttpRequest !== undefined && typeof options.onHttpRequest !== 'function') {
+    throw new InvalidArgumentError('onHttpRequest must be a function (req, res) => void');
+  }
+  return { host: options.host ?? DEFAULT_LISTEN_HOST, port, maxConnections, upgradeTimeoutMs, transportOptions, onHttpRequest: options.onHttpRequest };
 }
 
-/** The HTTP(S) server under a listener; it answers plain HTTP requests with 426. */
-function createServer(tls: https.ServerOptions | undefined, upgradeTimeoutMs: number): http.Server {
+/** The HTTP(S) server under a listener; it answers plain HTTP requests with `onHttpRequest`, or 426. */
+function createServer(tls: https.ServerOptions | undefined, upgradeTimeoutMs: number, onHttpRequest: HttpRequestHandler | undefined): http.Server {
   const refuseHttp = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
     res.end('livemig migration endpoint: connect with a WebSocket client\n');
   };
-  if (!tls) return http.createServer(refuseHttp);
+  const serve: HttpRequestHandler = (req, res) => {
+    try {
+      (onHttpRequest ?? refuseHttp)(req, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(500, { connection: 'close' });
+      res.end();
+    }
+  };
+  if (!tls) return http.createServer(serve);
   try {
-    return https.createServer({ ...tls, handshakeTimeout: Math.min(upgradeTimeoutMs, MAX_TIMER_MS) }, refuseHttp);
+    return https.createServer({ ...tls, handshakeTimeout: Math.min(upgradeTimeoutMs, MAX_TIMER_MS) }, serve);
   } catch (err) {
     throw new InvalidArgumentError(`cannot use the TLS certificate and key: ${describeError(err)}`);
   }
@@ -198,7 +221,7 @@ class Listener implements WebSocketListener {
     this.#settings = settings;
     this.#tls = tls !== undefined;
     this.#onTransport = onTransport;
-    this.#server = createServer(tls, settings.upgradeTimeoutMs);
+    this.#server = createServer(tls, settings.upgradeTimeoutMs, settings.onHttpRequest);
     this.#tcpBound = settings.maxConnections * TCP_CONNECTIONS_PER_WEBSOCKET;
     // A TLS server cannot answer before the handshake, so it leaves the bound to Node, which
     // closes the surplus unanswered.

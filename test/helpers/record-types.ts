@@ -8,6 +8,7 @@ export const WIRE_RECORD_TYPES: readonly RecordType[] = [
   'auth-proof',
   'auth-ok',
   'hello',
+  'guest',
   'ready',
   'pages',
   'round-end',

@@ -1,0 +1,177 @@
+/**
+ * One guest leaving its host: the source role of a host agent. It connects to the target host's
+ * agent, runs the engine (`migrate()`), asks the target what it did if the link breaks after
+ * "go", and keeps a {@link MigrationInfo} that the control API reports while it runs and after.
+ * Whatever happens, the guest ends in exactly one of three places: still running here (failed,
+ * cancelled), on the target (completed; the copy here is destroyed), or paused here with the
+ * outcome unknown (indeterminate).
+ */
+
+import { asMigrationError } from '../errors.js';
+import { migrate, type MigrateOptions } from '../precopy/migration.js';
+import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
+import type { TlsConnectOptions } from '../transport/tls.js';
+import { connectToAgent, queryAgent } from './agent-client.js';
+import type { MigrateGuestRequest, MigrationInfo } from './control-types.js';
+import { isSourceDomain, type GuestRegistry, type HostGuest } from './guest-registry.js';
+import type { HostMetrics } from './host-metrics.js';
+
+/** What an outgoing migration needs from its host. */
+export interface OutgoingContext {
+  hostName: string;
+  key: Uint8Array | undefined;
+  tls: TlsConnectOptions | undefined;
+  registry: GuestRegistry;
+  metrics: HostMetrics;
+  /** Engine options of the host, under those of the request. */
+  engine: MigrateOptions;
+  /** Takes the guest back from whatever else may touch it (an inspection, the target agent's queries). */
+  prepare(guest: HostGuest): Promise<void>;
+}
+
+/** A guest being migrated away, and then what became of it. */
+export class OutgoingMigration {
+  readonly info: MigrationInfo;
+  /** Settles once the migration has ended and the guest is where the info says; never rejects. */
+  readonly done: Promise<void>;
+  private readonly controller = new AbortController();
+  private lastPhase = '';
+
+  constructor(
+    private readonly ctx: OutgoingContext,
+    guest: HostGuest,
+    private readonly request: MigrateGuestRequest,
+    private readonly url: string,
+    migrationId: string,
+  ) {
+    this.info = {
+      migrationId,
+      guestId: guest.id,
+      guestName: guest.name,
+      from: ctx.hostName,
+      to: request.to,
+      state: 'queued',
+      startedAt: new Date().toISOString(),
+      direction: 'out',
+      guestRunningOn: 'source',
+    };
+    guest.state = 'migrating-out';
+    guest.migrationId = migrationId;
+    // Only the run holds the guest: the history of ended migrations must not keep guests alive.
+    this.done = this.run(guest);
+  }
+
+  /** True until it has ended. */
+  get running(): boolean {
+    return this.info.endedAt === undefined;
+  }
+
+  /**
+   * Cancels it: honoured until "go" is sent; after that the migration completes (or is resolved)
+   * by the switchover rules. Returns false if it had already ended.
+   */
+  cancel(): boolean {
+    if (!this.running) return false;
+    this.controller.abort(new Error('cancelled through the control API'));
+    return true;
+  }
+
+  private async run(guest: HostGuest): Promise<void> {
+    const started = performance.now();
+    let report: MigrationReport | undefined;
+    try {
+      await this.ctx.prepare(guest);
+      this.info.state = 'running';
+      this.enter('connecting');
+      report = await this.migrate(guest);
+    } catch (err) {
+      // Nothing was handed over (connecting or authenticating failed): the guest runs here.
+      this.info.error = asMigrationError(err, 'ERR_CONNECT_FAILED').toJSON();
+    }
+    this.finish(guest, report, performance.now() - started);
+  }
+
+  private async migrate(guest: HostGuest): Promise<MigrationReport> {
+    const domain = guest.domain;
+    // Checked before this migration was created; here for the type.
+    if (!isSourceDomain(domain)) throw new Error(`guest ${guest.id} cannot be migrated out by its backend`);
+    const connect = { key: this.ctx.key, tls: this.ctx.tls };
+    const signal = this.controller.signal;
+    const transport = await connectToAgent(this.url, connect);
+    const options: MigrateOptions = {
+      ...this.ctx.engine,
+      migrationId: this.info.migrationId,
+      guest: { id: guest.id, priority: guest.priority },
+      targetName: this.request.to,
+      signal,
+      onProgress: (p) => this.progress(p),
+      // After a broken link past "go", the target says whether the guest runs there.
+      resolveOutcome: async (id) => (await queryAgent(this.url, id, connect)).state,
+    };
+    if (this.request.downtimeBudgetMs !== undefined) options.downtimeBudgetMs = this.request.downtimeBudgetMs;
+    if (this.request.maxBandwidthBytesPerSec !== undefined) options.maxBandwidthBytesPerSec = this.request.maxBandwidthBytesPerSec;
+    if (this.request.codec !== undefined) options.codec = this.request.codec;
+    return migrate(domain, transport, options);
+  }
+
+  private progress(p: MigrationProgress): void {
+    this.info.remainingBytes = p.remainingBytes;
+    this.info.bytesWire = p.bytesWire;
+    if (p.phase !== 'done') this.enter(p.phase);
+  }
+
+  /** Records a new phase, and tells the watchers once per phase. */
+  private enter(phase: string): void {
+    if (phase === this.lastPhase) return;
+    this.lastPhase = phase;
+    this.info.phase = phase;
+    this.ctx.metrics.publish(this.event(phase));
+  }
+
+  /** Puts the guest where the report says and records the outcome. */
+  private finish(guest: HostGuest, report: MigrationReport | undefined, totalMs: number): void {
+    const info = this.info;
+    info.endedAt = new Date().toISOString();
+    info.totalMs = Math.round(totalMs * 1000) / 1000;
+    info.remainingBytes = undefined;
+    info.phase = 'done';
+    if (report === undefined) {
+      info.state = this.controller.signal.aborted ? 'cancelled' : 'failed';
+      if (info.state === 'cancelled') info.error ??= { code: 'ERR_CANCELLED', message: 'migration cancelled before it connected' };
+    } else {
+      info.state = report.outcome;
+      info.guestRunningOn = report.guestRunningOn;
+      info.bytesWire = report.bytesWire;
+      if (report.downtimeMs !== undefined) info.downtimeMs = report.downtimeMs;
+      if (report.error) info.error = { code: report.error.peerCode ?? report.error.code, message: report.error.message };
+    }
+    guest.migrationId = undefined;
+    if (info.state === 'completed') {
+      this.ctx.registry.remove(guest);
+    } else if (info.state === 'indeterminate') {
+      guest.state = 'paused';
+    } else {
+      guest.state = 'running';
+    }
+    this.ctx.metrics.ended('out', info.state, info.state === 'completed' ? info.downtimeMs : undefined, info.bytesWire ?? 0);
+    this.ctx.metrics.publish(this.event('done'));
+  }
+
+  private event(phase: string): Parameters<HostMetrics['publish']>[0] {
+    const info = this.info;
+    const event: Parameters<HostMetrics['publish']>[0] = {
+      migrationId: info.migrationId,
+      direction: 'out',
+      guestId: info.guestId,
+      guestName: info.guestName,
+      from: info.from,
+      to: info.to,
+      phase,
+      state: info.state,
+    };
+    if (info.downtimeMs !== undefined) event.downtimeMs = info.downtimeMs;
+    if (info.bytesWire !== undefined) event.bytesWire = info.bytesWire;
+    if (info.error !== undefined) event.error = info.error;
+    return event;
+  }
+}

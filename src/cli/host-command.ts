@@ -1,0 +1,158 @@
+/**
+ * `livemig host`: run a host agent (`livemig host --port N ...`), or ask one about itself and
+ * switch its maintenance (`status`, `enable`, `disable`) through its control API.
+ */
+
+import { metricsToken } from '../agent/control-auth.js';
+import type { HostStatus } from '../agent/control-types.js';
+import { HostAgent } from '../agent/host-agent.js';
+import type { MigrationEvent } from '../agent/host-metrics.js';
+import { readKeyFile } from '../agent/key-file.js';
+import type { AgentEvent } from '../agent/target-agent.js';
+import { InvalidArgumentError } from '../errors.js';
+import { stopWithParent } from '../util/child.js';
+import { parse } from './args.js';
+import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
+import { formatBytes, parseInteger, parseSize } from './units.js';
+
+export const HOST_HELP = `usage: livemig host --port N [flags]          run a host agent
+       livemig host status|enable|disable --host URL [flags]
+       livemig host metrics-token --key-file PATH
+
+A host agent keeps guests: it starts and stops them, receives them by migration, migrates them
+to other hosts, and answers its control API (docs/api.md) on the same port as the migrations.
+
+Running a host:
+  --port N               port (default 7070; 0 picks a free one)
+  --bind ADDR            address to listen on (default 127.0.0.1)
+  --name NAME            the host's name in its pool (default: the machine's host name)
+  --capacity SIZE        memory it may give to guests, e.g. 4GiB (default: half the machine's)
+  --key-file PATH        the pool key: migrations and control requests must prove it
+  --tls-cert PATH        serve https:// and wss:// with this certificate (PEM), with --tls-key
+  --tls-key PATH         the certificate's private key (PEM)
+  --insecure             allow a non-loopback --bind without --key-file (trusted networks only)
+  --maintenance          start in maintenance: no new guests, no incoming migrations
+  --supervised           stop when standard input closes (run as another process's child)
+  --json                 one JSON line per event on stdout (a line per migration phase)
+
+Asking a host:
+  status                 capacity, used, reserved and free memory, maintenance, migrations
+  enable                 leave maintenance: take new guests and incoming migrations again
+  disable                enter maintenance: no new guests, no incoming migrations (exit 0
+                         once the host has it; guests already there keep running)
+${CONTROL_HELP}
+
+metrics-token prints the bearer token a Prometheus scraper may send to GET /metrics.
+`;
+
+const SUBCOMMANDS = new Set(['status', 'enable', 'disable', 'metrics-token']);
+
+export async function hostCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== undefined && SUBCOMMANDS.has(sub)) return ask(sub, rest);
+  if (sub !== undefined && !sub.startsWith('-')) throw new InvalidArgumentError(`unknown host command "${sub}"; run "livemig host --help"`);
+  return runHost(args);
+}
+
+async function ask(sub: string, args: string[]): Promise<number> {
+  const { values } = parse(args, CONTROL_FLAGS);
+  if (values.help) {
+    process.stdout.write(HOST_HELP);
+    return 0;
+  }
+  if (sub === 'metrics-token') {
+    if (values['key-file'] === undefined) throw new InvalidArgumentError('metrics-token needs --key-file PATH (the pool key)');
+    const token = metricsToken(await readKeyFile(values['key-file']));
+    print(values.json, { token }, token);
+    return 0;
+  }
+  const client = await clientFromFlags(values, `host ${sub}`);
+  const status = sub === 'status' ? await client.host() : await client.setMaintenance(sub === 'disable');
+  print(values.json, status, describeStatus(status));
+  return 0;
+}
+
+/** A host's status for people. */
+export function describeStatus(s: HostStatus): string {
+  const lines = [
+    `host ${s.name} at ${s.url} (livemig ${s.version})${s.maintenance ? ': IN MAINTENANCE (no new guests, no incoming migrations)' : ''}`,
+    `  memory      ${formatBytes(s.capacityBytes)} capacity: ${formatBytes(s.usedBytes)} used, ${formatBytes(s.reservedBytes)} reserved, ${formatBytes(s.freeBytes)} free`,
+    `  guests      ${s.guests}`,
+    `  migrations  ${s.migrationsIn} in, ${s.migrationsOut} out`,
+  ];
+  if (s.evacuationId !== undefined) lines.push(`  evacuation  ${s.evacuationId} under way`);
+  return lines.join('\n');
+}
+
+const RUN_FLAGS = {
+  port: { type: 'string' },
+  bind: { type: 'string' },
+  name: { type: 'string' },
+  capacity: { type: 'string' },
+  'key-file': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  insecure: { type: 'boolean' },
+  maintenance: { type: 'boolean' },
+  supervised: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+async function runHost(args: string[]): Promise<number> {
+  const { values } = parse(args, RUN_FLAGS);
+  if (values.help) {
+    process.stdout.write(HOST_HELP);
+    return 0;
+  }
+  const cert = values['tls-cert'];
+  const tlsKey = values['tls-key'];
+  if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+  const json = values.json ?? false;
+  const say = (event: Record<string, unknown>, words: string): void => {
+    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n` : `${words}\n`);
+  };
+  const host = await HostAgent.start({
+    host: values.bind ?? '127.0.0.1',
+    port: parseInteger(values.port ?? '7070', '--port', 0, 65535),
+    name: values.name,
+    capacityBytes: values.capacity === undefined ? undefined : parseSize(values.capacity, '--capacity'),
+    key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
+    tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
+    insecure: values.insecure ?? false,
+    maintenance: values.maintenance ?? false,
+    log: (e) => say({ type: 'migration', ...e }, describeEvent(e)),
+  });
+  const s = host.status();
+  const access = host.target.requiresKey ? 'pool key required' : 'no pool key: anyone who reaches it is served';
+  say(
+    { type: 'listening', url: s.url, port: host.port, name: s.name, capacityBytes: s.capacityBytes, keyRequired: host.target.requiresKey, maintenance: s.maintenance },
+    `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests; ${access})`,
+  );
+  host.target.on('event', (e: AgentEvent) => {
+    if (e.type === 'connection-refused') say(e, `refused ${e.from}: ${e.error.code}: ${e.error.message}`);
+  });
+  let stopping = false;
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    say({ type: 'stopping', signal: why }, `stopping on ${why}: guests running here stop with this host`);
+    await host.close();
+    process.exit(0);
+  };
+  if (values.supervised) {
+    stopWithParent(stop);
+  } else {
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  }
+  await new Promise(() => undefined);
+  return 0;
+}
+
+function describeEvent(e: MigrationEvent): string {
+  const arrow = e.direction === 'out' ? `to ${e.to}` : `from ${e.from}`;
+  const error = e.error ? ` (${e.error.code}: ${e.error.message})` : '';
+  const downtime = e.downtimeMs !== undefined ? `, paused ${e.downtimeMs.toFixed(1)} ms` : '';
+  return `${e.migrationId}: ${e.guestName} ${arrow}: ${e.phase} [${e.state}]${downtime}${error}`;
+}

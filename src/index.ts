@@ -4,8 +4,9 @@
  */
 
 export * from './errors.js';
-export type { SourceDomain, TargetDomain, TargetBackend, DirtyTracking, GuestMemory } from './domain/backend.js';
-export { openGuestMemory, type GuestMemoryAccess, type OpenGuestMemoryOptions, type PageRunReader } from './domain/guest-memory.js';
+export type { SourceDomain, TargetDomain, TargetBackend, DirtyTracking } from './domain/backend.js';
+export type { GuestMemory, PageRunReader } from './util/guest-memory-types.js';
+export { openGuestMemory, type GuestMemoryAccess, type OpenGuestMemoryOptions } from './domain/guest-memory.js';
 export { SimulatedGuest } from './domain/sim/guest.js';
 export { encodeSimState, decodeSimState } from './domain/sim/state-codec.js';
 export { SimTargetBackend, type SimTargetBackendOptions } from './domain/sim/target-backend.js';
@@ -101,8 +102,8 @@ export {
   DEFAULT_MAX_PENDING_HANDSHAKES,
   DEFAULT_RECORD_IDLE_TIMEOUT_MS,
   type TargetAgentOptions,
-  type Admission,
 } from './agent/agent-options.js';
+export type { Admission } from './agent/admission.js';
 export { HostAgent } from './agent/host-agent.js';
 export {
   DEFAULT_MIGRATION_HISTORY,

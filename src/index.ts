@@ -38,11 +38,18 @@ export {
   defaultPolicy,
   DEFAULT_DOWNTIME_BUDGET_MS,
   DEFAULT_MAX_ROUNDS,
+  DEFAULT_SWITCHOVER,
+  MIN_PAUSE_SHRINK_SHARE,
+  EXTRA_TIME_SHARE,
+  DEADLINE_MARGIN,
+  type DefaultPolicyOptions,
+  type SwitchoverMode,
+  type StopAndCopy,
   type PrecopyPolicy,
   type PrecopyStats,
   type PrecopyDecision,
 } from './precopy/policy.js';
-export type { MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
+export type { SwitchoverReason, MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
 export { receiveMigration, type IncomingOptions, type IncomingResult } from './precopy/incoming.js';
 export {
   TargetAgent,

@@ -38,6 +38,7 @@ import { BandwidthCap } from './bandwidth-cap.js';
 import { checkMigrateOptions } from './check-options.js';
 import { PageSender } from './page-sender.js';
 import {
+  decisionOf,
   DEFAULT_DOWNTIME_BUDGET_MS,
   defaultPolicy,
   downtimeBudgetAt,
@@ -50,6 +51,7 @@ import {
   type PrecopyStats,
   type RoundSample,
   type RoundTimeModel,
+  type SwitchoverMode,
 } from './policy.js';
 import {
   DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
@@ -236,6 +238,12 @@ export interface MigrateOptions {
   downtimeRamp?: DowntimeRamp;
   /** Rounds after which the default policy forces the switchover. @default DEFAULT_MAX_ROUNDS (no limit) */
   maxRounds?: number;
+  /**
+   * When the default policy switches over once the expected pause fits: `best` iterates on while
+   * that shortens the pause, within a bound; `first-fit` stops at once (see {@link SwitchoverMode}).
+   * @default DEFAULT_SWITCHOVER
+   */
+  switchover?: SwitchoverMode;
   /** Replaces the default policy. */
   policy?: PrecopyPolicy;
   /** Slow the guest down when it dirties memory faster than the link drains it. @default 'auto' */
@@ -388,7 +396,7 @@ class SourceMigration {
     this.id = options.migrationId ?? randomUUID();
     this.codec = options.codec ?? 'lz4';
     this.collectGarbage = collectorFrom(options.collectGarbage);
-    this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds });
+    this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds, switchover: options.switchover });
     const d = domain.descriptor;
     this.pageSize = d.pageSize;
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
@@ -495,6 +503,7 @@ class SourceMigration {
       if (this.forced) {
         predictedMs = stats.expectedDowntimeMs;
         this.report.forcedSwitchover = this.forced.error.toJSON();
+        this.report.switchoverReason = 'forced-by-deadline';
         break;
       }
       const last = this.rounds[this.rounds.length - 1]!;
@@ -506,12 +515,13 @@ class SourceMigration {
         budgetMs: stats.downtimeBudgetMs,
       });
       this.domain.setThrottle(percent / 100);
-      const decision = this.policy(stats);
+      const { decision, reason } = decisionOf(this.policy(stats));
       if (decision === 'abort') {
         throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
       }
       if (decision === 'stop-and-copy') {
         predictedMs = stats.expectedDowntimeMs;
+        this.report.switchoverReason = reason ?? 'policy';
         break;
       }
     }
@@ -863,6 +873,7 @@ class SourceMigration {
       dirtyRateBytesPerSec,
       expectedDowntimeMs: this.expectedDowntimeMs,
       downtimeBudgetMs: this.budgetMs(),
+      deadlineInMs: this.watchdog.msLeft(performance.now()),
       throttlePercent: this.throttle.percent,
       bytesSent: this.sender.counters.bytesRaw,
       memoryBytes: this.domain.descriptor.memoryBytes,

@@ -82,8 +82,9 @@ export function decisionOf(answer: PrecopyDecision | StopAndCopy): { decision: P
 /**
  * When the default policy switches over once the expected pause fits the budget:
  * - `best`: keeps iterating while each round cuts the expected pause by a meaningful share
- *   (MIN_PAUSE_SHRINK_SHARE), and stops at the local minimum, when the extra time would pass
- *   the bound (EXTRA_TIME_SHARE), or when a deadline draws near;
+ *   (MIN_PAUSE_SHRINK_SHARE), and stops at the floor the pause shrinks to (within that share of
+ *   the lowest it has been), when the extra time would pass the bound (EXTRA_TIME_SHARE), or
+ *   when a deadline draws near;
  * - `first-fit`: at the first round whose expected pause fits.
  */
 export type SwitchoverMode = 'best' | 'first-fit';
@@ -97,7 +98,9 @@ export const DEFAULT_SWITCHOVER: SwitchoverMode = 'best';
  * rate over bandwidth; 0.6-0.75 for a 256 MiB hot set at 450 MB/s), and a round costs about the
  * pause it would have been: at 10% a round still buys a tenth of the pause for about the pause's
  * time. Below that the dirty set has reached its floor (the pages the guest rewrites within one
- * round, or the switchover's fixed costs), and rounds only add time and noise.
+ * round, or the switchover's fixed costs), and rounds only add time and noise. The same share
+ * says what is near the floor: a pause more than this share above the lowest one seen met a
+ * round that went slow (a busy host), and the next round likely lands lower again.
  */
 export const MIN_PAUSE_SHRINK_SHARE = 0.1;
 
@@ -134,7 +137,8 @@ export interface DefaultPolicyOptions {
 /**
  * Switches over once nothing is left dirty (the pause is then as short as it gets), or once the
  * expected pause fits the downtime budget in force (with `headroom`) and, under `best`, stopped
- * shrinking or may not go on (see {@link SwitchoverMode}), or once `maxRounds` rounds have run
+ * shrinking near the lowest it has been, or may not go on (see {@link SwitchoverMode}), or once
+ * `maxRounds` rounds have run
  * (accepting a longer pause rather than iterating for ever). Never aborts: the engine's deadlines
  * do that. Never switches over on an expected pause that does not fit, except at `maxRounds`.
  *
@@ -147,27 +151,32 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
   const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
   let lastRound = 0;
-  /** The expected pause at the previous decision, in ms. */
+  /** The expected pause at the previous decision, and the lowest one so far, in ms. */
   let previousMs = Number.POSITIVE_INFINITY;
+  let lowestMs = Number.POSITIVE_INFINITY;
   /** `elapsedMs` when the expected pause first fitted. */
   let fittedAtMs: number | undefined;
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
   return (stats) => {
     if (stats.round <= lastRound) {
       previousMs = Number.POSITIVE_INFINITY;
+      lowestMs = Number.POSITIVE_INFINITY;
       fittedAtMs = undefined;
     }
     lastRound = stats.round;
     const expectedMs = stats.expectedDowntimeMs;
-    const shrankBy = 1 - expectedMs / previousMs;
+    const shrinking = expectedMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * previousMs;
+    const nearLowest = (1 - MIN_PAUSE_SHRINK_SHARE) * expectedMs <= lowestMs;
     previousMs = expectedMs;
+    lowestMs = Math.min(lowestMs, expectedMs);
     // Nothing dirty: the pause is its fixed costs alone, which no further round can shorten.
     if (stats.dirtyPages === 0) return stop('nothing-dirty');
     const fits = expectedMs <= headroom * stats.downtimeBudgetMs;
     if (fits && !best) return stop('first-fit');
     if (stats.round >= maxRounds) return stop('max-rounds');
     if (!fits) return 'continue';
-    if (!(shrankBy >= MIN_PAUSE_SHRINK_SHARE)) return stop('fits-and-stopped-shrinking');
+    // At the floor: no round cuts much any more. Above it, by a slow round, the next may land lower.
+    if (!shrinking && nearLowest) return stop('fits-and-stopped-shrinking');
     fittedAtMs ??= stats.elapsedMs;
     // The next round sends what is dirty now, at the pace the link has kept lately.
     const nextRoundMs = stats.bandwidthBytesPerSec > 0 ? (stats.dirtyBytes * 1000) / stats.bandwidthBytesPerSec : Number.POSITIVE_INFINITY;

@@ -102,6 +102,13 @@ describe('best switchover', () => {
     expect(run.at(-1)).toMatchObject({ reason: 'fits-and-stopped-shrinking', expectedDowntimeMs: 145 });
   });
 
+  test('tries one such round, not two in a row: a pause that keeps rising is not coming back', () => {
+    const rising = [200, 150, 190, 200, 120].map((ms) => ({ expectedDowntimeMs: ms, nextRoundMs: ms }));
+    const run = drive(defaultPolicy(), rising, 10_000);
+    expect(run.map((d) => d.decision)).toEqual(['continue', 'continue', 'continue', 'stop-and-copy']);
+    expect(run.at(-1)).toMatchObject({ reason: 'fits-and-stopped-shrinking', expectedDowntimeMs: 200 });
+  });
+
   test('at the first fit, a pause that barely shrank says the next round would not pay', () => {
     const hovering = [262, 258, 254, 200].map((ms) => ({ expectedDowntimeMs: ms, nextRoundMs: ms }));
     const run = drive(defaultPolicy(), hovering, 10_000);
@@ -168,8 +175,13 @@ describe('best switchover', () => {
             // Still shrinking, or far above the lowest pause so far.
             const previous = run[i - 1]?.expectedDowntimeMs ?? Number.POSITIVE_INFINITY;
             const lowest = Math.min(...run.slice(0, i).map((e) => e.expectedDowntimeMs));
-            const shrinking = d.expectedDowntimeMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * previous;
-            expect(shrinking || (1 - MIN_PAUSE_SHRINK_SHARE) * d.expectedDowntimeMs > lowest).toBe(true);
+            const shrinking = (e: (typeof run)[number], before: number) => e.expectedDowntimeMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * before;
+            if (!shrinking(d, previous)) {
+              expect((1 - MIN_PAUSE_SHRINK_SHARE) * d.expectedDowntimeMs).toBeGreaterThan(lowest);
+              // Not two such rounds in a row once it fits.
+              const before = run[i - 1];
+              if (before && before.expectedDowntimeMs <= FITS_MS) expect(shrinking(before, run[i - 2]?.expectedDowntimeMs ?? Number.POSITIVE_INFINITY)).toBe(true);
+            }
           }
           expect(d.decision).not.toBe('abort');
         }

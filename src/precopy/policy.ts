@@ -100,7 +100,8 @@ export const DEFAULT_SWITCHOVER: SwitchoverMode = 'best';
  * time. Below that the dirty set has reached its floor (the pages the guest rewrites within one
  * round, or the switchover's fixed costs), and rounds only add time and noise. The same share
  * says what is near the floor: a pause more than this share above the lowest one seen met a
- * round that went slow (a busy host), and the next round likely lands lower again.
+ * round that went slow (a busy host), and the next round likely lands lower again; one more round
+ * is tried then, not two in a row, as a guest whose pause keeps rising is not coming back.
  */
 export const MIN_PAUSE_SHRINK_SHARE = 0.1;
 
@@ -154,6 +155,8 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   /** The expected pause at the previous decision, and the lowest one so far, in ms. */
   let previousMs = Number.POSITIVE_INFINITY;
   let lowestMs = Number.POSITIVE_INFINITY;
+  /** Whether the previous round was tried for a pause that had risen far above the lowest. */
+  let retried = false;
   /** `elapsedMs` when the expected pause first fitted. */
   let fittedAtMs: number | undefined;
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
@@ -161,27 +164,32 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
     if (stats.round <= lastRound) {
       previousMs = Number.POSITIVE_INFINITY;
       lowestMs = Number.POSITIVE_INFINITY;
+      retried = false;
       fittedAtMs = undefined;
     }
     lastRound = stats.round;
     const expectedMs = stats.expectedDowntimeMs;
     const shrinking = expectedMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * previousMs;
     const nearLowest = (1 - MIN_PAUSE_SHRINK_SHARE) * expectedMs <= lowestMs;
+    const retry = !shrinking && !nearLowest && !retried;
     previousMs = expectedMs;
     lowestMs = Math.min(lowestMs, expectedMs);
+    retried = false;
     // Nothing dirty: the pause is its fixed costs alone, which no further round can shorten.
     if (stats.dirtyPages === 0) return stop('nothing-dirty');
     const fits = expectedMs <= headroom * stats.downtimeBudgetMs;
     if (fits && !best) return stop('first-fit');
     if (stats.round >= maxRounds) return stop('max-rounds');
     if (!fits) return 'continue';
-    // At the floor: no round cuts much any more. Above it, by a slow round, the next may land lower.
-    if (!shrinking && nearLowest) return stop('fits-and-stopped-shrinking');
+    // At the floor no round cuts much any more. Far above it after a slow round, the next may land
+    // lower: one is tried.
+    if (!shrinking && !retry) return stop('fits-and-stopped-shrinking');
     fittedAtMs ??= stats.elapsedMs;
     // The next round sends what is dirty now, at the pace the link has kept lately.
     const nextRoundMs = stats.bandwidthBytesPerSec > 0 ? (stats.dirtyBytes * 1000) / stats.bandwidthBytesPerSec : Number.POSITIVE_INFINITY;
     if (stats.elapsedMs - fittedAtMs + nextRoundMs > extraTimeShare * fittedAtMs) return stop('bound-reached');
     if (DEADLINE_MARGIN * nextRoundMs >= stats.deadlineInMs) return stop('deadline-near');
+    retried = retry;
     return 'continue';
   };
 }

@@ -48,7 +48,10 @@ function drive(policy: PrecopyPolicy, steps: Step[], startMs: number) {
       bytesSent: 1e9,
       memoryBytes: 2 ** 30,
     };
+    // Asked first (twice), it says what the decision will be and changes nothing.
+    const foreseen = [policy.wouldStop?.(stats), policy.wouldStop?.(stats)];
     const { decision, reason } = decisionOf(policy(stats));
+    expect(foreseen).toEqual([decision === 'stop-and-copy', decision === 'stop-and-copy']);
     out.push({ round: i + 1, atMs: now, decision, reason, expectedDowntimeMs: step.expectedDowntimeMs });
     if (decision !== 'continue') break;
     now += step.nextRoundMs;

@@ -40,12 +40,10 @@ import { PageSender } from './page-sender.js';
 import {
   decisionOf,
   DEFAULT_DOWNTIME_BUDGET_MS,
-  DEFAULT_SWITCHOVER,
   defaultPolicy,
   downtimeBudgetAt,
   estimateDowntime,
   LIKE_ROUND_SIZE_RATIO,
-  MIN_PAUSE_SHRINK_SHARE,
   paceOfRoundsLike,
   roundTimeAt,
   type DowntimeRamp,
@@ -374,8 +372,6 @@ class SourceMigration {
   private rttMs = Number.POSITIVE_INFINITY;
   /** Latest estimate of the pause, refreshed by the ticker. */
   private expectedDowntimeMs = Number.POSITIVE_INFINITY;
-  /** The estimate of the pause the policy last decided on. */
-  private decidedDowntimeMs = Number.POSITIVE_INFINITY;
   /** The guest's dirty rate, fed at every tick and every read of the dirty log (for progress). */
   private dirtyMeter = new DirtyRateMeter();
   /** Of the pages in the dirty log now, those already counted by `dirtyMeter`. */
@@ -520,7 +516,6 @@ class SourceMigration {
       });
       this.domain.setThrottle(percent / 100);
       const { decision, reason } = decisionOf(this.policy(stats));
-      this.decidedDowntimeMs = stats.expectedDowntimeMs;
       if (decision === 'abort') {
         throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
       }
@@ -835,23 +830,42 @@ class SourceMigration {
   }
 
   /**
-   * Whether the decision after the round being sent will likely be the switchover: the pause for
-   * what is dirty now fits the budget (and, under the default policy's best switchover, no longer
-   * shrinks by a meaningful share), the round limit is reached, or a deadline forces it. Only for
-   * the "pause-soon" hint; a wrong guess costs a garbage collection on each side, during which a
-   * busy guest dirties more for the next round (5 MB at 450 MB/s: a floor under the pause).
+   * Whether the decision after the round being sent will likely be the switchover: a deadline
+   * forces it, or the policy would stop on the figures expected once the round is acknowledged
+   * (for a policy without `wouldStop`: the round limit is reached, or the pause for what is dirty
+   * now fits the budget). Only for the "pause-soon" hint; a wrong guess costs a garbage
+   * collection on each side, during which a busy guest dirties more for the next round (5 MB at
+   * 450 MB/s: a floor under the pause, were it every round).
    */
   private pauseLikely(current: RoundSample): boolean {
     if (this.forced) return true;
-    const maxRounds = this.options.maxRounds;
-    if (maxRounds !== undefined && this.round + 1 >= maxRounds) return true;
-    const dirtyBytes = this.domain.peekDirtyCount() * this.pageSize;
-    if (this.predictDowntime(dirtyBytes, current) > this.budgetMs()) return false;
-    if (this.options.policy !== undefined || (this.options.switchover ?? DEFAULT_SWITCHOVER) !== 'best') return true;
+    const wouldStop = this.policy.wouldStop;
+    if (!wouldStop) {
+      const maxRounds = this.options.maxRounds;
+      if (maxRounds !== undefined && this.round + 1 >= maxRounds) return true;
+      return this.predictDowntime(this.domain.peekDirtyCount() * this.pageSize, current) <= this.budgetMs();
+    }
     // The guest goes on writing until the acknowledgement, which may take as long as the last one.
     const ackMs = this.rounds.at(-1)?.ackMs ?? 0;
-    const byAckMs = current.ms > 0 ? (dirtyBytes * (current.ms + ackMs)) / current.ms : dirtyBytes;
-    return this.predictDowntime(byAckMs, current) > (1 - MIN_PAUSE_SHRINK_SHARE) * this.decidedDowntimeMs;
+    const roundMs = current.ms + ackMs;
+    const dirtyPages = Math.round(this.domain.peekDirtyCount() * (current.ms > 0 ? roundMs / current.ms : 1));
+    const dirtyBytes = dirtyPages * this.pageSize;
+    const ackedAt = performance.now() + ackMs;
+    return wouldStop({
+      round: this.round + 1,
+      elapsedMs: ackedAt - this.start,
+      dirtyPages,
+      dirtyBytes,
+      // After the first pass alone, the link's pace is that pass's.
+      bandwidthBytesPerSec: this.bandwidth() || (roundMs > 0 ? (current.bytes * 1000) / roundMs : 0),
+      dirtyRateBytesPerSec: roundMs > 0 ? (dirtyBytes * 1000) / roundMs : 0,
+      expectedDowntimeMs: this.predictDowntime(dirtyBytes, current),
+      downtimeBudgetMs: this.budgetMs(),
+      deadlineInMs: this.watchdog.msLeft(ackedAt),
+      throttlePercent: this.throttle.percent,
+      bytesSent: this.sender.counters.bytesRaw,
+      memoryBytes: this.domain.descriptor.memoryBytes,
+    });
   }
 
   /**

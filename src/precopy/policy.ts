@@ -70,9 +70,15 @@ export interface StopAndCopy {
 
 /**
  * Decides, once per round, whether pre-copy goes on. Must be synchronous and cheap. A plain
- * 'stop-and-copy' is reported as the reason 'policy'.
+ * 'stop-and-copy' is reported as the reason 'policy'. `wouldStop`, if given, says without
+ * deciding (and without changing what the policy remembers) whether it would switch over on
+ * `stats`: the engine asks it with the figures it expects once the round being sent is
+ * acknowledged, to have both sides collect their garbage before the pause (see "pause-soon" in
+ * docs/protocol.md). Without it, the engine guesses from the budget.
  */
-export type PrecopyPolicy = (stats: PrecopyStats) => PrecopyDecision | StopAndCopy;
+export type PrecopyPolicy = ((stats: PrecopyStats) => PrecopyDecision | StopAndCopy) & {
+  wouldStop?: (stats: PrecopyStats) => boolean;
+};
 
 /** The decision in a policy's answer, and the reason given for a switchover. */
 export function decisionOf(answer: PrecopyDecision | StopAndCopy): { decision: PrecopyDecision; reason?: SwitchoverReason } {
@@ -151,30 +157,30 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
   const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
-  let lastRound = 0;
-  /** The expected pause at the previous decision, and the lowest one so far, in ms. */
-  let previousMs = Number.POSITIVE_INFINITY;
-  let lowestMs = Number.POSITIVE_INFINITY;
-  /** Whether the previous round was tried for a pause that had risen far above the lowest. */
-  let retried = false;
-  /** `elapsedMs` when the expected pause first fitted. */
-  let fittedAtMs: number | undefined;
+  /** What the policy remembers of the rounds so far. */
+  interface Memory {
+    lastRound: number;
+    /** The expected pause at the previous decision, and the lowest one so far, in ms. */
+    previousMs: number;
+    lowestMs: number;
+    /** Whether the previous round was tried for a pause that had risen far above the lowest. */
+    retried: boolean;
+    /** `elapsedMs` when the expected pause first fitted. */
+    fittedAtMs: number | undefined;
+  }
+  const fresh = (): Memory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined });
+  const memory = fresh();
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
-  return (stats) => {
-    if (stats.round <= lastRound) {
-      previousMs = Number.POSITIVE_INFINITY;
-      lowestMs = Number.POSITIVE_INFINITY;
-      retried = false;
-      fittedAtMs = undefined;
-    }
-    lastRound = stats.round;
+  const decide = (stats: PrecopyStats, m: Memory): PrecopyDecision | StopAndCopy => {
+    if (stats.round <= m.lastRound) Object.assign(m, fresh());
+    m.lastRound = stats.round;
     const expectedMs = stats.expectedDowntimeMs;
-    const shrinking = expectedMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * previousMs;
-    const nearLowest = (1 - MIN_PAUSE_SHRINK_SHARE) * expectedMs <= lowestMs;
-    const retry = !shrinking && !nearLowest && !retried;
-    previousMs = expectedMs;
-    lowestMs = Math.min(lowestMs, expectedMs);
-    retried = false;
+    const shrinking = expectedMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * m.previousMs;
+    const nearLowest = (1 - MIN_PAUSE_SHRINK_SHARE) * expectedMs <= m.lowestMs;
+    const retry = !shrinking && !nearLowest && !m.retried;
+    m.previousMs = expectedMs;
+    m.lowestMs = Math.min(m.lowestMs, expectedMs);
+    m.retried = false;
     // Nothing dirty: the pause is its fixed costs alone, which no further round can shorten.
     if (stats.dirtyPages === 0) return stop('nothing-dirty');
     const fits = expectedMs <= headroom * stats.downtimeBudgetMs;
@@ -184,14 +190,17 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
     // At the floor no round cuts much any more. Far above it after a slow round, the next may land
     // lower: one is tried.
     if (!shrinking && !retry) return stop('fits-and-stopped-shrinking');
-    fittedAtMs ??= stats.elapsedMs;
+    const fittedAtMs = (m.fittedAtMs ??= stats.elapsedMs);
     // The next round sends what is dirty now, at the pace the link has kept lately.
     const nextRoundMs = stats.bandwidthBytesPerSec > 0 ? (stats.dirtyBytes * 1000) / stats.bandwidthBytesPerSec : Number.POSITIVE_INFINITY;
     if (stats.elapsedMs - fittedAtMs + nextRoundMs > extraTimeShare * fittedAtMs) return stop('bound-reached');
     if (DEADLINE_MARGIN * nextRoundMs >= stats.deadlineInMs) return stop('deadline-near');
-    retried = retry;
+    m.retried = retry;
     return 'continue';
   };
+  const policy: PrecopyPolicy = (stats) => decide(stats, memory);
+  policy.wouldStop = (stats) => decisionOf(decide(stats, { ...memory })).decision === 'stop-and-copy';
+  return policy;
 }
 
 /**

@@ -116,8 +116,8 @@ export const MIN_PAUSE_SHRINK_SHARE = 0.1;
  * share of the time the migration had taken until then. The time until the first fit is about
  * what first-fit's migration takes, less its pause, so the bound keeps the total within a fifth
  * of first-fit's, whatever the guest's size. It rarely binds on a hot set that converges
- * geometrically: its rounds shrink with the pause, and the local minimum comes first (on 1 GiB
- * with a 256 MiB hot set at 450 MB/s, 3-5 rounds of 150 ms and less after 3-4 s).
+ * geometrically, as its rounds shrink with the pause and the floor comes first: it ended one of
+ * twelve busy-guest migrations in docs/bench/switchover.md.
  */
 export const EXTRA_TIME_SHARE = 0.2;
 
@@ -128,6 +128,18 @@ export const EXTRA_TIME_SHARE = 0.2;
  * switchover that fits now would not.
  */
 export const DEADLINE_MARGIN = 2;
+
+/** What {@link defaultPolicy} remembers of the rounds so far. */
+interface PolicyMemory {
+  lastRound: number;
+  /** The expected pause at the previous decision, and the lowest one so far, in ms. */
+  previousMs: number;
+  lowestMs: number;
+  /** Whether the previous round was tried for a pause that had risen far above the lowest. */
+  retried: boolean;
+  /** `elapsedMs` when the expected pause first fitted. */
+  fittedAtMs: number | undefined;
+}
 
 /** Options of {@link defaultPolicy}. */
 export interface DefaultPolicyOptions {
@@ -145,9 +157,9 @@ export interface DefaultPolicyOptions {
  * Switches over once nothing is left dirty (the pause is then as short as it gets), or once the
  * expected pause fits the downtime budget in force (with `headroom`) and, under `best`, stopped
  * shrinking near the lowest it has been, or may not go on (see {@link SwitchoverMode}), or once
- * `maxRounds` rounds have run
- * (accepting a longer pause rather than iterating for ever). Never aborts: the engine's deadlines
- * do that. Never switches over on an expected pause that does not fit, except at `maxRounds`.
+ * `maxRounds` rounds have run (accepting a longer pause rather than iterating for ever). Never
+ * aborts: the engine's deadlines do that. Never switches over on an expected pause that does not
+ * fit, except at `maxRounds`.
  *
  * Keeps what it saw of the rounds so far; a policy asked for round 1 again starts afresh, so one
  * may serve migrations one after another.
@@ -157,21 +169,10 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
   const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
-  /** What the policy remembers of the rounds so far. */
-  interface Memory {
-    lastRound: number;
-    /** The expected pause at the previous decision, and the lowest one so far, in ms. */
-    previousMs: number;
-    lowestMs: number;
-    /** Whether the previous round was tried for a pause that had risen far above the lowest. */
-    retried: boolean;
-    /** `elapsedMs` when the expected pause first fitted. */
-    fittedAtMs: number | undefined;
-  }
-  const fresh = (): Memory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined });
+  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined });
   const memory = fresh();
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
-  const decide = (stats: PrecopyStats, m: Memory): PrecopyDecision | StopAndCopy => {
+  const decide = (stats: PrecopyStats, m: PolicyMemory): PrecopyDecision | StopAndCopy => {
     if (stats.round <= m.lastRound) Object.assign(m, fresh());
     m.lastRound = stats.round;
     const expectedMs = stats.expectedDowntimeMs;

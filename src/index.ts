@@ -72,13 +72,19 @@ export {
   DEFAULT_MAX_ROUNDS,
   DEFAULT_BUDGET_HEADROOM,
   ESTIMATE_MAX_ROUNDS,
+  DEFAULT_SWITCHOVER,
+  MIN_PAUSE_SHRINK_SHARE,
+  EXTRA_TIME_SHARE,
+  DEADLINE_MARGIN,
   type DefaultPolicyOptions,
   type DowntimeRamp,
+  type SwitchoverMode,
+  type StopAndCopy,
   type PrecopyPolicy,
   type PrecopyStats,
   type PrecopyDecision,
 } from './precopy/policy.js';
-export type { MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
+export type { SwitchoverReason, MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
 export {
   acceptMigration,
   receiveMigration,

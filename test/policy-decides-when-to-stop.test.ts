@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { defaultPolicy, downtimeBudgetAt, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
+import { decisionOf, defaultPolicy, downtimeBudgetAt, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/precopy/migration.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -20,33 +20,43 @@ const base = {
   dirtyRateBytesPerSec: 0,
   expectedDowntimeMs: 0,
   downtimeBudgetMs: 100,
+  deadlineInMs: Number.POSITIVE_INFINITY,
   throttlePercent: 0,
   bytesSent: 1e9,
   memoryBytes: 1e9,
 };
 
-describe('default policy', () => {
+describe('default policy, first-fit', () => {
+  const decide = (policy: ReturnType<typeof defaultPolicy>, stats: typeof base) => decisionOf(policy(stats)).decision;
+
   test('stops once the expected pause fits the budget in force, with headroom', () => {
-    const policy = defaultPolicy({ headroom: 1 });
-    expect(policy({ ...base, expectedDowntimeMs: 99 })).toBe('stop-and-copy');
-    expect(policy({ ...base, expectedDowntimeMs: 100 })).toBe('stop-and-copy');
-    expect(policy({ ...base, expectedDowntimeMs: 101 })).toBe('continue');
-    expect(policy({ ...base, expectedDowntimeMs: 101, downtimeBudgetMs: 200 })).toBe('stop-and-copy');
-    const careful = defaultPolicy();
-    expect(careful({ ...base, expectedDowntimeMs: 85 })).toBe('stop-and-copy');
-    expect(careful({ ...base, expectedDowntimeMs: 90 })).toBe('continue');
+    const policy = defaultPolicy({ headroom: 1, switchover: 'first-fit' });
+    expect(decide(policy, { ...base, expectedDowntimeMs: 99 })).toBe('stop-and-copy');
+    expect(policy({ ...base, expectedDowntimeMs: 100 })).toEqual({ decision: 'stop-and-copy', reason: 'first-fit' });
+    expect(decide(policy, { ...base, expectedDowntimeMs: 101 })).toBe('continue');
+    expect(decide(policy, { ...base, expectedDowntimeMs: 101, downtimeBudgetMs: 200 })).toBe('stop-and-copy');
+    const careful = defaultPolicy({ switchover: 'first-fit' });
+    expect(decide(careful, { ...base, expectedDowntimeMs: 85 })).toBe('stop-and-copy');
+    expect(decide(careful, { ...base, expectedDowntimeMs: 90 })).toBe('continue');
   });
 
   test('stops after the last allowed round even if the pause does not fit', () => {
-    const policy = defaultPolicy({ maxRounds: 5 });
-    expect(policy({ ...base, round: 4, expectedDowntimeMs: 1e6 })).toBe('continue');
-    expect(policy({ ...base, round: 5, expectedDowntimeMs: 1e6 })).toBe('stop-and-copy');
+    for (const switchover of ['first-fit', 'best'] as const) {
+      const policy = defaultPolicy({ maxRounds: 5, switchover });
+      expect(decide(policy, { ...base, round: 4, expectedDowntimeMs: 1e6 })).toBe('continue');
+      expect(policy({ ...base, round: 5, expectedDowntimeMs: 1e6 })).toEqual({ decision: 'stop-and-copy', reason: 'max-rounds' });
+    }
   });
 
   test('stops once nothing is dirty, even when the fixed costs alone do not fit', () => {
-    const policy = defaultPolicy();
-    expect(policy({ ...base, expectedDowntimeMs: 4, downtimeBudgetMs: 2 })).toBe('continue');
-    expect(policy({ ...base, dirtyPages: 0, dirtyBytes: 0, expectedDowntimeMs: 4, downtimeBudgetMs: 2 })).toBe('stop-and-copy');
+    for (const switchover of ['first-fit', 'best'] as const) {
+      const policy = defaultPolicy({ switchover });
+      expect(decide(policy, { ...base, expectedDowntimeMs: 4, downtimeBudgetMs: 2 })).toBe('continue');
+      expect(policy({ ...base, round: 2, dirtyPages: 0, dirtyBytes: 0, expectedDowntimeMs: 4, downtimeBudgetMs: 2 })).toEqual({
+        decision: 'stop-and-copy',
+        reason: 'nothing-dirty',
+      });
+    }
   });
 });
 
@@ -196,6 +206,15 @@ describe('progress watchdog', () => {
     expect(w.check(6000)?.code).toBe('ERR_NO_PROGRESS');
     w.observe(899, 6500);
     expect(w.check(7000)).toBeUndefined();
+  });
+
+  test('tells how long until the nearer deadline, should the bytes left set no new low', () => {
+    const w = new ProgressWatchdog(1000, 2 ** 30, 10_000, 3000);
+    w.observe(500, 1000);
+    expect(w.msLeft(2000)).toBe(2000); // the stall deadline at 4000
+    w.observe(400, 9000);
+    expect(w.msLeft(9500)).toBe(1500); // the completion deadline at 11000
+    expect(new ProgressWatchdog(0, 2 ** 30, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY).msLeft(5)).toBe(Number.POSITIVE_INFINITY);
   });
 
   test('fires ERR_COMPLETION_TIMEOUT past the deadline scaled by memory', () => {

@@ -20,6 +20,7 @@ export const GUEST_AND_ENGINE_FLAGS = {
   seed: { type: 'string' },
   'downtime-budget': { type: 'string' },
   'max-rounds': { type: 'string' },
+  switchover: { type: 'string' },
   compress: { type: 'string' },
   'auto-converge': { type: 'string' },
   'max-bandwidth': { type: 'string' },
@@ -42,6 +43,8 @@ Engine:
   --downtime-budget DUR  longest pause to aim for (default ${DEFAULT_DOWNTIME_BUDGET_MS}ms)
   --max-rounds N         force the switchover after N rounds (default: no limit; the
                          deadlines and auto-converge govern a guest that does not converge)
+  --switchover WHEN      best | first-fit: once the pause fits, iterate on while that
+                         shortens it (within a fifth more time), or stop at once (default best)
   --compress CODEC       lz4 | none (default lz4)
   --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)
   --max-bandwidth RATE   never send faster, e.g. 1Gbit/s (default: no cap)
@@ -82,6 +85,7 @@ export function engineOptionsFromFlags(values: Values): MigrateOptions {
   const options: MigrateOptions = { codec };
   if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values['max-rounds'] !== undefined) options.maxRounds = parseInteger(values['max-rounds'], '--max-rounds', 1, 10_000);
+  if (values.switchover !== undefined) options.switchover = oneOf(values.switchover, '--switchover', ['best', 'first-fit'] as const);
   if (values['auto-converge'] !== undefined) {
     options.autoConverge = oneOf(values['auto-converge'], '--auto-converge', ['off', 'on', 'auto'] as const);
   }

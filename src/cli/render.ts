@@ -3,7 +3,7 @@
  * terminal, and a short report at the end.
  */
 
-import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
+import type { MigrationProgress, MigrationReport, SwitchoverReason } from '../precopy/report.js';
 import { formatBytes, formatRate } from './units.js';
 
 /** One line describing the migration's progress. */
@@ -32,6 +32,18 @@ export function terminalProgress(stream: NodeJS.WriteStream): ((p: MigrationProg
   return show;
 }
 
+/** Why the engine paused the guest when it did, for people. */
+const SWITCHOVER_REASONS: Record<SwitchoverReason, string> = {
+  'fits-and-stopped-shrinking': 'the pause fitted the budget and stopped shrinking (fits-and-stopped-shrinking)',
+  'bound-reached': 'the pause fitted the budget; another round would have cost more time than allowed (bound-reached)',
+  'deadline-near': 'the pause fitted the budget; another round would have come near a deadline (deadline-near)',
+  'first-fit': 'the first round whose pause fitted the budget (first-fit)',
+  'nothing-dirty': 'nothing was left dirty (nothing-dirty)',
+  'max-rounds': 'the round limit was reached (max-rounds)',
+  'forced-by-deadline': 'a deadline passed and forced it (forced-by-deadline)',
+  policy: 'the pre-copy policy chose it (policy)',
+};
+
 /** The report as a few lines for people. */
 export function formatReport(r: MigrationReport): string {
   const lines: string[] = [];
@@ -50,6 +62,7 @@ export function formatReport(r: MigrationReport): string {
   } else if (r.downtimeUpperBoundMs !== undefined) {
     lines.push(`  downtime    at most ${r.downtimeUpperBoundMs.toFixed(1)} ms (the link failed after "go"; the outcome was asked afresh)`);
   }
+  if (r.switchoverReason) lines.push(`  switchover  ${SWITCHOVER_REASONS[r.switchoverReason]}`);
   if (r.maxThrottlePercent > 0) lines.push(`  throttle    auto-converge slowed the guest by up to ${r.maxThrottlePercent}%`);
   if (r.forcedSwitchover) lines.push(`  forced      ${r.forcedSwitchover.code}: ${r.forcedSwitchover.message}`);
   lines.push(`  total       ${(r.totalMs / 1000).toFixed(2)} s`);

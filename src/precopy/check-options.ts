@@ -17,6 +17,7 @@ export function checkMigrateOptions(o: MigrateOptions): void {
   oneOf('codec', o.codec, PAGE_CODECS);
   oneOf('autoConverge', o.autoConverge, ['off', 'on', 'auto']);
   oneOf('timeoutAction', o.timeoutAction, ['abort', 'force-switchover']);
+  oneOf('switchover', o.switchover, ['best', 'first-fit']);
   if (o.calibration !== undefined && !(o.calibration instanceof SwitchoverCalibration)) {
     throw new InvalidArgumentError('calibration must be a SwitchoverCalibration (new, or SwitchoverCalibration.fromJSON of a saved one)');
   }

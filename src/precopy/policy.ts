@@ -6,6 +6,7 @@
  */
 
 import { median } from '../util/stats.js';
+import type { SwitchoverReason } from './report.js';
 
 /** The longest pause the default policy aims for, in milliseconds. */
 export const DEFAULT_DOWNTIME_BUDGET_MS = 300;
@@ -45,6 +46,11 @@ export interface PrecopyStats {
   expectedDowntimeMs: number;
   /** The downtime budget in force now (after any ramp), in milliseconds. */
   downtimeBudgetMs: number;
+  /**
+   * Milliseconds until the nearest deadline passes (the completion deadline, or the stall
+   * deadline should the bytes left set no new low meanwhile); `Infinity` with none.
+   */
+  deadlineInMs: number;
   /** The vCPU throttle in force, in percent. */
   throttlePercent: number;
   /** Raw page bytes sent so far. */
@@ -56,8 +62,84 @@ export interface PrecopyStats {
 /** A policy's answer. */
 export type PrecopyDecision = 'continue' | 'stop-and-copy' | 'abort';
 
-/** Decides, once per round, whether pre-copy goes on. Must be synchronous and cheap. */
-export type PrecopyPolicy = (stats: PrecopyStats) => PrecopyDecision;
+/** A decision to switch over that says why (the report shows it as `switchoverReason`). */
+export interface StopAndCopy {
+  decision: 'stop-and-copy';
+  reason: SwitchoverReason;
+}
+
+/**
+ * Decides, once per round, whether pre-copy goes on. Must be synchronous and cheap. A plain
+ * 'stop-and-copy' is reported as the reason 'policy'. `wouldStop`, if given, says without
+ * deciding (and without changing what the policy remembers) whether it would switch over on
+ * `stats`: the engine asks it with the figures it expects once the round being sent is
+ * acknowledged, to have both sides collect their garbage before the pause (see "pause-soon" in
+ * docs/protocol.md). Without it, the engine guesses from the budget.
+ */
+export type PrecopyPolicy = ((stats: PrecopyStats) => PrecopyDecision | StopAndCopy) & {
+  wouldStop?: (stats: PrecopyStats) => boolean;
+};
+
+/** The decision in a policy's answer, and the reason given for a switchover. */
+export function decisionOf(answer: PrecopyDecision | StopAndCopy): { decision: PrecopyDecision; reason?: SwitchoverReason } {
+  return typeof answer === 'string' ? { decision: answer } : answer;
+}
+
+/**
+ * When the default policy switches over once the expected pause fits the budget:
+ * - `best`: keeps iterating while each round cuts the expected pause by a meaningful share
+ *   (MIN_PAUSE_SHRINK_SHARE), and stops at the floor the pause shrinks to (within that share of
+ *   the lowest it has been), when the extra time would pass the bound (EXTRA_TIME_SHARE), or
+ *   when a deadline draws near;
+ * - `first-fit`: at the first round whose expected pause fits.
+ */
+export type SwitchoverMode = 'best' | 'first-fit';
+
+/** @see SwitchoverMode */
+export const DEFAULT_SWITCHOVER: SwitchoverMode = 'best';
+
+/**
+ * Under `best`, the share by which the last round must have cut the expected pause for another
+ * round to be worth it. A hot set the link outruns shrinks by a steady ratio each round (dirty
+ * rate over bandwidth; 0.6-0.75 for a 256 MiB hot set at 450 MB/s), and a round costs about the
+ * pause it would have been: at 10% a round still buys a tenth of the pause for about the pause's
+ * time. Below that the dirty set has reached its floor (the pages the guest rewrites within one
+ * round, or the switchover's fixed costs), and rounds only add time and noise. The same share
+ * says what is near the floor: a pause more than this share above the lowest one seen met a
+ * round that went slow (a busy host), and the next round likely lands lower again; one more round
+ * is tried then, not two in a row, as a guest whose pause keeps rising is not coming back.
+ */
+export const MIN_PAUSE_SHRINK_SHARE = 0.1;
+
+/**
+ * Under `best`, the most extra time spent on rounds after the expected pause first fitted, as a
+ * share of the time the migration had taken until then. The time until the first fit is about
+ * what first-fit's migration takes, less its pause, so the bound keeps the total within a fifth
+ * of first-fit's, whatever the guest's size. It rarely binds on a hot set that converges
+ * geometrically, as its rounds shrink with the pause and the floor comes first: it ended one of
+ * twelve busy-guest migrations in docs/bench/switchover.md.
+ */
+export const EXTRA_TIME_SHARE = 0.2;
+
+/**
+ * Under `best`, a further round starts only if this many times its expected duration is left
+ * before the nearest deadline: a round that ran into one would end the migration (or, with the
+ * `force-switchover` action, pause it with the round half sent, over the budget), where the
+ * switchover that fits now would not.
+ */
+export const DEADLINE_MARGIN = 2;
+
+/** What {@link defaultPolicy} remembers of the rounds so far. */
+interface PolicyMemory {
+  lastRound: number;
+  /** The expected pause at the previous decision, and the lowest one so far, in ms. */
+  previousMs: number;
+  lowestMs: number;
+  /** Whether the previous round was tried for a pause that had risen far above the lowest. */
+  retried: boolean;
+  /** `elapsedMs` when the expected pause first fitted. */
+  fittedAtMs: number | undefined;
+}
 
 /** Options of {@link defaultPolicy}. */
 export interface DefaultPolicyOptions {
@@ -65,24 +147,61 @@ export interface DefaultPolicyOptions {
   maxRounds?: number;
   /** @default DEFAULT_BUDGET_HEADROOM */
   headroom?: number;
+  /** @default DEFAULT_SWITCHOVER */
+  switchover?: SwitchoverMode;
+  /** Under `best`, see {@link EXTRA_TIME_SHARE}. @default EXTRA_TIME_SHARE */
+  extraTimeShare?: number;
 }
 
 /**
- * Stops as soon as the expected pause fits the downtime budget in force (with `headroom`), once
- * nothing is left dirty (the pause is then as short as it gets), or once `maxRounds` rounds have
- * run (accepting a longer pause rather than iterating for ever). Never aborts: the engine's
- * deadlines do that.
+ * Switches over once nothing is left dirty (the pause is then as short as it gets), or once the
+ * expected pause fits the downtime budget in force (with `headroom`) and, under `best`, stopped
+ * shrinking near the lowest it has been, or may not go on (see {@link SwitchoverMode}), or once
+ * `maxRounds` rounds have run (accepting a longer pause rather than iterating for ever). Never
+ * aborts: the engine's deadlines do that. Never switches over on an expected pause that does not
+ * fit, except at `maxRounds`.
+ *
+ * Keeps what it saw of the rounds so far; a policy asked for round 1 again starts afresh, so one
+ * may serve migrations one after another.
  */
 export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy {
   const maxRounds = options.maxRounds ?? DEFAULT_MAX_ROUNDS;
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
-  return (stats) => {
-    if (stats.expectedDowntimeMs <= headroom * stats.downtimeBudgetMs) return 'stop-and-copy';
+  const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
+  const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
+  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined });
+  const memory = fresh();
+  const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
+  const decide = (stats: PrecopyStats, m: PolicyMemory): PrecopyDecision | StopAndCopy => {
+    if (stats.round <= m.lastRound) Object.assign(m, fresh());
+    m.lastRound = stats.round;
+    const expectedMs = stats.expectedDowntimeMs;
+    const shrinking = expectedMs <= (1 - MIN_PAUSE_SHRINK_SHARE) * m.previousMs;
+    const nearLowest = (1 - MIN_PAUSE_SHRINK_SHARE) * expectedMs <= m.lowestMs;
+    const retry = !shrinking && !nearLowest && !m.retried;
+    m.previousMs = expectedMs;
+    m.lowestMs = Math.min(m.lowestMs, expectedMs);
+    m.retried = false;
     // Nothing dirty: the pause is its fixed costs alone, which no further round can shorten.
-    if (stats.dirtyPages === 0) return 'stop-and-copy';
-    if (stats.round >= maxRounds) return 'stop-and-copy';
+    if (stats.dirtyPages === 0) return stop('nothing-dirty');
+    const fits = expectedMs <= headroom * stats.downtimeBudgetMs;
+    if (fits && !best) return stop('first-fit');
+    if (stats.round >= maxRounds) return stop('max-rounds');
+    if (!fits) return 'continue';
+    // At the floor no round cuts much any more. Far above it after a slow round, the next may land
+    // lower: one is tried.
+    if (!shrinking && !retry) return stop('fits-and-stopped-shrinking');
+    const fittedAtMs = (m.fittedAtMs ??= stats.elapsedMs);
+    // The next round sends what is dirty now, at the pace the link has kept lately.
+    const nextRoundMs = stats.bandwidthBytesPerSec > 0 ? (stats.dirtyBytes * 1000) / stats.bandwidthBytesPerSec : Number.POSITIVE_INFINITY;
+    if (stats.elapsedMs - fittedAtMs + nextRoundMs > extraTimeShare * fittedAtMs) return stop('bound-reached');
+    if (DEADLINE_MARGIN * nextRoundMs >= stats.deadlineInMs) return stop('deadline-near');
+    m.retried = retry;
     return 'continue';
   };
+  const policy: PrecopyPolicy = (stats) => decide(stats, memory);
+  policy.wouldStop = (stats) => decisionOf(decide(stats, { ...memory })).decision === 'stop-and-copy';
+  return policy;
 }
 
 /**

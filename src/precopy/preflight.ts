@@ -124,7 +124,8 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     sent += bytes;
     const dirty = dirtyPagesAfter(durationMs) * pageSize;
     downtimeMs = estimateDowntime(dirty, { fixedMs: latencyMs, msPerByte: 1000 / bandwidth }, latencyMs, overheadMs).totalMs;
-    // As the engine's default policy does: stop once the pause fits the budget with headroom.
+    // As the first-fit switchover does: stop once the pause fits the budget with headroom (the
+    // best switchover goes on from there while that pays).
     const fits = downtimeMs <= DEFAULT_BUDGET_HEADROOM * budgetMs;
     if (fits || round + 1 >= maxRounds) {
       converges = fits;

@@ -44,6 +44,14 @@ export class ProgressWatchdog {
     }
   }
 
+  /**
+   * Milliseconds from `nowMs` until the nearer deadline passes, should the bytes left set no new
+   * low meanwhile; `Infinity` with neither.
+   */
+  msLeft(nowMs: number): number {
+    return Math.min(this.deadline, this.lowSince + this.stallTimeoutMs) - nowMs;
+  }
+
   /** The deadline that has passed at `nowMs`, if any, as the error to report. */
   check(nowMs: number): MigrationError | undefined {
     if (nowMs >= this.deadline) {

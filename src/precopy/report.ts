@@ -20,6 +20,30 @@ export type MigrationOutcome =
 /** Where the guest runs once `migrate()` has returned. */
 export type GuestLocation = 'source' | 'target' | 'unknown' | 'none';
 
+/**
+ * Why the engine paused the guest when it did.
+ * - `fits-and-stopped-shrinking`: the expected pause fitted the budget and the last round no
+ *   longer cut it by a meaningful share (the `best` switchover);
+ * - `bound-reached`: it fitted, and a further round would have spent more extra time than the
+ *   `best` switchover allows;
+ * - `deadline-near`: it fitted, and a further round would have come near a deadline;
+ * - `first-fit`: the first round whose expected pause fitted (the `first-fit` switchover);
+ * - `nothing-dirty`: nothing was left to send but the device state;
+ * - `max-rounds`: the round limit was reached, fitting or not;
+ * - `forced-by-deadline`: a deadline passed with the `force-switchover` action (see
+ *   `forcedSwitchover`);
+ * - `policy`: a policy of the caller's chose, without saying why.
+ */
+export type SwitchoverReason =
+  | 'fits-and-stopped-shrinking'
+  | 'bound-reached'
+  | 'deadline-near'
+  | 'first-fit'
+  | 'nothing-dirty'
+  | 'max-rounds'
+  | 'forced-by-deadline'
+  | 'policy';
+
 /** One pre-copy round. Round 0 is the full pass; the last round is the stop-and-copy. */
 export interface RoundReport {
   round: number;
@@ -121,6 +145,8 @@ export interface MigrationReport {
   downtimeUpperBoundMs?: number;
   /** The downtime the engine predicted when it decided to stop iterating. */
   predictedDowntimeMs?: number;
+  /** Why pre-copy ended when it did; absent if it never did (the migration failed before). */
+  switchoverReason?: SwitchoverReason;
   /** The downtime budget in force at the switchover (after any ramp), in milliseconds. */
   downtimeBudgetMs: number;
   /** The highest vCPU throttle auto-converge applied, in percent (0: none). */

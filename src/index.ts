@@ -46,18 +46,20 @@ export {
 } from './transport/ws-listener.js';
 export type { PemSource, TlsConnectOptions, TlsListenOptions } from './transport/tls.js';
 export { MemoryTransport, createMemoryTransportPair, type MemoryTransportOptions } from './transport/memory-transport.js';
+export { migrate } from './precopy/migration.js';
 export {
-  migrate,
-  calibrationFor,
-  SwitchoverCalibration,
-  type CalibrationSample,
-  DEFAULT_SWITCHOVER_OVERHEAD_MS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_SWITCHOVER_TIMEOUT_MS,
   DEFAULT_RESOLVE_TIMEOUT_MS,
   DEFAULT_PROGRESS_INTERVAL_MS,
   type MigrateOptions,
-} from './precopy/migration.js';
+} from './precopy/migrate-options.js';
+export {
+  SwitchoverCalibration,
+  calibrationsByCodec,
+  DEFAULT_SWITCHOVER_OVERHEAD_MS,
+  type CalibrationSample,
+} from './precopy/switchover-calibration.js';
 export { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES } from './precopy/page-sender.js';
 export { DEFAULT_AUTO_CONVERGE, type AutoConvergeMode } from './precopy/auto-converge.js';
 export {

@@ -5,7 +5,10 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
-import { calibrationFor, migrate, SwitchoverCalibration, type MigrateOptions } from '../dist/precopy/migration.js';
+import { migrate } from '../dist/precopy/migration.js';
+import { calibrationsByCodec } from '../dist/precopy/switchover-calibration.js';
+import { SwitchoverCalibration } from '../dist/precopy/switchover-calibration.js';
+import { type MigrateOptions } from '../dist/precopy/migrate-options.js';
 import type { MigrationProgress } from '../dist/precopy/report.js';
 import { PROTOCOL_VERSION, type PageCodec } from '../dist/protocol/records.js';
 import type { AutoConvergeMode } from '../dist/precopy/auto-converge.js';
@@ -181,18 +184,21 @@ test('progress reports the dirty rate the guest runs at, in bytes and in pages; 
   expect(median).toBeLessThan(3 * config.dirtyRateBytesPerSec);
 });
 
-test('a migration given its own calibration learns into it, not into the process\'s', async () => {
+test('a migration learns into the calibration it is given, and a process keeps none of its own', async () => {
   const guest = await bootGuest();
   const [a, b] = createMemoryTransportPair();
   const incoming = acceptMigration(b, { backends });
-  const processWide = calibrationFor('lz4').toJSON().length;
+  const byCodec = calibrationsByCodec();
   const saved = SwitchoverCalibration.fromJSON([{ roundMs: 2, residualMs: 4 }]);
   const report = await migrate(guest, a, { codec: 'lz4', calibration: saved });
   const result = await incoming;
   cleanups.push(async () => result.domain?.destroy());
   expect(report.outcome).toBe('completed');
   expect(saved.toJSON()).toHaveLength(2);
-  expect(calibrationFor('lz4').toJSON()).toHaveLength(processWide);
+  // One calibration per codec, made on first use and kept: the caller's state, not the process's.
+  expect(byCodec('lz4')).toBe(byCodec('lz4'));
+  expect(byCodec('none')).not.toBe(byCodec('lz4'));
+  expect(byCodec('lz4').toJSON()).toHaveLength(0);
 });
 
 test('a progress observer that throws changes nothing', async () => {

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, expect, test } from 'vitest';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from '../dist/precopy/migration.js';
+import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from '../dist/precopy/switchover-calibration.js';
 import { dirtyCurve, estimateMigration } from '../dist/precopy/preflight.js';
 import { BIN } from './helpers/agent-process.js';
 

@@ -288,7 +288,7 @@ test('page lists merge ascending without duplicates', () => {
 
 describe('switchover calibration', () => {
   test('learns the overhead from small switchovers and the paused round\'s speed-up from big ones', async () => {
-    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     expect(c.overheadMs).toBe(DEFAULT_SWITCHOVER_OVERHEAD_MS); // assumed until the first switchover
     expect(c.factorFor(100)).toBe(1);
@@ -300,7 +300,7 @@ describe('switchover calibration', () => {
   });
 
   test('predicts a last round with the factor of the switchovers like it in size', async () => {
-    const { SwitchoverCalibration, CALIBRATION_SMALL_ROUND_MS } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, CALIBRATION_SMALL_ROUND_MS } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     // Idle pauses cost 3 ms; hot sets modelled at 20-60 ms go as modelled; single-round guests
     // modelled at 700-800 ms go at 0.75 of their model.
@@ -322,7 +322,7 @@ describe('switchover calibration', () => {
   });
 
   test('a pause that met a stall now and then does not move the prediction', async () => {
-    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     // Small idle switchovers cost 4 ms beyond the model; two in ten took 8 ms longer.
     const transfers = [0.2, 0.3, 0.2, 0.4, 0.3, 0.2, 0.3, 0.2, 0.4, 0.3];
@@ -334,7 +334,7 @@ describe('switchover calibration', () => {
   });
 
   test('takes the overhead from the small switchovers, not from the noise of the big ones', async () => {
-    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     // Small pauses cost 3 ms beyond their transfer; big ones 25 ms more, which no term models.
     for (const t of [0.5, 400, 1, 600, 500, 0.3, 450, 550]) c.observe(t, 3 + t + (t > 100 ? 25 : 0));
@@ -342,7 +342,7 @@ describe('switchover calibration', () => {
   });
 
   test('remembers only the recent switchovers', async () => {
-    const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     for (let i = 0; i < CALIBRATION_WINDOW; i++) c.observe(1, 10);
     for (let i = 0; i < CALIBRATION_WINDOW; i++) c.observe(1, 3);
@@ -350,7 +350,7 @@ describe('switchover calibration', () => {
   });
 
   test('a busy pause longer than its model does not become the next idle guest\'s overhead', async () => {
-    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     // Last rounds modelled at 35 and 34 ms whose pauses left 39 and 52 ms (seen in the all-pairs
     // benchmark, before an idle guest that paused 5 ms).
@@ -361,7 +361,7 @@ describe('switchover calibration', () => {
   });
 
   test('one stalled first pause does not set the overhead', async () => {
-    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     // The first idle pause met a 5 ms stall; the next ones cost 3 ms.
     c.observe(0.1, 8.1);
@@ -372,7 +372,7 @@ describe('switchover calibration', () => {
   });
 
   test('saved and restored, predicts as it did', async () => {
-    const { SwitchoverCalibration } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     for (const t of [0.2, 20, 80, 5, 150, 0.4]) c.observe(t, 2 + 0.6 * t);
     const restored = SwitchoverCalibration.fromJSON(JSON.parse(JSON.stringify(c)));
@@ -384,7 +384,7 @@ describe('switchover calibration', () => {
   });
 
   test('refuses a saved calibration that is not a list of switchovers', async () => {
-    const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, CALIBRATION_WINDOW } = await import('../dist/precopy/switchover-calibration.js');
     for (const bad of [
       {},
       'x',
@@ -399,7 +399,7 @@ describe('switchover calibration', () => {
   });
 
   test('ignores a switchover whose transfer could not be modelled', async () => {
-    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/migration.js');
+    const { SwitchoverCalibration, DEFAULT_SWITCHOVER_OVERHEAD_MS } = await import('../dist/precopy/switchover-calibration.js');
     const c = new SwitchoverCalibration();
     c.observe(Number.POSITIVE_INFINITY, 5);
     expect(c.overheadMs).toBe(DEFAULT_SWITCHOVER_OVERHEAD_MS);

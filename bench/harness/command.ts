@@ -23,7 +23,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asMigrationError, connectWebSocket, migrate, SimulatedGuest } from 'livemig';
+import { asMigrationError, calibrationsByCodec, connectWebSocket, migrate, SimulatedGuest } from 'livemig';
 import { missingNodeFlags, missingNodeFlagsNote, nodeOptionsOf } from '#cli/node-flags';
 import { terminalProgress } from '#cli/render';
 import { exposedGc } from '#util/gc';
@@ -194,6 +194,12 @@ async function runWithTarget(cell: BenchCell, plan: BenchPlan, run: number, farE
   }
 }
 
+/**
+ * The pause calibration the benchmark's migrations learn into, one per codec, for the whole run:
+ * as a pool agent keeps one, so that each prediction draws on the switchovers before it.
+ */
+const calibration = calibrationsByCodec();
+
 /** One migration: boot, let the guest run, migrate, clean up. Never throws. */
 async function runOnce(cell: BenchCell, plan: BenchPlan, run: number, url: string, interrupt: AbortSignal): Promise<BenchRun> {
   let guest: SimulatedGuest | undefined;
@@ -204,7 +210,8 @@ async function runOnce(cell: BenchCell, plan: BenchPlan, run: number, url: strin
     await sleep(plan.warmupMs);
     const signal = AbortSignal.any([interrupt, AbortSignal.timeout(plan.runTimeoutMs)]);
     const transport = await connectWebSocket(url);
-    const report = await migrate(guest, transport, { ...engineOptions(cell, plan), targetName: url, signal, onProgress: progress });
+    const engine = engineOptions(cell, plan);
+    const report = await migrate(guest, transport, { ...engine, calibration: calibration(engine.codec ?? 'lz4'), targetName: url, signal, onProgress: progress });
     onTarget = report.guestRunningOn === 'target';
     return runFromReport(run, report);
   } catch (err) {

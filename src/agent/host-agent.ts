@@ -10,6 +10,7 @@
  * path. A guest keeps its pool-wide id and priority from host to host (the `guest` record).
  */
 
+import { calibrationsByCodec } from '../precopy/switchover-calibration.js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -53,6 +54,8 @@ export class HostAgent implements ControlApi {
   private evacuationId: string | undefined;
   private readonly launchers: Map<string, GuestLauncher>;
   private readonly outgoing = new Map<string, OutgoingMigration>();
+  /** What this host's switchovers taught its pause prediction, per codec. */
+  private readonly calibration = calibrationsByCodec();
   private readonly incoming = new Map<string, MigrationInfo>();
   /** Per guest, the last inspection queued; each waits for the one before it. */
   private readonly inspections = new WeakMap<HostGuest, Promise<unknown>>();
@@ -261,6 +264,7 @@ export class HostAgent implements ControlApi {
         registry: this.registry,
         metrics: this.metrics,
         engine: this.options.engine ?? {},
+        calibration: this.calibration,
         prepare: async (g) => {
           await this.inspections.get(g);
           await this.detach(g);

@@ -1,6 +1,6 @@
 /** What a host agent can be told (`HostAgent.start`), beside the options of its target agent. */
 
-import type { MigrateOptions } from '../precopy/migration.js';
+import type { MigrateOptions } from '../precopy/migrate-options.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
 import type { TargetAgentOptions } from './agent-options.js';
 import type { EvacuateRequest, EvacuationInfo } from './control-types.js';

@@ -8,7 +8,10 @@
  */
 
 import { asMigrationError } from '../errors.js';
-import { migrate, type MigrateOptions } from '../precopy/migration.js';
+import { migrate } from '../precopy/migration.js';
+import { type MigrateOptions } from '../precopy/migrate-options.js';
+import type { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
+import type { PageCodec } from '../protocol/page-codecs.js';
 import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
 import { connectToAgent, queryAgent } from './agent-client.js';
@@ -25,6 +28,8 @@ export interface OutgoingContext {
   metrics: HostMetrics;
   /** Engine options of the host, under those of the request. */
   engine: MigrateOptions;
+  /** The host's pause calibrations, one per codec. */
+  calibration: (codec: PageCodec) => SwitchoverCalibration;
   /** Takes the guest back from whatever else may touch it (an inspection, the target agent's queries). */
   prepare(guest: HostGuest): Promise<void>;
 }
@@ -111,6 +116,9 @@ export class OutgoingMigration {
     if (this.request.downtimeBudgetMs !== undefined) options.downtimeBudgetMs = this.request.downtimeBudgetMs;
     if (this.request.maxBandwidthBytesPerSec !== undefined) options.maxBandwidthBytesPerSec = this.request.maxBandwidthBytesPerSec;
     if (this.request.codec !== undefined) options.codec = this.request.codec;
+    // The host's calibration for the codec, unless its engine options name one: each pause it
+    // predicts draws on the switchovers it made before.
+    options.calibration ??= this.ctx.calibration(options.codec ?? 'lz4');
     return migrate(domain, transport, options);
   }
 

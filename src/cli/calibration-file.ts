@@ -4,7 +4,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { SwitchoverCalibration } from '../precopy/migration.js';
+import { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
 import type { PageCodec } from '../protocol/records.js';
 
 /** The calibrations saved in `path`, by codec; none if the file does not exist yet. */

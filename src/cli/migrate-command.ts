@@ -1,7 +1,7 @@
 /** `livemig migrate`: boot a guest here and migrate it live to an agent. */
 
 import { InvalidArgumentError } from '../errors.js';
-import { SwitchoverCalibration } from '../precopy/migration.js';
+import { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
 import type { PageCodec } from '../protocol/records.js';
 import { agentUrlFlag, CONNECT_FLAGS, CONNECT_HELP, connectOptionsFromFlags, parse } from './args.js';
 import { readCalibrations, writeCalibrations } from './calibration-file.js';

@@ -5,7 +5,7 @@
 
 import { DEFAULT_SIM_CONFIG, validateSimConfig, WORKLOADS, type SimGuestConfig, type Workload } from '../domain/sim/config.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { MigrateOptions } from '../precopy/migration.js';
+import type { MigrateOptions } from '../precopy/migrate-options.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
 import { parsePositiveDuration, parseInteger, parseRate, parseSize } from './units.js';

@@ -6,7 +6,8 @@ import { connectToAgent, queryAgent, type ConnectToAgentOptions } from '../agent
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { asMigrationError, type MigrationError } from '../errors.js';
-import { migrate, type MigrateOptions } from '../precopy/migration.js';
+import { migrate } from '../precopy/migration.js';
+import { type MigrateOptions } from '../precopy/migrate-options.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
 import type { MigrationReport } from '../precopy/report.js';
 import type { OracleCheck } from './oracle-check.js';

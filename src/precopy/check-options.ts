@@ -10,7 +10,8 @@ import { InvalidArgumentError } from '../errors.js';
 import { MAX_TEXT_FIELD_CHARS } from '../protocol/field-checks.js';
 import { PAGE_CODECS } from '../protocol/page-codecs.js';
 import { MAX_TIMER_MS } from '../util/deadline.js';
-import { SwitchoverCalibration, type MigrateOptions } from './migration.js';
+import { SwitchoverCalibration } from './switchover-calibration.js';
+import { type MigrateOptions } from './migrate-options.js';
 
 /** Throws InvalidArgumentError naming the first option out of range. Absent options are fine. */
 export function checkMigrateOptions(o: MigrateOptions): void {

@@ -39,6 +39,7 @@ import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
 import { checkMigrateOptions } from './check-options.js';
+import { DowntimeModel } from './downtime-model.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import {
@@ -64,268 +65,20 @@ import {
   ProgressWatchdog,
   type TimeoutAction,
 } from './progress-watchdog.js';
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_PROGRESS_INTERVAL_MS,
+  DEFAULT_RESOLVE_TIMEOUT_MS,
+  DEFAULT_SWITCHOVER_TIMEOUT_MS,
+  RESOLVE_RETRY_MS,
+  type MigrateOptions,
+} from './migrate-options.js';
 import { RecordInbox } from './record-inbox.js';
+import { SwitchoverCalibration } from './switchover-calibration.js';
 import type { MigrationPhase, MigrationProgress, MigrationReport, RoundReport } from './report.js';
-
-/** How long the source waits for "ready", "prepared" and each round's acknowledgement, in ms. */
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
-
-/** How long the source waits for "resumed" after "go", in milliseconds. */
-export const DEFAULT_SWITCHOVER_TIMEOUT_MS = 10_000;
-
-/** How long the source keeps asking the target after a link failure past "go", in milliseconds. */
-export const DEFAULT_RESOLVE_TIMEOUT_MS = 60_000;
-
-/** Time between two questions to the target while resolving, in milliseconds. */
-export const RESOLVE_RETRY_MS = 500;
-
-/** How often estimates are refreshed and `onProgress` is called, in milliseconds. */
-export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
 
 /** Pages sent between two looks at cancellation, peer aborts and deadlines. */
 const SLICE_PAGES = 4096;
-
-/**
- * What a zero page costs the sender compared with a data page: it is copied and compared
- * (about 0.5 µs) but neither hashed, compressed, sent nor written on the target (bench/micro.js
- * puts the rest of a data page's path at several times that).
- */
-export const ZERO_PAGE_COST_SHARE = 0.15;
-
-/**
- * The overhead a {@link SwitchoverCalibration} assumes until its first switchover, and counts as
- * one more switchover after it, in milliseconds: about what the calibrations learnt on the 2-core
- * build machine, both ends on it (2-3 ms for idle guests; a process's first switchover, its code
- * not yet compiled, a median of 4.0 ms over 165 benchmark runs). Counting only the vCPU pause
- * and resume (1 ms) left each process's first prediction 2-3 ms short: replayed over 23 saved
- * benchmark runs (1,340 switchovers), 3 ms puts 13 more predictions within 30% or 5 ms and the
- * median error at -0.01 ms instead of -0.46. The pre-flight estimate assumes it too.
- */
-export const DEFAULT_SWITCHOVER_OVERHEAD_MS = 3;
-
-/**
- * Share of the bandwidth cap at which a round counts as held back by it: the link then sets the
- * pace of the next round (see `SourceMigration.linkTime`).
- */
-export const LINK_BOUND_SHARE = 0.9;
-
-/** Switchovers a {@link SwitchoverCalibration} remembers; older ones are forgotten. */
-export const CALIBRATION_WINDOW = 16;
-
-/**
- * Switchovers whose last round was modelled shorter than this, in milliseconds, tell a
- * {@link SwitchoverCalibration} its overhead; those at this or more, the factor of last rounds
- * like theirs. A small switchover's pause is mostly overhead, and a ratio to its round only noise.
- */
-export const CALIBRATION_SMALL_ROUND_MS = 5;
-
-/** The bounds of a calibration's factor (see {@link SwitchoverCalibration.factorFor}). */
-const MIN_FACTOR = 0.25;
-const MAX_FACTOR = 1;
-
-/**
- * Calibration of the pause prediction, learnt from the switchovers this process completes.
- * A pause is modelled as `overheadMs + factor x roundMs + half a round trip`, where `roundMs` is
- * the last round's bytes at the pace of the pre-copy rounds before it that were like it in size
- * (see {@link paceOfRoundsLike}). `overheadMs` is what no term models: stopping and starting
- * vCPUs, the device state, and the event-loop latency of the records around them. The factor
- * (see {@link factorFor}) is how much faster the paused last round goes than the rounds it is
- * modelled on: the guest no longer competes for the CPU, and the rounds before it may have been
- * slower per byte (a first pass writes memory the target never touched). A link that set the pace
- * is no faster with the guest paused; such switchovers are not learnt from.
- *
- * Both come from the last CALIBRATION_WINDOW switchovers, each from the ones that show it: the
- * overhead from the small ones (last round modelled under CALIBRATION_SMALL_ROUND_MS), the factor
- * from the bigger ones of about the size to predict. Medians, not least squares: now and then a
- * pause meets a garbage collection or a descheduled thread and takes several milliseconds longer,
- * and a mean would let each such spike shift the next predictions. Before this, the overhead came
- * from the smaller half of all switchovers and the factor was one slope (Theil-Sen) through all
- * of them. In the all-pairs benchmark, which mixes 19 kinds of migration in one process, that
- * went wrong both ways: one sequential writer whose pause ran 18 ms over its 34 ms model set the
- * overhead at 10.5 ms for the idle guest after it (5 ms measured), and the first single-round
- * 256 MiB guest at 1 GB/s (729 ms modelled, 502 measured) set the slope at 0.68 for the 4 GiB
- * guests modelled at 20-45 ms, which went as modelled. Replayed over 17 saved all-pairs results
- * (515 switchovers), 481 predictions were within 30% or 5 ms against 463; over 23 medium results
- * (1,280), 1,190 either way; over the four latest of each, 138 of 144 against 129 and 250 of 256
- * against 249.
- *
- * Until a small switchover, `overheadMs` is DEFAULT_SWITCHOVER_OVERHEAD_MS, which also counts as
- * one more small switchover after, so that the first one or two, one of which may have met a
- * stall, do not set it alone. So a pool agent that migrates many guests predicts each pause
- * better than the last. Codecs differ too much to share one calibration (see
- * {@link calibrationFor}); a caller may keep its own (`MigrateOptions.calibration`) and save it
- * (`toJSON`, `fromJSON`).
- */
-export class SwitchoverCalibration {
-  overheadMs = DEFAULT_SWITCHOVER_OVERHEAD_MS;
-  /** The remembered switchovers, oldest first: modelled last round and measured residual. */
-  private readonly seen: CalibrationSample[] = [];
-
-  /**
-   * A calibration that has seen `samples` (as `toJSON` gave them, oldest first), so that a pool
-   * agent predicts its first pauses after a restart as well as its last ones before it.
-   * @throws InvalidArgumentError if `samples` is not such a list.
-   */
-  static fromJSON(samples: unknown): SwitchoverCalibration {
-    if (!Array.isArray(samples) || samples.length > CALIBRATION_WINDOW) {
-      throw new InvalidArgumentError(`a saved calibration is a list of at most ${CALIBRATION_WINDOW} switchovers`);
-    }
-    const c = new SwitchoverCalibration();
-    for (const sample of samples as unknown[]) {
-      const { roundMs, residualMs } = (sample ?? {}) as Partial<CalibrationSample>;
-      if (typeof roundMs !== 'number' || !Number.isFinite(roundMs) || roundMs < 0 || typeof residualMs !== 'number' || !Number.isFinite(residualMs)) {
-        const got = JSON.stringify(sample) ?? String(sample);
-        throw new InvalidArgumentError(`a saved switchover needs a finite roundMs of 0 or more and a finite residualMs, got ${got.slice(0, 200)}`);
-      }
-      c.observe(roundMs, residualMs);
-    }
-    return c;
-  }
-
-  /** The remembered switchovers, oldest first, for `fromJSON`. */
-  toJSON(): CalibrationSample[] {
-    return this.seen.map((o) => ({ ...o }));
-  }
-
-  /** Records one switchover: `roundMs` as modelled, `residualMs` = measured pause - half a round trip. */
-  observe(roundMs: number, residualMs: number): void {
-    if (!Number.isFinite(roundMs) || !Number.isFinite(residualMs)) return;
-    this.seen.push({ roundMs, residualMs });
-    if (this.seen.length > CALIBRATION_WINDOW) this.seen.shift();
-    const left = this.seen.filter((o) => o.roundMs < CALIBRATION_SMALL_ROUND_MS).map((o) => o.residualMs - o.roundMs);
-    this.overheadMs = Math.min(50, Math.max(0, median([...left, DEFAULT_SWITCHOVER_OVERHEAD_MS])!));
-  }
-
-  /**
-   * The factor for a last round modelled at `roundMs`: the median of what the remembered
-   * switchovers like it (modelled at CALIBRATION_SMALL_ROUND_MS or more, and within
-   * LIKE_ROUND_SIZE_RATIO of it) cost per modelled millisecond beyond the overhead, between
-   * MIN_FACTOR and MAX_FACTOR; 1 with none like it, or for a small round. Never above 1: with the
-   * guest paused, the last round is not slower per byte than the rounds it is modelled on, and a
-   * pause that says otherwise met a stall. One factor does not fit every size: in the all-pairs
-   * benchmark, a 256 MiB guest writing 1 GB/s converges in one round, is modelled on a first pass
-   * that wrote fresh memory, and paused at 0.7-0.85 of its model (700-840 ms), while hot sets
-   * modelled at 20-250 ms went at 0.9-1.1 of theirs.
-   */
-  factorFor(roundMs: number): number {
-    if (!(roundMs >= CALIBRATION_SMALL_ROUND_MS) || !Number.isFinite(roundMs)) return 1;
-    const like = this.seen.filter(
-      (o) => o.roundMs >= CALIBRATION_SMALL_ROUND_MS && Math.max(o.roundMs / roundMs, roundMs / o.roundMs) <= LIKE_ROUND_SIZE_RATIO,
-    );
-    if (like.length === 0) return 1;
-    return Math.min(MAX_FACTOR, Math.max(MIN_FACTOR, median(like.map((o) => (o.residualMs - this.overheadMs) / o.roundMs))!));
-  }
-}
-
-/** One switchover a calibration remembers: the last round as modelled, and what the pause cost beyond half a round trip. */
-export interface CalibrationSample {
-  roundMs: number;
-  residualMs: number;
-}
-
-const calibrations = new Map<PageCodec, SwitchoverCalibration>();
-
-/** The calibration this process keeps for switchovers with `codec`. */
-export function calibrationFor(codec: PageCodec): SwitchoverCalibration {
-  let c = calibrations.get(codec);
-  if (!c) calibrations.set(codec, (c = new SwitchoverCalibration()));
-  return c;
-}
-
-/** Options of {@link migrate}. */
-export interface MigrateOptions {
-  /** Payload codec for page batches. @default 'lz4' */
-  codec?: PageCodec;
-  /** The longest pause to aim for, in milliseconds. @default DEFAULT_DOWNTIME_BUDGET_MS */
-  downtimeBudgetMs?: number;
-  /** Start with a smaller budget and raise it in steps up to `downtimeBudgetMs`. */
-  downtimeRamp?: DowntimeRamp;
-  /** Rounds after which the default policy forces the switchover. @default DEFAULT_MAX_ROUNDS (no limit) */
-  maxRounds?: number;
-  /**
-   * When the default policy switches over once the expected pause fits: `best` iterates on while
-   * that shortens the pause, within a bound; `first-fit` stops at once (see {@link SwitchoverMode}).
-   * @default DEFAULT_SWITCHOVER
-   */
-  switchover?: SwitchoverMode;
-  /** Replaces the default policy. */
-  policy?: PrecopyPolicy;
-  /** Slow the guest down when it dirties memory faster than the link drains it. @default 'auto' */
-  autoConverge?: AutoConvergeMode;
-  /**
-   * Never send faster than this, in bytes per second: paced as a link of this speed carries it,
-   * so over any 100 ms at most the cap's worth goes out, give or take a frame. @default no cap
-   */
-  maxBandwidthBytesPerSec?: number;
-  /** Completion deadline per GiB of guest memory, in ms. @default DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB */
-  completionTimeoutMsPerGiB?: number;
-  /** How long the bytes left may set no new low, in ms. @default DEFAULT_STALL_TIMEOUT_MS */
-  stallTimeoutMs?: number;
-  /** What a passed deadline does. @default 'abort' */
-  timeoutAction?: TimeoutAction;
-  /** Id of this migration. @default a random UUID */
-  migrationId?: string;
-  /**
-   * Who the guest is in its pool: sent to the target right after `ready` in an optional `guest`
-   * record, so that a host keeps the guest under the same id and priority. @default not sent
-   */
-  guest?: { id: string; priority: number };
-  /** Where the transport leads, for the report. @default 'peer' */
-  targetName?: string;
-  /** @default DEFAULT_HANDSHAKE_TIMEOUT_MS */
-  handshakeTimeoutMs?: number;
-  /** @default DEFAULT_SWITCHOVER_TIMEOUT_MS */
-  switchoverTimeoutMs?: number;
-  /**
-   * Asks the target, over a new connection, what it did with this migration. Used only when the
-   * link fails after "go": with it the source finds out whether to destroy or resume its paused
-   * copy; without it that outcome is `indeterminate`.
-   */
-  resolveOutcome?: (migrationId: string) => Promise<StatusRecord['state']>;
-  /**
-   * How long to keep asking, in milliseconds; `Infinity` asks until the target answers or
-   * `signal` aborts. @default DEFAULT_RESOLVE_TIMEOUT_MS
-   */
-  resolveTimeoutMs?: number;
-  /**
-   * Cancels the migration; honoured until "go" is sent. After that it only stops the asking
-   * that follows a link failure past "go" (the outcome is then indeterminate).
-   */
-  signal?: AbortSignal;
-  /** Called at each phase and round change, and every `progressIntervalMs`. What it throws is ignored. */
-  onProgress?: (progress: MigrationProgress) => void;
-  /** @default DEFAULT_PROGRESS_INTERVAL_MS */
-  progressIntervalMs?: number;
-  /**
-   * A full garbage collection of this process, run when the guest is likely to pause after the
-   * round just sent, while it still runs: a collection then costs the guest nothing, one during
-   * the pause costs downtime (a few milliseconds: most of the pauses that went over their
-   * prediction had one). `null` turns it off. @default the collector of a Node started with
-   * `--expose-gc` (the livemig command turns it on), else none
-   */
-  collectGarbage?: (() => void) | null;
-  /**
-   * Where this migration reads its pause calibration and records what its switchover cost. A
-   * pool agent that keeps one per codec and saves it (`toJSON`, `SwitchoverCalibration.fromJSON`)
-   * predicts its first pauses after a restart as well as the last ones before it.
-   * @default this process's calibration for the codec ({@link calibrationFor})
-   */
-  calibration?: SwitchoverCalibration;
-  /**
-   * After the target confirms, read the whole paused source memory once more and compare its
-   * digest with the target's (`verified` in the report). Costs about 150 ms per GiB after the
-   * guest already runs on the target. @default true
-   */
-  verify?: boolean;
-  /** Destroy the source domain once the guest runs on the target. @default true */
-  destroySource?: boolean;
-  /** Data pages per batch. @default DEFAULT_DATA_PAGES_PER_BATCH */
-  dataPagesPerBatch?: number;
-  /** Batches in flight. @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
-  maxInFlight?: number;
-  /** Limits applied to records received from the target. */
-  limits?: Partial<ProtocolLimits>;
-}
 
 /**
  * Live-migrates `domain` over `transport`, whose other end is a target agent. Always resolves
@@ -360,7 +113,8 @@ class SourceMigration {
   private readonly start = performance.now();
   private readonly rounds: RoundReport[] = [];
   private readonly sentDigest: PageDigest;
-  private readonly calibration: SwitchoverCalibration;
+  /** The pause model: rounds, round trips and the calibration it learns from. */
+  private readonly model: DowntimeModel;
   private readonly sender: PageSender;
   /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
   private readonly dirty: DirtyTracker;
@@ -381,8 +135,6 @@ class SourceMigration {
   private goSent = false;
   private cancelReason: MigrationError | undefined;
   private forced: ForcedSwitchover | undefined;
-  /** Shortest time from a round's end to its acknowledgement: a round trip, at most. */
-  private rttMs = Number.POSITIVE_INFINITY;
   /** Latest estimate of the pause, refreshed by the ticker. */
   private expectedDowntimeMs = Number.POSITIVE_INFINITY;
   /** The guest's dirty rate, fed at every tick and every read of the dirty log (for progress). */
@@ -395,11 +147,6 @@ class SourceMigration {
   private readonly collectGarbage: (() => void) | undefined;
   /** What the target reported collecting garbage before acknowledging the round being sent, in ms. */
   private targetGcMs = 0;
-  /**
-   * Under a bandwidth cap, the share of their size the dirty pages would take on the wire, as
-   * sampled when the dirty log was last read (see {@link linkTime}).
-   */
-  private wireShare: number | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -414,7 +161,7 @@ class SourceMigration {
     this.pageSize = d.pageSize;
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
     this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
-    this.calibration = options.calibration ?? calibrationFor(this.codec);
+    this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
@@ -514,7 +261,7 @@ class SourceMigration {
       );
     }
     // An upper bound (ready includes the target's allocation) until measured.
-    this.rttMs = performance.now() - helloAt;
+    this.model.observeRoundTrip(performance.now() - helloAt);
     const guest = this.options.guest;
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
@@ -531,7 +278,7 @@ class SourceMigration {
     for (;;) {
       const unsent = await this.sendRound(pending, false);
       pending = mergeSorted(unsent, await this.readDirtyLog());
-      if (this.options.maxBandwidthBytesPerSec !== undefined) this.wireShare = (await this.sender.wireShare(pending)) ?? this.wireShare;
+      if (this.options.maxBandwidthBytesPerSec !== undefined) this.model.wireShare = (await this.sender.wireShare(pending)) ?? this.model.wireShare;
       this.round++;
       const stats = this.statsFor(pending.length);
       if (this.forced) {
@@ -615,10 +362,10 @@ class SourceMigration {
       const roundTrip = resumedAt - goAt - resumeMs;
       this.report.downtimeMs = roundTo(goAt - s.pauseStart + roundTrip / 2 + resumeMs, 3);
       // Teach the prediction what this pause really cost, for the migrations after this one.
-      const model = this.roundTimeModel(s.finalBytes);
+      const model = this.model.roundTimeModel(s.finalBytes);
       // Not from a last round the link set the pace of: the calibration is for the rest.
-      if (model && !this.linkBound()) {
-        this.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.rttMs / 2);
+      if (model && !this.model.linkBound()) {
+        this.model.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.model.rttMs / 2);
       }
       this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
       this.report.switchover = {
@@ -629,7 +376,7 @@ class SourceMigration {
         prepareMs: roundTo(goAt - s.completeSentAt, 3),
         targetResumeMs: roundTo(resumeMs, 3),
         goRoundTripMs: roundTo(roundTrip, 3),
-        roundTripMs: roundTo(this.rttMs, 3),
+        roundTripMs: roundTo(this.model.rttMs, 3),
       };
       this.report.targetDigest = resumed.digest;
     } catch (err) {
@@ -838,7 +585,7 @@ class SourceMigration {
       await this.sender.flush();
       // If the pause is likely to follow this round, say so: the target then gets ready (collects
       // its garbage) before it acknowledges, and this side does the same once it has the ack.
-      pauseSoon = this.pauseLikely({ bytes: this.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
+      pauseSoon = this.pauseLikely({ bytes: this.model.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
       if (pauseSoon) await this.transport.send(encodeRecord({ type: 'pause-soon' }));
       await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
     }
@@ -850,7 +597,7 @@ class SourceMigration {
     if (!stopAndCopy) {
       await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
       ackMs = performance.now() - handedOverAt;
-      this.rttMs = Math.min(this.rttMs, ackMs);
+      this.model.observeRoundTrip(ackMs);
     }
     const durationMs = performance.now() - started;
     const vcpuMs = vcpuMsBefore === undefined ? undefined : (this.domain.vcpuTimeMs?.() ?? vcpuMsBefore) - vcpuMsBefore;
@@ -897,7 +644,7 @@ class SourceMigration {
     if (!wouldStop) {
       const maxRounds = this.options.maxRounds;
       if (maxRounds !== undefined && this.round + 1 >= maxRounds) return true;
-      return this.predictDowntime(this.dirty.peek() * this.pageSize, current) <= this.budgetMs();
+      return this.model.predict(this.dirty.peek() * this.pageSize, current) <= this.budgetMs();
     }
     // The guest goes on writing until the acknowledgement, which may take as long as the last one.
     const ackMs = this.rounds.at(-1)?.ackMs ?? 0;
@@ -911,9 +658,9 @@ class SourceMigration {
       dirtyPages,
       dirtyBytes,
       // After the first pass alone, the link's pace is that pass's.
-      bandwidthBytesPerSec: this.bandwidth() || (roundMs > 0 ? (current.bytes * 1000) / roundMs : 0),
+      bandwidthBytesPerSec: this.model.bandwidth() || (roundMs > 0 ? (current.bytes * 1000) / roundMs : 0),
       dirtyRateBytesPerSec: roundMs > 0 ? (dirtyBytes * 1000) / roundMs : 0,
-      expectedDowntimeMs: this.predictDowntime(dirtyBytes, current),
+      expectedDowntimeMs: this.model.predict(dirtyBytes, current),
       downtimeBudgetMs: this.budgetMs(),
       deadlineInMs: this.watchdog.msLeft(ackedAt),
       throttlePercent: this.throttle.percent,
@@ -940,11 +687,11 @@ class SourceMigration {
   /** The estimates the policy sees once `dirtyPages` are known to be dirty. */
   private statsFor(dirtyPages: number): PrecopyStats {
     const last = this.rounds[this.rounds.length - 1]!;
-    const bandwidth = this.bandwidth();
+    const bandwidth = this.model.bandwidth();
     const dirtyBytes = dirtyPages * this.pageSize;
     // The policy judges a round by what it left dirty: its own rate, not the progress's smoothed one.
     const dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
-    this.expectedDowntimeMs = this.predictDowntime(dirtyBytes);
+    this.expectedDowntimeMs = this.model.predict(dirtyBytes);
     return {
       round: this.round,
       elapsedMs: performance.now() - this.start,
@@ -965,94 +712,11 @@ class SourceMigration {
     return downtimeBudgetAt(performance.now() - this.start, this.options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS, this.options.downtimeRamp);
   }
 
-  /**
-   * Raw bytes per second the target absorbed over the latest rounds that add up to at least a
-   * second (or all rounds so far): a sliding window, so a guest or link that changes pace is
-   * followed, and a single short round does not swing it.
-   */
-  private bandwidth(): number {
-    let bytes = 0;
-    let ms = 0;
-    for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
-      const r = this.rounds[i]!;
-      if (r.stopAndCopy) continue;
-      bytes += r.bytesRaw;
-      ms += r.durationMs;
-    }
-    return ms > 0 ? (bytes * 1000) / ms : 0;
-  }
-
-  /**
-   * The pause if `bytes` were left: a last round as the recent rounds went (see
-   * {@link roundTimeModel}), then half a round trip for "go", with the calibration's factor and
-   * overhead. The last round starts with nothing queued (the previous round was acknowledged).
-   */
-  private predictDowntime(bytes: number, current?: RoundSample): number {
-    const model = this.roundTimeModel(bytes, current);
-    if (!model) return Number.POSITIVE_INFINITY;
-    const c = this.calibration;
-    const e = estimateDowntime(bytes, model, this.rttMs, c.overheadMs);
-    // A link that sets the pace is no faster with the guest paused: the factor is not for it.
-    const link = bytes > 0 ? this.linkTime(bytes) : undefined;
-    const roundMs = link?.bound ? link.ms : Math.max(c.factorFor(e.roundMs) * e.roundMs, link?.ms ?? 0);
-    return e.overheadMs + roundMs + e.handshakeMs;
-  }
-
-  /**
-   * How long the link alone needs for a last round of `bytes` (dirty pages x page size) under
-   * the bandwidth cap: its wire bytes at the cap. `bound` says whether the link set the pace of
-   * the latest round (it went at LINK_BOUND_SHARE of the cap or more); then it sets the last
-   * round's too, whatever the rounds' time per byte says. Rounds of different pages compress
-   * differently, so a round's time per byte under a cap says little about another's: a 1 GiB
-   * guest's first pass, 55% of its data on the wire, went at 4.1 ms per MB behind 1 Gbit/s, and
-   * its last round, 36%, at 2.2-2.8. (The cap saves up no idle time, so the last round gets no
-   * burst from the acknowledgement wait before it.) Undefined without a cap.
-   */
-  private linkTime(bytes: number): { ms: number; bound: boolean } | undefined {
-    const cap = this.options.maxBandwidthBytesPerSec;
-    if (cap === undefined) return undefined;
-    const last = this.rounds.findLast((r) => !r.stopAndCopy);
-    const share = this.wireShare ?? (last && last.bytesRaw > 0 ? last.bytesWire / (last.bytesRaw + last.zeroPages * this.pageSize) : 1);
-    return { ms: (bytes * share * 1000) / cap, bound: this.linkBound() };
-  }
-
-  /** Whether the latest pre-copy round went at LINK_BOUND_SHARE of the bandwidth cap or more. */
-  private linkBound(): boolean {
-    const cap = this.options.maxBandwidthBytesPerSec;
-    const last = this.rounds.findLast((r) => !r.stopAndCopy);
-    return cap !== undefined && last !== undefined && last.durationMs > 0 && (last.bytesWire * 1000) / last.durationMs >= LINK_BOUND_SHARE * cap;
-  }
-
-  /**
-   * How long a round of `bytes` would take, judged by the pre-copy rounds of the last second (at
-   * least one) that were about its size (see {@link paceOfRoundsLike}). Zero pages count for
-   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent
-   * nor written.
-   */
-  private roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
-    const samples: RoundSample[] = current ? [current] : [];
-    let ms = current?.ms ?? 0;
-    for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
-      const r = this.rounds[i]!;
-      if (r.stopAndCopy) continue;
-      // The target's collection before the acknowledgement is not part of what a round costs.
-      // (At most the acknowledgement wait it was part of: a target cannot report more than that.)
-      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) });
-      ms += r.durationMs;
-    }
-    return paceOfRoundsLike(samples, bytes);
-  }
-
-  /** What `bytesRaw` of data pages and `zeroPages` zero pages cost to send, in data bytes. */
-  private workOf(bytesRaw: number, zeroPages: number): number {
-    return bytesRaw + zeroPages * this.pageSize * ZERO_PAGE_COST_SHARE;
-  }
-
   /** A WebSocket ping while the link is quiet: the round trip the switchover pays. */
   private async measureRoundTrip(): Promise<void> {
     for (let i = 0; i < 3; i++) {
       const ms = await this.transport.ping();
-      if (ms !== undefined) this.rttMs = Math.min(this.rttMs, ms);
+      if (ms !== undefined) this.model.observeRoundTrip(ms);
     }
   }
 
@@ -1116,7 +780,7 @@ class SourceMigration {
       this.dirtyMeter.sample(Math.max(0, dirty - this.dirtyCounted), now);
       this.dirtyCounted = Math.max(dirty, this.dirtyCounted);
       this.watchdog.observe(this.remainingBytes(), now);
-      this.expectedDowntimeMs = this.predictDowntime(dirty * this.pageSize);
+      this.expectedDowntimeMs = this.model.predict(dirty * this.pageSize);
     }
     this.emitProgress();
   }
@@ -1136,7 +800,7 @@ class SourceMigration {
       bytesRaw: c.bytesRaw,
       bytesWire: this.transport.bytesSent,
       remainingBytes: inPrecopy ? this.remainingBytes() : 0,
-      bandwidthBytesPerSec: this.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
+      bandwidthBytesPerSec: this.model.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
       dirtyRateBytesPerSec: roundTo(this.dirtyMeter.bytesPerSecond(this.pageSize), 3),
       dirtyPagesPerSec: roundTo(this.dirtyMeter.pagesPerSecond, 3),
       expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,

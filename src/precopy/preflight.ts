@@ -10,7 +10,7 @@ import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import { roundTo } from '../util/stats.js';
 import { dirtyTrackerFor } from './dirty-tracker.js';
-import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from './migration.js';
+import { DEFAULT_SWITCHOVER_OVERHEAD_MS } from './switchover-calibration.js';
 import { DEFAULT_BUDGET_HEADROOM, DEFAULT_DOWNTIME_BUDGET_MS, ESTIMATE_MAX_ROUNDS, estimateDowntime } from './policy.js';
 
 /** How long the dirty log is watched by default, in milliseconds. */

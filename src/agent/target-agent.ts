@@ -99,7 +99,15 @@ export interface AgentMigration {
 /** Events an agent emits, as `agent.on('event', e => ...)`. */
 export type AgentEvent =
   | { type: 'migration-started'; migrationId: string; domainName: string; memoryBytes: number; from: string }
-  | { type: 'migration-resumed'; migrationId: string; pages: number; bytesWire: number; digest?: string }
+  | {
+      type: 'migration-resumed';
+      migrationId: string;
+      pages: number;
+      bytesWire: number;
+      digest?: string;
+      /** The guest's console log, a file on the agent's host, where its backend keeps one (QEMU's serial port). */
+      console?: string;
+    }
   | { type: 'migration-discarded'; migrationId: string; error?: { code: string; message: string } }
   | { type: 'connection-refused'; from: string; error: { code: string; message: string } };
 
@@ -323,7 +331,15 @@ export class TargetAgent extends EventEmitter {
           onResumed: (domain, _id, resumed) => {
             entry.state = 'running';
             entry.domain = domain;
-            this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: resumed.pages, bytesWire: resumed.bytesWire, digest: resumed.digest });
+            const log = consoleOf(domain);
+            this.emitEvent({
+              type: 'migration-resumed',
+              migrationId: entry.migrationId,
+              pages: resumed.pages,
+              bytesWire: resumed.bytesWire,
+              digest: resumed.digest,
+              ...(log !== undefined ? { console: log } : {}),
+            });
           },
         });
       } finally {
@@ -421,6 +437,12 @@ export class TargetAgent extends EventEmitter {
       // A listener that throws must not change what happens to a migration.
     }
   }
+}
+
+/** The console log path a domain offers (`consolePath`, as a QEMU guest has), if any. */
+function consoleOf(domain: TargetDomain): string | undefined {
+  const path: unknown = (domain as { consolePath?: unknown }).consolePath;
+  return typeof path === 'string' ? path : undefined;
 }
 
 /** True for literal loopback addresses (127.0.0.0/8, ::1, IPv4-mapped 127/8) and `localhost`. */

@@ -26,7 +26,7 @@ export const DEFAULT_QEMU_GUEST_DIR = '/dev/shm';
 
 /** Options of a {@link QemuTargetBackend}. */
 export interface QemuTargetBackendOptions {
-  /** Folder in which each guest gets a folder for its RAM file and serial log; must be tmpfs. @default '/dev/shm' */
+  /** Folder in which each guest gets a folder for its RAM file and serial log; must be tmpfs. @default DEFAULT_QEMU_GUEST_DIR ('/dev/shm') */
   dir?: string;
   /** The QEMU binary, a path or a name on PATH. @default 'qemu-system-x86_64' */
   binary?: string;

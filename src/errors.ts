@@ -31,7 +31,8 @@ export type MigrationErrorCode =
   | 'ERR_HOST_IN_MAINTENANCE'
   | 'ERR_INSUFFICIENT_CAPACITY'
   | 'ERR_NOT_FOUND'
-  | 'ERR_CONFLICT';
+  | 'ERR_CONFLICT'
+  | 'ERR_INCOMPATIBLE_DOMAIN';
 
 /** Base class of every error livemig raises on purpose. */
 export class MigrationError extends Error {
@@ -162,6 +163,17 @@ export class QmpCommandError extends DomainFailedError {
 export class UnknownBackendError extends MigrationError {
   constructor(kind: string, known: readonly string[]) {
     super('ERR_UNKNOWN_BACKEND', `no domain backend for kind "${kind}" on this host (known: ${known.join(', ') || 'none'})`);
+  }
+}
+
+/**
+ * The target cannot run the domain as the source describes it: a hypervisor older than the
+ * source's, a machine type or memory layout it does not have, a guest built from other sources.
+ * Refused at `hello`, before any page moves.
+ */
+export class IncompatibleDomainError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_INCOMPATIBLE_DOMAIN', message);
   }
 }
 

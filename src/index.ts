@@ -13,6 +13,12 @@ export { SimTargetBackend, type SimTargetBackendOptions } from './domain/sim/tar
 export { DEFAULT_SIM_CONFIG, WORKLOADS, simDescriptor, validateSimConfig, type SimGuestConfig, type Workload } from './domain/sim/config.js';
 export { replay, oracleDigest } from './domain/sim/oracle.js';
 export type { VcpuState } from './domain/sim/workload.js';
+export { QemuProcess, findQemuBinary, queryQemuIdentity, DEFAULT_QEMU_START_TIMEOUT_MS, QEMU_BINARY, type QemuGuestDefinition, type QemuStartOptions, type QemuIdentity } from './domain/qemu/qemu-process.js';
+export { QemuSourceDomain, type QemuSourceOptions } from './domain/qemu/source-domain.js';
+export { QemuTargetBackend, QemuTargetDomain, DEFAULT_QEMU_GUEST_DIR, type QemuTargetBackendOptions } from './domain/qemu/target-backend.js';
+export { DEFAULT_QEMU_STATE_TIMEOUT_MS, MAX_QEMU_STATE_BYTES } from './domain/qemu/device-state.js';
+export { QEMU_KIND, type QemuDomainConfig, type QemuKernelRef } from './domain/qemu/qemu-config.js';
+export { buildTestGuest, testGuestSourceHash, testGuestAppend, readTestGuestLog, type TestGuestOptions, type TestGuestLine } from './domain/qemu/test-guest.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { HashScanner, SCAN_RUN_PAGES } from './dirtylog/hash-scan.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';

@@ -3,7 +3,9 @@
  * them; a listening agent needs `key` (or `insecure`) anywhere but on a loopback address.
  */
 
+import { isIP } from 'node:net';
 import type { TargetBackend } from '../domain/backend.js';
+import { InvalidArgumentError } from '../errors.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import type { HelloRecord } from '../protocol/records.js';
 import type { TlsListenOptions } from '../transport/tls.js';
@@ -146,4 +148,21 @@ export interface TargetAgentOptions {
    * @default DEFAULT_GO_TIMEOUT_MS
    */
   goTimeoutMs?: number;
+}
+
+/** True for literal loopback addresses (127.0.0.0/8, ::1, IPv4-mapped 127/8) and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  const lower = bare.toLowerCase();
+  if (lower === 'localhost') return true;
+  const family = isIP(bare);
+  if (family === 4) return bare.startsWith('127.');
+  if (family === 6) return lower === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(lower) || /^::ffff:127\./.test(lower);
+  return false;
+}
+
+/** `value`, checked to be a positive safe integer. */
+export function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
+  return value;
 }

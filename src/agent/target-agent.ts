@@ -14,7 +14,6 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
 import type { TargetBackend, TargetDomain } from '../domain/backend.js';
 import { SimTargetBackend } from '../domain/sim/target-backend.js';
 import {
@@ -48,6 +47,8 @@ import {
   DEFAULT_OUTCOME_MEMORY_MS,
   DEFAULT_RECORD_IDLE_TIMEOUT_MS,
   type TargetAgentOptions,
+  isLoopbackHost,
+  positiveInteger,
 } from './agent-options.js';
 
 export {
@@ -105,7 +106,15 @@ export interface AgentMigration {
 /** Events an agent emits, as `agent.on('event', e => ...)`. */
 export type AgentEvent =
   | { type: 'migration-started'; migrationId: string; domainName: string; memoryBytes: number; from: string }
-  | { type: 'migration-resumed'; migrationId: string; pages: number; bytesWire: number; digest?: string }
+  | {
+      type: 'migration-resumed';
+      migrationId: string;
+      pages: number;
+      bytesWire: number;
+      digest?: string;
+      /** The guest's console log, a file on the agent's host, where its backend keeps one (QEMU's serial port). */
+      console?: string;
+    }
   | { type: 'migration-discarded'; migrationId: string; error?: { code: string; message: string } }
   | { type: 'connection-refused'; from: string; error: { code: string; message: string } };
 
@@ -389,7 +398,15 @@ export class TargetAgent extends EventEmitter {
           entry.state = 'running';
           entry.domain = domain;
           admission.resumed(domain, resumed);
-          this.emitEvent({ type: 'migration-resumed', migrationId: entry.migrationId, pages: resumed.pages, bytesWire: resumed.bytesWire, digest: resumed.digest });
+          const log = consoleOf(domain);
+          this.emitEvent({
+            type: 'migration-resumed',
+            migrationId: entry.migrationId,
+            pages: resumed.pages,
+            bytesWire: resumed.bytesWire,
+            digest: resumed.digest,
+            ...(log !== undefined ? { console: log } : {}),
+          });
         },
       });
     } finally {
@@ -481,18 +498,8 @@ export class TargetAgent extends EventEmitter {
   }
 }
 
-/** True for literal loopback addresses (127.0.0.0/8, ::1, IPv4-mapped 127/8) and `localhost`. */
-function isLoopbackHost(host: string): boolean {
-  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  const lower = bare.toLowerCase();
-  if (lower === 'localhost') return true;
-  const family = isIP(bare);
-  if (family === 4) return bare.startsWith('127.');
-  if (family === 6) return lower === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(lower) || /^::ffff:127\./.test(lower);
-  return false;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
-  return value;
+/** The console log path a domain offers (`consolePath`, as a QEMU guest has), if any. */
+function consoleOf(domain: TargetDomain): string | undefined {
+  const path: unknown = (domain as { consolePath?: unknown }).consolePath;
+  return typeof path === 'string' ? path : undefined;
 }

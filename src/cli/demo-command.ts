@@ -17,6 +17,7 @@ import { RUN_FLAGS } from './migrate-command.js';
 import { spawnLivemig } from './node-flags.js';
 import { checkAgainstOracle } from './oracle-check.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
+import { qemuDemo } from './qemu-demo.js';
 import { runSource } from './source-run.js';
 import { parseDuration } from './units.js';
 
@@ -28,17 +29,24 @@ export const DEMO_HELP = `usage: livemig demo [flags]
 Starts a target agent in a second process, boots a guest here, migrates it live to the agent,
 lets it run there, and checks it against its replay oracle. Both ends share a fresh pool key.
 
+  --backend KIND         sim (default) or qemu: livemig's test guest under QEMU, checked by its
+                         own memory check on the target instead of an oracle (needs
+                         qemu-system-x86_64 and gcc; takes --memory, default 256MiB, and
+                         --dirty-rate, default 20MB/s, of the guest flags; warmup 2s, run-after 3s)
   --warmup DUR           let the guest run this long before migrating (default 1s)
   --run-after DUR        let the guest run on the target this long before the check (default 1s)
 ${GUEST_AND_ENGINE_HELP}
 `;
 
 export async function demo(args: string[]): Promise<number> {
-  const { values } = parse(args, RUN_FLAGS);
+  const { values } = parse(args, { ...RUN_FLAGS, backend: { type: 'string' } } as const);
+  const backend = values.backend ?? 'sim';
+  if (backend !== 'sim' && backend !== 'qemu') throw new InvalidArgumentError(`--backend "${backend}" is not sim or qemu`);
   if (values['key-file'] !== undefined || values['tls-ca'] !== undefined || values.to !== undefined) {
     throw new InvalidArgumentError('demo runs both ends itself, with a fresh pool key: it takes no --to, --key-file or --tls-ca');
   }
   if (values.calibration !== undefined) throw new InvalidArgumentError('--calibration is for migrate, whose runs share it; demo starts afresh');
+  if (backend === 'qemu') return qemuDemo(values);
   const config = guestConfigFromFlags(values);
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');

@@ -5,6 +5,7 @@ import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { InvalidArgumentError } from '../errors.js';
 import { stopWithParent } from '../util/child.js';
 import { parse } from './args.js';
+import { targetBackendsFromFlag } from './backend-flags.js';
 import { parseDuration, parseInteger, parsePositiveDuration } from './units.js';
 
 export const LISTEN_HELP = `usage: livemig listen [flags]
@@ -23,6 +24,10 @@ Runs a target agent that accepts migrations and keeps the guests it receives.
                          partitioned source is noticed (default 30s; 0 turns this off)
   --supervised           run as another process's child: stop when standard input closes, and
                          leave Ctrl-C at the terminal to that process, which stops this agent
+  --backend LIST         kinds of guest received: sim, qemu or sim,qemu (default sim);
+                         qemu needs qemu-system-x86_64 and starts QEMU for each incoming guest
+  --qemu-dir DIR         where incoming QEMU guests keep their RAM file and serial log, a
+                         folder each; must be tmpfs (default /dev/shm)
   --json                 one JSON event per line on stdout
 `;
 
@@ -39,7 +44,10 @@ export async function listen(args: string[]): Promise<number> {
     'record-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
     supervised: { type: 'boolean' },
+    backend: { type: 'string' },
+    'qemu-dir': { type: 'string' },
   } as const);
+  const backends = targetBackendsFromFlag(values.backend ?? 'sim', values['qemu-dir']);
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
   const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
   const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parsePositiveDuration(values['record-timeout'], '--record-timeout');
@@ -57,6 +65,7 @@ export async function listen(args: string[]): Promise<number> {
     goTimeoutMs,
     recordIdleTimeoutMs,
     idleTimeoutMs,
+    backends,
   });
   const json = values.json ?? false;
   const print = (event: Record<string, unknown>, human: string): void => {
@@ -88,7 +97,7 @@ function describeEvent(e: AgentEvent): string {
     case 'migration-started':
       return `${e.migrationId}: receiving ${e.domainName} (${e.memoryBytes / 2 ** 20} MiB) from ${e.from}`;
     case 'migration-resumed':
-      return `${e.migrationId}: resumed here after ${e.pages} pages (${(e.bytesWire / 2 ** 20).toFixed(1)} MiB on the wire)`;
+      return `${e.migrationId}: resumed here after ${e.pages} pages (${(e.bytesWire / 2 ** 20).toFixed(1)} MiB on the wire)${e.console ? `; console in ${e.console}` : ''}`;
     case 'migration-discarded':
       return `${e.migrationId}: discarded (${e.error?.code}: ${e.error?.message}); the guest stays on its source`;
     case 'connection-refused':

@@ -42,10 +42,7 @@ export function defaultTestGuestCacheDir(): string {
  * @throws DomainFailedError if gcc is missing or fails (its output is in the message).
  */
 export async function buildTestGuest(cacheDir = defaultTestGuestCacheDir()): Promise<string> {
-  const hash = createHash('sha256');
-  for (const name of SOURCES) hash.update(name).update('\0').update(await readFile(join(TEST_GUEST_SOURCE_DIR, name))).update('\0');
-  hash.update(GCC_FLAGS.join(' '));
-  const kernel = join(cacheDir, `guest-${hash.digest('hex').slice(0, 16)}.elf`);
+  const kernel = join(cacheDir, `guest-${await testGuestSourceHash()}.elf`);
   if (await exists(kernel)) return kernel;
 
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
@@ -66,6 +63,18 @@ export async function buildTestGuest(cacheDir = defaultTestGuestCacheDir()): Pro
     await rm(partial, { force: true });
   }
   return kernel;
+}
+
+/**
+ * The hash of the guest's sources and build flags (16 hex digits), which names its kernel. Two
+ * hosts with the same hash build the same kernel, so a migrating guest names its kernel by this
+ * hash rather than by a path on the source host.
+ */
+export async function testGuestSourceHash(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const name of SOURCES) hash.update(name).update('\0').update(await readFile(join(TEST_GUEST_SOURCE_DIR, name))).update('\0');
+  hash.update(GCC_FLAGS.join(' '));
+  return hash.digest('hex').slice(0, 16);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,0 +1,29 @@
+/**
+ * `--backend LIST` of `livemig listen`: which kinds of guest an agent receives. The simulator is
+ * the default; QEMU is offered only when asked for, since it lets any peer holding the pool key
+ * start QEMU processes on this host, and only where QEMU is installed.
+ */
+
+import type { TargetBackend } from '../domain/backend.js';
+import { QemuTargetBackend } from '../domain/qemu/target-backend.js';
+import { SimTargetBackend } from '../domain/sim/target-backend.js';
+import { DomainFailedError, InvalidArgumentError } from '../errors.js';
+
+/** The backends `livemig listen` can offer. */
+export const BACKEND_NAMES = ['sim', 'qemu'] as const;
+
+/** The backends `list` names (comma-separated), QEMU guests kept under `qemuDir` if given. */
+export function targetBackendsFromFlag(list: string, qemuDir?: string): TargetBackend[] {
+  const names = [...new Set(list.split(',').map((n) => n.trim()).filter(Boolean))];
+  if (names.length === 0) throw new InvalidArgumentError(`--backend names no backend; give one or more of ${BACKEND_NAMES.join(', ')}`);
+  if (qemuDir !== undefined && !names.includes('qemu')) throw new InvalidArgumentError('--qemu-dir is for --backend qemu');
+  return names.map((name) => {
+    if (name === 'sim') return new SimTargetBackend();
+    if (name === 'qemu') {
+      const qemu = new QemuTargetBackend(qemuDir === undefined ? {} : { dir: qemuDir });
+      if (!qemu.available) throw new DomainFailedError('--backend qemu needs qemu-system-x86_64 on PATH (Debian: apt-get install qemu-system-x86)');
+      return qemu;
+    }
+    throw new InvalidArgumentError(`--backend "${name}" is not one of ${BACKEND_NAMES.join(', ')}`);
+  });
+}

@@ -1,0 +1,162 @@
+/**
+ * The source side of a QEMU guest: a running `qemu-system-x86_64` started by `QemuProcess`, whose
+ * RAM is a `share=on` file that this process reads while the guest runs. livemig moves the RAM;
+ * QEMU moves only its device state (`x-ignore-shared`, see device-state.ts).
+ *
+ * - Dirty pages are found by the engine's hash scan of the RAM file (`dirtyTracking: 'scan'`).
+ *   QEMU's own dirty bitmap is reachable only from inside its migration, and the kernel's
+ *   soft-dirty bits (`/proc/PID/clear_refs`) are missing where `CONFIG_MEM_SOFT_DIRTY` is off, as
+ *   on the hosts this was built on; a log from outside QEMU is future work.
+ * - The vCPUs cannot be throttled: QEMU's throttle runs only inside its own migration
+ *   (auto-converge), and `cpu-throttle-*` parameters set without one change nothing. `setThrottle`
+ *   does nothing, so auto-converge cannot slow a QEMU guest; a guest that outruns the link ends by
+ *   the deadlines and the policy instead.
+ * - Pause and resume are QMP `stop` and `cont`; `cont` also resumes a QEMU whose device state
+ *   was saved (`postmigrate`), which is how a failed migration hands the guest back.
+ */
+
+import { readFileSync } from 'node:fs';
+import { DomainFailedError } from '../../errors.js';
+import type { DirtyTracking, DomainDescriptor, GuestMemory, SourceDomain } from '../backend.js';
+import { openGuestMemory, type GuestMemoryAccess } from '../guest-memory.js';
+import { DEFAULT_QEMU_STATE_TIMEOUT_MS, ignoreSharedRam, saveDeviceState } from './device-state.js';
+import { QEMU_VCPUS, qemuDescriptor, type QemuKernelRef } from './qemu-config.js';
+import { QEMU_RAM_BACKEND_ID, queryQemuIdentity, type QemuProcess } from './qemu-process.js';
+
+/** Clock ticks per second in `/proc/.../stat` (Linux's USER_HZ, 100 on every architecture livemig runs on). */
+const USER_HZ = 100;
+
+/** Options of {@link QemuSourceDomain.attach}. */
+export interface QemuSourceOptions {
+  /** The kernel the guest was booted with, as the target finds it (the test guest's source hash). */
+  kernel: QemuKernelRef;
+  /** The domain's name in reports. @default 'qemu-guest' */
+  name?: string;
+  /** Deadline for QEMU to save its device state, in ms. @default DEFAULT_QEMU_STATE_TIMEOUT_MS */
+  stateTimeoutMs?: number;
+}
+
+/** A running QEMU guest, as the migration engine's source. */
+export class QemuSourceDomain implements SourceDomain {
+  readonly descriptor: DomainDescriptor;
+  readonly pageCount: number;
+  readonly dirtyTracking: DirtyTracking = 'scan';
+  readonly #qemu: QemuProcess;
+  readonly #access: GuestMemoryAccess;
+  readonly #memory: GuestMemory;
+  readonly #vcpuStatPaths: string[];
+  readonly #stateTimeoutMs: number;
+  #paused: boolean;
+
+  private constructor(qemu: QemuProcess, descriptor: DomainDescriptor, paused: boolean, vcpuThreads: number[], stateTimeoutMs: number) {
+    this.#qemu = qemu;
+    this.descriptor = descriptor;
+    this.pageCount = descriptor.memoryBytes / descriptor.pageSize;
+    this.#memory = { kind: 'file', path: qemu.definition.ramPath, byteOffset: 0, byteLength: descriptor.memoryBytes };
+    this.#access = openGuestMemory(this.#memory, descriptor.pageSize);
+    this.#paused = paused;
+    this.#vcpuStatPaths = vcpuThreads.map((tid) => `/proc/${qemu.pid}/task/${tid}/stat`);
+    this.#stateTimeoutMs = stateTimeoutMs;
+  }
+
+  /**
+   * Attaches to `qemu`, which runs (or is stopped) with its RAM shared in its RAM file. Reads what
+   * the target needs from QEMU itself (version, resolved machine type, RAM backend), and turns on
+   * `x-ignore-shared` now rather than in the pause.
+   * @throws DomainFailedError if QEMU's RAM is not the shared backend the launcher makes, or QMP fails.
+   */
+  static async attach(qemu: QemuProcess, options: QemuSourceOptions): Promise<QemuSourceDomain> {
+    const identity = await queryQemuIdentity(qemu.qmp);
+    const memoryBytes = qemu.definition.memoryMiB * 1024 * 1024;
+    const ram = identity.memoryBackends.find((b) => b.id === QEMU_RAM_BACKEND_ID);
+    if (!ram || !ram.share || ram.size !== memoryBytes || identity.memoryBackends.length !== 1) {
+      throw new DomainFailedError(
+        `QEMU's RAM must be one shared backend "${QEMU_RAM_BACKEND_ID}" of ${memoryBytes} bytes; it has ${JSON.stringify(identity.memoryBackends)}`,
+      );
+    }
+    const cpus = await qemu.qmp.execute<Array<{ 'thread-id': number }>>('query-cpus-fast');
+    if (cpus.length !== QEMU_VCPUS) throw new DomainFailedError(`QEMU runs ${cpus.length} vCPUs; QEMU guests here have ${QEMU_VCPUS}`);
+    const status = await qemu.qmp.execute<{ running: boolean }>('query-status');
+    await ignoreSharedRam(qemu.qmp);
+    const def = qemu.definition;
+    const descriptor = qemuDescriptor(options.name ?? 'qemu-guest', {
+      qemuVersion: identity.version,
+      machine: identity.machine,
+      memoryMiB: def.memoryMiB,
+      ramBackendId: QEMU_RAM_BACKEND_ID,
+      kernel: options.kernel,
+      ...(def.append !== undefined ? { append: def.append } : {}),
+    });
+    const threads = cpus.map((c) => c['thread-id']);
+    return new QemuSourceDomain(qemu, descriptor, !status.running, threads, options.stateTimeoutMs ?? DEFAULT_QEMU_STATE_TIMEOUT_MS);
+  }
+
+  /** The QEMU process this domain drives. */
+  get qemu(): QemuProcess {
+    return this.#qemu;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  memory(): GuestMemory {
+    return this.#memory;
+  }
+
+  enableDirtyLog(): void {}
+
+  disableDirtyLog(): void {}
+
+  readDirtyLog(): Uint32Array {
+    return new Uint32Array(0);
+  }
+
+  peekDirtyCount(): number {
+    return 0;
+  }
+
+  /** The vCPU threads' CPU time from `/proc`; undefined once QEMU is gone. */
+  vcpuTimeMs(): number | undefined {
+    let ticks = 0;
+    try {
+      for (const path of this.#vcpuStatPaths) {
+        // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+        const stat = readFileSync(path, 'latin1');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(fields[11]) + Number(fields[12]);
+      }
+    } catch {
+      return undefined;
+    }
+    return Number.isFinite(ticks) ? (ticks * 1000) / USER_HZ : undefined;
+  }
+
+  /** Positioned reads from the RAM file straight into `dst`, one per run of consecutive pages. */
+  readPages(pfns: Uint32Array, dst: Uint8Array): void {
+    this.#access.readPages(pfns, dst);
+  }
+
+  async pause(): Promise<void> {
+    await this.#qemu.qmp.execute('stop');
+    this.#paused = true;
+  }
+
+  async resume(): Promise<void> {
+    await this.#qemu.qmp.execute('cont');
+    this.#paused = false;
+  }
+
+  /** QEMU cannot be throttled from outside its own migration: see the file's head. */
+  setThrottle(_fraction: number): void {}
+
+  saveState(): Promise<Uint8Array> {
+    return saveDeviceState(this.#qemu, this.#stateTimeoutMs);
+  }
+
+  /** Ends QEMU for good and removes its RAM file and QMP socket; the serial log stays its owner's. */
+  async destroy(): Promise<void> {
+    this.#access.close();
+    await this.#qemu.stop();
+  }
+}

@@ -1,7 +1,7 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
 import { decisionOf, defaultPolicy, downtimeBudgetAt, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
-import { mergeSorted } from '../dist/precopy/migration.js';
+import { mergeSorted } from '../dist/dirtylog/page-lists.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
   AUTO_CONVERGE_MAX_PERCENT,

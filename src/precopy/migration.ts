@@ -12,34 +12,30 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
+import { mergeSorted } from '../dirtylog/page-lists.js';
 import type { SourceDomain } from '../domain/backend.js';
 import {
   asMigrationError,
   CancelledError,
   DigestMismatchError,
-  InvalidArgumentError,
   MigrationError,
-  PeerAbortedError,
   PolicyAbortError,
-  TimeoutError,
   UnexpectedRecordError,
   UnsettledError,
 } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
-import type { ProtocolLimits } from '../protocol/limits.js';
-import { digestMemory, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
+import { PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
-import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
+import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
-import { withDeadline } from '../util/deadline.js';
 import { armLoopGuard } from '../util/loop-guard.js';
 import { collectorFrom } from '../util/gc.js';
-import { median, roundTo } from '../util/stats.js';
-import { abortPeer } from './abort-peer.js';
-import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
+import { roundTo } from '../util/stats.js';
+import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
 import { checkMigrateOptions } from './check-options.js';
 import { DowntimeModel } from './downtime-model.js';
+import { GuestCustody } from './guest-custody.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import {
@@ -47,30 +43,21 @@ import {
   DEFAULT_DOWNTIME_BUDGET_MS,
   defaultPolicy,
   downtimeBudgetAt,
-  estimateDowntime,
-  LIKE_ROUND_SIZE_RATIO,
-  paceOfRoundsLike,
   roundTimeAt,
-  type DowntimeRamp,
   type PrecopyPolicy,
   type PrecopyStats,
   type RoundSample,
-  type RoundTimeModel,
-  type SwitchoverMode,
 } from './policy.js';
 import {
   DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_TIMEOUT_ACTION,
   ProgressWatchdog,
-  type TimeoutAction,
 } from './progress-watchdog.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_PROGRESS_INTERVAL_MS,
-  DEFAULT_RESOLVE_TIMEOUT_MS,
   DEFAULT_SWITCHOVER_TIMEOUT_MS,
-  RESOLVE_RETRY_MS,
   type MigrateOptions,
 } from './migrate-options.js';
 import { RecordInbox } from './record-inbox.js';
@@ -129,9 +116,6 @@ class SourceMigration {
   private round = 0;
   private roundPages = 0;
   private roundStartPages = 0;
-  private paused = false;
-  /** Whether the dirty log runs and the throttle may be on: until {@link releaseGuest}. */
-  private holdingGuest = false;
   private goSent = false;
   private cancelReason: MigrationError | undefined;
   private forced: ForcedSwitchover | undefined;
@@ -142,6 +126,8 @@ class SourceMigration {
   /** Of the pages in the dirty log now, those already counted by `dirtyMeter`. */
   private dirtyCounted = 0;
   private pauseTimes: PauseTimes | undefined;
+  /** Where the guest runs, and the rules that move it when the migration ends. */
+  private readonly custody: GuestCustody;
   /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
   private finalRoundEnd: Promise<void> = Promise.resolve();
   private readonly collectGarbage: (() => void) | undefined;
@@ -192,6 +178,15 @@ class SourceMigration {
       maxThrottlePercent: 0,
       verified: false,
     };
+    this.custody = new GuestCustody({
+      id: this.id,
+      domain,
+      transport,
+      options,
+      report: this.report,
+      dirty: this.dirty,
+      setPhase: (phase) => this.setPhase(phase),
+    });
   }
 
   async run(): Promise<MigrationReport> {
@@ -223,8 +218,8 @@ class SourceMigration {
       } catch (err) {
         const error = asMigrationError(err);
         // Resume before anything else: finding the best explanation may wait on the link.
-        const resumeError = await this.resumeHere();
-        await this.undo(await this.explain(error), resumeError);
+        const resumeError = await this.custody.resumeHere();
+        await this.custody.undo(await this.explain(error), resumeError);
         return this.report;
       }
       try {
@@ -268,7 +263,7 @@ class SourceMigration {
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
-    this.holdingGuest = true;
+    this.custody.holdingGuest = true;
     this.dirty.start();
     this.dirtyMeter = new DirtyRateMeter({ startMs: performance.now() });
     const pageCount = this.domain.pageCount;
@@ -313,7 +308,7 @@ class SourceMigration {
     this.report.predictedDowntimeMs = Number.isFinite(predictedMs) ? roundTo(predictedMs, 3) : undefined;
     this.report.downtimeBudgetMs = this.budgetMs();
     const pauseStart = performance.now();
-    this.paused = true;
+    this.custody.paused = true;
     await this.domain.pause();
     const pausedAt = performance.now();
     const final = mergeSorted(pending, await this.dirty.take());
@@ -384,15 +379,15 @@ class SourceMigration {
       if (error.code === 'ERR_PEER_ABORTED') {
         // An explicit abort after "go" means the target could not resume and destroyed its
         // copy: the paused copy here is the only one, so it runs again here.
-        await this.undo(error);
+        await this.custody.undo(error);
         return;
       }
       this.transport.destroy();
-      await this.resolveAfterGo(error);
+      await this.custody.resolveAfterGo(error, this.pauseTimes!.pauseStart);
       return;
     }
     await this.transport.close().catch(() => undefined);
-    await this.finishOnTarget();
+    await this.custody.finishOnTarget();
   }
 
   /**
@@ -405,137 +400,11 @@ class SourceMigration {
       return;
     }
     if (!this.goSent) {
-      await this.undo(error, await this.resumeHere());
+      await this.custody.undo(error, await this.custody.resumeHere());
       return;
     }
     this.transport.destroy();
-    await this.resolveAfterGo(error);
-  }
-
-  /** The guest runs on the target: verify, and retire the paused copy here. */
-  private async finishOnTarget(): Promise<void> {
-    this.report.outcome = 'completed';
-    this.report.guestRunningOn = 'target';
-    // The guest runs on the target whatever happens below; a failure here is only reported.
-    this.releaseGuest();
-    try {
-      if ((this.options.verify ?? true) && this.report.targetDigest !== undefined) {
-        this.setPhase('verify');
-        this.report.sourceDigest = await digestMemory(this.domain.pageCount, this.pageSize, (pfns, dst) => this.domain.readPages(pfns, dst));
-        this.report.verified = this.report.sourceDigest === this.report.targetDigest;
-      }
-      if (this.options.destroySource ?? true) await this.domain.destroy();
-    } catch (err) {
-      const error = asMigrationError(err);
-      this.report.sourceCleanupError = {
-        code: error.code,
-        message: `the guest runs on the target, but retiring the paused copy here failed: ${error.message}`,
-      };
-    }
-  }
-
-  /**
-   * The link failed after "go": the target may or may not have resumed. Ask it over a new
-   * connection until it says, keeping the copy here paused meanwhile.
-   */
-  private async resolveAfterGo(linkError: MigrationError): Promise<void> {
-    const ask = this.options.resolveOutcome;
-    const deadline = performance.now() + (this.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS);
-    let lastAnswer = 'no answer';
-    const signal = this.options.signal;
-    while (ask && performance.now() < deadline && !signal?.aborted) {
-      let state: StatusRecord['state'] | undefined;
-      try {
-        // An agent that takes the question and never answers must not keep this copy paused for ever.
-        state = await withDeadline(ask(this.id), deadline - performance.now(), () => new TimeoutError('the target agent did not answer before the deadline'));
-      } catch (err) {
-        lastAnswer = asMigrationError(err, 'ERR_CONNECT_FAILED').message;
-      }
-      if (state === 'running') {
-        this.report.resolvedAfterLinkFailure = linkError.toJSON();
-        this.report.downtimeUpperBoundMs = roundTo(performance.now() - this.pauseTimes!.pauseStart, 3);
-        await this.finishOnTarget();
-        return;
-      }
-      if (state === 'discarded' || state === 'unknown') {
-        // The target destroyed its copy (or, restarted, holds none): this one is the only one.
-        this.report.resolvedAfterLinkFailure = linkError.toJSON();
-        await this.undo(
-          new MigrationError(linkError.code, `${linkError.message}; the target then reported the migration ${state}, so the guest resumed here`),
-        );
-        return;
-      }
-      if (state !== undefined) lastAnswer = `the target still reports "${state}"`;
-      await sleep(RESOLVE_RETRY_MS, undefined, { signal }).catch(() => undefined);
-    }
-    if (signal?.aborted) lastAnswer += '; asking was given up when the migration was cancelled';
-    // The copy here stays paused, but whoever resumes it by hand must get it at full speed.
-    this.releaseGuest();
-    this.report.outcome = 'indeterminate';
-    this.report.guestRunningOn = 'unknown';
-    this.report.error = {
-      code: 'ERR_INDETERMINATE',
-      message:
-        `the link failed after "go" (${linkError.code}: ${linkError.message}) and the target could not be asked ` +
-        `(${ask ? lastAnswer : 'no way to ask it was configured'}). The guest is kept paused here and may be running on the target. ` +
-        `Ask the target agent about migration ${this.id} ("livemig status --id ${this.id}"): if it is running there, ` +
-        `destroy this paused copy; if it was discarded or is unknown there, resume this one.`,
-    };
-  }
-
-  /**
-   * Undo: resume the guest here, tell the target, and say why in the report. Resuming comes
-   * first: before "go" the target never resumes its copy, so the guest need not stay paused
-   * while a failing link takes its time to deliver the abort.
-   */
-  private async undo(error: MigrationError, resumeError?: MigrationError): Promise<void> {
-    this.report.outcome = error instanceof CancelledError ? 'cancelled' : 'failed';
-    // A target's refusal keeps its own code beside ERR_PEER_ABORTED, for programs to act on.
-    this.report.error = error instanceof PeerAbortedError ? { ...error.toJSON(), peerCode: error.peerCode } : error.toJSON();
-    const failedToResume = resumeError ?? (await this.resumeHere());
-    this.report.guestRunningOn = failedToResume ? 'none' : 'source';
-    if (failedToResume) {
-      this.report.error = {
-        code: error.code,
-        message: `${error.message}; resuming the guest on the source then failed too: ${failedToResume.message}`,
-      };
-    }
-    // Best effort: the target discards its copy whether or not the abort arrives.
-    await abortPeer(this.transport, error, error.code !== 'ERR_PEER_ABORTED');
-  }
-
-  /**
-   * Resumes the guest here if it is paused, throttle lifted first; returns why resuming failed,
-   * if it did. A throttle or dirty log that cannot be ended does not keep the guest paused: that
-   * is reported beside the outcome.
-   */
-  private async resumeHere(): Promise<MigrationError | undefined> {
-    this.releaseGuest();
-    if (!this.paused) return undefined;
-    try {
-      await this.domain.resume();
-      this.paused = false;
-      return undefined;
-    } catch (err) {
-      return asMigrationError(err);
-    }
-  }
-
-  /**
-   * Lifts the throttle and ends the dirty log, once whatever the outcome (the backend contract),
-   * each tried even if the other fails. A failure changes no outcome: the report says what it was.
-   */
-  private releaseGuest(): void {
-    if (!this.holdingGuest) return;
-    this.holdingGuest = false;
-    for (const step of [() => this.domain.setThrottle(0), () => this.dirty.stop()]) {
-      try {
-        step();
-      } catch (err) {
-        const error = asMigrationError(err);
-        this.report.sourceCleanupError ??= { code: error.code, message: `lifting the throttle or ending the dirty log here failed: ${error.message}` };
-      }
-    }
+    await this.custody.resolveAfterGo(error, this.pauseTimes!.pauseStart);
   }
 
   /**
@@ -815,32 +684,3 @@ class SourceMigration {
     }
   }
 }
-
-/** Union of two ascending page lists, ascending, without duplicates. */
-export function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
-  if (b.length === 0) return a;
-  if (a.length === 0) return b;
-  const out = new Uint32Array(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let n = 0;
-  while (i < a.length && j < b.length) {
-    const x = a[i]!;
-    const y = b[j]!;
-    if (x < y) {
-      out[n++] = x;
-      i++;
-    } else if (y < x) {
-      out[n++] = y;
-      j++;
-    } else {
-      out[n++] = x;
-      i++;
-      j++;
-    }
-  }
-  while (i < a.length) out[n++] = a[i++]!;
-  while (j < b.length) out[n++] = b[j++]!;
-  return out.subarray(0, n);
-}
-

@@ -41,12 +41,7 @@ export async function serveTargetHost(): Promise<number> {
   agent.on('event', (e: AgentEvent) => {
     if (e.type === 'migration-started') exposedGc()?.();
     if (e.type !== 'migration-resumed') return;
-    const entry = agent.migrations.get(e.migrationId);
-    const domain = entry?.domain;
-    if (entry && domain) {
-      entry.domain = undefined;
-      void domain.destroy().catch(() => undefined);
-    }
+    void agent.release(e.migrationId).then((domain) => domain?.destroy().catch(() => undefined));
   });
   const sink = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => void drainRawFrames(transport));
   process.stdout.write(`${JSON.stringify({ type: 'listening', url: agent.url, sinkUrl: sink.url })}\n`);

@@ -89,6 +89,8 @@ export async function connectToAgent(url: string, options: ConnectToAgentOptions
   const transport = await connectWebSocket(url, connectOptions);
   const leftMs = Math.max(1, Math.round(budgetMs - (performance.now() - started)));
   await authenticateToAgent(transport, { key, peer: url, timeoutMs: leftMs });
+  // After a broken link past "go", the engine asks this agent afresh what it did.
+  transport.resolveOutcome = async (migrationId) => (await queryAgent(url, migrationId, options)).state;
   return transport;
 }
 

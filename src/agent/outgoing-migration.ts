@@ -14,7 +14,7 @@ import type { SwitchoverCalibration } from '../precopy/switchover-calibration.js
 import type { PageCodec } from '../protocol/page-codecs.js';
 import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
-import { connectToAgent, queryAgent } from './agent-client.js';
+import { connectToAgent } from './agent-client.js';
 import type { MigrateGuestRequest, MigrationInfo } from './control-types.js';
 import { isSourceDomain, type GuestRegistry, type HostGuest } from './guest-registry.js';
 import type { HostMetrics } from './host-metrics.js';
@@ -110,8 +110,6 @@ export class OutgoingMigration {
       targetName: this.request.to,
       signal,
       onProgress: (p) => this.progress(p),
-      // After a broken link past "go", the target says whether the guest runs there.
-      resolveOutcome: async (id) => (await queryAgent(this.url, id, connect)).state,
     };
     if (this.request.downtimeBudgetMs !== undefined) options.downtimeBudgetMs = this.request.downtimeBudgetMs;
     if (this.request.maxBandwidthBytesPerSec !== undefined) options.maxBandwidthBytesPerSec = this.request.maxBandwidthBytesPerSec;

@@ -118,10 +118,17 @@ export type AgentEvent =
   | { type: 'migration-discarded'; migrationId: string; error?: { code: string; message: string } }
   | { type: 'connection-refused'; from: string; error: { code: string; message: string } };
 
+/** The agent's events, typed: `agent.on('event', (e) => ...)` gets an {@link AgentEvent}. */
+export interface TargetAgent {
+  on(event: 'event', listener: (event: AgentEvent) => void): this;
+  once(event: 'event', listener: (event: AgentEvent) => void): this;
+  off(event: 'event', listener: (event: AgentEvent) => void): this;
+}
+
 /** A listening target agent. */
 export class TargetAgent extends EventEmitter {
   /** Migrations by id: running ones, and discarded ones for a while. */
-  readonly migrations = new Map<string, AgentMigration>();
+  private readonly table = new Map<string, AgentMigration>();
   private readonly backends: Map<string, TargetBackend>;
   /** Per guest, the last inspection queued: each waits for the one before it. */
   private readonly inspections = new WeakMap<TargetDomain, Promise<unknown>>();
@@ -151,6 +158,14 @@ export class TargetAgent extends EventEmitter {
   private readonly connections = new Set<Transport>();
   /** Set by `close()`: a guest that starts running from then on is destroyed at once. */
   private closing = false;
+
+  /**
+   * Migrations received, by id: those running here, and discarded ones for a while (see
+   * `outcomeMemoryMs`). A view: the agent alone changes it.
+   */
+  get migrations(): ReadonlyMap<string, Readonly<AgentMigration>> {
+    return this.table;
+  }
 
   private constructor(options: TargetAgentOptions) {
     super();
@@ -253,7 +268,7 @@ export class TargetAgent extends EventEmitter {
     const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_SERVE_GRACE_MS)));
     await Promise.race([Promise.allSettled(this.serving), grace]);
     clearTimeout(timer);
-    for (const m of this.migrations.values()) await this.destroyGuest(m);
+    for (const m of this.table.values()) await this.destroyGuest(m);
   }
 
   /**
@@ -264,7 +279,7 @@ export class TargetAgent extends EventEmitter {
    * the agent holds none under that id.
    */
   async release(migrationId: string): Promise<TargetDomain | undefined> {
-    const entry = this.migrations.get(migrationId);
+    const entry = this.table.get(migrationId);
     const domain = entry?.domain;
     if (entry === undefined || domain === undefined) return undefined;
     entry.domain = undefined;
@@ -287,7 +302,7 @@ export class TargetAgent extends EventEmitter {
       for (const [due, at] of this.forgetAt) {
         if (at > now) continue;
         this.forgetAt.delete(due);
-        if (this.migrations.get(due.migrationId) === due) this.migrations.delete(due.migrationId);
+        if (this.table.get(due.migrationId) === due) this.table.delete(due.migrationId);
       }
       if (this.forgetAt.size === 0) this.stopSweeper();
     }, period);
@@ -351,7 +366,7 @@ export class TargetAgent extends EventEmitter {
       }
       // Only a discarded copy may be tried again under its id: a second hello for a copy that is
       // being received, prepared or running would make queries about it describe the wrong one.
-      const known = this.migrations.get(record.migrationId);
+      const known = this.table.get(record.migrationId);
       if (known && known.state !== 'discarded') {
         throw new UnexpectedRecordError(`migration ${record.migrationId} is already known here (${known.state})`);
       }
@@ -379,7 +394,7 @@ export class TargetAgent extends EventEmitter {
       memoryBytes: record.domain.memoryBytes,
       startedAt: new Date().toISOString(),
     };
-    this.migrations.set(record.migrationId, entry);
+    this.table.set(record.migrationId, entry);
     this.emitEvent({ type: 'migration-started', migrationId: entry.migrationId, domainName: entry.domainName, memoryBytes: entry.memoryBytes, from });
     this.active++;
     let result: IncomingResult | undefined;
@@ -460,7 +475,7 @@ export class TargetAgent extends EventEmitter {
 
   /** Answers a query; with `inspect`, pauses the guest a moment to read its state and digest. */
   private async answer(query: QueryRecord): Promise<StatusRecord> {
-    const entry = this.migrations.get(query.migrationId);
+    const entry = this.table.get(query.migrationId);
     if (!entry) return { type: 'status', migrationId: query.migrationId, state: 'unknown' };
     if (query.inspect && entry.domain && entry.state === 'running') {
       // One inspection of a guest at a time: the first to resume it would otherwise leave a second

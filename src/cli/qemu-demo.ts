@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectToAgent, queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
+import { connectToAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
 import { writeKeyFile } from '../agent/key-file.js';
 import { QemuProcess } from '../domain/qemu/qemu-process.js';
 import { QemuSourceDomain } from '../domain/qemu/source-domain.js';
@@ -133,7 +133,6 @@ async function migrateOnce(domain: QemuSourceDomain, url: string, engine: Migrat
       targetName: url,
       signal: cancel.signal,
       onProgress: json ? undefined : progress,
-      resolveOutcome: async (id) => (await queryAgent(url, id, connect)).state,
     });
     progress.done();
     return report;

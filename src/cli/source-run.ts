@@ -2,7 +2,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectToAgent, queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
+import { connectToAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { asMigrationError, type MigrationError } from '../errors.js';
@@ -59,9 +59,8 @@ export async function runSource(
       targetName: url,
       signal: cancel.signal,
       onProgress: json ? undefined : progress,
-      // If the link breaks after "go", ask the agent afresh what it did with the guest, until it
+      // If the link breaks after "go", ask the agent afresh (the transport knows how) until it
       // answers or Ctrl-C: the paused copy here is the guest's only copy if the agent discarded.
-      resolveOutcome: async (id) => (await queryAgent(url, id, connect)).state,
       resolveTimeoutMs: Number.POSITIVE_INFINITY,
     });
     progress.done();

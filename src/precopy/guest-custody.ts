@@ -64,7 +64,7 @@ export class GuestCustody {
    * connection until it says, keeping the copy here paused meanwhile.
    */
   async resolveAfterGo(linkError: MigrationError, pauseStart: number): Promise<void> {
-    const ask = this.c.options.resolveOutcome;
+    const ask = this.c.options.resolveOutcome ?? this.c.transport.resolveOutcome;
     const deadline = performance.now() + (this.c.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS);
     let lastAnswer = 'no answer';
     const signal = this.c.options.signal;

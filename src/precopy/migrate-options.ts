@@ -71,7 +71,8 @@ export interface MigrateOptions {
   /**
    * Asks the target, over a new connection, what it did with this migration. Used only when the
    * link fails after "go": with it the source finds out whether to destroy or resume its paused
-   * copy; without it that outcome is `indeterminate`.
+   * copy; without any way to ask, that outcome is `indeterminate`.
+   * @default the transport's own `resolveOutcome` (a transport from `connectToAgent` has one)
    */
   resolveOutcome?: (migrationId: string) => Promise<StatusRecord['state']>;
   /**

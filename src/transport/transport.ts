@@ -73,6 +73,15 @@ export interface Transport {
   readonly bytesReceived: number;
 
   /**
+   * Asks the agent at the other end, over a new connection, what became of a migration
+   * (`receiving`, `prepared`, `running`, `discarded` or `unknown`). Set by `connectToAgent`,
+   * which knows how to reach and authenticate to that agent again; `migrate()` asks it after a
+   * link failure past "go" unless given its own `resolveOutcome`. Absent on a transport that
+   * cannot reach its peer again.
+   */
+  resolveOutcome?: (migrationId: string) => Promise<'unknown' | 'receiving' | 'prepared' | 'running' | 'discarded'>;
+
+  /**
    * Optional capability of transports that read from the network: caps what the peer may send
    * from now on, counted in bytes as they arrive (framing included) rather than per frame, until
    * called again with `undefined`. Past the cap the connection fails with ERR_LIMIT_EXCEEDED. A

@@ -15,7 +15,7 @@ import { DomainFailedError, InvalidArgumentError } from '../../errors.js';
 import { PAGE_SIZE_BYTES, type DomainDescriptor } from '../../protocol/records.js';
 import type { DirtyTracking, GuestMemory, SourceDomain, TargetDomain } from '../backend.js';
 import { openGuestMemory, type GuestMemoryAccess } from '../guest-memory.js';
-import { DEFAULT_SIM_NAME, simConfigFromDescriptor, simDescriptor, validateSimConfig, type SimGuestConfig } from './config.js';
+import { DEFAULT_SIM_CONFIG, DEFAULT_SIM_NAME, simConfigFromDescriptor, simDescriptor, validateSimConfig, type SimGuestConfig } from './config.js';
 import { fillImage } from './image.js';
 import { decodeSimState, encodeSimState } from './state-codec.js';
 import {
@@ -105,10 +105,12 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   }
 
   /**
-   * Boots a guest: validates `config`, builds the seeded memory image (about 0.6 s per GiB),
-   * starts one worker thread per vCPU and resolves once all of them run.
+   * Boots a guest: validates `config` (each field left out takes its value from
+   * DEFAULT_SIM_CONFIG), builds the seeded memory image (about 0.6 s per GiB), starts one worker
+   * thread per vCPU and resolves once all of them run.
    */
-  static async boot(config: SimGuestConfig, name: string = DEFAULT_SIM_NAME): Promise<SimulatedGuest> {
+  static async boot(partial: Partial<SimGuestConfig> = {}, name: string = DEFAULT_SIM_NAME): Promise<SimulatedGuest> {
+    const config: SimGuestConfig = { ...DEFAULT_SIM_CONFIG, ...partial };
     validateSimConfig(config);
     const guest = new SimulatedGuest(config, name, false);
     fillImage(guest.mem, config.seed);

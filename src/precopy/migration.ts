@@ -29,7 +29,7 @@ import { encodeRecord } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
-import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
+import { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, type MigrationRecord, type PageCodec, type StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
 import { armLoopGuard } from '../util/loop-guard.js';
@@ -38,6 +38,7 @@ import { median, roundTo } from '../util/stats.js';
 import { abortPeer } from './abort-peer.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController, type AutoConvergeMode } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
+import { openChannels, type ChannelSender, type PageSink } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
@@ -312,6 +313,18 @@ export interface MigrateOptions {
   maxInFlight?: number;
   /** Limits applied to records received from the target. */
   limits?: Partial<ProtocolLimits>;
+  /**
+   * Page channels (docs/protocol.md §15): with more than one, pages travel on that many extra
+   * connections, opened with `openChannel`, each fed by a worker thread that reads guest memory
+   * itself. A target that speaks only version 2 gets them on the control connection. 1 is one
+   * connection, exactly as version 2. @default 1
+   */
+  channels?: number;
+  /**
+   * Opens one more authenticated connection to the same target agent (what `connectToAgent` does),
+   * for a page channel; required when `channels` is more than 1.
+   */
+  openChannel?: () => Promise<Transport>;
 }
 
 /**
@@ -348,7 +361,11 @@ class SourceMigration {
   private readonly rounds: RoundReport[] = [];
   private readonly sentDigest: PageDigest;
   private readonly calibration: SwitchoverCalibration;
-  private readonly sender: PageSender;
+  private sender: PageSink;
+  /** The cap on the sending rate, shared by every connection that carries pages. */
+  private readonly cap: BandwidthCap | undefined;
+  /** The page channels, once open (version 3 only). */
+  private channelSender: ChannelSender | undefined;
   /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
   private readonly dirty: DirtyTracker;
   private readonly throttle: ThrottleController;
@@ -402,11 +419,12 @@ class SourceMigration {
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
     this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
     this.calibration = options.calibration ?? calibrationFor(this.codec);
+    this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
       maxInFlight: options.maxInFlight,
-      cap: options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined,
+      cap: this.cap,
     });
     this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
     this.watchdog = new ProgressWatchdog(
@@ -478,8 +496,9 @@ class SourceMigration {
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
       this.report.totalMs = roundTo(performance.now() - this.start, 3);
+      this.channelSender?.release(false);
       this.report.bytesRaw = this.sender.counters.bytesRaw;
-      this.report.bytesWire = this.transport.bytesSent;
+      this.report.bytesWire = this.wireBytesSent();
       this.report.maxThrottlePercent = this.throttle.maxPercent;
       this.setPhase('done');
     }
@@ -491,18 +510,19 @@ class SourceMigration {
     this.setPhase('handshake');
     const helloAt = performance.now();
     await this.transport.send(
-      encodeRecord({ type: 'hello', versions: [PROTOCOL_VERSION], migrationId: this.id, domain: this.domain.descriptor, codec: this.codec }),
+      encodeRecord({ type: 'hello', versions: this.offeredVersions(), migrationId: this.id, domain: this.domain.descriptor, codec: this.codec }),
     );
     this.inbox = new RecordInbox(this.transport, this.options.limits);
     const ready = await this.expect('ready', timeoutMs);
-    if (ready.version !== PROTOCOL_VERSION || ready.migrationId !== this.id) {
+    if (!this.offeredVersions().includes(ready.version) || ready.migrationId !== this.id) {
       throw new UnexpectedRecordError(
-        `the target answered "ready" for version ${ready.version} and migration ${ready.migrationId}; expected version ${PROTOCOL_VERSION} and ${this.id}`,
+        `the target answered "ready" for version ${ready.version} and migration ${ready.migrationId}; expected version ${this.offeredVersions().join(' or ')} and ${this.id}`,
       );
     }
     // An upper bound (ready includes the target's allocation) until measured.
     this.rttMs = performance.now() - helloAt;
     await this.measureRoundTrip();
+    if (ready.version === CHANNELS_PROTOCOL_VERSION) await this.openPageChannels(timeoutMs);
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
@@ -568,6 +588,8 @@ class SourceMigration {
     // The stop-and-copy round is acknowledged like any other; the source reads that
     // acknowledgement only now, so as not to wait a round trip before sending the state.
     await this.expectRoundAck(timeoutMs);
+    // Every batch is written on the target: the page channels have done their part.
+    this.channelSender?.release(true);
     const prepared = await this.expect('prepared', timeoutMs);
     if (prepared.digest !== digest) {
       throw new DigestMismatchError(`the target holds memory and device state with digest ${prepared.digest}, but the source sent ${digest}`);
@@ -815,7 +837,7 @@ class SourceMigration {
     if (stopAndCopy) {
       // Paused: queue the round's end behind the batches at once; the caller waits for the writes.
       await this.sender.handedOver();
-      this.finalRoundEnd = this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
+      this.finalRoundEnd = this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages(), ...this.channelCounts() }));
       this.finalRoundEnd.catch(() => undefined);
     } else {
       await this.sender.flush();
@@ -823,7 +845,7 @@ class SourceMigration {
       // its garbage) before it acknowledges, and this side does the same once it has the ack.
       pauseSoon = this.pauseLikely({ bytes: this.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
       if (pauseSoon) await this.transport.send(encodeRecord({ type: 'pause-soon' }));
-      await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
+      await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages(), ...this.channelCounts() }));
     }
     // Before the pause, wait until the target has written the whole round: the round's duration
     // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
@@ -1022,12 +1044,43 @@ class SourceMigration {
     const types: readonly string[] = typeof type === 'string' ? [type] : type;
     const waitingFor = types.map((t) => `"${t}"`).join(' or ');
     // A cancel is honoured while waiting too (until "go"), not only between rounds.
-    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : this.cancelReason));
+    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : (this.cancelReason ?? this.channelSender?.failure)));
     this.protocolState = sourceTransition(this.protocolState, record.type);
     if (!types.includes(record.type)) {
       throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for ${waitingFor}`);
     }
     return record as Extract<MigrationRecord, { type: T }>;
+  }
+
+  /** The versions `hello` offers: version 3 only when page channels are asked for. */
+  private offeredVersions(): number[] {
+    return (this.options.channels ?? 1) > 1 ? [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
+  }
+
+  /** Opens the page channels; from now on pages travel on them. */
+  private async openPageChannels(timeoutMs: number): Promise<void> {
+    this.channelSender = await openChannels(this.domain, this.transport, this.options.channels!, this.options.openChannel!, this.sentDigest, {
+      migrationId: this.id,
+      codec: this.codec,
+      dataPagesPerBatch: this.options.dataPagesPerBatch,
+      maxInFlight: this.options.maxInFlight,
+      cap: this.cap,
+      timeoutMs,
+      limits: this.options.limits,
+      onFailure: () => this.inbox?.interrupt(),
+    });
+    this.sender = this.channelSender;
+    this.report.channels = this.options.channels;
+  }
+
+  /** `round-end.channels`: each page channel's batches so far (nothing without channels). */
+  private channelCounts(): { channels?: number[] } {
+    return this.channelSender ? { channels: this.channelSender.channelBatches() } : {};
+  }
+
+  /** Frame bytes sent on the control connection and every page channel. */
+  private wireBytesSent(): number {
+    return this.transport.bytesSent + (this.channelSender?.bytesSent ?? 0);
   }
 
   /** Waits for the target to acknowledge the round just sent, every batch of it written. */
@@ -1089,7 +1142,7 @@ class SourceMigration {
       roundPagesSent: Math.min(this.roundPages, c.pages - this.roundStartPages),
       roundPages: this.roundPages,
       bytesRaw: c.bytesRaw,
-      bytesWire: this.transport.bytesSent,
+      bytesWire: this.wireBytesSent(),
       remainingBytes: inPrecopy ? this.remainingBytes() : 0,
       bandwidthBytesPerSec: this.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
       dirtyRateBytesPerSec: roundTo(this.dirtyMeter.bytesPerSecond(this.pageSize), 3),

@@ -31,7 +31,7 @@ import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
 import type { BandwidthCap } from './bandwidth-cap.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
-import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender, type SenderCounters } from './page-sender.js';
+import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, type PageSender, type SenderCounters } from './page-sender.js';
 
 /**
  * Pages handed to one channel's worker and not yet framed, beyond which `sendPages` waits: two
@@ -40,11 +40,21 @@ import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender
  */
 export const CHANNEL_QUEUE_PAGES = 8192;
 
+/**
+ * Rounds of fewer pages than this go on the control connection, from the main thread: a worker's
+ * turn costs a few hundred microseconds on an idle machine and several milliseconds on a loaded
+ * one, which a small last round, sent while the guest is paused, would add to the pause. 32 MiB
+ * takes the main thread about 30 ms to send alone, more than the workers' turn costs.
+ */
+export const CHANNEL_MIN_ROUND_PAGES = 8192;
+
 /** What the engine sends pages through: one connection ({@link PageSender}) or several ({@link ChannelSender}). */
 export interface PageSink {
   /** Batches sent in all, over every channel. */
   readonly seq: number;
   readonly counters: SenderCounters;
+  /** Says how many pages the round about to be sent has (page channels choose where it goes). */
+  startRound?(pages: number): void;
   sendPages(round: number, pfns: Uint32Array): Promise<void>;
   wireShare(pfns: Uint32Array): Promise<number | undefined>;
   handedOver(): Promise<void>;
@@ -89,7 +99,10 @@ class SourceChannel {
 
 /** Sends a migration's pages over `channels` connections, one worker each. */
 export class ChannelSender implements PageSink {
-  readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
+  /** What the channels sent; {@link counters} adds the control connection's. */
+  private readonly own: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
+  /** Whether the round being sent goes on the channels (else on the control connection). */
+  private onChannels = true;
   /** The first failure of any channel; every later call rethrows it. */
   failure: MigrationError | undefined;
   private readonly channels: SourceChannel[];
@@ -100,7 +113,7 @@ export class ChannelSender implements PageSink {
     transports: readonly Transport[],
     workers: readonly Worker[],
     private readonly digest: PageDigest,
-    private readonly sampler: PageSender,
+    private readonly control: PageSender,
     private readonly options: ChannelSenderOptions,
   ) {
     this.channels = transports.map((t, i) => new SourceChannel(i, t, workers[i]!));
@@ -114,7 +127,7 @@ export class ChannelSender implements PageSink {
    */
   static async open(
     domain: SourceDomain,
-    control: Transport,
+    control: PageSender,
     transports: readonly Transport[],
     digest: PageDigest,
     options: ChannelSenderOptions,
@@ -136,15 +149,24 @@ export class ChannelSender implements PageSink {
       for (const w of workers) void w.terminate();
       throw err;
     }
-    // The wire share under a cap is sampled on this thread, through the domain's own hooks.
-    const sampler = new PageSender(domain, control, digest, { codec: options.codec, maxInFlight: 1, dataPagesPerBatch: 1 });
-    return new ChannelSender(transports, workers, digest, sampler, options);
+    return new ChannelSender(transports, workers, digest, control, options);
   }
 
+  /** Batches sent on the control connection and every channel. */
   get seq(): number {
-    let n = 0;
+    let n = this.control.seq;
     for (const c of this.channels) n += c.batches;
     return n;
+  }
+
+  get counters(): SenderCounters {
+    const c = this.control.counters;
+    const o = this.own;
+    return { pages: c.pages + o.pages, zeroPages: c.zeroPages + o.zeroPages, bytesRaw: c.bytesRaw + o.bytesRaw, bytesWire: c.bytesWire + o.bytesWire };
+  }
+
+  startRound(pages: number): void {
+    this.onChannels = pages >= CHANNEL_MIN_ROUND_PAGES;
   }
 
   /** For each channel, the batches sent on it so far: `round-end.channels`. */
@@ -165,6 +187,7 @@ export class ChannelSender implements PageSink {
    */
   async sendPages(round: number, pfns: Uint32Array): Promise<void> {
     this.throwIfFailed();
+    if (!this.onChannels) return this.control.sendPages(round, pfns);
     if (pfns.length === 0) return;
     let target = this.channels[0]!;
     for (const c of this.channels) if (c.queuedPages < target.queuedPages) target = c;
@@ -176,12 +199,14 @@ export class ChannelSender implements PageSink {
     this.throwIfFailed();
   }
 
+  /** Sampled on this thread through the domain's own hooks, as without channels. */
   wireShare(pfns: Uint32Array): Promise<number | undefined> {
-    return this.sampler.wireShare(pfns);
+    return this.control.wireShare(pfns);
   }
 
   /** Resolves once every page queued so far is framed and every frame handed to its transport. */
   async handedOver(): Promise<void> {
+    await this.control.handedOver();
     while (!this.failure && this.channels.some((c) => c.queuedPages > 0)) await this.progress();
     this.throwIfFailed();
     await Promise.all(this.channels.map((c) => c.chain));
@@ -190,6 +215,7 @@ export class ChannelSender implements PageSink {
 
   /** Resolves once every frame queued so far has been written to its connection. */
   async flush(): Promise<void> {
+    await this.control.flush();
     await this.handedOver();
     for (const c of this.channels) await Promise.all(c.sending);
     this.throwIfFailed();
@@ -277,15 +303,15 @@ export class ChannelSender implements PageSink {
     const { dataPfns, hashes, zeroPfns } = reply;
     for (let i = 0; i < dataPfns.length; i++) this.digest.set(dataPfns[i]!, hashes[i]!);
     for (let i = 0; i < zeroPfns.length; i++) this.digest.zero(zeroPfns[i]!);
-    this.counters.pages += dataPfns.length + zeroPfns.length;
-    this.counters.zeroPages += zeroPfns.length;
-    this.counters.bytesRaw += dataPfns.length * this.digest.pageSize;
+    this.own.pages += dataPfns.length + zeroPfns.length;
+    this.own.zeroPages += zeroPfns.length;
+    this.own.bytesRaw += dataPfns.length * this.digest.pageSize;
     channel.batches++;
     const frame = new Uint8Array(reply.buffer, reply.offset, reply.length);
     const cap = this.options.cap;
     const handOver = (): void => {
       if (this.failure || this.released) return;
-      this.counters.bytesWire += frame.length;
+      this.own.bytesWire += frame.length;
       const sent = channel.transport.send(frame).then(
         () => {
           channel.sending.delete(sent);
@@ -329,7 +355,7 @@ async function joinChannel(transport: Transport, migrationId: string, channel: n
  */
 export async function openChannels(
   domain: SourceDomain,
-  control: Transport,
+  control: PageSender,
   count: number,
   openChannel: () => Promise<Transport>,
   digest: PageDigest,

@@ -258,8 +258,6 @@ class IncomingMigration {
       case 'ignored':
         return;
       case 'pages':
-        // With page channels, batches travel on them only (docs/protocol.md §15).
-        if (this.channels) throw new UnexpectedRecordError('a migration with page channels carries no "pages" on its control connection');
         await this.writeBatch(record);
         return;
       case 'pause-soon': {
@@ -301,11 +299,12 @@ class IncomingMigration {
         const started = performance.now();
         await this.domain!.resume();
         this.resumed = true;
-        this.closeChannels(true);
         const resumeMs = performance.now() - started;
         this.options.onResumed?.(this.domain!, this.id, this.result('resumed'));
         // The guest runs: from here on a failure to tell the source does not undo anything.
         await this.transport.send(encodeRecord({ type: 'resumed', resumeMs, digest: this.memoryDigest ?? this.digest!.digest() })).catch(() => undefined);
+        // Only now: stopping workers and closing connections would lengthen the pause.
+        this.closeChannels(true);
         return;
       }
       case 'abort':

@@ -496,7 +496,8 @@ class SourceMigration {
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
       this.report.totalMs = roundTo(performance.now() - this.start, 3);
-      this.channelSender?.release(false);
+      // Not earlier: closing connections and stopping workers costs this thread time in the pause.
+      this.channelSender?.release(this.report.outcome === 'completed');
       this.report.bytesRaw = this.sender.counters.bytesRaw;
       this.report.bytesWire = this.wireBytesSent();
       this.report.maxThrottlePercent = this.throttle.maxPercent;
@@ -588,8 +589,6 @@ class SourceMigration {
     // The stop-and-copy round is acknowledged like any other; the source reads that
     // acknowledgement only now, so as not to wait a round trip before sending the state.
     await this.expectRoundAck(timeoutMs);
-    // Every batch is written on the target: the page channels have done their part.
-    this.channelSender?.release(true);
     const prepared = await this.expect('prepared', timeoutMs);
     if (prepared.digest !== digest) {
       throw new DigestMismatchError(`the target holds memory and device state with digest ${prepared.digest}, but the source sent ${digest}`);
@@ -818,6 +817,7 @@ class SourceMigration {
     const started = performance.now();
     this.roundPages = pfns.length;
     this.roundStartPages = before.pages;
+    this.sender.startRound?.(pfns.length);
     this.emitProgress();
     let unsent: Uint32Array = pfns.subarray(pfns.length);
     let pauseSoon = false;
@@ -1059,7 +1059,7 @@ class SourceMigration {
 
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
-    this.channelSender = await openChannels(this.domain, this.transport, this.options.channels!, this.options.openChannel!, this.sentDigest, {
+    this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
       migrationId: this.id,
       codec: this.codec,
       dataPagesPerBatch: this.options.dataPagesPerBatch,

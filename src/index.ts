@@ -22,10 +22,11 @@ export { buildTestGuest, testGuestSourceHash, testGuestAppend, readTestGuestLog,
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { HashScanner, SCAN_RUN_PAGES } from './dirtylog/hash-scan.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';
-export { PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
+export { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
 export type { PageCodec } from './protocol/page-codecs.js';
 export {
   DEFAULT_LIMITS,
+  DEFAULT_MAX_CHANNELS,
   DEFAULT_MAX_DATA_PAGES_PER_BATCH,
   DEFAULT_MAX_DEVICE_STATE_BYTES,
   DEFAULT_MAX_FRAME_BYTES,

@@ -4,6 +4,9 @@ import { TargetAgent } from '../dist/agent/target-agent.js';
 import { connectToAgent } from '../dist/agent/agent-client.js';
 import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../dist/protocol/records.js';
+
+/** A version no livemig speaks yet (2 is the base protocol, 3 adds page channels). */
+const FUTURE_VERSION = 99;
 import { simDescriptor, DEFAULT_SIM_CONFIG } from '../dist/domain/sim/config.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
 import type { DomainDescriptor, TargetDomain } from '../dist/domain/backend.js';
@@ -36,7 +39,7 @@ async function helloWith(versions: number[]) {
 }
 
 test('a source that speaks only a newer version is refused with ERR_UNSUPPORTED_VERSION, before anything is allocated', async () => {
-  const { agent, backend, migrationId, answer } = await helloWith([PROTOCOL_VERSION + 1]);
+  const { agent, backend, migrationId, answer } = await helloWith([FUTURE_VERSION]);
   expect(answer.type).toBe('abort');
   expect(answer.type === 'abort' && answer.code).toBe('ERR_UNSUPPORTED_VERSION');
   expect(answer.type === 'abort' && answer.message).toContain(`speaks ${PROTOCOL_VERSION}`);
@@ -47,7 +50,7 @@ test('a source that speaks only a newer version is refused with ERR_UNSUPPORTED_
 });
 
 test('a source that also speaks this version gets it, and its guest is built', async () => {
-  const { backend, answer } = await helloWith([PROTOCOL_VERSION + 1, PROTOCOL_VERSION]);
+  const { backend, answer } = await helloWith([FUTURE_VERSION, PROTOCOL_VERSION]);
   expect(answer).toMatchObject({ type: 'ready', version: PROTOCOL_VERSION });
   expect(backend.created).toBe(1);
 });

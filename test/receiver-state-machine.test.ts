@@ -18,8 +18,8 @@ const RECORD_TYPES = WIRE_RECORD_TYPES;
 const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, ReceiverState>>> = {
   'await-auth': { 'auth-hello': 'await-proof', abort: 'aborted' },
   'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
-  'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
-  'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
+  'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', 'channel-hello': 'channel', abort: 'aborted' },
+  'await-hello': { hello: 'receiving', query: 'answered', 'channel-hello': 'channel', abort: 'aborted' },
   receiving: { guest: 'receiving', pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
   'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
@@ -27,6 +27,7 @@ const RECEIVER_LEGAL: Record<ReceiverState, Partial<Record<ReceiverEvent, Receiv
   resumed: {},
   aborted: {},
   answered: {},
+  channel: { pages: 'channel', abort: 'aborted' },
 };
 
 const SOURCE_LEGAL: Record<SourceState, Partial<Record<SourceEvent, SourceState>>> = {
@@ -169,7 +170,7 @@ describe('receiver: out-of-order records', () => {
 
   it('names the record, the state and what was expected', () => {
     expect(() => receiverTransition('await-hello', 'pages')).toThrow(
-      /"pages".*"await-hello".*hello, query, abort/,
+      /"pages".*"await-hello".*hello, query, channel-hello, abort/,
     );
     expect(() => receiverTransition('resumed', 'go')).toThrow(/"go".*"resumed".*no further records/);
   });
@@ -193,8 +194,8 @@ describe('receiver: expected records', () => {
   it('lists the record types legal in each state, without local events', () => {
     expect(expectedRecords('await-auth')).toEqual(['auth-hello', 'abort']);
     expect(expectedRecords('await-proof')).toEqual(['auth-proof', 'abort']);
-    expect(expectedRecords('await-hello-or-auth')).toEqual(['auth-hello', 'hello', 'query', 'abort']);
-    expect(expectedRecords('await-hello')).toEqual(['hello', 'query', 'abort']);
+    expect(expectedRecords('await-hello-or-auth')).toEqual(['auth-hello', 'hello', 'query', 'channel-hello', 'abort']);
+    expect(expectedRecords('await-hello')).toEqual(['hello', 'query', 'channel-hello', 'abort']);
     expect(expectedRecords('receiving')).toEqual(['guest', 'pages', 'pause-soon', 'round-end', 'device-state', 'abort']);
     expect(expectedRecords('state-received')).toEqual(['complete', 'abort']);
     expect(expectedRecords('complete-received')).toEqual(['abort']);
@@ -202,6 +203,14 @@ describe('receiver: expected records', () => {
     expect(expectedRecords('resumed')).toEqual([]);
     expect(expectedRecords('aborted')).toEqual([]);
     expect(expectedRecords('answered')).toEqual([]);
+    expect(expectedRecords('channel')).toEqual(['pages', 'abort']);
+  });
+
+  it('takes only batches on a page channel, and nothing after its abort', () => {
+    const runFrom = (start: ReceiverState, events: ReceiverEvent[]): ReceiverState => events.reduce((state, event) => receiverTransition(state, event), start);
+    expect(runFrom('await-hello', ['channel-hello', 'pages', 'pages'])).toBe('channel');
+    expect(codeOf(() => runFrom('await-hello', ['channel-hello', 'round-end']))).toBe('ERR_UNEXPECTED_RECORD');
+    expect(codeOf(() => runFrom('await-hello', ['channel-hello', 'abort', 'pages']))).toBe('ERR_UNEXPECTED_RECORD');
   });
 });
 

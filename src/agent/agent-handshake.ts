@@ -9,12 +9,12 @@ import { authProof, newAuthNonce, verifyAuthProof } from '../protocol/auth.js';
 import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
 import { initialReceiverState, receiverTransition } from '../protocol/receiver-state.js';
-import type { HelloRecord, QueryRecord } from '../protocol/records.js';
+import type { ChannelHelloRecord, HelloRecord, QueryRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 
 /**
- * Reads the records before `hello` or `query`, as the receiver state machine allows them, and
- * answers the authentication exchange; returns the `hello` or `query`. With `key`, the peer must
+ * Reads the records before `hello`, `query` or `channel-hello`, as the receiver state machine
+ * allows them, and answers the authentication exchange; returns that record. With `key`, the peer must
  * prove it holds the pool key before anything else, and gets this side's proof in return.
  *
  * @throws AuthFailedError if the peer cannot prove the key, or skips the proof.
@@ -26,7 +26,7 @@ export async function readHelloOrQuery(
   transport: Transport,
   key: Uint8Array | undefined,
   limits: ProtocolLimits,
-): Promise<HelloRecord | QueryRecord> {
+): Promise<HelloRecord | QueryRecord | ChannelHelloRecord> {
   let state = initialReceiverState(key !== undefined);
   let clientNonce: Uint8Array | undefined;
   let agentNonce: Uint8Array | undefined;
@@ -38,7 +38,7 @@ export async function readHelloOrQuery(
     // An unknown record its sender marked optional is skipped, as everywhere; the handshake's
     // deadline and byte cap still bound how many a stranger may send.
     if (record.type === 'ignored') continue;
-    if (state === 'await-auth' && (record.type === 'hello' || record.type === 'query')) {
+    if (state === 'await-auth' && (record.type === 'hello' || record.type === 'query' || record.type === 'channel-hello')) {
       throw new AuthFailedError(
         `this agent serves only members of its pool, and the connection began with "${record.type}" without proving the pool key; ` +
           'pass the pool key (the key option of connectToAgent, or --key-file PATH)',
@@ -67,6 +67,7 @@ export async function readHelloOrQuery(
         break;
       case 'hello':
       case 'query':
+      case 'channel-hello':
         return record;
       default:
         // The state machine admits nothing else here; this guards against the two disagreeing.

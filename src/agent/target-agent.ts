@@ -29,9 +29,10 @@ import { checkPoolKey } from '../protocol/auth.js';
 import { encodeRecord } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
 import { digestMemory } from '../protocol/page-digest.js';
-import type { HelloRecord, QueryRecord, StatusRecord } from '../protocol/records.js';
+import type { ChannelHelloRecord, HelloRecord, QueryRecord, StatusRecord } from '../protocol/records.js';
 import { abortPeer } from '../precopy/abort-peer.js';
 import { receiveMigration, type IncomingResult } from '../precopy/incoming.js';
+import { ChannelHub } from '../precopy/incoming-channels.js';
 import { DeadlineTransport } from '../transport/deadline-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../transport/ws-options.js';
@@ -158,6 +159,8 @@ export class TargetAgent extends EventEmitter {
   private readonly connections = new Set<Transport>();
   /** Set by `close()`: a guest that starts running from then on is destroyed at once. */
   private closing = false;
+  /** Where page channels find the migration they belong to. */
+  private readonly channelHub = new ChannelHub();
 
   /**
    * Migrations received, by id: those running here, and discarded ones for a while (see
@@ -361,6 +364,10 @@ export class TargetAgent extends EventEmitter {
         await transport.close();
         return;
       }
+      if (record.type === 'channel-hello') {
+        await this.channelHub.join(transport, record);
+        return;
+      }
       if (this.active >= this.maxConcurrent) {
         throw new LimitExceededError(`this agent already receives ${this.active} migrations (the most it accepts at once)`);
       }
@@ -404,6 +411,7 @@ export class TargetAgent extends EventEmitter {
         backends: this.backends,
         limits: this.limits,
         goTimeoutMs: this.goTimeoutMs,
+        channelHub: this.channelHub,
         onState: (state) => {
           if (state === 'prepared') entry.state = 'prepared';
         },
@@ -448,7 +456,7 @@ export class TargetAgent extends EventEmitter {
    * handshake deadline and byte cap, and returns that record. Nothing is allocated for the peer
    * before this returns.
    */
-  private async handshake(transport: Transport): Promise<HelloRecord | QueryRecord> {
+  private async handshake(transport: Transport): Promise<HelloRecord | QueryRecord | ChannelHelloRecord> {
     if (this.pending >= this.maxPendingHandshakes) {
       throw new LimitExceededError(
         `this agent already has ${this.pending} connections that have not finished authenticating (maxPendingHandshakes); try again shortly`,

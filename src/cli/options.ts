@@ -5,6 +5,7 @@
 
 import { DEFAULT_SIM_CONFIG, validateSimConfig, WORKLOADS, type SimGuestConfig, type Workload } from '../domain/sim/config.js';
 import { InvalidArgumentError } from '../errors.js';
+import { DEFAULT_MAX_CHANNELS } from '../protocol/limits.js';
 import type { MigrateOptions } from '../precopy/migrate-options.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
@@ -22,6 +23,7 @@ export const GUEST_AND_ENGINE_FLAGS = {
   'max-rounds': { type: 'string' },
   switchover: { type: 'string' },
   compress: { type: 'string' },
+  channels: { type: 'string' },
   'auto-converge': { type: 'string' },
   'max-bandwidth': { type: 'string' },
   'downtime-ramp': { type: 'string' },
@@ -46,6 +48,8 @@ Engine:
   --switchover WHEN      best | first-fit: once the pause fits, iterate on while that
                          shortens it (within a fifth more time), or stop at once (default best)
   --compress CODEC       lz4 | none (default lz4)
+  --channels N           page channels: N more connections, each with a worker thread per
+                         side (default 1: pages on the one connection)
   --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)
   --max-bandwidth RATE   never send faster, e.g. 1Gbit/s (default: no cap)
   --downtime-ramp R      start with a smaller budget and raise it: INITIAL:STEPS:INTERVAL,
@@ -84,6 +88,7 @@ export function engineOptionsFromFlags(values: Values): MigrateOptions {
   const codec = oneOf(values.compress ?? 'lz4', '--compress', ['lz4', 'none'] as const);
   const options: MigrateOptions = { codec };
   if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
+  if (values.channels !== undefined) options.channels = parseInteger(values.channels, '--channels', 1, DEFAULT_MAX_CHANNELS);
   if (values['max-rounds'] !== undefined) options.maxRounds = parseInteger(values['max-rounds'], '--max-rounds', 1, 10_000);
   if (values.switchover !== undefined) options.switchover = oneOf(values.switchover, '--switchover', ['best', 'first-fit'] as const);
   if (values['auto-converge'] !== undefined) {

@@ -58,6 +58,7 @@ export async function runSource(
       migrationId,
       targetName: url,
       signal: cancel.signal,
+      openChannel: () => connectToAgent(url, connect),
       onProgress: json ? undefined : progress,
       // If the link breaks after "go", ask the agent afresh (the transport knows how) until it
       // answers or Ctrl-C: the paused copy here is the guest's only copy if the agent discarded.

@@ -8,6 +8,7 @@
 
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_TEXT_FIELD_CHARS } from '../protocol/field-checks.js';
+import { DEFAULT_MAX_CHANNELS } from '../protocol/limits.js';
 import { PAGE_CODECS } from '../protocol/page-codecs.js';
 import { MAX_TIMER_MS } from '../util/deadline.js';
 import { SwitchoverCalibration } from './switchover-calibration.js';
@@ -42,6 +43,12 @@ export function checkMigrateOptions(o: MigrateOptions): void {
   positive('resolveTimeoutMs', o.resolveTimeoutMs, true);
   if (o.progressIntervalMs !== undefined && !(o.progressIntervalMs >= 1 && o.progressIntervalMs <= MAX_TIMER_MS)) {
     throw new InvalidArgumentError(`progressIntervalMs must be from 1 to ${MAX_TIMER_MS} ms, got ${String(o.progressIntervalMs)}`);
+  }
+  if (o.channels !== undefined && !(Number.isInteger(o.channels) && o.channels >= 1 && o.channels <= DEFAULT_MAX_CHANNELS)) {
+    throw new InvalidArgumentError(`channels must be a whole number from 1 to ${DEFAULT_MAX_CHANNELS}, got ${String(o.channels)}`);
+  }
+  if ((o.channels ?? 1) > 1 && typeof o.openChannel !== 'function') {
+    throw new InvalidArgumentError('channels above 1 need openChannel, a function that opens one more authenticated connection to the target');
   }
   if (o.migrationId !== undefined && !(typeof o.migrationId === 'string' && o.migrationId.length > 0 && o.migrationId.length <= MAX_TEXT_FIELD_CHARS)) {
     throw new InvalidArgumentError(`migrationId must be a string of 1 to ${MAX_TEXT_FIELD_CHARS} characters`);

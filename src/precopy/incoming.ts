@@ -29,11 +29,19 @@ import { decodePagesPayload } from '../protocol/page-codecs.js';
 import { batchChecksum, hashPage, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { readPageNumbers } from '../protocol/page-list.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
-import { PROTOCOL_VERSION, type HelloRecord, type MigrationRecord, type PagesRecord } from '../protocol/records.js';
+import {
+  CHANNELS_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+  type HelloRecord,
+  type MigrationRecord,
+  type PagesRecord,
+  type RoundEndRecord,
+} from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { isDeadline, withDeadline } from '../util/deadline.js';
 import { collectorFrom } from '../util/gc.js';
 import { abortPeer } from './abort-peer.js';
+import { IncomingChannels, type ChannelHub } from './incoming-channels.js';
 
 /**
  * How long a prepared target waits for "go", in milliseconds. Past it the target discards its
@@ -58,6 +66,12 @@ export interface IncomingOptions {
   onResumed?: (domain: TargetDomain, migrationId: string, result: IncomingResult) => void;
   /** @default DEFAULT_GO_TIMEOUT_MS */
   goTimeoutMs?: number;
+  /**
+   * Where the page channels of this migration join it (docs/protocol.md §15). With a hub the
+   * target speaks version 3 to a source that offers it and whose guest memory worker threads can
+   * reach; without one, version 2 only. @default none
+   */
+  channelHub?: ChannelHub;
   /**
    * A full garbage collection of this process, run when the source says it will likely pause the
    * guest after the current round ("pause-soon"), before the round is acknowledged: not during
@@ -124,6 +138,8 @@ class IncomingMigration {
   private readonly limits: ProtocolLimits;
   private domain: TargetDomain | undefined;
   private digest: PageDigest | undefined;
+  /** The page channels, when version 3 was chosen. */
+  private channels: IncomingChannels | undefined;
   private nextSeq = 0;
   private pages = 0;
   private resumed = false;
@@ -160,13 +176,14 @@ class IncomingMigration {
     try {
       await this.accept();
       while (!this.resumed) {
-        const frame = await this.nextFrame();
+        const frame = await (this.channels ? Promise.race([this.nextFrame(), this.channels.failed]) : this.nextFrame());
         if (frame === undefined) throw new ConnectionClosedError(`the source closed the connection in state ${this.state}`);
         await this.handle(decodeFrame(frame, this.limits));
       }
       await this.transport.close().catch(() => undefined);
       return this.result('resumed');
     } catch (err) {
+      this.closeChannels(false);
       // Link and record failures arrive as coded errors already; anything else came from the backend.
       const error = asMigrationError(err);
       if (this.resumed) {
@@ -196,8 +213,8 @@ class IncomingMigration {
       migrationId: this.id,
       outcome,
       domain: outcome === 'resumed' ? this.domain : undefined,
-      pages: this.pages,
-      batches: this.nextSeq,
+      pages: this.pages + (this.channels?.pages ?? 0),
+      batches: this.nextSeq + (this.channels?.batches ?? 0),
       bytesWire: this.transport.bytesReceived,
       digest: outcome === 'resumed' ? this.digest?.digest() : undefined,
       guest: this.guest,
@@ -213,7 +230,7 @@ class IncomingMigration {
   private async accept(): Promise<void> {
     this.move('hello');
     const hello = this.hello;
-    if (!hello.versions.includes(PROTOCOL_VERSION)) {
+    if (!hello.versions.includes(PROTOCOL_VERSION) && !hello.versions.includes(CHANNELS_PROTOCOL_VERSION)) {
       throw new UnsupportedVersionError(
         `the source speaks protocol versions ${hello.versions.join(', ')}; this target speaks ${PROTOCOL_VERSION}`,
       );
@@ -229,7 +246,15 @@ class IncomingMigration {
     this.domain = await backend.create(d);
     this.options.onDomain?.(this.domain, this.id);
     this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
-    await this.transport.send(encodeRecord({ type: 'ready', version: PROTOCOL_VERSION, migrationId: this.id }));
+    const hub = this.options.channelHub;
+    // Channels need a hub to join through and memory the workers can write.
+    const channelled = hub !== undefined && hello.versions.includes(CHANNELS_PROTOCOL_VERSION) && this.domain.memory().kind !== 'none';
+    if (channelled) {
+      this.channels = new IncomingChannels(this.domain, this.digest, this.limits);
+      hub.add(this.id, this.channels);
+    }
+    const version = channelled ? CHANNELS_PROTOCOL_VERSION : PROTOCOL_VERSION;
+    await this.transport.send(encodeRecord({ type: 'ready', version, migrationId: this.id }));
   }
 
   private async handle(record: MigrationRecord): Promise<void> {
@@ -258,15 +283,17 @@ class IncomingMigration {
       }
       case 'round-end':
         // Everything of the round is written by now: say so, so the source can pace itself.
-        await this.transport.send(encodeRecord({ type: 'round-ack', round: record.round, batches: this.nextSeq }));
+        await this.transport.send(encodeRecord({ type: 'round-ack', round: record.round, batches: await this.roundWritten(record) }));
         return;
       case 'device-state':
         await this.domain!.loadState(record.state);
         this.deviceState = record.state;
         return;
       case 'complete': {
-        if (record.batches !== this.nextSeq) {
-          throw new UnexpectedRecordError(`the source says it sent ${record.batches} batches; ${this.nextSeq} arrived`);
+        this.channels?.seal();
+        const arrived = this.nextSeq + (this.channels?.batches ?? 0);
+        if (record.batches !== arrived) {
+          throw new UnexpectedRecordError(`the source says it sent ${record.batches} batches; ${arrived} arrived`);
         }
         // Nothing is written between here and the resume: this is also the digest at resume.
         this.memoryDigest = this.digest!.digest();
@@ -288,6 +315,8 @@ class IncomingMigration {
         this.options.onResumed?.(this.domain!, this.id, this.result('resumed'));
         // The guest runs: from here on a failure to tell the source does not undo anything.
         await this.transport.send(encodeRecord({ type: 'resumed', resumeMs, digest: this.memoryDigest ?? this.digest!.digest() })).catch(() => undefined);
+        // Only now: stopping workers and closing connections would lengthen the pause.
+        this.closeChannels(true);
         return;
       }
       case 'abort':
@@ -296,6 +325,26 @@ class IncomingMigration {
         // The state machine admits nothing else here; this guards against the two disagreeing.
         throw new UnexpectedRecordError(`record "${record.type}" is not handled by a receiving target`);
     }
+  }
+
+  /**
+   * Batches written once the round `record` ends is written: on page channels, once each has
+   * written what the source says it sent on it; without channels, everything before the record.
+   */
+  private async roundWritten(record: RoundEndRecord): Promise<number> {
+    if (!this.channels) {
+      if (record.channels !== undefined) throw new UnexpectedRecordError('"round-end" names page channels, but this migration has none');
+      return this.nextSeq;
+    }
+    if (record.channels === undefined) throw new UnexpectedRecordError('"round-end" of a migration with page channels must give their batch counts');
+    return this.nextSeq + (await this.channels.waitFor(record.channels));
+  }
+
+  /** Ends the page channels and forgets them in the hub. */
+  private closeChannels(clean: boolean): void {
+    if (!this.channels) return;
+    this.options.channelHub?.remove(this.id, this.channels);
+    this.channels.close(clean);
   }
 
   /** Checks one batch against the announced memory and its checksum, then writes it. */

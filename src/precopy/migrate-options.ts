@@ -3,6 +3,7 @@
 import type { ProtocolLimits } from '../protocol/limits.js';
 import type { PageCodec } from '../protocol/page-codecs.js';
 import type { StatusRecord } from '../protocol/records.js';
+import type { Transport } from '../transport/transport.js';
 import type { AutoConvergeMode } from './auto-converge.js';
 import type { DowntimeRamp, PrecopyPolicy, SwitchoverMode } from './policy.js';
 import type { TimeoutAction } from './progress-watchdog.js';
@@ -118,4 +119,16 @@ export interface MigrateOptions {
   maxInFlight?: number;
   /** Limits applied to records received from the target. */
   limits?: Partial<ProtocolLimits>;
+  /**
+   * Page channels (docs/protocol.md §15): with more than one, pages travel on that many extra
+   * connections, opened with `openChannel`, each fed by a worker thread that reads guest memory
+   * itself. A target that speaks only version 2 gets them on the control connection. 1 is one
+   * connection, exactly as version 2. @default 1
+   */
+  channels?: number;
+  /**
+   * Opens one more authenticated connection to the same target agent (what `connectToAgent` does),
+   * for a page channel; required when `channels` is more than 1.
+   */
+  openChannel?: () => Promise<Transport>;
 }

@@ -26,13 +26,14 @@ import {
 import { encodeRecord } from '../protocol/codec.js';
 import { PageDigest, switchoverDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
-import { PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
+import { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { armLoopGuard } from '../util/loop-guard.js';
 import { collectorFrom } from '../util/gc.js';
 import { roundTo } from '../util/stats.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
 import { BandwidthCap } from './bandwidth-cap.js';
+import { openChannels, type ChannelSender, type PageSink } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
@@ -102,7 +103,11 @@ class SourceMigration {
   private readonly sentDigest: PageDigest;
   /** The pause model: rounds, round trips and the calibration it learns from. */
   private readonly model: DowntimeModel;
-  private readonly sender: PageSender;
+  private sender: PageSink;
+  /** The cap on the sending rate, shared by every connection that carries pages. */
+  private readonly cap: BandwidthCap | undefined;
+  /** The page channels, once open (version 3 only). */
+  private channelSender: ChannelSender | undefined;
   /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
   private readonly dirty: DirtyTracker;
   private readonly throttle: ThrottleController;
@@ -148,11 +153,12 @@ class SourceMigration {
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
     this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
     this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
+    this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
       maxInFlight: options.maxInFlight,
-      cap: options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined,
+      cap: this.cap,
     });
     this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
     this.watchdog = new ProgressWatchdog(
@@ -233,8 +239,10 @@ class SourceMigration {
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
       this.report.totalMs = roundTo(performance.now() - this.start, 3);
+      // Not earlier: closing connections and stopping workers costs this thread time in the pause.
+      this.channelSender?.release(this.report.outcome === 'completed');
       this.report.bytesRaw = this.sender.counters.bytesRaw;
-      this.report.bytesWire = this.transport.bytesSent;
+      this.report.bytesWire = this.wireBytesSent();
       this.report.maxThrottlePercent = this.throttle.maxPercent;
       this.setPhase('done');
     }
@@ -246,13 +254,13 @@ class SourceMigration {
     this.setPhase('handshake');
     const helloAt = performance.now();
     await this.transport.send(
-      encodeRecord({ type: 'hello', versions: [PROTOCOL_VERSION], migrationId: this.id, domain: this.domain.descriptor, codec: this.codec }),
+      encodeRecord({ type: 'hello', versions: this.offeredVersions(), migrationId: this.id, domain: this.domain.descriptor, codec: this.codec }),
     );
     this.inbox = new RecordInbox(this.transport, this.options.limits);
     const ready = await this.expect('ready', timeoutMs);
-    if (ready.version !== PROTOCOL_VERSION || ready.migrationId !== this.id) {
+    if (!this.offeredVersions().includes(ready.version) || ready.migrationId !== this.id) {
       throw new UnexpectedRecordError(
-        `the target answered "ready" for version ${ready.version} and migration ${ready.migrationId}; expected version ${PROTOCOL_VERSION} and ${this.id}`,
+        `the target answered "ready" for version ${ready.version} and migration ${ready.migrationId}; expected version ${this.offeredVersions().join(' or ')} and ${this.id}`,
       );
     }
     // An upper bound (ready includes the target's allocation) until measured.
@@ -260,6 +268,7 @@ class SourceMigration {
     const guest = this.options.guest;
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
+    if (ready.version === CHANNELS_PROTOCOL_VERSION) await this.openPageChannels(timeoutMs);
 
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
@@ -429,6 +438,7 @@ class SourceMigration {
     const started = performance.now();
     this.roundPages = pfns.length;
     this.roundStartPages = before.pages;
+    this.sender.startRound?.(pfns.length);
     this.emitProgress();
     let unsent: Uint32Array = pfns.subarray(pfns.length);
     let pauseSoon = false;
@@ -448,7 +458,7 @@ class SourceMigration {
     if (stopAndCopy) {
       // Paused: queue the round's end behind the batches at once; the caller waits for the writes.
       await this.sender.handedOver();
-      this.finalRoundEnd = this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
+      this.finalRoundEnd = this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages(), ...this.channelCounts() }));
       this.finalRoundEnd.catch(() => undefined);
     } else {
       await this.sender.flush();
@@ -456,7 +466,7 @@ class SourceMigration {
       // its garbage) before it acknowledges, and this side does the same once it has the ack.
       pauseSoon = this.pauseLikely({ bytes: this.model.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
       if (pauseSoon) await this.transport.send(encodeRecord({ type: 'pause-soon' }));
-      await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages() }));
+      await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages(), ...this.channelCounts() }));
     }
     // Before the pause, wait until the target has written the whole round: the round's duration
     // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
@@ -600,12 +610,43 @@ class SourceMigration {
     const types: readonly string[] = typeof type === 'string' ? [type] : type;
     const waitingFor = types.map((t) => `"${t}"`).join(' or ');
     // A cancel is honoured while waiting too (until "go"), not only between rounds.
-    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : this.cancelReason));
+    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : (this.cancelReason ?? this.channelSender?.failure)));
     this.protocolState = sourceTransition(this.protocolState, record.type);
     if (!types.includes(record.type)) {
       throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for ${waitingFor}`);
     }
     return record as Extract<MigrationRecord, { type: T }>;
+  }
+
+  /** The versions `hello` offers: version 3 only when page channels are asked for. */
+  private offeredVersions(): number[] {
+    return (this.options.channels ?? 1) > 1 ? [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
+  }
+
+  /** Opens the page channels; from now on pages travel on them. */
+  private async openPageChannels(timeoutMs: number): Promise<void> {
+    this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
+      migrationId: this.id,
+      codec: this.codec,
+      dataPagesPerBatch: this.options.dataPagesPerBatch,
+      maxInFlight: this.options.maxInFlight,
+      cap: this.cap,
+      timeoutMs,
+      limits: this.options.limits,
+      onFailure: () => this.inbox?.interrupt(),
+    });
+    this.sender = this.channelSender;
+    this.report.channels = this.options.channels;
+  }
+
+  /** `round-end.channels`: each page channel's batches so far (nothing without channels). */
+  private channelCounts(): { channels?: number[] } {
+    return this.channelSender ? { channels: this.channelSender.channelBatches() } : {};
+  }
+
+  /** Frame bytes sent on the control connection and every page channel. */
+  private wireBytesSent(): number {
+    return this.transport.bytesSent + (this.channelSender?.bytesSent ?? 0);
   }
 
   /** Waits for the target to acknowledge the round just sent, every batch of it written. */
@@ -667,7 +708,7 @@ class SourceMigration {
       roundPagesSent: Math.min(this.roundPages, c.pages - this.roundStartPages),
       roundPages: this.roundPages,
       bytesRaw: c.bytesRaw,
-      bytesWire: this.transport.bytesSent,
+      bytesWire: this.wireBytesSent(),
       remainingBytes: inPrecopy ? this.remainingBytes() : 0,
       bandwidthBytesPerSec: this.model.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
       dirtyRateBytesPerSec: roundTo(this.dirtyMeter.bytesPerSecond(this.pageSize), 3),

@@ -134,6 +134,11 @@ export interface MigrationReport {
   /** Target URL or description. */
   target: string;
   codec: string;
+  /**
+   * Page channels the pages travelled on (docs/protocol.md §15); absent when they travelled on the
+   * control connection, as with `channels` 1 or a target that speaks version 2 only.
+   */
+  channels?: number;
   memoryBytes: number;
   /**
    * Pause to resume: from the source pausing the guest until the target's vCPUs run, on the

@@ -43,6 +43,16 @@ export const count: FieldCheck<number> = (value, record, field) => {
   return value;
 };
 
+/** An array of 1 to `maxChannels` counts (per-channel batch counts), copied. */
+export const channelCounts: FieldCheck<number[]> = (value, record, field, limits) => {
+  if (!Array.isArray(value) || value.length === 0 || value.length > limits.maxChannels) {
+    throw fieldError(record, field, `an array of 1 to ${limits.maxChannels} counts (maxChannels)`, value);
+  }
+  const counts: number[] = [];
+  for (let i = 0; i < value.length; i++) counts.push(count(value[i], record, `${field}[${i}]`, limits));
+  return counts;
+};
+
 /** A string of `minChars` to {@link MAX_TEXT_FIELD_CHARS} characters. */
 export function text(minChars: number): FieldCheck<string> {
   return (value, record, field) => {

@@ -27,6 +27,12 @@ export const DEFAULT_MAX_GUEST_MEMORY_BYTES = 16 * 1024 * 1024 * 1024;
 /** Most vCPUs a domain may announce. */
 export const DEFAULT_MAX_VCPUS = 256;
 
+/**
+ * Most page channels one migration may open (docs/protocol.md §15). Each is a connection, and a
+ * target agent's `maxConnections` (16) counts them too.
+ */
+export const DEFAULT_MAX_CHANNELS = 8;
+
 /** Limits a decoder or receiver enforces. */
 export interface ProtocolLimits {
   /** @default DEFAULT_MAX_FRAME_BYTES */
@@ -43,6 +49,8 @@ export interface ProtocolLimits {
   maxGuestMemoryBytes: number;
   /** @default DEFAULT_MAX_VCPUS */
   maxVcpus: number;
+  /** @default DEFAULT_MAX_CHANNELS */
+  maxChannels: number;
 }
 
 /** The default limits. */
@@ -54,6 +62,7 @@ export const DEFAULT_LIMITS: Readonly<ProtocolLimits> = Object.freeze({
   maxDeviceStateBytes: DEFAULT_MAX_DEVICE_STATE_BYTES,
   maxGuestMemoryBytes: DEFAULT_MAX_GUEST_MEMORY_BYTES,
   maxVcpus: DEFAULT_MAX_VCPUS,
+  maxChannels: DEFAULT_MAX_CHANNELS,
 });
 
 /** Limits already checked and completed, so that passing them on costs nothing. */

@@ -46,7 +46,12 @@ export type ReceiverState =
   /** Either side aborted. Final. */
   | 'aborted'
   /** The connection carried a `query`; the target answers `status`. Final. */
-  | 'answered';
+  | 'answered'
+  /**
+   * The connection is a page channel of a version 3 migration (`channel-hello`): only batches
+   * come on it. It ends when the source closes it, or with its migration.
+   */
+  | 'channel';
 
 /**
  * What moves the target's state: a record it received, or `sent-prepared`, the target's own
@@ -86,8 +91,8 @@ const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
   'await-auth': { 'auth-hello': 'await-proof', abort: 'aborted' },
   // The agent checks the proof before it reads anything else, and aborts on a wrong one.
   'await-proof': { 'auth-proof': 'await-hello', abort: 'aborted' },
-  'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', abort: 'aborted' },
-  'await-hello': { hello: 'receiving', query: 'answered', abort: 'aborted' },
+  'await-hello-or-auth': { 'auth-hello': 'await-hello', hello: 'receiving', query: 'answered', 'channel-hello': 'channel', abort: 'aborted' },
+  'await-hello': { hello: 'receiving', query: 'answered', 'channel-hello': 'channel', abort: 'aborted' },
   receiving: { guest: 'receiving', pages: 'receiving', 'pause-soon': 'receiving', 'round-end': 'receiving', 'device-state': 'state-received', abort: 'aborted' },
   'state-received': { complete: 'complete-received', abort: 'aborted' },
   'complete-received': { 'sent-prepared': 'prepared', abort: 'aborted' },
@@ -95,6 +100,7 @@ const RECEIVER_TABLE: Table<ReceiverState, ReceiverEvent> = {
   resumed: {},
   aborted: {},
   answered: {},
+  channel: { pages: 'channel', abort: 'aborted' },
 };
 
 const SOURCE_TABLE: Table<SourceState, SourceEvent> = {
@@ -123,6 +129,21 @@ const CLIENT_AUTH_TABLE: Table<ClientAuthState, RecordType> = {
   'auth-hello-sent': { 'auth-challenge': 'auth-proof-sent', 'auth-ok': 'authenticated', abort: 'aborted' },
   'auth-proof-sent': { 'auth-ok': 'authenticated', abort: 'aborted' },
   authenticated: {},
+  aborted: {},
+};
+
+/** States of the source's side of a page channel (docs/protocol.md §15). */
+export type SourceChannelState =
+  /** `channel-hello` is sent; the source waits for `channel-ready`. */
+  | 'channel-hello-sent'
+  /** Batches go out; nothing but an `abort` may come in. */
+  | 'channel-open'
+  /** Either side aborted. Final. */
+  | 'aborted';
+
+const SOURCE_CHANNEL_TABLE: Table<SourceChannelState, RecordType> = {
+  'channel-hello-sent': { 'channel-ready': 'channel-open', abort: 'aborted' },
+  'channel-open': { abort: 'aborted' },
   aborted: {},
 };
 
@@ -174,6 +195,15 @@ export function expectedSourceRecords(state: SourceState): readonly RecordType[]
  */
 export function clientAuthTransition(state: ClientAuthState, event: RecordType): ClientAuthState {
   return step('client', CLIENT_AUTH_TABLE, state, event);
+}
+
+/**
+ * The source's next state on a page channel after receiving a record of type `event`.
+ *
+ * @throws UnexpectedRecordError if `event` is not legal in `state`.
+ */
+export function sourceChannelTransition(state: SourceChannelState, event: RecordType): SourceChannelState {
+  return step('source channel', SOURCE_CHANNEL_TABLE, state, event);
 }
 
 function row<S extends string, E extends string>(side: string, table: Table<S, E>, state: S): Readonly<Partial<Record<E, S>>> {

@@ -14,6 +14,7 @@ import { AUTH_NONCE_BYTES, AUTH_PROOF_BYTES } from './auth.js';
 import {
   boolean,
   byteString,
+  channelCounts,
   checkStateSize,
   count,
   describeValue,
@@ -121,6 +122,16 @@ const guestPriority: FieldCheck<number> = (value, record, field) => {
   return value;
 };
 
+/** How many page channels a migration has: 2 to `maxChannels` (one channel is no channel-hello). */
+const channelTotal: FieldCheck<number> = (value, record, field, limits) => {
+  const n = count(value, record, field, limits);
+  if (n < 2) throw fieldError(record, field, 'at least 2', n);
+  if (n > limits.maxChannels) {
+    throw new LimitExceededError(`the migration asks for ${n} page channels, over maxChannels (${limits.maxChannels}); ask for fewer`);
+  }
+  return n;
+};
+
 /** The fields of each record type but `pages`, in the order they are checked. */
 const RECORD_FIELDS: { readonly [T in TabledType]: FieldTable<Extract<MigrationRecord, { type: T }>> } = {
   'auth-hello': { nonce: required(fixedBytes(AUTH_NONCE_BYTES)) },
@@ -135,7 +146,9 @@ const RECORD_FIELDS: { readonly [T in TabledType]: FieldTable<Extract<MigrationR
   },
   guest: { id: required(text(1)), priority: required(guestPriority) },
   ready: { version: required(versionNumber), migrationId: required(text(1)) },
-  'round-end': { round: required(count), pages: required(count) },
+  'round-end': { round: required(count), pages: required(count), channels: optional(channelCounts) },
+  'channel-hello': { migrationId: required(text(1)), channel: required(count), of: required(channelTotal) },
+  'channel-ready': { channel: required(count) },
   'pause-soon': {},
   collected: { ms: required(peerTimeMs) },
   'round-ack': { round: required(count), batches: required(count) },

@@ -14,8 +14,15 @@ import type { PageCodec } from './page-codecs.js';
 
 export type { PageCodec } from './page-codecs.js';
 
-/** The protocol version this implementation speaks. */
+/** The protocol version every livemig source and target speaks: one connection per migration. */
 export const PROTOCOL_VERSION = 2;
+
+/**
+ * The version that adds page channels (docs/protocol.md §15): version 2 plus `channel-hello`,
+ * `channel-ready` and the `channels` field of `round-end`. A source offers it only when it wants
+ * more than one channel, so a migration over one connection looks exactly like version 2.
+ */
+export const CHANNELS_PROTOCOL_VERSION = 3;
 
 /** The size of a guest page on the wire, in bytes: the only page size of version 2. */
 export const PAGE_SIZE_BYTES = 4096;
@@ -139,6 +146,32 @@ export interface RoundEndRecord {
   round: number;
   /** Pages sent in the round (data and zero). */
   pages: number;
+  /**
+   * Version 3 with page channels only, where it is required: for each channel, in channel order,
+   * the batches sent on it so far (its next `seq`). The target acknowledges the round once every
+   * channel has written that many.
+   */
+  channels?: number[];
+}
+
+/**
+ * Source -> target, first record after authentication on an extra connection of a version 3
+ * migration: this connection is page channel `channel` of `of` for migration `migrationId`.
+ */
+export interface ChannelHelloRecord {
+  type: 'channel-hello';
+  migrationId: string;
+  /** Index of the channel, from 0 to `of - 1`. */
+  channel: number;
+  /** How many page channels the migration has, from 2 to `maxChannels`. */
+  of: number;
+}
+
+/** Target -> source on a page channel: the channel is joined to its migration; batches may come. */
+export interface ChannelReadyRecord {
+  type: 'channel-ready';
+  /** Echo of `channel-hello.channel`. */
+  channel: number;
 }
 
 /**
@@ -272,6 +305,8 @@ export type MigrationRecord =
   | ReadyRecord
   | PagesRecord
   | RoundEndRecord
+  | ChannelHelloRecord
+  | ChannelReadyRecord
   | PauseSoonRecord
   | CollectedRecord
   | RoundAckRecord

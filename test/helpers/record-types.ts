@@ -12,6 +12,8 @@ export const WIRE_RECORD_TYPES: readonly RecordType[] = [
   'ready',
   'pages',
   'round-end',
+  'channel-hello',
+  'channel-ready',
   'pause-soon',
   'collected',
   'round-ack',

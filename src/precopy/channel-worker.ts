@@ -1,0 +1,143 @@
+/**
+ * A source page-channel worker (docs/protocol.md §15): reads guest memory itself, tests each page
+ * for zero where it lies, copies the data pages into a frame buffer and hashes the copy (the guest
+ * may write the original meanwhile; the copy is what goes out), compresses, frames, and hands the
+ * frame to the main thread, which sends it on this channel's connection. Batches are numbered
+ * per channel from 0.
+ */
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { openGuestMemory } from '../domain/guest-memory.js';
+import { asMigrationError } from '../errors.js';
+import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
+import { DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
+import { pagePayloadCodec } from '../protocol/page-codecs.js';
+import { batchChecksum, hashPage } from '../protocol/page-digest.js';
+import { writePageNumbers } from '../protocol/page-list.js';
+import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
+
+const data = workerData as SourceWorkerData;
+const port = parentPort!;
+const pageSize = data.pageSize;
+const memory = openGuestMemory(data.memory, pageSize);
+const codec = pagePayloadCodec(data.codec);
+const perBatch = data.dataPagesPerBatch;
+const rawBytes = perBatch * pageSize;
+/** Where a compressing codec's input is gathered: compression runs on this thread, one batch at a time. */
+const gather = codec.payloadIsRaw ? undefined : Buffer.allocUnsafe(rawBytes);
+const slotBytes = PAGES_HEADER_RESERVE_BYTES + (codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes));
+const free: ArrayBuffer[] = Array.from({ length: data.buffers }, () => new ArrayBuffer(slotBytes));
+let bufferReturned: (() => void) | undefined;
+const zero = Buffer.alloc(pageSize);
+const dataPfns = new Uint32Array(perBatch);
+const hashes = new Uint32Array(perBatch);
+const zeroPfns = new Uint32Array(DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
+let seq = 0;
+/** Jobs run one after another, in the order they came. */
+let queue: Promise<void> = Promise.resolve();
+let failed = false;
+
+function post(reply: SourceWorkerReply, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(reply, transfer);
+}
+
+async function takeBuffer(): Promise<Buffer> {
+  while (free.length === 0) await new Promise<void>((resolve) => (bufferReturned = resolve));
+  return Buffer.from(free.pop()!);
+}
+
+/** Length of the run of consecutive page numbers at `pfns[i]`, at most `max`. */
+function runAt(pfns: Uint32Array, i: number, max: number): number {
+  let n = 1;
+  const first = pfns[i]!;
+  while (n < max && i + n < pfns.length && pfns[i + n] === first + n) n++;
+  return n;
+}
+
+async function runJob(round: number, pfns: Uint32Array): Promise<void> {
+  let slot: Buffer | undefined;
+  let dataCount = 0;
+  let zeroCount = 0;
+  for (let i = 0; i < pfns.length; ) {
+    slot ??= await takeBuffer();
+    const room = Math.min(perBatch - dataCount, DEFAULT_MAX_ZERO_PAGES_PER_BATCH - zeroCount);
+    const n = runAt(pfns, i, room);
+    const run = memory.readRun(pfns[i]!, n);
+    const src = Buffer.isBuffer(run) ? run : Buffer.from(run.buffer, run.byteOffset, run.length);
+    const into = gather ?? slot;
+    const base = gather ? 0 : PAGES_HEADER_RESERVE_BYTES;
+    for (let k = 0; k < n; k++) {
+      const from = k * pageSize;
+      if (src.compare(zero, 0, pageSize, from, from + pageSize) === 0) {
+        zeroPfns[zeroCount++] = pfns[i + k]!;
+        continue;
+      }
+      const to = base + dataCount * pageSize;
+      src.copy(into, to, from, from + pageSize);
+      hashes[dataCount] = hashPage(into, to, pageSize);
+      dataPfns[dataCount++] = pfns[i + k]!;
+    }
+    i += n;
+    if (dataCount === perBatch || zeroCount === DEFAULT_MAX_ZERO_PAGES_PER_BATCH) {
+      dispatch(slot, round, dataCount, zeroCount);
+      slot = undefined;
+      dataCount = 0;
+      zeroCount = 0;
+    }
+  }
+  if (slot && dataCount + zeroCount > 0) dispatch(slot, round, dataCount, zeroCount);
+  else if (slot) free.push(slot.buffer as ArrayBuffer);
+  post({ kind: 'job-done', pages: pfns.length });
+}
+
+/** Frames the gathered batch in `slot` and hands the buffer to the main thread. */
+function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: number): void {
+  const rawLength = dataCount * pageSize;
+  let payloadLength = rawLength;
+  if (gather && dataCount > 0) {
+    payloadLength = codec.encodeSync(gather.subarray(0, rawLength), slot.subarray(PAGES_HEADER_RESERVE_BYTES));
+  }
+  const header = {
+    round,
+    seq,
+    pages: writePageNumbers(dataPfns, dataCount),
+    zeros: writePageNumbers(zeroPfns, zeroCount),
+    codec: dataCount > 0 ? data.codec : ('none' as const),
+    rawLength,
+    checksum: batchChecksum(hashes.subarray(0, dataCount), seq),
+  };
+  seq++;
+  const frame = encodePagesInPlace(header, slot, PAGES_HEADER_RESERVE_BYTES, payloadLength);
+  const buffer = slot.buffer as ArrayBuffer;
+  post(
+    {
+      kind: 'frame',
+      buffer,
+      offset: frame.byteOffset,
+      length: frame.byteLength,
+      dataPfns: dataPfns.slice(0, dataCount),
+      hashes: hashes.slice(0, dataCount),
+      zeroPfns: zeroPfns.slice(0, zeroCount),
+    },
+    [buffer],
+  );
+}
+
+port.on('message', (message: SourceWorkerRequest) => {
+  if (message.kind === 'buffer') {
+    free.push(message.buffer);
+    bufferReturned?.();
+    bufferReturned = undefined;
+    return;
+  }
+  queue = queue.then(async () => {
+    if (failed) return;
+    try {
+      await runJob(message.round, message.pfns);
+    } catch (err) {
+      failed = true;
+      const error = asMigrationError(err, 'ERR_DOMAIN_FAILED');
+      post({ kind: 'error', code: error.code, message: `page channel worker: ${error.message}` });
+    }
+  });
+});

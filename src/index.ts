@@ -110,6 +110,7 @@ export {
   type HostAgentOptions,
   type EvacuateHook,
   type EvacuationStatusHook,
+  type EvacuationCancelHook,
 } from './agent/host-options.js';
 export { launchSimGuest, type GuestLauncher, type LaunchedGuest } from './agent/guest-launcher.js';
 export { GuestRegistry, type HostGuest } from './agent/guest-registry.js';

@@ -63,16 +63,47 @@ export async function evacuateCommand(args: string[]): Promise<number> {
   const out = (line: string): void => {
     if (!json) process.stdout.write(`${line}\n`);
   };
-  const started = await client.evacuate(evacuateRequest(values));
-  out(describePlan(started));
-  if (started.dryRun) {
-    if (json) process.stdout.write(`${JSON.stringify(started, null, 2)}\n`);
-    return started.plan.every((m) => m.to !== undefined) ? 0 : 1;
+  // Ctrl-C from the first moment: once the evacuation has an id, it is cancelled.
+  const interrupt = new Interrupt();
+  try {
+    const started = await client.evacuate(evacuateRequest(values));
+    out(describePlan(started));
+    if (started.dryRun) {
+      if (json) process.stdout.write(`${JSON.stringify(started, null, 2)}\n`);
+      return started.plan.every((m) => m.to !== undefined) ? 0 : 1;
+    }
+    const info = await follow(client, started, json, out, interrupt);
+    if (json) process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+    else out(describeResult(info));
+    return info.hostEmpty ? 0 : 1;
+  } finally {
+    interrupt.close();
   }
-  const info = await follow(client, started, json, out);
-  if (json) process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
-  else out(describeResult(info));
-  return info.hostEmpty ? 0 : 1;
+}
+
+/** Counts Ctrl-C presses, and hands the first to whoever can act on it. */
+class Interrupt {
+  presses = 0;
+  #listener: (() => void) | undefined;
+  readonly #onSignal = (): void => {
+    this.presses += 1;
+    if (this.presses > 1) process.exit(1);
+    this.#listener?.();
+  };
+
+  constructor() {
+    process.on('SIGINT', this.#onSignal);
+  }
+
+  /** Calls `listener` on the first Ctrl-C, now if it came already. */
+  listen(listener: () => void): void {
+    this.#listener = listener;
+    if (this.presses > 0) listener();
+  }
+
+  close(): void {
+    process.off('SIGINT', this.#onSignal);
+  }
 }
 
 /** A client of host A, named by URL or by its name in the pool file. */
@@ -103,17 +134,13 @@ function evacuateRequest(values: Values): EvacuateRequest {
 }
 
 /** Asks how the evacuation stands until it has ended; Ctrl-C cancels it. */
-async function follow(client: ControlClient, started: EvacuationInfo, json: boolean, out: (line: string) => void): Promise<EvacuationInfo> {
+async function follow(client: ControlClient, started: EvacuationInfo, json: boolean, out: (line: string) => void, interrupt: Interrupt): Promise<EvacuationInfo> {
   const id = started.evacuationId;
   const lines = new GuestLines(process.stderr.isTTY && !json ? process.stderr : undefined, json ? () => undefined : out);
-  let cancels = 0;
-  const onSignal = (): void => {
-    cancels += 1;
-    if (cancels > 1) process.exit(1);
+  interrupt.listen(() => {
     lines.note(`cancelling evacuation ${id}: no new migrations; those in flight are cancelled and their guests stay on ${started.host} (Ctrl-C again to stop waiting)`);
     void client.cancelEvacuation(id).catch(() => undefined);
-  };
-  process.on('SIGINT', onSignal);
+  });
   let info = started;
   let failures = 0;
   try {
@@ -131,7 +158,6 @@ async function follow(client: ControlClient, started: EvacuationInfo, json: bool
       lines.draw(info);
     }
   } finally {
-    process.off('SIGINT', onSignal);
     lines.done();
   }
   return info;

@@ -35,6 +35,8 @@ export interface EvacuatedHost {
   readonly name: string;
   claimEvacuation(evacuationId: string): void;
   releaseEvacuation(evacuationId: string): void;
+  /** Settles once its outgoing migration `migrationId` has ended. */
+  settled?(migrationId: string): Promise<unknown>;
 }
 
 /** Options of {@link HostEvacuations}. */
@@ -92,7 +94,7 @@ export class HostEvacuations {
     this.#remember(run);
     let planned!: () => void;
     const plan = new Promise<void>((resolve) => (planned = resolve));
-    const finished = evacuate(this.#hosts, source, {
+    const finished = evacuate(withLocalEnds(this.#hosts, host), source, {
       ...this.#options.coordinator,
       to: request.to,
       parallel: request.parallel,
@@ -169,6 +171,24 @@ export class HostEvacuations {
       if (r.done) this.#runs.delete(id);
     }
   }
+}
+
+/** The pool, told at once by the source's own agent when one of its migrations ends. */
+function withLocalEnds(hosts: PoolHosts, local: EvacuatedHost): PoolHosts {
+  const settled = local.settled?.bind(local);
+  if (settled === undefined) return hosts;
+  const never = new Promise<void>(() => undefined);
+  return {
+    hosts: () => hosts.hosts(),
+    guests: (host) => hosts.guests(host),
+    migrate: (host, guestId, req) => hosts.migrate(host, guestId, req),
+    migration: (host, id) => hosts.migration(host, id),
+    cancel: (host, id) => hosts.cancel(host, id),
+    setMaintenance: (host, on) => hosts.setMaintenance(host, on),
+    claimEvacuation: (host, id) => hosts.claimEvacuation(host, id),
+    releaseEvacuation: (host, id) => hosts.releaseEvacuation(host, id),
+    settled: async (host, id) => (host === local.name ? void (await settled(id)) : never),
+  };
 }
 
 function migrationOptions(request: EvacuateRequest): EvacuateOptions['migration'] {

@@ -12,6 +12,7 @@ import { writeKeyFile } from '../agent/key-file.js';
 import { InvalidArgumentError, MigrationError } from '../errors.js';
 import { stopChild } from '../util/child.js';
 import { parse } from './args.js';
+import { DEMO_POOL_HELP, demoPool } from './demo-pool-command.js';
 import { exitCode } from './exit-status.js';
 import { RUN_FLAGS } from './migrate-command.js';
 import { spawnLivemig } from './node-flags.js';
@@ -28,12 +29,15 @@ export const DEMO_HELP = `usage: livemig demo [flags]
 Starts a target agent in a second process, boots a guest here, migrates it live to the agent,
 lets it run there, and checks it against its replay oracle. Both ends share a fresh pool key.
 
+  --pool                 the pool demo instead: three hosts, six guests, A evacuated (below)
   --warmup DUR           let the guest run this long before migrating (default 1s)
   --run-after DUR        let the guest run on the target this long before the check (default 1s)
 ${GUEST_AND_ENGINE_HELP}
-`;
+
+${DEMO_POOL_HELP}`;
 
 export async function demo(args: string[]): Promise<number> {
+  if (args.includes('--pool')) return demoPool(args.filter((a) => a !== '--pool'));
   const { values } = parse(args, RUN_FLAGS);
   if (values['key-file'] !== undefined || values['tls-ca'] !== undefined || values.to !== undefined) {
     throw new InvalidArgumentError('demo runs both ends itself, with a fresh pool key: it takes no --to, --key-file or --tls-ca');

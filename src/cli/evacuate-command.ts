@@ -82,7 +82,7 @@ export async function evacuateCommand(args: string[]): Promise<number> {
 }
 
 /** Counts Ctrl-C presses, and hands the first to whoever can act on it. */
-class Interrupt {
+export class Interrupt {
   presses = 0;
   #listener: (() => void) | undefined;
   readonly #onSignal = (): void => {
@@ -134,7 +134,7 @@ function evacuateRequest(values: Values): EvacuateRequest {
 }
 
 /** Asks how the evacuation stands until it has ended; Ctrl-C cancels it. */
-async function follow(client: ControlClient, started: EvacuationInfo, json: boolean, out: (line: string) => void, interrupt: Interrupt): Promise<EvacuationInfo> {
+export async function follow(client: ControlClient, started: EvacuationInfo, json: boolean, out: (line: string) => void, interrupt: Interrupt): Promise<EvacuationInfo> {
   const id = started.evacuationId;
   const lines = new GuestLines(process.stderr.isTTY && !json ? process.stderr : undefined, json ? () => undefined : out);
   interrupt.listen(() => {
@@ -220,7 +220,7 @@ function progressLine(g: EvacuatedGuest): string {
   }
 }
 
-function describePlan(info: EvacuationInfo): string {
+export function describePlan(info: EvacuationInfo): string {
   const targets = [...new Set(info.plan.flatMap((m) => (m.to === undefined ? [] : [m.to])))];
   const head = info.dryRun
     ? `plan to evacuate ${info.host} (dry run: nothing moves):`
@@ -231,7 +231,7 @@ function describePlan(info: EvacuationInfo): string {
   return `${head}\n${indent(formatTable(rows))}`;
 }
 
-function describeResult(info: EvacuationInfo): string {
+export function describeResult(info: EvacuationInfo): string {
   const rows = [['GUEST', 'OUTCOME', 'RUNS ON', 'DOWNTIME', 'TOTAL', 'ERROR']];
   for (const g of info.guests) {
     rows.push([

@@ -120,7 +120,7 @@ export function parseMaintenance(body: unknown): boolean {
 export function parseEvacuate(body: unknown): EvacuateRequest {
   const what = 'the evacuate request';
   const b = object(body, what);
-  only(b, what, ['to', 'parallel', 'perTarget', 'dryRun', 'moveWhatFits', 'downtimeBudgetMs', 'maxBandwidthBytesPerSec']);
+  only(b, what, ['to', 'parallel', 'perTarget', 'dryRun', 'moveWhatFits', 'downtimeBudgetMs', 'maxBandwidthBytesPerSec', 'codec']);
   const request: EvacuateRequest = {};
   if (b.to !== undefined) {
     if (!Array.isArray(b.to) || b.to.some((h) => typeof h !== 'string' || h.length === 0)) {
@@ -144,6 +144,10 @@ export function parseEvacuate(body: unknown): EvacuateRequest {
   if (budget !== undefined) request.downtimeBudgetMs = budget;
   const cap = positive(b, 'maxBandwidthBytesPerSec', what);
   if (cap !== undefined) request.maxBandwidthBytesPerSec = cap;
+  if (b.codec !== undefined) {
+    if (b.codec !== 'lz4' && b.codec !== 'none') throw new InvalidArgumentError(`${what}.codec must be "lz4" or "none", got ${describe(b.codec)}`);
+    request.codec = b.codec;
+  }
   return request;
 }
 

@@ -160,6 +160,7 @@ export interface EvacuateRequest {
   /** Engine options of every migration, as in `MigrateGuestRequest`. */
   downtimeBudgetMs?: number;
   maxBandwidthBytesPerSec?: number;
+  codec?: 'lz4' | 'none';
 }
 
 /** One guest's outcome in an evacuation. */

@@ -8,6 +8,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { ControlClient } from '../agent/control-client.js';
 import type { GuestInfo, HostStatus } from '../agent/control-types.js';
+import type { HostAgent } from '../agent/host-agent.js';
 import type { HostAgentOptions } from '../agent/host-options.js';
 import { readKeyFile } from '../agent/key-file.js';
 import { asMigrationError, InvalidArgumentError } from '../errors.js';
@@ -35,10 +36,14 @@ export function defaultStateDir(): string {
 }
 
 /** The hooks that let a host agent evacuate itself over the pool in `poolFile`. */
-export function evacuationHooks(poolFile: string, key: Uint8Array | undefined, stateDir = defaultStateDir()): Pick<HostAgentOptions, 'onEvacuate' | 'onEvacuationStatus' | 'onEvacuationCancel'> {
+export function evacuationHooks(
+  poolFile: string,
+  key: Uint8Array | undefined,
+  stateDir = defaultStateDir(),
+): Pick<HostAgentOptions<HostAgent>, 'onEvacuate' | 'onEvacuationStatus' | 'onEvacuationCancel'> {
   const evacuations = new HostEvacuations({ store: new FilePoolStore(poolFile), key, stateDir });
   return {
-    onEvacuate: (request, host) => evacuations.start(request, host as Parameters<HostEvacuations['start']>[1]),
+    onEvacuate: (request, host) => evacuations.start(request, host),
     onEvacuationStatus: (id) => evacuations.status(id),
     onEvacuationCancel: (id) => evacuations.cancel(id),
   };

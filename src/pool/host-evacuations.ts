@@ -195,6 +195,7 @@ function migrationOptions(request: EvacuateRequest): EvacuateOptions['migration'
   const options: NonNullable<EvacuateOptions['migration']> = {};
   if (request.downtimeBudgetMs !== undefined) options.downtimeBudgetMs = request.downtimeBudgetMs;
   if (request.maxBandwidthBytesPerSec !== undefined) options.maxBandwidthBytesPerSec = request.maxBandwidthBytesPerSec;
+  if (request.codec !== undefined) options.codec = request.codec;
   return options;
 }
 

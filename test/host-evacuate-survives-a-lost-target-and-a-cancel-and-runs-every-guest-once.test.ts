@@ -2,8 +2,9 @@
 // while a guest is in flight to it: every guest runs on exactly one host or is reported
 // indeterminate with its migration id, the evacuation reports the guests left on A, and a rerun
 // (the same evacuation, from its ledger) moves them to B. Then B is evacuated back to A and
-// cancelled with Ctrl-C mid-way: the guests in flight stay on B and no guest runs twice. Links
-// are capped at 40 MB/s, so each 32 MiB guest is in flight for about a second.
+// cancelled with Ctrl-C mid-way (a second evacuation of B meanwhile is refused): the guests in
+// flight stay on B and no guest runs twice. Links are capped at 40 MB/s, so each 32 MiB guest is
+// in flight for about a second.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { EvacuationInfo } from '../dist/agent/control-types.js';
 import {
@@ -92,6 +93,8 @@ test('Ctrl-C mid-way cancels the evacuation of B: the guests in flight stay on B
     const copying = (await B!.client.migrations()).filter((m) => !before.has(m.migrationId) && m.direction === 'out' && m.phase === 'precopy');
     return copying.length === 2 ? copying : undefined;
   });
+  // B takes part in one evacuation of itself at a time.
+  await expect(B!.client.evacuate({ to: ['A'] })).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
   run.child.kill('SIGINT');
   const ended = await run.done;
   const info = parseReport(ended.stdout, ended.stderr);

@@ -125,6 +125,7 @@ export {
   type HostAgentOptions,
   type EvacuateHook,
   type EvacuationStatusHook,
+  type EvacuationCancelHook,
 } from './agent/host-options.js';
 export { launchSimGuest, type GuestLauncher, type LaunchedGuest } from './agent/guest-launcher.js';
 export { GuestRegistry, type HostGuest } from './agent/guest-registry.js';
@@ -145,3 +146,20 @@ export {
 } from './agent/agent-client.js';
 export { readKeyFile, writeKeyFile, generateKey } from './agent/key-file.js';
 export { MIN_POOL_KEY_BYTES } from './protocol/auth.js';
+export { evacuate, planHostEvacuation } from './pool/evacuation.js';
+export { planEvacuation, byEvacuationOrder, type PlanInput } from './pool/evacuation-plan.js';
+export {
+  DEFAULT_EVACUATION_PARALLEL,
+  DEFAULT_EVACUATION_PER_TARGET,
+  DEFAULT_EVACUATION_POLL_INTERVAL_MS,
+  DEFAULT_MAX_POLL_FAILURES,
+  DEFAULT_POOL_CALL_TIMEOUT_MS,
+  EVACUATION_ATTEMPTS_PER_GUEST,
+  type EvacuateOptions,
+} from './pool/evacuation-options.js';
+export { EvacuationLedger, LEDGER_VERSION, type LedgerFile, type LedgerMigration } from './pool/evacuation-ledger.js';
+export { ControlPoolHosts, DEFAULT_POOL_STATUS_TIMEOUT_MS, type ControlPoolHostsOptions } from './pool/control-pool-hosts.js';
+export { HostEvacuations, DEFAULT_PLAN_WAIT_MS, EVACUATION_HISTORY, type EvacuatedHost, type HostEvacuationsOptions } from './pool/host-evacuations.js';
+export { FilePoolStore, type PoolMember, type PoolStore } from './pool/pool-store.js';
+export type { PoolHosts } from './pool/pool-hosts.js';
+export type { EvacuationEvent, EvacuationPlan, EvacuationReport, PlanEntry, PlanTarget } from './pool/pool-types.js';

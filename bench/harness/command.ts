@@ -34,6 +34,7 @@ import type { BenchCell } from './matrix.js';
 import { BASELINE_WARMUP_BYTES, BENCH_HELP, engineOptions, guestConfig, matrixCells, parseBenchArgs, type BenchPlan } from './plan.js';
 import { describeRun, formatSummary, resultsMarkdown } from './report.js';
 import { cellResult, runFromReport, summarize, type BenchFiles, type BenchResults, type BenchRun, type MachineInfo } from './results.js';
+import { POOL_HOST_FLAG, servePoolHost } from './pool-host.js';
 import { FarEnds, measureRawLink, serveTargetHost, TARGET_HOST_FLAG, type TargetHost } from './target-host.js';
 
 /** How often partial results are written while the matrix runs, in milliseconds. */
@@ -60,6 +61,7 @@ function machineInfo(): MachineInfo {
  */
 export async function runBench(args: string[]): Promise<number> {
   if (args[0] === TARGET_HOST_FLAG && args.length === 1) return serveTargetHost();
+  if (args[0] === POOL_HOST_FLAG) return servePoolHost(args.slice(1));
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(BENCH_HELP);
     return 0;

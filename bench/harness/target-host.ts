@@ -57,7 +57,7 @@ export async function serveTargetHost(): Promise<number> {
 }
 
 /** The sink: the first frame announces a byte count in decimal; once that many arrived, it answers with the count seen. */
-async function drainRawFrames(transport: Transport): Promise<void> {
+export async function drainRawFrames(transport: Transport): Promise<void> {
   try {
     const first = await transport.receive();
     if (first === undefined) return;

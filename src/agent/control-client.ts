@@ -117,6 +117,18 @@ export class ControlClient {
   evacuation(id: string): Promise<EvacuationInfo> {
     return this.call('GET', `/v1/evacuations/${encodeURIComponent(id)}`);
   }
+  /** Asks the host's coordinator to cancel an evacuation; it ends once its migrations in flight have. */
+  cancelEvacuation(id: string): Promise<EvacuationInfo> {
+    return this.call('DELETE', `/v1/evacuations/${encodeURIComponent(id)}`);
+  }
+  /** Takes the host's single evacuation claim for `evacuationId` (again, if it holds it already). */
+  claimEvacuation(evacuationId: string): Promise<HostStatus> {
+    return this.call('POST', '/v1/host/claim', { evacuationId });
+  }
+  /** Drops the host's evacuation claim of `evacuationId`; ERR_CONFLICT if another id holds it. */
+  releaseEvacuation(evacuationId: string): Promise<HostStatus> {
+    return this.call('POST', '/v1/host/release', { evacuationId });
+  }
   /** The Prometheus text of `/metrics`. */
   async metrics(): Promise<string> {
     const answer = await this.request('GET', '/metrics', undefined);

@@ -120,7 +120,7 @@ export function parseMaintenance(body: unknown): boolean {
 export function parseEvacuate(body: unknown): EvacuateRequest {
   const what = 'the evacuate request';
   const b = object(body, what);
-  only(b, what, ['to', 'parallel', 'perTarget', 'dryRun']);
+  only(b, what, ['to', 'parallel', 'perTarget', 'dryRun', 'moveWhatFits', 'downtimeBudgetMs', 'maxBandwidthBytesPerSec', 'codec']);
   const request: EvacuateRequest = {};
   if (b.to !== undefined) {
     if (!Array.isArray(b.to) || b.to.some((h) => typeof h !== 'string' || h.length === 0)) {
@@ -136,7 +136,30 @@ export function parseEvacuate(body: unknown): EvacuateRequest {
     if (typeof b.dryRun !== 'boolean') throw new InvalidArgumentError(`${what}.dryRun must be true or false, got ${describe(b.dryRun)}`);
     request.dryRun = b.dryRun;
   }
+  if (b.moveWhatFits !== undefined) {
+    if (typeof b.moveWhatFits !== 'boolean') throw new InvalidArgumentError(`${what}.moveWhatFits must be true or false, got ${describe(b.moveWhatFits)}`);
+    request.moveWhatFits = b.moveWhatFits;
+  }
+  const budget = positive(b, 'downtimeBudgetMs', what);
+  if (budget !== undefined) request.downtimeBudgetMs = budget;
+  const cap = positive(b, 'maxBandwidthBytesPerSec', what);
+  if (cap !== undefined) request.maxBandwidthBytesPerSec = cap;
+  if (b.codec !== undefined) {
+    if (b.codec !== 'lz4' && b.codec !== 'none') throw new InvalidArgumentError(`${what}.codec must be "lz4" or "none", got ${describe(b.codec)}`);
+    request.codec = b.codec;
+  }
   return request;
+}
+
+/** The body of `POST /v1/host/claim` and `POST /v1/host/release`: an evacuation's id. */
+export function parseEvacuationClaim(body: unknown): string {
+  const what = 'the claim';
+  const b = object(body, what);
+  only(b, what, ['evacuationId']);
+  if (typeof b.evacuationId !== 'string' || !ID_PATTERN.test(b.evacuationId)) {
+    throw new InvalidArgumentError(`${what}.evacuationId must be 1 to 128 letters, digits, ".", "_", ":" or "-", got ${describe(b.evacuationId)}`);
+  }
+  return b.evacuationId;
 }
 
 function missing(what: string, key: string): never {

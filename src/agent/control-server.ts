@@ -6,9 +6,9 @@
  */
 
 import type http from 'node:http';
-import { asMigrationError, LimitExceededError, MalformedRecordError, type MigrationError, NotFoundError } from '../errors.js';
+import { asMigrationError, ConflictError, LimitExceededError, MalformedRecordError, type MigrationError, NotFoundError } from '../errors.js';
 import { isMetricsBearer, metricsToken, RequestVerifier, RESPONSE_SIGNATURE_HEADER, controlKey, signResponse } from './control-auth.js';
-import { parseEvacuate, parseMaintenance, parseMigrateGuest, parseStartGuest } from './control-requests.js';
+import { parseEvacuate, parseEvacuationClaim, parseMaintenance, parseMigrateGuest, parseStartGuest } from './control-requests.js';
 import type {
   EvacuateRequest,
   EvacuationInfo,
@@ -38,6 +38,9 @@ export interface ControlApi {
   cancelMigration(id: string): MigrationInfo;
   evacuate(request: EvacuateRequest): Promise<EvacuationInfo>;
   evacuation(id: string): Promise<EvacuationInfo>;
+  cancelEvacuation(id: string): Promise<EvacuationInfo>;
+  claimEvacuation(id: string): void;
+  releaseEvacuation(id: string): void;
   metricsText(): Promise<{ contentType: string; text: string }>;
 }
 
@@ -150,8 +153,8 @@ export class ControlServer {
         if (allow(method, 'GET', 'DELETE') === 'GET') return ok(api.migration(id!));
         return ok(api.cancelMigration(id!));
       case 'evacuations/:id':
-        allow(method, 'GET');
-        return ok(await api.evacuation(id!));
+        if (allow(method, 'GET', 'DELETE') === 'GET') return ok(await api.evacuation(id!));
+        return ok(await api.cancelEvacuation(id!));
       default:
         throw new NotFoundError(`no route ${method} ${path}; see docs/api.md`);
     }
@@ -161,6 +164,17 @@ export class ControlServer {
     allow(method, 'POST');
     if (action === 'maintenance') return ok(this.api.setMaintenance(parseMaintenance(json(body))));
     if (action === 'evacuate') return { status: 202, body: await this.api.evacuate(parseEvacuate(json(body, {}))) };
+    if (action === 'claim') {
+      this.api.claimEvacuation(parseEvacuationClaim(json(body)));
+      return ok(this.api.status());
+    }
+    if (action === 'release') {
+      const id = parseEvacuationClaim(json(body));
+      const held = this.api.status().evacuationId;
+      if (held !== undefined && held !== id) throw new ConflictError(`this host's evacuation claim is held by ${held}, not ${id}`);
+      this.api.releaseEvacuation(id);
+      return ok(this.api.status());
+    }
     throw new NotFoundError(`no route ${method} /v1/host/${action}; see docs/api.md`);
   }
 }

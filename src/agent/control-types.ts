@@ -141,6 +141,8 @@ export interface PlannedMove {
   to?: string;
   /** Why it cannot be placed. */
   reason?: string;
+  /** Why, as a code: `ERR_INSUFFICIENT_CAPACITY`, `ERR_HOST_IN_MAINTENANCE`, `ERR_CONFLICT`. */
+  code?: string;
 }
 
 /** What `POST /v1/host/evacuate` asks. */
@@ -153,15 +155,27 @@ export interface EvacuateRequest {
   perTarget?: number;
   /** Plan only. */
   dryRun?: boolean;
+  /** Move the guests that fit when some cannot be placed, and report the others. @default false */
+  moveWhatFits?: boolean;
+  /** Engine options of every migration, as in `MigrateGuestRequest`. */
+  downtimeBudgetMs?: number;
+  maxBandwidthBytesPerSec?: number;
+  codec?: 'lz4' | 'none';
 }
 
 /** One guest's outcome in an evacuation. */
 export interface EvacuatedGuest {
   guestId: string;
   guestName: string;
-  outcome: 'completed' | 'failed' | 'cancelled' | 'indeterminate' | 'unplaced' | 'pending';
+  /** `pending` and `migrating` while the evacuation runs; one of the others once it has ended for this guest. */
+  outcome: 'completed' | 'failed' | 'cancelled' | 'indeterminate' | 'unplaced' | 'pending' | 'migrating';
   /** Host it runs on now. */
   runsOn?: string;
+  /** While `pending` or `migrating`: the host it is planned for, or moving to. */
+  to?: string;
+  /** While `migrating`: the migration's phase and the bytes it has left to send. */
+  phase?: string;
+  remainingBytes?: number;
   migrationIds: string[];
   downtimeMs?: number;
   totalMs?: number;
@@ -179,6 +193,14 @@ export interface EvacuationInfo {
   guests: EvacuatedGuest[];
   /** True once no guest is left on the host. */
   hostEmpty: boolean;
+  /** The plan did not fit and nothing was moved; the unplaced guests say why. */
+  refused?: boolean;
+  /** A plan only (`dryRun`): nothing was claimed or moved. */
+  dryRun?: boolean;
+  /** A cancel was asked for; the evacuation ends once its migrations in flight have. */
+  cancelRequested?: boolean;
+  /** Why the coordinator itself stopped (a host it could not reach, ...), when it did. */
+  error?: { code: string; message: string };
 }
 
 /** Every error answer: a stable code and words for people. */

@@ -326,6 +326,14 @@ export class HostAgent implements ControlApi {
     return info;
   }
 
+  async cancelEvacuation(id: string): Promise<EvacuationInfo> {
+    const hook = this.options.onEvacuationCancel;
+    if (hook === undefined) throw new NotAvailableError(`host ${this.name} runs no evacuation coordinator; evacuation is not available here`);
+    const info = await hook(id, this);
+    if (info === undefined) throw new NotFoundError(`this host knows no evacuation ${id}`);
+    return info;
+  }
+
   async metricsText(): Promise<{ contentType: string; text: string }> {
     return { contentType: this.metrics.contentType, text: await this.metrics.text() };
   }

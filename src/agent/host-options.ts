@@ -19,6 +19,9 @@ export type EvacuateHook<H> = (request: EvacuateRequest, host: H) => Promise<Eva
 /** Reports an evacuation by id; `undefined` if unknown. See `GET /v1/evacuations/:id`. */
 export type EvacuationStatusHook<H> = (evacuationId: string, host: H) => Promise<EvacuationInfo | undefined>;
 
+/** Cancels an evacuation by id; `undefined` if unknown. See `DELETE /v1/evacuations/:id`. */
+export type EvacuationCancelHook<H> = (evacuationId: string, host: H) => Promise<EvacuationInfo | undefined>;
+
 /** Options of `HostAgent.start`. */
 export interface HostAgentOptions<H = unknown> extends Omit<TargetAgentOptions, 'admit' | 'onHttpRequest'> {
   /** The host's name in its pool and in every report. @default the machine's host name */
@@ -46,6 +49,8 @@ export interface HostAgentOptions<H = unknown> extends Omit<TargetAgentOptions, 
   onEvacuate?: EvacuateHook<H>;
   /** Answers `GET /v1/evacuations/:id`. @default none: the route answers 501 */
   onEvacuationStatus?: EvacuationStatusHook<H>;
+  /** Answers `DELETE /v1/evacuations/:id`. @default none: the route answers 501 */
+  onEvacuationCancel?: EvacuationCancelHook<H>;
   /** Receives one structured entry per migration phase, in and out (the CLI prints each as a JSON line). */
   log?: (entry: MigrationEvent) => void;
   /** @default DEFAULT_MAX_CONTROL_BODY_BYTES (64 KiB) */

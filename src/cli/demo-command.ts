@@ -12,6 +12,7 @@ import { writeKeyFile } from '../agent/key-file.js';
 import { InvalidArgumentError, MigrationError } from '../errors.js';
 import { stopChild } from '../util/child.js';
 import { parse } from './args.js';
+import { DEMO_POOL_HELP, demoPool } from './demo-pool-command.js';
 import { exitCode } from './exit-status.js';
 import { RUN_FLAGS } from './migrate-command.js';
 import { spawnLivemig } from './node-flags.js';
@@ -33,12 +34,15 @@ lets it run there, and checks it against its replay oracle. Both ends share a fr
                          own memory check on the target instead of an oracle (needs
                          qemu-system-x86_64 and gcc; takes --memory, default 256MiB, and
                          --dirty-rate, default 20MB/s, of the guest flags; warmup 2s, run-after 3s)
+  --pool                 the pool demo instead: three hosts, six guests, A evacuated (below)
   --warmup DUR           let the guest run this long before migrating (default 1s)
   --run-after DUR        let the guest run on the target this long before the check (default 1s)
 ${GUEST_AND_ENGINE_HELP}
-`;
+
+${DEMO_POOL_HELP}`;
 
 export async function demo(args: string[]): Promise<number> {
+  if (args.includes('--pool')) return demoPool(args.filter((a) => a !== '--pool'));
   const { values } = parse(args, { ...RUN_FLAGS, backend: { type: 'string' } } as const);
   const backend = values.backend ?? 'sim';
   if (backend !== 'sim' && backend !== 'qemu') throw new InvalidArgumentError(`--backend "${backend}" is not sim or qemu`);

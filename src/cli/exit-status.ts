@@ -5,8 +5,10 @@ import type { OracleCheck } from './oracle-check.js';
 
 /** What each exit status means, for `--help` and the README alike. */
 export const EXIT_STATUS_HELP = `Exit status:
-  0  done: for demo and migrate, the guest runs on the target and its copy was verified
-  1  the migration did not complete: the guest runs on the source (the report says why)
+  0  done: for demo and migrate, the guest runs on the target and its copy was verified;
+     for host evacuate, the host is empty
+  1  the migration did not complete: the guest runs on the source (the report says why);
+     for host evacuate, guests are left on the host (the table says why, per guest)
   2  a usage error: nothing was started
   3  indeterminate: the guest is paused here and may run on the target (see the message)
   4  the guest runs on the target, but a check after the switchover failed or could not

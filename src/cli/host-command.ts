@@ -13,10 +13,13 @@ import { InvalidArgumentError } from '../errors.js';
 import { stopWithParent } from '../util/child.js';
 import { parse } from './args.js';
 import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
+import { evacuateCommand, EVACUATE_HELP } from './evacuate-command.js';
+import { evacuationHooks } from './pool-command.js';
 import { formatBytes, parseInteger, parseSize } from './units.js';
 
 export const HOST_HELP = `usage: livemig host --port N [flags]          run a host agent
        livemig host status|enable|disable --host URL [flags]
+       livemig host evacuate A [--to B,C] [--parallel N] [--dry-run] [--pool FILE] [flags]
        livemig host metrics-token --key-file PATH
 
 A host agent keeps guests: it starts and stops them, receives them by migration, migrates them
@@ -32,6 +35,10 @@ Running a host:
   --tls-key PATH         the certificate's private key (PEM)
   --insecure             allow a non-loopback --bind without --key-file (trusted networks only)
   --maintenance          start in maintenance: no new guests, no incoming migrations
+  --pool FILE            the pool file (docs/pool.md): lets this host run evacuations of
+                         itself (POST /v1/host/evacuate); without it they answer 501
+  --state-dir DIR        where evacuation ledgers are kept (default $XDG_STATE_HOME/livemig,
+                         else livemig-state in the system's temporary folder)
   --supervised           stop when standard input closes (run as another process's child)
   --json                 one JSON line per event on stdout (a line per migration phase)
 
@@ -42,6 +49,8 @@ Asking a host:
                          once the host has it; guests already there keep running)
 ${CONTROL_HELP}
 
+${EVACUATE_HELP}
+
 metrics-token prints the bearer token a Prometheus scraper may send to GET /metrics.
 `;
 
@@ -49,6 +58,7 @@ const SUBCOMMANDS = new Set(['status', 'enable', 'disable', 'metrics-token']);
 
 export async function hostCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === 'evacuate') return evacuateCommand(rest);
   if (sub !== undefined && SUBCOMMANDS.has(sub)) return ask(sub, rest);
   if (sub !== undefined && !sub.startsWith('-')) throw new InvalidArgumentError(`unknown host command "${sub}"; run "livemig host --help"`);
   return runHost(args);
@@ -94,6 +104,8 @@ const RUN_FLAGS = {
   'tls-key': { type: 'string' },
   insecure: { type: 'boolean' },
   maintenance: { type: 'boolean' },
+  pool: { type: 'string' },
+  'state-dir': { type: 'string' },
   supervised: { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -109,6 +121,9 @@ async function runHost(args: string[]): Promise<number> {
   const tlsKey = values['tls-key'];
   if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
   const json = values.json ?? false;
+  const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
+  if (values['state-dir'] !== undefined && values.pool === undefined) throw new InvalidArgumentError('--state-dir keeps evacuation ledgers: it goes with --pool FILE');
+  const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
   const say = (event: Record<string, unknown>, words: string): void => {
     process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n` : `${words}\n`);
   };
@@ -117,7 +132,8 @@ async function runHost(args: string[]): Promise<number> {
     port: parseInteger(values.port ?? '7070', '--port', 0, 65535),
     name: values.name,
     capacityBytes: values.capacity === undefined ? undefined : parseSize(values.capacity, '--capacity'),
-    key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
+    key,
+    ...evacuations,
     tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
     insecure: values.insecure ?? false,
     maintenance: values.maintenance ?? false,

@@ -1,6 +1,6 @@
 /**
  * The `livemig` command: it reads the command line and hands it to one command's room
- * (`demo`, `listen`, `migrate`, `status`, `keygen`, `estimate`, `bench`, `host`, `vm`), and it makes sure the
+ * (`demo`, `listen`, `migrate`, `status`, `keygen`, `estimate`, `bench`, `host`, `vm`, `pool`), and it makes sure the
  * process never ends without saying how: exit statuses are one table ({@link EXIT_STATUS_HELP}).
  */
 
@@ -14,6 +14,7 @@ import { HOST_HELP, hostCommand } from './host-command.js';
 import { KEYGEN_HELP, keygen } from './keygen-command.js';
 import { LISTEN_HELP, listen } from './listen-command.js';
 import { MIGRATE_HELP, migrateCommand } from './migrate-command.js';
+import { POOL_HELP, poolCommand } from './pool-command.js';
 import { missingNodeFlags, missingNodeFlagsNote } from './node-flags.js';
 import { STATUS_HELP, status } from './status-command.js';
 import { VM_HELP, vmCommand } from './vm-command.js';
@@ -34,6 +35,9 @@ Commands:
                            and answers its control API (docs/api.md)
   host status|enable|disable --host URL
                            ask a host about itself; leave or enter maintenance
+  host evacuate A --pool FILE [--to B,C] [--parallel N] [--dry-run]
+                           empty host A: move every guest to other hosts of the pool
+  pool status --pool FILE  every host of a pool with its memory, maintenance and guests
   vm start|list|migrate|stop --host URL
                            guests on a host, through its control API
 
@@ -52,6 +56,7 @@ const HELP: Record<string, string> = {
   estimate: ESTIMATE_HELP,
   host: HOST_HELP,
   vm: VM_HELP,
+  pool: POOL_HELP,
 };
 
 /** The package's version, from its package.json. */
@@ -98,6 +103,8 @@ async function main(argv: string[]): Promise<number> {
       return hostCommand(rest);
     case 'vm':
       return vmCommand(rest);
+    case 'pool':
+      return poolCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -5,6 +5,7 @@
  */
 
 import { queryAgent, type ConnectToAgentOptions } from '../agent/agent-client.js';
+import type { ControlClient } from '../agent/control-client.js';
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { decodeSimState } from '../domain/sim/state-codec.js';
 import { oracleDigest } from '../domain/sim/oracle.js';
@@ -43,4 +44,15 @@ export async function checkAgainstOracle(
   const memoryMatches = oracle.digest === status.digest;
   const registersMatch = JSON.stringify(oracle.vcpus) === JSON.stringify(vcpus);
   return { steps, memoryMatches, registersMatch, matches: memoryMatches && registersMatch, state: status.state };
+}
+
+/** Inspects guest `guestId` on the host `client` reaches and replays `config` to compare. */
+export async function checkHostGuestAgainstOracle(client: ControlClient, guestId: string, config: SimGuestConfig): Promise<OracleCheck> {
+  const inspection = await client.inspectGuest(guestId);
+  const vcpus = decodeSimState(Buffer.from(inspection.domainState, 'base64'));
+  const steps = vcpus.map((v) => v.steps);
+  const oracle = oracleDigest(config, steps);
+  const memoryMatches = oracle.digest === inspection.digest;
+  const registersMatch = JSON.stringify(oracle.vcpus) === JSON.stringify(vcpus);
+  return { steps, memoryMatches, registersMatch, matches: memoryMatches && registersMatch, state: 'running' };
 }

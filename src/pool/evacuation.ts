@@ -74,6 +74,10 @@ interface Flight {
   own: boolean;
   pollFailures: number;
   cancelSent: boolean;
+  /** Settles when the source says, unasked, that it has ended (`PoolHosts.settled`). */
+  ended?: Promise<void>;
+  /** That has happened: the next polls come at the interval again. */
+  endSeen?: boolean;
 }
 
 class Evacuation {
@@ -248,7 +252,7 @@ class Evacuation {
       if (!this.#stopped) await this.#fillWindow();
       if (this.#flights.size === 0 && (this.#stopped || (this.#queue.length === 0 && !this.#needReplan))) return;
       if (this.#flights.size > 0) {
-        await this.#sleep();
+        await this.#sleepUntilAnEnd();
         await Promise.all([...this.#flights.values()].map((f) => this.#poll(f)));
       }
     }
@@ -434,6 +438,19 @@ class Evacuation {
     } catch {
       // A listener's failure is its own; the evacuation goes on.
     }
+  }
+
+  /** Sleeps a poll interval, or less if the source says a migration in flight has ended. */
+  #sleepUntilAnEnd(): Promise<void> {
+    const nap = this.#sleep();
+    const settled = this.#hosts.settled?.bind(this.#hosts);
+    if (settled !== undefined) {
+      const ends = [...this.#flights.values()]
+        .filter((f) => !f.endSeen)
+        .map((f) => (f.ended ??= settled(this.#source, f.migrationId).then(() => void (f.endSeen = true), () => new Promise<void>(() => undefined))));
+      void Promise.race(ends).then(() => this.#wake?.());
+    }
+    return nap;
   }
 
   #sleep(): Promise<void> {

@@ -55,4 +55,12 @@ export interface PoolHosts {
 
   /** Drops the claim of `evacuationId` on `host`; `ERR_CONFLICT` if another id holds it. */
   releaseEvacuation(host: string, evacuationId: string): Promise<void>;
+
+  /**
+   * Optional: settles once the migration `migrationId` out of `host` has ended, for an
+   * implementation that can tell without being asked (the coordinator running in the source's
+   * own process). The coordinator then asks {@link migration} at once instead of at its next
+   * poll; what that answers stays the outcome.
+   */
+  settled?(host: string, migrationId: string): Promise<void>;
 }

@@ -109,7 +109,8 @@ export {
   type MigrationEstimate,
   type EstimatedRound,
 } from './precopy/preflight.js';
-export { TargetAgent, type AgentEvent, type AgentMigration, type AgentStats } from './agent/target-agent.js';
+export { TargetAgent } from './agent/target-agent.js';
+export type { AgentEvent, AgentMigration, AgentStats } from './agent/agent-types.js';
 export {
   DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_CONCURRENT_MIGRATIONS,

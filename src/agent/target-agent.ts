@@ -51,6 +51,9 @@ import {
   isLoopbackHost,
   positiveInteger,
 } from './agent-options.js';
+import type { AgentEvent, AgentMigration, AgentStats } from './agent-types.js';
+
+export type { AgentEvent, AgentMigration, AgentStats } from './agent-types.js';
 
 export {
   type Admission,
@@ -72,52 +75,6 @@ const CLOSE_SERVE_GRACE_MS = 5_000;
 
 /** Longest time between two sweeps of the migrations to forget, in milliseconds. */
 const FORGET_SWEEP_MAX_MS = 10_000;
-
-/** Counters of an agent's connections, for monitoring and tests. */
-export interface AgentStats {
-  /** WebSocket connections open now. */
-  connections: number;
-  /** Upgrade requests refused so far because `maxConnections` were open (HTTP 503). */
-  refusedAtConnectionLimit: number;
-  /** Connections that have not yet authenticated and sent their `hello` or `query`. */
-  pendingHandshakes: number;
-  /** The most connections pending at once so far. */
-  peakPendingHandshakes: number;
-  /** Connections refused so far once open (each also a `connection-refused` event). */
-  refusedConnections: number;
-  /** Of those, the ones that could not prove the pool key. */
-  authFailures: number;
-  /** Migrations being received now. */
-  activeMigrations: number;
-}
-
-/** What the agent knows about one migration. */
-export interface AgentMigration {
-  migrationId: string;
-  state: StatusRecord['state'];
-  domainName: string;
-  memoryBytes: number;
-  startedAt: string;
-  endedAt?: string;
-  error?: { code: string; message: string };
-  /** The running guest, once resumed. */
-  domain?: TargetDomain;
-}
-
-/** Events an agent emits, as `agent.on('event', e => ...)`. */
-export type AgentEvent =
-  | { type: 'migration-started'; migrationId: string; domainName: string; memoryBytes: number; from: string }
-  | {
-      type: 'migration-resumed';
-      migrationId: string;
-      pages: number;
-      bytesWire: number;
-      digest?: string;
-      /** The guest's console log, a file on the agent's host, where its backend keeps one (QEMU's serial port). */
-      console?: string;
-    }
-  | { type: 'migration-discarded'; migrationId: string; error?: { code: string; message: string } }
-  | { type: 'connection-refused'; from: string; error: { code: string; message: string } };
 
 /** The agent's events, typed: `agent.on('event', (e) => ...)` gets an {@link AgentEvent}. */
 export interface TargetAgent {

@@ -9,7 +9,6 @@
  * copy paused and reports the outcome as indeterminate.
  */
 
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
 import { mergeSorted } from '../dirtylog/page-lists.js';
@@ -24,37 +23,17 @@ import {
   UnsettledError,
 } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
-import { PageDigest, switchoverDigest } from '../protocol/page-digest.js';
-import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
-import { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
+import { switchoverDigest } from '../protocol/page-digest.js';
+import { sourceTransition } from '../protocol/receiver-state.js';
+import { CHANNELS_PROTOCOL_VERSION } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { armLoopGuard } from '../util/loop-guard.js';
-import { collectorFrom } from '../util/gc.js';
 import { roundTo } from '../util/stats.js';
-import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
-import { BandwidthCap } from './bandwidth-cap.js';
-import { openChannels, type ChannelSender, type PageSink } from './channels.js';
+import { openChannels } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
-import { DowntimeModel } from './downtime-model.js';
-import { GuestCustody } from './guest-custody.js';
-import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
-import {
-  decisionOf,
-  DEFAULT_DOWNTIME_BUDGET_MS,
-  defaultPolicy,
-  downtimeBudgetAt,
-  roundTimeAt,
-  type PrecopyPolicy,
-  type PrecopyStats,
-  type RoundSample,
-} from './policy.js';
-import {
-  DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
-  DEFAULT_STALL_TIMEOUT_MS,
-  DEFAULT_TIMEOUT_ACTION,
-  ProgressWatchdog,
-} from './progress-watchdog.js';
+import { decisionOf, roundTimeAt, type RoundSample } from './policy.js';
+import { DEFAULT_TIMEOUT_ACTION } from './progress-watchdog.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_PROGRESS_INTERVAL_MS,
@@ -62,8 +41,8 @@ import {
   type MigrateOptions,
 } from './migrate-options.js';
 import { RecordInbox } from './record-inbox.js';
-import { SwitchoverCalibration } from './switchover-calibration.js';
-import type { MigrationPhase, MigrationProgress, MigrationReport, RoundReport } from './report.js';
+import { ForcedSwitchover, MigrationState } from './migration-state.js';
+import type { MigrationReport } from './report.js';
 
 /** Pages sent between two looks at cancellation, peer aborts and deadlines. */
 const SLICE_PAGES = 4096;
@@ -80,121 +59,8 @@ export async function migrate(domain: SourceDomain, transport: Transport, option
   return new SourceMigration(domain, transport, options).run();
 }
 
-/** Why pre-copy stopped early because a deadline passed with the `force-switchover` action. */
-class ForcedSwitchover {
-  constructor(readonly error: MigrationError) {}
-}
-
-interface PauseTimes {
-  pauseStart: number;
-  finalBytes: number;
-  pausedAt: number;
-  completeSentAt: number;
-  finalPages: number;
-  stateBytes: number;
-}
-
-class SourceMigration {
-  private readonly id: string;
-  private readonly codec: PageCodec;
-  private readonly policy: PrecopyPolicy;
-  private readonly start = performance.now();
-  private readonly rounds: RoundReport[] = [];
-  private readonly sentDigest: PageDigest;
-  /** The pause model: rounds, round trips and the calibration it learns from. */
-  private readonly model: DowntimeModel;
-  private sender: PageSink;
-  /** The cap on the sending rate, shared by every connection that carries pages. */
-  private readonly cap: BandwidthCap | undefined;
-  /** The page channels, once open (version 3 only). */
-  private channelSender: ChannelSender | undefined;
-  /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
-  private readonly dirty: DirtyTracker;
-  private readonly throttle: ThrottleController;
-  private readonly watchdog: ProgressWatchdog;
-  private readonly pageSize: number;
-  private readonly report: MigrationReport;
-  private inbox: RecordInbox | undefined;
-  private phase: MigrationPhase = 'handshake';
-  /** Where the source stands in the protocol (src/protocol/receiver-state.ts). */
-  private protocolState: SourceState = 'hello-sent';
-  private round = 0;
-  private roundPages = 0;
-  private roundStartPages = 0;
-  private goSent = false;
-  private cancelReason: MigrationError | undefined;
-  private forced: ForcedSwitchover | undefined;
-  /** Latest estimate of the pause, refreshed by the ticker. */
-  private expectedDowntimeMs = Number.POSITIVE_INFINITY;
-  /** The guest's dirty rate, fed at every tick and every read of the dirty log (for progress). */
-  private dirtyMeter = new DirtyRateMeter();
-  /** Of the pages in the dirty log now, those already counted by `dirtyMeter`. */
-  private dirtyCounted = 0;
-  private pauseTimes: PauseTimes | undefined;
-  /** Where the guest runs, and the rules that move it when the migration ends. */
-  private readonly custody: GuestCustody;
-  /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
-  private finalRoundEnd: Promise<void> = Promise.resolve();
-  private readonly collectGarbage: (() => void) | undefined;
-  /** What the target reported collecting garbage before acknowledging the round being sent, in ms. */
-  private targetGcMs = 0;
-
-  constructor(
-    private readonly domain: SourceDomain,
-    private readonly transport: Transport,
-    private readonly options: MigrateOptions,
-  ) {
-    this.id = options.migrationId ?? randomUUID();
-    this.codec = options.codec ?? 'lz4';
-    this.collectGarbage = collectorFrom(options.collectGarbage);
-    this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds, switchover: options.switchover });
-    const d = domain.descriptor;
-    this.pageSize = d.pageSize;
-    this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
-    this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
-    this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
-    this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
-    this.sender = new PageSender(domain, transport, this.sentDigest, {
-      codec: this.codec,
-      dataPagesPerBatch: options.dataPagesPerBatch,
-      maxInFlight: options.maxInFlight,
-      cap: this.cap,
-    });
-    this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
-    this.watchdog = new ProgressWatchdog(
-      this.start,
-      d.memoryBytes,
-      options.completionTimeoutMsPerGiB ?? DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
-      options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
-    );
-    this.report = {
-      migrationId: this.id,
-      outcome: 'failed',
-      guestRunningOn: 'source',
-      startedAt: new Date().toISOString(),
-      domain: { name: d.name, kind: d.kind, memoryBytes: d.memoryBytes, vcpus: d.vcpus },
-      target: options.targetName ?? 'peer',
-      codec: this.codec,
-      memoryBytes: d.memoryBytes,
-      downtimeBudgetMs: this.budgetMs(),
-      totalMs: 0,
-      bytesRaw: 0,
-      bytesWire: 0,
-      rounds: this.rounds,
-      maxThrottlePercent: 0,
-      verified: false,
-    };
-    this.custody = new GuestCustody({
-      id: this.id,
-      domain,
-      transport,
-      options,
-      report: this.report,
-      dirty: this.dirty,
-      setPhase: (phase) => this.setPhase(phase),
-    });
-  }
-
+/** The source's sequence: pre-copy rounds, stop-and-copy, the switchover, and every way out. */
+class SourceMigration extends MigrationState {
   async run(): Promise<MigrationReport> {
     const onAbort = (): void => {
       const reason = this.options.signal?.reason;
@@ -563,66 +429,6 @@ class SourceMigration {
     return true;
   }
 
-  /** The estimates the policy sees once `dirtyPages` are known to be dirty. */
-  private statsFor(dirtyPages: number): PrecopyStats {
-    const last = this.rounds[this.rounds.length - 1]!;
-    const bandwidth = this.model.bandwidth();
-    const dirtyBytes = dirtyPages * this.pageSize;
-    // The policy judges a round by what it left dirty: its own rate, not the progress's smoothed one.
-    const dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
-    this.expectedDowntimeMs = this.model.predict(dirtyBytes);
-    return {
-      round: this.round,
-      elapsedMs: performance.now() - this.start,
-      dirtyPages,
-      dirtyBytes,
-      bandwidthBytesPerSec: bandwidth,
-      dirtyRateBytesPerSec,
-      expectedDowntimeMs: this.expectedDowntimeMs,
-      downtimeBudgetMs: this.budgetMs(),
-      deadlineInMs: this.watchdog.msLeft(performance.now()),
-      throttlePercent: this.throttle.percent,
-      bytesSent: this.sender.counters.bytesRaw,
-      memoryBytes: this.domain.descriptor.memoryBytes,
-    };
-  }
-
-  private budgetMs(): number {
-    return downtimeBudgetAt(performance.now() - this.start, this.options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS, this.options.downtimeRamp);
-  }
-
-  /** A WebSocket ping while the link is quiet: the round trip the switchover pays. */
-  private async measureRoundTrip(): Promise<void> {
-    for (let i = 0; i < 3; i++) {
-      const ms = await this.transport.ping();
-      if (ms !== undefined) this.model.observeRoundTrip(ms);
-    }
-  }
-
-  /** Pages of this round not yet sent, plus pages dirtied since the log was last read. */
-  private remainingBytes(): number {
-    const roundLeft = Math.max(0, this.roundPages - (this.sender.counters.pages - this.roundStartPages));
-    return (roundLeft + this.dirty.peek()) * this.pageSize;
-  }
-
-  /** The next record, which must be of `type` (or one of the types listed). */
-  private async expect<T extends MigrationRecord['type']>(type: T | readonly T[], timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
-    const types: readonly string[] = typeof type === 'string' ? [type] : type;
-    const waitingFor = types.map((t) => `"${t}"`).join(' or ');
-    // A cancel is honoured while waiting too (until "go"), not only between rounds.
-    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : (this.cancelReason ?? this.channelSender?.failure)));
-    this.protocolState = sourceTransition(this.protocolState, record.type);
-    if (!types.includes(record.type)) {
-      throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for ${waitingFor}`);
-    }
-    return record as Extract<MigrationRecord, { type: T }>;
-  }
-
-  /** The versions `hello` offers: version 3 only when page channels are asked for. */
-  private offeredVersions(): number[] {
-    return (this.options.channels ?? 1) > 1 ? [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
-  }
-
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
@@ -639,89 +445,4 @@ class SourceMigration {
     this.report.channels = this.options.channels;
   }
 
-  /** `round-end.channels`: each page channel's batches so far (nothing without channels). */
-  private channelCounts(): { channels?: number[] } {
-    return this.channelSender ? { channels: this.channelSender.channelBatches() } : {};
-  }
-
-  /** Frame bytes sent on the control connection and every page channel. */
-  private wireBytesSent(): number {
-    return this.transport.bytesSent + (this.channelSender?.bytesSent ?? 0);
-  }
-
-  /** Waits for the target to acknowledge the round just sent, every batch of it written. */
-  private async expectRoundAck(timeoutMs: number): Promise<void> {
-    let next = await this.expect(['collected', 'round-ack'], timeoutMs);
-    if (next.type === 'collected') {
-      // The target collected garbage after "pause-soon", before it acknowledged: not the round's cost.
-      this.targetGcMs = next.ms;
-      next = await this.expect('round-ack', timeoutMs);
-    }
-    const ack = next;
-    if (ack.round !== this.round || ack.batches !== this.sender.seq) {
-      throw new UnexpectedRecordError(
-        `the target acknowledged round ${ack.round} at batch ${ack.batches}; expected round ${this.round} at batch ${this.sender.seq}`,
-      );
-    }
-  }
-
-  private throwIfCancelled(): void {
-    if (this.cancelReason && !this.goSent) throw this.cancelReason;
-  }
-
-  private setPhase(phase: MigrationPhase): void {
-    this.phase = phase;
-    this.emitProgress();
-  }
-
-  /** Takes the dirty log, counting the pages no tick has counted yet toward the dirty rate. */
-  private async readDirtyLog(): Promise<Uint32Array> {
-    const pages = await this.dirty.take();
-    this.dirtyMeter.sample(Math.max(0, pages.length - this.dirtyCounted), performance.now());
-    this.dirtyCounted = 0;
-    return pages;
-  }
-
-  /** Refreshes the estimates between rounds, feeds the watchdog, and reports progress. */
-  private tick(): void {
-    const now = performance.now();
-    if (this.phase === 'precopy') {
-      const dirty = this.dirty.peek();
-      this.dirtyMeter.sample(Math.max(0, dirty - this.dirtyCounted), now);
-      this.dirtyCounted = Math.max(dirty, this.dirtyCounted);
-      this.watchdog.observe(this.remainingBytes(), now);
-      this.expectedDowntimeMs = this.model.predict(dirty * this.pageSize);
-    }
-    this.emitProgress();
-  }
-
-  private emitProgress(): void {
-    const onProgress = this.options.onProgress;
-    if (!onProgress) return;
-    const elapsedMs = performance.now() - this.start;
-    const c = this.sender.counters;
-    const inPrecopy = this.phase === 'precopy';
-    const progress: MigrationProgress = {
-      migrationId: this.id,
-      phase: this.phase,
-      round: this.round,
-      roundPagesSent: Math.min(this.roundPages, c.pages - this.roundStartPages),
-      roundPages: this.roundPages,
-      bytesRaw: c.bytesRaw,
-      bytesWire: this.wireBytesSent(),
-      remainingBytes: inPrecopy ? this.remainingBytes() : 0,
-      bandwidthBytesPerSec: this.model.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
-      dirtyRateBytesPerSec: roundTo(this.dirtyMeter.bytesPerSecond(this.pageSize), 3),
-      dirtyPagesPerSec: roundTo(this.dirtyMeter.pagesPerSecond, 3),
-      expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,
-      downtimeBudgetMs: this.budgetMs(),
-      throttlePercent: this.throttle.percent,
-      elapsedMs: roundTo(elapsedMs, 3),
-    };
-    try {
-      onProgress(progress);
-    } catch {
-      // A progress observer that throws must not change where the guest ends up.
-    }
-  }
 }

@@ -1,0 +1,299 @@
+/**
+ * What a source migration holds and measures: its parts (page sender, dirty tracker, pause model,
+ * throttle, watchdog, custody of the guest), its counters, the records it expects and its
+ * progress. `migration.ts` runs the sequence over it; keeping the two apart keeps each readable.
+ */
+
+import { randomUUID } from 'node:crypto';
+import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
+import type { SourceDomain } from '../domain/backend.js';
+import { MigrationError, UnexpectedRecordError } from '../errors.js';
+import { PageDigest } from '../protocol/page-digest.js';
+import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
+import { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
+import type { Transport } from '../transport/transport.js';
+import { collectorFrom } from '../util/gc.js';
+import { roundTo } from '../util/stats.js';
+import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
+import { BandwidthCap } from './bandwidth-cap.js';
+import { type ChannelSender, type PageSink } from './channels.js';
+import { DowntimeModel } from './downtime-model.js';
+import { GuestCustody } from './guest-custody.js';
+import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
+import { PageSender } from './page-sender.js';
+import {
+  DEFAULT_DOWNTIME_BUDGET_MS,
+  defaultPolicy,
+  downtimeBudgetAt,
+  type PrecopyPolicy,
+  type PrecopyStats,
+} from './policy.js';
+import { DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB, DEFAULT_STALL_TIMEOUT_MS, ProgressWatchdog } from './progress-watchdog.js';
+import { type MigrateOptions } from './migrate-options.js';
+import { RecordInbox } from './record-inbox.js';
+import { SwitchoverCalibration } from './switchover-calibration.js';
+import type { MigrationPhase, MigrationProgress, MigrationReport, RoundReport } from './report.js';
+
+/** Why pre-copy stopped early because a deadline passed with the `force-switchover` action. */
+export class ForcedSwitchover {
+  constructor(readonly error: MigrationError) {}
+}
+
+/** When the pause began and what it held, for the switchover's report and the calibration. */
+export interface PauseTimes {
+  pauseStart: number;
+  finalBytes: number;
+  pausedAt: number;
+  completeSentAt: number;
+  finalPages: number;
+  stateBytes: number;
+}
+
+/** The state and instruments of one source migration; {@link SourceMigration} runs it. */
+export abstract class MigrationState {
+  protected readonly id: string;
+  protected readonly codec: PageCodec;
+  protected readonly policy: PrecopyPolicy;
+  protected readonly start = performance.now();
+  protected readonly rounds: RoundReport[] = [];
+  protected readonly sentDigest: PageDigest;
+  /** The pause model: rounds, round trips and the calibration it learns from. */
+  protected readonly model: DowntimeModel;
+  protected sender: PageSink;
+  /** The cap on the sending rate, shared by every connection that carries pages. */
+  protected readonly cap: BandwidthCap | undefined;
+  /** The page channels, once open (version 3 only). */
+  protected channelSender: ChannelSender | undefined;
+  /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
+  protected readonly dirty: DirtyTracker;
+  protected readonly throttle: ThrottleController;
+  protected readonly watchdog: ProgressWatchdog;
+  protected readonly pageSize: number;
+  protected readonly report: MigrationReport;
+  protected inbox: RecordInbox | undefined;
+  protected phase: MigrationPhase = 'handshake';
+  /** Where the source stands in the protocol (src/protocol/receiver-state.ts). */
+  protected protocolState: SourceState = 'hello-sent';
+  protected round = 0;
+  protected roundPages = 0;
+  protected roundStartPages = 0;
+  protected goSent = false;
+  protected cancelReason: MigrationError | undefined;
+  protected forced: ForcedSwitchover | undefined;
+  /** Latest estimate of the pause, refreshed by the ticker. */
+  protected expectedDowntimeMs = Number.POSITIVE_INFINITY;
+  /** The guest's dirty rate, fed at every tick and every read of the dirty log (for progress). */
+  protected dirtyMeter = new DirtyRateMeter();
+  /** Of the pages in the dirty log now, those already counted by `dirtyMeter`. */
+  protected dirtyCounted = 0;
+  protected pauseTimes: PauseTimes | undefined;
+  /** Where the guest runs, and the rules that move it when the migration ends. */
+  protected readonly custody: GuestCustody;
+  /** The stop-and-copy round's "round-end", queued behind its batches but not awaited yet. */
+  protected finalRoundEnd: Promise<void> = Promise.resolve();
+  protected readonly collectGarbage: (() => void) | undefined;
+  /** What the target reported collecting garbage before acknowledging the round being sent, in ms. */
+  protected targetGcMs = 0;
+
+  constructor(
+    protected readonly domain: SourceDomain,
+    protected readonly transport: Transport,
+    protected readonly options: MigrateOptions,
+  ) {
+    this.id = options.migrationId ?? randomUUID();
+    this.codec = options.codec ?? 'lz4';
+    this.collectGarbage = collectorFrom(options.collectGarbage);
+    this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds, switchover: options.switchover });
+    const d = domain.descriptor;
+    this.pageSize = d.pageSize;
+    this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
+    this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
+    this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
+    this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
+    this.sender = new PageSender(domain, transport, this.sentDigest, {
+      codec: this.codec,
+      dataPagesPerBatch: options.dataPagesPerBatch,
+      maxInFlight: options.maxInFlight,
+      cap: this.cap,
+    });
+    this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
+    this.watchdog = new ProgressWatchdog(
+      this.start,
+      d.memoryBytes,
+      options.completionTimeoutMsPerGiB ?? DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
+      options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    );
+    this.report = {
+      migrationId: this.id,
+      outcome: 'failed',
+      guestRunningOn: 'source',
+      startedAt: new Date().toISOString(),
+      domain: { name: d.name, kind: d.kind, memoryBytes: d.memoryBytes, vcpus: d.vcpus },
+      target: options.targetName ?? 'peer',
+      codec: this.codec,
+      memoryBytes: d.memoryBytes,
+      downtimeBudgetMs: this.budgetMs(),
+      totalMs: 0,
+      bytesRaw: 0,
+      bytesWire: 0,
+      rounds: this.rounds,
+      maxThrottlePercent: 0,
+      verified: false,
+    };
+    this.custody = new GuestCustody({
+      id: this.id,
+      domain,
+      transport,
+      options,
+      report: this.report,
+      dirty: this.dirty,
+      setPhase: (phase) => this.setPhase(phase),
+    });
+  }
+
+  protected budgetMs(): number {
+    return downtimeBudgetAt(performance.now() - this.start, this.options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS, this.options.downtimeRamp);
+  }
+
+  /** A WebSocket ping while the link is quiet: the round trip the switchover pays. */
+  protected async measureRoundTrip(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      const ms = await this.transport.ping();
+      if (ms !== undefined) this.model.observeRoundTrip(ms);
+    }
+  }
+
+  /** Pages of this round not yet sent, plus pages dirtied since the log was last read. */
+  protected remainingBytes(): number {
+    const roundLeft = Math.max(0, this.roundPages - (this.sender.counters.pages - this.roundStartPages));
+    return (roundLeft + this.dirty.peek()) * this.pageSize;
+  }
+
+  /** The next record, which must be of `type` (or one of the types listed). */
+  protected async expect<T extends MigrationRecord['type']>(type: T | readonly T[], timeoutMs: number): Promise<Extract<MigrationRecord, { type: T }>> {
+    const types: readonly string[] = typeof type === 'string' ? [type] : type;
+    const waitingFor = types.map((t) => `"${t}"`).join(' or ');
+    // A cancel is honoured while waiting too (until "go"), not only between rounds.
+    const record = await this.inbox!.next(timeoutMs, waitingFor, () => (this.goSent ? undefined : (this.cancelReason ?? this.channelSender?.failure)));
+    this.protocolState = sourceTransition(this.protocolState, record.type);
+    if (!types.includes(record.type)) {
+      throw new UnexpectedRecordError(`the target sent "${record.type}" while the source waited for ${waitingFor}`);
+    }
+    return record as Extract<MigrationRecord, { type: T }>;
+  }
+
+  /** Waits for the target to acknowledge the round just sent, every batch of it written. */
+  protected async expectRoundAck(timeoutMs: number): Promise<void> {
+    let next = await this.expect(['collected', 'round-ack'], timeoutMs);
+    if (next.type === 'collected') {
+      // The target collected garbage after "pause-soon", before it acknowledged: not the round's cost.
+      this.targetGcMs = next.ms;
+      next = await this.expect('round-ack', timeoutMs);
+    }
+    const ack = next;
+    if (ack.round !== this.round || ack.batches !== this.sender.seq) {
+      throw new UnexpectedRecordError(
+        `the target acknowledged round ${ack.round} at batch ${ack.batches}; expected round ${this.round} at batch ${this.sender.seq}`,
+      );
+    }
+  }
+
+  protected throwIfCancelled(): void {
+    if (this.cancelReason && !this.goSent) throw this.cancelReason;
+  }
+
+  protected setPhase(phase: MigrationPhase): void {
+    this.phase = phase;
+    this.emitProgress();
+  }
+
+  /** Takes the dirty log, counting the pages no tick has counted yet toward the dirty rate. */
+  protected async readDirtyLog(): Promise<Uint32Array> {
+    const pages = await this.dirty.take();
+    this.dirtyMeter.sample(Math.max(0, pages.length - this.dirtyCounted), performance.now());
+    this.dirtyCounted = 0;
+    return pages;
+  }
+
+  /** Refreshes the estimates between rounds, feeds the watchdog, and reports progress. */
+  protected tick(): void {
+    const now = performance.now();
+    if (this.phase === 'precopy') {
+      const dirty = this.dirty.peek();
+      this.dirtyMeter.sample(Math.max(0, dirty - this.dirtyCounted), now);
+      this.dirtyCounted = Math.max(dirty, this.dirtyCounted);
+      this.watchdog.observe(this.remainingBytes(), now);
+      this.expectedDowntimeMs = this.model.predict(dirty * this.pageSize);
+    }
+    this.emitProgress();
+  }
+
+  protected emitProgress(): void {
+    const onProgress = this.options.onProgress;
+    if (!onProgress) return;
+    const elapsedMs = performance.now() - this.start;
+    const c = this.sender.counters;
+    const inPrecopy = this.phase === 'precopy';
+    const progress: MigrationProgress = {
+      migrationId: this.id,
+      phase: this.phase,
+      round: this.round,
+      roundPagesSent: Math.min(this.roundPages, c.pages - this.roundStartPages),
+      roundPages: this.roundPages,
+      bytesRaw: c.bytesRaw,
+      bytesWire: this.wireBytesSent(),
+      remainingBytes: inPrecopy ? this.remainingBytes() : 0,
+      bandwidthBytesPerSec: this.model.bandwidth() || (elapsedMs > 0 ? (c.bytesRaw * 1000) / elapsedMs : 0),
+      dirtyRateBytesPerSec: roundTo(this.dirtyMeter.bytesPerSecond(this.pageSize), 3),
+      dirtyPagesPerSec: roundTo(this.dirtyMeter.pagesPerSecond, 3),
+      expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,
+      downtimeBudgetMs: this.budgetMs(),
+      throttlePercent: this.throttle.percent,
+      elapsedMs: roundTo(elapsedMs, 3),
+    };
+    try {
+      onProgress(progress);
+    } catch {
+      // A progress observer that throws must not change where the guest ends up.
+    }
+  }
+
+  /** Frame bytes sent on the control connection and every page channel. */
+  protected wireBytesSent(): number {
+    return this.transport.bytesSent + (this.channelSender?.bytesSent ?? 0);
+  }
+
+  /** `round-end.channels`: each page channel's batches so far (nothing without channels). */
+  protected channelCounts(): { channels?: number[] } {
+    return this.channelSender ? { channels: this.channelSender.channelBatches() } : {};
+  }
+
+  /** The versions `hello` offers: version 3 only when page channels are asked for. */
+  protected offeredVersions(): number[] {
+    return (this.options.channels ?? 1) > 1 ? [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
+  }
+
+  /** The estimates the policy sees once `dirtyPages` are known to be dirty. */
+  protected statsFor(dirtyPages: number): PrecopyStats {
+    const last = this.rounds[this.rounds.length - 1]!;
+    const bandwidth = this.model.bandwidth();
+    const dirtyBytes = dirtyPages * this.pageSize;
+    // The policy judges a round by what it left dirty: its own rate, not the progress's smoothed one.
+    const dirtyRateBytesPerSec = last.durationMs > 0 ? (dirtyBytes * 1000) / last.durationMs : 0;
+    this.expectedDowntimeMs = this.model.predict(dirtyBytes);
+    return {
+      round: this.round,
+      elapsedMs: performance.now() - this.start,
+      dirtyPages,
+      dirtyBytes,
+      bandwidthBytesPerSec: bandwidth,
+      dirtyRateBytesPerSec,
+      expectedDowntimeMs: this.expectedDowntimeMs,
+      downtimeBudgetMs: this.budgetMs(),
+      deadlineInMs: this.watchdog.msLeft(performance.now()),
+      throttlePercent: this.throttle.percent,
+      bytesSent: this.sender.counters.bytesRaw,
+      memoryBytes: this.domain.descriptor.memoryBytes,
+    };
+  }
+}

@@ -117,6 +117,13 @@ class SourceMigration extends MigrationState {
   /** Everything up to and including "prepared": any failure here is undone by resuming here. */
   private async precopyAndPrepare(): Promise<void> {
     const timeoutMs = this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    await this.handshake(timeoutMs);
+    const { pending, predictedMs } = await this.precopy();
+    await this.stopAndCopy(pending, predictedMs, timeoutMs);
+  }
+
+  /** hello and ready, the guest's identity, the round trip, and the page channels if asked for. */
+  private async handshake(timeoutMs: number): Promise<void> {
     this.setPhase('handshake');
     const helloAt = performance.now();
     await this.transport.send(
@@ -135,7 +142,14 @@ class SourceMigration extends MigrationState {
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
     if (ready.version === CHANNELS_PROTOCOL_VERSION) await this.openPageChannels(timeoutMs);
+  }
 
+  /**
+   * The pre-copy rounds: round 0 sends all memory, each later one what the guest dirtied, until
+   * the policy switches over (or a deadline forces it). Returns the pages still dirty and the
+   * pause the model expected for them.
+   */
+  private async precopy(): Promise<{ pending: Uint32Array; predictedMs: number }> {
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
     this.custody.holdingGuest = true;
@@ -176,8 +190,14 @@ class SourceMigration extends MigrationState {
         break;
       }
     }
+    return { pending, predictedMs };
+  }
 
-    // Stop-and-copy: the pages read from the log just now, plus any dirtied before the pause.
+  /**
+   * Stop-and-copy: pauses the guest, sends the pages read from the log just now plus any dirtied
+   * before the pause, the device state and "complete", and waits for "prepared".
+   */
+  private async stopAndCopy(pending: Uint32Array, predictedMs: number, timeoutMs: number): Promise<void> {
     this.setPhase('stop-and-copy');
     this.throwIfCancelled();
     this.report.predictedDowntimeMs = Number.isFinite(predictedMs) ? roundTo(predictedMs, 3) : undefined;

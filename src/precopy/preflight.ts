@@ -92,20 +92,7 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
   const pageSize = domain.descriptor.pageSize;
   const memoryBytes = domain.descriptor.memoryBytes;
 
-  // The curve of distinct dirty pages against time since the log was cleared (or memory hashed).
-  const tracker = dirtyTrackerFor(domain, new Uint32Array(domain.pageCount));
-  const curve: Array<[number, number]> = [[0, 0]];
-  try {
-    tracker.start();
-    tracker.rebase();
-    const start = performance.now();
-    for (let i = 1; i <= DIRTY_SAMPLES; i++) {
-      await sleep(sampleMs / DIRTY_SAMPLES);
-      curve.push([performance.now() - start, tracker.count()]);
-    }
-  } finally {
-    tracker.stop();
-  }
+  const curve = await sampleDirtyCurve(domain, sampleMs);
 
   const zeroPages = await countZeroPages(domain);
   const dataBytes = (domain.pageCount - zeroPages) * pageSize;
@@ -157,14 +144,40 @@ export async function estimateMigration(domain: SourceDomain, options: EstimateO
     predictedDowntimeMs: roundTo(downtimeMs, 2),
     advice: '',
   };
-  estimate.advice = converges
-    ? `converges after ${rounds.length - 1} round${rounds.length === 2 ? '' : 's'} with a pause of about ${estimate.predictedDowntimeMs.toFixed(0)} ms`
-    : `does not converge within ${budgetMs} ms by iterating alone (the guest dirties about ` +
-      `${(estimate.dirtyRateBytesPerSec / 1e6).toFixed(0)} MB/s against a ${(bandwidth / 1e6).toFixed(0)} MB/s link): ` +
-      `use auto-converge, a larger budget or a faster link; forced to switch over after ${maxRounds} rounds ` +
-      `(--max-rounds ${maxRounds}) the pause would be about ` +
-      `${estimate.predictedDowntimeMs.toFixed(0)} ms`;
+  estimate.advice = adviceFor(estimate, maxRounds);
   return estimate;
+}
+
+/**
+ * The curve of distinct dirty pages against time since the log was cleared (or memory hashed),
+ * sampled DIRTY_SAMPLES times over `sampleMs`, starting at (0, 0).
+ */
+async function sampleDirtyCurve(domain: SourceDomain, sampleMs: number): Promise<Array<[number, number]>> {
+  const tracker = dirtyTrackerFor(domain, new Uint32Array(domain.pageCount));
+  const curve: Array<[number, number]> = [[0, 0]];
+  try {
+    tracker.start();
+    tracker.rebase();
+    const start = performance.now();
+    for (let i = 1; i <= DIRTY_SAMPLES; i++) {
+      await sleep(sampleMs / DIRTY_SAMPLES);
+      curve.push([performance.now() - start, tracker.count()]);
+    }
+  } finally {
+    tracker.stop();
+  }
+  return curve;
+}
+
+/** What the estimate means for an operator, in one sentence. */
+function adviceFor(e: MigrationEstimate, maxRounds: number): string {
+  return e.converges
+    ? `converges after ${e.rounds.length - 1} round${e.rounds.length === 2 ? '' : 's'} with a pause of about ${e.predictedDowntimeMs.toFixed(0)} ms`
+    : `does not converge within ${e.downtimeBudgetMs} ms by iterating alone (the guest dirties about ` +
+        `${(e.dirtyRateBytesPerSec / 1e6).toFixed(0)} MB/s against a ${(e.bandwidthBytesPerSec / 1e6).toFixed(0)} MB/s link): ` +
+        `use auto-converge, a larger budget or a faster link; forced to switch over after ${maxRounds} rounds ` +
+        `(--max-rounds ${maxRounds}) the pause would be about ` +
+        `${e.predictedDowntimeMs.toFixed(0)} ms`;
 }
 
 /**

@@ -260,17 +260,12 @@ export const LIKE_ROUND_SIZE_RATIO = 2;
  * How long a round of `bytes` will take, judged by recent rounds of about its size: the median
  * time per byte (fixed part included) of the rounds within LIKE_ROUND_SIZE_RATIO of it, or with
  * none, of the one nearest in size. Rounds of one migration share guest, link and codec, but not
- * their cost per byte. A 256 MiB guest writing a hot set at 400 MB/s, codec none, sent a 188 MB
- * first pass at 1.7-1.8 ms per MB, rounds of 59 MB at 1.3-1.7 and of 30 MB at 1.0-1.6, and last
- * rounds of 15-20 MB at 1.0-1.6 (the first pass writes memory the target never touched, and a
- * big round meets the target's collector more often). A line through all of them, the model
- * before this one, predicted those pauses up to 60% long; rounds like the last one say what it
- * costs. A round far smaller than any recent one is scaled down from the nearest: it pays the
- * fixed part in proportion, as it does not fill the pipeline the way they did (3.6 MB after
- * 22 MB took 9 ms, where the full fixed part said 18). The median keeps one round that met a
- * stall from setting the pace when several are like it. Replayed over nine saved medium
- * benchmark runs (576 switchovers), it put 553 predictions within 30% or 5 ms against 534 with
- * the line. Undefined with no usable round.
+ * their cost per byte: a first pass writes memory the target never touched, and a big round
+ * meets the target's collector more often, so rounds like the last one say best what it costs.
+ * A round far smaller than any recent one pays the fixed part in proportion, as it does not fill
+ * the pipeline the way they did. The median keeps one round that met a stall from setting the
+ * pace. Undefined with no usable round. The measurements behind the model are in
+ * docs/bench/README.md ("Calibration").
  */
 export function paceOfRoundsLike(samples: readonly RoundSample[], bytes: number): RoundTimeModel | undefined {
   const usable = samples.filter((s) => s.bytes > 0 && s.ms > 0 && Number.isFinite(s.ms));

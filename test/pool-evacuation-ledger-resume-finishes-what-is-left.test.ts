@@ -32,7 +32,8 @@ test('a rerun picks up a dead coordinator\'s evacuation: nothing starts twice an
   const running = p.addGuest('A', { name: 'running', memoryMiB: 256, durationMs: 80 });
   const done = p.addGuest('A', { name: 'done', memoryMiB: 256, durationMs: 1 });
   const failed = p.addGuest('A', { name: 'failed', memoryMiB: 256, durationMs: 1 });
-  const unrecorded = p.addGuest('A', { name: 'unrecorded', memoryMiB: 256, durationMs: 40 });
+  // Still migrating when the rerun starts, however slow the machine: that is how the rerun finds it.
+  const unrecorded = p.addGuest('A', { name: 'unrecorded', memoryMiB: 256, durationMs: 1500 });
   const untouched = p.addGuest('A', { name: 'untouched', memoryMiB: 256 });
 
   // What the dead coordinator did: claimed A, entered maintenance, started four migrations and

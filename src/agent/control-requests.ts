@@ -5,6 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
+import { PAGE_CODECS, type PageCodec } from '../protocol/page-codecs.js';
 import { MAX_GUEST_PRIORITY } from '../protocol/record-fields.js';
 import type { EvacuateRequest, MigrateGuestRequest, StartGuestRequest } from './control-types.js';
 
@@ -59,6 +60,27 @@ function positive(body: Fields, key: string, what: string): number | undefined {
   return value;
 }
 
+function flag(body: Fields, key: string, what: string): boolean | undefined {
+  const v = body[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw new InvalidArgumentError(`${what}.${key} must be true or false, got ${describe(v)}`);
+  return v;
+}
+
+/** The engine options a migrate or evacuate request may set, into `request`. */
+function engineFields(b: Fields, what: string, request: Pick<MigrateGuestRequest, 'downtimeBudgetMs' | 'maxBandwidthBytesPerSec' | 'codec'>): void {
+  const budget = positive(b, 'downtimeBudgetMs', what);
+  if (budget !== undefined) request.downtimeBudgetMs = budget;
+  const cap = positive(b, 'maxBandwidthBytesPerSec', what);
+  if (cap !== undefined) request.maxBandwidthBytesPerSec = cap;
+  if (b.codec !== undefined) {
+    if (!(PAGE_CODECS as readonly unknown[]).includes(b.codec)) {
+      throw new InvalidArgumentError(`${what}.codec must be one of ${PAGE_CODECS.join(', ')}, got ${describe(b.codec)}`);
+    }
+    request.codec = b.codec as PageCodec;
+  }
+}
+
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   const json = JSON.stringify(value) ?? String(value);
@@ -96,14 +118,7 @@ export function parseMigrateGuest(body: unknown): MigrateGuestRequest {
   const b = object(body, what);
   only(b, what, ['to', 'downtimeBudgetMs', 'maxBandwidthBytesPerSec', 'codec']);
   const request: MigrateGuestRequest = { to: text(b, 'to', what, true)! };
-  const budget = positive(b, 'downtimeBudgetMs', what);
-  if (budget !== undefined) request.downtimeBudgetMs = budget;
-  const cap = positive(b, 'maxBandwidthBytesPerSec', what);
-  if (cap !== undefined) request.maxBandwidthBytesPerSec = cap;
-  if (b.codec !== undefined) {
-    if (b.codec !== 'lz4' && b.codec !== 'none') throw new InvalidArgumentError(`${what}.codec must be "lz4" or "none", got ${describe(b.codec)}`);
-    request.codec = b.codec;
-  }
+  engineFields(b, what, request);
   return request;
 }
 
@@ -112,8 +127,9 @@ export function parseMaintenance(body: unknown): boolean {
   const what = 'the maintenance request';
   const b = object(body, what);
   only(b, what, ['enabled']);
-  if (typeof b.enabled !== 'boolean') throw new InvalidArgumentError(`${what}.enabled must be true or false, got ${describe(b.enabled)}`);
-  return b.enabled;
+  const enabled = flag(b, 'enabled', what);
+  if (enabled === undefined) missing(what, 'enabled');
+  return enabled;
 }
 
 /** The body of `POST /v1/host/evacuate`. */
@@ -132,22 +148,11 @@ export function parseEvacuate(body: unknown): EvacuateRequest {
   if (parallel !== undefined) request.parallel = parallel;
   const perTarget = integer(b, 'perTarget', what, 1, 64);
   if (perTarget !== undefined) request.perTarget = perTarget;
-  if (b.dryRun !== undefined) {
-    if (typeof b.dryRun !== 'boolean') throw new InvalidArgumentError(`${what}.dryRun must be true or false, got ${describe(b.dryRun)}`);
-    request.dryRun = b.dryRun;
-  }
-  if (b.moveWhatFits !== undefined) {
-    if (typeof b.moveWhatFits !== 'boolean') throw new InvalidArgumentError(`${what}.moveWhatFits must be true or false, got ${describe(b.moveWhatFits)}`);
-    request.moveWhatFits = b.moveWhatFits;
-  }
-  const budget = positive(b, 'downtimeBudgetMs', what);
-  if (budget !== undefined) request.downtimeBudgetMs = budget;
-  const cap = positive(b, 'maxBandwidthBytesPerSec', what);
-  if (cap !== undefined) request.maxBandwidthBytesPerSec = cap;
-  if (b.codec !== undefined) {
-    if (b.codec !== 'lz4' && b.codec !== 'none') throw new InvalidArgumentError(`${what}.codec must be "lz4" or "none", got ${describe(b.codec)}`);
-    request.codec = b.codec;
-  }
+  const dryRun = flag(b, 'dryRun', what);
+  if (dryRun !== undefined) request.dryRun = dryRun;
+  const moveWhatFits = flag(b, 'moveWhatFits', what);
+  if (moveWhatFits !== undefined) request.moveWhatFits = moveWhatFits;
+  engineFields(b, what, request);
   return request;
 }
 

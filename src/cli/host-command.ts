@@ -10,11 +10,11 @@ import type { MigrationEvent } from '../agent/host-metrics.js';
 import { readKeyFile } from '../agent/key-file.js';
 import type { AgentEvent } from '../agent/target-agent.js';
 import { InvalidArgumentError } from '../errors.js';
-import { stopWithParent } from '../util/child.js';
 import { parse } from './args.js';
 import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
 import { evacuateCommand, EVACUATE_HELP } from './evacuate-command.js';
 import { evacuationHooks } from './pool-command.js';
+import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
 import { formatBytes, parseInteger, parseSize } from './units.js';
 
 export const HOST_HELP = `usage: livemig host --port N [flags]          run a host agent
@@ -124,9 +124,7 @@ async function runHost(args: string[]): Promise<number> {
   const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
   if (values['state-dir'] !== undefined && values.pool === undefined) throw new InvalidArgumentError('--state-dir keeps evacuation ledgers: it goes with --pool FILE');
   const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
-  const say = (event: Record<string, unknown>, words: string): void => {
-    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n` : `${words}\n`);
-  };
+  const say = eventPrinter(json);
   const host = await HostAgent.start({
     host: values.bind ?? '127.0.0.1',
     port: parseInteger(values.port ?? '7070', '--port', 0, 65535),
@@ -148,22 +146,7 @@ async function runHost(args: string[]): Promise<number> {
   host.target.on('event', (e: AgentEvent) => {
     if (e.type === 'connection-refused') say(e, `refused ${e.from}: ${e.error.code}: ${e.error.message}`);
   });
-  let stopping = false;
-  const stop = async (why: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    say({ type: 'stopping', signal: why }, `stopping on ${why}: guests running here stop with this host`);
-    await host.close();
-    process.exit(0);
-  };
-  if (values.supervised) {
-    stopWithParent(stop);
-  } else {
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    process.once('SIGINT', () => void stop('SIGINT'));
-  }
-  await new Promise(() => undefined);
-  return 0;
+  return serveUntilStopped(() => host.close(), say, values.supervised ?? false, 'host');
 }
 
 function describeEvent(e: MigrationEvent): string {

@@ -3,9 +3,9 @@
 import { readKeyFile } from '../agent/key-file.js';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { InvalidArgumentError } from '../errors.js';
-import { stopWithParent } from '../util/child.js';
 import { parse } from './args.js';
 import { targetBackendsFromFlag } from './backend-flags.js';
+import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
 import { parseDuration, parseInteger, parsePositiveDuration } from './units.js';
 
 export const LISTEN_HELP = `usage: livemig listen [flags]
@@ -68,28 +68,11 @@ export async function listen(args: string[]): Promise<number> {
     backends,
   });
   const json = values.json ?? false;
-  const print = (event: Record<string, unknown>, human: string): void => {
-    process.stdout.write(json ? `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n` : `${human}\n`);
-  };
+  const print = eventPrinter(json);
   const access = agent.requiresKey ? 'pool key required' : 'no pool key: any peer that reaches it is served';
   print({ type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey }, `livemig agent listening on ${agent.url} (${access})`);
   agent.on('event', (e: AgentEvent) => print(e, describeEvent(e)));
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    print({ type: 'stopping', signal }, `stopping on ${signal}: guests running here stop with this agent`);
-    await agent.close();
-    process.exit(0);
-  };
-  if (values.supervised) {
-    stopWithParent(stop);
-  } else {
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    process.once('SIGINT', () => void stop('SIGINT'));
-  }
-  await new Promise(() => undefined);
-  return 0;
+  return serveUntilStopped(() => agent.close(), print, values.supervised ?? false, 'agent');
 }
 
 function describeEvent(e: AgentEvent): string {

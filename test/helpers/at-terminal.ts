@@ -21,7 +21,9 @@ export interface TerminalRun {
 /** Starts `livemig ...args` at a terminal of its own. */
 export function atTerminal(args: string[]): TerminalRun {
   const quoted = [BIN, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
-  const child = spawn('script', ['-qec', quoted, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // `exec`: the shell `script` starts (dash where SHELL is unset) must not stay in the foreground
+  // group, where the ^C would kill it and `script` would report 130 whatever livemig did.
+  const child = spawn('script', ['-qec', `exec ${quoted}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.resume();

@@ -46,7 +46,7 @@ describe('flags into a matrix', () => {
     const cells = expandMatrix(plan.axes);
     expect(cells).toHaveLength(2 * (1 + 3) * 2 * 2);
     expect(plan.runs).toBe(2);
-    expect(cells[0]).toMatchObject({ memoryBytes: 256 * MiB, workload: 'idle', dirtyRateBytesPerSec: 0, codec: 'lz4', downtimeBudgetMs: 50, linkBytesPerSec: null, autoConverge: null });
+    expect(cells[0]).toMatchObject({ memoryBytes: 256 * MiB, workload: 'idle', dirtyRateBytesPerSec: 0, codec: 'lz4', downtimeBudgetMs: 50, linkBytesPerSec: null, autoConverge: null, switchover: null });
     expect(cells[1]).toMatchObject({ downtimeBudgetMs: 300, codec: 'lz4' });
     expect(cells[2]).toMatchObject({ downtimeBudgetMs: 50, codec: 'none' });
     expect(cells.at(-1)).toMatchObject({ memoryBytes: 1024 * MiB, workload: 'hotset', dirtyRateBytesPerSec: 400e6, codec: 'none', downtimeBudgetMs: 300 });
@@ -97,6 +97,21 @@ describe('flags into a matrix', () => {
     const options = engineOptions(expandMatrix(plain.axes)[0]!, plain);
     expect(options).not.toHaveProperty('maxBandwidthBytesPerSec');
     expect(options).not.toHaveProperty('autoConverge');
+    expect(options).not.toHaveProperty('switchover');
+  });
+
+  it('runs both switchover policies of a setting side by side, and passes each to the engine', () => {
+    const plan = parseBenchArgs(['--workload', 'hotset', '--dirty-rate', '400MB/s', '--downtime-budget', '50ms,300ms', '--switchover', 'best,first-fit']);
+    const cells = expandMatrix(plan.axes);
+    expect(cells.map((c) => [c.downtimeBudgetMs, c.switchover])).toEqual([
+      [50, 'best'],
+      [50, 'first-fit'],
+      [300, 'best'],
+      [300, 'first-fit'],
+    ]);
+    expect(engineOptions(cells[1]!, plan)).toEqual({ codec: 'lz4', downtimeBudgetMs: 50, verify: false, switchover: 'first-fit' });
+    expect(parseBenchArgs(['--full']).axes.switchover).toEqual([null]);
+    expect(() => parseBenchArgs(['--switchover', 'best,late'])).toThrow(/--switchover "late" is not one of best, first-fit/);
   });
 });
 
@@ -126,6 +141,7 @@ describe('statistics', () => {
     codec: 'lz4',
     linkBytesPerSec: null,
     autoConverge: null,
+    switchover: null,
     ...over,
   });
   const ok = (run: number, downtimeMs: number, predictedDowntimeMs: number, extra: Partial<BenchRun> = {}): BenchRun => ({
@@ -288,5 +304,15 @@ describe('statistics', () => {
     expect(downtimeSvg).toContain('budget 300 ms');
     expect(totalTimeSvg.match(/<g class="series"/g)).toHaveLength(2 + 1);
     expect(downtimeSvg).not.toMatch(/NaN|undefined/);
+    expect(md).not.toMatch(/\| switchover \|/);
+
+    // A second policy beside the first: its own series in the charts and a column in the tables.
+    const firstFit = cells.map((c) => ({ ...c, cell: { ...c.cell, switchover: 'first-fit' as const } }));
+    const both = [...cells.map((c) => ({ ...c, cell: { ...c.cell, switchover: 'best' as const } })), ...firstFit];
+    const mixed = { ...results, summary: summarize(both), cells: both };
+    const charts = benchCharts(mixed);
+    expect(charts.totalTimeSvg.match(/<g class="series"/g)).toHaveLength(2 * (2 + 1));
+    expect(charts.downtimeSvg).toContain('data-label="budget 50 ms, switchover first-fit (predicted)"');
+    expect(resultsMarkdown(mixed)).toMatch(/\| switchover \|/);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * downtime.svg and total-time.svg: against the requested dirty rate, one panel per memory size
- * and workload (and auto-converge setting when it varies), one colour per budget/codec/link
- * combination. Downtime shows the measured median (solid, filled markers, min-max bars) beside
+ * and workload (and auto-converge setting when it varies), one colour per budget/codec/link/
+ * switchover combination. Downtime shows the measured median (solid, filled markers, min-max bars) beside
  * the engine's prediction (dashed, hollow markers), with each budget as a dotted line.
  */
 
@@ -53,10 +53,11 @@ export function benchCharts(results: BenchResults): { downtimeSvg: string; total
 function chartPanels(cells: readonly CellResult[]): { downtimePanels: ChartPanel[]; totalPanels: ChartPanel[]; legend: LegendEntry[] } {
   const all = cells.map((c) => c.cell);
   const panelAxes: AxisName[] = ['memory', 'workload', ...varyingAxes(all, ['auto-converge'])];
-  // The budget always names a series (the dotted budget lines refer to it); codec and link only when they vary.
-  const seriesAxes: AxisName[] = ['budget', ...varyingAxes(all, ['compress', 'link'])];
-  const seriesKey = (c: BenchCell): string =>
-    seriesAxes.map((a) => (a === 'budget' ? `budget ${AXIS_VALUE[a](c)}` : a === 'link' ? `link ${AXIS_VALUE[a](c)}` : AXIS_VALUE[a](c))).join(', ');
+  // The budget always names a series (the dotted budget lines refer to it); codec, link and
+  // switchover policy only when they vary.
+  const seriesAxes: AxisName[] = ['budget', ...varyingAxes(all, ['compress', 'link', 'switchover'])];
+  const named: readonly AxisName[] = ['budget', 'link', 'switchover'];
+  const seriesKey = (c: BenchCell): string => seriesAxes.map((a) => (named.includes(a) ? `${a} ${AXIS_VALUE[a](c)}` : AXIS_VALUE[a](c))).join(', ');
   const panelTitle = (c: BenchCell): string =>
     panelAxes.map((a) => (a === 'auto-converge' ? `auto-converge ${AXIS_VALUE[a](c)}` : AXIS_VALUE[a](c))).join(', ');
   const keys = [...new Set(all.map(seriesKey))];

@@ -4,7 +4,7 @@
  */
 
 import { roundTo as round } from '#util/stats';
-import type { AutoConvergeSetting, BenchCell } from './matrix.js';
+import type { AutoConvergeSetting, BenchCell, SwitchoverSetting } from './matrix.js';
 
 /** `268435456` -> `256 MiB`, `1073741824` -> `1 GiB`. */
 export function sizeLabel(bytes: number): string {
@@ -48,17 +48,22 @@ function autoConvergeLabel(a: AutoConvergeSetting | null): string {
   return a ?? 'default';
 }
 
-/** A cell on one line, every axis named. */
+function switchoverLabel(s: SwitchoverSetting | null): string {
+  return s ?? 'default';
+}
+
+/** A cell on one line, every axis named (the switchover policy only when set). */
 export function describeCell(c: BenchCell): string {
   const rate = c.workload === 'idle' ? '' : ` ${rateLabel(c.dirtyRateBytesPerSec)}`;
   return (
     `${sizeLabel(c.memoryBytes)} ${c.workload}${rate}, budget ${c.downtimeBudgetMs} ms, ${c.codec}, ` +
-    `link ${linkLabel(c.linkBytesPerSec)}, auto-converge ${autoConvergeLabel(c.autoConverge)}`
+    `link ${linkLabel(c.linkBytesPerSec)}, auto-converge ${autoConvergeLabel(c.autoConverge)}` +
+    (c.switchover !== null ? `, switchover ${c.switchover}` : '')
   );
 }
 
 /** An axis of the matrix as tables and charts name it. */
-export type AxisName = 'memory' | 'workload' | 'dirty rate' | 'budget' | 'compress' | 'link' | 'auto-converge';
+export type AxisName = 'memory' | 'workload' | 'dirty rate' | 'budget' | 'compress' | 'link' | 'auto-converge' | 'switchover';
 
 /** A cell's value on each axis, as printed. */
 export const AXIS_VALUE: Readonly<Record<AxisName, (c: BenchCell) => string>> = {
@@ -69,6 +74,7 @@ export const AXIS_VALUE: Readonly<Record<AxisName, (c: BenchCell) => string>> = 
   compress: (c) => c.codec,
   link: (c) => linkLabel(c.linkBytesPerSec),
   'auto-converge': (c) => autoConvergeLabel(c.autoConverge),
+  switchover: (c) => switchoverLabel(c.switchover),
 };
 
 /** Axes that take more than one value among `cells`. */

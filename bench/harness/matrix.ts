@@ -8,6 +8,9 @@ import type { MigrateOptions, PageCodec, Workload } from 'livemig';
 /** Auto-converge setting of a cell: the engine's modes. */
 export type AutoConvergeSetting = NonNullable<MigrateOptions['autoConverge']>;
 
+/** Switchover policy of a cell: the engine's modes. */
+export type SwitchoverSetting = NonNullable<MigrateOptions['switchover']>;
+
 /** The values each axis of the matrix takes. */
 export interface BenchAxes {
   /** Guest memory sizes, in bytes. */
@@ -22,6 +25,8 @@ export interface BenchAxes {
   linksBytesPerSec: Array<number | null>;
   /** `null` passes no setting, so the engine's default applies. */
   autoConverge: Array<AutoConvergeSetting | null>;
+  /** `null` passes no setting, so the engine's default applies. */
+  switchover: Array<SwitchoverSetting | null>;
 }
 
 /** One combination of axis values. */
@@ -38,10 +43,13 @@ export interface BenchCell {
   linkBytesPerSec: number | null;
   /** null: the engine's default. */
   autoConverge: AutoConvergeSetting | null;
+  /** null: the engine's default. */
+  switchover: SwitchoverSetting | null;
 }
 
 /**
- * Every combination of the axes, memory outermost and budget innermost. The `idle` workload
+ * Every combination of the axes, memory outermost and switchover policy innermost (so that the
+ * policies of one setting run side by side). The `idle` workload
  * ignores the dirty rate (it writes 16 pages 10 times a second), so it gets one cell at rate 0
  * instead of one per requested rate.
  */
@@ -55,7 +63,9 @@ export function expandMatrix(axes: BenchAxes): BenchCell[] {
           for (const autoConverge of axes.autoConverge) {
             for (const codec of axes.codecs) {
               for (const downtimeBudgetMs of axes.downtimeBudgetsMs) {
-                cells.push({ index: cells.length + 1, memoryBytes, workload, dirtyRateBytesPerSec, downtimeBudgetMs, codec, linkBytesPerSec, autoConverge });
+                for (const switchover of axes.switchover) {
+                  cells.push({ index: cells.length + 1, memoryBytes, workload, dirtyRateBytesPerSec, downtimeBudgetMs, codec, linkBytesPerSec, autoConverge, switchover });
+                }
               }
             }
           }

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError, validateSimConfig, WORKLOADS, type MigrateOptions, type PageCodec, type SimGuestConfig } from 'livemig';
 import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from '#cli/units';
-import { expandMatrix, type AutoConvergeSetting, type BenchAxes, type BenchCell } from './matrix.js';
+import { expandMatrix, type AutoConvergeSetting, type SwitchoverSetting, type BenchAxes, type BenchCell } from './matrix.js';
 import { pairwiseMatrix } from './pairwise.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -56,6 +56,7 @@ export const QUICK_AXES: Readonly<BenchAxes> = Object.freeze({
   codecs: ['lz4'],
   linksBytesPerSec: [null],
   autoConverge: [null],
+  switchover: [null],
 } satisfies BenchAxes);
 
 /** The matrix of `livemig bench --full`: every axis at every level; hours, not minutes. */
@@ -67,6 +68,7 @@ export const FULL_AXES: Readonly<BenchAxes> = Object.freeze({
   codecs: ['lz4', 'none'],
   linksBytesPerSec: [null, 1.25e9, 1.25e8],
   autoConverge: ['off', 'on', 'auto'],
+  switchover: [null],
 } satisfies BenchAxes);
 
 /** @see BenchPlan.runs */
@@ -96,6 +98,7 @@ export const BENCH_FLAGS = {
   compress: { type: 'string' },
   link: { type: 'string' },
   'auto-converge': { type: 'string' },
+  switchover: { type: 'string' },
   runs: { type: 'string' },
   warmup: { type: 'string' },
   out: { type: 'string' },
@@ -127,6 +130,7 @@ Axes (defaults give a matrix of a few minutes; --full runs every level of every 
   --compress CODECS          lz4,none (default lz4)
   --link RATES               link caps, or none (default none; full: none,10Gbit/s,1Gbit/s)
   --auto-converge MODES      off,on,auto (default: the engine's own default; full: off,on,auto)
+  --switchover POLICIES      best,first-fit (default: the engine's own default, also with --full)
   --full                     the full matrix; axis flags given beside it still win
   --pairwise                 instead of every combination, a few cells in which every level of
                              each axis meets every level of every other axis at least once
@@ -220,6 +224,10 @@ export function parseBenchArgs(args: string[]): BenchPlan {
       v['auto-converge'] !== undefined
         ? list(v['auto-converge'], '--auto-converge', oneOf<AutoConvergeSetting>(['off', 'on', 'auto'], '--auto-converge'))
         : [...base.autoConverge],
+    switchover:
+      v.switchover !== undefined
+        ? list(v.switchover, '--switchover', oneOf<SwitchoverSetting>(['best', 'first-fit'], '--switchover'))
+        : [...base.switchover],
   };
   const plan: BenchPlan = {
     axes,
@@ -268,5 +276,6 @@ export function engineOptions(cell: BenchCell, plan: BenchPlan): MigrateOptions 
     ...(plan.maxRounds !== undefined ? { maxRounds: plan.maxRounds } : {}),
     ...(cell.linkBytesPerSec !== null ? { maxBandwidthBytesPerSec: cell.linkBytesPerSec } : {}),
     ...(cell.autoConverge !== null ? { autoConverge: cell.autoConverge } : {}),
+    ...(cell.switchover !== null ? { switchover: cell.switchover } : {}),
   };
 }

@@ -129,7 +129,7 @@ function summaryMarkdown(s: BenchSummary): string[] {
   return out;
 }
 
-const ROW_AXES: readonly AxisName[] = ['dirty rate', 'budget', 'compress', 'link', 'auto-converge'];
+const ROW_AXES: readonly AxisName[] = ['dirty rate', 'budget', 'compress', 'link', 'auto-converge', 'switchover'];
 
 const STAT_COLUMNS = ['downtime ms', 'predicted ms', 'upper ms', 'in budget', 'pred. ok', 'total s', 'rounds', 'wire MiB', 'data/link', 'wire/link', 'max throttle %', 'runs'];
 

@@ -18,7 +18,7 @@ function scanTracked(guest: SimulatedGuest): SourceDomain {
   }) as unknown as SourceDomain;
 }
 
-test('a scan tracker reports what its last scan took; a dirty log costs nothing to take', async () => {
+test('a scan tracker reports what its fastest scan took; a dirty log costs nothing to take', async () => {
   const guest = await SimulatedGuest.boot({ memoryBytes: 32 * MiB, workload: 'idle', hotSetBytes: 4 * MiB, seed: 3 }, 'scan-cost');
   try {
     const scan = dirtyTrackerFor(scanTracked(guest), new Uint32Array(guest.pageCount));

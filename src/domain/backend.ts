@@ -130,8 +130,10 @@ export interface SourceDomain {
   /**
    * Returns the vCPU and device state, as an opaque blob that the target backend of the same kind
    * understands (for QEMU, its own migration stream without RAM). Called exactly once per
-   * migration, while paused, after the last pages were read and before they all reached the
-   * target; may take its time (the pause lasts until it settles). The blob belongs to the caller.
+   * migration, right after `pause`, while the engine finds, reads and sends the last pages: a
+   * backend must not rely on those reads being over, nor on `readPages` waiting for the save.
+   * May take its time (the pause lasts until it settles); after a failure the engine lets it
+   * settle before it calls `resume`. The blob belongs to the caller.
    */
   saveState(): Uint8Array | Promise<Uint8Array>;
 

@@ -31,6 +31,12 @@ export class DowntimeModel {
    * sampled when the dirty log was last read (see {@link linkTime}).
    */
   wireShare: number | undefined;
+  /**
+   * What finding the last dirty pages costs in the pause, in ms, before its last round: the dirty
+   * tracker's `takeMs` (a scan of all memory for a scan-tracked guest, 0 for a log). Every
+   * prediction includes it, since every pause pays it, however few pages are dirty.
+   */
+  findDirtyMs: () => number = () => 0;
 
   /**
    * @param rounds The migration's rounds so far, appended to by the engine (read, never written).
@@ -80,7 +86,7 @@ export class DowntimeModel {
     // A link that sets the pace is no faster with the guest paused: the factor is not for it.
     const link = bytes > 0 ? this.linkTime(bytes) : undefined;
     const roundMs = link?.bound ? link.ms : Math.max(c.factorFor(e.roundMs) * e.roundMs, link?.ms ?? 0);
-    return e.overheadMs + roundMs + e.handshakeMs;
+    return this.findDirtyMs() + e.overheadMs + roundMs + e.handshakeMs;
   }
 
   /**

@@ -44,6 +44,8 @@ export interface PauseTimes {
   pauseStart: number;
   finalBytes: number;
   pausedAt: number;
+  /** When the last dirty pages were known (a scan-tracked guest's final scan ended). */
+  foundAt: number;
   completeSentAt: number;
   finalPages: number;
   stateBytes: number;
@@ -109,6 +111,7 @@ export abstract class MigrationState {
     this.sentDigest = new PageDigest(domain.pageCount, d.pageSize);
     this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
     this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
+    this.model.findDirtyMs = () => this.dirty.takeMs();
     this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,

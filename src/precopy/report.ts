@@ -187,6 +187,11 @@ export interface MigrationReport {
     deviceStateBytes: number;
     /** Paused until the final pages, the device state and "complete" were handed to the link. */
     sendMs: number;
+    /**
+     * Of `sendMs`, finding the last dirty pages: a scan of all memory for a scan-tracked guest
+     * (the device state is saved meanwhile), next to nothing for a dirty log.
+     */
+    findDirtyMs: number;
     /** "complete" sent until "prepared" received. */
     prepareMs: number;
     /** Target's time from "go" to running vCPUs. */

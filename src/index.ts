@@ -128,7 +128,8 @@ export {
   type EvacuationStatusHook,
   type EvacuationCancelHook,
 } from './agent/host-options.js';
-export { launchSimGuest, type GuestLauncher, type LaunchedGuest } from './agent/guest-launcher.js';
+export { launchSimGuest, type GuestAdopter, type GuestLauncher, type LaunchedGuest } from './agent/guest-launcher.js';
+export { adoptQemuGuest, qemuGuestLauncher, MIN_QEMU_GUEST_MEMORY_MIB, type QemuLauncherOptions } from './agent/qemu-guest-launcher.js';
 export { GuestRegistry, type HostGuest } from './agent/guest-registry.js';
 export { MIGRATION_CHANNEL, type MigrationEvent } from './agent/host-metrics.js';
 export { ControlClient, DEFAULT_CONTROL_TIMEOUT_MS, DEFAULT_POLL_INTERVAL_MS, type ControlClientOptions } from './agent/control-client.js';

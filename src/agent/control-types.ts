@@ -34,6 +34,8 @@ export interface GuestInfo {
   migrationId?: string;
   /** Its backend configuration (the simulated guest's workload, dirty rate and seed, ...). */
   config?: Record<string, unknown>;
+  /** Its serial log on this host, a file path, for a backend that writes one (QEMU). */
+  console?: string;
 }
 
 /** What `POST /v1/guests/:id/inspect` answers: the guest paused a moment and read. */
@@ -94,6 +96,11 @@ export interface MigrationInfo {
   direction?: 'in' | 'out';
   /** Bytes sent (out) or received (in) on the wire so far. */
   bytesWire?: number;
+  /**
+   * Out, once completed: the source's memory and device state, read again after the switchover,
+   * hash to what the target held when it resumed (the report's `verified`).
+   */
+  verified?: boolean;
 }
 
 /** What `POST /v1/guests/:id/migrate` asks. */

@@ -1,9 +1,11 @@
 /**
  * How a host starts a guest of a given backend kind (`POST /v1/guests`). Each kind has a
- * launcher; the simulated guest's is the default. A hypervisor backend adds its own beside it.
+ * launcher; the simulated guest's is the default. A hypervisor backend adds its own beside it
+ * (QEMU's is in qemu-guest-launcher.ts), and an adopter where a guest that arrived by migration
+ * must be turned into one that can leave again.
  */
 
-import type { SourceDomain } from '../domain/backend.js';
+import type { SourceDomain, TargetDomain } from '../domain/backend.js';
 import { DEFAULT_SIM_CONFIG, validateSimConfig, type SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -13,6 +15,8 @@ import type { StartGuestRequest } from './control-types.js';
 export interface LaunchedGuest {
   domain: SourceDomain;
   config: Record<string, unknown>;
+  /** The guest's serial log on this host, a file path, for a backend that writes one. */
+  console?: string;
 }
 
 /**
@@ -20,6 +24,15 @@ export interface LaunchedGuest {
  * Rejects with ERR_INVALID_ARGUMENT for a configuration the backend cannot run.
  */
 export type GuestLauncher = (request: StartGuestRequest) => Promise<LaunchedGuest>;
+
+/**
+ * Turns a guest that arrived by migration and runs here (its target domain) into a source domain
+ * the host can migrate onward; the source domain's `destroy()` also ends the target domain. Run
+ * once, when the guest is first migrated out; a kind whose target domain is a source domain
+ * already (the simulated guest) needs none.
+ * @throws a MigrationError if the guest cannot be taken over; it then runs on as it was.
+ */
+export type GuestAdopter = (domain: TargetDomain) => Promise<SourceDomain>;
 
 /**
  * The simulated guest: `config` may set `workload`, `dirtyRateBytesPerSec`, `hotSetBytes` and

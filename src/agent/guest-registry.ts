@@ -20,8 +20,14 @@ export interface HostGuest {
   readonly vcpus: number;
   readonly priority: number;
   readonly config: Record<string, unknown>;
-  /** The running domain: booted here, or received (a target domain that may also be a source). */
-  readonly domain: SourceDomain | TargetDomain;
+  /**
+   * The running domain: booted here, or received (a target domain that may also be a source).
+   * A received guest whose target domain cannot be migrated out is replaced by its adopted
+   * source domain when it first leaves (`HostAgentOptions.adopters`).
+   */
+  domain: SourceDomain | TargetDomain;
+  /** Its serial log on this host, a file path, for a backend that writes one. */
+  readonly console?: string;
   state: GuestState;
   /** When it started running here (ISO 8601). */
   since: string;
@@ -153,6 +159,7 @@ export function guestInfo(g: HostGuest): GuestInfo {
     config: g.config,
   };
   if (g.migrationId !== undefined) info.migrationId = g.migrationId;
+  if (g.console !== undefined) info.console = g.console;
   return info;
 }
 

@@ -32,12 +32,12 @@ import type {
   MigrationInfo,
   StartGuestRequest,
 } from './control-types.js';
-import { defaultLaunchers, type GuestLauncher } from './guest-launcher.js';
+import { defaultLaunchers, type GuestAdopter, type GuestLauncher } from './guest-launcher.js';
 import { GuestRegistry, guestInfo, isSourceDomain, type HostGuest } from './guest-registry.js';
 import { HostMetrics, processUsage } from './host-metrics.js';
 import { DEFAULT_MIGRATION_HISTORY, HOST_CLOSE_GRACE_MS, type HostAgentOptions } from './host-options.js';
 import { OutgoingMigration } from './outgoing-migration.js';
-import { TargetAgent } from './target-agent.js';
+import { consoleOf, TargetAgent } from './target-agent.js';
 
 export { DEFAULT_MIGRATION_HISTORY, type HostAgentOptions } from './host-options.js';
 
@@ -53,6 +53,7 @@ export class HostAgent implements ControlApi {
   private maintenance: boolean;
   private evacuationId: string | undefined;
   private readonly launchers: Map<string, GuestLauncher>;
+  private readonly adopters: Map<string, GuestAdopter>;
   private readonly outgoing = new Map<string, OutgoingMigration>();
   /** What this host's switchovers taught its pause prediction, per codec. */
   private readonly calibration = calibrationsByCodec();
@@ -68,6 +69,7 @@ export class HostAgent implements ControlApi {
     this.registry = new GuestRegistry(capacity);
     this.maintenance = options.maintenance ?? false;
     this.launchers = options.launchers ?? defaultLaunchers();
+    this.adopters = options.adopters ?? new Map();
     this.history = options.migrationHistory ?? DEFAULT_MIGRATION_HISTORY;
     const registry = this.registry;
     this.metrics = new HostMetrics(
@@ -196,6 +198,7 @@ export class HostAgent implements ControlApi {
       domain: launched.domain,
       state: 'running',
       since: new Date().toISOString(),
+      ...(launched.console !== undefined ? { console: launched.console } : {}),
     });
     return guestInfo(guest);
   }
@@ -252,7 +255,9 @@ export class HostAgent implements ControlApi {
   migrateGuest(id: string, request: MigrateGuestRequest): MigrationInfo {
     const guest = this.registry.get(id);
     if (guest.state !== 'running') throw new ConflictError(`guest ${id} is ${guest.state}${guest.migrationId ? ` (${guest.migrationId})` : ''}; only a running guest is migrated`);
-    if (!isSourceDomain(guest.domain)) throw new InvalidArgumentError(`guest ${id} runs on a backend (${guest.kind}) that cannot migrate it onward`);
+    if (!isSourceDomain(guest.domain) && !this.adopters.has(guest.kind)) {
+      throw new InvalidArgumentError(`guest ${id} runs on a backend (${guest.kind}) that cannot migrate it onward`);
+    }
     const resolved = /^[a-z]+:\/\//i.test(request.to) ? request.to : this.options.resolveHost?.(request.to);
     if (resolved === undefined) throw new InvalidArgumentError(`"${request.to}" is not a URL, and this host knows no host by that name; give http://HOST:PORT`);
     const url = migrationUrlOf(resolved);
@@ -268,6 +273,7 @@ export class HostAgent implements ControlApi {
         prepare: async (g) => {
           await this.inspections.get(g);
           await this.detach(g);
+          await this.adopt(g);
         },
       },
       guest,
@@ -372,6 +378,14 @@ export class HostAgent implements ControlApi {
     await this.target.release(migrationId);
   }
 
+  /** Makes a guest that arrived here a source domain, by its kind's adopter, if it is not one already. */
+  private async adopt(guest: HostGuest): Promise<void> {
+    if (isSourceDomain(guest.domain)) return;
+    const adopter = this.adopters.get(guest.kind);
+    if (adopter === undefined) throw new InvalidArgumentError(`guest ${guest.id} runs on a backend (${guest.kind}) that cannot migrate it onward`);
+    guest.domain = await adopter(guest.domain);
+  }
+
   /** The target agent's admission of a `hello`: maintenance, then capacity, reserved until it ends. */
   private admit(hello: HelloRecord, from: string): Admission {
     const d = hello.domain;
@@ -421,6 +435,7 @@ export class HostAgent implements ControlApi {
       state: 'running',
       since: new Date().toISOString(),
       arrivedBy: info.migrationId,
+      ...(consoleOf(domain) !== undefined ? { console: consoleOf(domain) } : {}),
     });
     info.guestId = guest.id;
     info.guestRunningOn = 'target';

@@ -4,7 +4,7 @@ import type { MigrateOptions } from '../precopy/migrate-options.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
 import type { TargetAgentOptions } from './agent-options.js';
 import type { EvacuateRequest, EvacuationInfo } from './control-types.js';
-import type { GuestLauncher } from './guest-launcher.js';
+import type { GuestAdopter, GuestLauncher } from './guest-launcher.js';
 import type { MigrationEvent } from './host-metrics.js';
 
 /** Finished migrations a host remembers for `GET /v1/migrations/:id`, in and out together. */
@@ -36,6 +36,12 @@ export interface HostAgentOptions<H = unknown> extends Omit<TargetAgentOptions, 
   maintenance?: boolean;
   /** How guests of each kind are started. @default the simulated guest (`sim`) only */
   launchers?: Map<string, GuestLauncher>;
+  /**
+   * How guests of each kind that arrived here are made ready to move on, for kinds whose target
+   * domain cannot be migrated out as it is (QEMU: `adoptQemuGuest`). Give the matching target
+   * backend in `backends`. @default none: the simulated guest needs none
+   */
+  adopters?: Map<string, GuestAdopter>;
   /** Engine options of the migrations this host sends, under those each request sets. @default the engine's */
   engine?: MigrateOptions;
   /** TLS trust for connecting to `wss://` targets. @default the system's CAs */

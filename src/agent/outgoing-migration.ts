@@ -149,6 +149,7 @@ export class OutgoingMigration {
       info.guestRunningOn = report.guestRunningOn;
       info.bytesWire = report.bytesWire;
       if (report.downtimeMs !== undefined) info.downtimeMs = report.downtimeMs;
+      if (report.outcome === 'completed') info.verified = report.verified;
       if (report.error) info.error = { code: report.error.peerCode ?? report.error.code, message: report.error.message };
     }
     guest.migrationId = undefined;

@@ -479,7 +479,7 @@ export class TargetAgent extends EventEmitter {
 }
 
 /** The console log path a domain offers (`consolePath`, as a QEMU guest has), if any. */
-function consoleOf(domain: TargetDomain): string | undefined {
+export function consoleOf(domain: TargetDomain): string | undefined {
   const path: unknown = (domain as { consolePath?: unknown }).consolePath;
   return typeof path === 'string' ? path : undefined;
 }

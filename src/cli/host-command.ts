@@ -13,6 +13,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { parse } from './args.js';
 import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
 import { evacuateCommand, EVACUATE_HELP } from './evacuate-command.js';
+import { hostBackendsFromFlag } from './host-backends.js';
 import { evacuationHooks } from './pool-command.js';
 import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
 import { formatBytes, parseInteger, parseSize } from './units.js';
@@ -35,6 +36,10 @@ Running a host:
   --tls-key PATH         the certificate's private key (PEM)
   --insecure             allow a non-loopback --bind without --key-file (trusted networks only)
   --maintenance          start in maintenance: no new guests, no incoming migrations
+  --backend LIST         kinds of guest it starts and receives: sim, qemu or sim,qemu (default
+                         sim); qemu needs qemu-system-x86_64 and gcc, and runs each guest in QEMU
+  --qemu-dir DIR         where QEMU guests keep their RAM file and serial log, a folder each;
+                         must be tmpfs (default /dev/shm)
   --pool FILE            the pool file (docs/pool.md): lets this host run evacuations of
                          itself (POST /v1/host/evacuate); without it they answer 501
   --state-dir DIR        where evacuation ledgers are kept (default $XDG_STATE_HOME/livemig,
@@ -104,6 +109,8 @@ const RUN_FLAGS = {
   'tls-key': { type: 'string' },
   insecure: { type: 'boolean' },
   maintenance: { type: 'boolean' },
+  backend: { type: 'string' },
+  'qemu-dir': { type: 'string' },
   pool: { type: 'string' },
   'state-dir': { type: 'string' },
   supervised: { type: 'boolean' },
@@ -124,6 +131,7 @@ async function runHost(args: string[]): Promise<number> {
   const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
   if (values['state-dir'] !== undefined && values.pool === undefined) throw new InvalidArgumentError('--state-dir keeps evacuation ledgers: it goes with --pool FILE');
   const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
+  const kinds = hostBackendsFromFlag(values.backend ?? 'sim', values['qemu-dir']);
   const say = eventPrinter(json);
   const host = await HostAgent.start({
     host: values.bind ?? '127.0.0.1',
@@ -132,6 +140,7 @@ async function runHost(args: string[]): Promise<number> {
     capacityBytes: values.capacity === undefined ? undefined : parseSize(values.capacity, '--capacity'),
     key,
     ...evacuations,
+    ...kinds,
     tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
     insecure: values.insecure ?? false,
     maintenance: values.maintenance ?? false,
@@ -140,8 +149,8 @@ async function runHost(args: string[]): Promise<number> {
   const s = host.status();
   const access = host.target.requiresKey ? 'pool key required' : 'no pool key: anyone who reaches it is served';
   say(
-    { type: 'listening', url: s.url, port: host.port, name: s.name, capacityBytes: s.capacityBytes, keyRequired: host.target.requiresKey, maintenance: s.maintenance },
-    `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests; ${access})`,
+    { type: 'listening', url: s.url, port: host.port, name: s.name, capacityBytes: s.capacityBytes, keyRequired: host.target.requiresKey, maintenance: s.maintenance, backends: [...kinds.launchers.keys()] },
+    `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests of kind ${[...kinds.launchers.keys()].join(', ')}; ${access})`,
   );
   host.target.on('event', (e: AgentEvent) => {
     if (e.type === 'connection-refused') say(e, `refused ${e.from}: ${e.error.code}: ${e.error.message}`);

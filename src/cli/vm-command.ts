@@ -21,12 +21,15 @@ Starts, lists, migrates and stops guests on a host agent (livemig host), through
 
 start:
   --name NAME            the guest's name (kept across migrations)
-  --memory SIZE          its memory, e.g. 256MiB
-  --vcpus N              virtual CPUs (default 1)
-  --workload KIND        idle | uniform | hotset | sequential (default ${DEFAULT_SIM_CONFIG.workload})
-  --dirty-rate RATE      pages dirtied per second x 4 KiB, e.g. 20MB/s
-  --hot-set SIZE         working set of the hotset workload
-  --seed N               seed of the memory image and workload (default ${DEFAULT_SIM_CONFIG.seed})
+  --memory SIZE          its memory, e.g. 256MiB (a QEMU guest's: whole MiB, 16MiB or more)
+  --backend KIND         sim (a simulated guest) or qemu (livemig's test guest under QEMU, on a
+                         host run with --backend qemu); default sim
+  --dirty-rate RATE      pages dirtied per second x 4 KiB, e.g. 20MB/s (a QEMU guest's default:
+                         1000 pages/s)
+  --vcpus N              virtual CPUs (default 1; a QEMU guest has 1)
+  --workload KIND        sim: idle | uniform | hotset | sequential (default ${DEFAULT_SIM_CONFIG.workload})
+  --hot-set SIZE         sim: working set of the hotset workload
+  --seed N               sim: seed of the memory image and workload (default ${DEFAULT_SIM_CONFIG.seed})
   --priority N           evacuation order: higher moves first (default 0)
   --id ID                keep this pool-wide id (default: a new UUID)
 migrate:
@@ -40,8 +43,9 @@ stop:
   --guest ID|NAME        the guest to stop (its memory is freed)
 ${CONTROL_HELP}
 
-Exit status of migrate: 0 the guest runs on the target; 1 it did not move (it runs on its
-host; the message says why); 3 indeterminate (paused on its host, may run on the target).
+Exit status of migrate: 0 the guest runs on the target, its copy verified; 1 it did not move
+(it runs on its host; the message says why); 3 indeterminate (paused on its host, may run on
+the target); 4 it runs on the target but its copy was found to differ (verified: NO).
 Other commands: 0 done, 1 refused by the host (the message gives its code), 2 usage error.
 `;
 
@@ -49,6 +53,7 @@ const VM_FLAGS = {
   ...CONTROL_FLAGS,
   name: { type: 'string' },
   memory: { type: 'string' },
+  backend: { type: 'string' },
   vcpus: { type: 'string' },
   workload: { type: 'string' },
   'dirty-rate': { type: 'string' },
@@ -65,6 +70,9 @@ const VM_FLAGS = {
 } as const;
 
 type Values = ReturnType<typeof parse<typeof VM_FLAGS>>['values'];
+
+/** Flags of `vm start` that only the simulated guest takes. */
+const SIM_ONLY_FLAGS = ['workload', 'hot-set', 'seed'] as const;
 
 export async function vmCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
@@ -101,6 +109,12 @@ export async function vmCommand(args: string[]): Promise<number> {
 function startRequest(values: Values): StartGuestRequest {
   if (values.name === undefined || values.memory === undefined) throw new InvalidArgumentError('vm start needs --name NAME and --memory SIZE');
   const request: StartGuestRequest = { name: values.name, memoryBytes: parseSize(values.memory, '--memory') };
+  const kind = values.backend ?? 'sim';
+  if (kind !== 'sim') {
+    request.kind = kind;
+    const simOnly = SIM_ONLY_FLAGS.filter((flag) => values[flag] !== undefined);
+    if (simOnly.length > 0) throw new InvalidArgumentError(`--${simOnly.join(', --')} ${simOnly.length > 1 ? 'are' : 'is'} for the simulated guest, not --backend ${kind}`);
+  }
   const config: Record<string, unknown> = {};
   if (values.workload !== undefined) config.workload = values.workload;
   if (values['dirty-rate'] !== undefined) config.dirtyRateBytesPerSec = parseRate(values['dirty-rate'], '--dirty-rate');
@@ -153,7 +167,7 @@ async function migrateGuest(client: ControlClient, values: Values): Promise<numb
     if (tty) process.stderr.write('\r\x1b[2K');
   }
   print(values.json, info, describeMigration(info));
-  if (info.state === 'completed') return 0;
+  if (info.state === 'completed') return info.verified === false ? 4 : 0;
   if (info.state === 'indeterminate') return 3;
   if (info.error) process.stderr.write(`livemig: ${info.error.code}: ${info.error.message}\n`);
   return 1;
@@ -161,7 +175,8 @@ async function migrateGuest(client: ControlClient, values: Values): Promise<numb
 
 function describeGuest(g: GuestInfo): string {
   const moving = g.migrationId !== undefined ? ` (migration ${g.migrationId})` : '';
-  return `${g.name.padEnd(16)} ${g.id}  ${g.state}${moving}  ${formatBytes(g.memoryBytes)}, ${g.vcpus} vCPU, priority ${g.priority}, since ${g.since}`;
+  const console = g.console !== undefined ? `, console ${g.console}` : '';
+  return `${g.name.padEnd(16)} ${g.id}  ${g.kind.padEnd(4)} ${g.state}${moving}  ${formatBytes(g.memoryBytes)}, ${g.vcpus} vCPU, priority ${g.priority}, since ${g.since}${console}`;
 }
 
 function describeMigration(m: MigrationInfo): string {
@@ -173,6 +188,7 @@ function describeMigration(m: MigrationInfo): string {
         : `${m.state}: ${m.guestName} still runs on ${m.from}`;
   const lines = [verdict, `  migration   ${m.migrationId}`];
   if (m.error) lines.push(`  reason      ${m.error.code}: ${m.error.message}`);
+  if (m.verified !== undefined) lines.push(`  verified    ${m.verified ? 'yes: the copy on the target was the guest at the switchover' : 'NO: the copy on the target differs from the paused source'}`);
   if (m.downtimeMs !== undefined) lines.push(`  downtime    ${m.downtimeMs.toFixed(1)} ms`);
   if (m.totalMs !== undefined) lines.push(`  total       ${(m.totalMs / 1000).toFixed(2)} s`);
   if (m.bytesWire !== undefined) lines.push(`  on the wire ${formatBytes(m.bytesWire)}`);

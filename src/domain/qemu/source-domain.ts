@@ -34,6 +34,11 @@ export interface QemuSourceOptions {
   name?: string;
   /** Deadline for QEMU to save its device state, in ms. @default DEFAULT_QEMU_STATE_TIMEOUT_MS */
   stateTimeoutMs?: number;
+  /**
+   * Run once by `destroy()` after QEMU has ended: removes what the guest's owner keeps beside it
+   * (its folder and serial log, the target domain it arrived in). @default nothing
+   */
+  release?: () => Promise<void>;
 }
 
 /** A running QEMU guest, as the migration engine's source. */
@@ -46,6 +51,7 @@ export class QemuSourceDomain implements SourceDomain {
   readonly #memory: GuestMemory;
   readonly #vcpuStatPaths: string[];
   readonly #stateTimeoutMs: number;
+  #release: (() => Promise<void>) | undefined;
   #paused: boolean;
 
   private constructor(qemu: QemuProcess, descriptor: DomainDescriptor, paused: boolean, vcpuThreads: number[], stateTimeoutMs: number) {
@@ -88,7 +94,9 @@ export class QemuSourceDomain implements SourceDomain {
       ...(def.append !== undefined ? { append: def.append } : {}),
     });
     const threads = cpus.map((c) => c['thread-id']);
-    return new QemuSourceDomain(qemu, descriptor, !status.running, threads, options.stateTimeoutMs ?? DEFAULT_QEMU_STATE_TIMEOUT_MS);
+    const domain = new QemuSourceDomain(qemu, descriptor, !status.running, threads, options.stateTimeoutMs ?? DEFAULT_QEMU_STATE_TIMEOUT_MS);
+    domain.#release = options.release;
+    return domain;
   }
 
   /** The QEMU process this domain drives. */
@@ -154,9 +162,15 @@ export class QemuSourceDomain implements SourceDomain {
     return saveDeviceState(this.#qemu, this.#stateTimeoutMs);
   }
 
-  /** Ends QEMU for good and removes its RAM file and QMP socket; the serial log stays its owner's. */
+  /**
+   * Ends QEMU for good and removes its RAM file and QMP socket; the serial log stays its owner's,
+   * who may remove it through `release`.
+   */
   async destroy(): Promise<void> {
     this.#access.close();
     await this.#qemu.stop();
+    const release = this.#release;
+    this.#release = undefined;
+    await release?.();
   }
 }

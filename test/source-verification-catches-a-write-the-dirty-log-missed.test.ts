@@ -1,8 +1,9 @@
 // After the switchover the source checks that the target holds what the guest's memory held at
 // the pause, not only what was sent: a dirty log that misses a write passes every check before
-// "go" (the target holds exactly what was sent) and is caught only here. The check runs in worker
-// threads over memory they can reach, in this thread over memory only `readPages` reaches, and
-// not at all for a scan-tracked guest, whose pause already compared every page.
+// "go" (the target holds exactly what was sent) and is caught only here. For a guest this size the
+// check runs in this thread, in place over memory it can reach or through `readPages` (worker
+// threads, for large guests, are checked in paused-copy-check-hashes-what-memory-holds.test.ts),
+// and not at all for a scan-tracked guest, whose pause already compared every page.
 import { afterEach, expect, test } from 'vitest';
 import type { SourceDomain } from '../dist/domain/backend.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
@@ -16,7 +17,6 @@ import { watched, type HookReplacements } from './helpers/watched-domain.js';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
-// 64 MiB: enough for the check to take a worker thread where the memory allows it.
 const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 1, workload: 'idle', dirtyRateBytesPerSec: 0, hotSetBytes: 4 * MiB, seed: 9 };
 const backends = new Map([['sim', new SimTargetBackend()]]);
 
@@ -76,13 +76,13 @@ async function migrateOver(
 }
 
 test.each([
-  ['worker threads, over shared memory', {}, false],
+  ['in place, over shared memory', {}, false],
   ['this thread, through readPages', { memory: () => ({ kind: 'none' }) }, true],
 ] as const)('a write the dirty log missed: the guest runs on the target, verified false (%s)', async (_, extra, readsHere) => {
   const guest = await bootGuest();
   const { domain, calls } = watched<SourceDomain>(guest, { ...missingOneWrite(guest), ...extra } as HookReplacements);
   const { report, phases, readsInVerify } = await migrateOver(domain, calls);
-  // 64 MiB in runs of 1 MiB when this thread reads; none when worker threads do.
+  // 64 MiB in runs of 1 MiB through readPages; none when the memory is read in place.
   expect(readsInVerify).toBe(readsHere ? 64 : 0);
   // Every check before "go" passed: the target holds what was sent.
   expect(report).toMatchObject({ outcome: 'completed', guestRunningOn: 'target', verified: false, missedPages: 1 });

@@ -9,21 +9,36 @@
  * - `scan` tracking: nothing is read. The scan in the pause compared every page with the hash of
  *   what was sent, and every page that differed was sent again, so the digest of what was sent is
  *   the digest of the memory at the pause.
- * - `log` tracking, memory other threads reach (`shared`, `file`): worker threads hash ranges of
- *   pages where they lie, in parallel, leaving this thread free.
+ * - `log` tracking, memory other threads reach (`shared`, `file`): hashed where it lies, by worker
+ *   threads in parallel for a large guest, else by this thread.
  * - `log` tracking, memory reachable only through `readPages`: this thread reads and hashes it.
+ * This thread yields to the event loop between slices, so an agent's other work goes on meanwhile.
  */
 
 import { availableParallelism } from 'node:os';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
+import { HashScanner } from '../dirtylog/hash-scan.js';
 import type { GuestMemory, SourceDomain } from '../domain/backend.js';
+import { openGuestMemory } from '../domain/guest-memory.js';
 import { CancelledError, DomainFailedError, MigrationError, type MigrationErrorCode } from '../errors.js';
-import { digestOfHashes, hashMemory, type PageDigest } from '../protocol/page-digest.js';
+import { DIGEST_CHUNK_PAGES, digestOfHashes, hashMemory, type PageDigest } from '../protocol/page-digest.js';
 
 /** Most worker threads one verification uses. */
 export const MAX_VERIFY_THREADS = 4;
-/** Guest memory per verification thread: below it a worker's start costs more than it saves. */
-export const VERIFY_BYTES_PER_THREAD = 64 * 1024 * 1024;
+/**
+ * Guest memory per worker thread of the check. Starting a worker costs tens of milliseconds on a
+ * quiet machine and a few hundred on a loaded one, so a smaller guest is checked in this thread
+ * (docs/bench/README.md, "The check after the switchover").
+ */
+export const VERIFY_BYTES_PER_THREAD = 512 * 1024 * 1024;
+/** Pages this thread hashes between two turns of the event loop: 16 MiB of 4 KiB pages. */
+const SLICE_PAGES = 4096;
+
+/** Worker threads for checking `memoryBytes` of guest memory: 0 means this thread. */
+export function verifyThreadsFor(memoryBytes: number): number {
+  return Math.min(MAX_VERIFY_THREADS, availableParallelism(), Math.floor(memoryBytes / VERIFY_BYTES_PER_THREAD));
+}
 
 /** What a page-hash worker is given (src/precopy/page-hash-worker.ts). */
 export interface PageHashJob {
@@ -61,9 +76,11 @@ export class PausedCopyCheck {
   private readonly workers = new Set<Worker>();
   private cancelled = false;
 
+  /** @param threads worker threads to use where the memory allows; @default verifyThreadsFor(the guest's memory) */
   constructor(
     private readonly domain: SourceDomain,
     private readonly sent: PageDigest,
+    private readonly threads = verifyThreadsFor(domain.descriptor.memoryBytes),
   ) {}
 
   /** Starts the check if it has not started; returns its outcome. Idempotent. */
@@ -91,23 +108,48 @@ export class PausedCopyCheck {
     const { pageCount } = this.domain;
     const { pageSize } = this.domain.descriptor;
     const memory = this.domain.memory();
-    const threads = Math.min(MAX_VERIFY_THREADS, availableParallelism(), Math.floor((pageCount * pageSize) / VERIFY_BYTES_PER_THREAD));
     let hashes: Uint32Array;
     let method: CopyCheck['method'];
-    if (memory.kind !== 'none' && threads >= 1) {
-      hashes = await this.hashInWorkers(memory, pageCount, pageSize, threads);
+    if (memory.kind !== 'none' && this.threads >= 1) {
+      hashes = await this.hashInWorkers(memory, pageCount, pageSize, this.threads);
       method = 'workers';
     } else {
-      hashes = await hashMemory(pageCount, pageSize, (pfns, dst) => {
-        if (this.cancelled) throw new CancelledError('the check of the paused copy was cancelled');
-        return this.domain.readPages(pfns, dst);
-      });
+      hashes = await this.hashHere(memory, pageCount, pageSize);
       method = 'this-thread';
     }
     const sentHashes = this.sent.hashes;
     let missedPages = 0;
     for (let pfn = 0; pfn < pageCount; pfn++) if (hashes[pfn] !== sentHashes[pfn]) missedPages++;
     return { digest: digestOfHashes(hashes, pageSize), missedPages, method, ms: performance.now() - startedAt };
+  }
+
+  /** Every page's hash, computed in this thread: in place where it can reach the memory. */
+  private async hashHere(memory: GuestMemory, pageCount: number, pageSize: number): Promise<Uint32Array> {
+    if (memory.kind === 'none') {
+      let reads = 0;
+      return hashMemory(pageCount, pageSize, async (pfns, dst) => {
+        if (++reads % (SLICE_PAGES / DIGEST_CHUNK_PAGES) === 0) await yieldToLoop();
+        this.throwIfCancelled();
+        await this.domain.readPages(pfns, dst);
+      });
+    }
+    const access = openGuestMemory(memory, pageSize);
+    try {
+      const hashes = new Uint32Array(pageCount);
+      const scanner = new HashScanner(access, hashes);
+      for (let first = 0; first < pageCount; first += SLICE_PAGES) {
+        this.throwIfCancelled();
+        scanner.record(first, Math.min(SLICE_PAGES, pageCount - first));
+        await yieldToLoop();
+      }
+      return hashes;
+    } finally {
+      access.close();
+    }
+  }
+
+  private throwIfCancelled(): void {
+    if (this.cancelled) throw new CancelledError('the check of the paused copy was cancelled');
   }
 
   /** Every page's hash, `threads` workers each hashing one contiguous range. */

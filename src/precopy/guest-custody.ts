@@ -61,6 +61,8 @@ export class GuestCustody {
     try {
       if ((this.c.options.verify ?? true) && this.c.report.targetDigest !== undefined) {
         this.c.setPhase('verify');
+        // Not earlier, at "go": the threads would compete for the cores with the target's resume,
+        // lengthening the pause to save the few milliseconds the go/resumed exchange takes.
         const check = await this.check.start();
         this.c.report.verifyMs = roundTo(check.ms, 3);
         this.c.report.sourceDigest = check.digest;

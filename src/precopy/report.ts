@@ -206,8 +206,8 @@ export interface MigrationReport {
   };
   /**
    * Digest of the source's memory at pause. For a `log` backend the paused copy is read again
-   * after the switchover, by worker threads where its memory allows; for a `scan` backend it is
-   * the digest of what was sent, which the scan in the pause made equal to the memory.
+   * after the switchover (src/precopy/copy-verification.ts); for a `scan` backend it is the
+   * digest of what was sent, which the scan in the pause made equal to the memory.
    */
   sourceDigest?: string;
   /** Digest of the target's memory at resume, kept page by page as pages were written. */

@@ -81,6 +81,14 @@ export function formatReport(r: MigrationReport): string {
   lines.push('    (* = sent while paused)');
   if (r.sourceDigest !== undefined) {
     lines.push(`  digest      source ${r.sourceDigest}  target ${r.targetDigest}  ${r.verified ? 'match' : 'MISMATCH'}`);
+    if (r.verifyMs !== undefined) lines.push(`  verify      ${r.verifyMs.toFixed(1)} ms checking the paused copy, after the total`);
+    if (r.missedPages !== undefined) {
+      lines.push(
+        r.missedPages > 0
+          ? `  missed      ${r.missedPages} pages changed at the source after they were last sent (the dirty tracking missed their writes)`
+          : '  missed      none: every page was sent as the source held it; the target\'s copy is what differs',
+      );
+    }
   } else if (r.outcome === 'completed') {
     lines.push('  digest      not verified: the target\'s digest at resume never arrived (the outcome was asked of its agent)');
   }

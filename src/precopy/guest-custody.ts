@@ -1,7 +1,8 @@
 /**
  * Custody of the guest on the source: the rules that decide where it runs when a migration ends.
  * Until "go" leaves, a failure resumes it here and tells the target ({@link GuestCustody.undo});
- * once the target confirms, the copy here is verified and retired ({@link GuestCustody.finishOnTarget});
+ * once the target confirms, the guest is released here, then the copy is verified and retired
+ * ({@link GuestCustody.finishOnTarget});
  * if the link broke after "go", the target is asked what it did, and only an answer moves the
  * guest ({@link GuestCustody.resolveAfterGo}). The engine decides when; this decides what.
  */
@@ -9,12 +10,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceDomain } from '../domain/backend.js';
 import { asMigrationError, CancelledError, MigrationError, PeerAbortedError, TimeoutError } from '../errors.js';
-import { digestMemory } from '../protocol/page-digest.js';
+import type { PageDigest } from '../protocol/page-digest.js';
 import type { StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
 import { roundTo } from '../util/stats.js';
 import { abortPeer } from './abort-peer.js';
+import { PausedCopyCheck } from './copy-verification.js';
 import type { DirtyTracker } from './dirty-tracker.js';
 import { DEFAULT_RESOLVE_TIMEOUT_MS, RESOLVE_RETRY_MS, type MigrateOptions } from './migrate-options.js';
 import type { MigrationPhase, MigrationReport } from './report.js';
@@ -27,6 +29,8 @@ export interface CustodyContext {
   readonly options: MigrateOptions;
   readonly report: MigrationReport;
   readonly dirty: DirtyTracker;
+  /** The hashes of what was sent, page by page (the `complete` digest's). */
+  readonly sent: PageDigest;
   setPhase(phase: MigrationPhase): void;
 }
 
@@ -35,20 +39,35 @@ export class GuestCustody {
   paused = false;
   /** Whether the dirty log runs and the throttle may be on: until {@link releaseGuest}. */
   holdingGuest = false;
+  /**
+   * When the guest ran on the target and was released here (`performance.now()`): the end of the
+   * migration's `totalMs`. What follows, the check of the paused copy and its destruction, is
+   * bookkeeping that no longer decides where the guest runs.
+   */
+  releasedAt: number | undefined;
+  private readonly check: PausedCopyCheck;
 
-  constructor(private readonly c: CustodyContext) {}
+  constructor(private readonly c: CustodyContext) {
+    this.check = new PausedCopyCheck(c.domain, c.sent);
+  }
 
-  /** The guest runs on the target: verify, and retire the paused copy here. */
+  /** The guest runs on the target: release it here, then verify and retire the paused copy. */
   async finishOnTarget(): Promise<void> {
     this.c.report.outcome = 'completed';
     this.c.report.guestRunningOn = 'target';
     // The guest runs on the target whatever happens below; a failure here is only reported.
     this.releaseGuest();
+    this.releasedAt = performance.now();
     try {
       if ((this.c.options.verify ?? true) && this.c.report.targetDigest !== undefined) {
         this.c.setPhase('verify');
-        this.c.report.sourceDigest = await digestMemory(this.c.domain.pageCount, this.c.domain.descriptor.pageSize, (pfns, dst) => this.c.domain.readPages(pfns, dst));
-        this.c.report.verified = this.c.report.sourceDigest === this.c.report.targetDigest;
+        // Not earlier, at "go": the threads would compete for the cores with the target's resume,
+        // lengthening the pause to save the few milliseconds the go/resumed exchange takes.
+        const check = await this.check.start();
+        this.c.report.verifyMs = roundTo(check.ms, 3);
+        this.c.report.sourceDigest = check.digest;
+        this.c.report.verified = check.digest === this.c.report.targetDigest;
+        if (!this.c.report.verified) this.c.report.missedPages = check.missedPages;
       }
       if (this.c.options.destroySource ?? true) await this.c.domain.destroy();
     } catch (err) {
@@ -133,6 +152,7 @@ export class GuestCustody {
    * is reported beside the outcome.
    */
   async resumeHere(): Promise<MigrationError | undefined> {
+    this.check.cancel();
     this.releaseGuest();
     if (!this.paused) return undefined;
     try {

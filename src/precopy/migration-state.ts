@@ -150,6 +150,7 @@ export abstract class MigrationState {
       options,
       report: this.report,
       dirty: this.dirty,
+      sent: this.sentDigest,
       setPhase: (phase) => this.setPhase(phase),
     });
   }

@@ -109,7 +109,8 @@ class SourceMigration extends MigrationState {
       guard.disarm();
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
-      this.report.totalMs = roundTo(performance.now() - this.start, 3);
+      // A completed migration ends when the guest was released here, before its copy is checked.
+      this.report.totalMs = roundTo((this.custody.releasedAt ?? performance.now()) - this.start, 3);
       // Not earlier: closing connections and stopping workers costs this thread time in the pause.
       this.channelSender?.release(this.report.outcome === 'completed');
       this.report.bytesRaw = this.sender.counters.bytesRaw;

@@ -83,7 +83,10 @@ export interface RoundReport {
   throttlePercent: number;
 }
 
-/** The phases a migration goes through, in order. */
+/**
+ * The phases a migration goes through, in order. `verify` comes after the guest runs on the
+ * target and was released here (the end of `totalMs`): the paused copy is checked, then destroyed.
+ */
 export type MigrationPhase = 'handshake' | 'precopy' | 'stop-and-copy' | 'switchover' | 'verify' | 'done';
 
 /** A periodic progress sample. */
@@ -170,7 +173,12 @@ export interface MigrationReport {
    * paused, here all the same).
    */
   sourceCleanupError?: { code: string; message: string };
-  /** Whole migration, handshake to report, in milliseconds. */
+  /**
+   * Whole migration, in milliseconds: from the handshake until the guest ran on the target and
+   * the source released it (dirty log ended, throttle lifted, link closed); or, when it did not
+   * complete, until the report. The check of the paused copy and its destruction come after and
+   * are not counted (see `verifyMs`).
+   */
   totalMs: number;
   /** Data bytes before compression, all rounds. */
   bytesRaw: number;
@@ -201,10 +209,26 @@ export interface MigrationReport {
     /** Shortest round trip the source measured on the link before the pause (hello, pings, acknowledgements). */
     roundTripMs: number;
   };
-  /** Digest of the source's memory at pause, read page by page from the paused guest. */
+  /**
+   * Digest of the source's memory at pause. For a `log` backend the paused copy is read again
+   * after the switchover (src/precopy/copy-verification.ts); for a `scan` backend it is the
+   * digest of what was sent, which the scan in the pause made equal to the memory.
+   */
   sourceDigest?: string;
   /** Digest of the target's memory at resume, kept page by page as pages were written. */
   targetDigest?: string;
-  /** Both digests exist and match. */
+  /** Both digests exist and match: the target holds what the source's memory held at pause. */
   verified: boolean;
+  /**
+   * Time the check of the paused copy took (`sourceDigest` against `targetDigest`), in
+   * milliseconds; after `totalMs`, and before the copy was destroyed. Absent when no check ran
+   * (`verify: false`, or the target's digest never arrived).
+   */
+  verifyMs?: number;
+  /**
+   * Set when the check failed: pages whose memory at pause differs from what was last sent, i.e.
+   * writes the dirty tracking missed. 0 means the memory was sent whole and the target's copy is
+   * what differs.
+   */
+  missedPages?: number;
 }

@@ -117,12 +117,12 @@ export type ReadPages = (pfns: Uint32Array, dst: Uint8Array) => void | Promise<v
 export const DIGEST_CHUNK_PAGES = 256;
 
 /**
- * Digest of a whole memory read in runs of consecutive pages through `readPages`. Reads every
- * page once; about 150 ms per GiB on one core for memory in this process. Awaits `readPages` only
- * when it returns a promise.
+ * The hash (`hashPage`) of every page of a whole memory read in runs of consecutive pages through
+ * `readPages`, indexed by page number. Reads every page once, in this thread; awaits `readPages`
+ * only when it returns a promise.
  */
-export async function digestMemory(pageCount: number, pageSize: number, readPages: ReadPages): Promise<string> {
-  const digest = new PageDigest(pageCount, pageSize);
+export async function hashMemory(pageCount: number, pageSize: number, readPages: ReadPages): Promise<Uint32Array> {
+  const hashes = new Uint32Array(pageCount);
   const chunk = new Uint8Array(DIGEST_CHUNK_PAGES * pageSize);
   const pfns = new Uint32Array(DIGEST_CHUNK_PAGES);
   for (let first = 0; first < pageCount; first += DIGEST_CHUNK_PAGES) {
@@ -130,9 +130,25 @@ export async function digestMemory(pageCount: number, pageSize: number, readPage
     for (let i = 0; i < count; i++) pfns[i] = first + i;
     const read = readPages(pfns.subarray(0, count), chunk);
     if (read !== undefined) await read;
-    for (let i = 0; i < count; i++) digest.update(first + i, chunk, i * pageSize);
+    for (let i = 0; i < count; i++) hashes[first + i] = hashPage(chunk, i * pageSize, pageSize);
   }
+  return hashes;
+}
+
+/** The memory digest of pages whose hashes (`hashPage`) are `hashes`, indexed by page number. */
+export function digestOfHashes(hashes: Uint32Array, pageSize: number): string {
+  const digest = new PageDigest(hashes.length, pageSize);
+  for (let pfn = 0; pfn < hashes.length; pfn++) digest.set(pfn, hashes[pfn]!);
   return digest.digest();
+}
+
+/**
+ * Digest of a whole memory read in runs of consecutive pages through `readPages`. Reads every
+ * page once; about 150 ms per GiB on one core for memory in this process. Awaits `readPages` only
+ * when it returns a promise.
+ */
+export async function digestMemory(pageCount: number, pageSize: number, readPages: ReadPages): Promise<string> {
+  return digestOfHashes(await hashMemory(pageCount, pageSize, readPages), pageSize);
 }
 
 /** Digest of a memory image held in one buffer. */

@@ -1,0 +1,38 @@
+/**
+ * A worker of the source's verification (src/precopy/copy-verification.ts): hashes a range of
+ * the paused guest's pages where they lie, through its own accessor, and posts their hashes back
+ * (the array is transferred, not copied). One job per worker; it exits when the job is done.
+ */
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { openGuestMemory } from '../domain/guest-memory.js';
+import { asMigrationError } from '../errors.js';
+import { hashPage } from '../protocol/page-digest.js';
+import type { PageHashJob, PageHashReply } from './copy-verification.js';
+
+/** Pages read per call: 1 MiB of 4 KiB pages, one positioned read from a file. */
+const RUN_PAGES = 256;
+
+const job = workerData as PageHashJob;
+let reply: PageHashReply;
+let transfer: ArrayBuffer[] = [];
+try {
+  const memory = openGuestMemory(job.memory, job.pageSize);
+  const buffer = new ArrayBuffer(job.count * 4);
+  const hashes = new Uint32Array(buffer);
+  try {
+    for (let done = 0; done < job.count; done += RUN_PAGES) {
+      const pages = Math.min(RUN_PAGES, job.count - done);
+      const run = memory.readRun(job.first + done, pages);
+      for (let i = 0; i < pages; i++) hashes[done + i] = hashPage(run, i * job.pageSize, job.pageSize);
+    }
+  } finally {
+    memory.close();
+  }
+  reply = { hashes };
+  transfer = [buffer];
+} catch (err) {
+  const error = asMigrationError(err);
+  reply = { error: { code: error.code, message: error.message } };
+}
+parentPort!.postMessage(reply, transfer);

@@ -66,6 +66,7 @@ class SourceMigration extends MigrationState {
       const reason = this.options.signal?.reason;
       this.cancelReason ??= new CancelledError(reason instanceof Error ? `migration cancelled: ${reason.message}` : undefined);
       this.inbox?.interrupt();
+      this.seat?.interrupt();
     };
     if (this.options.signal?.aborted) onAbort();
     this.options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -91,6 +92,7 @@ class SourceMigration extends MigrationState {
         const error = asMigrationError(err);
         // Resume before anything else: finding the best explanation may wait on the link.
         const resumeError = await this.custody.resumeHere();
+        this.seat?.release();
         await this.custody.undo(await this.explain(error), resumeError);
         return this.report;
       }
@@ -103,6 +105,8 @@ class SourceMigration extends MigrationState {
     } finally {
       guard.disarm();
       clearInterval(ticker);
+      // Whatever path ended it, the host's other migrations must not wait on this one any more.
+      this.seat?.release();
       this.options.signal?.removeEventListener('abort', onAbort);
       this.report.totalMs = roundTo(performance.now() - this.start, 3);
       // Not earlier: closing connections and stopping workers costs this thread time in the pause.
@@ -166,6 +170,8 @@ class SourceMigration extends MigrationState {
       this.round++;
       const stats = this.statsFor(pending.length);
       if (this.forced) {
+        // Past a deadline the pause cannot be put off, but it still waits for another one's end.
+        while (this.seat && !this.seat.tryHold()) await this.waitWhileOtherPaused();
         predictedMs = stats.expectedDowntimeMs;
         this.report.forcedSwitchover = this.forced.error.toJSON();
         this.report.switchoverReason = 'forced-by-deadline';
@@ -185,6 +191,13 @@ class SourceMigration extends MigrationState {
         throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
       }
       if (decision === 'stop-and-copy') {
+        if (this.seat && !this.seat.tryHold()) {
+          // Another migration of this host is paused: two pauses must not share the link. Once
+          // it is over, one more round sends what the guest dirtied meanwhile, and the policy
+          // decides again on the figures then.
+          await this.waitWhileOtherPaused();
+          continue;
+        }
         predictedMs = stats.expectedDowntimeMs;
         this.report.switchoverReason = reason ?? 'policy';
         break;
@@ -247,6 +260,8 @@ class SourceMigration extends MigrationState {
       await this.transport.send(encodeRecord({ type: 'go' }));
       const resumed = await this.expect('resumed', this.options.switchoverTimeoutMs ?? DEFAULT_SWITCHOVER_TIMEOUT_MS);
       const resumedAt = performance.now();
+      // The guest runs on the target: the pause is over, and the host's other migrations go on.
+      this.seat?.release();
       // The target's resume cannot have taken longer than the whole go/resumed exchange (§12).
       const resumeMs = Math.min(resumed.resumeMs, resumedAt - goAt);
       const roundTrip = resumedAt - goAt - resumeMs;
@@ -275,9 +290,12 @@ class SourceMigration extends MigrationState {
         // An explicit abort after "go" means the target could not resume and destroyed its
         // copy: the paused copy here is the only one, so it runs again here.
         await this.custody.undo(error);
+        this.seat?.release();
         return;
       }
       this.transport.destroy();
+      // The link is gone: asking the target what it did needs none of it, so others may use it.
+      this.seat?.release();
       await this.custody.resolveAfterGo(error, this.pauseTimes!.pauseStart);
       return;
     }
@@ -320,6 +338,7 @@ class SourceMigration extends MigrationState {
   private async sendRound(pfns: Uint32Array, stopAndCopy: boolean): Promise<Uint32Array> {
     this.throwIfCancelled();
     const before = { ...this.sender.counters };
+    const heldBefore = this.seat?.heldMs ?? 0;
     const vcpuMsBefore = this.domain.vcpuTimeMs?.();
     const started = performance.now();
     this.roundPages = pfns.length;
@@ -387,6 +406,7 @@ class SourceMigration extends MigrationState {
       guestCpuCores: vcpuMs !== undefined && durationMs > 0 ? roundTo(vcpuMs / durationMs, 3) : undefined,
       bandwidthBytesPerSec: durationMs > 0 ? roundTo((bytesRaw * 1000) / durationMs, 3) : 0,
       sendMs: roundTo(handedOverAt - started, 3),
+      ...(this.seat ? { heldMs: roundTo(this.seat.heldMs - heldBefore, 3) } : {}),
       ackMs: roundTo(ackMs, 3),
       gcMs: roundTo(gcMs, 3),
       targetGcMs: roundTo(this.targetGcMs, 3),
@@ -449,6 +469,21 @@ class SourceMigration extends MigrationState {
     return true;
   }
 
+  /**
+   * Waits while another migration of this host is paused (see MigrateOptions.switchoverGate).
+   * Throws as the pre-copy loop would: on a cancel, a failed link, or a deadline with `abort`.
+   */
+  private async waitWhileOtherPaused(): Promise<void> {
+    const seat = this.seat;
+    while (seat?.otherPaused) {
+      this.throwIfCancelled();
+      this.inbox?.throwIfFailed();
+      if (this.channelSender?.failure) throw this.channelSender.failure;
+      this.checkDeadlines();
+      await seat.whileOtherPaused();
+    }
+  }
+
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
@@ -456,7 +491,7 @@ class SourceMigration extends MigrationState {
       codec: this.codec,
       dataPagesPerBatch: this.options.dataPagesPerBatch,
       maxInFlight: this.options.maxInFlight,
-      cap: this.cap,
+      cap: this.pacer,
       timeoutMs,
       limits: this.options.limits,
       onFailure: () => this.inbox?.interrupt(),

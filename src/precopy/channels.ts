@@ -14,6 +14,7 @@
 import { Worker } from 'node:worker_threads';
 import type { SourceDomain } from '../domain/backend.js';
 import {
+  asMigrationError,
   ConnectionClosedError,
   InvalidArgumentError,
   MigrationError,
@@ -324,7 +325,8 @@ export class ChannelSender implements PageSink {
       );
       channel.sending.add(sent);
     };
-    if (cap) channel.chain = channel.chain.then(() => cap.take(frame.length)).then(handOver);
+    // A pacer that gives up (the migration ends while the frame waits) fails the channels.
+    if (cap) channel.chain = channel.chain.then(() => cap.take(frame.length)).then(handOver, (err: unknown) => this.fail(asMigrationError(err)));
     else handOver();
   }
 }

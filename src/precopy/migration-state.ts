@@ -115,8 +115,9 @@ export abstract class MigrationState {
     this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
     this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
     this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
-    this.seat = options.switchoverGate ? new GateSeat(options.switchoverGate, this.id, () => this.mustStopWaiting()) : undefined;
-    this.pacer = pacerOf(this.seat, this.cap);
+    this.seat = options.switchoverGate ? new GateSeat(options.switchoverGate, this.id, () => this.gateStopReason()) : undefined;
+    // The gate last: a frame the cap let go still waits out another migration's pause.
+    this.pacer = pacerOf(this.cap, this.seat);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
@@ -206,14 +207,14 @@ export abstract class MigrationState {
   }
 
   /**
-   * Whether a wait at the switchover gate must end now: the migration was cancelled, a link
-   * failed, or (with the `abort` action) a deadline passed. The waiter's own checks then say
-   * which. A deadline with `force-switchover` keeps the wait: that switchover needs the gate too.
+   * Why a wait at the switchover gate must end now, if it must: the migration was cancelled, a
+   * link failed, or (with the `abort` action) a deadline passed. A deadline with
+   * `force-switchover` keeps the wait: that switchover needs the gate too.
    */
-  protected mustStopWaiting(): boolean {
-    if ((this.cancelReason && !this.goSent) || this.inbox?.failure || this.channelSender?.failure) return true;
-    const abortsAtDeadline = (this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort';
-    return abortsAtDeadline && this.phase === 'precopy' && this.watchdog.msLeft(performance.now()) <= 0;
+  protected gateStopReason(): MigrationError | undefined {
+    const reason = (this.goSent ? undefined : this.cancelReason) ?? this.inbox?.failure ?? this.channelSender?.failure;
+    if (reason || (this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) !== 'abort') return reason;
+    return this.watchdog.check(performance.now());
   }
 
   protected throwIfCancelled(): void {

@@ -171,7 +171,7 @@ class SourceMigration extends MigrationState {
       const stats = this.statsFor(pending.length);
       if (this.forced) {
         // Past a deadline the pause cannot be put off, but it still waits for another one's end.
-        while (this.seat && !this.seat.tryHold()) await this.waitWhileOtherPaused();
+        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
         predictedMs = stats.expectedDowntimeMs;
         this.report.forcedSwitchover = this.forced.error.toJSON();
         this.report.switchoverReason = 'forced-by-deadline';
@@ -195,7 +195,7 @@ class SourceMigration extends MigrationState {
           // Another migration of this host is paused: two pauses must not share the link. Once
           // it is over, one more round sends what the guest dirtied meanwhile, and the policy
           // decides again on the figures then.
-          await this.waitWhileOtherPaused();
+          await this.seat.whileOtherPaused();
           continue;
         }
         predictedMs = stats.expectedDowntimeMs;
@@ -467,21 +467,6 @@ class SourceMigration extends MigrationState {
     if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw expired;
     this.forced = new ForcedSwitchover(expired);
     return true;
-  }
-
-  /**
-   * Waits while another migration of this host is paused (see MigrateOptions.switchoverGate).
-   * Throws as the pre-copy loop would: on a cancel, a failed link, or a deadline with `abort`.
-   */
-  private async waitWhileOtherPaused(): Promise<void> {
-    const seat = this.seat;
-    while (seat?.otherPaused) {
-      this.throwIfCancelled();
-      this.inbox?.throwIfFailed();
-      if (this.channelSender?.failure) throw this.channelSender.failure;
-      this.checkDeadlines();
-      await seat.whileOtherPaused();
-    }
   }
 
   /** Opens the page channels; from now on pages travel on them. */

@@ -8,7 +8,7 @@
  * The gate only knows who holds the pause. Each migration waits through its own
  * {@link GateSeat}, which wakes when the pause is released, when told to (a cancel), and every
  * GATE_RECHECK_MS, so that its own reasons to stop waiting (a cancel, a dead link, a deadline)
- * end any wait promptly however long the holder keeps the pause.
+ * end any wait promptly, with that reason, however long the holder keeps the pause.
  */
 
 /** How often a waiting migration looks at its own reasons to stop waiting, in milliseconds. */
@@ -75,13 +75,13 @@ export class GateSeat {
   /**
    * @param gate the host's gate
    * @param migrationId this migration
-   * @param stopWaiting true once this migration must not wait any more (cancelled, link gone,
-   *   a deadline passed); asked at each wake
+   * @param stopReason why this migration must not wait any more (cancelled, link gone, a
+   *   deadline passed), once it must not; asked at each wake, and thrown
    */
   constructor(
     private readonly gate: SwitchoverGate,
     private readonly migrationId: string,
-    private readonly stopWaiting: () => boolean,
+    private readonly stopReason: () => Error | undefined,
   ) {}
 
   /** Whether another migration of the host is paused now. */
@@ -99,17 +99,19 @@ export class GateSeat {
     this.gate.release(this.migrationId);
   }
 
-  /**
-   * Resolves once no other migration is paused, or once `stopWaiting` says so (the caller then
-   * finds out why by its own checks). Never rejects.
-   */
+  /** Resolves once no other migration is paused; rejects with `stopReason`'s answer once there is one. */
   async whileOtherPaused(): Promise<void> {
-    while (this.otherPaused && !this.stopWaiting()) await this.gate.changed(GATE_RECHECK_MS);
+    while (this.otherPaused) {
+      const reason = this.stopReason();
+      if (reason) throw reason;
+      await this.gate.changed(GATE_RECHECK_MS);
+    }
   }
 
   /**
    * Holds one page batch back while another migration is paused (a pacer: the page senders call
-   * it before each batch goes to the link). Counts the time held, once however many batches wait.
+   * it before each batch goes to the link), or rejects as {@link whileOtherPaused}. Counts the
+   * time held, once however many batches wait.
    */
   async take(): Promise<void> {
     if (!this.otherPaused) return;
@@ -121,7 +123,7 @@ export class GateSeat {
     }
   }
 
-  /** Wakes this migration's waits (and the host's other ones) to look at `stopWaiting` again. */
+  /** Wakes this migration's waits (and the host's other ones) to ask `stopReason` again. */
   interrupt(): void {
     this.gate.wake();
   }

@@ -50,3 +50,16 @@ test('each run and setting is drawn per window, with the sum of singles and the 
   expect(pausesSvg).not.toMatch(/NaN|Infinity|undefined/);
   expect(timeSvg).not.toMatch(/NaN|Infinity|undefined/);
 });
+
+test('runs of the same label and setting are pooled into one series per chart', () => {
+  const { timeSvg, pausesSvg } = evacuationCharts([run('before', 'idle', [[2], [30], [21]]), run('before', 'idle', [[3], [40], [693]])]);
+  expect(series(timeSvg)).toEqual([
+    ['total, before', 3],
+    ['link-bound, before', 3],
+  ]);
+  expect(series(pausesSvg)).toEqual([['pauses, before', 3]]);
+  // Drawn as one run that made both evacuations of each window.
+  const both = run('before', 'idle', [[2], [30], [21]]);
+  for (const [w, entries] of Object.entries(run('before', 'idle', [[3], [40], [693]]).windows)) both.windows[w]!.push(...entries);
+  expect(evacuationCharts([both]).pausesSvg).toBe(pausesSvg);
+});

@@ -40,7 +40,14 @@ export function settingOf(r: EvacuationResults): string {
   return `${r.guests} x ${r.memoryBytes / 2 ** 20} MiB ${r.workload}${rate}, ${r.codec}`;
 }
 
-/** A point per window: the median of `pick` over the window's runs, with its min-max bar. */
+/** Runs of one label and setting as one: their evacuations per window, the median sum of singles. */
+function pooled(runs: readonly EvacuationResults[]): EvacuationResults {
+  const windows: Record<string, EvacuationEntry[]> = {};
+  for (const r of runs) for (const [w, entries] of Object.entries(r.windows)) (windows[w] ??= []).push(...entries);
+  return { ...runs[0]!, windows, singlesMs: median(runs.map((r) => r.singlesMs))! };
+}
+
+/** A point per window: the median of `pick` over the window's evacuations, with its min-max bar. */
 function perWindow(r: EvacuationResults, pick: (e: EvacuationEntry) => number[]): ChartSeries['points'] {
   return Object.entries(r.windows).flatMap(([w, entries]) => {
     const values = entries.flatMap(pick).filter((v) => Number.isFinite(v));
@@ -49,7 +56,7 @@ function perWindow(r: EvacuationResults, pick: (e: EvacuationEntry) => number[])
   });
 }
 
-/** The time chart and the pause chart of `runs`, as SVG documents. */
+/** The time chart and the pause chart of `runs`, as SVG documents; runs of the same label and setting are pooled. */
 export function evacuationCharts(runs: readonly EvacuationResults[]): { timeSvg: string; pausesSvg: string } {
   const labels = [...new Set(runs.map((r) => r.label ?? 'this run'))];
   const style = (label: string) => {
@@ -64,8 +71,11 @@ export function evacuationCharts(runs: readonly EvacuationResults[]): { timeSvg:
     const pauses: ChartSeries[] = [];
     const singles: ReferenceLine[] = [];
     const budgets = new Set<number>();
-    for (const r of runs.filter((run) => settingOf(run) === setting)) {
-      const label = r.label ?? 'this run';
+    const here = runs.filter((run) => settingOf(run) === setting);
+    for (const label of labels) {
+      const mine = here.filter((run) => (run.label ?? 'this run') === label);
+      if (mine.length === 0) continue;
+      const r = pooled(mine);
       const { color, marker } = style(label);
       const s = (ms: number) => ms / 1000;
       time.push({ label: `total, ${label}`, color, marker, points: perWindow(r, (e) => [s(e.totalMs)]) });

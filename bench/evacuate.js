@@ -5,12 +5,16 @@
 // measured just before each evacuation. Reported per window: the evacuation's total time against
 // the sum of the single migrations (window 1's migrations each ran alone) and against the
 // link-bound time (guest bytes / raw link), and the pauses, max and median, against the budget.
+// The results go to bench/results/evacuate-TIME.json, with two charts beside them (-time.svg and
+// -pauses.svg); `--from a.json,b.json --out PREFIX` draws the charts of saved runs instead,
+// each run a colour named by its `--label`.
 //
 // Usage: node bench/evacuate.js [--guests 8] [--memory 256MiB] [--windows 1,2,4]
 //          [--workload idle] [--dirty-rate 0] [--downtime-budget 300ms] [--compress lz4|none]
-//          [--runs 1] [--json]
+//          [--runs 1] [--label NAME] [--json]
+//        node bench/evacuate.js --from a.json,b.json [--out PREFIX]
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,6 +24,7 @@ import { spawnLivemig } from '#cli/node-flags';
 import { parseInteger, parsePositiveDuration, parseRate, parseSize } from '#cli/units';
 import { stopChild } from '#util/child';
 import { median } from '#util/stats';
+import { evacuationCharts } from '../dist/bench/evacuation-chart.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,9 +36,26 @@ const { values } = parseArgs({
     'downtime-budget': { type: 'string' },
     compress: { type: 'string' },
     runs: { type: 'string' },
+    label: { type: 'string' },
     json: { type: 'boolean' },
+    from: { type: 'string' },
+    out: { type: 'string' },
   },
 });
+
+/** Writes the two charts of `runs` to PREFIX-time.svg and PREFIX-pauses.svg; returns their paths. */
+function writeCharts(runs, prefix) {
+  const { timeSvg, pausesSvg } = evacuationCharts(runs);
+  writeFileSync(`${prefix}-time.svg`, timeSvg);
+  writeFileSync(`${prefix}-pauses.svg`, pausesSvg);
+  return [`${prefix}-time.svg`, `${prefix}-pauses.svg`];
+}
+
+if (values.from !== undefined) {
+  const runs = values.from.split(',').map((file) => JSON.parse(readFileSync(file, 'utf8')));
+  for (const file of writeCharts(runs, values.out ?? 'evacuation')) process.stdout.write(`${file}\n`);
+  process.exit(0);
+}
 const guests = parseInteger(values.guests ?? '8', '--guests', 1, 64);
 const memoryBytes = parseSize(values.memory ?? '256MiB', '--memory');
 const windows = (values.windows ?? '1,2,4').split(',').map((w) => parseInteger(w, '--windows', 1, 64));
@@ -108,7 +130,7 @@ const dir = mkdtempSync(join(tmpdir(), 'livemig-bench-evacuate-'));
 const poolFile = join(dir, 'pool.json');
 const capacity = guests * memoryBytes + 64 * 2 ** 20;
 const hosts = {};
-const results = { guests, memoryBytes, codec, workload, dirtyRateBytesPerSec, budgetMs, loadAverage: loadavg(), windows: {} };
+const results = { label: values.label, guests, memoryBytes, codec, workload, dirtyRateBytesPerSec, budgetMs, loadAverage: loadavg(), windows: {} };
 try {
   for (const name of ['A', 'B', 'C']) hosts[name] = await startHost(name, capacity, poolFile, join(dir, name));
   writeFileSync(poolFile, JSON.stringify({ hosts: ['A', 'B', 'C'].map((n) => ({ name: n, url: hosts[n].url })) }));
@@ -157,10 +179,16 @@ for (const window of windows) {
   ]);
 }
 results.singlesMs = singles;
+const resultsDir = new URL('./results/', import.meta.url);
+mkdirSync(resultsDir, { recursive: true });
+const stem = new URL(`./evacuate-${new Date().toISOString().replace(/[:.]/g, '-')}`, resultsDir).pathname;
+writeFileSync(`${stem}.json`, `${JSON.stringify(results, null, 2)}\n`);
+const charts = writeCharts([results], stem);
 if (values.json) {
   process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
 } else {
   const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
   log(`\n${guests} guests x ${memoryBytes / 2 ** 20} MiB (${workload}${dirtyRateBytesPerSec ? `, ${dirtyRateBytesPerSec / 1e6} MB/s` : ''}, ${codec}), A -> B, C; load average ${results.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   for (const row of table) log(row.map((cell, i) => cell.padStart(widths[i])).join('  '));
+  log(`\nresults ${stem}.json, charts ${charts.join(', ')}`);
 }

@@ -67,6 +67,7 @@ export {
   DEFAULT_SWITCHOVER_OVERHEAD_MS,
   type CalibrationSample,
 } from './precopy/switchover-calibration.js';
+export { SwitchoverGate, GATE_RECHECK_MS } from './precopy/switchover-gate.js';
 export { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES } from './precopy/page-sender.js';
 export { DEFAULT_AUTO_CONVERGE, type AutoConvergeMode } from './precopy/auto-converge.js';
 export {

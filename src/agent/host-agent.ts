@@ -11,6 +11,7 @@
  */
 
 import { calibrationsByCodec } from '../precopy/switchover-calibration.js';
+import { SwitchoverGate } from '../precopy/switchover-gate.js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -57,6 +58,8 @@ export class HostAgent implements ControlApi {
   private readonly outgoing = new Map<string, OutgoingMigration>();
   /** What this host's switchovers taught its pause prediction, per codec. */
   private readonly calibration = calibrationsByCodec();
+  /** Shared by the migrations leaving this host: one guest paused at a time, the others' pages held meanwhile. */
+  private readonly switchoverGate = new SwitchoverGate();
   private readonly incoming = new Map<string, MigrationInfo>();
   /** Per guest, the last inspection queued; each waits for the one before it. */
   private readonly inspections = new WeakMap<HostGuest, Promise<unknown>>();
@@ -270,6 +273,7 @@ export class HostAgent implements ControlApi {
         metrics: this.metrics,
         engine: this.options.engine ?? {},
         calibration: this.calibration,
+        switchoverGate: this.switchoverGate,
         prepare: async (g) => {
           await this.inspections.get(g);
           await this.detach(g);

@@ -11,6 +11,7 @@ import { asMigrationError } from '../errors.js';
 import { migrate } from '../precopy/migration.js';
 import { type MigrateOptions } from '../precopy/migrate-options.js';
 import type { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
+import type { SwitchoverGate } from '../precopy/switchover-gate.js';
 import type { PageCodec } from '../protocol/page-codecs.js';
 import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
@@ -28,6 +29,8 @@ export interface OutgoingContext {
   metrics: HostMetrics;
   /** Engine options of the host, under those of the request. */
   engine: MigrateOptions;
+  /** The host's switchover gate: one of its guests paused at a time, with the link to itself. */
+  switchoverGate: SwitchoverGate;
   /** The host's pause calibrations, one per codec. */
   calibration: (codec: PageCodec) => SwitchoverCalibration;
   /** Takes the guest back from whatever else may touch it (an inspection, the target agent's queries). */
@@ -117,6 +120,7 @@ export class OutgoingMigration {
     // The host's calibration for the codec, unless its engine options name one: each pause it
     // predicts draws on the switchovers it made before.
     options.calibration ??= this.ctx.calibration(options.codec ?? 'lz4');
+    options.switchoverGate ??= this.ctx.switchoverGate;
     return migrate(domain, transport, options);
   }
 

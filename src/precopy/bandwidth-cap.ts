@@ -20,8 +20,27 @@ export const BANDWIDTH_CAP_WINDOW_MS = 100;
  */
 export const BANDWIDTH_CAP_SLACK_MS = 2;
 
+/**
+ * What a page sender asks before each frame goes to the link: resolves when the frame may go.
+ * A {@link BandwidthCap} is one; so is a migration's seat at its host's switchover gate.
+ */
+export interface SendPacer {
+  take(bytes: number): Promise<void>;
+}
+
+/** Paces frames through each of `pacers` in turn; undefined with none. */
+export function pacerOf(...pacers: Array<SendPacer | undefined>): SendPacer | undefined {
+  const all = pacers.filter((p): p is SendPacer => p !== undefined);
+  if (all.length <= 1) return all[0];
+  return {
+    async take(bytes) {
+      for (const p of all) await p.take(bytes);
+    },
+  };
+}
+
 /** A sending-rate cap shared by everything one migration sends. */
-export class BandwidthCap {
+export class BandwidthCap implements SendPacer {
   /** When the link will have carried everything handed to it so far. */
   private freeAt: number;
 

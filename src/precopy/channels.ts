@@ -14,6 +14,7 @@
 import { Worker } from 'node:worker_threads';
 import type { SourceDomain } from '../domain/backend.js';
 import {
+  asMigrationError,
   ConnectionClosedError,
   InvalidArgumentError,
   MigrationError,
@@ -29,7 +30,7 @@ import type { PageDigest } from '../protocol/page-digest.js';
 import { sourceChannelTransition, type SourceChannelState } from '../protocol/receiver-state.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
-import type { BandwidthCap } from './bandwidth-cap.js';
+import type { SendPacer } from './bandwidth-cap.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
 import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, type PageSender, type SenderCounters } from './page-sender.js';
 
@@ -67,7 +68,7 @@ export interface ChannelSenderOptions {
   codec: PageCodec;
   dataPagesPerBatch?: number;
   maxInFlight?: number;
-  cap?: BandwidthCap;
+  cap?: SendPacer;
   /** How long each channel may take to be joined (`channel-ready`), in milliseconds. */
   timeoutMs: number;
   limits?: Partial<ProtocolLimits>;
@@ -324,7 +325,8 @@ export class ChannelSender implements PageSink {
       );
       channel.sending.add(sent);
     };
-    if (cap) channel.chain = channel.chain.then(() => cap.take(frame.length)).then(handOver);
+    // A pacer that gives up (the migration ends while the frame waits) fails the channels.
+    if (cap) channel.chain = channel.chain.then(() => cap.take(frame.length)).then(handOver, (err: unknown) => this.fail(asMigrationError(err)));
     else handOver();
   }
 }

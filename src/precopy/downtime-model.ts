@@ -68,7 +68,7 @@ export class DowntimeModel {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
       bytes += r.bytesRaw;
-      ms += r.durationMs;
+      ms += r.durationMs - (r.heldMs ?? 0);
     }
     return ms > 0 ? (bytes * 1000) / ms : 0;
   }
@@ -128,7 +128,8 @@ export class DowntimeModel {
       if (r.stopAndCopy) continue;
       // The target's collection before the acknowledgement is not part of what a round costs.
       // (At most the acknowledgement wait it was part of: a target cannot report more than that.)
-      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) });
+      // Nor is the time its batches were held back while another migration of the host paused.
+      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) - (r.heldMs ?? 0) });
       ms += r.durationMs;
     }
     return paceOfRoundsLike(samples, bytes);

@@ -8,6 +8,7 @@ import type { AutoConvergeMode } from './auto-converge.js';
 import type { DowntimeRamp, PrecopyPolicy, SwitchoverMode } from './policy.js';
 import type { TimeoutAction } from './progress-watchdog.js';
 import type { MigrationProgress } from './report.js';
+import type { SwitchoverGate } from './switchover-gate.js';
 import type { calibrationsByCodec, SwitchoverCalibration } from './switchover-calibration.js';
 
 /** How long the source waits for "ready", "prepared" and each round's acknowledgement, in ms. */
@@ -117,6 +118,13 @@ export interface MigrateOptions {
   dataPagesPerBatch?: number;
   /** Batches in flight. @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
   maxInFlight?: number;
+  /**
+   * The switchover gate of the host this migration leaves, shared by all its outgoing migrations:
+   * while one of them is paused the others hold their page batches back, and only one is paused
+   * at a time (it waits for the gate, iterating on, when another is). The pause then has the link
+   * to itself, as its prediction assumes. @default none: the migration acts as if alone
+   */
+  switchoverGate?: SwitchoverGate;
   /** Limits applied to records received from the target. */
   limits?: Partial<ProtocolLimits>;
   /**

@@ -15,7 +15,7 @@ import type { Transport } from '../transport/transport.js';
 import { collectorFrom } from '../util/gc.js';
 import { roundTo } from '../util/stats.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
-import { BandwidthCap } from './bandwidth-cap.js';
+import { BandwidthCap, pacerOf, type SendPacer } from './bandwidth-cap.js';
 import { type ChannelSender, type PageSink } from './channels.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
@@ -28,10 +28,11 @@ import {
   type PrecopyPolicy,
   type PrecopyStats,
 } from './policy.js';
-import { DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB, DEFAULT_STALL_TIMEOUT_MS, ProgressWatchdog } from './progress-watchdog.js';
+import { DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB, DEFAULT_STALL_TIMEOUT_MS, DEFAULT_TIMEOUT_ACTION, ProgressWatchdog } from './progress-watchdog.js';
 import { type MigrateOptions } from './migrate-options.js';
 import { RecordInbox } from './record-inbox.js';
 import { SwitchoverCalibration } from './switchover-calibration.js';
+import { GateSeat } from './switchover-gate.js';
 import type { MigrationPhase, MigrationProgress, MigrationReport, RoundReport } from './report.js';
 
 /** Why pre-copy stopped early because a deadline passed with the `force-switchover` action. */
@@ -64,6 +65,10 @@ export abstract class MigrationState {
   protected sender: PageSink;
   /** The cap on the sending rate, shared by every connection that carries pages. */
   protected readonly cap: BandwidthCap | undefined;
+  /** This migration's place at its host's switchover gate, if it was given one. */
+  protected readonly seat: GateSeat | undefined;
+  /** The cap and the gate, as the page senders see them. */
+  protected readonly pacer: SendPacer | undefined;
   /** The page channels, once open (version 3 only). */
   protected channelSender: ChannelSender | undefined;
   /** The domain's dirty log, or a scan against `sentDigest`, as the domain declares. */
@@ -113,11 +118,14 @@ export abstract class MigrationState {
     this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
     this.model.findDirtyMs = () => this.dirty.takeMs();
     this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
+    this.seat = options.switchoverGate ? new GateSeat(options.switchoverGate, this.id, () => this.gateStopReason()) : undefined;
+    // The gate last: a frame the cap let go still waits out another migration's pause.
+    this.pacer = pacerOf(this.cap, this.seat);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codec,
       dataPagesPerBatch: options.dataPagesPerBatch,
       maxInFlight: options.maxInFlight,
-      cap: this.cap,
+      cap: this.pacer,
     });
     this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
     this.watchdog = new ProgressWatchdog(
@@ -200,6 +208,17 @@ export abstract class MigrationState {
         `the target acknowledged round ${ack.round} at batch ${ack.batches}; expected round ${this.round} at batch ${this.sender.seq}`,
       );
     }
+  }
+
+  /**
+   * Why a wait at the switchover gate must end now, if it must: the migration was cancelled, a
+   * link failed, or (with the `abort` action) a deadline passed. A deadline with
+   * `force-switchover` keeps the wait: that switchover needs the gate too.
+   */
+  protected gateStopReason(): MigrationError | undefined {
+    const reason = (this.goSent ? undefined : this.cancelReason) ?? this.inbox?.failure ?? this.channelSender?.failure;
+    if (reason || (this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) !== 'abort') return reason;
+    return this.watchdog.check(performance.now());
   }
 
   protected throwIfCancelled(): void {

@@ -69,6 +69,7 @@ class SourceMigration extends MigrationState {
       const reason = this.options.signal?.reason;
       this.cancelReason ??= new CancelledError(reason instanceof Error ? `migration cancelled: ${reason.message}` : undefined);
       this.inbox?.interrupt();
+      this.seat?.interrupt();
     };
     if (this.options.signal?.aborted) onAbort();
     this.options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -96,6 +97,7 @@ class SourceMigration extends MigrationState {
         await this.stateSaving?.catch(() => undefined);
         // Resume before anything else: finding the best explanation may wait on the link.
         const resumeError = await this.custody.resumeHere();
+        this.seat?.release();
         await this.custody.undo(await this.explain(error), resumeError);
         return this.report;
       }
@@ -108,6 +110,8 @@ class SourceMigration extends MigrationState {
     } finally {
       guard.disarm();
       clearInterval(ticker);
+      // Whatever path ended it, the host's other migrations must not wait on this one any more.
+      this.seat?.release();
       this.options.signal?.removeEventListener('abort', onAbort);
       // A completed migration ends when the guest was released here, before its copy is checked.
       this.report.totalMs = roundTo((this.custody.releasedAt ?? performance.now()) - this.start, 3);
@@ -172,6 +176,8 @@ class SourceMigration extends MigrationState {
       this.round++;
       const stats = this.statsFor(pending.length);
       if (this.forced) {
+        // Past a deadline the pause cannot be put off, but it still waits for another one's end.
+        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
         predictedMs = stats.expectedDowntimeMs;
         this.report.forcedSwitchover = this.forced.error.toJSON();
         this.report.switchoverReason = 'forced-by-deadline';
@@ -191,6 +197,13 @@ class SourceMigration extends MigrationState {
         throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
       }
       if (decision === 'stop-and-copy') {
+        if (this.seat && !this.seat.tryHold()) {
+          // Another migration of this host is paused: two pauses must not share the link. Once
+          // it is over, one more round sends what the guest dirtied meanwhile, and the policy
+          // decides again on the figures then.
+          await this.seat.whileOtherPaused();
+          continue;
+        }
         predictedMs = stats.expectedDowntimeMs;
         this.report.switchoverReason = reason ?? 'policy';
         break;
@@ -260,6 +273,8 @@ class SourceMigration extends MigrationState {
       await this.transport.send(encodeRecord({ type: 'go' }));
       const resumed = await this.expect('resumed', this.options.switchoverTimeoutMs ?? DEFAULT_SWITCHOVER_TIMEOUT_MS);
       const resumedAt = performance.now();
+      // The guest runs on the target: the pause is over, and the host's other migrations go on.
+      this.seat?.release();
       // The target's resume cannot have taken longer than the whole go/resumed exchange (§12).
       const resumeMs = Math.min(resumed.resumeMs, resumedAt - goAt);
       const roundTrip = resumedAt - goAt - resumeMs;
@@ -290,9 +305,12 @@ class SourceMigration extends MigrationState {
         // An explicit abort after "go" means the target could not resume and destroyed its
         // copy: the paused copy here is the only one, so it runs again here.
         await this.custody.undo(error);
+        this.seat?.release();
         return;
       }
       this.transport.destroy();
+      // The link is gone: asking the target what it did needs none of it, so others may use it.
+      this.seat?.release();
       await this.custody.resolveAfterGo(error, this.pauseTimes!.pauseStart);
       return;
     }
@@ -335,6 +353,7 @@ class SourceMigration extends MigrationState {
   private async sendRound(pfns: Uint32Array, stopAndCopy: boolean): Promise<Uint32Array> {
     this.throwIfCancelled();
     const before = { ...this.sender.counters };
+    const heldBefore = this.seat?.heldMs ?? 0;
     const vcpuMsBefore = this.domain.vcpuTimeMs?.();
     const started = performance.now();
     this.roundPages = pfns.length;
@@ -402,6 +421,7 @@ class SourceMigration extends MigrationState {
       guestCpuCores: vcpuMs !== undefined && durationMs > 0 ? roundTo(vcpuMs / durationMs, 3) : undefined,
       bandwidthBytesPerSec: durationMs > 0 ? roundTo((bytesRaw * 1000) / durationMs, 3) : 0,
       sendMs: roundTo(handedOverAt - started, 3),
+      ...(this.seat ? { heldMs: roundTo(this.seat.heldMs - heldBefore, 3) } : {}),
       ackMs: roundTo(ackMs, 3),
       gcMs: roundTo(gcMs, 3),
       targetGcMs: roundTo(this.targetGcMs, 3),
@@ -471,7 +491,7 @@ class SourceMigration extends MigrationState {
       codec: this.codec,
       dataPagesPerBatch: this.options.dataPagesPerBatch,
       maxInFlight: this.options.maxInFlight,
-      cap: this.cap,
+      cap: this.pacer,
       timeoutMs,
       limits: this.options.limits,
       onFailure: () => this.inbox?.interrupt(),

@@ -20,7 +20,7 @@ import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
-import type { BandwidthCap } from './bandwidth-cap.js';
+import type { SendPacer } from './bandwidth-cap.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -46,8 +46,8 @@ export interface PageSenderOptions {
   dataPagesPerBatch?: number;
   /** @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
   maxInFlight?: number;
-  /** Caps the sending rate (wire bytes). @default none */
-  cap?: BandwidthCap;
+  /** Holds each frame back until it may go: a cap on the sending rate (wire bytes), the host's switchover gate. @default none */
+  cap?: SendPacer;
 }
 
 /** Counters of what a sender put on the wire. */
@@ -92,7 +92,7 @@ export class PageSender {
   /** The hash of each data page gathered, in order: the batch's checksum is made of them. */
   private readonly dataHashes: Uint32Array;
   private readonly zeroPfns: Uint32Array;
-  private readonly cap: BandwidthCap | undefined;
+  private readonly cap: SendPacer | undefined;
   /** Where {@link wireShare} gathers and encodes its sample, allocated on first use. */
   private sample: { raw: Buffer; out: Buffer } | undefined;
 

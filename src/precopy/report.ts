@@ -70,6 +70,11 @@ export interface RoundReport {
   bandwidthBytesPerSec: number;
   /** Of `durationMs`: handing the round's batches to the link. */
   sendMs: number;
+  /**
+   * Of `sendMs`: batches held back while another migration of the host was paused (its
+   * switchover gate); absent without a gate.
+   */
+  heldMs?: number;
   /** Of `durationMs`: waiting for the target to acknowledge the round after its last batch (0 for the stop-and-copy round). */
   ackMs: number;
   /**

@@ -37,6 +37,7 @@ import { GuestRegistry, guestInfo, isSourceDomain, type HostGuest } from './gues
 import { HostMetrics, processUsage } from './host-metrics.js';
 import { DEFAULT_MIGRATION_HISTORY, HOST_CLOSE_GRACE_MS, type HostAgentOptions } from './host-options.js';
 import { OutgoingMigration } from './outgoing-migration.js';
+import { PauseEstimator } from './pause-estimator.js';
 import { TargetAgent } from './target-agent.js';
 
 export { DEFAULT_MIGRATION_HISTORY, type HostAgentOptions } from './host-options.js';
@@ -60,6 +61,8 @@ export class HostAgent implements ControlApi {
   /** Per guest, the last inspection queued; each waits for the one before it. */
   private readonly inspections = new WeakMap<HostGuest, Promise<unknown>>();
   private readonly history: number;
+  /** Each guest's expected pause and total time, from what this host's migrations measured. */
+  private readonly estimator: PauseEstimator;
 
   private constructor(private readonly options: HostAgentOptions<HostAgent>) {
     this.name = options.name ?? os.hostname();
@@ -69,6 +72,12 @@ export class HostAgent implements ControlApi {
     this.maintenance = options.maintenance ?? false;
     this.launchers = options.launchers ?? defaultLaunchers();
     this.history = options.migrationHistory ?? DEFAULT_MIGRATION_HISTORY;
+    const engine = options.engine ?? {};
+    this.estimator = new PauseEstimator({
+      configuredLinkBytesPerSec: options.linkBytesPerSec ?? engine.maxBandwidthBytesPerSec,
+      downtimeBudgetMs: engine.downtimeBudgetMs,
+      overheadMs: () => this.calibration(engine.codec ?? 'lz4').overheadMs,
+    });
     const registry = this.registry;
     this.metrics = new HostMetrics(
       this.name,
@@ -157,11 +166,12 @@ export class HostAgent implements ControlApi {
   }
 
   guests(): GuestInfo[] {
-    return this.registry.list().map(guestInfo);
+    return this.registry.list().map((g) => guestInfo(g, this.estimator.estimate(g)));
   }
 
   guest(id: string): GuestInfo {
-    return guestInfo(this.registry.get(id));
+    const g = this.registry.get(id);
+    return guestInfo(g, this.estimator.estimate(g));
   }
 
   /**
@@ -197,7 +207,7 @@ export class HostAgent implements ControlApi {
       state: 'running',
       since: new Date().toISOString(),
     });
-    return guestInfo(guest);
+    return guestInfo(guest, this.estimator.estimate(guest));
   }
 
   /**
@@ -265,6 +275,7 @@ export class HostAgent implements ControlApi {
         metrics: this.metrics,
         engine: this.options.engine ?? {},
         calibration: this.calibration,
+        observe: (g, report) => this.estimator.observe(g, report),
         prepare: async (g) => {
           await this.inspections.get(g);
           await this.detach(g);

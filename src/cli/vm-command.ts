@@ -11,6 +11,7 @@ import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { parse } from './args.js';
 import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
 import { formatBytes, parseInteger, parsePositiveDuration, parseRate, parseSize } from './units.js';
+import { pauseBasis, pauseCells } from './pause-cells.js';
 
 export const VM_HELP = `usage: livemig vm start --host URL --name NAME --memory SIZE [flags]
        livemig vm list --host URL [flags]
@@ -161,7 +162,9 @@ async function migrateGuest(client: ControlClient, values: Values): Promise<numb
 
 function describeGuest(g: GuestInfo): string {
   const moving = g.migrationId !== undefined ? ` (migration ${g.migrationId})` : '';
-  return `${g.name.padEnd(16)} ${g.id}  ${g.state}${moving}  ${formatBytes(g.memoryBytes)}, ${g.vcpus} vCPU, priority ${g.priority}, since ${g.since}`;
+  const [pause, total] = pauseCells(g.pauseEstimate);
+  const estimate = g.pauseEstimate?.state === 'known' ? `pause ${pause}, total ${total} (${pauseBasis(g.pauseEstimate)})` : `pause unknown: ${pauseBasis(g.pauseEstimate)}`;
+  return `${g.name.padEnd(16)} ${g.id}  ${g.state}${moving}  ${formatBytes(g.memoryBytes)}, ${g.vcpus} vCPU, priority ${g.priority}, since ${g.since}\n${''.padEnd(17)}${estimate}`;
 }
 
 function describeMigration(m: MigrationInfo): string {

@@ -95,3 +95,16 @@ test('a configured bandwidth gives estimates before any migration', async () => 
   await a.startGuest({ name: 'calm', memoryBytes: 8 * MiB, config: { workload: 'idle' } });
   expect(a.guests()[0]!.pauseEstimate).toMatchObject({ state: 'known', linkSource: 'configured', linkBytesPerSec: 200e6, fitsBudget: true });
 });
+
+test('the link is taken from migrations that ran alone when there are any: a shared link measures a part of it', () => {
+  const MB = 1e6;
+  const ran = (startMs: number, ms: number, bytesPerSec: number): MigrationReport =>
+    ({ memoryBytes: 64 * MiB, startedAt: new Date(startMs).toISOString(), totalMs: ms, rounds: [round({ round: 0, pages: 1, bytesRaw: (bytesPerSec * ms) / 1000, durationMs: ms })] }) as MigrationReport;
+  const estimator = new PauseEstimator({ overheadMs: () => 3 });
+  const guest = {} as HostGuest;
+  estimator.observe(guest, ran(0, 1000, 50 * MB), 1); // another migration still ran as it ended
+  estimator.observe(guest, ran(500, 1000, 60 * MB), 0); // overlapped the one before
+  expect(estimator.link()).toMatchObject({ bytesPerSec: 55 * MB, source: 'measured' });
+  estimator.observe(guest, ran(2000, 1000, 200 * MB), 0);
+  expect(estimator.link()!.bytesPerSec).toBe(200 * MB);
+});

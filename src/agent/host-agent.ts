@@ -275,7 +275,7 @@ export class HostAgent implements ControlApi {
         metrics: this.metrics,
         engine: this.options.engine ?? {},
         calibration: this.calibration,
-        observe: (g, report) => this.estimator.observe(g, report),
+        observe: (g, report) => this.estimator.observe(g, report, this.inFlight('out')),
         prepare: async (g) => {
           await this.inspections.get(g);
           await this.detach(g);

@@ -11,8 +11,11 @@
 //
 // Usage: node bench/evacuate.js [--guests 8] [--memory 256MiB] [--windows 1,2,4]
 //          [--workload idle] [--dirty-rate 0] [--downtime-budget 300ms] [--compress lz4|none]
+//          [--busy N] [--busy-rate 120MB/s] [--busy-hot-set 64MiB] [--no-pause-order]
 //          [--runs 1] [--label NAME] [--json]
 //        node bench/evacuate.js --from a.json,b.json [--out PREFIX]
+// --busy N makes the last N guests hotset guests at --busy-rate over --busy-hot-set (a mix of
+// calm and busy guests); --no-pause-order evacuates without ordering by expected pause.
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
@@ -35,6 +38,10 @@ const { values } = parseArgs({
     'dirty-rate': { type: 'string' },
     'downtime-budget': { type: 'string' },
     compress: { type: 'string' },
+    busy: { type: 'string' },
+    'busy-rate': { type: 'string' },
+    'busy-hot-set': { type: 'string' },
+    'no-pause-order': { type: 'boolean' },
     runs: { type: 'string' },
     label: { type: 'string' },
     json: { type: 'boolean' },
@@ -64,6 +71,9 @@ const dirtyRateBytesPerSec = values['dirty-rate'] === undefined ? 0 : parseRate(
 const budgetMs = parsePositiveDuration(values['downtime-budget'] ?? '300ms', '--downtime-budget');
 const codec = values.compress ?? 'lz4';
 const runs = parseInteger(values.runs ?? '1', '--runs', 1, 20);
+const busy = parseInteger(values.busy ?? '0', '--busy', 0, guests);
+const busyConfig = { workload: 'hotset', dirtyRateBytesPerSec: parseRate(values['busy-rate'] ?? '120MB/s', '--busy-rate'), hotSetBytes: parseSize(values['busy-hot-set'] ?? '64MiB', '--busy-hot-set') };
+const orderByPause = !values['no-pause-order'];
 const log = (line) => {
   if (!values.json) process.stdout.write(`${line}\n`);
 };
@@ -103,12 +113,14 @@ async function startHost(name, capacityBytes, poolFile, stateDir) {
 
 async function startGuests(a) {
   for (let i = 0; i < guests; i++) {
-    await a.client.startGuest({ name: `g${i}`, memoryBytes, config: { workload, dirtyRateBytesPerSec, seed: i + 1 } });
+    const busyOne = i >= guests - busy;
+    const config = busyOne ? busyConfig : { workload, dirtyRateBytesPerSec };
+    await a.client.startGuest({ name: busyOne ? `busy${i}` : `g${i}`, memoryBytes, config: { ...config, seed: i + 1 } });
   }
 }
 
 async function evacuateA(a, window) {
-  const started = await a.client.evacuate({ to: ['B', 'C'], parallel: window, perTarget: window, downtimeBudgetMs: budgetMs, codec });
+  const started = await a.client.evacuate({ to: ['B', 'C'], parallel: window, perTarget: window, downtimeBudgetMs: budgetMs, codec, orderByPause });
   let info = started;
   while (info.endedAt === undefined) {
     await new Promise((r) => setTimeout(r, 100));
@@ -130,7 +142,7 @@ const dir = mkdtempSync(join(tmpdir(), 'livemig-bench-evacuate-'));
 const poolFile = join(dir, 'pool.json');
 const capacity = guests * memoryBytes + 64 * 2 ** 20;
 const hosts = {};
-const results = { label: values.label, guests, memoryBytes, codec, workload, dirtyRateBytesPerSec, budgetMs, loadAverage: loadavg(), windows: {} };
+const results = { label: values.label, guests, memoryBytes, codec, workload, dirtyRateBytesPerSec, busy, busyConfig: busy > 0 ? busyConfig : undefined, orderByPause, budgetMs, loadAverage: loadavg(), windows: {} };
 try {
   for (const name of ['A', 'B', 'C']) hosts[name] = await startHost(name, capacity, poolFile, join(dir, name));
   writeFileSync(poolFile, JSON.stringify({ hosts: ['A', 'B', 'C'].map((n) => ({ name: n, url: hosts[n].url })) }));
@@ -148,9 +160,14 @@ try {
         guestTotalsMs: info.guests.map((g) => g.totalMs),
         downtimesMs: info.guests.map((g) => g.downtimeMs),
         targets: info.guests.map((g) => g.runsOn),
+        names: info.guests.map((g) => g.guestName),
+        plan: info.plan.map((m) => ({ guestName: m.guestName, expectedPauseMs: m.expectedPauseMs, expectedTotalMs: m.expectedTotalMs, alone: m.alone ?? false, overBudget: m.overBudget ?? false })),
+        loadAverage: loadavg(),
       };
       (results.windows[window] ??= []).push(entry);
-      log(`run ${run + 1}, window ${window}: ${(totalMs / 1000).toFixed(2)} s, raw link ${(raw / 1e9).toFixed(2)} GB/s`);
+      log(`run ${run + 1}, window ${window}: ${(totalMs / 1000).toFixed(2)} s, raw link ${(raw / 1e9).toFixed(2)} GB/s, load ${entry.loadAverage[0].toFixed(2)}`);
+      const row = (g) => `${g.guestName} ${g.alone ? 'alone' : 'shared'} expected ${g.expectedPauseMs ?? '?'} ms, paused ${entry.downtimesMs[entry.names.indexOf(g.guestName)]?.toFixed(1) ?? '-'} ms`;
+      if (busy > 0) log(`  start order: ${entry.plan.map(row).join('; ')}`);
     }
   }
 } finally {

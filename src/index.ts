@@ -133,6 +133,7 @@ export { launchSimGuest, type GuestAdopter, type GuestLauncher, type LaunchedGue
 export { adoptQemuGuest, qemuGuestLauncher, MIN_QEMU_GUEST_MEMORY_MIB, type QemuLauncherOptions } from './agent/qemu-guest-launcher.js';
 export { GuestRegistry, type HostGuest } from './agent/guest-registry.js';
 export { MIGRATION_CHANNEL, type MigrationEvent } from './agent/host-metrics.js';
+export { LINK_HISTORY } from './agent/pause-estimator.js';
 export { ControlClient, DEFAULT_CONTROL_TIMEOUT_MS, DEFAULT_POLL_INTERVAL_MS, type ControlClientOptions } from './agent/control-client.js';
 export { DEFAULT_MAX_CONTROL_BODY_BYTES } from './agent/control-server.js';
 export { DEFAULT_CONTROL_CLOCK_SKEW_MS, metricsToken } from './agent/control-auth.js';
@@ -151,6 +152,7 @@ export { readKeyFile, writeKeyFile, generateKey } from './agent/key-file.js';
 export { MIN_POOL_KEY_BYTES } from './protocol/auth.js';
 export { evacuate, planHostEvacuation } from './pool/evacuation.js';
 export { planEvacuation, byEvacuationOrder, type PlanInput } from './pool/evacuation-plan.js';
+export { BUSY_PAUSE_SHARE } from './pool/evacuation-order.js';
 export {
   DEFAULT_EVACUATION_PARALLEL,
   DEFAULT_EVACUATION_PER_TARGET,

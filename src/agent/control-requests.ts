@@ -136,7 +136,7 @@ export function parseMaintenance(body: unknown): boolean {
 export function parseEvacuate(body: unknown): EvacuateRequest {
   const what = 'the evacuate request';
   const b = object(body, what);
-  only(b, what, ['to', 'parallel', 'perTarget', 'dryRun', 'moveWhatFits', 'downtimeBudgetMs', 'maxBandwidthBytesPerSec', 'codec']);
+  only(b, what, ['to', 'parallel', 'perTarget', 'dryRun', 'moveWhatFits', 'orderByPause', 'downtimeBudgetMs', 'maxBandwidthBytesPerSec', 'codec']);
   const request: EvacuateRequest = {};
   if (b.to !== undefined) {
     if (!Array.isArray(b.to) || b.to.some((h) => typeof h !== 'string' || h.length === 0)) {
@@ -152,6 +152,8 @@ export function parseEvacuate(body: unknown): EvacuateRequest {
   if (dryRun !== undefined) request.dryRun = dryRun;
   const moveWhatFits = flag(b, 'moveWhatFits', what);
   if (moveWhatFits !== undefined) request.moveWhatFits = moveWhatFits;
+  const orderByPause = flag(b, 'orderByPause', what);
+  if (orderByPause !== undefined) request.orderByPause = orderByPause;
   engineFields(b, what, request);
   return request;
 }

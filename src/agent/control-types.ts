@@ -36,6 +36,37 @@ export interface GuestInfo {
   config?: Record<string, unknown>;
   /** Its serial log on this host, a file path, for a backend that writes one (QEMU). */
   console?: string;
+  /** What its host expects a migration of it to cost, alone on the link (docs/api.md, "Pause estimate"). */
+  pauseEstimate?: PauseEstimate;
+}
+
+/**
+ * A host's expectation of one guest's next migration, played forward on paper from the guest's
+ * dirty rate and the link the host knows, under the `best` switchover, as if it ran alone.
+ * `known` carries the figures; `unknown` says in `reason` what is missing.
+ */
+export interface PauseEstimate {
+  state: 'known' | 'unknown';
+  /** The pause the `best` switchover is likely to end with, in milliseconds. */
+  bestPauseMs?: number;
+  /** The whole migration, first round to resume, in milliseconds. */
+  totalMs?: number;
+  /** Pre-copy rounds before the pause, the full pass included. */
+  rounds?: number;
+  /** The budget the estimate was played against (the host's default), in milliseconds. */
+  downtimeBudgetMs: number;
+  /** True if the pause fits that budget (with the engine's headroom) by iterating alone. */
+  fitsBudget?: boolean;
+  /** The guest's dirty rate used, bytes per second, and its writable working set, bytes. */
+  dirtyRateBytesPerSec?: number;
+  workingSetBytes?: number;
+  /** `declared`: its backend says what it does (the simulated guest's workload); `measured`: its last migration from this host. */
+  dirtySource?: 'declared' | 'measured';
+  /** Raw page bytes per second the link absorbs, and where that figure comes from. */
+  linkBytesPerSec?: number;
+  linkSource?: 'measured' | 'configured';
+  /** Why the estimate is unknown. */
+  reason?: string;
 }
 
 /** What `POST /v1/guests/:id/inspect` answers: the guest paused a moment and read. */
@@ -150,6 +181,15 @@ export interface PlannedMove {
   reason?: string;
   /** Why, as a code: `ERR_INSUFFICIENT_CAPACITY`, `ERR_HOST_IN_MAINTENANCE`, `ERR_CONFLICT`. */
   code?: string;
+  /** Its host's estimate of its pause and total time alone, in milliseconds, when known. */
+  expectedPauseMs?: number;
+  expectedTotalMs?: number;
+  /** Its expected pause exceeds the evacuation's budget even alone. */
+  overBudget?: boolean;
+  /** It migrates alone: nothing else runs in the window while it does. */
+  alone?: boolean;
+  /** Why it starts where it does in the plan, for people. */
+  orderReason?: string;
 }
 
 /** What `POST /v1/host/evacuate` asks. */
@@ -164,6 +204,11 @@ export interface EvacuateRequest {
   dryRun?: boolean;
   /** Move the guests that fit when some cannot be placed, and report the others. @default false */
   moveWhatFits?: boolean;
+  /**
+   * Order guests within a priority by their pause estimates, and move busy ones alone
+   * (docs/pool.md, "Order"); false keeps priority then size, all sharing the window. @default true
+   */
+  orderByPause?: boolean;
   /** Engine options of every migration, as in `MigrateGuestRequest`. */
   downtimeBudgetMs?: number;
   maxBandwidthBytesPerSec?: number;

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SourceDomain, TargetDomain } from '../domain/backend.js';
 import { InsufficientCapacityError, NotFoundError } from '../errors.js';
-import type { GuestInfo, GuestState } from './control-types.js';
+import type { GuestInfo, GuestState, PauseEstimate } from './control-types.js';
 
 /** One guest on this host. */
 export interface HostGuest {
@@ -145,8 +145,8 @@ export class GuestRegistry {
   }
 }
 
-/** A guest as the control API reports it. */
-export function guestInfo(g: HostGuest): GuestInfo {
+/** A guest as the control API reports it, with its host's pause estimate if given. */
+export function guestInfo(g: HostGuest, pauseEstimate?: PauseEstimate): GuestInfo {
   const info: GuestInfo = {
     id: g.id,
     name: g.name,
@@ -160,6 +160,7 @@ export function guestInfo(g: HostGuest): GuestInfo {
   };
   if (g.migrationId !== undefined) info.migrationId = g.migrationId;
   if (g.console !== undefined) info.console = g.console;
+  if (pauseEstimate !== undefined) info.pauseEstimate = pauseEstimate;
   return info;
 }
 

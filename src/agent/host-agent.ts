@@ -38,6 +38,7 @@ import { GuestRegistry, guestInfo, isSourceDomain, type HostGuest } from './gues
 import { HostMetrics, processUsage } from './host-metrics.js';
 import { DEFAULT_MIGRATION_HISTORY, HOST_CLOSE_GRACE_MS, type HostAgentOptions } from './host-options.js';
 import { OutgoingMigration } from './outgoing-migration.js';
+import { PauseEstimator } from './pause-estimator.js';
 import { consoleOf, TargetAgent } from './target-agent.js';
 
 export { DEFAULT_MIGRATION_HISTORY, type HostAgentOptions } from './host-options.js';
@@ -64,6 +65,8 @@ export class HostAgent implements ControlApi {
   /** Per guest, the last inspection queued; each waits for the one before it. */
   private readonly inspections = new WeakMap<HostGuest, Promise<unknown>>();
   private readonly history: number;
+  /** Each guest's expected pause and total time, from what this host's migrations measured. */
+  private readonly estimator: PauseEstimator;
 
   private constructor(private readonly options: HostAgentOptions<HostAgent>) {
     this.name = options.name ?? os.hostname();
@@ -74,6 +77,12 @@ export class HostAgent implements ControlApi {
     this.launchers = options.launchers ?? defaultLaunchers();
     this.adopters = options.adopters ?? new Map();
     this.history = options.migrationHistory ?? DEFAULT_MIGRATION_HISTORY;
+    const engine = options.engine ?? {};
+    this.estimator = new PauseEstimator({
+      configuredLinkBytesPerSec: options.linkBytesPerSec ?? engine.maxBandwidthBytesPerSec,
+      downtimeBudgetMs: engine.downtimeBudgetMs,
+      overheadMs: () => this.calibration(engine.codec ?? 'lz4').overheadMs,
+    });
     const registry = this.registry;
     this.metrics = new HostMetrics(
       this.name,
@@ -162,11 +171,12 @@ export class HostAgent implements ControlApi {
   }
 
   guests(): GuestInfo[] {
-    return this.registry.list().map(guestInfo);
+    return this.registry.list().map((g) => guestInfo(g, this.estimator.estimate(g)));
   }
 
   guest(id: string): GuestInfo {
-    return guestInfo(this.registry.get(id));
+    const g = this.registry.get(id);
+    return guestInfo(g, this.estimator.estimate(g));
   }
 
   /**
@@ -203,7 +213,7 @@ export class HostAgent implements ControlApi {
       since: new Date().toISOString(),
       ...(launched.console !== undefined ? { console: launched.console } : {}),
     });
-    return guestInfo(guest);
+    return guestInfo(guest, this.estimator.estimate(guest));
   }
 
   /**
@@ -274,6 +284,7 @@ export class HostAgent implements ControlApi {
         engine: this.options.engine ?? {},
         calibration: this.calibration,
         switchoverGate: this.switchoverGate,
+        observe: (g, report) => this.estimator.observe(g, report, this.inFlight('out')),
         prepare: async (g) => {
           await this.inspections.get(g);
           await this.detach(g);

@@ -44,6 +44,11 @@ export interface HostAgentOptions<H = unknown> extends Omit<TargetAgentOptions, 
   adopters?: Map<string, GuestAdopter>;
   /** Engine options of the migrations this host sends, under those each request sets. @default the engine's */
   engine?: MigrateOptions;
+  /**
+   * Raw bytes per second this host expects to migrate at, for its guests' pause estimates until
+   * its own migrations have measured the link. @default the engine's `maxBandwidthBytesPerSec`, if any
+   */
+  linkBytesPerSec?: number;
   /** TLS trust for connecting to `wss://` targets. @default the system's CAs */
   connectTls?: TlsConnectOptions;
   /**

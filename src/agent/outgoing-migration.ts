@@ -33,6 +33,8 @@ export interface OutgoingContext {
   switchoverGate: SwitchoverGate;
   /** The host's pause calibrations, one per codec. */
   calibration: (codec: PageCodec) => SwitchoverCalibration;
+  /** Told of the report of every migration that ran the engine, whatever its outcome (the pause estimates learn from it). */
+  observe?(guest: HostGuest, report: MigrationReport): void;
   /** Takes the guest back from whatever else may touch it (an inspection, the target agent's queries). */
   prepare(guest: HostGuest): Promise<void>;
 }
@@ -149,6 +151,7 @@ export class OutgoingMigration {
       info.state = this.controller.signal.aborted ? 'cancelled' : 'failed';
       if (info.state === 'cancelled') info.error ??= { code: 'ERR_CANCELLED', message: 'migration cancelled before it connected' };
     } else {
+      this.ctx.observe?.(guest, report);
       info.state = report.outcome;
       info.guestRunningOn = report.guestRunningOn;
       info.bytesWire = report.bytesWire;

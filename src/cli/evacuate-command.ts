@@ -14,6 +14,7 @@ import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { FilePoolStore } from '../pool/pool-store.js';
 import { parse } from './args.js';
 import { CONTROL_FLAGS } from './control-flags.js';
+import { formatMs, formatSeconds } from './pause-cells.js';
 import { formatTable } from './table.js';
 import { formatBytes, parseInteger, parsePositiveDuration, parseRate } from './units.js';
 
@@ -26,6 +27,8 @@ export const EVACUATE_HELP = `Evacuating a host (its agent runs with --pool FILE
   --per-target N         migrations at once into one host (default 1)
   --dry-run              print the plan, with the reason of each guest that cannot be placed
   --move-what-fits       move the guests that fit even if some cannot be placed
+  --no-pause-order       start guests by priority then size, all sharing the window, instead
+                         of ordering them by expected pause and moving busy ones alone
   --downtime-budget DUR  longest pause to aim for in each migration, e.g. 50ms
   --max-bandwidth RATE   never send one migration faster, e.g. 1Gbit/s
   --compress CODEC       lz4 | none, for every migration
@@ -40,6 +43,7 @@ const EVACUATE_FLAGS = {
   'per-target': { type: 'string' },
   'dry-run': { type: 'boolean' },
   'move-what-fits': { type: 'boolean' },
+  'no-pause-order': { type: 'boolean' },
   'downtime-budget': { type: 'string' },
   'max-bandwidth': { type: 'string' },
   compress: { type: 'string' },
@@ -130,6 +134,7 @@ function evacuateRequest(values: Values): EvacuateRequest {
   if (values['per-target'] !== undefined) request.perTarget = parseInteger(values['per-target'], '--per-target', 1, 64);
   if (values['dry-run']) request.dryRun = true;
   if (values['move-what-fits']) request.moveWhatFits = true;
+  if (values['no-pause-order']) request.orderByPause = false;
   if (values['downtime-budget'] !== undefined) request.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values['max-bandwidth'] !== undefined) request.maxBandwidthBytesPerSec = parseRate(values['max-bandwidth'], '--max-bandwidth');
   if (values.compress !== undefined) {
@@ -232,9 +237,16 @@ export function describePlan(info: EvacuationInfo): string {
     ? `plan to evacuate ${info.host} (dry run: nothing moves):`
     : `evacuating ${info.host} (evacuation ${info.evacuationId}): ${info.plan.length} guests${targets.length > 0 ? ` to ${targets.join(', ')}` : ''}`;
   if (info.plan.length === 0) return `${head}\n  no guests to move`;
-  const rows = [['GUEST', 'MEMORY', 'PRIORITY', 'TO']];
-  for (const m of info.plan) rows.push([m.guestName, formatBytes(m.memoryBytes), String(m.priority), m.to ?? `cannot be placed: ${m.code ?? 'ERR_INSUFFICIENT_CAPACITY'}: ${m.reason ?? 'no room'}`]);
-  return `${head}\n${indent(formatTable(rows))}`;
+  const rows = [['GUEST', 'MEMORY', 'PRIORITY', 'TO', 'PAUSE', 'TOTAL', 'MOVES']];
+  for (const m of info.plan) {
+    const pause = m.expectedPauseMs === undefined ? 'unknown' : `~${formatMs(m.expectedPauseMs)}${m.overBudget ? ' OVER BUDGET' : ''}`;
+    const total = m.expectedTotalMs === undefined ? '-' : `~${formatSeconds(m.expectedTotalMs)}`;
+    rows.push([m.guestName, formatBytes(m.memoryBytes), String(m.priority), m.to ?? 'unplaced', pause, total, m.alone ? 'alone' : 'shared']);
+  }
+  const lines = [head, indent(formatTable(rows))];
+  if (info.dryRun) for (const m of info.plan) if (m.orderReason !== undefined) lines.push(`  ${m.guestName}: ${m.orderReason}`);
+  for (const m of info.plan) if (m.to === undefined) lines.push(`  ${m.guestName} cannot be placed: ${m.code ?? 'ERR_INSUFFICIENT_CAPACITY'}: ${m.reason ?? 'no room'}`);
+  return lines.join('\n');
 }
 
 export function describeResult(info: EvacuationInfo): string {

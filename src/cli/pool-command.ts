@@ -16,6 +16,7 @@ import { HostEvacuations } from '../pool/host-evacuations.js';
 import { FilePoolStore } from '../pool/pool-store.js';
 import { parse } from './args.js';
 import { CONTROL_FLAGS, print } from './control-flags.js';
+import { pauseCells } from './pause-cells.js';
 import { formatTable } from './table.js';
 import { formatBytes } from './units.js';
 
@@ -90,7 +91,7 @@ export async function poolCommand(args: string[]): Promise<number> {
 function describePool(hosts: readonly HostView[]): string {
   if (hosts.length === 0) return 'the pool file names no host';
   const hostRows = [['HOST', 'STATE', 'CAPACITY', 'USED', 'RESERVED', 'FREE', 'GUESTS', 'MIGRATIONS', 'URL']];
-  const guestRows = [['GUEST', 'HOST', 'STATE', 'MEMORY', 'VCPUS', 'PRIORITY', 'ID']];
+  const guestRows = [['GUEST', 'HOST', 'STATE', 'MEMORY', 'VCPUS', 'PRIORITY', 'PAUSE', 'TOTAL', 'ID']];
   for (const h of hosts) {
     const s = h.status;
     if (s === undefined) {
@@ -101,7 +102,7 @@ function describePool(hosts: readonly HostView[]): string {
     hostRows.push([h.name, state, formatBytes(s.capacityBytes), formatBytes(s.usedBytes), formatBytes(s.reservedBytes), formatBytes(s.freeBytes), String(s.guests), `${s.migrationsIn} in, ${s.migrationsOut} out`, h.url]);
     for (const g of h.guests ?? []) {
       const state = g.migrationId !== undefined ? `${g.state} (${g.migrationId})` : g.state;
-      guestRows.push([g.name, h.name, state, formatBytes(g.memoryBytes), String(g.vcpus), String(g.priority), g.id]);
+      guestRows.push([g.name, h.name, state, formatBytes(g.memoryBytes), String(g.vcpus), String(g.priority), ...pauseCells(g.pauseEstimate), g.id]);
     }
   }
   const guests = guestRows.length > 1 ? formatTable(guestRows) : 'no guests';

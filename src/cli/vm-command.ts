@@ -11,6 +11,7 @@ import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { parse } from './args.js';
 import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
 import { formatBytes, parseInteger, parsePositiveDuration, parseRate, parseSize } from './units.js';
+import { pauseBasis, pauseCells } from './pause-cells.js';
 
 export const VM_HELP = `usage: livemig vm start --host URL --name NAME --memory SIZE [flags]
        livemig vm list --host URL [flags]
@@ -176,7 +177,9 @@ async function migrateGuest(client: ControlClient, values: Values): Promise<numb
 function describeGuest(g: GuestInfo): string {
   const moving = g.migrationId !== undefined ? ` (migration ${g.migrationId})` : '';
   const console = g.console !== undefined ? `, console ${g.console}` : '';
-  return `${g.name.padEnd(16)} ${g.id}  ${g.kind.padEnd(4)} ${g.state}${moving}  ${formatBytes(g.memoryBytes)}, ${g.vcpus} vCPU, priority ${g.priority}, since ${g.since}${console}`;
+  const [pause, total] = pauseCells(g.pauseEstimate);
+  const estimate = g.pauseEstimate?.state === 'known' ? `pause ${pause}, total ${total} (${pauseBasis(g.pauseEstimate)})` : `pause unknown: ${pauseBasis(g.pauseEstimate)}`;
+  return `${g.name.padEnd(16)} ${g.id}  ${g.kind.padEnd(4)} ${g.state}${moving}  ${formatBytes(g.memoryBytes)}, ${g.vcpus} vCPU, priority ${g.priority}, since ${g.since}${console}\n${''.padEnd(17)}${estimate}`;
 }
 
 function describeMigration(m: MigrationInfo): string {

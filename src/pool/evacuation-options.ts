@@ -38,6 +38,12 @@ export interface EvacuateOptions {
    * evacuation whose plan does not fit moves nothing. @default false
    */
   moveWhatFits?: boolean;
+  /**
+   * Start guests in order of their pause estimates within each priority, and move busy guests
+   * alone (docs/pool.md, "Order"); false: priority, then larger first, all sharing the window.
+   * @default true
+   */
+  orderByPause?: boolean;
   /** Ledger file; a rerun given the same file resumes the evacuation it records. In memory only when absent. */
   ledgerPath?: string;
   /** Stops new migrations and cancels those in flight; each guest not past its switchover stays on the source. */
@@ -57,8 +63,8 @@ export interface EvacuateOptions {
 }
 
 /** Options with their defaults filled in. */
-export type CheckedEvacuateOptions = Required<Pick<EvacuateOptions, 'parallel' | 'perTarget' | 'moveWhatFits' | 'pollIntervalMs' | 'callTimeoutMs' | 'maxPollFailures'>> &
-  Omit<EvacuateOptions, 'parallel' | 'perTarget' | 'moveWhatFits' | 'pollIntervalMs' | 'callTimeoutMs' | 'maxPollFailures'>;
+export type CheckedEvacuateOptions = Required<Pick<EvacuateOptions, 'parallel' | 'perTarget' | 'moveWhatFits' | 'orderByPause' | 'pollIntervalMs' | 'callTimeoutMs' | 'maxPollFailures'>> &
+  Omit<EvacuateOptions, 'parallel' | 'perTarget' | 'moveWhatFits' | 'orderByPause' | 'pollIntervalMs' | 'callTimeoutMs' | 'maxPollFailures'>;
 
 /** @throws InvalidArgumentError naming the first option that is not acceptable. */
 export function checkEvacuateOptions(options: EvacuateOptions): CheckedEvacuateOptions {
@@ -67,6 +73,7 @@ export function checkEvacuateOptions(options: EvacuateOptions): CheckedEvacuateO
     parallel: positiveInteger('parallel', options.parallel ?? DEFAULT_EVACUATION_PARALLEL),
     perTarget: positiveInteger('perTarget', options.perTarget ?? DEFAULT_EVACUATION_PER_TARGET),
     moveWhatFits: options.moveWhatFits ?? false,
+    orderByPause: options.orderByPause ?? true,
     pollIntervalMs: positiveNumber('pollIntervalMs', options.pollIntervalMs ?? DEFAULT_EVACUATION_POLL_INTERVAL_MS),
     callTimeoutMs: positiveNumber('callTimeoutMs', options.callTimeoutMs ?? DEFAULT_POOL_CALL_TIMEOUT_MS),
     maxPollFailures: positiveInteger('maxPollFailures', options.maxPollFailures ?? DEFAULT_MAX_POLL_FAILURES),

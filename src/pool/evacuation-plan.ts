@@ -2,9 +2,10 @@
  * Planning an evacuation: where each guest of a host goes, decided up front from the targets'
  * free memory. Pure functions; the coordinator feeds them what the hosts answered.
  *
- * Order: higher `priority` first, then larger guests first (they are the hardest to place, and
- * the first-fit-decreasing rule places them while there is most room), then by name and id so
- * that one input always yields one plan.
+ * Placement order: higher `priority` first, then larger guests first (they are the hardest to
+ * place, and the first-fit-decreasing rule places them while there is most room), then by name
+ * and id so that one input always yields one plan. Start order: priority first, then, within a
+ * priority, by each guest's pause estimate, busy guests moving alone (evacuation-order.ts).
  *
  * Placement: each guest goes to the eligible target with the most memory left ("worst fit"),
  * which spreads guests over the targets so the window's per-target limit finds work for each of
@@ -16,6 +17,7 @@
 
 import type { GuestInfo, HostStatus } from '../agent/control-types.js';
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { orderMoves } from './evacuation-order.js';
 import type { EvacuationPlan, PlanEntry, PlanTarget } from './pool-types.js';
 
 /** What a plan is made from. */
@@ -37,6 +39,10 @@ export interface PlanInput {
   avoid?: ReadonlyMap<string, ReadonlySet<string>>;
   /** Guests already migrating out under the caller's watch: neither planned nor reported. */
   inFlight?: ReadonlySet<string>;
+  /** The budget of the evacuation's migrations, in milliseconds; each guest's estimate's own (its host's default) when absent. */
+  downtimeBudgetMs?: number;
+  /** Start order by pause estimate within a priority, busy guests alone (evacuation-order.ts). @default true */
+  orderByPause?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -57,7 +63,8 @@ export function planEvacuation(input: PlanInput): EvacuationPlan {
     if (countPlaced(packed.entries) > countPlaced(placed.entries)) placed = packed;
   }
   const byId = new Map(placed.entries.map((e) => [e.guestId, e]));
-  const moves = guests.map((g) => blocked.get(g.id) ?? byId.get(g.id)!);
+  const placedOrder = guests.map((g) => blocked.get(g.id) ?? byId.get(g.id)!);
+  const moves = orderMoves(placedOrder, guests, { downtimeBudgetMs: input.downtimeBudgetMs, byPause: input.orderByPause ?? true });
   return { source: input.source, moves, targets: placed.targets, fits: moves.every((m) => m.to !== undefined) };
 }
 

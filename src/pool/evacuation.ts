@@ -1,7 +1,8 @@
 /**
  * Evacuating a host: the coordinator. It claims the host's evacuation, puts the host in
  * maintenance, plans every guest up front (evacuation-plan.ts), then migrates in a sliding window
- * of `parallel` migrations, at most `perTarget` into any one host, in the plan's order, keeping a
+ * of `parallel` migrations, at most `perTarget` into any one host, in the plan's order (a busy
+ * guest alone: see evacuation-order.ts), keeping a
  * ledger of every migration it starts (evacuation-ledger.ts). docs/pool.md gives the rules; in
  * short:
  *
@@ -40,9 +41,9 @@ export async function evacuate(hosts: PoolHosts, source: string, options: Evacua
 }
 
 /** The plan an evacuation of `source` would start from now (`--dry-run`); changes nothing. */
-export async function planHostEvacuation(hosts: PoolHosts, source: string, options: Pick<EvacuateOptions, 'to'> = {}): Promise<EvacuationPlan> {
+export async function planHostEvacuation(hosts: PoolHosts, source: string, options: Pick<EvacuateOptions, 'to' | 'orderByPause' | 'migration'> = {}): Promise<EvacuationPlan> {
   const [all, guests] = await Promise.all([hosts.hosts(), hosts.guests(source)]);
-  return planEvacuation({ source, guests, hosts: all, to: options.to });
+  return planEvacuation({ source, guests, hosts: all, to: options.to, orderByPause: options.orderByPause, downtimeBudgetMs: options.migration?.downtimeBudgetMs });
 }
 
 /** One guest the evacuation has dealt with. */
@@ -78,6 +79,8 @@ interface Flight {
   ended?: Promise<void>;
   /** That has happened: the next polls come at the interval again. */
   endSeen?: boolean;
+  /** A busy guest's: nothing else starts while it flies. */
+  alone?: boolean;
 }
 
 class Evacuation {
@@ -199,7 +202,16 @@ class Evacuation {
     const inFlight = new Set([...this.#flights.values()].map((f) => f.guestId));
     const open = onSource.filter((g) => !this.#tracks.get(g.id)?.result && !inFlight.has(g.id));
     const avoid = new Map([...this.#tracks.values()].filter((t) => t.tried.size > 0).map((t) => [t.id, t.tried]));
-    return planEvacuation({ source: this.#source, guests: open, hosts: all, to: this.#opts.to, pendingBytes: await this.#pendingBytes(all), avoid });
+    return planEvacuation({
+      source: this.#source,
+      guests: open,
+      hosts: all,
+      to: this.#opts.to,
+      pendingBytes: await this.#pendingBytes(all),
+      avoid,
+      orderByPause: this.#opts.orderByPause,
+      downtimeBudgetMs: this.#opts.migration?.downtimeBudgetMs,
+    });
   }
 
   /**
@@ -271,10 +283,15 @@ class Evacuation {
     this.#applyPlan(plan);
   }
 
-  /** Starts queued moves, in order, while the window and each target's limit allow. */
+  /**
+   * Starts queued moves, in order, while the window and each target's limit allow. A move that
+   * must go alone waits for the window to empty, and nothing behind it starts meanwhile (it would
+   * keep the window from ever emptying); while it flies, nothing starts.
+   */
   async #fillWindow(): Promise<void> {
     for (let i = 0; i < this.#queue.length && this.#flights.size < this.#opts.parallel && !this.#stopped; ) {
       const move = this.#queue[i]!;
+      if ([...this.#flights.values()].some((f) => f.alone) || (move.alone && this.#flights.size > 0)) return;
       const into = [...this.#flights.values()].filter((f) => f.to === move.to).length;
       if (into >= this.#opts.perTarget) {
         i += 1;
@@ -301,7 +318,7 @@ class Evacuation {
       }
       return this.#failedAttempt(track, move.to, error.toJSON(), error.code === 'ERR_NOT_FOUND' ? undefined : this.#source);
     }
-    const flight: Flight = { migrationId: info.migrationId, guestId: move.guestId, to: move.to, own: true, pollFailures: 0, cancelSent: false };
+    const flight: Flight = { migrationId: info.migrationId, guestId: move.guestId, to: move.to, own: true, pollFailures: 0, cancelSent: false, alone: move.alone };
     this.#flights.set(info.migrationId, flight);
     track.migrationIds.push(info.migrationId);
     await this.#ledger.recordStart({ migrationId: info.migrationId, guestId: move.guestId, guestName: move.guestName, to: move.to, attempt: track.attempts, startedAt: info.startedAt });

@@ -100,6 +100,7 @@ export class HostEvacuations {
       parallel: request.parallel,
       perTarget: request.perTarget,
       moveWhatFits: request.moveWhatFits,
+      orderByPause: request.orderByPause,
       migration: migrationOptions(request),
       ledgerPath,
       evacuationId: id,
@@ -150,7 +151,7 @@ export class HostEvacuations {
   };
 
   async #dryRun(request: EvacuateRequest, source: string): Promise<EvacuationInfo> {
-    const plan = await planHostEvacuation(this.#hosts, source, { to: request.to });
+    const plan = await planHostEvacuation(this.#hosts, source, { to: request.to, orderByPause: request.orderByPause, migration: migrationOptions(request) });
     const now = new Date().toISOString();
     const info: EvacuationInfo = { evacuationId: randomUUID(), host: source, state: 'planning', startedAt: now, endedAt: now, plan: [], guests: [], hostEmpty: plan.moves.length === 0, dryRun: true };
     applyPlan(info, plan);

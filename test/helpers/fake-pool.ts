@@ -3,7 +3,7 @@
 // time, injected failures, cancels, and hosts that die. It records what happened so tests can
 // check outcomes: every migration started, the most migrations ever in flight, and where each
 // guest is.
-import type { GuestInfo, GuestState, HostStatus, MigrateGuestRequest, MigrationInfo } from '../../dist/agent/control-types.js';
+import type { GuestInfo, GuestState, HostStatus, MigrateGuestRequest, MigrationInfo, PauseEstimate } from '../../dist/agent/control-types.js';
 import type { PoolHosts } from '../../dist/pool/pool-hosts.js';
 import { ConflictError, ConnectFailedError, InvalidArgumentError, NotFoundError } from '../../dist/errors.js';
 
@@ -17,6 +17,8 @@ export interface FakeGuestSpec {
   durationMs?: number;
   state?: GuestState;
   migrationId?: string;
+  /** What its host would list as its pause estimate. */
+  pauseEstimate?: PauseEstimate;
 }
 
 interface Guest extends GuestInfo {
@@ -86,6 +88,7 @@ export class FakePool implements PoolHosts {
       since: new Date().toISOString(),
       priority: spec.priority ?? 0,
       migrationId: spec.migrationId,
+      pauseEstimate: spec.pauseEstimate,
       durationMs: spec.durationMs ?? 10,
     });
     return id;

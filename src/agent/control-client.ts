@@ -136,17 +136,19 @@ export class ControlClient {
   }
 
   /**
-   * Asks about migration `id` until it has ended, calling `onProgress` with each answer.
+   * Asks about migration `id` until it has ended, calling `onProgress` with each answer. A
+   * completed migration is waited for until its check has ended too (`verifying` false), so that
+   * `verified` is in the answer; `untilChecked: false` returns at the outcome.
    * @throws the host's errors; ERR_CANCELLED-free: `signal` only stops the asking (ERR_TIMEOUT).
    */
   async waitForMigration(
     id: string,
-    options: { onProgress?: (info: MigrationInfo) => void; intervalMs?: number; signal?: AbortSignal } = {},
+    options: { onProgress?: (info: MigrationInfo) => void; intervalMs?: number; signal?: AbortSignal; untilChecked?: boolean } = {},
   ): Promise<MigrationInfo> {
     for (;;) {
       const info = await this.migration(id);
       options.onProgress?.(info);
-      if (ENDED.has(info.state)) return info;
+      if (ENDED.has(info.state) && (info.verifying !== true || options.untilChecked === false)) return info;
       if (options.signal?.aborted) throw new TimeoutError(`stopped waiting for migration ${id} (${info.state})`);
       await sleep(options.intervalMs ?? DEFAULT_POLL_INTERVAL_MS, undefined, { signal: options.signal }).catch(() => undefined);
     }

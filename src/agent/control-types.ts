@@ -129,9 +129,18 @@ export interface MigrationInfo {
   bytesWire?: number;
   /**
    * Out, once completed: the source's memory and device state, read again after the switchover,
-   * hash to what the target held when it resumed (the report's `verified`).
+   * hash to what the target held when it resumed (the report's `verified`). Absent while
+   * `verifying`.
    */
   verified?: boolean;
+  /**
+   * Out, once completed: true while the source still checks (and then destroys) its paused copy.
+   * A completed migration is reported as soon as the guest runs on the target; the check follows
+   * (`verified`, `verifyMs`), and this turns false when it has ended.
+   */
+  verifying?: boolean;
+  /** Out: how long the check of the paused copy took, in milliseconds (not part of `totalMs`). */
+  verifyMs?: number;
 }
 
 /** What `POST /v1/guests/:id/migrate` asks. */
@@ -230,7 +239,16 @@ export interface EvacuatedGuest {
   remainingBytes?: number;
   migrationIds: string[];
   downtimeMs?: number;
+  /** Of a completed move: until the guest ran on its target (the check of the copy left behind is not counted). */
   totalMs?: number;
+  /**
+   * Of a completed move, once the source has checked the copy it paused: whether it equals what
+   * the target resumed. A `false` comes with the error ERR_DIGEST_MISMATCH; the guest still runs
+   * on its target. Absent while the check runs, or when none was made.
+   */
+  verified?: boolean;
+  /** How long that check took, in milliseconds. */
+  verifyMs?: number;
   error?: { code: string; message: string };
 }
 

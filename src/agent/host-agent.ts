@@ -326,10 +326,24 @@ export class HostAgent implements ControlApi {
     return migration.info;
   }
 
-  /** Settles once outgoing migration `id` has ended; at once if unknown or ended. */
+  /**
+   * Settles once outgoing migration `id` has ended in full, a completed one with the check of its
+   * paused copy; at once if unknown or ended.
+   */
   async settled(id: string): Promise<MigrationInfo | undefined> {
     const migration = this.outgoing.get(id);
     await migration?.done;
+    return migration?.info ?? this.incoming.get(id);
+  }
+
+  /**
+   * Settles once outgoing migration `id` has its outcome: a completed one as soon as the guest
+   * runs on the target, while its paused copy may still be checked (`verifying`); at once if
+   * unknown or ended.
+   */
+  async ended(id: string): Promise<MigrationInfo | undefined> {
+    const migration = this.outgoing.get(id);
+    await migration?.ended;
     return migration?.info ?? this.incoming.get(id);
   }
 
@@ -364,11 +378,12 @@ export class HostAgent implements ControlApi {
    * stops every guest here, and stops listening.
    */
   async close(): Promise<void> {
-    const running = [...this.outgoing.values()].filter((m) => m.running);
-    for (const m of running) m.cancel();
+    for (const m of this.outgoing.values()) if (m.running) m.cancel();
+    // Those past their switchover too: the paused copy each checks is destroyed when it is done.
+    const busy = [...this.outgoing.values()].filter((m) => m.busy);
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, HOST_CLOSE_GRACE_MS)));
-    await Promise.race([Promise.allSettled(running.map((m) => m.done)), grace]);
+    await Promise.race([Promise.allSettled(busy.map((m) => m.done)), grace]);
     clearTimeout(timer);
     for (const guest of this.registry.all()) {
       this.registry.remove(guest);
@@ -474,7 +489,7 @@ export class HostAgent implements ControlApi {
   private trimHistory(): void {
     for (const [id, m] of this.outgoing) {
       if (this.outgoing.size <= this.history) break;
-      if (!m.running) this.outgoing.delete(id);
+      if (!m.busy) this.outgoing.delete(id);
     }
     for (const [id, info] of this.incoming) {
       if (this.incoming.size <= this.history) break;

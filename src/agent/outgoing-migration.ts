@@ -5,6 +5,11 @@
  * Whatever happens, the guest ends in exactly one of three places: still running here (failed,
  * cancelled), on the target (completed; the copy here is destroyed), or paused here with the
  * outcome unknown (indeterminate).
+ *
+ * A completed migration ends when the engine releases the guest to the target (`onReleased`):
+ * the info says `completed` then, with the engine's `totalMs`, while the paused copy here is still
+ * checked (`verifying`) and destroyed; `verified` and `verifyMs` follow when that is done. The
+ * copy's memory stays reserved here until then.
  */
 
 import { asMigrationError } from '../errors.js';
@@ -42,10 +47,18 @@ export interface OutgoingContext {
 /** A guest being migrated away, and then what became of it. */
 export class OutgoingMigration {
   readonly info: MigrationInfo;
-  /** Settles once the migration has ended and the guest is where the info says; never rejects. */
+  /**
+   * Settles once everything has ended: the guest is where the info says and, after a switchover,
+   * the paused copy here was checked and destroyed. Never rejects.
+   */
   readonly done: Promise<void>;
+  /** Settles once the outcome is known: at the release of a completed migration, else with {@link done}. */
+  readonly ended: Promise<void>;
   private readonly controller = new AbortController();
   private lastPhase = '';
+  private released = false;
+  private finished = false;
+  private markEnded!: () => void;
 
   constructor(
     private readonly ctx: OutgoingContext,
@@ -67,13 +80,19 @@ export class OutgoingMigration {
     };
     guest.state = 'migrating-out';
     guest.migrationId = migrationId;
+    this.ended = new Promise((resolve) => (this.markEnded = resolve));
     // Only the run holds the guest: the history of ended migrations must not keep guests alive.
     this.done = this.run(guest);
   }
 
-  /** True until it has ended. */
+  /** True until its outcome is known (a completed one: until the guest was released to the target). */
   get running(): boolean {
     return this.info.endedAt === undefined;
+  }
+
+  /** True until it has ended and, after a switchover, the paused copy here is checked and destroyed. */
+  get busy(): boolean {
+    return !this.finished;
   }
 
   /**
@@ -99,6 +118,8 @@ export class OutgoingMigration {
       this.info.error = asMigrationError(err, 'ERR_CONNECT_FAILED').toJSON();
     }
     this.finish(guest, report, performance.now() - started);
+    this.finished = true;
+    this.markEnded();
   }
 
   private async migrate(guest: HostGuest): Promise<MigrationReport> {
@@ -115,6 +136,7 @@ export class OutgoingMigration {
       targetName: this.request.to,
       signal,
       onProgress: (p) => this.progress(p),
+      onReleased: (report) => this.release(guest, report),
     };
     if (this.request.downtimeBudgetMs !== undefined) options.downtimeBudgetMs = this.request.downtimeBudgetMs;
     if (this.request.maxBandwidthBytesPerSec !== undefined) options.maxBandwidthBytesPerSec = this.request.maxBandwidthBytesPerSec;
@@ -127,9 +149,46 @@ export class OutgoingMigration {
   }
 
   private progress(p: MigrationProgress): void {
-    this.info.remainingBytes = p.remainingBytes;
     this.info.bytesWire = p.bytesWire;
+    if (this.released) {
+      // The outcome is known: only the phase of the check still changes.
+      if (p.phase === 'verify') this.enter(p.phase);
+      return;
+    }
+    this.info.remainingBytes = p.remainingBytes;
     if (p.phase !== 'done') this.enter(p.phase);
+  }
+
+  /**
+   * The guest runs on the target and was released here: the migration is completed, and the
+   * window of whoever waits for it is free. The paused copy keeps its memory reserved until
+   * {@link finish}, after its check.
+   */
+  private release(guest: HostGuest, report: Readonly<MigrationReport>): void {
+    const info = this.info;
+    this.released = true;
+    info.state = 'completed';
+    info.guestRunningOn = 'target';
+    info.endedAt = new Date().toISOString();
+    info.totalMs = report.totalMs;
+    info.remainingBytes = undefined;
+    info.verifying = true;
+    if (report.downtimeMs !== undefined) info.downtimeMs = report.downtimeMs;
+    guest.migrationId = undefined;
+    this.ctx.registry.remove(guest);
+    try {
+      this.ctx.registry.reserve(this.copyKey, guest.memoryBytes, `the paused copy of guest "${guest.name}"`);
+    } catch {
+      // Only an overcommitted host lacks the room the guest just left: nothing to hold then.
+    }
+    // Counted now; the `verify` phase that follows is published with the state `completed`.
+    this.ctx.metrics.ended('out', 'completed', info.downtimeMs, info.bytesWire ?? 0);
+    this.markEnded();
+  }
+
+  /** The registry key of the paused copy's memory, from its release to its destruction. */
+  private get copyKey(): string {
+    return `out:${this.info.migrationId}`;
   }
 
   /** Records a new phase, and tells the watchers once per phase. */
@@ -140,23 +199,41 @@ export class OutgoingMigration {
     this.ctx.metrics.publish(this.event(phase));
   }
 
-  /** Puts the guest where the report says and records the outcome. */
-  private finish(guest: HostGuest, report: MigrationReport | undefined, totalMs: number): void {
+  /**
+   * Puts the guest where the report says and records the outcome; after a release, only adds
+   * what the check of the paused copy found.
+   */
+  private finish(guest: HostGuest, report: MigrationReport | undefined, wallMs: number): void {
     const info = this.info;
-    info.endedAt = new Date().toISOString();
-    info.totalMs = Math.round(totalMs * 1000) / 1000;
-    info.remainingBytes = undefined;
     info.phase = 'done';
+    if (report !== undefined) {
+      this.ctx.observe?.(guest, report);
+      info.bytesWire = report.bytesWire;
+    }
+    if (this.released && report !== undefined) {
+      info.verifying = false;
+      info.verified = report.verified;
+      if (report.verifyMs !== undefined) info.verifyMs = report.verifyMs;
+      if (report.sourceCleanupError !== undefined) info.error ??= report.sourceCleanupError;
+      this.ctx.registry.unreserve(this.copyKey);
+      this.ctx.metrics.publish(this.event('done'));
+      return;
+    }
+    info.endedAt = new Date().toISOString();
+    // The engine's own time when it ran (a completed one ends at the release); else the wall clock.
+    info.totalMs = report?.totalMs ?? Math.round(wallMs * 1000) / 1000;
+    info.remainingBytes = undefined;
     if (report === undefined) {
       info.state = this.controller.signal.aborted ? 'cancelled' : 'failed';
       if (info.state === 'cancelled') info.error ??= { code: 'ERR_CANCELLED', message: 'migration cancelled before it connected' };
     } else {
-      this.ctx.observe?.(guest, report);
       info.state = report.outcome;
       info.guestRunningOn = report.guestRunningOn;
-      info.bytesWire = report.bytesWire;
       if (report.downtimeMs !== undefined) info.downtimeMs = report.downtimeMs;
-      if (report.outcome === 'completed') info.verified = report.verified;
+      if (report.outcome === 'completed') {
+        info.verified = report.verified;
+        if (report.verifyMs !== undefined) info.verifyMs = report.verifyMs;
+      }
       if (report.error) info.error = { code: report.error.peerCode ?? report.error.code, message: report.error.message };
     }
     guest.migrationId = undefined;

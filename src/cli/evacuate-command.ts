@@ -268,7 +268,8 @@ export function describeResult(info: EvacuationInfo): string {
   const lines = [`evacuation ${info.evacuationId} ${info.state}${info.refused ? ' (refused: the plan does not fit, nothing moved)' : ''}: ${verdict}; ${tally}`];
   if (info.error) lines.push(`  stopped by ${info.error.code}: ${info.error.message}`);
   lines.push(indent(formatTable(rows)));
-  const why = info.guests.filter((g) => g.error !== undefined && g.outcome !== 'completed');
+  // A completed move is explained only when the check of the copy it left behind failed.
+  const why = info.guests.filter((g) => g.error !== undefined && (g.outcome !== 'completed' || g.verified === false));
   for (const g of why) lines.push(`  ${g.guestName}: ${g.error!.code}: ${g.error!.message}`);
   return lines.join('\n');
 }

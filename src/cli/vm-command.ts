@@ -168,9 +168,17 @@ async function migrateGuest(client: ControlClient, values: Values): Promise<numb
     if (tty) process.stderr.write('\r\x1b[2K');
   }
   print(values.json, info, describeMigration(info));
+  if (info.error && info.state !== 'completed' && info.state !== 'indeterminate') process.stderr.write(`livemig: ${info.error.code}: ${info.error.message}\n`);
+  return migrateExitStatus(info);
+}
+
+/**
+ * The exit status of `vm migrate` for a migration that has ended (its check too): 0 on the target
+ * and verified, 4 on the target with a copy that differs, 3 indeterminate, 1 still on the source.
+ */
+export function migrateExitStatus(info: MigrationInfo): number {
   if (info.state === 'completed') return info.verified === false ? 4 : 0;
   if (info.state === 'indeterminate') return 3;
-  if (info.error) process.stderr.write(`livemig: ${info.error.code}: ${info.error.message}\n`);
   return 1;
 }
 

@@ -16,7 +16,10 @@
  * - the abort signal stops new migrations and cancels those in flight; a guest past its
  *   switchover decision completes on its target (the engine's rule), the others stay on the source;
  * - each guest's outcome is what the source reports for its migration id; the coordinator never
- *   guesses: a migration it cannot learn the end of is reported `indeterminate` with its id.
+ *   guesses: a migration it cannot learn the end of is reported `indeterminate` with its id;
+ * - a completed migration frees its place in the window as soon as the guest runs on its target;
+ *   the source's check of its paused copy is followed apart, and the evacuation ends once every
+ *   check has (a failed one stays `completed`, with `verified: false` and ERR_DIGEST_MISMATCH).
  */
 
 import type { EvacuatedGuest, GuestInfo, HostStatus, MigrationInfo } from '../agent/control-types.js';
@@ -62,6 +65,13 @@ interface GuestTrack {
   result?: EvacuatedGuest;
 }
 
+/** A completed migration whose source still checks its paused copy. */
+interface Check {
+  migrationId: string;
+  guestId: string;
+  pollFailures: number;
+}
+
 /** A plan entry with a target. */
 type PlacedMove = PlanEntry & { to: string };
 
@@ -90,6 +100,7 @@ class Evacuation {
   readonly #ledger: EvacuationLedger;
   readonly #tracks = new Map<string, GuestTrack>();
   readonly #flights = new Map<string, Flight>();
+  readonly #checks = new Map<string, Check>();
   #queue: PlacedMove[] = [];
   #plan: PlanEntry[] = [];
   #aborted = false;
@@ -262,12 +273,31 @@ class Evacuation {
       if (this.#aborted) await this.#cancelInFlight();
       else if (this.#needReplan && !this.#halted) await this.#replan();
       if (!this.#stopped) await this.#fillWindow();
-      if (this.#flights.size === 0 && (this.#stopped || (this.#queue.length === 0 && !this.#needReplan))) return;
-      if (this.#flights.size > 0) {
+      const over = this.#flights.size === 0 && (this.#stopped || (this.#queue.length === 0 && !this.#needReplan));
+      if (over && this.#checks.size === 0) return;
+      if (this.#flights.size > 0 || this.#checks.size > 0) {
         await this.#sleepUntilAnEnd();
-        await Promise.all([...this.#flights.values()].map((f) => this.#poll(f)));
+        await Promise.all([...[...this.#flights.values()].map((f) => this.#poll(f)), ...[...this.#checks.values()].map((c) => this.#pollCheck(c))]);
       }
     }
+  }
+
+  /** Asks the source whether its check of a completed migration's paused copy has ended. */
+  async #pollCheck(check: Check): Promise<void> {
+    let info: MigrationInfo | undefined;
+    try {
+      info = await this.#call(this.#hosts.migration(this.#source, check.migrationId));
+    } catch (err) {
+      // A source that forgot it, or stays silent, leaves the check unknown; the guest moved all the same.
+      const gone = asMigrationError(err, 'ERR_CONNECT_FAILED').code === 'ERR_NOT_FOUND';
+      if (gone || ++check.pollFailures >= this.#opts.maxPollFailures) this.#checks.delete(check.migrationId);
+      return;
+    }
+    check.pollFailures = 0;
+    if (info.verifying === true) return;
+    this.#checks.delete(check.migrationId);
+    const track = this.#tracks.get(check.guestId);
+    if (track?.result !== undefined) this.#conclude(track, withCheck(track.result, info, this.#source));
   }
 
   async #replan(): Promise<void> {
@@ -366,7 +396,10 @@ class Evacuation {
     const to = flight.to || info.to;
     const base = { ...this.#base(track), downtimeMs: info.downtimeMs, totalMs: info.totalMs, error: info.error };
     const where = info.guestRunningOn;
-    if (info.state === 'completed' || (info.state === 'failed' && where === 'target')) return this.#conclude(track, { ...base, outcome: 'completed', runsOn: to });
+    if (info.state === 'completed' || (info.state === 'failed' && where === 'target')) {
+      if (info.verifying === true) this.#checks.set(flight.migrationId, { migrationId: flight.migrationId, guestId: track.id, pollFailures: 0 });
+      return this.#conclude(track, withCheck({ ...base, outcome: 'completed', runsOn: to }, info, this.#source));
+    }
     // Any other end may mean a target is lost or full: the guests not yet started are placed again.
     this.#needReplan = true;
     if (info.state === 'indeterminate' || where === 'unknown' || where === 'none') {
@@ -489,4 +522,18 @@ class Evacuation {
       throw asMigrationError(err, 'ERR_CONNECT_FAILED');
     });
   }
+}
+
+/** A completed guest's row with what the check of its paused copy found, once it has ended. */
+function withCheck(row: EvacuatedGuest, info: MigrationInfo, source: string): EvacuatedGuest {
+  if (info.verifying === true || info.verified === undefined) return row;
+  const checked: EvacuatedGuest = { ...row, verified: info.verified };
+  if (info.verifyMs !== undefined) checked.verifyMs = info.verifyMs;
+  if (!info.verified) {
+    checked.error ??= {
+      code: 'ERR_DIGEST_MISMATCH',
+      message: `${row.guestName} runs on ${row.runsOn ?? info.to}, but the copy ${source} paused differs from what it resumed there (migration ${info.migrationId}); check the guest`,
+    };
+  }
+  return checked;
 }

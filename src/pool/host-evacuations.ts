@@ -35,8 +35,13 @@ export interface EvacuatedHost {
   readonly name: string;
   claimEvacuation(evacuationId: string): void;
   releaseEvacuation(evacuationId: string): void;
-  /** Settles once its outgoing migration `migrationId` has ended. */
+  /** Settles once its outgoing migration `migrationId` has ended in full (its check included). */
   settled?(migrationId: string): Promise<unknown>;
+  /**
+   * Settles once that migration has its outcome: a completed one when the guest runs on its
+   * target, before the check of its paused copy. Preferred to `settled` when present.
+   */
+  ended?(migrationId: string): Promise<unknown>;
 }
 
 /** Options of {@link HostEvacuations}. */
@@ -176,7 +181,7 @@ export class HostEvacuations {
 
 /** The pool, told at once by the source's own agent when one of its migrations ends. */
 function withLocalEnds(hosts: PoolHosts, local: EvacuatedHost): PoolHosts {
-  const settled = local.settled?.bind(local);
+  const settled = local.ended?.bind(local) ?? local.settled?.bind(local);
   if (settled === undefined) return hosts;
   const never = new Promise<void>(() => undefined);
   return {

@@ -57,7 +57,8 @@ export interface PoolHosts {
   releaseEvacuation(host: string, evacuationId: string): Promise<void>;
 
   /**
-   * Optional: settles once the migration `migrationId` out of `host` has ended, for an
+   * Optional: settles once the migration `migrationId` out of `host` has ended (a completed one
+   * as soon as the guest runs on its target, before the source's check of its copy), for an
    * implementation that can tell without being asked (the coordinator running in the source's
    * own process). The coordinator then asks {@link migration} at once instead of at its next
    * poll; what that answers stays the outcome.

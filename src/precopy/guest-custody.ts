@@ -31,6 +31,8 @@ export interface CustodyContext {
   readonly dirty: DirtyTracker;
   /** The hashes of what was sent, page by page (the `complete` digest's). */
   readonly sent: PageDigest;
+  /** When the migration started (`performance.now()`): the start of `totalMs`. */
+  readonly start: number;
   setPhase(phase: MigrationPhase): void;
 }
 
@@ -58,6 +60,12 @@ export class GuestCustody {
     // The guest runs on the target whatever happens below; a failure here is only reported.
     this.releaseGuest();
     this.releasedAt = performance.now();
+    this.c.report.totalMs = roundTo(this.releasedAt - this.c.start, 3);
+    try {
+      this.c.options.onReleased?.(this.c.report);
+    } catch {
+      // An observer that throws must not change what happens to the paused copy.
+    }
     try {
       if ((this.c.options.verify ?? true) && this.c.report.targetDigest !== undefined) {
         this.c.setPhase('verify');

@@ -7,7 +7,7 @@ import type { Transport } from '../transport/transport.js';
 import type { AutoConvergeMode } from './auto-converge.js';
 import type { DowntimeRamp, PrecopyPolicy, SwitchoverMode } from './policy.js';
 import type { TimeoutAction } from './progress-watchdog.js';
-import type { MigrationProgress } from './report.js';
+import type { MigrationProgress, MigrationReport } from './report.js';
 import type { SwitchoverGate } from './switchover-gate.js';
 import type { calibrationsByCodec, SwitchoverCalibration } from './switchover-calibration.js';
 
@@ -91,6 +91,15 @@ export interface MigrateOptions {
   onProgress?: (progress: MigrationProgress) => void;
   /** @default DEFAULT_PROGRESS_INTERVAL_MS */
   progressIntervalMs?: number;
+  /**
+   * Called once, as soon as the guest runs on the target and was released here: before the paused
+   * copy is checked and destroyed, which can take a while longer. The report then holds the
+   * outcome (`completed`), `guestRunningOn`, `downtimeMs` and `totalMs` as they will stay;
+   * `verified` and `verifyMs` come only with the report `migrate()` resolves with. A host uses it
+   * to count the migration done (and free its slot) without waiting for the check. Not called for
+   * any other outcome. What it throws is ignored.
+   */
+  onReleased?: (report: Readonly<MigrationReport>) => void;
   /**
    * A full garbage collection of this process, run when the guest is likely to pause after the
    * round just sent, while it still runs: a collection then costs the guest nothing, one during

@@ -159,6 +159,7 @@ export abstract class MigrationState {
       report: this.report,
       dirty: this.dirty,
       sent: this.sentDigest,
+      start: this.start,
       setPhase: (phase) => this.setPhase(phase),
     });
   }

@@ -168,6 +168,12 @@ export interface HostStatus {
   freeBytes: number;
   /** In maintenance: no new guests, no incoming migrations (ERR_HOST_IN_MAINTENANCE). */
   maintenance: boolean;
+  /**
+   * The guest kinds (backend kinds, e.g. `sim`, `qemu`) it receives by migration; a guest of
+   * another kind is refused with ERR_UNKNOWN_BACKEND. Planners place guests only where their kind
+   * is listed; a host that leaves it out is taken to accept any.
+   */
+  guestKinds?: string[];
   guests: number;
   migrationsIn: number;
   migrationsOut: number;
@@ -188,7 +194,7 @@ export interface PlannedMove {
   to?: string;
   /** Why it cannot be placed. */
   reason?: string;
-  /** Why, as a code: `ERR_INSUFFICIENT_CAPACITY`, `ERR_HOST_IN_MAINTENANCE`, `ERR_CONFLICT`. */
+  /** Why, as a code: `ERR_INSUFFICIENT_CAPACITY`, `ERR_HOST_IN_MAINTENANCE`, `ERR_UNKNOWN_BACKEND` (no target takes its kind), `ERR_CONFLICT`. */
   code?: string;
   /** Its host's estimate of its pause and total time alone, in milliseconds, when known. */
   expectedPauseMs?: number;

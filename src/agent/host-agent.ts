@@ -65,6 +65,8 @@ export class HostAgent implements ControlApi {
   /** Per guest, the last inspection queued; each waits for the one before it. */
   private readonly inspections = new WeakMap<HostGuest, Promise<unknown>>();
   private readonly history: number;
+  /** The guest kinds the target agent receives (its backends'). */
+  private readonly guestKinds: string[];
   /** Each guest's expected pause and total time, from what this host's migrations measured. */
   private readonly estimator: PauseEstimator;
 
@@ -77,6 +79,8 @@ export class HostAgent implements ControlApi {
     this.launchers = options.launchers ?? defaultLaunchers();
     this.adopters = options.adopters ?? new Map();
     this.history = options.migrationHistory ?? DEFAULT_MIGRATION_HISTORY;
+    // Without backends named, the target agent receives simulated guests only.
+    this.guestKinds = [...new Set(options.backends?.map((b) => b.kind) ?? ['sim'])].sort();
     const engine = options.engine ?? {};
     this.estimator = new PauseEstimator({
       configuredLinkBytesPerSec: options.linkBytesPerSec ?? engine.maxBandwidthBytesPerSec,
@@ -133,6 +137,7 @@ export class HostAgent implements ControlApi {
       reservedBytes: r.reservedBytes,
       freeBytes: r.freeBytes,
       maintenance: this.maintenance,
+      guestKinds: [...this.guestKinds],
       guests: r.size,
       migrationsIn: this.inFlight('in'),
       migrationsOut: this.inFlight('out'),

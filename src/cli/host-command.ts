@@ -92,7 +92,7 @@ export function describeStatus(s: HostStatus): string {
   const lines = [
     `host ${s.name} at ${s.url} (livemig ${s.version})${s.maintenance ? ': IN MAINTENANCE (no new guests, no incoming migrations)' : ''}`,
     `  memory      ${formatBytes(s.capacityBytes)} capacity: ${formatBytes(s.usedBytes)} used, ${formatBytes(s.reservedBytes)} reserved, ${formatBytes(s.freeBytes)} free`,
-    `  guests      ${s.guests}`,
+    `  guests      ${s.guests}${s.guestKinds !== undefined ? ` (takes kinds ${s.guestKinds.join(', ')})` : ''}`,
     `  migrations  ${s.migrationsIn} in, ${s.migrationsOut} out`,
   ];
   if (s.evacuationId !== undefined) lines.push(`  evacuation  ${s.evacuationId} under way`);

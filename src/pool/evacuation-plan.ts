@@ -7,6 +7,10 @@
  * and id so that one input always yields one plan. Start order: priority first, then, within a
  * priority, by each guest's pause estimate, busy guests moving alone (evacuation-order.ts).
  *
+ * Eligibility: a target takes a guest only if it accepts the guest's kind (`HostStatus.guestKinds`;
+ * a host that does not say is taken to accept any). A guest no target accepts is refused with
+ * ERR_UNKNOWN_BACKEND, as one without room is with ERR_INSUFFICIENT_CAPACITY.
+ *
  * Placement: each guest goes to the eligible target with the most memory left ("worst fit"),
  * which spreads guests over the targets so the window's per-target limit finds work for each of
  * them. Worst fit can strand a guest that tighter packing would place, so when it leaves any
@@ -76,6 +80,8 @@ export function byEvacuationOrder(a: GuestInfo, b: GuestInfo): number {
 interface Candidate {
   name: string;
   freeBytes: number;
+  /** The guest kinds it accepts; undefined if it does not say (any). */
+  kinds?: ReadonlySet<string>;
 }
 
 interface TargetView {
@@ -107,7 +113,9 @@ function eligibleTargets(input: PlanInput): TargetView {
       continue;
     }
     const pending = input.pendingBytes?.get(h.name) ?? 0;
-    candidates.push({ name: h.name, freeBytes: Math.max(0, h.freeBytes - pending) });
+    const candidate: Candidate = { name: h.name, freeBytes: Math.max(0, h.freeBytes - pending) };
+    if (h.guestKinds !== undefined) candidate.kinds = new Set(h.guestKinds);
+    candidates.push(candidate);
   }
   return { candidates, excluded };
 }
@@ -136,7 +144,7 @@ function place(guests: readonly GuestInfo[], view: TargetView, input: PlanInput,
     const avoid = input.avoid?.get(g.id);
     let best: string | undefined;
     for (const c of view.candidates) {
-      if (avoid?.has(c.name)) continue;
+      if (avoid?.has(c.name) || !accepts(c, g)) continue;
       const room = left.get(c.name)!;
       if (room < g.memoryBytes) continue;
       const current = best === undefined ? undefined : left.get(best)!;
@@ -154,8 +162,13 @@ function place(guests: readonly GuestInfo[], view: TargetView, input: PlanInput,
 }
 
 function unplacedReason(g: GuestInfo, view: TargetView, left: ReadonlyMap<string, number>, avoid: ReadonlySet<string> | undefined): Pick<PlanEntry, 'reason' | 'code'> {
-  const open = view.candidates.filter((c) => !avoid?.has(c.name));
   const tried = avoid && avoid.size > 0 ? `; already failed on ${[...avoid].sort().join(', ')}` : '';
+  const untried = view.candidates.filter((c) => !avoid?.has(c.name));
+  const open = untried.filter((c) => accepts(c, g));
+  if (untried.length > 0 && open.length === 0) {
+    const kinds = untried.map((c) => `${c.name} takes ${[...(c.kinds ?? [])].sort().join(', ') || 'none'}`).join('; ');
+    return { code: 'ERR_UNKNOWN_BACKEND', reason: `no target host accepts guests of kind ${g.kind} (${kinds})${tried}` };
+  }
   if (open.length === 0) {
     const why = view.excluded.length > 0 ? ` (${view.excluded.join('; ')})` : '';
     const code = view.excluded.length > 0 && !tried ? 'ERR_HOST_IN_MAINTENANCE' : 'ERR_INSUFFICIENT_CAPACITY';
@@ -167,6 +180,11 @@ function unplacedReason(g: GuestInfo, view: TargetView, left: ReadonlyMap<string
     code: 'ERR_INSUFFICIENT_CAPACITY',
     reason: `needs ${mib(g.memoryBytes)}; the most free on any target is ${mib(left.get(roomiest.name)!)} on ${roomiest.name}${before}${tried}`,
   };
+}
+
+/** Whether `c` accepts a guest of `g`'s kind. */
+function accepts(c: Candidate, g: GuestInfo): boolean {
+  return c.kinds === undefined || c.kinds.has(g.kind);
 }
 
 function countPlaced(entries: readonly PlanEntry[]): number {

@@ -8,7 +8,7 @@ import type { MigrationErrorCode } from '../errors.js';
 
 /** One guest's place in a plan; an unplaced guest carries the code of its reason. */
 export interface PlanEntry extends PlannedMove {
-  /** Why it cannot be placed, as a code: `ERR_INSUFFICIENT_CAPACITY`, `ERR_HOST_IN_MAINTENANCE`, `ERR_CONFLICT`. */
+  /** Why it cannot be placed, as a code: `ERR_INSUFFICIENT_CAPACITY`, `ERR_HOST_IN_MAINTENANCE`, `ERR_UNKNOWN_BACKEND`, `ERR_CONFLICT`. */
   code?: MigrationErrorCode;
 }
 

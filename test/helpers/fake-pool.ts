@@ -19,6 +19,8 @@ export interface FakeGuestSpec {
   migrationId?: string;
   /** What its host would list as its pause estimate. */
   pauseEstimate?: PauseEstimate;
+  /** Its backend kind. @default 'sim' */
+  kind?: string;
 }
 
 interface Guest extends GuestInfo {
@@ -33,6 +35,8 @@ interface Host {
   dead: boolean;
   guests: Map<string, Guest>;
   evacuationId?: string;
+  /** The guest kinds it receives; a guest of another kind is refused with ERR_UNKNOWN_BACKEND. */
+  kinds?: string[];
 }
 
 interface Migration {
@@ -70,9 +74,9 @@ export class FakePool implements PoolHosts {
   /** Called after each migration starts. */
   onStart: (m: StartedMigration) => void = () => undefined;
 
-  constructor(hosts: Array<{ name: string; capacityMiB: number; maintenance?: boolean }>) {
+  constructor(hosts: Array<{ name: string; capacityMiB: number; maintenance?: boolean; kinds?: string[] }>) {
     for (const h of hosts) {
-      this.#hosts.set(h.name, { name: h.name, url: `http://${h.name}.test:7070`, capacityBytes: h.capacityMiB * MiB, maintenance: h.maintenance ?? false, dead: false, guests: new Map() });
+      this.#hosts.set(h.name, { name: h.name, url: `http://${h.name}.test:7070`, capacityBytes: h.capacityMiB * MiB, maintenance: h.maintenance ?? false, dead: false, guests: new Map(), kinds: h.kinds });
     }
   }
 
@@ -81,7 +85,7 @@ export class FakePool implements PoolHosts {
     this.#host(host).guests.set(id, {
       id,
       name: spec.name,
-      kind: 'sim',
+      kind: spec.kind ?? 'sim',
       memoryBytes: spec.memoryMiB * MiB,
       vcpus: 1,
       state: spec.state ?? 'running',
@@ -221,7 +225,9 @@ export class FakePool implements PoolHosts {
       ? ['ERR_CONNECT_FAILED', `cannot reach ${to.name}`]
       : to.maintenance
         ? ['ERR_HOST_IN_MAINTENANCE', `${to.name} is in maintenance`]
-        : this.#status(to).freeBytes < guest.memoryBytes
+        : to.kinds !== undefined && !to.kinds.includes(guest.kind)
+          ? ['ERR_UNKNOWN_BACKEND', `${to.name} has no backend for kind ${guest.kind}`]
+          : this.#status(to).freeBytes < guest.memoryBytes
           ? ['ERR_INSUFFICIENT_CAPACITY', `${to.name} cannot hold ${guest.name}`]
           : undefined;
     if (refusal) {
@@ -289,6 +295,7 @@ export class FakePool implements PoolHosts {
       migrationsIn: flights.filter((m) => m.to === h).length,
       migrationsOut: flights.filter((m) => m.from === h).length,
       evacuationId: h.evacuationId,
+      ...(h.kinds !== undefined ? { guestKinds: [...h.kinds] } : {}),
       version: 'fake',
     };
   }

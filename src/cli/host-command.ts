@@ -5,7 +5,7 @@
 
 import { metricsToken } from '../agent/control-auth.js';
 import type { HostStatus } from '../agent/control-types.js';
-import { HostAgent } from '../agent/host-agent.js';
+import { HostAgent, type HostAgentOptions } from '../agent/host-agent.js';
 import type { MigrationEvent } from '../agent/host-metrics.js';
 import { readKeyFile } from '../agent/key-file.js';
 import type { AgentEvent } from '../agent/target-agent.js';
@@ -16,7 +16,7 @@ import { evacuateCommand, EVACUATE_HELP } from './evacuate-command.js';
 import { hostBackendsFromFlag } from './host-backends.js';
 import { evacuationHooks } from './pool-command.js';
 import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
-import { formatBytes, parseInteger, parseSize } from './units.js';
+import { formatBytes, parseInteger, parseRate, parseSize } from './units.js';
 
 export const HOST_HELP = `usage: livemig host --port N [flags]          run a host agent
        livemig host status|enable|disable --host URL [flags]
@@ -31,6 +31,9 @@ Running a host:
   --bind ADDR            address to listen on (default 127.0.0.1)
   --name NAME            the host's name in its pool (default: the machine's host name)
   --capacity SIZE        memory it may give to guests, e.g. 4GiB (default: half the machine's)
+  --link-bandwidth RATE  the link its migrations leave by, e.g. 1GB/s or 10Gbit/s: the figure of
+                         its guests' pause estimates until a migration from it has measured one
+                         (default: none; estimates are unknown until then)
   --key-file PATH        the pool key: migrations and control requests must prove it
   --tls-cert PATH        serve https:// and wss:// with this certificate (PEM), with --tls-key
   --tls-key PATH         the certificate's private key (PEM)
@@ -104,6 +107,7 @@ const RUN_FLAGS = {
   bind: { type: 'string' },
   name: { type: 'string' },
   capacity: { type: 'string' },
+  'link-bandwidth': { type: 'string' },
   'key-file': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
@@ -118,6 +122,35 @@ const RUN_FLAGS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** What `livemig host` flags set of a host agent's options, before any file is read. */
+export type HostFlagOptions = Pick<HostAgentOptions, 'host' | 'port' | 'name' | 'capacityBytes' | 'linkBytesPerSec' | 'insecure' | 'maintenance'>;
+
+/**
+ * The host agent options `livemig host` flags give, checked.
+ * @throws InvalidArgumentError for a port, size or rate that does not parse.
+ */
+export function hostFlagOptions(values: ReturnType<typeof parse<typeof RUN_FLAGS>>['values']): HostFlagOptions {
+  const options: HostFlagOptions = {
+    host: values.bind ?? '127.0.0.1',
+    port: parseInteger(values.port ?? '7070', '--port', 0, 65535),
+    name: values.name,
+    capacityBytes: values.capacity === undefined ? undefined : parseSize(values.capacity, '--capacity'),
+    insecure: values.insecure ?? false,
+    maintenance: values.maintenance ?? false,
+  };
+  if (values['link-bandwidth'] !== undefined) {
+    const rate = parseRate(values['link-bandwidth'], '--link-bandwidth');
+    if (rate <= 0) throw new InvalidArgumentError(`--link-bandwidth must be more than 0, got "${values['link-bandwidth']}"`);
+    options.linkBytesPerSec = rate;
+  }
+  return options;
+}
+
+/** Parses the flags of `livemig host` (running a host) into its agent's options; for tests and embedders. */
+export function parseHostFlags(args: string[]): HostFlagOptions {
+  return hostFlagOptions(parse(args, RUN_FLAGS).values);
+}
+
 async function runHost(args: string[]): Promise<number> {
   const { values } = parse(args, RUN_FLAGS);
   if (values.help) {
@@ -128,22 +161,18 @@ async function runHost(args: string[]): Promise<number> {
   const tlsKey = values['tls-key'];
   if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
   const json = values.json ?? false;
+  const flags = hostFlagOptions(values);
   const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
   if (values['state-dir'] !== undefined && values.pool === undefined) throw new InvalidArgumentError('--state-dir keeps evacuation ledgers: it goes with --pool FILE');
   const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
   const kinds = hostBackendsFromFlag(values.backend ?? 'sim', values['qemu-dir']);
   const say = eventPrinter(json);
   const host = await HostAgent.start({
-    host: values.bind ?? '127.0.0.1',
-    port: parseInteger(values.port ?? '7070', '--port', 0, 65535),
-    name: values.name,
-    capacityBytes: values.capacity === undefined ? undefined : parseSize(values.capacity, '--capacity'),
+    ...flags,
     key,
     ...evacuations,
     ...kinds,
     tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
-    insecure: values.insecure ?? false,
-    maintenance: values.maintenance ?? false,
     log: (e) => say({ type: 'migration', ...e }, describeEvent(e)),
   });
   const s = host.status();

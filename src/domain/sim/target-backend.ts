@@ -18,6 +18,14 @@ export interface SimTargetBackendOptions {
    * @default DEFAULT_MAX_GUEST_MEMORY_BYTES
    */
   maxMemoryBytes?: number;
+  /**
+   * Fault in each new guest's memory from a thread of its own while round 0 arrives, so that the
+   * engine's thread writes pages already backed (see `prefault.ts`). Guests smaller than
+   * PREFAULT_MIN_MEMORY_BYTES are never pre-faulted. It backs zero pages too: the guest's whole
+   * memory becomes resident at once.
+   * @default true
+   */
+  prefault?: boolean;
 }
 
 /** Builds empty, paused simulated guests (kind `"sim"`) for incoming migrations. */
@@ -25,9 +33,12 @@ export class SimTargetBackend implements TargetBackend {
   readonly kind = 'sim';
   /** Largest guest accepted, in bytes. */
   readonly maxMemoryBytes: number;
+  /** Whether new guests' memory is pre-faulted. */
+  readonly prefault: boolean;
 
   constructor(options: SimTargetBackendOptions = {}) {
     this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
+    this.prefault = options.prefault ?? true;
   }
 
   /**
@@ -50,7 +61,7 @@ export class SimTargetBackend implements TargetBackend {
       );
     }
     try {
-      return await SimulatedGuest.createEmpty(descriptor);
+      return await SimulatedGuest.createEmpty(descriptor, { prefault: this.prefault });
     } catch (err) {
       if (err instanceof RangeError) {
         throw new OutOfMemoryError(`could not allocate ${config.memoryBytes} bytes of guest memory: ${err.message}`);

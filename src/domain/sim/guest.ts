@@ -287,6 +287,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   writePages(pfns: Uint32Array, src: Uint8Array): void {
     this.checkAlive();
     this.pages.writePages(pfns, src);
+    if (pfns.length > 0) this.prefaultWalk?.wrote(pfns[pfns.length - 1]! + 1);
   }
 
   /** Fills pages with zeros, leaving pages never written (which read as zeros) unbacked. */

@@ -5,10 +5,15 @@
 
 /** Slot the starter sets to 1 to make the walk stop at its next look (every 64 pages). */
 export const PREFAULT_STOP = 0;
-/** Slot where the walk stores how many pages, from the first, it has faulted in so far. */
+/** Slot where the walk stores how far it has got: the page after the last one it faulted in. */
 export const PREFAULT_PROGRESS = 1;
+/**
+ * Slot where the starter stores the page after the last one the engine wrote: where pages land
+ * now. A walk that finds itself behind it jumps ahead rather than fault pages beside the writer.
+ */
+export const PREFAULT_WRITTEN = 2;
 /** Int32 slots in the control block. */
-export const PREFAULT_CONTROL_SLOTS = 2;
+export const PREFAULT_CONTROL_SLOTS = 3;
 
 /** What the pre-fault thread is started with (`workerData`). */
 export interface PrefaultWorkerData {

@@ -4,9 +4,9 @@
  * A page of fresh memory costs the thread that first writes it a kernel page fault (allocating
  * and zeroing the page): most of what writing received pages costs the target's engine thread.
  * A second thread that touches every page first moves that work off the engine's thread. It walks
- * memory in page order, as round 0 sends it, and being several times faster than the link it
- * stays ahead of where pages land; a page it reaches after the engine wrote it costs it nearly
- * nothing and is left as it is (see `prefault-worker.ts` for why a page is never altered).
+ * memory in page order, as round 0 sends it, ahead of where pages land: told where the engine
+ * writes, a walk that falls behind jumps ahead. A page it reaches after the engine wrote it is
+ * left as it is (see `prefault-worker.ts` for why a page is never altered).
  *
  * The cost: every page is backed, zero pages included, which the engine would otherwise leave
  * unbacked (`zeroPages` skips pages that read as zeros).
@@ -14,7 +14,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { InvalidArgumentError } from '../../errors.js';
-import { PREFAULT_CONTROL_SLOTS, PREFAULT_PROGRESS, PREFAULT_STOP, type PrefaultWorkerData } from './prefault-control.js';
+import { PREFAULT_CONTROL_SLOTS, PREFAULT_PROGRESS, PREFAULT_STOP, PREFAULT_WRITTEN, type PrefaultWorkerData } from './prefault-control.js';
 
 /**
  * Smallest guest memory worth a pre-fault thread, in bytes. Starting a thread costs the process
@@ -59,9 +59,17 @@ export class Prefault {
     return new Prefault(worker, new Int32Array(control), byteLength / pageSize);
   }
 
-  /** Pages faulted in so far, counted from the first. */
+  /** How far the walk has got: the page after the last one it faulted in (`pageCount` at the end). */
   get progress(): number {
     return Atomics.load(this.flags, PREFAULT_PROGRESS);
+  }
+
+  /**
+   * Tells the walk that pages up to `end` (exclusive) were written: a walk behind that jumps
+   * ahead of it. Costs one store; call it after each batch written in page order.
+   */
+  wrote(end: number): void {
+    Atomics.store(this.flags, PREFAULT_WRITTEN, end);
   }
 
   /**

@@ -20,10 +20,11 @@ export interface SimTargetBackendOptions {
   maxMemoryBytes?: number;
   /**
    * Fault in each new guest's memory from a thread of its own while round 0 arrives, so that the
-   * engine's thread writes pages already backed (see `prefault.ts`). Guests smaller than
-   * PREFAULT_MIN_MEMORY_BYTES are never pre-faulted. It backs zero pages too: the guest's whole
-   * memory becomes resident at once.
-   * @default true
+   * engine's thread writes pages already backed (see `prefault.ts`). It pays only where that
+   * thread finds a core nobody else needs: on a 2-core machine running both ends it slowed the
+   * first pass (docs/bench/README.md). It backs zero pages too: the guest's whole memory becomes
+   * resident at once. Guests smaller than PREFAULT_MIN_MEMORY_BYTES are never pre-faulted.
+   * @default false
    */
   prefault?: boolean;
 }
@@ -38,7 +39,7 @@ export class SimTargetBackend implements TargetBackend {
 
   constructor(options: SimTargetBackendOptions = {}) {
     this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
-    this.prefault = options.prefault ?? true;
+    this.prefault = options.prefault ?? false;
   }
 
   /**

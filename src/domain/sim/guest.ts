@@ -134,7 +134,11 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     const name = typeof descriptor.name === 'string' ? descriptor.name : DEFAULT_SIM_NAME;
     const guest = new SimulatedGuest(config, name, true);
     if (options.prefault === true && config.memoryBytes >= PREFAULT_MIN_MEMORY_BYTES) {
-      guest.prefaultWalk = Prefault.start(guest.mem.buffer as SharedArrayBuffer, 0, config.memoryBytes, PAGE_SIZE_BYTES);
+      try {
+        guest.prefaultWalk = Prefault.start(guest.mem.buffer as SharedArrayBuffer, 0, config.memoryBytes, PAGE_SIZE_BYTES);
+      } catch {
+        // No thread to spare (a worker refused to start): the engine faults pages in as it writes them.
+      }
     }
     try {
       await guest.spawnVcpus(COMMAND_PAUSE);

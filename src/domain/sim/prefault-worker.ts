@@ -3,11 +3,13 @@
  * to the last, making the kernel back each page, jumping ahead of the writer when it falls behind,
  * and ends when it reaches the end or is told to stop.
  *
- * Each page is faulted in by an atomic compare-exchange of its first 32-bit word from 0 to 0. It
- * is a write access (the kernel allocates the page, where a load would only map the shared zero
- * page), yet it never changes a byte: it writes only what it read, and no other store can land
- * between its read and its write, so a page written meanwhile by the engine keeps its contents
- * whichever comes first.
+ * Each page is faulted in by an atomic compare-exchange of its first 32-bit word from 0 to 0. On
+ * a fresh page the word is 0, the exchange stores, and so the kernel allocates the page (a load
+ * would only map the shared zero page); x86's locked cmpxchg stores even when the compare fails.
+ * Yet it never changes a byte: it stores only the value it read, and no other store to the word
+ * can land between its read and its store (a locked instruction on x86; on ARM a store-exclusive
+ * that fails and retries if the word was written meanwhile), so a page the engine or a channel
+ * worker wrote keeps its contents whichever comes first.
  */
 
 import { workerData } from 'node:worker_threads';

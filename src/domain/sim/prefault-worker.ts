@@ -7,8 +7,8 @@
  * a fresh page the word is 0, the exchange stores, and so the kernel allocates the page (a load
  * would only map the shared zero page); x86's locked cmpxchg stores even when the compare fails.
  * Yet it never changes a byte: it stores only the value it read, and no other store to the word
- * can land between its read and its store (a locked instruction on x86; on ARM a store-exclusive
- * that fails and retries if the word was written meanwhile), so a page the engine or a channel
+ * can land between its read and its store (a locked instruction on x86; on ARM a compare-and-swap,
+ * or a store-exclusive that fails and retries if the word was written meanwhile), so a page the engine or a channel
  * worker wrote keeps its contents whichever comes first.
  */
 

@@ -32,4 +32,5 @@ export {
 export { MAX_SIM_STATE_BYTES, SIM_STATE_VERSION, decodeSimState, encodeSimState } from './state-codec.js';
 export { MAX_SIM_THROTTLE, SimulatedGuest } from './guest.js';
 export { SimTargetBackend, type SimTargetBackendOptions } from './target-backend.js';
+export { PREFAULT_MIN_MEMORY_BYTES, Prefault } from './prefault.js';
 export { oracleDigest, replay, type OracleDigest, type ReplayResult } from './oracle.js';

@@ -18,6 +18,15 @@ export interface SimTargetBackendOptions {
    * @default DEFAULT_MAX_GUEST_MEMORY_BYTES
    */
   maxMemoryBytes?: number;
+  /**
+   * Fault in each new guest's memory from a thread of its own while round 0 arrives, so that the
+   * engine's thread writes pages already backed (see `prefault.ts`). It pays only where that
+   * thread finds a core nobody else needs: on a 2-core machine running both ends it slowed the
+   * first pass (docs/bench/README.md). It backs zero pages too: the guest's whole memory becomes
+   * resident at once. Guests smaller than PREFAULT_MIN_MEMORY_BYTES are never pre-faulted.
+   * @default false
+   */
+  prefault?: boolean;
 }
 
 /** Builds empty, paused simulated guests (kind `"sim"`) for incoming migrations. */
@@ -25,9 +34,12 @@ export class SimTargetBackend implements TargetBackend {
   readonly kind = 'sim';
   /** Largest guest accepted, in bytes. */
   readonly maxMemoryBytes: number;
+  /** Whether new guests' memory is pre-faulted. */
+  readonly prefault: boolean;
 
   constructor(options: SimTargetBackendOptions = {}) {
     this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
+    this.prefault = options.prefault ?? false;
   }
 
   /**
@@ -50,7 +62,7 @@ export class SimTargetBackend implements TargetBackend {
       );
     }
     try {
-      return await SimulatedGuest.createEmpty(descriptor);
+      return await SimulatedGuest.createEmpty(descriptor, { prefault: this.prefault });
     } catch (err) {
       if (err instanceof RangeError) {
         throw new OutOfMemoryError(`could not allocate ${config.memoryBytes} bytes of guest memory: ${err.message}`);

@@ -12,13 +12,23 @@ import { DomainFailedError, InvalidArgumentError } from '../errors.js';
 /** The backends `livemig listen` can offer. */
 export const BACKEND_NAMES = ['sim', 'qemu'] as const;
 
-/** The backends `list` names (comma-separated), QEMU guests kept under `qemuDir` if given. */
-export function targetBackendsFromFlag(list: string, qemuDir?: string): TargetBackend[] {
+/** How the backends are set up beyond their names (`--qemu-dir`, `--prefault`). */
+export interface BackendFlagOptions {
+  /** Where QEMU guests are kept; only with `qemu` in the list. */
+  qemuDir?: string;
+  /** Whether a simulated guest's fresh memory is faulted in from a worker while round 0 arrives. */
+  prefault?: boolean;
+}
+
+/** The backends `list` names (comma-separated). */
+export function targetBackendsFromFlag(list: string, options: BackendFlagOptions = {}): TargetBackend[] {
+  const { qemuDir, prefault } = options;
   const names = [...new Set(list.split(',').map((n) => n.trim()).filter(Boolean))];
   if (names.length === 0) throw new InvalidArgumentError(`--backend names no backend; give one or more of ${BACKEND_NAMES.join(', ')}`);
   if (qemuDir !== undefined && !names.includes('qemu')) throw new InvalidArgumentError('--qemu-dir is for --backend qemu');
+  if (prefault && !names.includes('sim')) throw new InvalidArgumentError('--prefault is for --backend sim');
   return names.map((name) => {
-    if (name === 'sim') return new SimTargetBackend();
+    if (name === 'sim') return new SimTargetBackend(prefault ? { prefault } : {});
     if (name === 'qemu') {
       const qemu = new QemuTargetBackend(qemuDir === undefined ? {} : { dir: qemuDir });
       if (!qemu.available) throw new DomainFailedError('--backend qemu needs qemu-system-x86_64 on PATH (Debian: apt-get install qemu-system-x86)');

@@ -10,7 +10,7 @@ import { launchSimGuest } from '../agent/guest-launcher.js';
 import { adoptQemuGuest, qemuGuestLauncher } from '../agent/qemu-guest-launcher.js';
 import type { TargetBackend } from '../domain/backend.js';
 import { QemuTargetBackend } from '../domain/qemu/target-backend.js';
-import { targetBackendsFromFlag } from './backend-flags.js';
+import { targetBackendsFromFlag, type BackendFlagOptions } from './backend-flags.js';
 
 /** What a host is given for the kinds of guest it runs. */
 export interface HostBackends {
@@ -19,9 +19,9 @@ export interface HostBackends {
   adopters: Map<string, GuestAdopter>;
 }
 
-/** The backends `list` names (comma-separated), QEMU guests kept under `qemuDir` if given. */
-export function hostBackendsFromFlag(list: string, qemuDir?: string): HostBackends {
-  const backends = targetBackendsFromFlag(list, qemuDir);
+/** The backends `list` names (comma-separated). */
+export function hostBackendsFromFlag(list: string, options: BackendFlagOptions = {}): HostBackends {
+  const backends = targetBackendsFromFlag(list, options);
   const launchers = new Map<string, GuestLauncher>();
   const adopters = new Map<string, GuestAdopter>();
   for (const backend of backends) {

@@ -28,6 +28,8 @@ Runs a target agent that accepts migrations and keeps the guests it receives.
                          qemu needs qemu-system-x86_64 and starts QEMU for each incoming guest
   --qemu-dir DIR         where incoming QEMU guests keep their RAM file and serial log, a
                          folder each; must be tmpfs (default /dev/shm)
+  --prefault             fault a simulated guest's fresh memory in from a worker thread while
+                         the first pass arrives (pays where the target has a core to spare)
   --json                 one JSON event per line on stdout
 `;
 
@@ -46,8 +48,9 @@ export async function listen(args: string[]): Promise<number> {
     supervised: { type: 'boolean' },
     backend: { type: 'string' },
     'qemu-dir': { type: 'string' },
+    prefault: { type: 'boolean' },
   } as const);
-  const backends = targetBackendsFromFlag(values.backend ?? 'sim', values['qemu-dir']);
+  const backends = targetBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: values.prefault });
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
   const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
   const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parsePositiveDuration(values['record-timeout'], '--record-timeout');

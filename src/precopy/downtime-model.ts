@@ -109,23 +109,54 @@ export class DowntimeModel {
   }
 
   /**
-   * How long a round of `bytes` would take, judged by the pre-copy rounds of the last second (at
-   * least one) that were about its size (see {@link paceOfRoundsLike}). Zero pages count for
-   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent
-   * nor written.
+   * How long a round of `bytes` would take: the pace of the pre-copy rounds of the last second (at
+   * least one) that were about its size (see {@link paceOfRoundsLike}), times the latest round's
+   * {@link paceNow}. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a data page: they are
+   * copied and compared but neither sent nor written.
    */
   roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
+    const samples = this.recentSamples(current);
+    const model = paceOfRoundsLike(samples, bytes);
+    if (!model) return undefined;
+    return { fixedMs: model.fixedMs, msPerByte: model.msPerByte * this.paceNow(samples) };
+  }
+
+  /**
+   * How fast the machine goes now against the rounds of the last second: the latest finished
+   * round's time per byte over the median of the rounds like it in size (1 when it went as they
+   * did, 2 when it took twice as long). The policy decides on what that very round left dirty, so
+   * a pause follows a round that went slow (under `best`: it left as much dirty as the one before)
+   * or fast (under `first-fit`: it left little enough to fit), and a slow or fast spell of a
+   * shared host outlasts a round: the last round goes as the latest one did, not as the median.
+   */
+  paceNow(samples: readonly RoundSample[] = this.recentSamples()): number {
+    const latest = this.rounds.findLast((r) => !r.stopAndCopy);
+    if (!latest) return 1;
+    const sample = this.sampleOf(latest);
+    const usual = paceOfRoundsLike(samples, sample.bytes);
+    if (!usual || !(sample.bytes > 0 && sample.ms > 0) || !(usual.msPerByte > 0)) return 1;
+    return sample.ms / sample.bytes / usual.msPerByte;
+  }
+
+  /** The round in progress if given, then the pre-copy rounds of the last second (at least one), latest first. */
+  private recentSamples(current?: RoundSample): RoundSample[] {
     const samples: RoundSample[] = current ? [current] : [];
     let ms = current?.ms ?? 0;
     for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
-      // The target's collection before the acknowledgement is not part of what a round costs.
-      // (At most the acknowledgement wait it was part of: a target cannot report more than that.)
-      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) });
+      samples.push(this.sampleOf(r));
       ms += r.durationMs;
     }
-    return paceOfRoundsLike(samples, bytes);
+    return samples;
+  }
+
+  /**
+   * What a finished round cost. The target's collection before the acknowledgement is not part of
+   * it (at most the acknowledgement wait it was part of: a target cannot report more than that).
+   */
+  private sampleOf(r: RoundReport): RoundSample {
+    return { bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) };
   }
 
   /** What `bytesRaw` of data pages and `zeroPages` zero pages cost to send, in data bytes. */

@@ -109,33 +109,22 @@ export class DowntimeModel {
   }
 
   /**
-   * How long a round of `bytes` would take: the pace of the pre-copy rounds of the last second (at
-   * least one) that were about its size (see {@link paceOfRoundsLike}), times the latest round's
-   * {@link paceNow}. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a data page: they are
-   * copied and compared but neither sent nor written.
+   * How long a round of `bytes` would take: at the time per byte of the latest round (the round in
+   * progress if given, else the latest finished pre-copy round). The policy decides on what that
+   * very round left dirty, so a pause follows a round that went slow (under `best`: it left as
+   * much dirty as the one before) or fast (under `first-fit`: it left little enough to fit), and a
+   * slow or fast spell of a shared host outlasts a round: the last round goes as the latest did,
+   * not as the median of the rounds before. The latest round also sent the same pages (the hot
+   * set) at the same compression ratio. A latest round that sent nothing says nothing: then the
+   * rounds of the last second like it in size (see {@link paceOfRoundsLike}). Zero pages count for
+   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent nor
+   * written.
    */
   roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
     const samples = this.recentSamples(current);
-    const model = paceOfRoundsLike(samples, bytes);
-    if (!model) return undefined;
-    return { fixedMs: model.fixedMs, msPerByte: model.msPerByte * this.paceNow(samples) };
-  }
-
-  /**
-   * How fast the machine goes now against the rounds of the last second: the latest finished
-   * round's time per byte over the median of the rounds like it in size (1 when it went as they
-   * did, 2 when it took twice as long). The policy decides on what that very round left dirty, so
-   * a pause follows a round that went slow (under `best`: it left as much dirty as the one before)
-   * or fast (under `first-fit`: it left little enough to fit), and a slow or fast spell of a
-   * shared host outlasts a round: the last round goes as the latest one did, not as the median.
-   */
-  paceNow(samples: readonly RoundSample[] = this.recentSamples()): number {
-    const latest = this.rounds.findLast((r) => !r.stopAndCopy);
-    if (!latest) return 1;
-    const sample = this.sampleOf(latest);
-    const usual = paceOfRoundsLike(samples, sample.bytes);
-    if (!usual || !(sample.bytes > 0 && sample.ms > 0) || !(usual.msPerByte > 0)) return 1;
-    return sample.ms / sample.bytes / usual.msPerByte;
+    const latest = samples[0];
+    if (latest && latest.bytes > 0 && latest.ms > 0 && Number.isFinite(latest.ms)) return { fixedMs: 0, msPerByte: latest.ms / latest.bytes };
+    return paceOfRoundsLike(samples, bytes);
   }
 
   /** The round in progress if given, then the pre-copy rounds of the last second (at least one), latest first. */

@@ -1,6 +1,6 @@
 /**
- * The source's model of the pause: how long a last round of so many bytes would take, judged by
- * the recent pre-copy rounds like it in size, plus half a round trip for "go" and the calibration's
+ * The source's model of the pause: how long a last round of so many bytes would take, at the pace
+ * of the latest pre-copy round, plus half a round trip for "go" and the calibration's
  * overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
  * round trips and asks it for estimates; the decisions stay with the policy.
  */

@@ -1,7 +1,7 @@
 /**
  * The source's model of the pause: how long a last round of so many bytes would take, at the pace
- * of the latest pre-copy round, plus half a round trip for "go" and the calibration's
- * overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
+ * of the recent rounds like it in size or of the latest round if slower, plus half a round trip
+ * for "go" and the calibration's overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
  * round trips and asks it for estimates; the decisions stay with the policy.
  */
 
@@ -109,22 +109,22 @@ export class DowntimeModel {
   }
 
   /**
-   * How long a round of `bytes` would take: at the time per byte of the latest round (the round in
-   * progress if given, else the latest finished pre-copy round). The policy decides on what that
-   * very round left dirty, so a pause follows a round that went slow (under `best`: it left as
-   * much dirty as the one before) or fast (under `first-fit`: it left little enough to fit), and a
-   * slow or fast spell of a shared host outlasts a round: the last round goes as the latest did,
-   * not as the median of the rounds before. The latest round also sent the same pages (the hot
-   * set) at the same compression ratio. A latest round that sent nothing says nothing: then the
-   * rounds of the last second like it in size (see {@link paceOfRoundsLike}). Zero pages count for
-   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent nor
-   * written.
+   * How long a round of `bytes` would take: at the time per byte of the recent rounds like it in
+   * size (the pre-copy rounds of the last second, and the round in progress if given; see
+   * {@link paceOfRoundsLike}), or of the latest round if that went slower. The policy decides on
+   * what that very round left dirty, so a pause follows a round that went slow (under `best`: it
+   * left as much dirty as the one before) or fast (under `first-fit`: it left little enough to
+   * fit). On a shared host a slow round is a spell of contention that outlasts it, and the last
+   * round goes as slow; a fast one is a gap in the contention that does not, and the last round
+   * goes at the usual pace again. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a data
+   * page: they are copied and compared but neither sent nor written.
    */
   roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
     const samples = this.recentSamples(current);
+    const like = paceOfRoundsLike(samples, bytes);
     const latest = samples[0];
-    if (latest && latest.bytes > 0 && latest.ms > 0 && Number.isFinite(latest.ms)) return { fixedMs: 0, msPerByte: latest.ms / latest.bytes };
-    return paceOfRoundsLike(samples, bytes);
+    if (!like || !latest || !(latest.bytes > 0 && latest.ms > 0 && Number.isFinite(latest.ms))) return like;
+    return { fixedMs: like.fixedMs, msPerByte: Math.max(like.msPerByte, latest.ms / latest.bytes) };
   }
 
   /** The round in progress if given, then the pre-copy rounds of the last second (at least one), latest first. */

@@ -258,8 +258,8 @@ export const LIKE_ROUND_SIZE_RATIO = 2;
 
 /**
  * How long a round of `bytes` will take, judged by recent rounds of about its size (the pause
- * model's choice after a latest round that sent nothing; otherwise it takes the latest round's
- * pace, see `DowntimeModel.roundTimeModel`): the median
+ * model takes the latest round's pace instead when that went slower; see
+ * `DowntimeModel.roundTimeModel`): the median
  * time per byte (fixed part included) of the rounds within LIKE_ROUND_SIZE_RATIO of it, or with
  * none, of the one nearest in size. Rounds of one migration share guest, link and codec, but not
  * their cost per byte: a first pass writes memory the target never touched, and a big round

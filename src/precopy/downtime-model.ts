@@ -1,7 +1,7 @@
 /**
  * The source's model of the pause: how long a last round of so many bytes would take, at the pace
- * of the recent rounds like it in size or of the latest round if slower, plus half a round trip
- * for "go" and the calibration's overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
+ * of the recent rounds like it in size, slowed down as much as the latest round was against the
+ * rounds like it, plus half a round trip for "go" and the calibration's overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
  * round trips and asks it for estimates; the decisions stay with the policy.
  */
 
@@ -111,20 +111,31 @@ export class DowntimeModel {
   /**
    * How long a round of `bytes` would take: at the time per byte of the recent rounds like it in
    * size (the pre-copy rounds of the last second, and the round in progress if given; see
-   * {@link paceOfRoundsLike}), or of the latest round if that went slower. The policy decides on
-   * what that very round left dirty, so a pause follows a round that went slow (under `best`: it
-   * left as much dirty as the one before) or fast (under `first-fit`: it left little enough to
-   * fit). On a shared host a slow round is a spell of contention that outlasts it, and the last
-   * round goes as slow; a fast one is a gap in the contention that does not, and the last round
-   * goes at the usual pace again. Zero pages count for {@link ZERO_PAGE_COST_SHARE} of a data
-   * page: they are copied and compared but neither sent nor written.
+   * {@link paceOfRoundsLike}), times the latest round's {@link slowdown}. Zero pages count for
+   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent nor
+   * written.
    */
   roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
     const samples = this.recentSamples(current);
     const like = paceOfRoundsLike(samples, bytes);
+    return like && { fixedMs: like.fixedMs, msPerByte: like.msPerByte * this.slowdown(samples) };
+  }
+
+  /**
+   * How much slower than the recent rounds like it in size the latest round went (the round in
+   * progress if given): its time per byte over theirs, at least 1. The policy decides on what
+   * that very round left dirty, so a pause follows a round that went slow (under `best`: it left
+   * as much dirty as the one before) or fast (under `first-fit`: it left little enough to fit).
+   * On a shared host a slow round is a spell of contention that outlasts it, and the last round
+   * goes as slow; a fast one is a gap that does not, and the last round goes at the usual pace
+   * again. Rounds like the latest in size, because a small round pays more per byte for the
+   * pipeline filling and draining than a big one, contention or not.
+   */
+  private slowdown(samples: readonly RoundSample[]): number {
     const latest = samples[0];
-    if (!like || !latest || !(latest.bytes > 0 && latest.ms > 0 && Number.isFinite(latest.ms))) return like;
-    return { fixedMs: like.fixedMs, msPerByte: Math.max(like.msPerByte, latest.ms / latest.bytes) };
+    if (!latest || !(latest.bytes > 0 && latest.ms > 0 && Number.isFinite(latest.ms))) return 1;
+    const usual = paceOfRoundsLike(samples, latest.bytes);
+    return usual && usual.msPerByte > 0 ? Math.max(1, latest.ms / latest.bytes / usual.msPerByte) : 1;
   }
 
   /** The round in progress if given, then the pre-copy rounds of the last second (at least one), latest first. */

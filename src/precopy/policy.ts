@@ -258,7 +258,7 @@ export const LIKE_ROUND_SIZE_RATIO = 2;
 
 /**
  * How long a round of `bytes` will take, judged by recent rounds of about its size (the pause
- * model takes the latest round's pace instead when that went slower; see
+ * model slows it down as much as the latest round went slower than the rounds like it; see
  * `DowntimeModel.roundTimeModel`): the median
  * time per byte (fixed part included) of the rounds within LIKE_ROUND_SIZE_RATIO of it, or with
  * none, of the one nearest in size. Rounds of one migration share guest, link and codec, but not

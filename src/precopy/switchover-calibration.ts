@@ -35,8 +35,8 @@ const MAX_FACTOR = 1;
 /**
  * Calibration of the pause prediction, learnt from completed switchovers. A pause is modelled as
  * `overheadMs + factor x roundMs + half a round trip`, where `roundMs` is the last round's bytes
- * at the pace of the pre-copy rounds before it that were like it in size, or of the latest one if
- * slower (see `DowntimeModel.roundTimeModel`). `overheadMs` is what no term models: stopping and
+ * at the pace of the pre-copy rounds before it that were like it in size, slowed down as the
+ * latest one was (see `DowntimeModel.roundTimeModel`). `overheadMs` is what no term models: stopping and
  * starting vCPUs, the device state, and the event-loop latency of the records around them. The factor (see
  * {@link factorFor}) is how much faster the paused last round goes than the rounds it is modelled
  * on: the guest no longer competes for the CPU, and a first pass writes memory the target never

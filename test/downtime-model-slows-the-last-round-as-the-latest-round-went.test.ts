@@ -1,7 +1,7 @@
-// The pause model's last round goes at the pace of the recent rounds like it, or of the latest round
-// if that went slower: the policy switches over on what that round left dirty, so the pause follows
-// a round that went slow (best) or fast (first-fit). A slow spell of a shared host outlasts the
-// round; a fast round is a gap in the contention that does not.
+// The pause model's last round goes at the pace of the recent rounds like it, slowed down as much as
+// the latest round was against the rounds like it: the policy switches over on what that round left
+// dirty, so the pause follows a round that went slow (best) or fast (first-fit). A slow spell of a
+// shared host outlasts the round; a fast round is a gap in the contention that does not.
 import { describe, expect, test } from 'vitest';
 import { DowntimeModel } from '../dist/precopy/downtime-model.js';
 import type { RoundReport } from '../dist/precopy/report.js';
@@ -38,8 +38,8 @@ function lastRoundMs(rounds: RoundReport[], mb: number): number {
   return model.fixedMs + mb * MB * model.msPerByte;
 }
 
-describe('the last round goes at the usual pace, or at the latest round\'s if slower', () => {
-  test('after a round that went slow, at its pace, not at the median of the rounds before', () => {
+describe('the last round goes at the usual pace, slowed down as the latest round was', () => {
+  test('after a round that went slow, as slow, not at the median of the rounds before', () => {
     // Four 40 MB rounds at 2 ms per MB, then one at 4: best stops on such a round (it left as
     // much dirty as the one before), and the last round goes as slow. The median would say 80 ms.
     const rounds = [1, 2, 3, 4].map((n) => round(n, 40, 2));
@@ -55,11 +55,14 @@ describe('the last round goes at the usual pace, or at the latest round\'s if sl
     expect(lastRoundMs(rounds, 30)).toBeCloseTo(60, 5);
   });
 
-  test('a latest round smaller than the last one: its pace, not the pace of the rounds of the last one\'s size', () => {
-    // Best stopped on a 4 MB round that went at 6 ms per MB and left 10 MB dirty; the 10 MB rounds
-    // before it went at 2.5. The last round goes as the latest did.
-    const rounds = [round(1, 10, 2.5), round(2, 10, 2.5), round(3, 5, 2.6), round(4, 4, 6)];
-    expect(lastRoundMs(rounds, 10)).toBeCloseTo(60, 5);
+  test('a latest round smaller than the last one: slowed down as much as it was against the rounds of its size', () => {
+    // Small rounds cost 3 ms per MB here, large ones 2: a small one pays more for the pipeline
+    // filling and draining, contention or not.
+    const usual = [round(1, 40, 2), round(2, 40, 2), round(3, 10, 3), round(4, 10, 3), round(5, 10, 3)];
+    // A small latest round at twice its usual pace: a 40 MB last round at twice the large rounds'.
+    expect(lastRoundMs([...usual, round(6, 10, 6)], 40)).toBeCloseTo(160, 5);
+    // At its usual pace: the large rounds' 2 ms per MB, not the small one's 3.
+    expect(lastRoundMs([...usual, round(6, 10, 3)], 40)).toBeCloseTo(80, 5);
   });
 
   test('rounds that all went alike: the pace they all went at', () => {
@@ -75,6 +78,7 @@ describe('the last round goes at the usual pace, or at the latest round\'s if sl
   });
 
   test('the round in progress, when given, is the latest', () => {
+    // 30 MB at 3 ms per MB against 2 for the rounds like it: half as slow again.
     const rounds = [1, 2, 3].map((n) => round(n, 40, 2));
     const model = new DowntimeModel(rounds, PAGE, new SwitchoverCalibration(), undefined).roundTimeModel(20 * MB, { bytes: 30 * MB, ms: 90 })!;
     expect(20 * MB * model.msPerByte).toBeCloseTo(60, 5);

@@ -1,8 +1,9 @@
 /**
  * The source's model of the pause: how long a last round of so many bytes would take, at the pace
  * of the recent rounds like it in size, slowed down as much as the latest round was against the
- * rounds like it, plus half a round trip for "go" and the calibration's overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
- * round trips and asks it for estimates; the decisions stay with the policy.
+ * rounds like it, plus half a round trip for "go" and the calibration's overhead and factor;
+ * under a bandwidth cap, the link's own pace. The engine feeds it rounds and round trips and asks
+ * it for estimates; the decisions stay with the policy.
  */
 
 import type { RoundReport } from './report.js';

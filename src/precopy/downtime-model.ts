@@ -1,8 +1,9 @@
 /**
- * The source's model of the pause: how long a last round of so many bytes would take, judged by
- * the recent pre-copy rounds like it in size, plus half a round trip for "go" and the calibration's
- * overhead and factor; under a bandwidth cap, the link's own pace. The engine feeds it rounds and
- * round trips and asks it for estimates; the decisions stay with the policy.
+ * The source's model of the pause: how long a last round of so many bytes would take, at the pace
+ * of the recent rounds like it in size, slowed down as much as the latest round was against the
+ * rounds like it, plus half a round trip for "go" and the calibration's overhead and factor;
+ * under a bandwidth cap, the link's own pace. The engine feeds it rounds and round trips and asks
+ * it for estimates; the decisions stay with the policy.
  */
 
 import type { RoundReport } from './report.js';
@@ -115,24 +116,55 @@ export class DowntimeModel {
   }
 
   /**
-   * How long a round of `bytes` would take, judged by the pre-copy rounds of the last second (at
-   * least one) that were about its size (see {@link paceOfRoundsLike}). Zero pages count for
-   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent
-   * nor written.
+   * How long a round of `bytes` would take: at the time per byte of the recent rounds like it in
+   * size (the pre-copy rounds of the last second, and the round in progress if given; see
+   * {@link paceOfRoundsLike}), times the latest round's {@link slowdown}. Zero pages count for
+   * {@link ZERO_PAGE_COST_SHARE} of a data page: they are copied and compared but neither sent nor
+   * written.
    */
   roundTimeModel(bytes: number, current?: RoundSample): RoundTimeModel | undefined {
+    const samples = this.recentSamples(current);
+    const like = paceOfRoundsLike(samples, bytes);
+    return like && { fixedMs: like.fixedMs, msPerByte: like.msPerByte * this.slowdown(samples) };
+  }
+
+  /**
+   * How much slower than the recent rounds like it in size the latest round went (the round in
+   * progress if given): its time per byte over theirs, at least 1. The policy decides on what
+   * that very round left dirty, so a pause follows a round that went slow (under `best`: it left
+   * as much dirty as the one before) or fast (under `first-fit`: it left little enough to fit).
+   * On a shared host a slow round is a spell of contention that outlasts it, and the last round
+   * goes as slow; a fast one is a gap that does not, and the last round goes at the usual pace
+   * again. Rounds like the latest in size, because a small round pays more per byte for the
+   * pipeline filling and draining than a big one, contention or not.
+   */
+  private slowdown(samples: readonly RoundSample[]): number {
+    const latest = samples[0];
+    if (!latest || !(latest.bytes > 0 && latest.ms > 0 && Number.isFinite(latest.ms))) return 1;
+    const usual = paceOfRoundsLike(samples, latest.bytes);
+    return usual && usual.msPerByte > 0 ? Math.max(1, latest.ms / latest.bytes / usual.msPerByte) : 1;
+  }
+
+  /** The round in progress if given, then the pre-copy rounds of the last second (at least one), latest first. */
+  private recentSamples(current?: RoundSample): RoundSample[] {
     const samples: RoundSample[] = current ? [current] : [];
     let ms = current?.ms ?? 0;
     for (let i = this.rounds.length - 1; i >= 0 && ms < 1000; i--) {
       const r = this.rounds[i]!;
       if (r.stopAndCopy) continue;
-      // The target's collection before the acknowledgement is not part of what a round costs.
-      // (At most the acknowledgement wait it was part of: a target cannot report more than that.)
-      // Nor is the time its batches were held back while another migration of the host paused.
-      samples.push({ bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) - (r.heldMs ?? 0) });
+      samples.push(this.sampleOf(r));
       ms += r.durationMs;
     }
-    return paceOfRoundsLike(samples, bytes);
+    return samples;
+  }
+
+  /**
+   * What a finished round cost. The target's collection before the acknowledgement is not part of
+   * it (at most the acknowledgement wait it was part of: a target cannot report more than that),
+   * nor is the time its batches were held back while another migration of the host paused.
+   */
+  private sampleOf(r: RoundReport): RoundSample {
+    return { bytes: this.workOf(r.bytesRaw, r.zeroPages), ms: r.durationMs - Math.min(r.targetGcMs, r.ackMs) - (r.heldMs ?? 0) };
   }
 
   /** What `bytesRaw` of data pages and `zeroPages` zero pages cost to send, in data bytes. */

@@ -257,7 +257,9 @@ export interface RoundSample {
 export const LIKE_ROUND_SIZE_RATIO = 2;
 
 /**
- * How long a round of `bytes` will take, judged by recent rounds of about its size: the median
+ * How long a round of `bytes` will take, judged by recent rounds of about its size (the pause
+ * model slows it down as much as the latest round went slower than the rounds like it; see
+ * `DowntimeModel.roundTimeModel`): the median
  * time per byte (fixed part included) of the rounds within LIKE_ROUND_SIZE_RATIO of it, or with
  * none, of the one nearest in size. Rounds of one migration share guest, link and codec, but not
  * their cost per byte: a first pass writes memory the target never touched, and a big round

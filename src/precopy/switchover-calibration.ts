@@ -7,7 +7,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { PageCodec } from '../protocol/page-codecs.js';
 import { median } from '../util/stats.js';
-import { LIKE_ROUND_SIZE_RATIO, type paceOfRoundsLike } from './policy.js';
+import { LIKE_ROUND_SIZE_RATIO } from './policy.js';
 
 /**
  * The overhead a {@link SwitchoverCalibration} assumes until its first switchover, and counts as
@@ -35,9 +35,9 @@ const MAX_FACTOR = 1;
 /**
  * Calibration of the pause prediction, learnt from completed switchovers. A pause is modelled as
  * `overheadMs + factor x roundMs + half a round trip`, where `roundMs` is the last round's bytes
- * at the pace of the pre-copy rounds before it that were like it in size (see
- * {@link paceOfRoundsLike}). `overheadMs` is what no term models: stopping and starting vCPUs,
- * the device state, and the event-loop latency of the records around them. The factor (see
+ * at the pace of the pre-copy rounds before it that were like it in size, slowed down as the
+ * latest one was (see `DowntimeModel.roundTimeModel`). `overheadMs` is what no term models: stopping and
+ * starting vCPUs, the device state, and the event-loop latency of the records around them. The factor (see
  * {@link factorFor}) is how much faster the paused last round goes than the rounds it is modelled
  * on: the guest no longer competes for the CPU, and a first pass writes memory the target never
  * touched. A link that set the pace is no faster with the guest paused; such switchovers are not

@@ -1,6 +1,8 @@
 // A guest tracked by a scan pays a scan of all memory in every pause, before its last round: the
 // tracker measures what a scan costs, and the pause prediction adds it, however few pages are
-// dirty, so the policy does not promise a pause the scan alone would overrun.
+// dirty, so the policy does not promise a pause the scan alone would overrun. A scan whose chunks
+// are sent as they are found overlaps its last round: the pause pays the longer of the two, and of
+// the shorter only the share that cannot overlap.
 import { expect, test } from 'vitest';
 import type { SourceDomain } from '../dist/domain/backend.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
@@ -69,4 +71,37 @@ test('the pause prediction adds the cost of finding the dirty pages, even when n
   model.findDirtyMs = () => 180;
   expect(model.predict(4 * MiB)).toBeCloseTo(withoutScan + 180, 6);
   expect(model.predict(0)).toBeCloseTo(nothingDirty + 180, 6);
+
+  // Streamed: 4 MiB at 10 ms per MiB is a 40 ms round, a tenth of the shorter does not overlap.
+  const roundMs = 40;
+  model.findDirtyLagShare = () => 0.1;
+  expect(model.predict(4 * MiB)).toBeCloseTo(withoutScan - roundMs + 180 + 0.1 * roundMs, 6);
+  expect(model.predict(0)).toBeCloseTo(nothingDirty + 180, 6);
+  // A scan shorter than the round: the round, and the first chunks' scan before it.
+  model.findDirtyMs = () => 10;
+  expect(model.predict(4 * MiB)).toBeCloseTo(withoutScan + 0.1 * 10, 6);
+});
+
+test('a streamed scan says how little of it cannot overlap the send; a log takes all at once', async () => {
+  const guest = await SimulatedGuest.boot({ memoryBytes: 256 * MiB, workload: 'idle', hotSetBytes: 4 * MiB, seed: 3 }, 'scan-lag');
+  try {
+    const scan = dirtyTrackerFor(scanTracked(guest), new Uint32Array(guest.pageCount));
+    scan.start();
+    try {
+      // 16 chunks of 16 MiB over at most 4 threads.
+      expect(scan.takeLagShare()).toBeGreaterThanOrEqual(1 / 16);
+      expect(scan.takeLagShare()).toBeLessThanOrEqual(4 / 16);
+      let found = 0;
+      for await (const run of scan.takeRuns!()) found += run.length;
+      expect(found).toBeGreaterThan(0);
+      expect(scan.takeMs()).toBeGreaterThan(0);
+    } finally {
+      scan.stop();
+    }
+    const log = dirtyTrackerFor(guest, new Uint32Array(guest.pageCount));
+    expect(log.takeLagShare()).toBe(1);
+    expect(log.takeRuns).toBeUndefined();
+  } finally {
+    await guest.destroy();
+  }
 });

@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { decisionOf, defaultPolicy, downtimeBudgetAt, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
+import { decisionOf, defaultPolicy, downtimeBudgetAt, FLOOR_OVER_BUDGET_ROUNDS, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/dirtylog/page-lists.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -57,6 +57,38 @@ describe('default policy, first-fit', () => {
         reason: 'nothing-dirty',
       });
     }
+  });
+});
+
+describe('default policy, when finding dirty pages alone overruns the budget', () => {
+  // A 1 GiB scan-tracked guest on a busy host: every scan at least 420 ms, the budget 300 ms. The
+  // fake clock is `elapsedMs`: a round of about a second each.
+  const slow = { ...base, downtimeBudgetMs: 300, expectedDowntimeMs: 600, findDirtyFloorMs: 420, finalDowntimeBudgetMs: 300 };
+  const answers = (policy: ReturnType<typeof defaultPolicy>, rounds: number, at: (round: number) => Partial<typeof slow> = () => ({})) =>
+    Array.from({ length: rounds }, (_, i) => policy({ ...slow, round: i + 1, elapsedMs: 1000 * (i + 1), ...at(i + 1) }));
+
+  test(`gives up after ${FLOOR_OVER_BUDGET_ROUNDS} rounds in a row, in seconds rather than at the stall deadline, saying what the floor is`, () => {
+    const seen = answers(defaultPolicy(), FLOOR_OVER_BUDGET_ROUNDS);
+    expect(seen.slice(0, -1).every((a) => a === 'continue')).toBe(true);
+    const last = decisionOf(seen.at(-1)!);
+    expect(last.decision).toBe('abort');
+    expect(last.noPauseFits).toMatch(/finding dirty pages takes at least 420 ms per pause, over the 255 ms the pause aims at \(85% of the 300 ms budget\)/);
+  });
+
+  test('a scan that gets under the budget, a floor that fits, or a round limit keep it iterating', () => {
+    // One round's scan went fast enough: the count starts again.
+    const dipped = answers(defaultPolicy(), FLOOR_OVER_BUDGET_ROUNDS + 2, (r) => (r === 3 ? { findDirtyFloorMs: 200 } : {}));
+    expect(dipped.every((a) => a === 'continue')).toBe(true);
+    // Over the budget in force under a ramp, but within the budget it ends at.
+    const ramped = answers(defaultPolicy(), 3 * FLOOR_OVER_BUDGET_ROUNDS, () => ({ downtimeBudgetMs: 100, finalDowntimeBudgetMs: 600 }));
+    expect(ramped.every((a) => a === 'continue')).toBe(true);
+    // A dirty log finds its pages at no cost.
+    const log = answers(defaultPolicy(), 3 * FLOOR_OVER_BUDGET_ROUNDS, () => ({ findDirtyFloorMs: 0 }));
+    expect(log.every((a) => a === 'continue')).toBe(true);
+    // A round limit switches over at the limit, as its caller asked.
+    const limited = answers(defaultPolicy({ maxRounds: 2 * FLOOR_OVER_BUDGET_ROUNDS }), 2 * FLOOR_OVER_BUDGET_ROUNDS).map((a) => decisionOf(a).decision);
+    expect(limited.at(-1)).toBe('stop-and-copy');
+    expect(limited.slice(0, -1).every((d) => d === 'continue')).toBe(true);
   });
 });
 

@@ -1,7 +1,8 @@
 // The dirty-page scan spread over worker threads: the pages it names are exactly those whose
 // contents changed from the recorded hashes, including the first and last page of every chunk a
 // worker takes and the last page of memory, over shared and file memory alike; and its record
-// writes the same hashes a scan in one thread does.
+// writes the same hashes a scan in one thread does. Streamed chunk by chunk, it hands out the
+// same pages in ascending runs of one chunk each, and a stream stopped early leaves the pool whole.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,17 @@ function memoryOf(kind: 'shared' | 'file', image: Uint8Array, name: string): Gue
 }
 
 /** Flips one byte of page `pfn` (at `at`), through `write`. */
+/** Every run `pool.changedRuns` yields, checked to lie within one chunk of `chunkPages`. */
+async function runsOf(pool: ScanPool, hashes: Uint32Array, chunkPages: number): Promise<number[][]> {
+  const runs: number[][] = [];
+  for await (const run of pool.changedRuns(hashes)) {
+    expect(run.length).toBeGreaterThan(0);
+    expect(Math.floor(run[0]! / chunkPages)).toBe(Math.floor(run[run.length - 1]! / chunkPages));
+    runs.push([...run]);
+  }
+  return runs;
+}
+
 function flip(write: GuestMemoryAccess, pfn: number, at: number): void {
   const page = new Uint8Array(PAGE);
   write.readPages(Uint32Array.of(pfn), page);
@@ -67,6 +79,15 @@ describe.each(['shared', 'file'] as const)('over %s memory', (kind) => {
       const found = await pool.changedPages(hashes);
       expect([...found]).toEqual(expected);
       expect([...found]).toEqual([...new HashScanner(read, hashes).changedPages()]);
+      // Streamed: one run per chunk, in memory order, the same pages in all.
+      const runs = await runsOf(pool, hashes, CHUNK);
+      expect(runs.length).toBe(Math.ceil(PAGES / CHUNK));
+      expect(runs.flat()).toEqual(expected);
+      // A stream stopped after its first run leaves the pool whole for the next scan.
+      for await (const run of pool.changedRuns(hashes)) {
+        expect([...run]).toEqual(runs[0]);
+        break;
+      }
       // The scan leaves the table as it was: the same pages again.
       expect([...(await pool.changedPages(hashes))]).toEqual(expected);
       await pool.record(hashes);
@@ -98,7 +119,9 @@ test('any memory size, chunk size, thread count and set of changed pages: exactl
           const hashes = new Uint32Array(pages);
           await pool.record(hashes);
           for (const pfn of changed) flip(write, pfn, pfn % PAGE);
-          expect([...(await pool.changedPages(hashes))]).toEqual([...changed].sort((a, b) => a - b));
+          const expected = [...changed].sort((a, b) => a - b);
+          expect([...(await pool.changedPages(hashes))]).toEqual(expected);
+          expect((await runsOf(pool, hashes, chunkPages)).flat()).toEqual(expected);
         } finally {
           pool.close();
           write.close();

@@ -6,6 +6,7 @@
  */
 
 import { HashScanner } from '../dirtylog/hash-scan.js';
+import { mergeSorted } from '../dirtylog/page-lists.js';
 import type { SourceDomain } from '../domain/backend.js';
 import { openGuestMemory, type GuestMemoryAccess } from '../domain/guest-memory.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -19,6 +20,12 @@ export interface DirtyTracker {
   stop(): void;
   /** The pages changed since the previous call (or `start`), ascending, each once. */
   take(): Uint32Array | Promise<Uint32Array>;
+  /**
+   * What `take` returns, in ascending runs handed out as they are found, so the caller sends one
+   * while the next is being found; absent where `take` costs next to nothing (a log). Stopping
+   * early stops the search; the pages not handed out then count as unchanged.
+   */
+  takeRuns?(): AsyncIterable<Uint32Array>;
   /** How many pages `take` would return now: exact for a log, estimated for a scan. Cheap. */
   peek(): number;
   /** How many pages `take` would return now, exactly, without taking them; may scan memory. */
@@ -31,6 +38,29 @@ export interface DirtyTracker {
    * guest's vCPUs no longer compete with the scan for cores); 0 for a log.
    */
   takeMs(): number;
+  /**
+   * How much of the shorter of the pause's `take` and the sending of its pages cannot overlap
+   * the other, as a share of it: 1 when the pages come all at once (`take`), for `takeRuns` the
+   * first runs found before the send can start and the last ones sent after the search ended.
+   */
+  takeLagShare(): number;
+}
+
+/**
+ * `pending` (ascending) merged into `runs` (ascending runs, each after the one before): ascending
+ * runs of the union, each page once, so the pages of a round found by a scan and the pages left
+ * over from before go out together in memory order.
+ */
+export async function* mergeIntoRuns(pending: Uint32Array, runs: AsyncIterable<Uint32Array>): AsyncGenerator<Uint32Array, void, undefined> {
+  let at = 0;
+  for await (const run of runs) {
+    const last = run[run.length - 1]!;
+    let upTo = at;
+    while (upTo < pending.length && pending[upTo]! <= last) upTo++;
+    yield mergeSorted(pending.subarray(at, upTo), run);
+    at = upTo;
+  }
+  if (at < pending.length) yield pending.subarray(at);
 }
 
 /**
@@ -87,6 +117,10 @@ class LogTracker implements DirtyTracker {
   takeMs(): number {
     return 0;
   }
+
+  takeLagShare(): number {
+    return 1;
+  }
 }
 
 /**
@@ -136,13 +170,29 @@ class ScanTracker implements DirtyTracker {
     this.started();
     const scanStart = performance.now();
     const pages = await this.pool!.changedPages(this.hashes);
+    this.scanned(scanStart, pages.length);
+    return pages;
+  }
+
+  async *takeRuns(): AsyncGenerator<Uint32Array, void, undefined> {
+    this.started();
+    const scanStart = performance.now();
+    let found = 0;
+    for await (const run of this.pool!.changedRuns(this.hashes)) {
+      found += run.length;
+      yield run;
+    }
+    this.scanned(scanStart, found);
+  }
+
+  /** Counts a whole scan that started at `scanStart` and found `found` pages. */
+  private scanned(scanStart: number, found: number): void {
     const now = performance.now();
     const scanMs = now - scanStart;
     this.fastestScanMs = this.fastestScanMs > 0 ? Math.min(this.fastestScanMs, scanMs) : scanMs;
     this.lastIntervalMs = now - this.lastAt;
-    this.lastFound = pages.length;
+    this.lastFound = found;
     this.lastAt = now;
-    return pages;
   }
 
   peek(): number {
@@ -160,5 +210,16 @@ class ScanTracker implements DirtyTracker {
 
   takeMs(): number {
     return this.fastestScanMs;
+  }
+
+  /**
+   * The workers finish about one chunk each at a time, and runs go out in memory order: the send
+   * starts about `threads` chunks into the scan, and the last `threads` chunks' pages go out
+   * after it ended.
+   */
+  takeLagShare(): number {
+    const pool = this.pool;
+    if (!pool) return 1;
+    return Math.min(1, pool.threads / pool.chunks);
   }
 }

@@ -33,11 +33,19 @@ export class DowntimeModel {
    */
   wireShare: number | undefined;
   /**
-   * What finding the last dirty pages costs in the pause, in ms, before its last round: the dirty
-   * tracker's `takeMs` (a scan of all memory for a scan-tracked guest, 0 for a log). Every
-   * prediction includes it, since every pause pays it, however few pages are dirty.
+   * What finding the last dirty pages costs in the pause, in ms: the dirty tracker's `takeMs` (a
+   * scan of all memory for a scan-tracked guest, 0 for a log). Every prediction includes it, since
+   * every pause pays it, however few pages are dirty.
    */
   findDirtyMs: () => number = () => 0;
+  /**
+   * How much of the shorter of finding the dirty pages and sending them does not overlap the
+   * other, as a share of it (the tracker's `takeLagShare`): the pause pays
+   * `max(find, round) + share x min(find, round)`. 1, the sum, when the pages are all found before
+   * the first is sent; for a scan whose chunks are sent as they are found, the first chunks
+   * scanned before the send starts and the last chunks' pages sent after the scan ends.
+   */
+  findDirtyLagShare: () => number = () => 1;
 
   /**
    * @param rounds The migration's rounds so far, appended to by the engine (read, never written).
@@ -87,7 +95,9 @@ export class DowntimeModel {
     // A link that sets the pace is no faster with the guest paused: the factor is not for it.
     const link = bytes > 0 ? this.linkTime(bytes) : undefined;
     const roundMs = link?.bound ? link.ms : Math.max(c.factorFor(e.roundMs) * e.roundMs, link?.ms ?? 0);
-    return this.findDirtyMs() + e.overheadMs + roundMs + e.handshakeMs;
+    const findMs = this.findDirtyMs();
+    const findAndRoundMs = Math.max(findMs, roundMs) + this.findDirtyLagShare() * Math.min(findMs, roundMs);
+    return e.overheadMs + findAndRoundMs + e.handshakeMs;
   }
 
   /**

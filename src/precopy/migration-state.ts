@@ -47,6 +47,8 @@ export interface PauseTimes {
   pausedAt: number;
   /** When the last dirty pages were known (a scan-tracked guest's final scan ended). */
   foundAt: number;
+  /** Of the time from `pausedAt` to `foundAt`, what the last round spent waiting for its pages to be found. */
+  scanWaitMs: number;
   completeSentAt: number;
   finalPages: number;
   stateBytes: number;
@@ -117,6 +119,7 @@ export abstract class MigrationState {
     this.dirty = dirtyTrackerFor(domain, this.sentDigest.hashes);
     this.model = new DowntimeModel(this.rounds, this.pageSize, options.calibration ?? new SwitchoverCalibration(), options.maxBandwidthBytesPerSec);
     this.model.findDirtyMs = () => this.dirty.takeMs();
+    this.model.findDirtyLagShare = () => this.dirty.takeLagShare();
     this.cap = options.maxBandwidthBytesPerSec !== undefined ? new BandwidthCap(options.maxBandwidthBytesPerSec) : undefined;
     this.seat = options.switchoverGate ? new GateSeat(options.switchoverGate, this.id, () => this.gateStopReason()) : undefined;
     // The gate last: a frame the cap let go still waits out another migration's pause.
@@ -318,6 +321,8 @@ export abstract class MigrationState {
       throttlePercent: this.throttle.percent,
       bytesSent: this.sender.counters.bytesRaw,
       memoryBytes: this.domain.descriptor.memoryBytes,
+      findDirtyFloorMs: this.dirty.takeMs(),
+      finalDowntimeBudgetMs: this.options.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS,
     };
   }
 }

@@ -18,6 +18,7 @@ import {
   CancelledError,
   DigestMismatchError,
   MigrationError,
+  NoProgressError,
   PolicyAbortError,
   UnexpectedRecordError,
   UnsettledError,
@@ -31,6 +32,7 @@ import { armLoopGuard } from '../util/loop-guard.js';
 import { roundTo } from '../util/stats.js';
 import { openChannels } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
+import { mergeIntoRuns } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import { decisionOf, roundTimeAt, type RoundSample } from './policy.js';
 import { DEFAULT_TIMEOUT_ACTION } from './progress-watchdog.js';
@@ -170,7 +172,7 @@ class SourceMigration extends MigrationState {
     for (let pfn = 0; pfn < pageCount; pfn++) pending[pfn] = pfn;
     let predictedMs = Number.POSITIVE_INFINITY;
     for (;;) {
-      const unsent = await this.sendRound(pending, false);
+      const { unsent } = await this.sendRound(pending, false);
       pending = mergeSorted(unsent, await this.readDirtyLog());
       if (this.options.maxBandwidthBytesPerSec !== undefined) this.model.wireShare = (await this.sender.wireShare(pending)) ?? this.model.wireShare;
       this.round++;
@@ -192,7 +194,17 @@ class SourceMigration extends MigrationState {
         budgetMs: stats.downtimeBudgetMs,
       });
       this.domain.setThrottle(percent / 100);
-      const { decision, reason } = decisionOf(this.policy(stats));
+      const { decision, reason, noPauseFits } = decisionOf(this.policy(stats));
+      if (decision === 'abort' && noPauseFits !== undefined) {
+        // No pause can fit: ended as the stall deadline would end it, without waiting for it.
+        const error = new NoProgressError(noPauseFits);
+        if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw error;
+        predictedMs = stats.expectedDowntimeMs;
+        this.forced = new ForcedSwitchover(error);
+        this.report.forcedSwitchover = error.toJSON();
+        this.report.switchoverReason = 'forced-by-deadline';
+        break;
+      }
       if (decision === 'abort') {
         throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
       }
@@ -230,9 +242,13 @@ class SourceMigration extends MigrationState {
     const saving = Promise.resolve().then(() => this.domain.saveState());
     saving.catch(() => undefined);
     this.stateSaving = saving;
-    const final = mergeSorted(pending, await this.dirty.take());
-    const foundAt = performance.now();
-    await this.sendRound(final, true);
+    // A scan hands out its pages chunk by chunk: they are sent while the next chunks are scanned.
+    const runs = this.dirty.takeRuns?.();
+    const final = runs ? mergeIntoRuns(pending, runs) : mergeSorted(pending, await this.dirty.take());
+    let foundAt = performance.now();
+    const sent = await this.sendRound(final, true, () => (foundAt = performance.now()));
+    const scanWaitMs = runs ? sent.scanWaitMs : foundAt - pausedAt;
+    const finalPages = this.rounds.at(-1)?.pages ?? 0;
     // The last round's end, the state and "complete" are queued together and written in one go.
     const state = await saving;
     const digest = switchoverDigest(this.sentDigest.digest(), state);
@@ -256,9 +272,10 @@ class SourceMigration extends MigrationState {
       pauseStart,
       pausedAt,
       foundAt,
+      scanWaitMs,
       completeSentAt,
-      finalPages: final.length,
-      finalBytes: (final.length - (this.rounds.at(-1)?.zeroPages ?? 0)) * this.pageSize,
+      finalPages,
+      finalBytes: (finalPages - (this.rounds.at(-1)?.zeroPages ?? 0)) * this.pageSize,
       stateBytes: state.length,
     };
   }
@@ -283,8 +300,9 @@ class SourceMigration extends MigrationState {
       const model = this.model.roundTimeModel(s.finalBytes);
       // Not from a last round the link set the pace of: the calibration is for the rest.
       if (model && !this.model.linkBound()) {
-        // Finding the dirty pages is a term of its own (DowntimeModel.findDirtyMs), not overhead.
-        this.model.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.model.rttMs / 2 - (s.foundAt - s.pausedAt));
+        // Finding the dirty pages is a term of its own (DowntimeModel.findDirtyMs), not overhead:
+        // what the pause spent waiting for it, before and between the sends of its pages.
+        this.model.calibration.observe(roundTimeAt(model, s.finalBytes), this.report.downtimeMs - this.model.rttMs / 2 - s.scanWaitMs);
       }
       this.report.downtimeUpperBoundMs = roundTo(resumedAt - s.pauseStart, 3);
       this.report.switchover = {
@@ -348,31 +366,56 @@ class SourceMigration extends MigrationState {
 
   /**
    * Sends one round and waits for its acknowledgement. Returns the pages it did not send
-   * because a deadline forced the switchover (empty otherwise).
+   * because a deadline forced the switchover (empty otherwise), and how long it waited for runs
+   * of pages still being found (stop-and-copy only: `pfns` may then come in runs, and `found` is
+   * called once the last one came).
    */
-  private async sendRound(pfns: Uint32Array, stopAndCopy: boolean): Promise<Uint32Array> {
+  private async sendRound(
+    pfns: Uint32Array | AsyncIterable<Uint32Array>,
+    stopAndCopy: boolean,
+    found?: () => void,
+  ): Promise<{ unsent: Uint32Array; scanWaitMs: number }> {
     this.throwIfCancelled();
     const before = { ...this.sender.counters };
     const heldBefore = this.seat?.heldMs ?? 0;
     const vcpuMsBefore = this.domain.vcpuTimeMs?.();
     const started = performance.now();
-    this.roundPages = pfns.length;
+    const whole = pfns instanceof Uint32Array ? pfns : undefined;
+    // Runs still being found: as many pages as the dirty rate suggests, for progress and channels.
+    const expectedPages = whole ? whole.length : this.dirty.peek();
+    this.roundPages = expectedPages;
     this.roundStartPages = before.pages;
-    this.sender.startRound?.(pfns.length);
+    this.sender.startRound?.(expectedPages);
     this.emitProgress();
-    let unsent: Uint32Array = pfns.subarray(pfns.length);
+    let unsent: Uint32Array = new Uint32Array(0);
+    let scanWaitMs = 0;
     let pauseSoon = false;
     // A round with nothing to send still answers to the deadlines: a policy that keeps asking for
     // empty rounds must not outlive them.
-    if (!stopAndCopy && pfns.length === 0) this.checkDeadlines();
-    for (let first = 0; first < pfns.length; first += SLICE_PAGES) {
-      this.inbox?.throwIfFailed();
-      this.throwIfCancelled();
-      if (!stopAndCopy && this.checkDeadlines()) {
-        unsent = pfns.subarray(first);
-        break;
+    if (!stopAndCopy && whole?.length === 0) this.checkDeadlines();
+    if (whole) {
+      for (let first = 0; first < whole.length; first += SLICE_PAGES) {
+        this.inbox?.throwIfFailed();
+        this.throwIfCancelled();
+        if (!stopAndCopy && this.checkDeadlines()) {
+          unsent = whole.subarray(first);
+          break;
+        }
+        await this.sender.sendPages(this.round, whole.subarray(first, Math.min(whole.length, first + SLICE_PAGES)));
       }
-      await this.sender.sendPages(this.round, pfns.subarray(first, Math.min(pfns.length, first + SLICE_PAGES)));
+    } else {
+      let waitFrom = performance.now();
+      for await (const run of pfns as AsyncIterable<Uint32Array>) {
+        scanWaitMs += performance.now() - waitFrom;
+        for (let first = 0; first < run.length; first += SLICE_PAGES) {
+          this.inbox?.throwIfFailed();
+          this.throwIfCancelled();
+          await this.sender.sendPages(this.round, run.subarray(first, Math.min(run.length, first + SLICE_PAGES)));
+        }
+        waitFrom = performance.now();
+      }
+      scanWaitMs += performance.now() - waitFrom;
+      found?.();
     }
     const sentPages = () => this.sender.counters.pages - before.pages;
     if (stopAndCopy) {
@@ -427,7 +470,7 @@ class SourceMigration extends MigrationState {
       targetGcMs: roundTo(this.targetGcMs, 3),
       throttlePercent: this.throttle.percent,
     });
-    return unsent;
+    return { unsent, scanWaitMs };
   }
 
   /**

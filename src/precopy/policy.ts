@@ -57,6 +57,13 @@ export interface PrecopyStats {
   bytesSent: number;
   /** Guest memory size in bytes. */
   memoryBytes: number;
+  /**
+   * The least any pause spends finding the dirty pages, in ms: for a scan-tracked guest, the
+   * fastest scan of all memory this migration measured; 0 (or absent) for a dirty log.
+   */
+  findDirtyFloorMs?: number;
+  /** The budget a downtime ramp ends at, in ms: `downtimeBudgetMs` without a ramp. */
+  finalDowntimeBudgetMs?: number;
 }
 
 /** A policy's answer. */
@@ -76,12 +83,22 @@ export interface StopAndCopy {
  * acknowledged, to have both sides collect their garbage before the pause (see "pause-soon" in
  * docs/protocol.md). Without it, the engine guesses from the budget.
  */
-export type PrecopyPolicy = ((stats: PrecopyStats) => PrecopyDecision | StopAndCopy) & {
+export type PrecopyPolicy = ((stats: PrecopyStats) => PrecopyDecision | StopAndCopy | NoPauseFits) & {
   wouldStop?: (stats: PrecopyStats) => boolean;
 };
 
-/** The decision in a policy's answer, and the reason given for a switchover. */
-export function decisionOf(answer: PrecopyDecision | StopAndCopy): { decision: PrecopyDecision; reason?: SwitchoverReason } {
+/**
+ * A decision to give up because no pause can fit, saying why: the engine ends the migration with
+ * `ERR_NO_PROGRESS` and this message, or, with the timeout action `force-switchover`, switches
+ * over, as when the stall deadline passes.
+ */
+export interface NoPauseFits {
+  decision: 'abort';
+  noPauseFits: string;
+}
+
+/** The decision in a policy's answer, the reason given for a switchover, and why no pause fits. */
+export function decisionOf(answer: PrecopyDecision | StopAndCopy | NoPauseFits): { decision: PrecopyDecision; reason?: SwitchoverReason; noPauseFits?: string } {
   return typeof answer === 'string' ? { decision: answer } : answer;
 }
 
@@ -129,6 +146,14 @@ export const EXTRA_TIME_SHARE = 0.2;
  */
 export const DEADLINE_MARGIN = 2;
 
+/**
+ * Consecutive rounds after which the default policy gives up when finding the dirty pages alone
+ * (`findDirtyFloorMs`, the fastest scan measured) takes longer than the final budget allows the
+ * pause (with headroom): no pause can then fit, and iterating until the stall deadline (two
+ * minutes by default) only costs time. Several rounds, as each scan may set a new, lower floor.
+ */
+export const FLOOR_OVER_BUDGET_ROUNDS = 5;
+
 /** What {@link defaultPolicy} remembers of the rounds so far. */
 interface PolicyMemory {
   lastRound: number;
@@ -139,6 +164,8 @@ interface PolicyMemory {
   retried: boolean;
   /** `elapsedMs` when the expected pause first fitted. */
   fittedAtMs: number | undefined;
+  /** Consecutive rounds so far whose `findDirtyFloorMs` alone did not fit the final budget. */
+  floorOverRounds: number;
 }
 
 /** Options of {@link defaultPolicy}. */
@@ -169,10 +196,10 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
   const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
-  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined });
+  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined, floorOverRounds: 0 });
   const memory = fresh();
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
-  const decide = (stats: PrecopyStats, m: PolicyMemory): PrecopyDecision | StopAndCopy => {
+  const decide = (stats: PrecopyStats, m: PolicyMemory): PrecopyDecision | StopAndCopy | NoPauseFits => {
     if (stats.round <= m.lastRound) Object.assign(m, fresh());
     m.lastRound = stats.round;
     const expectedMs = stats.expectedDowntimeMs;
@@ -187,7 +214,7 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
     const fits = expectedMs <= headroom * stats.downtimeBudgetMs;
     if (fits && !best) return stop('first-fit');
     if (stats.round >= maxRounds) return stop('max-rounds');
-    if (!fits) return 'continue';
+    if (!fits) return floorOverBudget(stats, m) ?? 'continue';
     // At the floor no round cuts much any more. Far above it after a slow round, the next may land
     // lower: one is tried.
     if (!shrinking && !retry) return stop('fits-and-stopped-shrinking');
@@ -198,6 +225,22 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
     if (DEADLINE_MARGIN * nextRoundMs >= stats.deadlineInMs) return stop('deadline-near');
     m.retried = retry;
     return 'continue';
+  };
+  // No pause fits when finding the dirty pages alone overruns the final budget round after round;
+  // a round limit switches over at the limit instead, as its caller asked.
+  const floorOverBudget = (stats: PrecopyStats, m: PolicyMemory): NoPauseFits | undefined => {
+    const floorMs = stats.findDirtyFloorMs ?? 0;
+    const finalBudgetMs = stats.finalDowntimeBudgetMs ?? stats.downtimeBudgetMs;
+    const aimMs = headroom * finalBudgetMs;
+    m.floorOverRounds = floorMs > aimMs ? m.floorOverRounds + 1 : 0;
+    if (m.floorOverRounds < FLOOR_OVER_BUDGET_ROUNDS || Number.isFinite(maxRounds)) return undefined;
+    return {
+      decision: 'abort',
+      noPauseFits:
+        `finding dirty pages takes at least ${Math.round(floorMs)} ms per pause, over the ${Math.round(aimMs)} ms the pause aims at ` +
+        `(${Math.round(headroom * 100)}% of the ${Math.round(finalBudgetMs)} ms budget), in ${m.floorOverRounds} rounds in a row: no pause can fit; ` +
+        'raise the downtime budget, or give the host idle cores for the scan',
+    };
   };
   const policy: PrecopyPolicy = (stats) => decide(stats, memory);
   policy.wouldStop = (stats) => decisionOf(decide(stats, { ...memory })).decision === 'stop-and-copy';

@@ -34,6 +34,8 @@ export class ScanPool {
   private readonly workers: Worker[];
   private readonly chunkPages: number;
   private closed = false;
+  /** The jobs a scan stopped early still has under way: the next scan starts once they are answered. */
+  private settling: Promise<void> = Promise.resolve();
 
   /**
    * Starts the workers; they sit idle, and keep no process alive, until a scan.
@@ -67,16 +69,22 @@ export class ScanPool {
     return this.workers.length;
   }
 
+  /** Chunks a scan cuts memory into. */
+  get chunks(): number {
+    return Math.ceil(this.pageCount / this.chunkPages);
+  }
+
   /**
    * The pages whose contents hash differently from their entry in `hashes` (one per page,
    * `hashPage`), ascending, in a new array. `hashes` is read once, at the start.
    */
   async changedPages(hashes: Uint32Array): Promise<Uint32Array> {
-    this.checkTable(hashes);
-    this.table.set(hashes);
-    const found = await this.run('changed');
+    const found: Uint32Array[] = [];
     let total = 0;
-    for (const pages of found) total += pages.length;
+    for await (const pages of this.changedRuns(hashes)) {
+      found.push(pages);
+      total += pages.length;
+    }
     const all = new Uint32Array(total);
     let at = 0;
     for (const pages of found) {
@@ -86,10 +94,54 @@ export class ScanPool {
     return all;
   }
 
+  /**
+   * The same pages as {@link changedPages}, handed out chunk by chunk as the workers finish them:
+   * one ascending run per chunk that holds any, in memory order, so a caller sends a chunk's pages
+   * while the workers scan the next ones. A chunk finished early waits for those before it. A
+   * caller that stops iterating early stops the scan: no further chunk is handed to a worker.
+   */
+  async *changedRuns(hashes: Uint32Array): AsyncGenerator<Uint32Array, void, undefined> {
+    this.checkTable(hashes);
+    await this.settling;
+    this.table.set(hashes);
+    const chunks = Math.ceil(this.pageCount / this.chunkPages);
+    const ready = new Array<Uint32Array | undefined>(chunks);
+    let wake: (() => void) | undefined;
+    let failure: { error: unknown } | undefined;
+    const halt = { halted: false };
+    const scan = this.run('changed', halt, (chunk, pages) => {
+      ready[chunk] = pages;
+      wake?.();
+    });
+    scan.catch((error: unknown) => {
+      failure = { error };
+      wake?.();
+    });
+    try {
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        while (ready[chunk] === undefined) {
+          if (failure) throw failure.error;
+          await new Promise<void>((resolve) => (wake = resolve));
+        }
+        const pages = ready[chunk]!;
+        ready[chunk] = undefined;
+        if (pages.length > 0) yield pages;
+      }
+      await scan;
+    } finally {
+      halt.halted = true;
+      this.settling = scan.then(
+        () => undefined,
+        () => undefined,
+      );
+    }
+  }
+
   /** Writes the current hash of every page into `hashes`. */
   async record(hashes: Uint32Array): Promise<void> {
     this.checkTable(hashes);
-    await this.run('record');
+    await this.settling;
+    await this.run('record', { halted: false }, () => undefined);
     hashes.set(this.table);
   }
 
@@ -107,10 +159,13 @@ export class ScanPool {
     }
   }
 
-  /** Runs `op` over every chunk; resolves with each chunk's pages, in chunk order. */
-  private run(op: 'changed' | 'record'): Promise<Uint32Array[]> {
+  /**
+   * Runs `op` over every chunk, passing each chunk's pages to `onChunk` as it is answered (in
+   * whatever order the workers finish). Once `halt.halted`, no further chunk is handed out, and
+   * the run resolves when the jobs under way are answered.
+   */
+  private run(op: 'changed' | 'record', halt: { halted: boolean }, onChunk: (chunk: number, pages: Uint32Array) => void): Promise<void> {
     const chunks = Math.ceil(this.pageCount / this.chunkPages);
-    const results: Uint32Array[] = new Array<Uint32Array>(chunks);
     let next = 0;
     let busy = 0;
     return new Promise((resolve, reject) => {
@@ -124,10 +179,10 @@ export class ScanPool {
           w.unref();
         }
         if (error) reject(error);
-        else resolve(results);
+        else resolve();
       };
       const give = (worker: Worker): void => {
-        if (next >= chunks) {
+        if (next >= chunks || halt.halted) {
           if (busy === 0) settle();
           return;
         }
@@ -144,7 +199,7 @@ export class ScanPool {
           reply: (reply: ScanReply): void => {
             busy--;
             if ('error' in reply) return settle(new DomainFailedError(`a dirty-page scan thread could not read guest memory: ${reply.error}`));
-            results[l.chunk] = reply.pages;
+            if (!settled) onChunk(l.chunk, reply.pages);
             give(worker);
           },
           error: (err: Error): void => settle(new DomainFailedError(`a dirty-page scan thread failed: ${err.message}`, { cause: err })),

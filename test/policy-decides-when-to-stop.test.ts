@@ -1,6 +1,6 @@
 // Each pre-copy decision on its own, with made-up figures and a fake clock: no timing involved.
 import { describe, expect, test } from 'vitest';
-import { decisionOf, defaultPolicy, downtimeBudgetAt, FLOOR_OVER_BUDGET_ROUNDS, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
+import { decisionOf, defaultPolicy, downtimeBudgetAt, FLOOR_OVER_BUDGET_MS, FLOOR_OVER_BUDGET_ROUNDS, estimateDowntime, paceOfRoundsLike, roundTimeAt } from '../dist/precopy/policy.js';
 import { mergeSorted } from '../dist/dirtylog/page-lists.js';
 import {
   AUTO_CONVERGE_INITIAL_PERCENT,
@@ -62,31 +62,37 @@ describe('default policy, first-fit', () => {
 
 describe('default policy, when finding dirty pages alone overruns the budget', () => {
   // A 1 GiB scan-tracked guest on a busy host: every scan at least 420 ms, the budget 300 ms. The
-  // fake clock is `elapsedMs`: a round of about a second each.
+  // fake clock is `elapsedMs`: a round every `everyMs`.
   const slow = { ...base, downtimeBudgetMs: 300, expectedDowntimeMs: 600, findDirtyFloorMs: 420, finalDowntimeBudgetMs: 300 };
-  const answers = (policy: ReturnType<typeof defaultPolicy>, rounds: number, at: (round: number) => Partial<typeof slow> = () => ({})) =>
-    Array.from({ length: rounds }, (_, i) => policy({ ...slow, round: i + 1, elapsedMs: 1000 * (i + 1), ...at(i + 1) }));
+  const answers = (policy: ReturnType<typeof defaultPolicy>, rounds: number, at: (round: number) => Partial<typeof slow> = () => ({}), everyMs = 1000) =>
+    Array.from({ length: rounds }, (_, i) => policy({ ...slow, round: i + 1, elapsedMs: everyMs * (i + 1), ...at(i + 1) }));
 
-  test(`gives up after ${FLOOR_OVER_BUDGET_ROUNDS} rounds in a row, in seconds rather than at the stall deadline, saying what the floor is`, () => {
-    const seen = answers(defaultPolicy(), FLOOR_OVER_BUDGET_ROUNDS);
+  test(`gives up after ${FLOOR_OVER_BUDGET_ROUNDS} rounds in a row and ${FLOOR_OVER_BUDGET_MS} ms, well before the stall deadline, saying what the floor is`, () => {
+    // Slow rounds: the round count is reached last.
+    const everyMs = Math.ceil(FLOOR_OVER_BUDGET_MS / (FLOOR_OVER_BUDGET_ROUNDS - 1));
+    const seen = answers(defaultPolicy(), FLOOR_OVER_BUDGET_ROUNDS, () => ({}), everyMs);
     expect(seen.slice(0, -1).every((a) => a === 'continue')).toBe(true);
     const last = decisionOf(seen.at(-1)!);
     expect(last.decision).toBe('abort');
     expect(last.noPauseFits).toMatch(/finding dirty pages takes at least 420 ms per pause, over the 255 ms the pause aims at \(85% of the 300 ms budget\)/);
+    // Quick rounds, one a second: the time is reached last, FLOOR_OVER_BUDGET_MS after the first.
+    const quick = answers(defaultPolicy(), FLOOR_OVER_BUDGET_MS / 1000 + 1).map((a) => decisionOf(a).decision);
+    expect(quick.slice(0, -1).every((d) => d === 'continue')).toBe(true);
+    expect(quick.at(-1)).toBe('abort');
   });
 
   test('a scan that gets under the budget, a floor that fits, or a round limit keep it iterating', () => {
     // One round's scan went fast enough: the count starts again.
-    const dipped = answers(defaultPolicy(), FLOOR_OVER_BUDGET_ROUNDS + 2, (r) => (r === 3 ? { findDirtyFloorMs: 200 } : {}));
+    const dipped = answers(defaultPolicy(), FLOOR_OVER_BUDGET_ROUNDS + 2, (r) => (r === 3 ? { findDirtyFloorMs: 200 } : {}), FLOOR_OVER_BUDGET_MS);
     expect(dipped.every((a) => a === 'continue')).toBe(true);
     // Over the budget in force under a ramp, but within the budget it ends at.
-    const ramped = answers(defaultPolicy(), 3 * FLOOR_OVER_BUDGET_ROUNDS, () => ({ downtimeBudgetMs: 100, finalDowntimeBudgetMs: 600 }));
+    const ramped = answers(defaultPolicy(), 3 * FLOOR_OVER_BUDGET_ROUNDS, () => ({ downtimeBudgetMs: 100, finalDowntimeBudgetMs: 600 }), FLOOR_OVER_BUDGET_MS);
     expect(ramped.every((a) => a === 'continue')).toBe(true);
     // A dirty log finds its pages at no cost.
-    const log = answers(defaultPolicy(), 3 * FLOOR_OVER_BUDGET_ROUNDS, () => ({ findDirtyFloorMs: 0 }));
+    const log = answers(defaultPolicy(), 3 * FLOOR_OVER_BUDGET_ROUNDS, () => ({ findDirtyFloorMs: 0 }), FLOOR_OVER_BUDGET_MS);
     expect(log.every((a) => a === 'continue')).toBe(true);
     // A round limit switches over at the limit, as its caller asked.
-    const limited = answers(defaultPolicy({ maxRounds: 2 * FLOOR_OVER_BUDGET_ROUNDS }), 2 * FLOOR_OVER_BUDGET_ROUNDS).map((a) => decisionOf(a).decision);
+    const limited = answers(defaultPolicy({ maxRounds: 2 * FLOOR_OVER_BUDGET_ROUNDS }), 2 * FLOOR_OVER_BUDGET_ROUNDS, () => ({}), FLOOR_OVER_BUDGET_MS).map((a) => decisionOf(a).decision);
     expect(limited.at(-1)).toBe('stop-and-copy');
     expect(limited.slice(0, -1).every((d) => d === 'continue')).toBe(true);
   });

@@ -150,9 +150,13 @@ export const DEADLINE_MARGIN = 2;
  * Consecutive rounds after which the default policy gives up when finding the dirty pages alone
  * (`findDirtyFloorMs`, the fastest scan measured) takes longer than the final budget allows the
  * pause (with headroom): no pause can then fit, and iterating until the stall deadline (two
- * minutes by default) only costs time. Several rounds, as each scan may set a new, lower floor.
+ * minutes by default) only costs time. Several rounds, and FLOOR_OVER_BUDGET_MS at least, as each
+ * scan may set a new, lower floor once a busy host calms down.
  */
 export const FLOOR_OVER_BUDGET_ROUNDS = 5;
+
+/** The least time, in ms, the floor must stay over the budget before the default policy gives up. */
+export const FLOOR_OVER_BUDGET_MS = 15_000;
 
 /** What {@link defaultPolicy} remembers of the rounds so far. */
 interface PolicyMemory {
@@ -164,8 +168,9 @@ interface PolicyMemory {
   retried: boolean;
   /** `elapsedMs` when the expected pause first fitted. */
   fittedAtMs: number | undefined;
-  /** Consecutive rounds so far whose `findDirtyFloorMs` alone did not fit the final budget. */
+  /** Consecutive rounds so far whose `findDirtyFloorMs` alone did not fit the final budget, since `floorOverSinceMs`. */
   floorOverRounds: number;
+  floorOverSinceMs: number;
 }
 
 /** Options of {@link defaultPolicy}. */
@@ -196,7 +201,7 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
   const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
-  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined, floorOverRounds: 0 });
+  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined, floorOverRounds: 0, floorOverSinceMs: 0 });
   const memory = fresh();
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
   const decide = (stats: PrecopyStats, m: PolicyMemory): PrecopyDecision | StopAndCopy | NoPauseFits => {
@@ -233,12 +238,15 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
     const finalBudgetMs = stats.finalDowntimeBudgetMs ?? stats.downtimeBudgetMs;
     const aimMs = headroom * finalBudgetMs;
     m.floorOverRounds = floorMs > aimMs ? m.floorOverRounds + 1 : 0;
-    if (m.floorOverRounds < FLOOR_OVER_BUDGET_ROUNDS || Number.isFinite(maxRounds)) return undefined;
+    if (m.floorOverRounds === 1) m.floorOverSinceMs = stats.elapsedMs;
+    const overMs = stats.elapsedMs - m.floorOverSinceMs;
+    if (m.floorOverRounds < FLOOR_OVER_BUDGET_ROUNDS || overMs < FLOOR_OVER_BUDGET_MS || Number.isFinite(maxRounds)) return undefined;
     return {
       decision: 'abort',
       noPauseFits:
         `finding dirty pages takes at least ${Math.round(floorMs)} ms per pause, over the ${Math.round(aimMs)} ms the pause aims at ` +
-        `(${Math.round(headroom * 100)}% of the ${Math.round(finalBudgetMs)} ms budget), in ${m.floorOverRounds} rounds in a row: no pause can fit; ` +
+        `(${Math.round(headroom * 100)}% of the ${Math.round(finalBudgetMs)} ms budget), ${m.floorOverRounds} rounds in a row over ${Math.round(overMs / 1000)} s: ` +
+        'no pause can fit; ' +
         'raise the downtime budget, or give the host idle cores for the scan',
     };
   };

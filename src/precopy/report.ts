@@ -202,7 +202,8 @@ export interface MigrationReport {
     sendMs: number;
     /**
      * Of `sendMs`, finding the last dirty pages: a scan of all memory for a scan-tracked guest
-     * (the device state is saved meanwhile), next to nothing for a dirty log.
+     * (the device state is saved meanwhile, and each chunk's pages are sent while the next
+     * chunks are scanned), next to nothing for a dirty log.
      */
     findDirtyMs: number;
     /** "complete" sent until "prepared" received. */

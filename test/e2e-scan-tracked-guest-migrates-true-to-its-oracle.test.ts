@@ -7,6 +7,7 @@ import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate } from '../dist/precopy/migration.js';
+import { FLOOR_OVER_BUDGET_ROUNDS } from '../dist/precopy/policy.js';
 import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
 import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
@@ -97,6 +98,43 @@ test('a domain that asks for a scan but whose memory cannot be read from here is
       transport.destroy();
     }
     expect(guest.paused).toBe(false);
+  } finally {
+    await guest.destroy();
+  }
+});
+
+// A budget no scan can meet: the default policy gives up once the fastest scan has stayed over it
+// for FLOOR_OVER_BUDGET_ROUNDS rounds and FLOOR_OVER_BUDGET_MS, long before the stall deadline.
+test.each(['abort', 'force-switchover'] as const)('a guest whose scan alone overruns the budget ends early with ERR_NO_PROGRESS naming the floor (%s)', async (timeoutAction) => {
+  const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 2, workload: 'uniform', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 5 };
+  const guest = await SimulatedGuest.boot(config, `e2e-scan-floor-${timeoutAction}`);
+  try {
+    await sleep(100);
+    const { domain } = scanTracked(guest);
+    const transport = await connectWebSocket(agent.url);
+    const report = await migrate(domain, transport, {
+      destroySource: false,
+      targetName: agent.url,
+      // Far below what a scan of 64 MiB costs, and a stall deadline the test would not wait for.
+      downtimeBudgetMs: 0.01,
+      stallTimeoutMs: 600_000,
+      // Unthrottled, the guest keeps pages dirty: a pause then never has nothing left to send.
+      autoConverge: 'off',
+      timeoutAction,
+    });
+    if (timeoutAction === 'abort') {
+      expect(report.outcome).toBe('failed');
+      expect(report.guestRunningOn).toBe('source');
+      expect(report.error?.code).toBe('ERR_NO_PROGRESS');
+      expect(report.error?.message).toMatch(/^finding dirty pages takes at least \d+ ms per pause, over the 0 ms the pause aims at/);
+      expect(guest.paused).toBe(false);
+    } else {
+      expect(report.outcome).toBe('completed');
+      expect(report.verified).toBe(true);
+      expect(report.switchoverReason).toBe('forced-by-deadline');
+      expect(report.forcedSwitchover?.code).toBe('ERR_NO_PROGRESS');
+    }
+    expect(report.rounds.filter((r) => !r.stopAndCopy).length).toBeGreaterThanOrEqual(FLOOR_OVER_BUDGET_ROUNDS);
   } finally {
     await guest.destroy();
   }

@@ -199,6 +199,7 @@ class SourceMigration extends MigrationState {
         // No pause can fit: ended as the stall deadline would end it, without waiting for it.
         const error = new NoProgressError(noPauseFits);
         if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw error;
+        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
         predictedMs = stats.expectedDowntimeMs;
         this.forced = new ForcedSwitchover(error);
         this.report.forcedSwitchover = error.toJSON();

@@ -6,7 +6,8 @@
  * and sent as page numbers only, the data pages after them moved down over them. With a
  * compressing codec the payload of a batch is encoded (a large one on libuv's thread pool, while
  * the next batch is gathered) into a second buffer of the slot, which the frame header is then
- * written in front of.
+ * written in front of. With codec `auto` a {@link CodecChooser} names each batch's codec from what
+ * this sender measures: the encoder's pace, lz4's ratio, and how fast the transport drains.
  * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
  * backpressure, and the transport's own queue is the next one.
  */
@@ -21,6 +22,7 @@ import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
 import type { SendPacer } from './bandwidth-cap.js';
+import { CodecChooser, type CodecChoice } from './codec-choice.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -40,8 +42,10 @@ export const WIRE_SAMPLE_RUN_PAGES = 16;
 
 /** Options of a {@link PageSender}. */
 export interface PageSenderOptions {
-  /** Payload codec. */
-  codec: PageCodec;
+  /** Payload codec, or `auto` to pick one per batch. */
+  codec: CodecChoice;
+  /** The bandwidth cap the `cap` pacer enforces, in bytes per second: `auto` weighs the link by it. */
+  capBytesPerSec?: number;
   /** @default DEFAULT_DATA_PAGES_PER_BATCH */
   dataPagesPerBatch?: number;
   /** @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
@@ -76,10 +80,20 @@ export class PageSender {
   /** Sequence number of the next batch. */
   seq = 0;
   readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
+  /** Batches with data pages sent, by the codec of their payload. */
+  readonly batchesByCodec: Record<PageCodec, number> = { lz4: 0, none: 0 };
+  /** Picks each batch's codec under `auto`; undefined for a fixed codec. */
+  readonly chooser: CodecChooser | undefined;
 
   private readonly pageSize: number;
+  /** The fixed codec, or lz4 (the one that encodes) under `auto`. */
   private readonly codecName: PageCodec;
   private readonly codec: PagePayloadCodec;
+  /** Batches being encoded now, and since when the encoder has been busy: `auto`'s measure of its pace. */
+  private encoding = 0;
+  private encoderBusyFrom = 0;
+  /** When the latest batch's write completed: the start of the next one's drain if it was queued by then. */
+  private lastWrittenAt = Number.NEGATIVE_INFINITY;
   private readonly dataPagesPerBatch: number;
   private readonly slots: Slot[];
   private nextSlot = 0;
@@ -103,8 +117,9 @@ export class PageSender {
     options: PageSenderOptions,
   ) {
     this.pageSize = domain.descriptor.pageSize;
-    this.codecName = options.codec;
-    this.codec = pagePayloadCodec(options.codec);
+    this.chooser = options.codec === 'auto' ? new CodecChooser({ capBytesPerSec: options.capBytesPerSec }) : undefined;
+    this.codecName = options.codec === 'auto' ? 'lz4' : options.codec;
+    this.codec = pagePayloadCodec(this.codecName);
     this.dataPagesPerBatch = options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH;
     if (!Number.isInteger(this.dataPagesPerBatch) || this.dataPagesPerBatch < 1 || this.dataPagesPerBatch > DEFAULT_MAX_DATA_PAGES_PER_BATCH) {
       throw new InvalidArgumentError(`dataPagesPerBatch must be a whole number from 1 to ${DEFAULT_MAX_DATA_PAGES_PER_BATCH}, got ${String(this.dataPagesPerBatch)}`);
@@ -188,6 +203,8 @@ export class PageSender {
       out: Buffer.allocUnsafe(this.codec.maxPayloadBytes(WIRE_SAMPLE_RUN_PAGES * pageSize)),
     };
     const buffer = this.sample.raw;
+    // Under `auto`, the pages would go as the rule says now.
+    const raw = this.codec.payloadIsRaw || this.chooser?.decide() === 'none';
     const runs = Math.min(WIRE_SAMPLE_RUNS, Math.ceil(pfns.length / runPages));
     let sampled = 0;
     let wire = 0;
@@ -205,8 +222,8 @@ export class PageSender {
       }
       sampled += runPages * pageSize;
       if (data === 0) continue;
-      const raw = buffer.subarray(0, data * pageSize);
-      wire += this.codec.payloadIsRaw ? raw.length : this.codec.encodeSync(raw, this.sample.out);
+      const pages = buffer.subarray(0, data * pageSize);
+      wire += raw ? pages.length : this.codec.encodeSync(pages, this.sample.out);
     }
     return wire / sampled;
   }
@@ -238,18 +255,55 @@ export class PageSender {
     if (this.failure !== undefined) throw this.failure;
   }
 
+  /** Counts an encode in; returns when it started. */
+  private encoderStarts(): number {
+    const now = performance.now();
+    if (this.encoding++ === 0) this.encoderBusyFrom = now;
+    return now;
+  }
+
+  /**
+   * Counts an encode out and tells the chooser: the time it adds to the encoder's busy time is
+   * from its start or the previous encode's end, the later, so encodes that overlap on the pool
+   * are not counted twice.
+   */
+  private encoderEnds(started: number, rawBytes: number, wireBytes: number): void {
+    const now = performance.now();
+    this.chooser?.observeEncode(rawBytes, wireBytes, now - Math.max(started, this.encoderBusyFrom));
+    this.encoderBusyFrom = now;
+    this.encoding--;
+  }
+
+  /**
+   * Under `auto`, tells the chooser how long `written` took to drain when it queued behind the
+   * previous frame: from that frame's completion to its own, the link's (or the target's) pace.
+   */
+  private timeDrain(written: Promise<void>, wireBytes: number): Promise<void> {
+    if (!this.chooser) return written;
+    const chooser = this.chooser;
+    const queuedAt = performance.now();
+    return written.then(() => {
+      const now = performance.now();
+      if (queuedAt < this.lastWrittenAt) chooser.observeDrain(wireBytes, now - this.lastWrittenAt);
+      this.lastWrittenAt = now;
+    });
+  }
+
   /** Turns the gathered pages in `slot` into a frame and queues it behind the previous batch. */
   private dispatch(slot: Slot, round: number, dataCount: number, zeroCount: number): void {
     const seq = this.seq++;
     const rawLength = dataCount * this.pageSize;
+    // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
+    const choice = dataCount === 0 ? { codec: 'none' as const, probe: false } : (this.chooser?.next() ?? { codec: this.codecName, probe: false });
+    const codec = choice.codec;
+    if (dataCount > 0) this.batchesByCodec[codec]++;
     const raw = slot.buffer.subarray(PAGES_HEADER_RESERVE_BYTES, PAGES_HEADER_RESERVE_BYTES + rawLength);
     const header = {
       round,
       seq,
       pages: writePageNumbers(this.dataPfns, dataCount),
       zeros: writePageNumbers(this.zeroPfns, zeroCount),
-      // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
-      codec: dataCount > 0 ? this.codecName : ('none' as const),
+      codec,
       rawLength,
       checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),
     };
@@ -261,12 +315,23 @@ export class PageSender {
     // thread pool while the next batch is gathered. Either way it goes out after the previous one.
     let frame: Promise<Uint8Array>;
     const out = slot.out;
-    if (dataCount === 0 || out === undefined) {
+    // A probe is compressed into the slot's spare buffer beside its sending, for the measure only.
+    let probed: Promise<unknown> | undefined;
+    if (choice.probe && out !== undefined) {
+      const started = this.encoderStarts();
+      probed = this.codec.encode(raw, out.subarray(PAGES_HEADER_RESERVE_BYTES)).then(
+        (length) => this.encoderEnds(started, rawLength, length),
+        () => this.encoderEnds(started, 0, 0),
+      );
+    }
+    if (codec === 'none' || out === undefined) {
       frame = Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
     } else {
-      frame = this.codec
-        .encode(raw, out.subarray(PAGES_HEADER_RESERVE_BYTES))
-        .then((length) => encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length));
+      const started = this.encoderStarts();
+      frame = this.codec.encode(raw, out.subarray(PAGES_HEADER_RESERVE_BYTES)).then((length) => {
+        this.encoderEnds(started, rawLength, length);
+        return encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length);
+      });
     }
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.
@@ -276,7 +341,7 @@ export class PageSender {
         if (this.cap) await this.cap.take(f.length);
         this.throwIfFailed();
         this.counters.bytesWire += f.length;
-        return { written: this.transport.send(f) };
+        return { written: this.timeDrain(this.transport.send(f), f.length) };
       });
     this.issued = handedOver.then(
       () => undefined,
@@ -285,7 +350,8 @@ export class PageSender {
       },
     );
     slot.busy = handedOver
-      .then((h) => h.written)
+      .then((h) => Promise.all([h.written, probed]))
+      .then(() => undefined)
       .catch((err: unknown) => {
         this.failure ??= err;
       });

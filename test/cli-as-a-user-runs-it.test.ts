@@ -98,7 +98,7 @@ test.each([
   [['demo', '--memory', '12XB'], /--memory "12XB" has an unknown unit/],
   [['demo', '--workload', 'busy'], /--workload "busy" is not one of idle, uniform, hotset, sequential/],
   [['demo', '--dirty-rate', 'fast'], /--dirty-rate "fast" is not a number/],
-  [['demo', '--compress', 'zstd'], /--compress "zstd" is not lz4 or none/],
+  [['demo', '--compress', 'zstd'], /--compress "zstd" is not auto, lz4 or none/],
   [['migrate', '--memory', '64MiB'], /migrate needs --to/],
   [['demo', '--bogus'], /Unknown option '--bogus'/],
   [['frobnicate'], /unknown command "frobnicate"/],

@@ -7,12 +7,12 @@
  *
  * B is the bandwidth cap when one is set, or the pace at which the transport drained batches that
  * queued behind one another (a backlog: then the link or the target sets the pace, not the
- * sender), whichever is lower. C counts the time at least one batch was being encoded (on
- * libuv's pool, beside the main thread gathering the next ones), so it is the encoder's pace as
- * this machine's cores give it, not one thread's. While none is chosen, one batch in
- * `probeInterval` is a probe: it goes uncompressed, but is compressed beside its sending all the
- * same, so that C and r stay fresh for pages that change without the probe holding up the
- * batches behind it.
+ * sender), whichever is lower. While lz4 is in use, C counts the time at least one batch was
+ * being encoded (on libuv's pool, beside the main thread gathering the next ones), so it is the
+ * encoders' pace as this machine's cores give it. While none is chosen, one batch in
+ * `probeInterval` is a probe: a run of its pages is compressed on the main thread (a few hundred
+ * microseconds, nothing waits for the pool), and C is that one core's pace times the encoders
+ * that could run at once; the batch goes uncompressed.
  */
 
 import { PAGE_CODECS, type PageCodec } from '../protocol/page-codecs.js';
@@ -106,11 +106,14 @@ export class CodecChooser {
     return Math.max(1 / c, r / b) < (1 - this.margin) / b ? 'lz4' : 'none';
   }
 
-  /** An lz4 batch of `rawBytes` became `wireBytes` of payload in `busyMs` of encoder time. */
-  observeEncode(rawBytes: number, wireBytes: number, busyMs: number): void {
+  /**
+   * lz4 turned `rawBytes` into `wireBytes` of payload in `busyMs` of encoder time, with
+   * `parallel` encoders able to run at once: a probe on one core counts for each of them.
+   */
+  observeEncode(rawBytes: number, wireBytes: number, busyMs: number, parallel = 1): void {
     if (!(rawBytes > 0)) return;
     this.ratios.add(wireBytes, rawBytes);
-    if (busyMs > 0) this.encoded.add(rawBytes, busyMs / 1000);
+    if (busyMs > 0) this.encoded.add(rawBytes * parallel, busyMs / 1000);
   }
 
   /** The transport drained `wireBytes` in `ms` while batches were queued behind one another. */

@@ -100,8 +100,7 @@ export class PageSender {
   private lastWrittenAt = Number.NEGATIVE_INFINITY;
   /**
    * How many batches lz4 may encode at once: one per batch in flight, per thread of libuv's pool
-   * and per core but the one this thread gathers on, whichever is fewest. A probe's pace on one
-   * core is multiplied by it.
+   * and per core, whichever is fewest. A probe's pace on one core is multiplied by it.
    */
   private readonly encoders: number;
   private readonly dataPagesPerBatch: number;
@@ -138,7 +137,7 @@ export class PageSender {
     if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > MAX_IN_FLIGHT_BATCHES) {
       throw new InvalidArgumentError(`maxInFlight must be a whole number from 1 to ${MAX_IN_FLIGHT_BATCHES}, got ${String(inFlight)}`);
     }
-    this.encoders = Math.max(1, Math.min(inFlight, availableParallelism() - 1, Number(process.env.UV_THREADPOOL_SIZE) || LIBUV_DEFAULT_POOL_THREADS));
+    this.encoders = Math.max(1, Math.min(inFlight, availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || LIBUV_DEFAULT_POOL_THREADS));
     const rawBytes = this.dataPagesPerBatch * this.pageSize;
     const outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
     this.slots = Array.from({ length: inFlight }, () => ({

@@ -24,7 +24,7 @@ export type CodecChoice = PageCodec | 'auto';
 export const CODEC_CHOICES: readonly CodecChoice[] = ['auto', ...PAGE_CODECS];
 
 /** The codec a migration uses unless told otherwise. */
-export const DEFAULT_CODEC: CodecChoice = 'lz4';
+export const DEFAULT_CODEC: CodecChoice = 'auto';
 
 /** The share of a batch's time lz4 must save before `auto` uses it: measurements wobble. */
 export const AUTO_CODEC_MARGIN = 0.1;

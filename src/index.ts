@@ -70,6 +70,7 @@ export {
 export { SwitchoverGate, GATE_RECHECK_MS } from './precopy/switchover-gate.js';
 export { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES } from './precopy/page-sender.js';
 export { DEFAULT_AUTO_CONVERGE, type AutoConvergeMode } from './precopy/auto-converge.js';
+export { AUTO_CODEC_MARGIN, AUTO_CODEC_PROBE_INTERVAL, CODEC_CHOICES, DEFAULT_CODEC, type CodecChoice } from './precopy/codec-choice.js';
 export {
   DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
   DEFAULT_STALL_TIMEOUT_MS,

@@ -44,7 +44,7 @@ test('a one-cell bench with --json prints one JSON summary and writes results, t
   expect(results.machine).toMatchObject({ cpus: expect.any(Number), nodeVersion: process.version, totalMemoryBytes: expect.any(Number) });
   expect(results.cells).toHaveLength(1);
   const [cell] = results.cells;
-  expect(cell.cell).toMatchObject({ memoryBytes: 64 * 2 ** 20, workload: 'hotset', dirtyRateBytesPerSec: 50e6, downtimeBudgetMs: 300, codec: 'lz4', linkBytesPerSec: null });
+  expect(cell.cell).toMatchObject({ memoryBytes: 64 * 2 ** 20, workload: 'hotset', dirtyRateBytesPerSec: 50e6, downtimeBudgetMs: 300, codec: 'auto', linkBytesPerSec: null });
   expect(cell.rawLinkBytesPerSec).toBeGreaterThan(0);
   expect(cell.runs).toHaveLength(1);
   const [first] = cell.runs;

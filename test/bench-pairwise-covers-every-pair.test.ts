@@ -27,7 +27,7 @@ describe('an all-pairs selection of the matrix', () => {
     const plan = parseBenchArgs(['--full', '--pairwise']);
     const all = expandMatrix(plan.axes);
     const some = matrixCells(plan);
-    expect(all).toHaveLength(2106);
+    expect(all).toHaveLength(3159);
     expect(some.length).toBeLessThan(25);
     const wanted = pairsIn(all);
     const got = pairsIn(some);

@@ -76,12 +76,12 @@ test('migrate --calibration keeps what each switchover taught for the next run',
   };
   try {
     const first = await migrateOnce();
-    expect(Object.keys(first)).toEqual(['lz4']);
-    expect(first.lz4).toHaveLength(1);
-    expect(first.lz4[0]).toEqual({ roundMs: expect.any(Number), residualMs: expect.any(Number) });
+    expect(Object.keys(first)).toEqual(['auto']);
+    expect(first.auto).toHaveLength(1);
+    expect(first.auto[0]).toEqual({ roundMs: expect.any(Number), residualMs: expect.any(Number) });
     const second = await migrateOnce();
-    expect(second.lz4).toHaveLength(2);
-    expect(second.lz4[0]).toEqual(first.lz4[0]);
+    expect(second.auto).toHaveLength(2);
+    expect(second.auto[0]).toEqual(first.auto[0]);
 
     writeFileSync(file, '{"lz4": [{"roundMs": "soon"}]}');
     const refused = run(['migrate', '--to', agent.url, '--calibration', file]);
@@ -98,7 +98,7 @@ test.each([
   [['demo', '--memory', '12XB'], /--memory "12XB" has an unknown unit/],
   [['demo', '--workload', 'busy'], /--workload "busy" is not one of idle, uniform, hotset, sequential/],
   [['demo', '--dirty-rate', 'fast'], /--dirty-rate "fast" is not a number/],
-  [['demo', '--compress', 'zstd'], /--compress "zstd" is not lz4 or none/],
+  [['demo', '--compress', 'zstd'], /--compress "zstd" is not auto, lz4 or none/],
   [['migrate', '--memory', '64MiB'], /migrate needs --to/],
   [['demo', '--bogus'], /Unknown option '--bogus'/],
   [['frobnicate'], /unknown command "frobnicate"/],

@@ -23,7 +23,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asMigrationError, calibrationsByCodec, connectWebSocket, migrate, SimulatedGuest } from 'livemig';
+import { asMigrationError, calibrationsByCodec, DEFAULT_CODEC, connectWebSocket, migrate, SimulatedGuest } from 'livemig';
 import { missingNodeFlags, missingNodeFlagsNote, nodeOptionsOf } from '#cli/node-flags';
 import { terminalProgress } from '#cli/render';
 import { exposedGc } from '#util/gc';
@@ -213,7 +213,7 @@ async function runOnce(cell: BenchCell, plan: BenchPlan, run: number, url: strin
     const signal = AbortSignal.any([interrupt, AbortSignal.timeout(plan.runTimeoutMs)]);
     const transport = await connectWebSocket(url);
     const engine = engineOptions(cell, plan);
-    const report = await migrate(guest, transport, { ...engine, calibration: calibration(engine.codec ?? 'lz4'), targetName: url, signal, onProgress: progress });
+    const report = await migrate(guest, transport, { ...engine, calibration: calibration(engine.codec ?? DEFAULT_CODEC), targetName: url, signal, onProgress: progress });
     onTarget = report.guestRunningOn === 'target';
     return runFromReport(run, report);
   } catch (err) {

@@ -3,7 +3,7 @@
  * full cross product of them.
  */
 
-import type { MigrateOptions, PageCodec, Workload } from 'livemig';
+import type { CodecChoice, MigrateOptions, Workload } from 'livemig';
 
 /** Auto-converge setting of a cell: the engine's modes. */
 export type AutoConvergeSetting = NonNullable<MigrateOptions['autoConverge']>;
@@ -20,7 +20,7 @@ export interface BenchAxes {
   dirtyRatesBytesPerSec: number[];
   /** Downtime budgets, in milliseconds. */
   downtimeBudgetsMs: number[];
-  codecs: PageCodec[];
+  codecs: CodecChoice[];
   /** Link caps, in bytes per second; `null` is no cap. */
   linksBytesPerSec: Array<number | null>;
   /** `null` passes no setting, so the engine's default applies. */
@@ -38,7 +38,7 @@ export interface BenchCell {
   /** Requested dirty rate, in bytes per second; 0 for `idle`. */
   dirtyRateBytesPerSec: number;
   downtimeBudgetMs: number;
-  codec: PageCodec;
+  codec: CodecChoice;
   /** Link cap in bytes per second, or null for none. */
   linkBytesPerSec: number | null;
   /** null: the engine's default. */

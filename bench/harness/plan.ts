@@ -4,7 +4,7 @@
  */
 
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError, validateSimConfig, WORKLOADS, type MigrateOptions, type PageCodec, type SimGuestConfig } from 'livemig';
+import { DEFAULT_CODEC, InvalidArgumentError, validateSimConfig, WORKLOADS, type CodecChoice, type MigrateOptions, type SimGuestConfig } from 'livemig';
 import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from '#cli/units';
 import { expandMatrix, type AutoConvergeSetting, type SwitchoverSetting, type BenchAxes, type BenchCell } from './matrix.js';
 import { pairwiseMatrix } from './pairwise.js';
@@ -53,7 +53,7 @@ export const QUICK_AXES: Readonly<BenchAxes> = Object.freeze({
   workloads: ['idle', 'hotset'],
   dirtyRatesBytesPerSec: [0, 50e6, 200e6, 1e9],
   downtimeBudgetsMs: [50, 300],
-  codecs: ['lz4'],
+  codecs: [DEFAULT_CODEC],
   linksBytesPerSec: [null],
   autoConverge: [null],
   switchover: [null],
@@ -65,7 +65,7 @@ export const FULL_AXES: Readonly<BenchAxes> = Object.freeze({
   workloads: ['idle', 'uniform', 'hotset', 'sequential'],
   dirtyRatesBytesPerSec: [0, 50e6, 200e6, 1e9],
   downtimeBudgetsMs: [50, 300, 1000],
-  codecs: ['lz4', 'none'],
+  codecs: ['auto', 'lz4', 'none'],
   linksBytesPerSec: [null, 1.25e9, 1.25e8],
   autoConverge: ['off', 'on', 'auto'],
   switchover: [null],
@@ -127,7 +127,7 @@ Axes (defaults give a matrix of a few minutes; --full runs every level of every 
   --workload KINDS           idle,uniform,hotset,sequential (default idle,hotset)
   --dirty-rate RATES         requested dirty rates (default 0,50MB/s,200MB/s,1GB/s); idle ignores it
   --downtime-budget DURS     downtime budgets (default 50ms,300ms; full: 50ms,300ms,1000ms)
-  --compress CODECS          lz4,none (default lz4)
+  --compress CODECS          auto,lz4,none (default: the engine's default; full: auto,lz4,none)
   --link RATES               link caps, or none (default none; full: none,10Gbit/s,1Gbit/s)
   --auto-converge MODES      off,on,auto (default: the engine's own default; full: off,on,auto)
   --switchover POLICIES      best,first-fit (default: the engine's own default, also with --full)
@@ -210,7 +210,7 @@ export function parseBenchArgs(args: string[]): BenchPlan {
             return ms;
           })
         : [...base.downtimeBudgetsMs],
-    codecs: v.compress !== undefined ? list(v.compress, '--compress', oneOf<PageCodec>(['lz4', 'none'], '--compress')) : [...base.codecs],
+    codecs: v.compress !== undefined ? list(v.compress, '--compress', oneOf<CodecChoice>(['auto', 'lz4', 'none'], '--compress')) : [...base.codecs],
     linksBytesPerSec:
       v.link !== undefined
         ? list(v.link, '--link', (s) => {

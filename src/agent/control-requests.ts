@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import { PAGE_CODECS, type PageCodec } from '../protocol/page-codecs.js';
+import { CODEC_CHOICES, type CodecChoice } from '../precopy/codec-choice.js';
 import { MAX_GUEST_PRIORITY } from '../protocol/record-fields.js';
 import type { EvacuateRequest, MigrateGuestRequest, StartGuestRequest } from './control-types.js';
 
@@ -74,10 +74,10 @@ function engineFields(b: Fields, what: string, request: Pick<MigrateGuestRequest
   const cap = positive(b, 'maxBandwidthBytesPerSec', what);
   if (cap !== undefined) request.maxBandwidthBytesPerSec = cap;
   if (b.codec !== undefined) {
-    if (!(PAGE_CODECS as readonly unknown[]).includes(b.codec)) {
-      throw new InvalidArgumentError(`${what}.codec must be one of ${PAGE_CODECS.join(', ')}, got ${describe(b.codec)}`);
+    if (!(CODEC_CHOICES as readonly unknown[]).includes(b.codec)) {
+      throw new InvalidArgumentError(`${what}.codec must be one of ${CODEC_CHOICES.join(', ')}, got ${describe(b.codec)}`);
     }
-    request.codec = b.codec as PageCodec;
+    request.codec = b.codec as CodecChoice;
   }
 }
 

@@ -150,7 +150,7 @@ export interface MigrateGuestRequest {
   /** Engine options a caller may set; the rest are the host's defaults. */
   downtimeBudgetMs?: number;
   maxBandwidthBytesPerSec?: number;
-  codec?: 'lz4' | 'none';
+  codec?: 'auto' | 'lz4' | 'none';
 }
 
 /** A host as it reports itself. */
@@ -227,7 +227,7 @@ export interface EvacuateRequest {
   /** Engine options of every migration, as in `MigrateGuestRequest`. */
   downtimeBudgetMs?: number;
   maxBandwidthBytesPerSec?: number;
-  codec?: 'lz4' | 'none';
+  codec?: 'auto' | 'lz4' | 'none';
 }
 
 /** One guest's outcome in an evacuation. */

@@ -10,6 +10,7 @@
  * path. A guest keeps its pool-wide id and priority from host to host (the `guest` record).
  */
 
+import { DEFAULT_CODEC } from '../precopy/codec-choice.js';
 import { calibrationsByCodec } from '../precopy/switchover-calibration.js';
 import { SwitchoverGate } from '../precopy/switchover-gate.js';
 import { randomUUID } from 'node:crypto';
@@ -85,7 +86,7 @@ export class HostAgent implements ControlApi {
     this.estimator = new PauseEstimator({
       configuredLinkBytesPerSec: options.linkBytesPerSec ?? engine.maxBandwidthBytesPerSec,
       downtimeBudgetMs: engine.downtimeBudgetMs,
-      overheadMs: () => this.calibration(engine.codec ?? 'lz4').overheadMs,
+      overheadMs: () => this.calibration(engine.codec ?? DEFAULT_CODEC).overheadMs,
     });
     const registry = this.registry;
     this.metrics = new HostMetrics(

@@ -17,7 +17,7 @@ import { migrate } from '../precopy/migration.js';
 import { type MigrateOptions } from '../precopy/migrate-options.js';
 import type { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
 import type { SwitchoverGate } from '../precopy/switchover-gate.js';
-import type { PageCodec } from '../protocol/page-codecs.js';
+import { DEFAULT_CODEC, type CodecChoice } from '../precopy/codec-choice.js';
 import type { MigrationProgress, MigrationReport } from '../precopy/report.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
 import { connectToAgent } from './agent-client.js';
@@ -37,7 +37,7 @@ export interface OutgoingContext {
   /** The host's switchover gate: one of its guests paused at a time, with the link to itself. */
   switchoverGate: SwitchoverGate;
   /** The host's pause calibrations, one per codec. */
-  calibration: (codec: PageCodec) => SwitchoverCalibration;
+  calibration: (codec: CodecChoice) => SwitchoverCalibration;
   /** Told of the report of every migration that ran the engine, whatever its outcome (the pause estimates learn from it). */
   observe?(guest: HostGuest, report: MigrationReport): void;
   /** Takes the guest back from whatever else may touch it (an inspection, the target agent's queries). */
@@ -143,7 +143,7 @@ export class OutgoingMigration {
     if (this.request.codec !== undefined) options.codec = this.request.codec;
     // The host's calibration for the codec, unless its engine options name one: each pause it
     // predicts draws on the switchovers it made before.
-    options.calibration ??= this.ctx.calibration(options.codec ?? 'lz4');
+    options.calibration ??= this.ctx.calibration(options.codec ?? DEFAULT_CODEC);
     options.switchoverGate ??= this.ctx.switchoverGate;
     return migrate(domain, transport, options);
   }

@@ -5,10 +5,10 @@ import { access, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
-import type { PageCodec } from '../protocol/records.js';
+import { CODEC_CHOICES, type CodecChoice } from '../precopy/codec-choice.js';
 
 /** The calibrations saved in `path`, by codec; none if the file does not exist yet. */
-export async function readCalibrations(path: string): Promise<Map<PageCodec, SwitchoverCalibration>> {
+export async function readCalibrations(path: string): Promise<Map<CodecChoice, SwitchoverCalibration>> {
   // Checked before the guest boots, so that a typo is a usage error and not a lost save afterwards.
   try {
     await access(dirname(path), fsConstants.W_OK | fsConstants.X_OK);
@@ -22,13 +22,13 @@ export async function readCalibrations(path: string): Promise<Map<PageCodec, Swi
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
     throw new InvalidArgumentError(`cannot read the calibration file ${path}: ${(err as Error).message}`);
   }
-  const out = new Map<PageCodec, SwitchoverCalibration>();
+  const out = new Map<CodecChoice, SwitchoverCalibration>();
   try {
     const saved: unknown = JSON.parse(text);
     if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) throw new Error('not a JSON object of codecs');
     for (const [codec, samples] of Object.entries(saved)) {
-      if (codec !== 'lz4' && codec !== 'none') throw new Error(`unknown codec "${codec}"`);
-      out.set(codec, SwitchoverCalibration.fromJSON(samples));
+      if (!(CODEC_CHOICES as readonly string[]).includes(codec)) throw new Error(`unknown codec "${codec}"`);
+      out.set(codec as CodecChoice, SwitchoverCalibration.fromJSON(samples));
     }
   } catch (err) {
     throw new InvalidArgumentError(`the calibration file ${path} is not one livemig wrote: ${(err as Error).message}`);
@@ -37,7 +37,7 @@ export async function readCalibrations(path: string): Promise<Map<PageCodec, Swi
 }
 
 /** Writes `calibrations` to `path` in one step, so a crash leaves the old file or the new one. */
-export async function writeCalibrations(path: string, calibrations: Map<PageCodec, SwitchoverCalibration>): Promise<void> {
+export async function writeCalibrations(path: string, calibrations: Map<CodecChoice, SwitchoverCalibration>): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   await writeFile(tmp, `${JSON.stringify(Object.fromEntries(calibrations), null, 2)}\n`);
   await rename(tmp, path);

@@ -31,7 +31,7 @@ export const EVACUATE_HELP = `Evacuating a host (its agent runs with --pool FILE
                          of ordering them by expected pause and moving busy ones alone
   --downtime-budget DUR  longest pause to aim for in each migration, e.g. 50ms
   --max-bandwidth RATE   never send one migration faster, e.g. 1Gbit/s
-  --compress CODEC       lz4 | none, for every migration
+  --compress CODEC       auto | lz4 | none, for every migration
   Exit status: 0 A is empty (with --dry-run: every guest has a place); 1 it is not (the table
   says, per guest, why); 2 usage error. Ctrl-C cancels: guests in flight stay on A.`;
 
@@ -138,7 +138,7 @@ function evacuateRequest(values: Values): EvacuateRequest {
   if (values['downtime-budget'] !== undefined) request.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values['max-bandwidth'] !== undefined) request.maxBandwidthBytesPerSec = parseRate(values['max-bandwidth'], '--max-bandwidth');
   if (values.compress !== undefined) {
-    if (values.compress !== 'lz4' && values.compress !== 'none') throw new InvalidArgumentError(`--compress "${values.compress}" is not lz4 or none`);
+    if (values.compress !== 'auto' && values.compress !== 'lz4' && values.compress !== 'none') throw new InvalidArgumentError(`--compress "${values.compress}" is not auto, lz4 or none`);
     request.codec = values.compress;
   }
   return request;

@@ -2,7 +2,7 @@
 
 import { InvalidArgumentError } from '../errors.js';
 import { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
-import type { PageCodec } from '../protocol/records.js';
+import { DEFAULT_CODEC, type CodecChoice } from '../precopy/codec-choice.js';
 import { agentUrlFlag, CONNECT_FLAGS, CONNECT_HELP, connectOptionsFromFlags, parse } from './args.js';
 import { readCalibrations, writeCalibrations } from './calibration-file.js';
 import { exitCode } from './exit-status.js';
@@ -43,7 +43,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
   const json = values.json ?? false;
   const connect = await connectOptionsFromFlags(values);
-  const codec: PageCodec = engine.codec ?? 'lz4';
+  const codec: CodecChoice = engine.codec ?? DEFAULT_CODEC;
   const saved = values.calibration === undefined ? undefined : await readCalibrations(values.calibration);
   if (saved) engine.calibration = saved.get(codec) ?? new SwitchoverCalibration();
   const report = await runSource(

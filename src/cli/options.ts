@@ -6,6 +6,7 @@
 import { DEFAULT_SIM_CONFIG, validateSimConfig, WORKLOADS, type SimGuestConfig, type Workload } from '../domain/sim/config.js';
 import { InvalidArgumentError } from '../errors.js';
 import { DEFAULT_MAX_CHANNELS } from '../protocol/limits.js';
+import { CODEC_CHOICES, DEFAULT_CODEC } from '../precopy/codec-choice.js';
 import type { MigrateOptions } from '../precopy/migrate-options.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
@@ -47,7 +48,8 @@ Engine:
                          deadlines and auto-converge govern a guest that does not converge)
   --switchover WHEN      best | first-fit: once the pause fits, iterate on while that
                          shortens it (within a fifth more time), or stop at once (default best)
-  --compress CODEC       lz4 | none (default lz4)
+  --compress CODEC       auto | lz4 | none: auto compresses the batches where it pays
+                         (a link slower than lz4, pages that shrink) (default ${DEFAULT_CODEC})
   --channels N           page channels: N more connections, each with a worker thread per
                          side (default 1: pages on the one connection)
   --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)
@@ -85,7 +87,7 @@ export function guestConfigFromFlags(values: Values): SimGuestConfig {
 
 /** The engine options the flags ask for. */
 export function engineOptionsFromFlags(values: Values): MigrateOptions {
-  const codec = oneOf(values.compress ?? 'lz4', '--compress', ['lz4', 'none'] as const);
+  const codec = oneOf(values.compress ?? DEFAULT_CODEC, '--compress', CODEC_CHOICES);
   const options: MigrateOptions = { codec };
   if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values.channels !== undefined) options.channels = parseInteger(values.channels, '--channels', 1, DEFAULT_MAX_CHANNELS);

@@ -6,6 +6,7 @@ import { connectToAgent, type ConnectToAgentOptions } from '../agent/agent-clien
 import type { SimGuestConfig } from '../domain/sim/config.js';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { asMigrationError, type MigrationError } from '../errors.js';
+import { DEFAULT_CODEC } from '../precopy/codec-choice.js';
 import { migrate } from '../precopy/migration.js';
 import { type MigrateOptions } from '../precopy/migrate-options.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
@@ -88,7 +89,7 @@ function notStartedReport(migrationId: string, guest: SimulatedGuest, url: strin
     startedAt: new Date().toISOString(),
     domain: { name: d.name, kind: d.kind, memoryBytes: d.memoryBytes, vcpus: d.vcpus },
     target: url,
-    codec: engine.codec ?? 'lz4',
+    codec: engine.codec ?? DEFAULT_CODEC,
     memoryBytes: d.memoryBytes,
     downtimeBudgetMs: engine.downtimeBudgetMs ?? DEFAULT_DOWNTIME_BUDGET_MS,
     totalMs: 0,

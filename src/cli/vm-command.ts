@@ -38,7 +38,7 @@ migrate:
   --to URL               the target host: http://HOST:PORT
   --downtime-budget DUR  longest pause to aim for, e.g. 50ms
   --max-bandwidth RATE   never send faster, e.g. 1Gbit/s
-  --compress CODEC       lz4 | none
+  --compress CODEC       auto | lz4 | none
   --no-wait              print the migration's id and return at once
 stop:
   --guest ID|NAME        the guest to stop (its memory is freed)
@@ -145,7 +145,7 @@ async function migrateGuest(client: ControlClient, values: Values): Promise<numb
   if (values['downtime-budget'] !== undefined) request.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values['max-bandwidth'] !== undefined) request.maxBandwidthBytesPerSec = parseRate(values['max-bandwidth'], '--max-bandwidth');
   if (values.compress !== undefined) {
-    if (values.compress !== 'lz4' && values.compress !== 'none') throw new InvalidArgumentError(`--compress "${values.compress}" is not lz4 or none`);
+    if (values.compress !== 'auto' && values.compress !== 'lz4' && values.compress !== 'none') throw new InvalidArgumentError(`--compress "${values.compress}" is not auto, lz4 or none`);
     request.codec = values.compress;
   }
   const started = await client.migrateGuest(await guestId(client, values.guest), request);

@@ -9,14 +9,14 @@
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_TEXT_FIELD_CHARS } from '../protocol/field-checks.js';
 import { DEFAULT_MAX_CHANNELS } from '../protocol/limits.js';
-import { PAGE_CODECS } from '../protocol/page-codecs.js';
 import { MAX_TIMER_MS } from '../util/deadline.js';
+import { CODEC_CHOICES } from './codec-choice.js';
 import { SwitchoverCalibration } from './switchover-calibration.js';
 import { type MigrateOptions } from './migrate-options.js';
 
 /** Throws InvalidArgumentError naming the first option out of range. Absent options are fine. */
 export function checkMigrateOptions(o: MigrateOptions): void {
-  oneOf('codec', o.codec, PAGE_CODECS);
+  oneOf('codec', o.codec, CODEC_CHOICES);
   oneOf('autoConverge', o.autoConverge, ['off', 'on', 'auto']);
   oneOf('timeoutAction', o.timeoutAction, ['abort', 'force-switchover']);
   oneOf('switchover', o.switchover, ['best', 'first-fit']);

@@ -1,10 +1,10 @@
 /** The options of `migrate()`, and the defaults they name. */
 
 import type { ProtocolLimits } from '../protocol/limits.js';
-import type { PageCodec } from '../protocol/page-codecs.js';
 import type { StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import type { AutoConvergeMode } from './auto-converge.js';
+import type { CodecChoice } from './codec-choice.js';
 import type { DowntimeRamp, PrecopyPolicy, SwitchoverMode } from './policy.js';
 import type { TimeoutAction } from './progress-watchdog.js';
 import type { MigrationProgress, MigrationReport } from './report.js';
@@ -28,8 +28,11 @@ export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
 
 /** Options of {@link migrate}. */
 export interface MigrateOptions {
-  /** Payload codec for page batches. @default 'lz4' */
-  codec?: PageCodec;
+  /**
+   * Payload codec for page batches, or `auto`: lz4 for the batches where it pays (the link, not
+   * the CPU, sets the pace, and the pages compress), none for the others. @default DEFAULT_CODEC
+   */
+  codec?: CodecChoice;
   /** The longest pause to aim for, in milliseconds. @default DEFAULT_DOWNTIME_BUDGET_MS */
   downtimeBudgetMs?: number;
   /** Start with a smaller budget and raise it in steps up to `downtimeBudgetMs`. */

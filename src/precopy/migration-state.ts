@@ -17,6 +17,7 @@ import { roundTo } from '../util/stats.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
 import { BandwidthCap, pacerOf, type SendPacer } from './bandwidth-cap.js';
 import { type ChannelSender, type PageSink } from './channels.js';
+import { DEFAULT_CODEC, type CodecChoice } from './codec-choice.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
@@ -57,6 +58,12 @@ export interface PauseTimes {
 /** The state and instruments of one source migration; {@link SourceMigration} runs it. */
 export abstract class MigrationState {
   protected readonly id: string;
+  /** What the options asked for: a codec, or `auto`. */
+  protected readonly codecChoice: CodecChoice;
+  /**
+   * The codec `hello` names and page channels use: the one asked for, or under `auto` lz4, the
+   * one it may compress with (each batch names its own; docs/protocol.md §4).
+   */
   protected readonly codec: PageCodec;
   protected readonly policy: PrecopyPolicy;
   protected readonly start = performance.now();
@@ -110,7 +117,8 @@ export abstract class MigrationState {
     protected readonly options: MigrateOptions,
   ) {
     this.id = options.migrationId ?? randomUUID();
-    this.codec = options.codec ?? 'lz4';
+    this.codecChoice = options.codec ?? DEFAULT_CODEC;
+    this.codec = this.codecChoice === 'auto' ? 'lz4' : this.codecChoice;
     this.collectGarbage = collectorFrom(options.collectGarbage);
     this.policy = options.policy ?? defaultPolicy({ maxRounds: options.maxRounds, switchover: options.switchover });
     const d = domain.descriptor;
@@ -125,7 +133,8 @@ export abstract class MigrationState {
     // The gate last: a frame the cap let go still waits out another migration's pause.
     this.pacer = pacerOf(this.cap, this.seat);
     this.sender = new PageSender(domain, transport, this.sentDigest, {
-      codec: this.codec,
+      codec: this.codecChoice,
+      capBytesPerSec: options.maxBandwidthBytesPerSec,
       dataPagesPerBatch: options.dataPagesPerBatch,
       maxInFlight: options.maxInFlight,
       cap: this.pacer,
@@ -144,7 +153,7 @@ export abstract class MigrationState {
       startedAt: new Date().toISOString(),
       domain: { name: d.name, kind: d.kind, memoryBytes: d.memoryBytes, vcpus: d.vcpus },
       target: options.targetName ?? 'peer',
-      codec: this.codec,
+      codec: this.codecChoice,
       memoryBytes: d.memoryBytes,
       downtimeBudgetMs: this.budgetMs(),
       totalMs: 0,
@@ -293,6 +302,16 @@ export abstract class MigrationState {
   /** `round-end.channels`: each page channel's batches so far (nothing without channels). */
   protected channelCounts(): { channels?: number[] } {
     return this.channelSender ? { channels: this.channelSender.channelBatches() } : {};
+  }
+
+  /**
+   * The codec of the page channels' workers, which pick none per batch: under `auto`, lz4 behind a
+   * bandwidth cap (a worker per channel compresses, so the CPU rarely sets the pace there) and
+   * none without one.
+   */
+  protected channelCodec(): PageCodec {
+    if (this.codecChoice !== 'auto') return this.codecChoice;
+    return this.options.maxBandwidthBytesPerSec !== undefined ? 'lz4' : 'none';
   }
 
   /** The versions `hello` offers: version 3 only when page channels are asked for. */

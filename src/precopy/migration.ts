@@ -532,7 +532,7 @@ class SourceMigration extends MigrationState {
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
       migrationId: this.id,
-      codec: this.codec,
+      codec: this.channelCodec(),
       dataPagesPerBatch: this.options.dataPagesPerBatch,
       maxInFlight: this.options.maxInFlight,
       cap: this.pacer,

@@ -6,11 +6,13 @@
  * and sent as page numbers only, the data pages after them moved down over them. With a
  * compressing codec the payload of a batch is encoded (a large one on libuv's thread pool, while
  * the next batch is gathered) into a second buffer of the slot, which the frame header is then
- * written in front of.
+ * written in front of. With codec `auto` a {@link CodecChooser} names each batch's codec from what
+ * this sender measures: the encoder's pace, lz4's ratio, and how fast the transport drains.
  * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
  * backpressure, and the transport's own queue is the next one.
  */
 
+import { availableParallelism } from 'node:os';
 import type { SourceDomain } from '../domain/backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
@@ -21,6 +23,7 @@ import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
 import type { SendPacer } from './bandwidth-cap.js';
+import { CodecChooser, type CodecChoice } from './codec-choice.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -38,10 +41,15 @@ export const MAX_IN_FLIGHT_BATCHES = 64;
 export const WIRE_SAMPLE_RUNS = 4;
 export const WIRE_SAMPLE_RUN_PAGES = 16;
 
+/** Threads of libuv's pool unless UV_THREADPOOL_SIZE says otherwise. */
+const LIBUV_DEFAULT_POOL_THREADS = 4;
+
 /** Options of a {@link PageSender}. */
 export interface PageSenderOptions {
-  /** Payload codec. */
-  codec: PageCodec;
+  /** Payload codec, or `auto` to pick one per batch. */
+  codec: CodecChoice;
+  /** The bandwidth cap the `cap` pacer enforces, in bytes per second: `auto` weighs the link by it. */
+  capBytesPerSec?: number;
   /** @default DEFAULT_DATA_PAGES_PER_BATCH */
   dataPagesPerBatch?: number;
   /** @default DEFAULT_MAX_IN_FLIGHT_BATCHES */
@@ -76,10 +84,25 @@ export class PageSender {
   /** Sequence number of the next batch. */
   seq = 0;
   readonly counters: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
+  /** Batches with data pages sent, by the codec of their payload. */
+  readonly batchesByCodec: Record<PageCodec, number> = { lz4: 0, none: 0 };
+  /** Picks each batch's codec under `auto`; undefined for a fixed codec. */
+  readonly chooser: CodecChooser | undefined;
 
   private readonly pageSize: number;
+  /** The fixed codec, or lz4 (the one that encodes) under `auto`. */
   private readonly codecName: PageCodec;
   private readonly codec: PagePayloadCodec;
+  /** Batches being encoded now, and since when the encoder has been busy: `auto`'s measure of its pace. */
+  private encoding = 0;
+  private encoderBusyFrom = 0;
+  /** When the latest batch's write completed: the start of the next one's drain if it was queued by then. */
+  private lastWrittenAt = Number.NEGATIVE_INFINITY;
+  /**
+   * How many batches lz4 may encode at once: one per batch in flight, per thread of libuv's pool
+   * and per core, whichever is fewest. A probe's pace on one core is multiplied by it.
+   */
+  private readonly encoders: number;
   private readonly dataPagesPerBatch: number;
   private readonly slots: Slot[];
   private nextSlot = 0;
@@ -103,8 +126,9 @@ export class PageSender {
     options: PageSenderOptions,
   ) {
     this.pageSize = domain.descriptor.pageSize;
-    this.codecName = options.codec;
-    this.codec = pagePayloadCodec(options.codec);
+    this.chooser = options.codec === 'auto' ? new CodecChooser({ capBytesPerSec: options.capBytesPerSec }) : undefined;
+    this.codecName = options.codec === 'auto' ? 'lz4' : options.codec;
+    this.codec = pagePayloadCodec(this.codecName);
     this.dataPagesPerBatch = options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH;
     if (!Number.isInteger(this.dataPagesPerBatch) || this.dataPagesPerBatch < 1 || this.dataPagesPerBatch > DEFAULT_MAX_DATA_PAGES_PER_BATCH) {
       throw new InvalidArgumentError(`dataPagesPerBatch must be a whole number from 1 to ${DEFAULT_MAX_DATA_PAGES_PER_BATCH}, got ${String(this.dataPagesPerBatch)}`);
@@ -113,6 +137,7 @@ export class PageSender {
     if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > MAX_IN_FLIGHT_BATCHES) {
       throw new InvalidArgumentError(`maxInFlight must be a whole number from 1 to ${MAX_IN_FLIGHT_BATCHES}, got ${String(inFlight)}`);
     }
+    this.encoders = Math.max(1, Math.min(inFlight, availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || LIBUV_DEFAULT_POOL_THREADS));
     const rawBytes = this.dataPagesPerBatch * this.pageSize;
     const outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
     this.slots = Array.from({ length: inFlight }, () => ({
@@ -183,11 +208,10 @@ export class PageSender {
     if (pfns.length === 0) return undefined;
     const pageSize = this.pageSize;
     const runPages = Math.min(WIRE_SAMPLE_RUN_PAGES, pfns.length);
-    this.sample ??= {
-      raw: Buffer.allocUnsafe(WIRE_SAMPLE_RUN_PAGES * pageSize),
-      out: Buffer.allocUnsafe(this.codec.maxPayloadBytes(WIRE_SAMPLE_RUN_PAGES * pageSize)),
-    };
+    this.sample ??= this.allocateSample();
     const buffer = this.sample.raw;
+    // Under `auto`, the pages would go as the rule says now.
+    const raw = this.codec.payloadIsRaw || this.chooser?.decide() === 'none';
     const runs = Math.min(WIRE_SAMPLE_RUNS, Math.ceil(pfns.length / runPages));
     let sampled = 0;
     let wire = 0;
@@ -205,8 +229,8 @@ export class PageSender {
       }
       sampled += runPages * pageSize;
       if (data === 0) continue;
-      const raw = buffer.subarray(0, data * pageSize);
-      wire += this.codec.payloadIsRaw ? raw.length : this.codec.encodeSync(raw, this.sample.out);
+      const pages = buffer.subarray(0, data * pageSize);
+      wire += raw ? pages.length : this.codec.encodeSync(pages, this.sample.out);
     }
     return wire / sampled;
   }
@@ -238,18 +262,74 @@ export class PageSender {
     if (this.failure !== undefined) throw this.failure;
   }
 
+  /**
+   * Compresses a run of WIRE_SAMPLE_RUN_PAGES pages from the middle of `raw` on this thread, timed
+   * to the microsecond, for the chooser: lz4's ratio on these pages and one core's pace, which
+   * the pool's encoders would multiply. Takes a few hundred microseconds, and sends nothing.
+   */
+  private probe(raw: Buffer): void {
+    const runBytes = Math.min(raw.length, WIRE_SAMPLE_RUN_PAGES * this.pageSize);
+    const from = Math.floor((raw.length - runBytes) / 2 / this.pageSize) * this.pageSize;
+    this.sample ??= this.allocateSample();
+    const started = performance.now();
+    const wire = this.codec.encodeSync(raw.subarray(from, from + runBytes), this.sample.out);
+    this.chooser?.observeEncode(runBytes, wire, performance.now() - started, this.encoders);
+  }
+
+  private allocateSample(): { raw: Buffer; out: Buffer } {
+    const bytes = WIRE_SAMPLE_RUN_PAGES * this.pageSize;
+    return { raw: Buffer.allocUnsafe(bytes), out: Buffer.allocUnsafe(this.codec.maxPayloadBytes(bytes)) };
+  }
+
+  /** Counts an encode in; returns when it started. */
+  private encoderStarts(): number {
+    const now = performance.now();
+    if (this.encoding++ === 0) this.encoderBusyFrom = now;
+    return now;
+  }
+
+  /**
+   * Counts an encode out and tells the chooser: the time it adds to the encoder's busy time is
+   * from its start or the previous encode's end, the later, so encodes that overlap on the pool
+   * are not counted twice.
+   */
+  private encoderEnds(started: number, rawBytes: number, wireBytes: number): void {
+    const now = performance.now();
+    this.chooser?.observeEncode(rawBytes, wireBytes, now - Math.max(started, this.encoderBusyFrom), 1);
+    this.encoderBusyFrom = now;
+    this.encoding--;
+  }
+
+  /**
+   * Under `auto`, tells the chooser how long `written` took to drain when it queued behind the
+   * previous frame: from that frame's completion to its own, the link's (or the target's) pace.
+   */
+  private timeDrain(written: Promise<void>, wireBytes: number): Promise<void> {
+    if (!this.chooser) return written;
+    const chooser = this.chooser;
+    const queuedAt = performance.now();
+    return written.then(() => {
+      const now = performance.now();
+      if (queuedAt < this.lastWrittenAt) chooser.observeDrain(wireBytes, now - this.lastWrittenAt);
+      this.lastWrittenAt = now;
+    });
+  }
+
   /** Turns the gathered pages in `slot` into a frame and queues it behind the previous batch. */
   private dispatch(slot: Slot, round: number, dataCount: number, zeroCount: number): void {
     const seq = this.seq++;
     const rawLength = dataCount * this.pageSize;
+    // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
+    const choice = dataCount === 0 ? { codec: 'none' as const, probe: false } : (this.chooser?.next() ?? { codec: this.codecName, probe: false });
+    const codec = choice.codec;
+    if (dataCount > 0) this.batchesByCodec[codec]++;
     const raw = slot.buffer.subarray(PAGES_HEADER_RESERVE_BYTES, PAGES_HEADER_RESERVE_BYTES + rawLength);
     const header = {
       round,
       seq,
       pages: writePageNumbers(this.dataPfns, dataCount),
       zeros: writePageNumbers(this.zeroPfns, zeroCount),
-      // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
-      codec: dataCount > 0 ? this.codecName : ('none' as const),
+      codec,
       rawLength,
       checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),
     };
@@ -261,12 +341,15 @@ export class PageSender {
     // thread pool while the next batch is gathered. Either way it goes out after the previous one.
     let frame: Promise<Uint8Array>;
     const out = slot.out;
-    if (dataCount === 0 || out === undefined) {
+    if (choice.probe) this.probe(raw);
+    if (codec === 'none' || out === undefined) {
       frame = Promise.resolve(encodePagesInPlace(header, slot.buffer, PAGES_HEADER_RESERVE_BYTES, rawLength));
     } else {
-      frame = this.codec
-        .encode(raw, out.subarray(PAGES_HEADER_RESERVE_BYTES))
-        .then((length) => encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length));
+      const started = this.encoderStarts();
+      frame = this.codec.encode(raw, out.subarray(PAGES_HEADER_RESERVE_BYTES)).then((length) => {
+        this.encoderEnds(started, rawLength, length);
+        return encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length);
+      });
     }
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.
@@ -276,7 +359,7 @@ export class PageSender {
         if (this.cap) await this.cap.take(f.length);
         this.throwIfFailed();
         this.counters.bytesWire += f.length;
-        return { written: this.transport.send(f) };
+        return { written: this.timeDrain(this.transport.send(f), f.length) };
       });
     this.issued = handedOver.then(
       () => undefined,

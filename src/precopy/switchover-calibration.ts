@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import type { PageCodec } from '../protocol/page-codecs.js';
+import type { CodecChoice } from './codec-choice.js';
 import { median } from '../util/stats.js';
 import { LIKE_ROUND_SIZE_RATIO } from './policy.js';
 
@@ -124,8 +124,8 @@ export interface CalibrationSample {
  * (the host agent, the benchmark harness), so that each codec's predictions learn from its own
  * switchovers.
  */
-export function calibrationsByCodec(): (codec: PageCodec) => SwitchoverCalibration {
-  const byCodec = new Map<PageCodec, SwitchoverCalibration>();
+export function calibrationsByCodec(): (codec: CodecChoice) => SwitchoverCalibration {
+  const byCodec = new Map<CodecChoice, SwitchoverCalibration>();
   return (codec) => {
     let c = byCodec.get(codec);
     if (!c) byCodec.set(codec, (c = new SwitchoverCalibration()));

@@ -1,0 +1,59 @@
+// End to end with codec auto behind a bandwidth cap: the one migration sends batches of both
+// codecs (uncompressed until lz4 is measured, or where the pages stop shrinking; lz4 where they
+// shrink), and the guest on the target is still exactly what its replay oracle says.
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
+import type { SimGuestConfig } from '../dist/domain/sim/config.js';
+import { SimulatedGuest } from '../dist/domain/sim/guest.js';
+import { oracleDigest } from '../dist/domain/sim/oracle.js';
+import { migrate } from '../dist/precopy/migration.js';
+import { decodeFrame } from '../dist/protocol/codec.js';
+import { connectWebSocket } from '../dist/transport/ws-connect.js';
+import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+
+const MiB = 1024 * 1024;
+
+let agent: AgentProcess;
+beforeAll(async () => {
+  agent = await startAgentProcess();
+});
+afterAll(async () => {
+  await agent.stop();
+});
+
+test('auto behind a cap compresses most batches, sends some raw, and the guest matches its oracle', async () => {
+  const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 5 };
+  const guest = await SimulatedGuest.boot(config, 'e2e-auto');
+  try {
+    await sleep(100);
+    const transport = await connectWebSocket(agent.url);
+    // Count the codec of every batch with data pages as it goes on the wire.
+    const batches = { lz4: 0, none: 0 };
+    const send = transport.send.bind(transport);
+    transport.send = (frame: Uint8Array) => {
+      const record = decodeFrame(frame);
+      if (record.type === 'pages' && record.rawLength > 0) batches[record.codec]++;
+      return send(frame);
+    };
+    const report = await migrate(guest, transport, { codec: 'auto', maxBandwidthBytesPerSec: 60e6, destroySource: false, targetName: agent.url });
+
+    expect(report.error).toBeUndefined();
+    expect(report.outcome).toBe('completed');
+    expect(report.codec).toBe('auto');
+    expect(report.verified).toBe(true);
+    // The first batch goes before lz4 was measured, uncompressed.
+    expect(batches.none).toBeGreaterThan(0);
+    expect(batches.lz4).toBeGreaterThan(batches.none);
+    // The image's data pages shrink to about 0.6 with lz4: most of round 0 went compressed.
+    expect(report.rounds[0]!.bytesWire).toBeLessThan(0.8 * report.rounds[0]!.bytesRaw);
+
+    const atPause = guest.vcpuStates();
+    expect(report.targetDigest).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
+    await sleep(200);
+    const later = await checkAgainstOracle(agent.url, report.migrationId, config);
+    expect(later.memoryMatches).toBe(true);
+    expect(later.registersMatch).toBe(true);
+  } finally {
+    await guest.destroy();
+  }
+}, 60_000);

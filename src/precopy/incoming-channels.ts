@@ -198,10 +198,10 @@ export class IncomingChannels {
         if (frame === undefined || this.closed) break;
         if (this.sealed) throw new UnexpectedRecordError(`page channel ${channel.index} carried a record after "complete"`);
         channel.inWorker++;
-        // Transfer the frame's memory when it owns all of it; otherwise copy just the frame, since
-        // posting a view would copy (and a transfer detach) the whole buffer under it.
-        const whole = frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength && !(frame.buffer instanceof SharedArrayBuffer);
-        const own = whole ? frame : frame.slice();
+        // The worker gets a copy of just the frame, whose memory it then owns. The transport's
+        // memory is never transferred: a frame that looked like the sole user of its buffer was
+        // seen detached under the WebSocket reader, which crashed the agent.
+        const own = frame.slice();
         channel.worker.postMessage({ frame: own }, [own.buffer as ArrayBuffer]);
       }
     } catch (err) {

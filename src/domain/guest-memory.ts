@@ -81,6 +81,20 @@ function checkBatch(pfns: Uint32Array, buffer: Uint8Array, pageSize: number): vo
   }
 }
 
+/**
+ * Calls `io` once per run of consecutive pages in `pfns` (checked against `pages` and the guest's
+ * `pageCount`): where the run sits in `pages`, its length in bytes, and where it starts in guest
+ * memory, in bytes.
+ */
+function forEachRun(pfns: Uint32Array, pages: Uint8Array, pageSize: number, pageCount: number, io: (offset: number, length: number, memoryOffset: number) => void): void {
+  checkBatch(pfns, pages, pageSize);
+  for (let i = 0; i < pfns.length; ) {
+    const n = runAt(pfns, i, pageCount);
+    io(i * pageSize, n * pageSize, pfns[i]! * pageSize);
+    i += n;
+  }
+}
+
 function checkRun(first: number, count: number, pageCount: number): void {
   if (!(Number.isInteger(first) && Number.isInteger(count) && first >= 0 && count >= 0 && first + count <= pageCount)) {
     throw new PageOutOfRangeError(`pages ${first} to ${first + count - 1} do not all lie in the guest's ${pageCount} pages`);
@@ -101,24 +115,11 @@ class SharedGuestMemory implements GuestMemoryAccess {
   }
 
   readPages(pfns: Uint32Array, dst: Uint8Array): void {
-    const ps = this.pageSize;
-    checkBatch(pfns, dst, ps);
-    for (let i = 0; i < pfns.length; ) {
-      const n = runAt(pfns, i, this.pageCount);
-      const from = pfns[i]! * ps;
-      this.mem.copy(dst, i * ps, from, from + n * ps);
-      i += n;
-    }
+    forEachRun(pfns, dst, this.pageSize, this.pageCount, (offset, length, from) => this.mem.copy(dst, offset, from, from + length));
   }
 
   writePages(pfns: Uint32Array, src: Uint8Array): void {
-    const ps = this.pageSize;
-    checkBatch(pfns, src, ps);
-    for (let i = 0; i < pfns.length; ) {
-      const n = runAt(pfns, i, this.pageCount);
-      this.mem.set(src.subarray(i * ps, (i + n) * ps), pfns[i]! * ps);
-      i += n;
-    }
+    forEachRun(pfns, src, this.pageSize, this.pageCount, (offset, length, to) => this.mem.set(src.subarray(offset, offset + length), to));
   }
 
   zeroPages(pfns: Uint32Array): void {
@@ -193,23 +194,11 @@ class FileGuestMemory implements GuestMemoryAccess {
   }
 
   readPages(pfns: Uint32Array, dst: Uint8Array): void {
-    const ps = this.pageSize;
-    checkBatch(pfns, dst, ps);
-    for (let i = 0; i < pfns.length; ) {
-      const n = runAt(pfns, i, this.pageCount);
-      this.readFully(dst, i * ps, n * ps, this.base + pfns[i]! * ps);
-      i += n;
-    }
+    forEachRun(pfns, dst, this.pageSize, this.pageCount, (offset, length, at) => this.readFully(dst, offset, length, this.base + at));
   }
 
   writePages(pfns: Uint32Array, src: Uint8Array): void {
-    const ps = this.pageSize;
-    checkBatch(pfns, src, ps);
-    for (let i = 0; i < pfns.length; ) {
-      const n = runAt(pfns, i, this.pageCount);
-      this.writeFully(src, i * ps, n * ps, this.base + pfns[i]! * ps);
-      i += n;
-    }
+    forEachRun(pfns, src, this.pageSize, this.pageCount, (offset, length, at) => this.writeFully(src, offset, length, this.base + at));
   }
 
   zeroPages(pfns: Uint32Array): void {

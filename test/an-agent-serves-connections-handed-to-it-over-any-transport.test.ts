@@ -12,6 +12,7 @@ import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { decodeFrame, encodeRecord } from '../dist/protocol/codec.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
+import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 const config: SimGuestConfig = { memoryBytes: 16 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 20e6, hotSetBytes: 2 * MiB, seed: 31 };
@@ -49,6 +50,8 @@ test('a migration over the in-memory pair, with the pool key, resumes on the age
   const steps = guest.vcpuStates().map((s) => s.steps);
   expect(resumed?.type === 'migration-resumed' && resumed.digest).toBe(oracleDigest(config, steps).digest);
   expect(agent.migrations.get(report.migrationId)?.state).toBe('running');
+  // The agent's digest is its bookkeeping of what arrived; the guest's memory is read itself.
+  await expectGuestMatchesOracle(agent.migrations.get(report.migrationId)?.domain, config, steps);
 
   // A query handed in the same way is answered about that migration.
   const [asker, answerer] = createMemoryTransportPair();

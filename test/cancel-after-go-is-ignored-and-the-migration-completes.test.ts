@@ -10,6 +10,7 @@ import { acceptMigration } from '../dist/precopy/incoming.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
 import { decodeFrame } from '../dist/protocol/codec.js';
 import type { Transport } from '../dist/transport/transport.js';
+import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 import { watched } from './helpers/watched-domain.js';
 
 const MiB = 1024 * 1024;
@@ -70,6 +71,8 @@ test('a cancel right after "go" went out changes nothing: the migration complete
   // The source copy was never resumed, and was retired.
   expect(source.calls.resume).toBeUndefined();
   expect(source.calls.destroy).toBe(1);
-  // The target runs the guest from exactly the state the source paused it in.
+  // The target took over exactly the state the source paused it in, and its memory, read
+  // itself, is what replay gives for the steps it has run since.
   expect(result.digest).toBe(oracleDigest(config, stepsAtDestroy!).digest);
+  await expectGuestMatchesOracle(result.domain, config, stepsAtDestroy);
 });

@@ -55,6 +55,8 @@ function migrateCommand(url: string, keyPath: string) {
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // A command that outlived its test must not outlive the run.
+  cleanups.push(async () => void child.kill('SIGKILL'));
   let exitedYet = false;
   void exited.then(() => (exitedYet = true));
   return { child, exited, exitedYet: () => exitedYet, out: () => ({ stdout, stderr }) };
@@ -96,7 +98,12 @@ test('the agent dies after "go" and comes back empty: it answers "unknown", and 
   // A restarted agent on the same address holds no guests: the source's copy is the only one.
   const restarted = await startAgentProcess(['--key-file', keyPath, '--port', String(port)]);
   cleanups.push(() => restarted.stop());
-  const status = await run.exited;
+  // It asks every 500 ms: the answer ends it well within this, and a command that does not take
+  // "unknown" for an answer fails here rather than at the test's timeout.
+  let timer: NodeJS.Timeout | undefined;
+  const stillAsking = new Promise<'still asking'>((resolve) => (timer = setTimeout(() => resolve('still asking'), 30_000)));
+  const status = await Promise.race([run.exited, stillAsking]);
+  clearTimeout(timer);
   const { stdout, stderr } = run.out();
   expect(status, stderr).toBe(1);
   const report = JSON.parse(stdout) as {

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { writeKeyFile } from '../dist/agent/key-file.js';
 import { queryAgent } from '../dist/agent/agent-client.js';
+import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
+import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { BIN, startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
 import { startTripwireProxy } from './helpers/tripwire-proxy.js';
 
@@ -71,10 +73,14 @@ test('the link cut instead of "resumed": completed, asked of the agent, unverifi
 });
 
 test('a completed and verified migration exits 0; the same with a wrong key exits 1 with a JSON report', async () => {
-  const { agent, keyPath } = await agentWithKey();
+  const { agent, keyPath, key } = await agentWithKey();
   const ok = await livemig(['migrate', '--to', agent.url, '--key-file', keyPath, '--json', ...SMALL]);
   expect(ok.status, ok.stderr).toBe(0);
-  expect(JSON.parse(ok.stdout)).toMatchObject({ outcome: 'completed', verified: true });
+  const done = JSON.parse(ok.stdout) as { migrationId: string; guest: SimGuestConfig };
+  expect(done).toMatchObject({ outcome: 'completed', verified: true });
+  // Exit 0 says the guest runs there: its memory and registers, read on the agent, are its replay's.
+  const there = await checkAgainstOracle(agent.url, done.migrationId, done.guest, { key });
+  expect(there).toMatchObject({ state: 'running', memoryMatches: true, registersMatch: true });
 
   const wrongKey = join(await tempDir(), 'other.key');
   await writeKeyFile(wrongKey);

@@ -58,7 +58,10 @@ const livemig = require('livemig');
   const agent = await livemig.TargetAgent.start();
   const status = await livemig.queryAgent(agent.url, 'no-such-migration');
   await agent.close();
+  const imported = await import('livemig');
+  const names = (api) => Object.keys(api).filter((name) => name !== 'default' && name !== '__esModule').sort();
   console.log(JSON.stringify({
+    sameNamesAsImport: names(livemig).length > 0 && JSON.stringify(names(livemig)) === JSON.stringify(names(imported)),
     migrate: typeof livemig.migrate,
     estimateMigration: typeof livemig.estimateMigration,
     acceptMigration: typeof livemig.acceptMigration,
@@ -70,6 +73,7 @@ const livemig = require('livemig');
 `,
   );
   expect(result).toEqual({
+    sameNamesAsImport: true,
     migrate: 'function',
     estimateMigration: 'function',
     acceptMigration: 'function',

@@ -61,13 +61,13 @@ module.exports = {
       severity: 'error',
       comment: 'The engine talks to the Transport interface only; WebSocket is the transport\'s business.',
       from: { path: '^dist/precopy/' },
-      to: { path: '(^node_modules/ws/|^dist/transport/ws-)' },
+      to: { path: '((^|/)node_modules/ws/|^dist/transport/ws-)' },
     },
     {
       name: 'only-the-transport-speaks-websocket',
       severity: 'error',
       from: { path: '^dist/', pathNot: '^dist/transport/' },
-      to: { path: '^node_modules/ws/' },
+      to: { path: '(^|/)node_modules/ws/' },
     },
     {
       name: 'protocol-does-no-io',

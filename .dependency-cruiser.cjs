@@ -3,7 +3,8 @@
 // -> errors. Only the transport speaks WebSocket; the protocol does no I/O.
 //
 // It reads the build in dist/ (the checker cannot parse this TypeScript version's sources), so it
-// sees what runs: imports of types only, erased by the compiler, are not checked here.
+// sees what runs. Imports of types only, erased by the compiler, are held to the same rules by
+// scripts/check-type-imports.mjs, which runs them over a plain-JavaScript copy of src's imports.
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [

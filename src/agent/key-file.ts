@@ -7,8 +7,8 @@
  *
  * 1. hex text: hex digits only (either case), an even number of them, surrounding whitespace
  *    ignored. `livemig keygen` writes 32 random bytes this way (`openssl rand -hex 32` does too);
- * 2. base64 text: standard or URL-safe alphabet, padding optional, surrounding whitespace ignored
- *    (`openssl rand -base64 32`);
+ * 2. base64 text: standard or URL-safe alphabet, padding optional (but complete if present),
+ *    surrounding whitespace ignored (`openssl rand -base64 32`);
  * 3. raw bytes: anything that is not printable text (`head -c 32 /dev/urandom`).
  *
  * Printable text that is neither hex nor base64 is refused: it is a passphrase, and a key must be
@@ -35,7 +35,10 @@ export const MAX_KEY_FILE_BYTES = 4 * MAX_POOL_KEY_BYTES;
 const FORBIDDEN_MODE_BITS = 0o027;
 
 const HEX = /^[0-9a-fA-F]+$/;
-const BASE64 = /^(?:[A-Za-z0-9+/]+|[A-Za-z0-9_-]+)={0,2}$/;
+/** Base64 in one alphabet, standard or URL-safe; group 1 is the text before its padding. */
+const BASE64 = /^([A-Za-z0-9+/]+|[A-Za-z0-9_-]+)(={0,2})$/;
+/** What the key file's text is trimmed of: the whitespace a text file may hold. */
+const KEY_TEXT_SPACE = /^[ \t\r\n]+|[ \t\r\n]+$/g;
 
 /** A new random pool key of {@link GENERATED_KEY_BYTES} bytes. */
 export function generateKey(): Uint8Array {
@@ -110,12 +113,12 @@ function parseKeyFile(contents: Uint8Array, source: string): Uint8Array {
   let key: Uint8Array;
   let form: string;
   if (isPrintableText(bytes)) {
-    const text = bytes.toString('latin1').trim();
+    const text = bytes.toString('latin1').replace(KEY_TEXT_SPACE, '');
     if (text === '') throw new InvalidArgumentError(`the key file ${source} is empty; make a key with "livemig keygen PATH"`);
     if (HEX.test(text) && text.length % 2 === 0) {
       key = new Uint8Array(Buffer.from(text, 'hex'));
       form = 'hex';
-    } else if (BASE64.test(text) && text.length % 4 !== 1) {
+    } else if (isBase64(text)) {
       key = new Uint8Array(Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64'));
       form = 'base64';
     } else {
@@ -135,6 +138,19 @@ function parseKeyFile(contents: Uint8Array, source: string): Uint8Array {
     );
   }
   return checkPoolKey(key, `the key in ${source}`);
+}
+
+/**
+ * Whether `text` is base64 as docs/protocol.md §14 reads it: its characters before the padding
+ * do not number 1 more than a multiple of 4 (such a last character holds no whole byte), and
+ * padding, where there is any, makes the whole a multiple of 4.
+ */
+function isBase64(text: string): boolean {
+  const match = BASE64.exec(text);
+  if (!match) return false;
+  const [, digits, padding] = match as unknown as [string, string, string];
+  if (digits.length % 4 === 1) return false;
+  return padding === '' || text.length % 4 === 0;
 }
 
 /** True if every byte is printable ASCII or whitespace (tab, line feed, carriage return, space). */

@@ -20,10 +20,9 @@ import type { GuestInfo } from '../agent/control-types.js';
 import type { PlanEntry } from './pool-types.js';
 
 /**
- * Share of the budget from which a guest's expected pause alone makes it move alone. Sharing
- * the window doubled pauses and more in the evacuation benchmark (hotset guests at 20 MB/s,
- * window 2 against 1: median 113 against 47 ms, max 632 against 183 ms; docs/bench/README.md),
- * so a pause at half the budget alone may well exceed it shared.
+ * Share of the budget from which a guest's expected pause alone makes it move alone. A shared
+ * window can more than double a busy guest's pause (docs/pool.md, "Order"), so a pause at
+ * half the budget alone may well exceed it shared.
  */
 export const BUSY_PAUSE_SHARE = 0.5;
 

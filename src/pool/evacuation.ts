@@ -2,9 +2,9 @@
  * Evacuating a host: the coordinator. It claims the host's evacuation, puts the host in
  * maintenance, plans every guest up front (evacuation-plan.ts), then migrates in a sliding window
  * of `parallel` migrations, at most `perTarget` into any one host, in the plan's order (a busy
- * guest alone: see evacuation-order.ts), keeping a
- * ledger of every migration it starts (evacuation-ledger.ts). docs/pool.md gives the rules; in
- * short:
+ * guest alone: see evacuation-order.ts), keeping a ledger of every migration it starts
+ * (evacuation-ledger.ts) and the books of each guest's outcome (evacuation-guests.ts).
+ * docs/pool.md gives the rules; in short:
  *
  * - a plan with a guest that has no room moves nothing unless `moveWhatFits` is set; guests that
  *   are busy (paused after an unknown switchover, still arriving) never block the rest and are
@@ -27,6 +27,7 @@ import { asMigrationError, ConnectFailedError, TimeoutError, type MigrationError
 import { withDeadline } from '../util/deadline.js';
 import { EvacuationLedger, isTerminal } from './evacuation-ledger.js';
 import { checkEvacuateOptions, EVACUATION_ATTEMPTS_PER_GUEST, type CheckedEvacuateOptions, type EvacuateOptions } from './evacuation-options.js';
+import { EvacuationGuests, withCheck, type GuestTrack } from './evacuation-guests.js';
 import { planEvacuation } from './evacuation-plan.js';
 import type { PoolHosts } from './pool-hosts.js';
 import type { EvacuationEvent, EvacuationPlan, EvacuationReport, PlanEntry } from './pool-types.js';
@@ -47,22 +48,6 @@ export async function evacuate(hosts: PoolHosts, source: string, options: Evacua
 export async function planHostEvacuation(hosts: PoolHosts, source: string, options: Pick<EvacuateOptions, 'to' | 'orderByPause' | 'migration'> = {}): Promise<EvacuationPlan> {
   const [all, guests] = await Promise.all([hosts.hosts(), hosts.guests(source)]);
   return planEvacuation({ source, guests, hosts: all, to: options.to, orderByPause: options.orderByPause, downtimeBudgetMs: options.migration?.downtimeBudgetMs });
-}
-
-/** One guest the evacuation has dealt with. */
-interface GuestTrack {
-  id: string;
-  name: string;
-  memoryBytes: number;
-  /** Migrations this run started for it (an adopted one of its own counts). */
-  attempts: number;
-  /** Hosts it failed on in this run. */
-  tried: Set<string>;
-  migrationIds: string[];
-  lastError?: { code: string; message: string };
-  /** Failed on the source's side and waiting for the next plan to place it elsewhere. */
-  retry: boolean;
-  result?: EvacuatedGuest;
 }
 
 /** A completed migration whose source still checks its paused copy. */
@@ -98,7 +83,7 @@ class Evacuation {
   readonly #source: string;
   readonly #opts: CheckedEvacuateOptions;
   readonly #ledger: EvacuationLedger;
-  readonly #tracks = new Map<string, GuestTrack>();
+  readonly #guests: EvacuationGuests;
   readonly #flights = new Map<string, Flight>();
   readonly #checks = new Map<string, Check>();
   #queue: PlacedMove[] = [];
@@ -113,6 +98,7 @@ class Evacuation {
     this.#source = source;
     this.#opts = opts;
     this.#ledger = ledger;
+    this.#guests = new EvacuationGuests(source, (event) => this.#emit(event));
   }
 
   get #stopped(): boolean {
@@ -152,7 +138,7 @@ class Evacuation {
     this.#emit({ type: 'planned', evacuationId: this.#ledger.data.evacuationId, plan });
     const blocking = plan.moves.filter((m) => m.to === undefined && m.code !== 'ERR_CONFLICT');
     if (blocking.length > 0 && !this.#opts.moveWhatFits) {
-      for (const m of plan.moves) this.#unplaced(m, m.to === undefined ? undefined : 'pending');
+      for (const m of plan.moves) this.#guests.unplaced(m, m.to === undefined ? undefined : 'pending');
       await this.#ledger.recordPlan(plan.moves, 'failed');
       await this.#restoreMaintenance(status);
       return this.#finish(true);
@@ -172,12 +158,12 @@ class Evacuation {
   async #resume(): Promise<void> {
     const completed = new Map(this.#ledger.data.guests?.filter((g) => g.outcome === 'completed').map((g) => [g.guestId, g]));
     for (const m of this.#ledger.data.migrations) {
-      const track = this.#track(m.guestId, m.guestName);
+      const track = this.#guests.track(m.guestId, m.guestName);
       track.migrationIds.push(m.migrationId);
-      if (m.state === 'completed') this.#conclude(track, completed.get(m.guestId) ?? { ...this.#base(track), outcome: 'completed', runsOn: m.to });
+      if (m.state === 'completed') this.#guests.conclude(track, completed.get(m.guestId) ?? { ...this.#guests.base(track), outcome: 'completed', runsOn: m.to });
     }
     for (const m of this.#ledger.unsettled()) {
-      this.#track(m.guestId, m.guestName).attempts = 1;
+      this.#guests.track(m.guestId, m.guestName).attempts = 1;
       await this.#adopt(m.migrationId, m.guestId, true, false, m.to);
     }
   }
@@ -188,7 +174,7 @@ class Evacuation {
    * says.
    */
   async #adopt(migrationId: string, guestId: string, own: boolean, record: boolean, to = ''): Promise<void> {
-    const track = this.#tracks.get(guestId)!;
+    const track = this.#guests.get(guestId)!;
     if (!track.migrationIds.includes(migrationId)) track.migrationIds.push(migrationId);
     if (record) {
       const target = await this.#call(this.#hosts.migration(this.#source, migrationId)).then((info) => info.to, () => to);
@@ -207,12 +193,12 @@ class Evacuation {
   async #makePlan(): Promise<EvacuationPlan> {
     const [all, onSource] = await Promise.all([this.#call(this.#hosts.hosts()), this.#call(this.#hosts.guests(this.#source))]);
     for (const g of onSource) {
-      this.#track(g.id, g.name).memoryBytes = g.memoryBytes;
+      this.#guests.track(g.id, g.name).memoryBytes = g.memoryBytes;
       if (g.state === 'migrating-out' && g.migrationId && !this.#flights.has(g.migrationId)) await this.#adopt(g.migrationId, g.id, false, true);
     }
     const inFlight = new Set([...this.#flights.values()].map((f) => f.guestId));
-    const open = onSource.filter((g) => !this.#tracks.get(g.id)?.result && !inFlight.has(g.id));
-    const avoid = new Map([...this.#tracks.values()].filter((t) => t.tried.size > 0).map((t) => [t.id, t.tried]));
+    const open = onSource.filter((g) => !this.#guests.get(g.id)?.result && !inFlight.has(g.id));
+    const avoid = this.#guests.avoid();
     return planEvacuation({
       source: this.#source,
       guests: open,
@@ -239,7 +225,7 @@ class Evacuation {
         () => new Set<string>(),
       );
       for (const f of flights) {
-        if (!listed.has(f.guestId)) pending.set(host.name, (pending.get(host.name) ?? 0) + this.#tracks.get(f.guestId)!.memoryBytes);
+        if (!listed.has(f.guestId)) pending.set(host.name, (pending.get(host.name) ?? 0) + this.#guests.get(f.guestId)!.memoryBytes);
       }
     }
     return pending;
@@ -249,23 +235,11 @@ class Evacuation {
   #applyPlan(plan: EvacuationPlan): void {
     this.#queue = [];
     for (const move of plan.moves) {
-      const track = this.#track(move.guestId, move.guestName);
+      const track = this.#guests.track(move.guestId, move.guestName);
       track.retry = false;
       if (move.to !== undefined) this.#queue.push(move as PlacedMove);
-      else this.#unplaced(move);
+      else this.#guests.unplaced(move);
     }
-  }
-
-  /** The outcome of a guest the plan could not place (or, with `as`, one left for later). */
-  #unplaced(move: PlanEntry, as?: 'pending'): void {
-    const track = this.#track(move.guestId, move.guestName);
-    const base = { ...this.#base(track), runsOn: this.#source };
-    if (as === 'pending') return this.#conclude(track, { ...base, outcome: 'pending' });
-    const reason = { code: move.code ?? 'ERR_INSUFFICIENT_CAPACITY', message: move.reason ?? 'no target host can take it' };
-    if (track.lastError) return this.#conclude(track, { ...base, outcome: 'failed', error: { code: track.lastError.code, message: `${track.lastError.message}; not retried: ${reason.message}` } });
-    if (move.code !== 'ERR_CONFLICT') return this.#conclude(track, { ...base, outcome: 'unplaced', error: reason });
-    const paused = /^paused/.test(reason.message);
-    this.#conclude(track, { ...base, outcome: paused ? 'indeterminate' : 'pending', runsOn: paused ? undefined : base.runsOn, error: reason });
   }
 
   async #loop(): Promise<void> {
@@ -296,8 +270,8 @@ class Evacuation {
     check.pollFailures = 0;
     if (info.verifying === true) return;
     this.#checks.delete(check.migrationId);
-    const track = this.#tracks.get(check.guestId);
-    if (track?.result !== undefined) this.#conclude(track, withCheck(track.result, info, this.#source));
+    const track = this.#guests.get(check.guestId);
+    if (track?.result !== undefined) this.#guests.conclude(track, withCheck(track.result, info, this.#source));
   }
 
   async #replan(): Promise<void> {
@@ -333,7 +307,7 @@ class Evacuation {
   }
 
   async #start(move: PlacedMove): Promise<void> {
-    const track = this.#track(move.guestId, move.guestName);
+    const track = this.#guests.track(move.guestId, move.guestName);
     track.attempts += 1;
     let info: MigrationInfo;
     try {
@@ -392,21 +366,21 @@ class Evacuation {
   async #settle(flight: Flight, info: MigrationInfo): Promise<void> {
     if (!this.#flights.delete(flight.migrationId)) return;
     await this.#ledger.recordEnd(flight.migrationId, info.state);
-    const track = this.#track(flight.guestId, info.guestName);
+    const track = this.#guests.track(flight.guestId, info.guestName);
     const to = flight.to || info.to;
-    const base = { ...this.#base(track), downtimeMs: info.downtimeMs, totalMs: info.totalMs, error: info.error };
+    const base = { ...this.#guests.base(track), downtimeMs: info.downtimeMs, totalMs: info.totalMs, error: info.error };
     const where = info.guestRunningOn;
     if (info.state === 'completed' || (info.state === 'failed' && where === 'target')) {
       if (info.verifying === true) this.#checks.set(flight.migrationId, { migrationId: flight.migrationId, guestId: track.id, pollFailures: 0 });
-      return this.#conclude(track, withCheck({ ...base, outcome: 'completed', runsOn: to }, info, this.#source));
+      return this.#guests.conclude(track, withCheck({ ...base, outcome: 'completed', runsOn: to }, info, this.#source));
     }
     // Any other end may mean a target is lost or full: the guests not yet started are placed again.
     this.#needReplan = true;
     if (info.state === 'indeterminate' || where === 'unknown' || where === 'none') {
       const error = info.error ?? { code: 'ERR_INDETERMINATE', message: `the outcome of migration ${flight.migrationId} is unknown` };
-      return this.#conclude(track, { ...base, outcome: 'indeterminate', error });
+      return this.#guests.conclude(track, { ...base, outcome: 'indeterminate', error });
     }
-    if (info.state === 'cancelled' || info.error?.code === 'ERR_CANCELLED') return this.#conclude(track, { ...base, outcome: 'cancelled', runsOn: this.#source });
+    if (info.state === 'cancelled' || info.error?.code === 'ERR_CANCELLED') return this.#guests.conclude(track, { ...base, outcome: 'cancelled', runsOn: this.#source });
     this.#failedAttempt(track, to, info.error ?? { code: 'ERR_DOMAIN_FAILED', message: `migration ${flight.migrationId} failed` }, this.#source);
   }
 
@@ -420,7 +394,7 @@ class Evacuation {
       this.#emit({ type: 'retrying', guestId: track.id, guestName: track.name, failedOn: to, error });
       return;
     }
-    this.#conclude(track, { ...this.#base(track), outcome: 'failed', runsOn, error });
+    this.#guests.conclude(track, { ...this.#guests.base(track), outcome: 'failed', runsOn, error });
   }
 
   async #cancelInFlight(): Promise<void> {
@@ -432,53 +406,32 @@ class Evacuation {
 
   async #finish(refused: boolean): Promise<EvacuationReport> {
     const leftover = { runsOn: this.#source, error: this.#halted?.toJSON() };
-    for (const move of this.#queue) this.#conclude(this.#track(move.guestId, move.guestName), { ...this.#base(this.#track(move.guestId, move.guestName)), outcome: 'pending', ...leftover });
+    for (const move of this.#queue) {
+      const track = this.#guests.track(move.guestId, move.guestName);
+      this.#guests.conclude(track, { ...this.#guests.base(track), outcome: 'pending', ...leftover });
+    }
     this.#queue = [];
     let hostEmpty = false;
     try {
       const left = await this.#call(this.#hosts.guests(this.#source));
       hostEmpty = left.length === 0;
       for (const g of left) {
-        const track = this.#track(g.id, g.name);
+        const track = this.#guests.track(g.id, g.name);
         if (g.migrationId && !track.migrationIds.includes(g.migrationId)) track.migrationIds.push(g.migrationId);
-        if (!track.result) this.#conclude(track, { ...this.#base(track), outcome: 'pending', ...leftover });
+        if (!track.result) this.#guests.conclude(track, { ...this.#guests.base(track), outcome: 'pending', ...leftover });
       }
     } catch {
       // The source does not answer: it cannot be said to be empty.
     }
-    for (const track of this.#tracks.values()) {
-      if (!track.result) this.#conclude(track, { ...this.#base(track), outcome: track.retry ? 'failed' : 'pending', runsOn: this.#source, error: track.lastError });
-    }
     const state = refused ? 'failed' : this.#aborted ? 'cancelled' : hostEmpty ? 'completed' : 'failed';
-    const order = new Map(this.#plan.map((m, i) => [m.guestId, i]));
-    const rank = (t: GuestTrack): number => order.get(t.id) ?? order.size;
-    const guests = [...this.#tracks.values()].sort((a, b) => rank(a) - rank(b)).map((t) => t.result!);
+    const guests = this.#guests.outcomes(this.#plan);
     await this.#ledger.recordFinish(state, guests);
     const { evacuationId, startedAt } = this.#ledger.data;
     return { evacuationId, host: this.#source, state, startedAt, endedAt: new Date().toISOString(), plan: this.#plan, guests, hostEmpty, refused };
   }
 
-  #track(id: string, name: string): GuestTrack {
-    let track = this.#tracks.get(id);
-    if (!track) {
-      track = { id, name, memoryBytes: 0, attempts: 0, tried: new Set(), migrationIds: [], retry: false };
-      this.#tracks.set(id, track);
-    }
-    return track;
-  }
-
-  #base(track: GuestTrack): Pick<EvacuatedGuest, 'guestId' | 'guestName' | 'migrationIds'> {
-    return { guestId: track.id, guestName: track.name, migrationIds: [...track.migrationIds] };
-  }
-
-  #conclude(track: GuestTrack, result: EvacuatedGuest): void {
-    track.retry = false;
-    track.result = result;
-    this.#emit({ type: 'finished', guest: result });
-  }
-
   #synthetic(flight: Flight, state: MigrationInfo['state'], guestRunningOn: MigrationInfo['guestRunningOn'], error?: { code: string; message: string }): MigrationInfo {
-    const track = this.#tracks.get(flight.guestId);
+    const track = this.#guests.get(flight.guestId);
     return { migrationId: flight.migrationId, guestId: flight.guestId, guestName: track?.name ?? flight.guestId, from: this.#source, to: flight.to, state, startedAt: '', guestRunningOn, error };
   }
 
@@ -522,18 +475,4 @@ class Evacuation {
       throw asMigrationError(err, 'ERR_CONNECT_FAILED');
     });
   }
-}
-
-/** A completed guest's row with what the check of its paused copy found, once it has ended. */
-function withCheck(row: EvacuatedGuest, info: MigrationInfo, source: string): EvacuatedGuest {
-  if (info.verifying === true || info.verified === undefined) return row;
-  const checked: EvacuatedGuest = { ...row, verified: info.verified };
-  if (info.verifyMs !== undefined) checked.verifyMs = info.verifyMs;
-  if (!info.verified) {
-    checked.error ??= {
-      code: 'ERR_DIGEST_MISMATCH',
-      message: `${row.guestName} runs on ${row.runsOn ?? info.to}, but the copy ${source} paused differs from what it resumed there (migration ${info.migrationId}); check the guest`,
-    };
-  }
-  return checked;
 }

@@ -79,8 +79,8 @@ export class ThrottleController {
   private isStuck(round: RoundOutcome): boolean {
     if (this.mode === 'on') return round.dirtyBytes > AUTO_CONVERGE_DIRTY_SHARE * round.sentBytes;
     // Over where the default policy stops, not over the budget itself: between the two the guest
-    // would iterate until a prediction dipped under the stop by chance (a hot set at 400 MB/s
-    // under 50 ms went 13 to 26 rounds that way, and then paused 51-54 ms on a 41 ms prediction).
+    // would iterate until a prediction dipped under the stop by chance, and then often pause over
+    // the budget (docs/bench/README.md, "Figures behind the engine's constants").
     const overBudget = round.expectedDowntimeMs > DEFAULT_BUDGET_HEADROOM * round.budgetMs;
     const shrank = round.expectedDowntimeMs <= (1 - AUTO_CONVERGE_PROGRESS_SHARE) * this.previousExpectedMs;
     // A guest that dirtied nothing is not what keeps the pause long: slowing it cannot help.

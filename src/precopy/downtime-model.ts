@@ -105,10 +105,10 @@ export class DowntimeModel {
    * the bandwidth cap: its wire bytes at the cap. `bound` says whether the link set the pace of
    * the latest round (it went at LINK_BOUND_SHARE of the cap or more); then it sets the last
    * round's too, whatever the rounds' time per byte says. Rounds of different pages compress
-   * differently, so a round's time per byte under a cap says little about another's: a 1 GiB
-   * guest's first pass, 55% of its data on the wire, went at 4.1 ms per MB behind 1 Gbit/s, and
-   * its last round, 36%, at 2.2-2.8. (The cap saves up no idle time, so the last round gets no
-   * burst from the acknowledgement wait before it.) Undefined without a cap.
+   * differently, so a round's time per byte under a cap says little about another's (a first
+   * pass and a last round can differ by half; docs/bench/README.md, "Figures behind the engine's
+   * constants"). The cap saves up no idle time, so the last round gets no burst from the
+   * acknowledgement wait before it. Undefined without a cap.
    */
   linkTime(bytes: number): { ms: number; bound: boolean } | undefined {
     const cap = this.capBytesPerSec;

@@ -106,8 +106,8 @@ export interface MigrateOptions {
   /**
    * A full garbage collection of this process, run when the guest is likely to pause after the
    * round just sent, while it still runs: a collection then costs the guest nothing, one during
-   * the pause costs downtime (a few milliseconds: most of the pauses that went over their
-   * prediction had one). `null` turns it off. @default the collector of a Node started with
+   * the pause costs downtime (a few milliseconds, enough to push a pause over its prediction).
+   * `null` turns it off. @default the collector of a Node started with
    * `--expose-gc` (the livemig command turns it on), else none
    */
   collectGarbage?: (() => void) | null;

@@ -1,7 +1,8 @@
 /**
  * What a source migration holds and measures: its parts (page sender, dirty tracker, pause model,
  * throttle, watchdog, custody of the guest), its counters, the records it expects and its
- * progress. `migration.ts` runs the sequence over it; keeping the two apart keeps each readable.
+ * progress. `precopy-rounds.ts` sends the rounds over it and `migration.ts` runs the rest of the
+ * sequence; keeping the three apart keeps each readable.
  */
 
 import { randomUUID } from 'node:crypto';

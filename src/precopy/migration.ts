@@ -1,6 +1,7 @@
 /**
- * The source side of a live migration: pre-copy rounds while the guest runs, then stop-and-copy
- * and the switchover handshake. The sequence and its failure rules are in docs/protocol.md.
+ * The source side of a live migration: the handshake, pre-copy rounds while the guest runs (sent
+ * by `precopy-rounds.ts`), then stop-and-copy and the switchover. The sequence and its failure
+ * rules are in docs/protocol.md.
  *
  * The one rule everything here serves: the guest runs on exactly one host. Until "go" is handed
  * to the transport, any failure resumes the guest here and the target discards its copy. Once
@@ -10,7 +11,6 @@
  */
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
 import { mergeSorted } from '../dirtylog/page-lists.js';
 import type { SourceDomain } from '../domain/backend.js';
 import {
@@ -18,8 +18,6 @@ import {
   CancelledError,
   DigestMismatchError,
   MigrationError,
-  NoProgressError,
-  PolicyAbortError,
   UnexpectedRecordError,
   UnsettledError,
 } from '../errors.js';
@@ -34,20 +32,16 @@ import { openChannels } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
 import { mergeIntoRuns } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
-import { decisionOf, roundTimeAt, type RoundSample } from './policy.js';
-import { DEFAULT_TIMEOUT_ACTION } from './progress-watchdog.js';
+import { roundTimeAt } from './policy.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_PROGRESS_INTERVAL_MS,
   DEFAULT_SWITCHOVER_TIMEOUT_MS,
   type MigrateOptions,
 } from './migrate-options.js';
+import { PrecopyRounds } from './precopy-rounds.js';
 import { RecordInbox } from './record-inbox.js';
-import { ForcedSwitchover, MigrationState } from './migration-state.js';
 import type { MigrationReport } from './report.js';
-
-/** Pages sent between two looks at cancellation, peer aborts and deadlines. */
-const SLICE_PAGES = 4096;
 
 /**
  * Live-migrates `domain` over `transport`, whose other end is a target agent. Options it cannot
@@ -63,7 +57,7 @@ export async function migrate(domain: SourceDomain, transport: Transport, option
 }
 
 /** The source's sequence: pre-copy rounds, stop-and-copy, the switchover, and every way out. */
-class SourceMigration extends MigrationState {
+class SourceMigration extends PrecopyRounds {
   /** The device-state save, once started in the pause. */
   private stateSaving: Promise<Uint8Array> | undefined;
 
@@ -155,75 +149,6 @@ class SourceMigration extends MigrationState {
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
     if (ready.version === CHANNELS_PROTOCOL_VERSION) await this.openPageChannels(timeoutMs);
-  }
-
-  /**
-   * The pre-copy rounds: round 0 sends all memory, each later one what the guest dirtied, until
-   * the policy switches over (or a deadline forces it). Returns the pages still dirty and the
-   * pause the model expected for them.
-   */
-  private async precopy(): Promise<{ pending: Uint32Array; predictedMs: number }> {
-    // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
-    this.setPhase('precopy');
-    this.custody.holdingGuest = true;
-    this.dirty.start();
-    this.dirtyMeter = new DirtyRateMeter({ startMs: performance.now() });
-    const pageCount = this.domain.pageCount;
-    let pending: Uint32Array = new Uint32Array(pageCount);
-    for (let pfn = 0; pfn < pageCount; pfn++) pending[pfn] = pfn;
-    let predictedMs = Number.POSITIVE_INFINITY;
-    for (;;) {
-      const { unsent } = await this.sendRound(pending, false);
-      pending = mergeSorted(unsent, await this.readDirtyLog());
-      if (this.options.maxBandwidthBytesPerSec !== undefined) this.model.wireShare = (await this.sender.wireShare(pending)) ?? this.model.wireShare;
-      this.round++;
-      const stats = this.statsFor(pending.length);
-      if (this.forced) {
-        // Past a deadline the pause cannot be put off, but it still waits for another one's end.
-        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
-        predictedMs = stats.expectedDowntimeMs;
-        this.report.forcedSwitchover = this.forced.error.toJSON();
-        this.report.switchoverReason = 'forced-by-deadline';
-        break;
-      }
-      const last = this.rounds[this.rounds.length - 1]!;
-      last.dirtyRateBytesPerSec = roundTo(stats.dirtyRateBytesPerSec, 3);
-      const percent = this.throttle.afterRound({
-        sentBytes: last.bytesRaw,
-        dirtyBytes: stats.dirtyBytes,
-        expectedDowntimeMs: stats.expectedDowntimeMs,
-        budgetMs: stats.downtimeBudgetMs,
-      });
-      this.domain.setThrottle(percent / 100);
-      const { decision, reason, noPauseFits } = decisionOf(this.policy(stats));
-      if (decision === 'abort' && noPauseFits !== undefined) {
-        // No pause can fit: ended as the stall deadline would end it, without waiting for it.
-        const error = new NoProgressError(noPauseFits);
-        if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw error;
-        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
-        predictedMs = stats.expectedDowntimeMs;
-        this.forced = new ForcedSwitchover(error);
-        this.report.forcedSwitchover = error.toJSON();
-        this.report.switchoverReason = 'forced-by-deadline';
-        break;
-      }
-      if (decision === 'abort') {
-        throw new PolicyAbortError(`the pre-copy policy gave up in round ${this.round} with ${pending.length} dirty pages`);
-      }
-      if (decision === 'stop-and-copy') {
-        if (this.seat && !this.seat.tryHold()) {
-          // Another migration of this host is paused: two pauses must not share the link. Once
-          // it is over, one more round sends what the guest dirtied meanwhile, and the policy
-          // decides again on the figures then.
-          await this.seat.whileOtherPaused();
-          continue;
-        }
-        predictedMs = stats.expectedDowntimeMs;
-        this.report.switchoverReason = reason ?? 'policy';
-        break;
-      }
-    }
-    return { pending, predictedMs };
   }
 
   /**
@@ -366,169 +291,6 @@ class SourceMigration extends MigrationState {
     return this.inbox.failure?.code === 'ERR_PEER_ABORTED' ? this.inbox.failure : error;
   }
 
-  /**
-   * Sends one round and waits for its acknowledgement. Returns the pages it did not send
-   * because a deadline forced the switchover (empty otherwise), and how long it waited for runs
-   * of pages still being found (stop-and-copy only: `pfns` may then come in runs, and `found` is
-   * called once the last one came).
-   */
-  private async sendRound(
-    pfns: Uint32Array | AsyncIterable<Uint32Array>,
-    stopAndCopy: boolean,
-    found?: () => void,
-  ): Promise<{ unsent: Uint32Array; scanWaitMs: number }> {
-    this.throwIfCancelled();
-    const before = { ...this.sender.counters };
-    const heldBefore = this.seat?.heldMs ?? 0;
-    const vcpuMsBefore = this.domain.vcpuTimeMs?.();
-    const started = performance.now();
-    const whole = pfns instanceof Uint32Array ? pfns : undefined;
-    // Runs still being found: as many pages as the dirty rate suggests, for progress and channels.
-    const expectedPages = whole ? whole.length : this.dirty.peek();
-    this.roundPages = expectedPages;
-    this.roundStartPages = before.pages;
-    this.sender.startRound?.(expectedPages);
-    this.emitProgress();
-    let unsent: Uint32Array = new Uint32Array(0);
-    let scanWaitMs = 0;
-    let pauseSoon = false;
-    // A round with nothing to send still answers to the deadlines: a policy that keeps asking for
-    // empty rounds must not outlive them.
-    if (!stopAndCopy && whole?.length === 0) this.checkDeadlines();
-    if (whole) {
-      for (let first = 0; first < whole.length; first += SLICE_PAGES) {
-        this.inbox?.throwIfFailed();
-        this.throwIfCancelled();
-        if (!stopAndCopy && this.checkDeadlines()) {
-          unsent = whole.subarray(first);
-          break;
-        }
-        await this.sender.sendPages(this.round, whole.subarray(first, Math.min(whole.length, first + SLICE_PAGES)));
-      }
-    } else {
-      let waitFrom = performance.now();
-      for await (const run of pfns as AsyncIterable<Uint32Array>) {
-        scanWaitMs += performance.now() - waitFrom;
-        for (let first = 0; first < run.length; first += SLICE_PAGES) {
-          this.inbox?.throwIfFailed();
-          this.throwIfCancelled();
-          await this.sender.sendPages(this.round, run.subarray(first, Math.min(run.length, first + SLICE_PAGES)));
-        }
-        waitFrom = performance.now();
-      }
-      scanWaitMs += performance.now() - waitFrom;
-      found?.();
-    }
-    const sentPages = () => this.sender.counters.pages - before.pages;
-    if (stopAndCopy) {
-      // Paused: queue the round's end behind the batches at once; the caller waits for the writes.
-      await this.sender.handedOver();
-      this.finalRoundEnd = this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages(), ...this.channelCounts() }));
-      this.finalRoundEnd.catch(() => undefined);
-    } else {
-      await this.sender.flush();
-      // If the pause is likely to follow this round, say so: the target then gets ready (collects
-      // its garbage) before it acknowledges, and this side does the same once it has the ack.
-      pauseSoon = this.pauseLikely({ bytes: this.model.workOf(this.sender.counters.bytesRaw - before.bytesRaw, this.sender.counters.zeroPages - before.zeroPages), ms: performance.now() - started });
-      if (pauseSoon) await this.transport.send(encodeRecord({ type: 'pause-soon' }));
-      await this.transport.send(encodeRecord({ type: 'round-end', round: this.round, pages: sentPages(), ...this.channelCounts() }));
-    }
-    // Before the pause, wait until the target has written the whole round: the round's duration
-    // then measures what the target absorbs, and nothing queued in buffers stretches the pause.
-    const handedOverAt = performance.now();
-    let ackMs = 0;
-    this.targetGcMs = 0;
-    if (!stopAndCopy) {
-      await this.expectRoundAck(this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
-      ackMs = performance.now() - handedOverAt;
-      this.model.observeRoundTrip(ackMs);
-    }
-    const durationMs = performance.now() - started;
-    const vcpuMs = vcpuMsBefore === undefined ? undefined : (this.domain.vcpuTimeMs?.() ?? vcpuMsBefore) - vcpuMsBefore;
-    // The target collected before it acknowledged; this side collects now, while the guest still
-    // runs, and outside the round's duration: the dirty log is read after it.
-    let gcMs = 0;
-    if (pauseSoon && this.collectGarbage) {
-      const gcStarted = performance.now();
-      this.collectGarbage();
-      gcMs = performance.now() - gcStarted;
-    }
-    const bytesRaw = this.sender.counters.bytesRaw - before.bytesRaw;
-    this.rounds.push({
-      round: this.round,
-      stopAndCopy,
-      pages: sentPages(),
-      zeroPages: this.sender.counters.zeroPages - before.zeroPages,
-      bytesRaw,
-      bytesWire: this.sender.counters.bytesWire - before.bytesWire,
-      durationMs: roundTo(durationMs, 3),
-      dirtyRateBytesPerSec: 0,
-      guestCpuCores: vcpuMs !== undefined && durationMs > 0 ? roundTo(vcpuMs / durationMs, 3) : undefined,
-      bandwidthBytesPerSec: durationMs > 0 ? roundTo((bytesRaw * 1000) / durationMs, 3) : 0,
-      sendMs: roundTo(handedOverAt - started, 3),
-      ...(this.seat ? { heldMs: roundTo(this.seat.heldMs - heldBefore, 3) } : {}),
-      ackMs: roundTo(ackMs, 3),
-      gcMs: roundTo(gcMs, 3),
-      targetGcMs: roundTo(this.targetGcMs, 3),
-      throttlePercent: this.throttle.percent,
-    });
-    return { unsent, scanWaitMs };
-  }
-
-  /**
-   * Whether the decision after the round being sent will likely be the switchover: a deadline
-   * forces it, or the policy would stop on the figures expected once the round is acknowledged
-   * (for a policy without `wouldStop`: the round limit is reached, or the pause for what is dirty
-   * now fits the budget). Only for the "pause-soon" hint; a wrong guess costs a garbage
-   * collection on each side, during which a busy guest dirties more for the next round (5 MB at
-   * 450 MB/s: a floor under the pause, were it every round).
-   */
-  private pauseLikely(current: RoundSample): boolean {
-    if (this.forced) return true;
-    const wouldStop = this.policy.wouldStop;
-    if (!wouldStop) {
-      const maxRounds = this.options.maxRounds;
-      if (maxRounds !== undefined && this.round + 1 >= maxRounds) return true;
-      return this.model.predict(this.dirty.peek() * this.pageSize, current) <= this.budgetMs();
-    }
-    // The guest goes on writing until the acknowledgement, which may take as long as the last one.
-    const ackMs = this.rounds.at(-1)?.ackMs ?? 0;
-    const roundMs = current.ms + ackMs;
-    const dirtyPages = Math.round(this.dirty.peek() * (current.ms > 0 ? roundMs / current.ms : 1));
-    const dirtyBytes = dirtyPages * this.pageSize;
-    const ackedAt = performance.now() + ackMs;
-    return wouldStop({
-      round: this.round + 1,
-      elapsedMs: ackedAt - this.start,
-      dirtyPages,
-      dirtyBytes,
-      // After the first pass alone, the link's pace is that pass's.
-      bandwidthBytesPerSec: this.model.bandwidth() || (roundMs > 0 ? (current.bytes * 1000) / roundMs : 0),
-      dirtyRateBytesPerSec: roundMs > 0 ? (dirtyBytes * 1000) / roundMs : 0,
-      expectedDowntimeMs: this.model.predict(dirtyBytes, current),
-      downtimeBudgetMs: this.budgetMs(),
-      deadlineInMs: this.watchdog.msLeft(ackedAt),
-      throttlePercent: this.throttle.percent,
-      bytesSent: this.sender.counters.bytesRaw,
-      memoryBytes: this.domain.descriptor.memoryBytes,
-    });
-  }
-
-  /**
-   * Looks at the deadlines. Throws on `abort`; on `force-switchover` records why and returns
-   * true, and the caller stops the round and switches over.
-   */
-  private checkDeadlines(): boolean {
-    if (this.forced) return true;
-    const now = performance.now();
-    this.watchdog.observe(this.remainingBytes(), now);
-    const expired = this.watchdog.check(now);
-    if (!expired) return false;
-    if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw expired;
-    this.forced = new ForcedSwitchover(expired);
-    return true;
-  }
-
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
@@ -544,5 +306,4 @@ class SourceMigration extends MigrationState {
     this.sender = this.channelSender;
     this.report.channels = this.options.channels;
   }
-
 }

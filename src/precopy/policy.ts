@@ -133,8 +133,8 @@ export const MIN_PAUSE_SHRINK_SHARE = 0.1;
  * share of the time the migration had taken until then. The time until the first fit is about
  * what first-fit's migration takes, less its pause, so the bound keeps the total within a fifth
  * of first-fit's, whatever the guest's size. It rarely binds on a hot set that converges
- * geometrically, as its rounds shrink with the pause and the floor comes first: it ended one of
- * twelve busy-guest migrations in docs/bench/switchover.md.
+ * geometrically, as its rounds shrink with the pause and the floor comes first
+ * (docs/bench/switchover.md compares the totals).
  */
 export const EXTRA_TIME_SHARE = 0.2;
 

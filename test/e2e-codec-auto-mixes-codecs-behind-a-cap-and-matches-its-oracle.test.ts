@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 test('auto behind a cap compresses most batches, sends some raw, and the guest matches its oracle', async () => {
-  const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 5 };
+  const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 10e6, hotSetBytes: 4 * MiB, seed: 5 };
   const guest = await SimulatedGuest.boot(config, 'e2e-auto');
   try {
     await sleep(100);
@@ -35,7 +35,9 @@ test('auto behind a cap compresses most batches, sends some raw, and the guest m
       if (record.type === 'pages' && record.rawLength > 0) batches[record.codec]++;
       return send(frame);
     };
-    const report = await migrate(guest, transport, { codec: 'auto', maxBandwidthBytesPerSec: 60e6, destroySource: false, targetName: agent.url });
+    // The cap sits far below what lz4 does on one loaded core (a few hundred MB/s idle), so auto's
+    // choice of lz4 holds on a busy machine too.
+    const report = await migrate(guest, transport, { codec: 'auto', maxBandwidthBytesPerSec: 25e6, destroySource: false, targetName: agent.url });
 
     expect(report.error).toBeUndefined();
     expect(report.outcome).toBe('completed');

@@ -141,7 +141,9 @@ test('an indeterminate outcome keeps the copy paused but lifts its throttle and 
     },
   }) as Transport;
   const incoming = acceptMigration(b, { backends });
-  const report = await migrate(domain, cut, { autoConverge: 'on', maxRounds: 6, downtimeBudgetMs: 1, collectGarbage: null, resolveTimeoutMs: 1 });
+  // A 50 MB/s cap against 200 MB/s of writes: every round dirties more than half of what it
+  // sends, however the machine's load slows the guest or the sender, so the throttle engages.
+  const report = await migrate(domain, cut, { autoConverge: 'on', maxRounds: 6, downtimeBudgetMs: 1, collectGarbage: null, resolveTimeoutMs: 1, maxBandwidthBytesPerSec: 50e6 });
   const result = await incoming;
   cleanups.push(async () => result.domain?.destroy());
   expect(report.outcome).toBe('indeterminate');

@@ -10,6 +10,7 @@ import { QemuSourceDomain } from '../dist/domain/qemu/source-domain.js';
 import { testGuestSourceHash } from '../dist/domain/qemu/test-guest.js';
 import { WriteProtectLog } from '../dist/domain/qemu/write-protect-log.js';
 import { qemuTest, startTestGuest, type TestGuest } from './helpers/qemu.js';
+import { writeProtectTest } from './helpers/write-protect.js';
 
 const MIB = 64;
 const PAGE = 4096;
@@ -53,11 +54,15 @@ async function attach(g: TestGuest): Promise<QemuSourceDomain> {
 /**
  * With the guest stopped at each take and the read after it: every page that changed since the
  * previous read is in the take, and the take holds little else; a peek just before counts what
- * the take returns. `take` has been armed before.
+ * the take returns. `take` has been armed before; a first take, with the guest stopped, starts
+ * the log and the first read at the same point.
  */
 async function expectExactWhilePausedAtTakes(g: TestGuest, take: () => Promise<Uint32Array>, peek: () => Promise<number>): Promise<void> {
   const ramPath = g.qemu.definition.ramPath;
+  await g.qemu.qmp.execute('stop');
+  await take();
   let before = readFileSync(ramPath);
+  await g.qemu.qmp.execute('cont');
   let changedTotal = 0;
   for (let round = 0; round < ROUNDS; round++) {
     await sleep(INTERVAL_MS);
@@ -82,7 +87,7 @@ async function expectExactWhilePausedAtTakes(g: TestGuest, take: () => Promise<U
   expect(changedTotal).toBeGreaterThan(ROUNDS * 200);
 }
 
-qemuTest('the write-protect log holds every page the guest changed, paused at each take and running', async () => {
+writeProtectTest('the write-protect log holds every page the guest changed, paused at each take and running', async () => {
   guest = await startGuest();
   domain = await attach(guest);
   expect(domain.dirtyLogUnavailable).toBeUndefined();
@@ -113,7 +118,7 @@ qemuTest('the write-protect log holds every page the guest changed, paused at ea
   expect((await guest.reports()).at(-1)!.errors).toBe(0);
 }, 120_000);
 
-qemuTest('a walk that finds more runs of written pages than one call returns goes on where it stopped', async () => {
+writeProtectTest('a walk that finds more runs of written pages than one call returns goes on where it stopped', async () => {
   guest = await startGuest();
   const wp = guest.qemu.writeProtect;
   if (wp.kind !== 'registered') expect.fail(`the preload is not in QEMU: ${wp.reason}`);

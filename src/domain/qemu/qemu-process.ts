@@ -4,7 +4,8 @@
  * The guest's RAM is a `memory-backend-file` with `share=on`, so another process (the engine)
  * reads and writes it through the file while the guest runs; `suppress-vmdesc=on` keeps QEMU's
  * own migration stream, then only device state, small. Source and target run the same command
- * line; the target adds `-incoming defer`.
+ * line; the target adds `-incoming defer`. QEMU runs with the write-protect dirty log's preload
+ * (write-protect-preload.ts) unless told not to, so that a source can log what the guest writes.
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';

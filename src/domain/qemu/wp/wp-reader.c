@@ -116,7 +116,12 @@ int main(int argc, char **argv) {
     base = strtoull(argv[2], NULL, 16);
     length = strtoull(argv[3], NULL, 16);
     page_size = strtoull(argv[4], NULL, 10);
-    if (page_size == 0 || length == 0 || length % page_size != 0 || length / page_size > UINT32_MAX) {
+    /* The kernel reports host pages; a guest page of another size would need converting. */
+    if (page_size != (uint64_t)sysconf(_SC_PAGESIZE)) {
+        fprintf(stderr, "wp-reader: guest pages of %s bytes; this host's pages are %ld bytes\n", argv[4], sysconf(_SC_PAGESIZE));
+        return 2;
+    }
+    if (length == 0 || length % page_size != 0 || length / page_size > UINT32_MAX) {
         fprintf(stderr, "wp-reader: bad range %s+%s or page size %s\n", argv[2], argv[3], argv[4]);
         return 2;
     }

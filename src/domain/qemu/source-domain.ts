@@ -27,6 +27,7 @@ import { DEFAULT_QEMU_STATE_TIMEOUT_MS, ignoreSharedRam, saveDeviceState } from 
 import { QEMU_VCPUS, qemuDescriptor, type QemuKernelRef } from './qemu-config.js';
 import { QEMU_RAM_BACKEND_ID, queryQemuIdentity, type QemuProcess } from './qemu-process.js';
 import { WriteProtectLog } from './write-protect-log.js';
+import { mapsRamAt } from './write-protect-preload.js';
 
 /** Clock ticks per second in `/proc/.../stat` (Linux's USER_HZ, 100 on every architecture livemig runs on). */
 const USER_HZ = 100;
@@ -210,6 +211,7 @@ async function openDirtyLog(qemu: QemuProcess, pageSize: number, tracking: 'auto
   const wp = qemu.writeProtect;
   if (wp.kind !== 'registered') return wp.reason;
   if (wp.range.length !== qemu.definition.memoryMiB * 1024 * 1024) return `the preload registered ${wp.range.length} bytes of RAM; QEMU has ${qemu.definition.memoryMiB} MiB`;
+  if (!(await mapsRamAt(qemu.pid, wp.range, qemu.definition.ramPath))) return 'QEMU no longer maps its RAM file where the preload registered it';
   try {
     return await WriteProtectLog.open(wp.reader, qemu.pid, wp.range, pageSize);
   } catch (err) {

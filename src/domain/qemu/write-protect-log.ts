@@ -60,7 +60,8 @@ export class WriteProtectLog {
     child.stderr!.on('data', (text: string) => (this.#stderr = (this.#stderr + text).slice(-1024)));
     child.stdin!.on('error', () => undefined);
     child.once('error', (err) => this.#fail(`could not run: ${err.message}`));
-    child.once('exit', (code, signal) => this.#fail(`exited (${signal ?? `status ${code}`})`));
+    // 'close' rather than 'exit': by then its standard error has been read, and says why.
+    child.once('close', (code, signal) => this.#fail(`exited (${signal ?? `status ${code}`})`));
     this.#idle();
   }
 

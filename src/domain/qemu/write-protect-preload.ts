@@ -26,7 +26,7 @@ export type WriteProtectStatus =
 export type PreloadEnvironment = { env: NodeJS.ProcessEnv; reader: string } | { env: undefined; off: string };
 
 /** The path the kernel shows for `path` in /proc/PID/fd (symbolic links resolved), whether or not it exists yet. */
-function canonicalPath(path: string): string {
+export function canonicalPath(path: string): string {
   try {
     return realpathSync(path);
   } catch {
@@ -69,4 +69,24 @@ export async function readPreloadStatus(statusPath: string, reader: string): Pro
   const ok = /^ok ([0-9a-f]+) ([0-9a-f]+)$/.exec(line);
   if (!ok) return { kind: 'off', reason: `the preload in QEMU could not register its RAM: ${line}` };
   return { kind: 'registered', range: { start: BigInt(`0x${ok[1]!}`), length: Number.parseInt(ok[2]!, 16) }, reader };
+}
+
+/**
+ * Whether process `pid` maps `ramPath` at exactly `range` now (its /proc/PID/maps), so that a walk
+ * of that range reads QEMU's RAM: a walk over addresses mapped to nothing finds no page written
+ * and fails nothing.
+ */
+export async function mapsRamAt(pid: number, range: WriteProtectRange, ramPath: string): Promise<boolean> {
+  let maps: string;
+  try {
+    maps = await readFile(`/proc/${pid}/maps`, 'utf8');
+  } catch {
+    return false;
+  }
+  const path = canonicalPath(ramPath);
+  const end = range.start + BigInt(range.length);
+  return maps.split('\n').some((line) => {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(.*)$/.exec(line);
+    return m !== null && BigInt(`0x${m[1]!}`) === range.start && BigInt(`0x${m[2]!}`) === end && m[3] === path;
+  });
 }

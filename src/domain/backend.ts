@@ -31,7 +31,8 @@ export type { GuestMemory } from '../util/guest-memory-types.js';
  * How the source finds the pages the guest changed between rounds.
  *
  * - `log`: the backend keeps a dirty log (a bitmap the hypervisor fills, like KVM's or Xen's
- *   log-dirty) and the engine reads it with `readDirtyLog` and `peekDirtyCount`.
+ *   log-dirty, or page-table write-protection read from outside the hypervisor, as the QEMU
+ *   backend does) and the engine reads it with `readDirtyLog` and `peekDirtyCount`.
  * - `scan`: the backend keeps none. The engine finds changed pages itself, by comparing each
  *   page's hash with the hash of what it last sent, reading the memory `memory()` describes
  *   (which must then be `shared` or `file`). The four dirty-log hooks are never called.
@@ -64,9 +65,11 @@ export interface SourceDomain {
   /**
    * Starts logging dirty pages (`log` tracking only). Called once, just before round 0 reads any
    * memory; from then on every page the guest writes is reported by `readDirtyLog`. Pages written
-   * before the call are covered by round 0, which sends all memory. A `scan` backend does nothing.
+   * before the call are covered by round 0, which sends all memory. A backend whose log lives in
+   * another process returns a promise, and the engine reads no memory before it settles. A `scan`
+   * backend does nothing.
    */
-  enableDirtyLog(): void;
+  enableDirtyLog(): void | Promise<void>;
 
   /**
    * Stops logging dirty pages (`log` tracking only). Called once when a migration that enabled
@@ -76,19 +79,22 @@ export interface SourceDomain {
   disableDirtyLog(): void;
 
   /**
-   * Atomically reads and clears the dirty log (`log` tracking only). Returns the page numbers
-   * written since the previous call (or since `enableDirtyLog`), ascending, each once. Called once
-   * per round and once more after the pause. The returned array belongs to the caller. A `scan`
-   * backend returns an empty array.
+   * Atomically reads and clears the dirty log (`log` tracking only): per page, a write after the
+   * page was read out of the log is reported by the next call. Returns the page numbers written
+   * since the previous call (or since `enableDirtyLog`), ascending, each once, or a promise of
+   * them where the log lives in another process. Called once per round and once more after the
+   * pause, never while another call is pending. The returned array belongs to the caller. A
+   * `scan` backend returns an empty array.
    */
-  readDirtyLog(): Uint32Array;
+  readDirtyLog(): Uint32Array | Promise<Uint32Array>;
 
   /**
    * How many pages the dirty log holds now, without clearing it (Xen's log-dirty "peek"; `log`
-   * tracking only). Called a few times a second for progress and estimates; must be cheap. A
-   * `scan` backend returns 0.
+   * tracking only), or a promise of it where the log lives in another process. Called a few times
+   * a second for progress and estimates; must be cheap. The engine keeps at most one promise
+   * pending and uses the latest count it has meanwhile. A `scan` backend returns 0.
    */
-  peekDirtyCount(): number;
+  peekDirtyCount(): number | Promise<number>;
 
   /**
    * CPU time the guest's vCPUs have run since it started, in milliseconds, summed over vCPUs (a

@@ -14,8 +14,8 @@ import { ScanPool } from './scan-pool.js';
 
 /** Finds the pages a running guest changed. */
 export interface DirtyTracker {
-  /** Starts tracking; called once before the first page is read. */
-  start(): void;
+  /** Starts tracking; called once, and the first page is read only after it returned (or settled). */
+  start(): void | Promise<void>;
   /** Ends tracking and releases what it holds; called once, whatever the outcome. Idempotent. */
   stop(): void;
   /** The pages changed since the previous call (or `start`), ascending, each once. */
@@ -26,16 +26,20 @@ export interface DirtyTracker {
    * early stops the search; the pages not handed out then count as unchanged.
    */
   takeRuns?(): AsyncIterable<Uint32Array>;
-  /** How many pages `take` would return now: exact for a log, estimated for a scan. Cheap. */
+  /**
+   * How many pages `take` would return now: exact for a log in this process, the latest count
+   * read for a log in another, estimated for a scan. Cheap.
+   */
   peek(): number;
   /** How many pages `take` would return now, exactly, without taking them; may scan memory. */
-  count(): number;
+  count(): number | Promise<number>;
   /** Counts what memory holds now as unchanged from here on (for a scan, its hashes are recorded). */
-  rebase(): void;
+  rebase(): void | Promise<void>;
   /**
    * What a `take` in the pause is expected to cost on top of sending its pages, in ms: for a
    * scan, a read and hash of all memory, as fast as one went in this migration (in the pause the
-   * guest's vCPUs no longer compete with the scan for cores); 0 for a log.
+   * guest's vCPUs no longer compete with the scan for cores); for a log in another process, its
+   * fastest read so far; 0 for a log in this process.
    */
   takeMs(): number;
   /**
@@ -81,15 +85,26 @@ export function dirtyTrackerFor(domain: SourceDomain, hashes: Uint32Array): Dirt
   throw new InvalidArgumentError(`the ${domain.descriptor.kind} domain declares dirty tracking ${String(tracking)}; expected "log" or "scan"`);
 }
 
-/** The backend's own dirty log. */
+/**
+ * The backend's own dirty log. A log that lives in another process answers with promises: the
+ * tracker times its reads (what a read in the pause costs) and keeps one peek pending at a time,
+ * answering `peek` with the latest count it has.
+ */
 class LogTracker implements DirtyTracker {
   private started = false;
+  /** The latest count a pending peek brought, and whether one is pending. */
+  private peeked = 0;
+  private peeking = false;
+  /** Bumped by each read: a peek that began before a read is stale when it lands. */
+  private reads = 0;
+  /** The fastest asynchronous read so far, in ms (0 before the first, and for a synchronous log). */
+  private fastestReadMs = 0;
 
   constructor(private readonly domain: SourceDomain) {}
 
-  start(): void {
+  start(): void | Promise<void> {
     this.started = true;
-    this.domain.enableDirtyLog();
+    return this.domain.enableDirtyLog();
   }
 
   stop(): void {
@@ -98,24 +113,46 @@ class LogTracker implements DirtyTracker {
     this.domain.disableDirtyLog();
   }
 
-  take(): Uint32Array {
-    return this.domain.readDirtyLog();
+  take(): Uint32Array | Promise<Uint32Array> {
+    this.reads++;
+    this.peeked = 0;
+    const pages = this.domain.readDirtyLog();
+    if (!(pages instanceof Promise)) return pages;
+    const startedAt = performance.now();
+    return pages.then((read) => {
+      const ms = performance.now() - startedAt;
+      this.fastestReadMs = this.fastestReadMs > 0 ? Math.min(this.fastestReadMs, ms) : ms;
+      return read;
+    });
   }
 
   peek(): number {
+    if (this.peeking) return this.peeked;
+    const count = this.domain.peekDirtyCount();
+    if (typeof count === 'number') return count;
+    this.peeking = true;
+    const reads = this.reads;
+    count.then(
+      (n) => {
+        if (reads === this.reads) this.peeked = n;
+      },
+      // A failed peek changes no estimate; the next read reports the failure.
+      () => undefined,
+    ).finally(() => (this.peeking = false));
+    return this.peeked;
+  }
+
+  count(): number | Promise<number> {
     return this.domain.peekDirtyCount();
   }
 
-  count(): number {
-    return this.domain.peekDirtyCount();
-  }
-
-  rebase(): void {
-    this.domain.readDirtyLog();
+  rebase(): void | Promise<void> {
+    const pages = this.take();
+    if (pages instanceof Promise) return pages.then(() => undefined);
   }
 
   takeMs(): number {
-    return 0;
+    return this.fastestReadMs;
   }
 
   takeLagShare(): number {

@@ -49,7 +49,7 @@ export abstract class PrecopyRounds extends MigrationState {
     // Round 0 sends all memory; the dirty log, enabled first, catches what changes meanwhile.
     this.setPhase('precopy');
     this.custody.holdingGuest = true;
-    this.dirty.start();
+    await this.dirty.start();
     this.dirtyMeter = new DirtyRateMeter({ startMs: performance.now() });
     const pageCount = this.domain.pageCount;
     let pending: Uint32Array = new Uint32Array(pageCount);

@@ -156,12 +156,13 @@ async function sampleDirtyCurve(domain: SourceDomain, sampleMs: number): Promise
   const tracker = dirtyTrackerFor(domain, new Uint32Array(domain.pageCount));
   const curve: Array<[number, number]> = [[0, 0]];
   try {
-    tracker.start();
-    tracker.rebase();
+    await tracker.start();
+    await tracker.rebase();
     const start = performance.now();
     for (let i = 1; i <= DIRTY_SAMPLES; i++) {
       await sleep(sampleMs / DIRTY_SAMPLES);
-      curve.push([performance.now() - start, tracker.count()]);
+      const at = performance.now() - start;
+      curve.push([at, await tracker.count()]);
     }
   } finally {
     tracker.stop();

@@ -4,7 +4,8 @@
  * The guest's RAM is a `memory-backend-file` with `share=on`, so another process (the engine)
  * reads and writes it through the file while the guest runs; `suppress-vmdesc=on` keeps QEMU's
  * own migration stream, then only device state, small. Source and target run the same command
- * line; the target adds `-incoming defer`.
+ * line; the target adds `-incoming defer`. QEMU runs with the write-protect dirty log's preload
+ * (write-protect-preload.ts) unless told not to, so that a source can log what the guest writes.
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,6 +17,7 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import { ConnectionClosedError, DomainFailedError, InvalidArgumentError, MigrationError, TimeoutError } from '../../errors.js';
 import { stopChild } from '../../util/child.js';
 import { QmpClient } from './qmp.js';
+import { preloadEnvironment, readPreloadStatus, type WriteProtectStatus } from './write-protect-preload.js';
 
 /** The QEMU binary looked for on PATH. */
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -61,6 +63,13 @@ export interface QemuStartOptions {
   binary?: string;
   /** Deadline for QEMU to start and negotiate QMP, in ms. @default 15000 */
   startTimeoutMs?: number;
+  /**
+   * Preload the write-protect dirty log into QEMU (write-protect-preload.ts), so that a source
+   * can find the pages the guest writes without scanning its RAM. Where it cannot be had (no
+   * gcc, a kernel without asynchronous write-protection) QEMU runs without it, and
+   * `QemuProcess.writeProtect` says why. @default true
+   */
+  writeProtectLog?: boolean;
 }
 
 /** The path of `name` if it is an executable file on PATH (or a path to one), else undefined. */
@@ -149,8 +158,19 @@ export class QemuProcess {
   readonly definition: Readonly<QemuGuestDefinition>;
   /** Resolves once QEMU has exited. */
   readonly exited: Promise<void>;
+  /** Whether QEMU's RAM mapping is registered for the write-protect dirty log, and where it is. */
+  readonly writeProtect: WriteProtectStatus;
 
-  private constructor(child: ChildProcess, argv: string[], def: QemuGuestDefinition, runDir: string, qmpSocketPath: string, qmp: QmpClient, stderr: { tail: string }) {
+  private constructor(
+    child: ChildProcess,
+    argv: string[],
+    def: QemuGuestDefinition,
+    runDir: string,
+    qmpSocketPath: string,
+    qmp: QmpClient,
+    stderr: { tail: string },
+    writeProtect: WriteProtectStatus,
+  ) {
     this.#child = child;
     this.#runDir = runDir;
     this.argv = Object.freeze(argv);
@@ -160,6 +180,7 @@ export class QemuProcess {
     this.qmp = qmp;
     this.exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : once(child, 'exit').then(() => undefined);
     this.#stderr = stderr;
+    this.writeProtect = writeProtect;
   }
 
   /**
@@ -187,7 +208,9 @@ export class QemuProcess {
     }
 
     const ramFileExisted = existsSync(def.ramPath);
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const statusPath = join(runDir, 'wp-status');
+    const preload = options.writeProtectLog === false ? { env: undefined, off: 'not asked for' } as const : await preloadEnvironment(def.ramPath, statusPath);
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(preload.env ? { env: preload.env } : {}) });
     track(child, ramFileExisted ? [runDir] : [runDir, def.ramPath]);
     const stderr = { tail: '' };
     child.stderr!.setEncoding('utf8');
@@ -213,7 +236,9 @@ export class QemuProcess {
     try {
       await Promise.race([spawned, exitedEarly]);
       const qmp = await Promise.race([connectWhenListening(qmpSocketPath, deadline), exitedEarly]);
-      return new QemuProcess(child, [binary, ...args], def, runDir, qmpSocketPath, qmp, stderr);
+      // QEMU maps its RAM before its monitor answers, so the preload has spoken by now.
+      const writeProtect = preload.env ? await readPreloadStatus(statusPath, preload.reader) : { kind: 'off' as const, reason: preload.off };
+      return new QemuProcess(child, [binary, ...args], def, runDir, qmpSocketPath, qmp, stderr, writeProtect);
     } catch (err) {
       // A child that never spawned has no pid and emits no 'exit' to wait for.
       if (child.pid !== undefined) await stopChild(child, DEFAULT_QEMU_STOP_GRACE_MS).catch(() => undefined);

@@ -3,10 +3,14 @@
  * RAM is a `share=on` file that this process reads while the guest runs. livemig moves the RAM;
  * QEMU moves only its device state (`x-ignore-shared`, see device-state.ts).
  *
- * - Dirty pages are found by the engine's hash scan of the RAM file (`dirtyTracking: 'scan'`).
- *   QEMU's own dirty bitmap is reachable only from inside its migration, and the kernel's
- *   soft-dirty bits (`/proc/PID/clear_refs`) are missing where `CONFIG_MEM_SOFT_DIRTY` is off, as
- *   on the hosts this was built on; a log from outside QEMU is future work.
+ * - Dirty pages come from the write-protect dirty log where QEMU has it (`dirtyTracking: 'log'`):
+ *   QEMU's RAM mapping was registered for asynchronous write-protection by the preload
+ *   (write-protect-preload.ts), and a reader process beside QEMU reads and re-arms it with
+ *   PAGEMAP_SCAN (write-protect-log.ts), a few ms per GiB. Where it is missing (no gcc, a kernel
+ *   before 6.7, QEMU started without it) the engine's hash scan of the RAM file finds them
+ *   instead (`'scan'`), and `dirtyLogUnavailable` says why. QEMU's own dirty bitmap is reachable
+ *   only from inside its migration, and the kernel's soft-dirty bits are missing where
+ *   `CONFIG_MEM_SOFT_DIRTY` is off.
  * - The vCPUs cannot be throttled: QEMU's throttle runs only inside its own migration
  *   (auto-converge), and `cpu-throttle-*` parameters set without one change nothing. `setThrottle`
  *   does nothing, so auto-converge cannot slow a QEMU guest; a guest that outruns the link ends by
@@ -22,6 +26,8 @@ import { openGuestMemory, type GuestMemoryAccess } from '../guest-memory.js';
 import { DEFAULT_QEMU_STATE_TIMEOUT_MS, ignoreSharedRam, saveDeviceState } from './device-state.js';
 import { QEMU_VCPUS, qemuDescriptor, type QemuKernelRef } from './qemu-config.js';
 import { QEMU_RAM_BACKEND_ID, queryQemuIdentity, type QemuProcess } from './qemu-process.js';
+import { WriteProtectLog } from './write-protect-log.js';
+import { mapsRamAt } from './write-protect-preload.js';
 
 /** Clock ticks per second in `/proc/.../stat` (Linux's USER_HZ, 100 on every architecture livemig runs on). */
 const USER_HZ = 100;
@@ -39,14 +45,22 @@ export interface QemuSourceOptions {
    * (its folder and serial log, the target domain it arrived in). @default nothing
    */
   release?: () => Promise<void>;
+  /**
+   * How to find dirty pages: `auto` uses QEMU's write-protect dirty log where it has one and
+   * falls back to the scan; `scan` always scans. @default 'auto'
+   */
+  dirtyTracking?: 'auto' | 'scan';
 }
 
 /** A running QEMU guest, as the migration engine's source. */
 export class QemuSourceDomain implements SourceDomain {
   readonly descriptor: DomainDescriptor;
   readonly pageCount: number;
-  readonly dirtyTracking: DirtyTracking = 'scan';
+  readonly dirtyTracking: DirtyTracking;
+  /** Why dirty pages are scanned rather than logged; undefined when they are logged. */
+  readonly dirtyLogUnavailable: string | undefined;
   readonly #qemu: QemuProcess;
+  readonly #log: WriteProtectLog | undefined;
   readonly #access: GuestMemoryAccess;
   readonly #memory: GuestMemory;
   readonly #vcpuStatPaths: string[];
@@ -54,8 +68,18 @@ export class QemuSourceDomain implements SourceDomain {
   #release: (() => Promise<void>) | undefined;
   #paused: boolean;
 
-  private constructor(qemu: QemuProcess, descriptor: DomainDescriptor, paused: boolean, vcpuThreads: number[], stateTimeoutMs: number) {
+  private constructor(
+    qemu: QemuProcess,
+    descriptor: DomainDescriptor,
+    paused: boolean,
+    vcpuThreads: number[],
+    stateTimeoutMs: number,
+    log: WriteProtectLog | string,
+  ) {
     this.#qemu = qemu;
+    this.#log = typeof log === 'string' ? undefined : log;
+    this.dirtyTracking = this.#log ? 'log' : 'scan';
+    this.dirtyLogUnavailable = typeof log === 'string' ? log : undefined;
     this.descriptor = descriptor;
     this.pageCount = descriptor.memoryBytes / descriptor.pageSize;
     this.#memory = { kind: 'file', path: qemu.definition.ramPath, byteOffset: 0, byteLength: descriptor.memoryBytes };
@@ -94,7 +118,8 @@ export class QemuSourceDomain implements SourceDomain {
       ...(def.append !== undefined ? { append: def.append } : {}),
     });
     const threads = cpus.map((c) => c['thread-id']);
-    const domain = new QemuSourceDomain(qemu, descriptor, !status.running, threads, options.stateTimeoutMs ?? DEFAULT_QEMU_STATE_TIMEOUT_MS);
+    const log = await openDirtyLog(qemu, descriptor.pageSize, options.dirtyTracking ?? 'auto');
+    const domain = new QemuSourceDomain(qemu, descriptor, !status.running, threads, options.stateTimeoutMs ?? DEFAULT_QEMU_STATE_TIMEOUT_MS, log);
     domain.#release = options.release;
     return domain;
   }
@@ -112,16 +137,20 @@ export class QemuSourceDomain implements SourceDomain {
     return this.#memory;
   }
 
-  enableDirtyLog(): void {}
-
-  disableDirtyLog(): void {}
-
-  readDirtyLog(): Uint32Array {
-    return new Uint32Array(0);
+  /** Protects every page again, so that the log holds only what is written from now on. */
+  async enableDirtyLog(): Promise<void> {
+    if (this.#log) await this.#log.arm();
   }
 
-  peekDirtyCount(): number {
-    return 0;
+  /** The reader stays for the domain's life; pages left protected cost QEMU one fault each at most. */
+  disableDirtyLog(): void {}
+
+  readDirtyLog(): Uint32Array | Promise<Uint32Array> {
+    return this.#log ? this.#log.take() : new Uint32Array(0);
+  }
+
+  peekDirtyCount(): number | Promise<number> {
+    return this.#log ? this.#log.peek() : 0;
   }
 
   /** The vCPU threads' CPU time from `/proc`; undefined once QEMU is gone. */
@@ -168,9 +197,24 @@ export class QemuSourceDomain implements SourceDomain {
    */
   async destroy(): Promise<void> {
     this.#access.close();
+    this.#log?.close();
     await this.#qemu.stop();
     const release = this.#release;
     this.#release = undefined;
     await release?.();
+  }
+}
+
+/** The write-protect dirty log of `qemu`, or why there is none. */
+async function openDirtyLog(qemu: QemuProcess, pageSize: number, tracking: 'auto' | 'scan'): Promise<WriteProtectLog | string> {
+  if (tracking === 'scan') return 'a scan was asked for';
+  const wp = qemu.writeProtect;
+  if (wp.kind !== 'registered') return wp.reason;
+  if (wp.range.length !== qemu.definition.memoryMiB * 1024 * 1024) return `the preload registered ${wp.range.length} bytes of RAM; QEMU has ${qemu.definition.memoryMiB} MiB`;
+  if (!(await mapsRamAt(qemu.pid, wp.range, qemu.definition.ramPath))) return 'QEMU no longer maps its RAM file where the preload registered it';
+  try {
+    return await WriteProtectLog.open(wp.reader, qemu.pid, wp.range, pageSize);
+  } catch (err) {
+    return (err as Error).message;
   }
 }

@@ -19,6 +19,7 @@ export { QemuTargetBackend, QemuTargetDomain, DEFAULT_QEMU_GUEST_DIR, type QemuT
 export { DEFAULT_QEMU_STATE_TIMEOUT_MS, MAX_QEMU_STATE_BYTES } from './domain/qemu/device-state.js';
 export { QEMU_KIND, type QemuDomainConfig, type QemuKernelRef } from './domain/qemu/qemu-config.js';
 export { buildTestGuest, testGuestSourceHash, testGuestAppend, readTestGuestLog, type TestGuestOptions, type TestGuestLine } from './domain/qemu/test-guest.js';
+export type { WriteProtectStatus } from './domain/qemu/write-protect-preload.js';
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { HashScanner, SCAN_RUN_PAGES } from './dirtylog/hash-scan.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';

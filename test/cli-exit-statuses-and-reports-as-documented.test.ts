@@ -125,6 +125,8 @@ describe('usage errors: exit 2 before anything starts', () => {
     ['--memory', '-64MiB', 'is negative'],
     ['--warmup', '-1s', 'is negative'],
     ['--seed', '-1', 'is negative'],
+    ['--dirty-rate', '-1MB/s', '"-1MB/s" is negative'],
+    ['--max-bandwidth', '-1Gbit/s', '"-1Gbit/s" is negative'],
   ])('%s %s', async (flag, value, says) => {
     const args = ['migrate', ...(flag === '--to' ? [] : ['--to', 'ws://127.0.0.1:1']), flag, value, '--json'];
     const run = await livemig(args);
@@ -133,6 +135,17 @@ describe('usage errors: exit 2 before anything starts', () => {
     expect(run.stderr).not.toContain('ambiguous');
     expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'failed', error: { code: 'ERR_INVALID_ARGUMENT' } });
   });
+});
+
+test.each([
+  ['--memory', '-64MiB', '"-64MiB" is negative'],
+  ['--link', '-1Gbit/s', '"-1Gbit/s" is negative'],
+])('estimate %s %s: a usage error that names the value', async (flag, value, says) => {
+  const run = await livemig(['estimate', flag, value, '--json']);
+  expect(run.status).toBe(2);
+  expect(run.stderr).toContain(says);
+  expect(run.stderr).not.toContain('ambiguous');
+  expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'failed', error: { code: 'ERR_INVALID_ARGUMENT' } });
 });
 
 test('--help shows the exit-status table the README shows', async () => {

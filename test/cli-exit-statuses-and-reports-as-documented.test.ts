@@ -138,6 +138,17 @@ describe('usage errors: exit 2 before anything starts', () => {
 });
 
 test.each([
+  ['--tls-ca with a ws:// agent', ['--to', 'ws://127.0.0.1:1', '--tls-ca', BIN], 'is for a wss:// agent'],
+  ['--tls-ca of a file that does not exist', ['--to', 'wss://127.0.0.1:1', '--tls-ca', '/nonexistent/ca.pem'], 'cannot read the CA certificate'],
+])('migrate %s: a usage error before the guest boots', async (_name, args, says) => {
+  const run = await livemig(['migrate', ...args, '--json', ...SMALL]);
+  expect(run.status).toBe(2);
+  expect(run.stderr).toContain(says);
+  expect(run.stderr).not.toContain('booting');
+  expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'failed', error: { code: 'ERR_INVALID_ARGUMENT' } });
+});
+
+test.each([
   ['--memory', '-64MiB', '"-64MiB" is negative'],
   ['--link', '-1Gbit/s', '"-1Gbit/s" is negative'],
 ])('estimate %s %s: a usage error that names the value', async (flag, value, says) => {

@@ -42,7 +42,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
   const json = values.json ?? false;
-  const connect = await connectOptionsFromFlags(values);
+  const connect = await connectOptionsFromFlags(values, to);
   const codec: CodecChoice = engine.codec ?? DEFAULT_CODEC;
   const saved = values.calibration === undefined ? undefined : await readCalibrations(values.calibration);
   if (saved) engine.calibration = saved.get(codec) ?? new SwitchoverCalibration();

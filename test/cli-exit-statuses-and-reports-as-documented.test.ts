@@ -159,8 +159,8 @@ test.each([
   expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'failed', error: { code: 'ERR_INVALID_ARGUMENT' } });
 });
 
-test('--help shows the exit-status table the README shows', async () => {
-  const run = await livemig(['--help']);
+test.each(['--help', 'migrate --help', 'demo --help'])('livemig %s shows the exit-status table the README shows', async (command) => {
+  const run = await livemig(command.split(' '));
   expect(run.status).toBe(0);
   const { readFile } = await import('node:fs/promises');
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');

@@ -13,7 +13,7 @@ import { InvalidArgumentError, MigrationError } from '../errors.js';
 import { stopChild } from '../util/child.js';
 import { parse } from './args.js';
 import { DEMO_POOL_HELP, demoPool } from './demo-pool-command.js';
-import { exitCode } from './exit-status.js';
+import { EXIT_STATUS_HELP, exitCode } from './exit-status.js';
 import { RUN_FLAGS } from './migrate-command.js';
 import { spawnLivemig } from './node-flags.js';
 import { checkAgainstOracle } from './oracle-check.js';
@@ -39,7 +39,9 @@ lets it run there, and checks it against its replay oracle. Both ends share a fr
   --run-after DUR        let the guest run on the target this long before the check (default 1s)
 ${GUEST_AND_ENGINE_HELP}
 
-${DEMO_POOL_HELP}`;
+${DEMO_POOL_HELP}
+${EXIT_STATUS_HELP}
+`;
 
 export async function demo(args: string[]): Promise<number> {
   if (args.includes('--pool')) return demoPool(args.filter((a) => a !== '--pool'));

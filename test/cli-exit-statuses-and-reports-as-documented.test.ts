@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { writeKeyFile } from '../dist/agent/key-file.js';
 import { queryAgent } from '../dist/agent/agent-client.js';
@@ -68,6 +69,20 @@ test('the link cut instead of "resumed": completed, asked of the agent, unverifi
   expect(report.verified).toBe(false);
   expect(report.resolvedAfterLinkFailure?.code).toBe('ERR_CONNECTION_CLOSED');
   expect((await queryAgent(agent.url, report.migrationId, { key })).state).toBe('running');
+});
+
+test('demo: the agent gone before the oracle check: completed, the check not made, exit 4 with one report', async () => {
+  // The preload kills the demo's agent as the demo begins its --run-after wait of 1234 ms.
+  const preload = fileURLToPath(new URL('./fixtures/kill-demo-agent-before-oracle.mjs', import.meta.url));
+  const child = spawn(process.execPath, ['--import', preload, BIN, 'demo', '--json', '--run-after', '1234ms', ...SMALL], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const status = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  expect(status, stderr).toBe(4);
+  const report = JSON.parse(stdout) as { outcome: string; guestRunningOn: string; oracle?: { matches: boolean; error?: { code: string } } };
+  expect(report).toMatchObject({ outcome: 'completed', guestRunningOn: 'target', oracle: { matches: false, error: { code: 'ERR_CONNECT_FAILED' } } });
 });
 
 test('a completed and verified migration exits 0; the same with a wrong key exits 1 with a JSON report', async () => {

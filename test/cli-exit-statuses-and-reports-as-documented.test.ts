@@ -3,7 +3,7 @@
 // whatever failed; bookkeeping (the calibration) never turns a completed migration into a
 // failure; bad values are usage errors (exit 2) before anything starts.
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,29 @@ describe('the calibration is bookkeeping', () => {
     expect(run.stderr).toContain('ERR_INVALID_ARGUMENT');
     expect(run.stdout).not.toContain('booting');
     expect(agent.events.some((e) => e.type === 'migration-started')).toBe(false);
+  });
+
+  test('an empty path is a usage error before the guest boots', async () => {
+    const run = await livemig(['migrate', '--to', 'ws://127.0.0.1:1', '--calibration', '', '--json', ...SMALL]);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('--calibration needs a file path');
+    expect(run.stderr).not.toContain('booting');
+  });
+
+  test('a save whose last step fails leaves no temporary file behind', async () => {
+    const { agent, keyPath } = await agentWithKey();
+    const dir = await tempDir();
+    const path = join(dir, 'cal.json');
+    // Once the check before the migration passed, a directory takes the file's name: the new
+    // calibration is written beside it and cannot be renamed over it.
+    void agent.waitFor((e) => e.type === 'migration-started').then(async () => {
+      await mkdir(path);
+      await writeFile(join(path, 'keep'), 'x');
+    });
+    const run = await livemig(['migrate', '--to', agent.url, '--key-file', keyPath, '--calibration', path, '--json', ...SMALL]);
+    expect(run.status, run.stderr).toBe(0);
+    expect((JSON.parse(run.stdout) as { warnings?: string[] }).warnings?.[0]).toContain('could not be saved');
+    expect(await readdir(dir)).toEqual(['cal.json']);
   });
 
   test('a save that fails after the migration is a warning, and the status stays 0', async () => {

@@ -50,6 +50,10 @@ const POINTS: Point[] = [
   { name: 'round trip: the agent dies as the first ping arrives', wire: () => ({ at: (p) => p.kind === 'ping' && p.from === 'source', action: 'kill', after: false }), inMigrate: true },
   { name: 'round-ack of round 0: the agent dies instead', wire: () => ({ at: agentSent('round-ack', 0), action: 'kill', after: false }), inMigrate: true },
   { name: 'round-ack of round 1: the connection is cut instead', wire: () => ({ at: agentSent('round-ack', 1), action: 'cut', after: false }), inMigrate: true },
+  // The last pre-copy round is followed by "pause-soon": the agent collects its garbage and says
+  // so before it acknowledges the round.
+  { name: 'collected: the agent dies instead of sending it', wire: () => ({ at: agentSent('collected'), action: 'kill', after: false }), inMigrate: true },
+  { name: 'collected: the connection is cut the moment it has left', wire: () => ({ at: agentSent('collected'), action: 'cut', after: true }), inMigrate: true },
   { name: 'round-ack of the paused round: the agent dies instead', wire: afterComplete(agentSent('round-ack'), 'kill'), inMigrate: true },
   { name: 'prepared: the agent dies instead of sending it', wire: () => ({ at: agentSent('prepared'), action: 'kill', after: false }), inMigrate: true },
   { name: 'prepared: the connection is cut instead', wire: () => ({ at: agentSent('prepared'), action: 'cut', after: false }), inMigrate: true },

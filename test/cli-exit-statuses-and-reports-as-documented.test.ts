@@ -3,9 +3,10 @@
 // whatever failed; bookkeeping (the calibration) never turns a completed migration into a
 // failure; bad values are usage errors (exit 2) before anything starts.
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { writeKeyFile } from '../dist/agent/key-file.js';
 import { queryAgent } from '../dist/agent/agent-client.js';
@@ -72,6 +73,20 @@ test('the link cut instead of "resumed": completed, asked of the agent, unverifi
   expect((await queryAgent(agent.url, report.migrationId, { key })).state).toBe('running');
 });
 
+test('demo: the agent gone before the oracle check: completed, the check not made, exit 4 with one report', async () => {
+  // The preload kills the demo's agent as the demo begins its --run-after wait of 1234 ms.
+  const preload = fileURLToPath(new URL('./fixtures/kill-demo-agent-before-oracle.mjs', import.meta.url));
+  const child = spawn(process.execPath, ['--import', preload, BIN, 'demo', '--json', '--run-after', '1234ms', ...SMALL], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const status = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  expect(status, stderr).toBe(4);
+  const report = JSON.parse(stdout) as { outcome: string; guestRunningOn: string; oracle?: { matches: boolean; error?: { code: string } } };
+  expect(report).toMatchObject({ outcome: 'completed', guestRunningOn: 'target', oracle: { matches: false, error: { code: 'ERR_CONNECT_FAILED' } } });
+});
+
 test('a completed and verified migration exits 0; the same with a wrong key exits 1 with a JSON report', async () => {
   const { agent, keyPath, key } = await agentWithKey();
   const ok = await livemig(['migrate', '--to', agent.url, '--key-file', keyPath, '--json', ...SMALL]);
@@ -106,6 +121,29 @@ describe('the calibration is bookkeeping', () => {
     expect(agent.events.some((e) => e.type === 'migration-started')).toBe(false);
   });
 
+  test('an empty path is a usage error before the guest boots', async () => {
+    const run = await livemig(['migrate', '--to', 'ws://127.0.0.1:1', '--calibration', '', '--json', ...SMALL]);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('--calibration needs a file path');
+    expect(run.stderr).not.toContain('booting');
+  });
+
+  test('a save whose last step fails leaves no temporary file behind', async () => {
+    const { agent, keyPath } = await agentWithKey();
+    const dir = await tempDir();
+    const path = join(dir, 'cal.json');
+    // Once the check before the migration passed, a directory takes the file's name: the new
+    // calibration is written beside it and cannot be renamed over it.
+    void agent.waitFor((e) => e.type === 'migration-started').then(async () => {
+      await mkdir(path);
+      await writeFile(join(path, 'keep'), 'x');
+    });
+    const run = await livemig(['migrate', '--to', agent.url, '--key-file', keyPath, '--calibration', path, '--json', ...SMALL]);
+    expect(run.status, run.stderr).toBe(0);
+    expect((JSON.parse(run.stdout) as { warnings?: string[] }).warnings?.[0]).toContain('could not be saved');
+    expect(await readdir(dir)).toEqual(['cal.json']);
+  });
+
   test('a save that fails after the migration is a warning, and the status stays 0', async () => {
     const { agent, keyPath } = await agentWithKey();
     const dir = join(await tempDir(), 'cal');
@@ -131,6 +169,8 @@ describe('usage errors: exit 2 before anything starts', () => {
     ['--memory', '-64MiB', 'is negative'],
     ['--warmup', '-1s', 'is negative'],
     ['--seed', '-1', 'is negative'],
+    ['--dirty-rate', '-1MB/s', '"-1MB/s" is negative'],
+    ['--max-bandwidth', '-1Gbit/s', '"-1Gbit/s" is negative'],
   ])('%s %s', async (flag, value, says) => {
     const args = ['migrate', ...(flag === '--to' ? [] : ['--to', 'ws://127.0.0.1:1']), flag, value, '--json'];
     const run = await livemig(args);
@@ -141,8 +181,30 @@ describe('usage errors: exit 2 before anything starts', () => {
   });
 });
 
-test('--help shows the exit-status table the README shows', async () => {
-  const run = await livemig(['--help']);
+test.each([
+  ['--tls-ca with a ws:// agent', ['--to', 'ws://127.0.0.1:1', '--tls-ca', BIN], 'is for a wss:// agent'],
+  ['--tls-ca of a file that does not exist', ['--to', 'wss://127.0.0.1:1', '--tls-ca', '/nonexistent/ca.pem'], 'cannot read the CA certificate'],
+])('migrate %s: a usage error before the guest boots', async (_name, args, says) => {
+  const run = await livemig(['migrate', ...args, '--json', ...SMALL]);
+  expect(run.status).toBe(2);
+  expect(run.stderr).toContain(says);
+  expect(run.stderr).not.toContain('booting');
+  expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'failed', error: { code: 'ERR_INVALID_ARGUMENT' } });
+});
+
+test.each([
+  ['--memory', '-64MiB', '"-64MiB" is negative'],
+  ['--link', '-1Gbit/s', '"-1Gbit/s" is negative'],
+])('estimate %s %s: a usage error that names the value', async (flag, value, says) => {
+  const run = await livemig(['estimate', flag, value, '--json']);
+  expect(run.status).toBe(2);
+  expect(run.stderr).toContain(says);
+  expect(run.stderr).not.toContain('ambiguous');
+  expect(JSON.parse(run.stdout)).toMatchObject({ outcome: 'failed', error: { code: 'ERR_INVALID_ARGUMENT' } });
+});
+
+test.each(['--help', 'migrate --help', 'demo --help'])('livemig %s shows the exit-status table the README shows', async (command) => {
+  const run = await livemig(command.split(' '));
   expect(run.status).toBe(0);
   const { readFile } = await import('node:fs/promises');
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');

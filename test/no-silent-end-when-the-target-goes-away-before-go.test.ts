@@ -37,6 +37,8 @@ interface Point {
   wire: () => Omit<Tripwire, 'kill'>;
   /** Reached through `migrate()` (after connecting and authenticating), not before it. */
   inMigrate: boolean;
+  /** Pages go on two page channels, each its own connection (docs/protocol.md §15). */
+  channels?: true;
 }
 
 const POINTS: Point[] = [
@@ -50,7 +52,13 @@ const POINTS: Point[] = [
   { name: 'round trip: the agent dies as the first ping arrives', wire: () => ({ at: (p) => p.kind === 'ping' && p.from === 'source', action: 'kill', after: false }), inMigrate: true },
   { name: 'round-ack of round 0: the agent dies instead', wire: () => ({ at: agentSent('round-ack', 0), action: 'kill', after: false }), inMigrate: true },
   { name: 'round-ack of round 1: the connection is cut instead', wire: () => ({ at: agentSent('round-ack', 1), action: 'cut', after: false }), inMigrate: true },
+  // The last pre-copy round is followed by "pause-soon": the agent collects its garbage and says
+  // so before it acknowledges the round.
+  { name: 'collected: the agent dies instead of sending it', wire: () => ({ at: agentSent('collected'), action: 'kill', after: false }), inMigrate: true },
+  { name: 'collected: the connection is cut the moment it has left', wire: () => ({ at: agentSent('collected'), action: 'cut', after: true }), inMigrate: true },
   { name: 'round-ack of the paused round: the agent dies instead', wire: afterComplete(agentSent('round-ack'), 'kill'), inMigrate: true },
+  { name: 'channel-ready: the agent dies instead of sending it', wire: () => ({ at: agentSent('channel-ready'), action: 'kill', after: false }), inMigrate: true, channels: true },
+  { name: 'channel-ready: the connections are cut instead', wire: () => ({ at: agentSent('channel-ready'), action: 'cut', after: false }), inMigrate: true, channels: true },
   { name: 'prepared: the agent dies instead of sending it', wire: () => ({ at: agentSent('prepared'), action: 'kill', after: false }), inMigrate: true },
   { name: 'prepared: the connection is cut instead', wire: () => ({ at: agentSent('prepared'), action: 'cut', after: false }), inMigrate: true },
 ];
@@ -70,7 +78,8 @@ function afterComplete(at: (p: Passing) => boolean, action: Tripwire['action']):
   };
 }
 
-const FAILURE_CODES = /^ERR_(CONNECTION_CLOSED|CONNECT_FAILED|TIMEOUT)$/;
+// Not ERR_TIMEOUT: each wait must end because the far end went away, not at its deadline.
+const FAILURE_CODES = /^ERR_(CONNECTION_CLOSED|CONNECT_FAILED)$/;
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -123,7 +132,8 @@ describe('through the library, the guest keeps running here', () => {
       return;
     }
     expect(point.inMigrate).toBe(true);
-    const report = await migrate(guest, transport, { codec: 'none', maxRounds: MAX_ROUNDS, downtimeBudgetMs: BUDGET_MS, handshakeTimeoutMs: 10_000 });
+    const channels = point.channels ? { channels: 2, openChannel: () => connectToAgent(url, { key }) } : {};
+    const report = await migrate(guest, transport, { codec: 'none', maxRounds: MAX_ROUNDS, downtimeBudgetMs: BUDGET_MS, handshakeTimeoutMs: 10_000, ...channels });
     expect(struck()).toBeDefined();
     expect(report.outcome).toBe('failed');
     expect(report.guestRunningOn).toBe('source');
@@ -138,7 +148,7 @@ describe('through livemig migrate: a report and exit status 1', () => {
     const { url, struck } = await agentAndTripwire(point, path);
     const child = spawn(
       process.execPath,
-      [BIN, 'migrate', '--to', url, '--key-file', path, '--json', '--memory', '64MiB', '--dirty-rate', '20MB/s', '--warmup', '100ms', '--max-rounds', String(MAX_ROUNDS), '--downtime-budget', `${BUDGET_MS}ms`, '--compress', 'none'],
+      [BIN, 'migrate', '--to', url, '--key-file', path, '--json', '--memory', '64MiB', '--dirty-rate', '20MB/s', '--warmup', '100ms', '--max-rounds', String(MAX_ROUNDS), '--downtime-budget', `${BUDGET_MS}ms`, '--compress', 'none', ...(point.channels ? ['--channels', '2'] : [])],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';

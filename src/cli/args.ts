@@ -1,5 +1,6 @@
 /** Reading a command line: flags, negative values, the agent URL, the pool key and TLS trust. */
 
+import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { ConnectToAgentOptions } from '../agent/agent-client.js';
 import { readKeyFile } from '../agent/key-file.js';
@@ -64,10 +65,23 @@ export function agentUrlFlag(text: string | undefined, command: string): string 
 }
 
 
-/** The pool key and TLS trust that `--key-file` and `--tls-ca` ask for. */
-export async function connectOptionsFromFlags(values: { 'key-file'?: string; 'tls-ca'?: string }): Promise<ConnectToAgentOptions> {
-  return {
-    key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
-    tls: values['tls-ca'] === undefined ? undefined : { ca: values['tls-ca'] },
-  };
+/**
+ * The pool key and TLS trust that `--key-file` and `--tls-ca` ask for, for the agent at `url`;
+ * both files are read now, so that a wrong path or a CA without wss:// is a usage error before
+ * anything starts.
+ */
+export async function connectOptionsFromFlags(values: { 'key-file'?: string; 'tls-ca'?: string }, url: string): Promise<ConnectToAgentOptions> {
+  const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
+  const caPath = values['tls-ca'];
+  if (caPath === undefined) return { key };
+  if (new URL(url).protocol !== 'wss:') {
+    throw new InvalidArgumentError(`--tls-ca is for a wss:// agent, but --to is ${JSON.stringify(url)}; give it as wss://HOST:PORT or leave out --tls-ca`);
+  }
+  let ca: Uint8Array;
+  try {
+    ca = await readFile(caPath);
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read the CA certificate of --tls-ca ${caPath}: ${(err as Error).message}`);
+  }
+  return { key, tls: { ca } };
 }

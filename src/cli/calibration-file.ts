@@ -1,7 +1,7 @@
 /** `--calibration PATH`: the pause prediction's calibration kept in a file across runs, per codec. */
 
 import { constants as fsConstants } from 'node:fs';
-import { access, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
@@ -10,6 +10,7 @@ import { CODEC_CHOICES, type CodecChoice } from '../precopy/codec-choice.js';
 /** The calibrations saved in `path`, by codec; none if the file does not exist yet. */
 export async function readCalibrations(path: string): Promise<Map<CodecChoice, SwitchoverCalibration>> {
   // Checked before the guest boots, so that a typo is a usage error and not a lost save afterwards.
+  if (path.trim() === '') throw new InvalidArgumentError('--calibration needs a file path (for example calibration.json)');
   try {
     await access(dirname(path), fsConstants.W_OK | fsConstants.X_OK);
   } catch (err) {
@@ -39,6 +40,12 @@ export async function readCalibrations(path: string): Promise<Map<CodecChoice, S
 /** Writes `calibrations` to `path` in one step, so a crash leaves the old file or the new one. */
 export async function writeCalibrations(path: string, calibrations: Map<CodecChoice, SwitchoverCalibration>): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(Object.fromEntries(calibrations), null, 2)}\n`);
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, `${JSON.stringify(Object.fromEntries(calibrations), null, 2)}\n`);
+    await rename(tmp, path);
+  } catch (err) {
+    // A save that failed leaves nothing behind but the old file.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
 }

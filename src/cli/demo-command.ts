@@ -9,11 +9,11 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConnectToAgentOptions } from '../agent/agent-client.js';
 import { writeKeyFile } from '../agent/key-file.js';
-import { InvalidArgumentError, MigrationError } from '../errors.js';
+import { asMigrationError, InvalidArgumentError, MigrationError } from '../errors.js';
 import { stopChild } from '../util/child.js';
 import { parse } from './args.js';
 import { DEMO_POOL_HELP, demoPool } from './demo-pool-command.js';
-import { exitCode } from './exit-status.js';
+import { EXIT_STATUS_HELP, exitCode } from './exit-status.js';
 import { RUN_FLAGS } from './migrate-command.js';
 import { spawnLivemig } from './node-flags.js';
 import { checkAgainstOracle } from './oracle-check.js';
@@ -39,7 +39,9 @@ lets it run there, and checks it against its replay oracle. Both ends share a fr
   --run-after DUR        let the guest run on the target this long before the check (default 1s)
 ${GUEST_AND_ENGINE_HELP}
 
-${DEMO_POOL_HELP}`;
+${DEMO_POOL_HELP}
+${EXIT_STATUS_HELP}
+`;
 
 export async function demo(args: string[]): Promise<number> {
   if (args.includes('--pool')) return demoPool(args.filter((a) => a !== '--pool'));
@@ -73,11 +75,20 @@ export async function demo(args: string[]): Promise<number> {
     if (report.outcome === 'completed') {
       say(`letting the guest run on the target for ${runAfterMs} ms, then checking it against its replay oracle...`);
       await sleep(runAfterMs);
-      report.oracle = await checkAgainstOracle(url, report.migrationId, config, connect);
+      try {
+        report.oracle = await checkAgainstOracle(url, report.migrationId, config, connect);
+      } catch (err) {
+        // The migration completed all the same: a check that cannot be made is exit status 4.
+        const error = asMigrationError(err);
+        report.oracle = { steps: [], memoryMatches: false, registersMatch: false, matches: false, state: 'unknown', error: error.toJSON() };
+      }
+      const o = report.oracle;
       say(
-        report.oracle.matches
-          ? `oracle: the guest on the target matches its replay after ${report.oracle.steps.join('+')} steps`
-          : `oracle: MISMATCH after ${report.oracle.steps.join('+')} steps (memory ${report.oracle.memoryMatches}, registers ${report.oracle.registersMatch})`,
+        o.error
+          ? `oracle: the guest on the target could not be checked (${o.error.code}: ${o.error.message})`
+          : o.matches
+            ? `oracle: the guest on the target matches its replay after ${o.steps.join('+')} steps`
+            : `oracle: MISMATCH after ${o.steps.join('+')} steps (memory ${o.memoryMatches}, registers ${o.registersMatch})`,
       );
     }
     if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

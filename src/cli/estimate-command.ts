@@ -3,9 +3,9 @@
  * migration over a link of a given speed before running it.
  */
 
-import { parseArgs } from 'node:util';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { InvalidArgumentError } from '../errors.js';
+import { parse } from './args.js';
 import { DEFAULT_SAMPLE_MS, estimateMigration } from '../precopy/preflight.js';
 import { GUEST_AND_ENGINE_FLAGS, engineOptionsFromFlags, guestConfigFromFlags } from './options.js';
 import { formatBytes, formatRate, parseDuration, parseRate } from './units.js';
@@ -24,17 +24,7 @@ const ENGINE_FLAGS_ESTIMATE_IGNORES = ['compress', 'channels', 'auto-converge', 
 
 /** Runs `livemig estimate`; returns the exit status. */
 export async function runEstimate(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: { ...GUEST_AND_ENGINE_FLAGS, link: { type: 'string' }, sample: { type: 'string' }, warmup: { type: 'string' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
+  const { values } = parse(args, { ...GUEST_AND_ENGINE_FLAGS, link: { type: 'string' }, sample: { type: 'string' }, warmup: { type: 'string' } } as const);
   const unused = ENGINE_FLAGS_ESTIMATE_IGNORES.filter((flag) => values[flag] !== undefined);
   if (unused.length > 0) {
     throw new InvalidArgumentError(

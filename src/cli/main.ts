@@ -9,6 +9,7 @@ import { InvalidArgumentError, MigrationError, UnsettledError, asMigrationError 
 import { runBench } from './bench-harness.js';
 import { DEMO_HELP, demo } from './demo-command.js';
 import { ESTIMATE_HELP, runEstimate } from './estimate-command.js';
+import { armLoopGuard } from '../util/loop-guard.js';
 import { EXIT_STATUS_HELP } from './exit-status.js';
 import { HOST_HELP, hostCommand } from './host-command.js';
 import { KEYGEN_HELP, keygen } from './keygen-command.js';
@@ -128,19 +129,24 @@ function fail(error: MigrationError, status: number): void {
 
 let settled = false;
 // Every wait in the command settles when its peer goes away; should one ever not, the process
-// would run out of work and exit 0 in silence. This turns that into a failure with a code.
-process.once('beforeExit', () => {
-  if (!settled) {
-    fail(new UnsettledError('the command was left waiting on something nothing could settle any more (the process ran out of work); this is a bug in livemig, please report it'), 1);
-  }
+// would run out of work and exit 0 in silence. This turns that into a failure with a code. A
+// migration under way has its own guard, which answers first and ends it with a report.
+const guard = armLoopGuard(
+  () => new UnsettledError('the command was left waiting on something nothing could settle any more (the process ran out of work); this is a bug in livemig, please report it'),
+  { outermost: true },
+);
+guard.emptied.catch((err: UnsettledError) => {
+  if (!settled) fail(err, 1);
 });
 main(argv).then(
   (code) => {
     settled = true;
+    guard.disarm();
     process.exitCode = code;
   },
   (err: unknown) => {
     settled = true;
+    guard.disarm();
     const error = asMigrationError(err);
     fail(error, error instanceof InvalidArgumentError ? 2 : 1);
   },

@@ -5,7 +5,7 @@ import { SwitchoverCalibration } from '../precopy/switchover-calibration.js';
 import { DEFAULT_CODEC, type CodecChoice } from '../precopy/codec-choice.js';
 import { agentUrlFlag, CONNECT_FLAGS, CONNECT_HELP, connectOptionsFromFlags, parse } from './args.js';
 import { readCalibrations, writeCalibrations } from './calibration-file.js';
-import { exitCode } from './exit-status.js';
+import { EXIT_STATUS_HELP, exitCode } from './exit-status.js';
 import { engineOptionsFromFlags, GUEST_AND_ENGINE_FLAGS, GUEST_AND_ENGINE_HELP, guestConfigFromFlags } from './options.js';
 import { runSource } from './source-run.js';
 import { parseDuration } from './units.js';
@@ -30,6 +30,8 @@ ${CONNECT_HELP}
   --calibration PATH     keep the pause prediction's calibration in PATH (JSON, per codec;
                          created if missing): later runs predict their first pause from it
 ${GUEST_AND_ENGINE_HELP}
+
+${EXIT_STATUS_HELP}
 `;
 
 export async function migrateCommand(args: string[]): Promise<number> {
@@ -42,7 +44,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
   const engine = engineOptionsFromFlags(values);
   const warmupMs = parseDuration(values.warmup ?? '1s', '--warmup');
   const json = values.json ?? false;
-  const connect = await connectOptionsFromFlags(values);
+  const connect = await connectOptionsFromFlags(values, to);
   const codec: CodecChoice = engine.codec ?? DEFAULT_CODEC;
   const saved = values.calibration === undefined ? undefined : await readCalibrations(values.calibration);
   if (saved) engine.calibration = saved.get(codec) ?? new SwitchoverCalibration();

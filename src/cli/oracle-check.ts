@@ -22,6 +22,8 @@ export interface OracleCheck {
   matches: boolean;
   /** Agent-side state when asked. */
   state: string;
+  /** Why the check could not be made (the agent could not be asked); `matches` is then false. */
+  error?: { code: string; message: string };
 }
 
 /**

@@ -18,7 +18,7 @@ export async function status(args: string[]): Promise<number> {
   const { values } = parse(args, { ...CONNECT_FLAGS, to: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } as const);
   const to = agentUrlFlag(values.to, 'status');
   if (values.id === undefined) throw new InvalidArgumentError('status needs --to URL and --id MIGRATION_ID');
-  const answer = await queryAgent(to, values.id, await connectOptionsFromFlags(values));
+  const answer = await queryAgent(to, values.id, await connectOptionsFromFlags(values, to));
   process.stdout.write(values.json ? `${JSON.stringify({ migrationId: answer.migrationId, state: answer.state })}\n` : `${answer.migrationId}: ${answer.state}\n`);
   return 0;
 }

@@ -49,6 +49,8 @@ export function parseSize(text: string, what = 'size'): number {
 
 /** Bytes per second in a rate such as `100MB/s`, `1Gbit/s`, `50MiB/s`. */
 export function parseRate(text: string, what = 'rate'): number {
+  // Said of the value as typed, before its unit is taken apart.
+  if (/^\s*-/.test(text)) throw new InvalidArgumentError(`${what} "${text}" is negative; it takes a rate of 0 or more (for example 100MB/s, 1Gbit/s)`);
   const m = /^(.*?)(?:\/s|ps)?\s*$/i.exec(text.trim());
   const body = m ? m[1]! : text;
   const unitMatch = /([a-zA-Z]*)\s*$/.exec(body);

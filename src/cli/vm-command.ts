@@ -46,7 +46,8 @@ ${CONTROL_HELP}
 
 Exit status of migrate: 0 the guest runs on the target, its copy verified; 1 it did not move
 (it runs on its host; the message says why); 3 indeterminate (paused on its host, may run on
-the target); 4 it runs on the target but its copy was found to differ (verified: NO).
+the target); 4 it runs on the target but the check of its copy failed or could not be made
+(verified: NO).
 Other commands: 0 done, 1 refused by the host (the message gives its code), 2 usage error.
 `;
 
@@ -199,7 +200,7 @@ function describeMigration(m: MigrationInfo): string {
         : `${m.state}: ${m.guestName} still runs on ${m.from}`;
   const lines = [verdict, `  migration   ${m.migrationId}`];
   if (m.error) lines.push(`  reason      ${m.error.code}: ${m.error.message}`);
-  if (m.verified !== undefined) lines.push(`  verified    ${m.verified ? 'yes: the copy on the target was the guest at the switchover' : 'NO: the copy on the target differs from the paused source'}`);
+  if (m.verified !== undefined) lines.push(`  verified    ${m.verified ? 'yes: the copy on the target was the guest at the switchover' : 'NO: the copy on the target differs from the paused source, or its digest never came to compare'}`);
   if (m.downtimeMs !== undefined) lines.push(`  downtime    ${m.downtimeMs.toFixed(1)} ms`);
   if (m.totalMs !== undefined) lines.push(`  total       ${(m.totalMs / 1000).toFixed(2)} s`);
   if (m.bytesWire !== undefined) lines.push(`  on the wire ${formatBytes(m.bytesWire)}`);

@@ -170,6 +170,30 @@ test('Ctrl-C during a migration cancels it: the report says cancelled and the ta
   }
 });
 
+test('Ctrl-C during the warmup ends it at once: the report says cancelled and the guest never left', async () => {
+  const agent = await startAgentProcess();
+  let child: ChildProcess | undefined;
+  try {
+    child = spawn(process.execPath, [BIN, 'migrate', '--to', agent.url, '--memory', '64MiB', '--warmup', '10min'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout!.on('data', (d) => (text += d));
+    child.stderr!.on('data', (d) => (text += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 30_000;
+    while (!text.includes('booting') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(text).toContain('booting');
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGINT');
+    // Within the test's time, far short of the ten-minute warmup.
+    expect(await exited).toBe(1);
+    expect(text).toMatch(/cancelled: the guest still runs on the source/);
+    expect(text).toMatch(/reason\s+ERR_CANCELLED/);
+  } finally {
+    child?.kill('SIGKILL');
+    await agent.stop();
+  }
+}, 60_000);
+
 /** A child's stdout as it grows, its exit code, and a wait for a piece of text to appear in it. */
 function watch(child: ChildProcess) {
   const seen = { out: '' };

@@ -33,14 +33,22 @@ export async function runSource(
   json: boolean,
 ): Promise<RunReport> {
   say(`booting a ${config.memoryBytes / 2 ** 20} MiB guest (${config.vcpus} vCPU, ${config.workload} workload, seed ${config.seed})...`);
-  const guest = await SimulatedGuest.boot(config);
-  let migrated = false;
+  // Ctrl-C from here on, while booting too, cancels: the command then reports and exits.
   const cancel = new AbortController();
   const onSignal = (): void => cancel.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
+  let guest: SimulatedGuest;
+  try {
+    guest = await SimulatedGuest.boot(config);
+  } catch (err) {
+    process.off('SIGINT', onSignal);
+    throw err;
+  }
+  let migrated = false;
   const migrationId = engine.migrationId ?? randomUUID();
   try {
-    await sleep(warmupMs);
+    // Ctrl-C ends the warmup at once; the migration that follows then reports itself cancelled.
+    await sleep(warmupMs, undefined, { signal: cancel.signal }).catch(() => undefined);
     say(`migrating to ${url}...`);
     let transport;
     try {

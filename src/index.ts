@@ -98,6 +98,8 @@ export {
   type PrecopyStats,
   type PrecopyDecision,
 } from './precopy/policy.js';
+export { DEFAULT_SOURCE_MEMORY_SHARE } from './precopy/source-memory.js';
+export type { SourceMemoryReport, SourceMemoryPart } from './precopy/source-memory.js';
 export type { SwitchoverReason, MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
 export {
   acceptMigration,

@@ -23,9 +23,9 @@ import {
   TimeoutError,
   UnexpectedRecordError,
 } from '../errors.js';
-import { decodeFrame, encodeRecord } from '../protocol/codec.js';
+import { decodeFrame, encodeRecord, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
-import type { PageCodec } from '../protocol/page-codecs.js';
+import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import type { PageDigest } from '../protocol/page-digest.js';
 import { sourceChannelTransition, type SourceChannelState } from '../protocol/receiver-state.js';
 import type { Transport } from '../transport/transport.js';
@@ -116,6 +116,8 @@ export class ChannelSender implements PageSink {
     private readonly digest: PageDigest,
     private readonly control: PageSender,
     private readonly options: ChannelSenderOptions,
+    /** Bytes the workers' frame and gather buffers hold, all channels together. */
+    readonly bufferBytes: number,
   ) {
     this.channels = transports.map((t, i) => new SourceChannel(i, t, workers[i]!));
     for (const channel of this.channels) this.watch(channel);
@@ -150,7 +152,7 @@ export class ChannelSender implements PageSink {
       for (const w of workers) void w.terminate();
       throw err;
     }
-    return new ChannelSender(transports, workers, digest, control, options);
+    return new ChannelSender(transports, workers, digest, control, options, transports.length * workerBufferBytes(workerData));
   }
 
   /** Batches sent on the control connection and every channel. */
@@ -329,6 +331,14 @@ export class ChannelSender implements PageSink {
     if (cap) channel.chain = channel.chain.then(() => cap.take(frame.length)).then(handOver, (err: unknown) => this.fail(asMigrationError(err)));
     else handOver();
   }
+}
+
+/** Bytes one source channel worker allocates for its frames and, with a compressing codec, its gathering. */
+export function workerBufferBytes(data: SourceWorkerData): number {
+  const codec = pagePayloadCodec(data.codec);
+  const rawBytes = data.dataPagesPerBatch * data.pageSize;
+  const slotBytes = PAGES_HEADER_RESERVE_BYTES + (codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes));
+  return data.buffers * slotBytes + (codec.payloadIsRaw ? 0 : rawBytes);
 }
 
 /** Sends `channel-hello` on `transport` and waits for the target's `channel-ready`. */

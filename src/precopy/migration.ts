@@ -122,6 +122,8 @@ class SourceMigration extends MigrationState {
       this.report.bytesRaw = this.sender.counters.bytesRaw;
       this.report.bytesWire = this.wireBytesSent();
       this.report.maxThrottlePercent = this.throttle.maxPercent;
+      this.noteBuffers();
+      this.report.memory = this.memory.report();
       this.setPhase('done');
     }
   }
@@ -170,10 +172,15 @@ class SourceMigration extends MigrationState {
     const pageCount = this.domain.pageCount;
     let pending: Uint32Array = new Uint32Array(pageCount);
     for (let pfn = 0; pfn < pageCount; pfn++) pending[pfn] = pfn;
+    this.memory.set('pageLists', pending.byteLength);
     let predictedMs = Number.POSITIVE_INFINITY;
     for (;;) {
       const { unsent } = await this.sendRound(pending, false);
-      pending = mergeSorted(unsent, await this.readDirtyLog());
+      const dirtied = await this.readDirtyLog();
+      // The round's list, what the log gave and their merge are all held at once here.
+      this.memory.set('pageLists', pending.byteLength + dirtied.byteLength + (unsent.length + dirtied.length) * Uint32Array.BYTES_PER_ELEMENT);
+      pending = mergeSorted(unsent, dirtied);
+      this.memory.set('pageLists', pending.byteLength);
       if (this.options.maxBandwidthBytesPerSec !== undefined) this.model.wireShare = (await this.sender.wireShare(pending)) ?? this.model.wireShare;
       this.round++;
       const stats = this.statsFor(pending.length);
@@ -452,6 +459,7 @@ class SourceMigration extends MigrationState {
       this.collectGarbage();
       gcMs = performance.now() - gcStarted;
     }
+    this.noteBuffers();
     const bytesRaw = this.sender.counters.bytesRaw - before.bytesRaw;
     this.rounds.push({
       round: this.round,
@@ -533,7 +541,7 @@ class SourceMigration extends MigrationState {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
       migrationId: this.id,
       codec: this.channelCodec(),
-      dataPagesPerBatch: this.options.dataPagesPerBatch,
+      dataPagesPerBatch: this.dataPagesPerBatch,
       maxInFlight: this.options.maxInFlight,
       cap: this.pacer,
       timeoutMs,

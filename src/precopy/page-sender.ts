@@ -73,8 +73,8 @@ export interface SenderCounters {
 interface Slot {
   /** Reserve for the header, then page data: the frame itself when the payload is the raw pages. */
   readonly buffer: Buffer;
-  /** Reserve for the header, then the encoded payload; only for a codec that encodes. */
-  readonly out: Buffer | undefined;
+  /** Reserve for the header, then the encoded payload; allocated when the slot first encodes. */
+  out: Buffer | undefined;
   /** Settles when the buffer may be reused. */
   busy: Promise<void>;
 }
@@ -118,6 +118,8 @@ export class PageSender {
   private readonly cap: SendPacer | undefined;
   /** Where {@link wireShare} gathers and encodes its sample, allocated on first use. */
   private sample: { raw: Buffer; out: Buffer } | undefined;
+  /** Bytes of a slot's `out` buffer (0 for a codec whose payload is the raw pages). */
+  private readonly outBytes: number;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -139,10 +141,10 @@ export class PageSender {
     }
     this.encoders = Math.max(1, Math.min(inFlight, availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || LIBUV_DEFAULT_POOL_THREADS));
     const rawBytes = this.dataPagesPerBatch * this.pageSize;
-    const outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
+    this.outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
     this.slots = Array.from({ length: inFlight }, () => ({
       buffer: Buffer.allocUnsafe(PAGES_HEADER_RESERVE_BYTES + rawBytes),
-      out: outBytes > 0 ? Buffer.allocUnsafe(outBytes) : undefined,
+      out: undefined,
       busy: Promise.resolve(),
     }));
     this.zeroPage = Buffer.alloc(this.pageSize);
@@ -150,6 +152,18 @@ export class PageSender {
     this.dataHashes = new Uint32Array(this.dataPagesPerBatch);
     this.zeroPfns = new Uint32Array(DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
     this.cap = options.cap;
+  }
+
+  /**
+   * Bytes this sender's buffers hold now: every slot's page buffer, the encoding buffers of the
+   * slots that have encoded, and the sample buffers once used (the page-number scratch is small
+   * and left out).
+   */
+  get bufferBytes(): number {
+    let n = 0;
+    for (const s of this.slots) n += s.buffer.length + (s.out?.length ?? 0);
+    if (this.sample) n += this.sample.raw.length + this.sample.out.length;
+    return n;
   }
 
   /**
@@ -340,6 +354,7 @@ export class PageSender {
     // The frame is ready now (raw pages) or once the codec has encoded them, perhaps on the
     // thread pool while the next batch is gathered. Either way it goes out after the previous one.
     let frame: Promise<Uint8Array>;
+    if (codec !== 'none' && this.outBytes > 0) slot.out ??= Buffer.allocUnsafe(this.outBytes);
     const out = slot.out;
     if (choice.probe) this.probe(raw);
     if (codec === 'none' || out === undefined) {

@@ -3,6 +3,8 @@
  * people through the CLI. Every figure says its unit in its name.
  */
 
+import type { SourceMemoryReport } from './source-memory.js';
+
 /** How a migration ended. */
 export type MigrationOutcome =
   /** The guest runs on the target; the source copy is destroyed. */
@@ -237,4 +239,10 @@ export interface MigrationReport {
    * what differs.
    */
   missedPages?: number;
+  /**
+   * The extra memory the source held for this migration beyond the guest itself (page hashes,
+   * dirty log or scan table, page lists, send and channel buffers, delta cache): its peak, each
+   * part at the peak, and the bound the defaults keep within (a tenth of guest RAM).
+   */
+  memory?: SourceMemoryReport;
 }

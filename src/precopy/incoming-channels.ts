@@ -89,6 +89,7 @@ export class IncomingChannels {
     domain: TargetDomain,
     private readonly digest: PageDigest,
     limits: ProtocolLimits,
+    delta = false,
   ) {
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => undefined);
@@ -99,6 +100,7 @@ export class IncomingChannels {
       pageCount: domain.pageCount,
       limits,
       freshUntilRound1: memory.kind === 'shared',
+      delta,
     };
   }
 

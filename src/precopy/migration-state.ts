@@ -9,20 +9,30 @@ import { dirtyBitmapBytes } from '../dirtylog/dirty-bitmap.js';
 import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
 import type { SourceDomain } from '../domain/backend.js';
 import { MigrationError, UnexpectedRecordError } from '../errors.js';
+import { PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { PageDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
-import { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
+import {
+  CHANNELS_DELTA_PROTOCOL_VERSION,
+  CHANNELS_PROTOCOL_VERSION,
+  DELTA_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+  type MigrationRecord,
+  type PageCodec,
+} from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { collectorFrom } from '../util/gc.js';
 import { roundTo } from '../util/stats.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
 import { BandwidthCap, pacerOf, type SendPacer } from './bandwidth-cap.js';
-import { type ChannelSender, type PageSink } from './channels.js';
+import { type ChannelSender, type PageSink, workerBufferBytes } from './channels.js';
+import type { DeltaCache } from './delta-cache.js';
+import { DEFAULT_DELTA_MODE, deltaBufferBytes, planDelta, type DeltaPlan } from './delta-plan.js';
 import { DEFAULT_CODEC, type CodecChoice } from './codec-choice.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
-import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender } from './page-sender.js';
+import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender, WIRE_SAMPLE_RUN_PAGES } from './page-sender.js';
 import {
   DEFAULT_DOWNTIME_BUDGET_MS,
   defaultPolicy,
@@ -80,6 +90,10 @@ export abstract class MigrationState {
   protected readonly dataPagesPerBatch: number;
   /** The extra memory this migration holds on the source, part by part. */
   protected readonly memory: SourceMemoryLedger;
+  /** Whether to offer deltas, and with how many cache slots (before the target's answer). */
+  protected readonly deltaPlan: DeltaPlan;
+  /** The cache of pages as last sent, once the target took deltas. */
+  protected deltaCache: DeltaCache | undefined;
   /** The cap on the sending rate, shared by every connection that carries pages. */
   protected readonly cap: BandwidthCap | undefined;
   /** This migration's place at its host's switchover gate, if it was given one. */
@@ -153,6 +167,7 @@ export abstract class MigrationState {
       cap: this.pacer,
     });
     this.sender = this.controlSender;
+    this.deltaPlan = this.planDelta();
     this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
     this.watchdog = new ProgressWatchdog(
       this.start,
@@ -202,6 +217,30 @@ export abstract class MigrationState {
     const buffers = inFlight + channels * (inFlight + 1);
     const factor = this.codecChoice === 'none' ? 1 : 2;
     return batchPagesWithin(this.memory.boundBytes * SEND_BUFFER_SHARE_OF_BOUND, buffers, factor, this.pageSize, DEFAULT_DATA_PAGES_PER_BATCH);
+  }
+
+  /**
+   * Deltas as the options ask, with the cache that fits the memory bound beside the rest at its
+   * peak: the hashes and dirty log counted already, round 0's list of every page, and every batch
+   * buffer the senders may allocate (with the room deltas add to them).
+   */
+  private planDelta(): DeltaPlan {
+    const o = this.options;
+    const inFlight = o.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
+    const channels = (o.channels ?? 1) > 1 ? o.channels! : 0;
+    const rawBytes = this.dataPagesPerBatch * this.pageSize;
+    const control = inFlight * (PAGES_HEADER_RESERVE_BYTES + rawBytes) * (this.codecChoice === 'none' ? 1 : 2) + 2 * WIRE_SAMPLE_RUN_PAGES * this.pageSize;
+    const workers = channels * workerBufferBytes({ memory: { kind: 'none' }, pageSize: this.pageSize, codec: this.channelCodec(), dataPagesPerBatch: this.dataPagesPerBatch, buffers: inFlight });
+    return planDelta({
+      mode: o.delta ?? DEFAULT_DELTA_MODE,
+      capBytesPerSec: o.maxBandwidthBytesPerSec,
+      cacheBytes: o.deltaCacheBytes,
+      pageSize: this.pageSize,
+      pageCount: this.domain.pageCount,
+      boundBytes: this.memory.boundBytes,
+      otherBytes: this.memory.bytes + this.domain.pageCount * Uint32Array.BYTES_PER_ELEMENT + control + workers,
+      bufferBytes: deltaBufferBytes(inFlight * (1 + channels) + channels, this.dataPagesPerBatch, this.pageSize),
+    });
   }
 
   /** Brings the ledger's buffer parts up to date (they grow as buffers are first used). */
@@ -350,9 +389,15 @@ export abstract class MigrationState {
     return this.options.maxBandwidthBytesPerSec !== undefined ? 'lz4' : 'none';
   }
 
-  /** The versions `hello` offers: version 3 only when page channels are asked for. */
+  /**
+   * The versions `hello` offers, highest first: 3 (and 5) only when page channels are asked for,
+   * 4 (and 5) only when deltas may be sent.
+   */
   protected offeredVersions(): number[] {
-    return (this.options.channels ?? 1) > 1 ? [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
+    const channels = (this.options.channels ?? 1) > 1;
+    const delta = this.deltaPlan.on;
+    if (channels) return delta ? [CHANNELS_DELTA_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION];
+    return delta ? [DELTA_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
   }
 
   /** The estimates the policy sees once `dirtyPages` are known to be dirty. */

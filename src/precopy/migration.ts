@@ -26,12 +26,14 @@ import {
 import { encodeRecord } from '../protocol/codec.js';
 import { switchoverDigest } from '../protocol/page-digest.js';
 import { sourceTransition } from '../protocol/receiver-state.js';
-import { CHANNELS_PROTOCOL_VERSION } from '../protocol/records.js';
+import { versionHasChannels, versionHasDelta } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { armLoopGuard } from '../util/loop-guard.js';
 import { roundTo } from '../util/stats.js';
 import { openChannels } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
+import { DeltaCache } from './delta-cache.js';
+import { DEFAULT_DELTA_MODE } from './delta-plan.js';
 import { mergeIntoRuns } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import { decisionOf, roundTimeAt, type RoundSample } from './policy.js';
@@ -124,6 +126,7 @@ class SourceMigration extends MigrationState {
       this.report.maxThrottlePercent = this.throttle.maxPercent;
       this.noteBuffers();
       this.report.memory = this.memory.report();
+      this.report.delta = this.deltaReport();
       this.setPhase('done');
     }
   }
@@ -155,7 +158,12 @@ class SourceMigration extends MigrationState {
     const guest = this.options.guest;
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
-    if (ready.version === CHANNELS_PROTOCOL_VERSION) await this.openPageChannels(timeoutMs);
+    if (this.deltaPlan.on && versionHasDelta(ready.version)) {
+      this.deltaCache = new DeltaCache(this.deltaPlan.slots, this.pageSize, this.domain.pageCount);
+      this.memory.set('deltaCache', this.deltaCache.bytes);
+      this.controlSender.useDelta(this.deltaCache);
+    }
+    if (versionHasChannels(ready.version)) await this.openPageChannels(timeoutMs);
   }
 
   /**
@@ -536,6 +544,14 @@ class SourceMigration extends MigrationState {
     return true;
   }
 
+  /** What `report.delta` says: whether deltas ran (or why not) and what went as deltas. */
+  private deltaReport(): NonNullable<MigrationReport['delta']> {
+    const mode = this.options.delta ?? DEFAULT_DELTA_MODE;
+    const counters = this.sender.deltaCounters;
+    const why = this.deltaCache ? undefined : this.deltaPlan.on ? 'target' : this.deltaPlan.why;
+    return { mode, on: this.deltaCache !== undefined, ...(why ? { why } : {}), cacheBytes: this.deltaCache?.bytes ?? 0, ...counters };
+  }
+
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
@@ -547,6 +563,7 @@ class SourceMigration extends MigrationState {
       timeoutMs,
       limits: this.options.limits,
       onFailure: () => this.inbox?.interrupt(),
+      deltaCache: this.deltaCache,
     });
     this.sender = this.channelSender;
     this.report.channels = this.options.channels;

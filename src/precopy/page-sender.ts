@@ -18,12 +18,15 @@ import { InvalidArgumentError } from '../errors.js';
 import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
 import type { PagePayloadCodec } from '../protocol/page-codec.js';
+import { deltaMaxPayloadBytes } from '../protocol/page-codec-delta.js';
 import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
 import type { SendPacer } from './bandwidth-cap.js';
 import { CodecChooser, type CodecChoice } from './codec-choice.js';
+import type { DeltaCache } from './delta-cache.js';
+import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -70,6 +73,18 @@ export interface SenderCounters {
   bytesWire: number;
 }
 
+/** Counters of the `delta` encoding: what went as deltas, and what went whole though cached. */
+export interface DeltaCounters {
+  /** Batches sent with the `delta` encoding. */
+  batches: number;
+  /** Pages sent as deltas. */
+  pages: number;
+  /** Bytes of those pages before encoding (pages x page size). */
+  bytesRaw: number;
+  /** Pages of `delta` batches that went whole: not cached yet, or changed too much. */
+  wholePages: number;
+}
+
 interface Slot {
   /** Reserve for the header, then page data: the frame itself when the payload is the raw pages. */
   readonly buffer: Buffer;
@@ -88,6 +103,9 @@ export class PageSender {
   readonly batchesByCodec: Record<PageCodec, number> = { lz4: 0, none: 0 };
   /** Picks each batch's codec under `auto`; undefined for a fixed codec. */
   readonly chooser: CodecChooser | undefined;
+  readonly deltaCounters: DeltaCounters = { batches: 0, pages: 0, bytesRaw: 0, wholePages: 0 };
+  /** The cache pages sent again are encoded against, once {@link useDelta} gave one. */
+  private delta: { cache: DeltaCache; slots: Uint8Array } | undefined;
 
   private readonly pageSize: number;
   /** The fixed codec, or lz4 (the one that encodes) under `auto`. */
@@ -155,6 +173,14 @@ export class PageSender {
   }
 
   /**
+   * From now on, batches of round 1 and later go as `delta` batches when a page of theirs is
+   * cached: the target has agreed to version 4 or 5.
+   */
+  useDelta(cache: DeltaCache): void {
+    this.delta = { cache, slots: new Uint8Array(cache.data) };
+  }
+
+  /**
    * Bytes this sender's buffers hold now: every slot's page buffer, the encoding buffers of the
    * slots that have encoded, and the sample buffers once used (the page-number scratch is small
    * and left out).
@@ -193,6 +219,7 @@ export class PageSender {
         if (slot.buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) {
           this.zeroPfns[zeroCount++] = pfn;
           this.digest.zero(pfn);
+          this.delta?.cache.drop(pfn);
           continue;
         }
         const to = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
@@ -333,23 +360,17 @@ export class PageSender {
   private dispatch(slot: Slot, round: number, dataCount: number, zeroCount: number): void {
     const seq = this.seq++;
     const rawLength = dataCount * this.pageSize;
+    const pages = writePageNumbers(this.dataPfns, dataCount);
+    const zeros = writePageNumbers(this.zeroPfns, zeroCount);
+    const checksum = batchChecksum(this.dataHashes.subarray(0, dataCount), seq);
+    if (this.delta && dataCount > 0 && round > 0 && this.dispatchDelta(slot, { round, seq, pages, zeros, rawLength, checksum }, dataCount, zeroCount)) return;
     // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
     const choice = dataCount === 0 ? { codec: 'none' as const, probe: false } : (this.chooser?.next() ?? { codec: this.codecName, probe: false });
     const codec = choice.codec;
     if (dataCount > 0) this.batchesByCodec[codec]++;
     const raw = slot.buffer.subarray(PAGES_HEADER_RESERVE_BYTES, PAGES_HEADER_RESERVE_BYTES + rawLength);
-    const header = {
-      round,
-      seq,
-      pages: writePageNumbers(this.dataPfns, dataCount),
-      zeros: writePageNumbers(this.zeroPfns, zeroCount),
-      codec,
-      rawLength,
-      checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),
-    };
-    this.counters.pages += dataCount + zeroCount;
-    this.counters.zeroPages += zeroCount;
-    this.counters.bytesRaw += rawLength;
+    const header = { round, seq, pages, zeros, codec, rawLength, checksum };
+    this.countBatch(dataCount, zeroCount);
 
     // The frame is ready now (raw pages) or once the codec has encoded them, perhaps on the
     // thread pool while the next batch is gathered. Either way it goes out after the previous one.
@@ -366,6 +387,48 @@ export class PageSender {
         return encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length);
       });
     }
+    this.queue(slot, frame);
+  }
+
+  private countBatch(dataCount: number, zeroCount: number): void {
+    this.counters.pages += dataCount + zeroCount;
+    this.counters.zeroPages += zeroCount;
+    this.counters.bytesRaw += dataCount * this.pageSize;
+  }
+
+  /**
+   * Sends the gathered batch as a `delta` batch if any of its pages is cached, and returns true;
+   * else stores its pages in the slots the cache gave them and returns false, for the batch to go
+   * with its codec. The encoding runs here, on this thread: a page takes a few microseconds.
+   */
+  private dispatchDelta(
+    slot: Slot,
+    header: { round: number; seq: number; pages: Uint8Array; zeros: Uint8Array; rawLength: number; checksum: string },
+    dataCount: number,
+    zeroCount: number,
+  ): boolean {
+    const { cache, slots } = this.delta!;
+    const codes = cache.assign(header.round, this.dataPfns.subarray(0, dataCount));
+    if (!anyBase(codes, dataCount)) {
+      storeInSlots(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, slots, this.pageSize);
+      return false;
+    }
+    const need = PAGES_HEADER_RESERVE_BYTES + deltaMaxPayloadBytes(this.dataPagesPerBatch * this.pageSize);
+    if (!slot.out || slot.out.length < need) slot.out = Buffer.allocUnsafe(Math.max(need, this.outBytes));
+    const out = slot.out;
+    const encoded = encodeDeltaBatch(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, slots, out, PAGES_HEADER_RESERVE_BYTES, this.pageSize);
+    const d = this.deltaCounters;
+    d.batches++;
+    d.pages += encoded.deltas;
+    d.bytesRaw += encoded.deltas * this.pageSize;
+    d.wholePages += dataCount - encoded.deltas;
+    this.countBatch(dataCount, zeroCount);
+    this.queue(slot, Promise.resolve(encodePagesInPlace({ ...header, codec: 'delta' }, out, PAGES_HEADER_RESERVE_BYTES, encoded.length)));
+    return true;
+  }
+
+  /** Queues a batch's frame behind the previous batch's; the slot is busy until it is written. */
+  private queue(slot: Slot, frame: Promise<Uint8Array>): void {
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.
     const handedOver = this.issued

@@ -3,6 +3,7 @@
  * people through the CLI. Every figure says its unit in its name.
  */
 
+import type { DeltaMode, DeltaOffReason } from './delta-plan.js';
 import type { SourceMemoryReport } from './source-memory.js';
 
 /** How a migration ended. */
@@ -245,4 +246,20 @@ export interface MigrationReport {
    * part at the peak, and the bound the defaults keep within (a tenth of guest RAM).
    */
   memory?: SourceMemoryReport;
+  /**
+   * Pages sent again as deltas against the copy the target held (docs/protocol.md §5): whether
+   * they ran (`why` not, when off), the cache's bytes (counted in `memory`), and what went:
+   * `batches` with the encoding, `pages` sent as deltas and their `bytesRaw` before encoding,
+   * `wholePages` of those batches that went whole (not cached yet, or changed too much).
+   */
+  delta?: {
+    mode: DeltaMode;
+    on: boolean;
+    why?: DeltaOffReason;
+    cacheBytes: number;
+    batches: number;
+    pages: number;
+    bytesRaw: number;
+    wholePages: number;
+  };
 }

@@ -107,6 +107,11 @@ export class DeltaCache {
     return this.slotOfPage[pfn]! >= 0;
   }
 
+  /** Page `pfn`'s slot, holding what was last sent of it, or -1. */
+  slotFor(pfn: number): number {
+    return this.slotOfPage[pfn]!;
+  }
+
   /** A slot not assigned in `round`, found from the hand on, or -1 if every one was. */
   private freeSlot(round: number): number {
     for (let tried = 0; tried < this.slots; tried++) {

@@ -18,7 +18,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
 import type { PagePayloadCodec } from '../protocol/page-codec.js';
-import { deltaMaxPayloadBytes } from '../protocol/page-codec-delta.js';
+import { deltaMaxPayloadBytes, writeDeltaEntry } from '../protocol/page-codec-delta.js';
 import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
@@ -136,6 +136,8 @@ export class PageSender {
   private readonly cap: SendPacer | undefined;
   /** Where {@link wireShare} gathers and encodes its sample, allocated on first use. */
   private sample: { raw: Buffer; out: Buffer } | undefined;
+  /** Where {@link wireShare} writes the deltas it measures, allocated on first use. */
+  private deltaScratch: Buffer | undefined;
   /** Bytes of a slot's `out` buffer (0 for a codec whose payload is the raw pages). */
   private readonly outBytes: number;
 
@@ -189,7 +191,7 @@ export class PageSender {
     let n = 0;
     for (const s of this.slots) n += s.buffer.length + (s.out?.length ?? 0);
     if (this.sample) n += this.sample.raw.length + this.sample.out.length;
-    return n;
+    return n + (this.deltaScratch?.length ?? 0);
   }
 
   /**
@@ -243,7 +245,8 @@ export class PageSender {
    * consecutive entries spread over the list, gathered and compressed as a batch is: zero pages
    * count as nothing, data pages as their compressed size (their size with codec none).
    * Undefined for an empty list. The pages a guest dirties may compress quite differently from
-   * its memory as a whole, hence a sample of these very pages.
+   * its memory as a whole, hence a sample of these very pages. With deltas, a cached page counts
+   * as its delta against the cache now (or whole, if it changed too much).
    */
   async wireShare(pfns: Uint32Array): Promise<number | undefined> {
     if (pfns.length === 0) return undefined;
@@ -265,6 +268,11 @@ export class PageSender {
       for (let i = 0; i < runPages; i++) {
         const from = i * pageSize;
         if (buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) continue;
+        const cached = this.delta ? this.delta.cache.slotFor(pfns[first + i]!) : -1;
+        if (cached >= 0) {
+          wire += this.deltaSize(cached, buffer, from);
+          continue;
+        }
         if (data !== i) buffer.copyWithin(data * pageSize, from, from + pageSize);
         data++;
       }
@@ -274,6 +282,15 @@ export class PageSender {
       wire += raw ? pages.length : this.codec.encodeSync(pages, this.sample.out);
     }
     return wire / sampled;
+  }
+
+  /** Wire bytes the page at `from` of `buffer` would take as a delta against cache slot `slot`. */
+  private deltaSize(slot: number, buffer: Uint8Array, from: number): number {
+    const { slots } = this.delta!;
+    const base = slot * this.pageSize;
+    this.deltaScratch ??= Buffer.allocUnsafe(this.pageSize + 1);
+    const end = writeDeltaEntry(slots, base, 0, buffer, from, this.deltaScratch, 0, this.pageSize);
+    return end >= 0 ? end : this.pageSize + 1;
   }
 
   /**

@@ -3,7 +3,9 @@
 // the wire bytes, total time, pause and pages sent as deltas, with the load average beside them
 // (the machine may be shared). Usage:
 //   node bench/delta.js [--memory 1GiB] [--hot-set 64MiB] [--dirty-rate 200MB/s] [--link 1Gbit/s|none]
-//                       [--runs 3] [--json]
+//                       [--mode on|auto] [--runs 3] [--json]
+// --mode is what is compared with off (default on; auto turns deltas off again when the guest's
+// working set outgrows the cache).
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectToAgent, migrate, SimulatedGuest } from 'livemig';
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     'dirty-rate': { type: 'string' },
     link: { type: 'string' },
     runs: { type: 'string' },
+    mode: { type: 'string' },
     json: { type: 'boolean' },
   },
 });
@@ -27,6 +30,8 @@ const dirtyRateBytesPerSec = parseRate(values['dirty-rate'] ?? '200MB/s', '--dir
 const link = values.link ?? '1Gbit/s';
 const cap = link === 'none' ? undefined : parseRate(link, '--link');
 const runs = parseInteger(values.runs ?? '3', '--runs', 1, 100);
+const mode = values.mode ?? 'on';
+if (mode !== 'on' && mode !== 'auto') throw new Error(`--mode "${mode}" is not on or auto`);
 const log = (line) => {
   if (!values.json) process.stderr.write(`${line}\n`);
 };
@@ -45,6 +50,7 @@ async function migration(delta) {
       delta,
       load: Math.round(load * 100) / 100,
       on: report.delta.on,
+      why: report.delta.why,
       totalMs: report.totalMs,
       bytesWire: report.bytesWire,
       bytesRaw: report.bytesRaw,
@@ -67,13 +73,13 @@ const samples = [];
 try {
   for (let run = 0; run < runs; run++) {
     // Alternating, the order swapped every run, so drift on a shared machine falls on both.
-    for (const delta of run % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
+    for (const delta of run % 2 === 0 ? ['off', mode] : [mode, 'off']) {
       const s = await migration(delta);
       samples.push(s);
       log(
         `run ${run + 1} delta ${delta}: total ${(s.totalMs / 1000).toFixed(2)} s, wire ${(s.bytesWire / 2 ** 20).toFixed(0)} MiB ` +
           `(rounds after the first ${(s.laterRoundsWire / 2 ** 20).toFixed(1)} of ${(s.laterRoundsRaw / 2 ** 20).toFixed(1)} MiB), pause ${s.downtimeMs?.toFixed(1)} ms (predicted ${s.predictedDowntimeMs?.toFixed(1)}), ` +
-          `${s.rounds} rounds, ${s.deltaPages} delta pages, load ${s.load}`,
+          `${s.rounds} rounds, ${s.deltaPages} delta pages${s.why ? ` (off: ${s.why})` : ''}, load ${s.load}`,
       );
     }
   }
@@ -82,7 +88,7 @@ try {
 }
 
 const spread = (xs) => `${median(xs).toFixed(2)} [${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}]`;
-const rows = ['off', 'on'].map((delta) => {
+const rows = ['off', mode].map((delta) => {
   const s = samples.filter((x) => x.delta === delta);
   return {
     delta,

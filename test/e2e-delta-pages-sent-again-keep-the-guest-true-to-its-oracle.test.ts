@@ -27,13 +27,17 @@ afterAll(async () => {
 
 describe.each([1, 2])('%i connection(s) for pages', (channels) => {
   test('pages sent again go as deltas, and the guest runs on true to its oracle', async () => {
-    const config: SimGuestConfig = { memoryBytes: 256 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 80e6, hotSetBytes: 48 * MiB, seed: 21 + channels };
+    // The guest rewrites most of its 48 MiB hot set (12,288 pages) while a round sends it, so
+    // rounds 2 and 3 send again more pages than go on the control connection alone (8192).
+    const config: SimGuestConfig = { memoryBytes: 256 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 300e6, hotSetBytes: 48 * MiB, seed: 21 + channels };
     const guest = await SimulatedGuest.boot(config, `delta-${channels}`);
     try {
       await sleep(200);
       const report = await migrate(guest, await connectToAgent(agent.url), {
         delta: 'on',
         maxBandwidthBytesPerSec: 400e6,
+        // Round 1 fills the cache; rounds 2 and 3 send deltas, however soon the pause would fit.
+        policy: (stats) => (stats.round < 4 ? 'continue' : 'stop-and-copy'),
         ...(channels > 1 ? { channels, openChannel: () => connectToAgent(agent.url) } : {}),
         destroySource: false,
         targetName: agent.url,
@@ -68,7 +72,8 @@ describe.each([1, 2])('%i connection(s) for pages', (channels) => {
 });
 
 describe('deltas stay off', () => {
-  const config: SimGuestConfig = { memoryBytes: 128 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 9 };
+  // A hot set of 512 pages: more than a 1 MiB cache holds (256), fewer than the default cache of this guest (637).
+  const config: SimGuestConfig = { memoryBytes: 128 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 40e6, hotSetBytes: 2 * MiB, seed: 9 };
 
   async function run(options: Parameters<typeof migrate>[2], delta: boolean) {
     const guest = await SimulatedGuest.boot(config, 'delta-off');
@@ -96,6 +101,14 @@ describe('deltas stay off', () => {
   test('when the target does not take them', async () => {
     const report = await run({ delta: 'on', maxBandwidthBytesPerSec: 400e6 }, false);
     expect(report.delta).toMatchObject({ on: false, why: 'target', pages: 0 });
+  }, 60_000);
+
+  test('under auto once the pages sent again outnumber the cache, which on keeps using', async () => {
+    // The guest rewrites its whole hot set during the first pass.
+    const auto = await run({ deltaCacheBytes: MiB, maxBandwidthBytesPerSec: 400e6 }, true);
+    expect(auto.delta).toMatchObject({ mode: 'auto', on: false, why: 'cache-too-small', pages: 0 });
+    const on = await run({ delta: 'on', deltaCacheBytes: MiB, maxBandwidthBytesPerSec: 400e6 }, true);
+    expect(on.delta).toMatchObject({ mode: 'on', on: true });
   }, 60_000);
 
   test('under auto without a cap, and on with one', async () => {

@@ -2,7 +2,8 @@
  * Whether a migration sends pages again as deltas (docs/protocol.md §5), and with how large a
  * cache: decided before `hello`, since the source offers versions 4 and 5 only when it may.
  *
- * `auto` turns deltas on behind a bandwidth cap only: there the link sets the pace, and a page
+ * `auto` turns deltas on behind a bandwidth cap only, and off again before round 1 if the pages
+ * it sends again outnumber the cache's slots (the guest's working set does not fit): there the link sets the pace, and a page
  * that changed in a few places goes in a few dozen bytes instead of 4096. Without a cap the CPU
  * sets the pace on loopback, and the encoding's copies would cost more than the bytes saved
  * (docs/bench/README.md, "Delta encoding"). The cache takes what the memory bound leaves of a
@@ -29,7 +30,13 @@ export type DeltaOffReason =
   /** The cache asked for, or the smallest worth having, does not fit the memory bound. */
   | 'memory-bound'
   /** The target did not choose a version with deltas (it is older, or turned them off). */
-  | 'target';
+  | 'target'
+  /**
+   * Under `auto`, the pages round 1 sends again (those the guest wrote during the full pass: its
+   * working set) outnumbered the cache's slots: most pages would go whole after paying for the
+   * encoding, and the cache would churn, so deltas were turned off then.
+   */
+  | 'cache-too-small';
 
 /** The decision, before the target's answer. */
 export type DeltaPlan = { on: true; slots: number } | { on: false; why: DeltaOffReason };

@@ -53,7 +53,8 @@ Engine:
   --compress CODEC       auto | lz4 | none: auto compresses the batches where it pays
                          (a link slower than lz4, pages that shrink) (default ${DEFAULT_CODEC})
   --delta MODE           auto | on | off: send pages sent again as the bytes that changed
-                         since (auto: on behind --max-bandwidth) (default ${DEFAULT_DELTA_MODE})
+                         since (auto: on behind --max-bandwidth while the pages sent again
+                         fit the cache) (default ${DEFAULT_DELTA_MODE})
   --channels N           page channels: N more connections, each with a worker thread per
                          side (default 1: pages on the one connection)
   --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)

@@ -39,6 +39,9 @@ async function migration(config, codec) {
     totalMs: report.totalMs,
     rounds: report.rounds.length,
     bytesWire: report.bytesWire,
+    // Extra memory the source held beyond the guest, at its peak, as a share of guest RAM.
+    sourceMemoryShare: report.memory?.peakShare,
+    sourceMemoryParts: report.memory?.atPeak,
   };
 }
 
@@ -64,7 +67,7 @@ try {
 }
 
 const raw = median(results.rawLinkBytesPerSec);
-const table = [['case', 'first pass / raw link', 'first pass (data) / raw', 'wire/raw bytes', 'downtime ms', 'total ms', 'rounds']];
+const table = [['case', 'first pass / raw link', 'first pass (data) / raw', 'wire/raw bytes', 'downtime ms', 'total ms', 'rounds', 'src mem % RAM']];
 for (const [name, samples] of Object.entries(results.cases)) {
   table.push([
     name,
@@ -74,6 +77,7 @@ for (const [name, samples] of Object.entries(results.cases)) {
     median(samples.map((s) => s.downtimeMs)).toFixed(1),
     median(samples.map((s) => s.totalMs)).toFixed(0),
     String(median(samples.map((s) => s.rounds))),
+    (Math.max(...samples.map((s) => s.sourceMemoryShare ?? 0)) * 100).toFixed(2),
   ]);
 }
 const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));

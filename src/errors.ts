@@ -13,6 +13,7 @@ export type MigrationErrorCode =
   | 'ERR_LIMIT_EXCEEDED'
   | 'ERR_PAGE_OUT_OF_RANGE'
   | 'ERR_CHECKSUM_MISMATCH'
+  | 'ERR_DELTA_BASE_MISMATCH'
   | 'ERR_DIGEST_MISMATCH'
   | 'ERR_CONNECT_FAILED'
   | 'ERR_CONNECTION_CLOSED'
@@ -96,6 +97,13 @@ export class PageOutOfRangeError extends MigrationError {
 export class ChecksumMismatchError extends MigrationError {
   constructor(message: string) {
     super('ERR_CHECKSUM_MISMATCH', message);
+  }
+}
+
+/** A page sent as a delta names a base the receiver does not hold: it lacks the page or holds other contents. */
+export class DeltaBaseMismatchError extends MigrationError {
+  constructor(message: string) {
+    super('ERR_DELTA_BASE_MISMATCH', message);
   }
 }
 

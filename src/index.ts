@@ -23,7 +23,7 @@ export type { WriteProtectStatus } from './domain/qemu/write-protect-preload.js'
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { HashScanner, SCAN_RUN_PAGES } from './dirtylog/hash-scan.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';
-export { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
+export { CHANNELS_DELTA_PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
 export type { PageCodec } from './protocol/page-codecs.js';
 export {
   DEFAULT_LIMITS,
@@ -72,6 +72,7 @@ export { SwitchoverGate, GATE_RECHECK_MS } from './precopy/switchover-gate.js';
 export { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES } from './precopy/page-sender.js';
 export { DEFAULT_AUTO_CONVERGE, type AutoConvergeMode } from './precopy/auto-converge.js';
 export { AUTO_CODEC_MARGIN, AUTO_CODEC_PROBE_INTERVAL, CODEC_CHOICES, DEFAULT_CODEC, type CodecChoice } from './precopy/codec-choice.js';
+export { DEFAULT_DELTA_MODE, DELTA_MODES, type DeltaMode, type DeltaOffReason } from './precopy/delta-plan.js';
 export {
   DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB,
   DEFAULT_STALL_TIMEOUT_MS,
@@ -99,6 +100,8 @@ export {
   type PrecopyStats,
   type PrecopyDecision,
 } from './precopy/policy.js';
+export { DEFAULT_SOURCE_MEMORY_SHARE } from './precopy/source-memory.js';
+export type { SourceMemoryReport, SourceMemoryPart } from './precopy/source-memory.js';
 export type { SwitchoverReason, MigrationReport, MigrationOutcome, RoundReport, MigrationProgress, MigrationPhase, GuestLocation } from './precopy/report.js';
 export {
   acceptMigration,

@@ -41,7 +41,7 @@ export function describeRun(r: BenchRun, cell: BenchCell): string {
   const throttle = r.maxThrottlePercent ? `, throttle up to ${r.maxThrottlePercent}%` : '';
   return (
     `downtime ${msLabel(r.downtimeMs)} ms (predicted ${msLabel(r.predictedDowntimeMs)})${miss}, total ${formatDuration(r.totalMs ?? 0)}, ` +
-    `${r.rounds} rounds${throttle}${r.rawLinkBytesPerSec ? `; raw link ${formatGBps(r.rawLinkBytesPerSec)}` : ''}`
+    `${r.rounds} rounds${throttle}${r.sourceMemoryShare !== undefined ? `, source memory +${(r.sourceMemoryShare * 100).toFixed(1)}% RAM` : ''}${r.rawLinkBytesPerSec ? `; raw link ${formatGBps(r.rawLinkBytesPerSec)}` : ''}`
   );
 }
 
@@ -56,6 +56,7 @@ export function formatSummary(s: BenchSummary, wallMs: number, files: BenchFiles
     `  prediction      ${s.predictionAccurate} of ${s.predicted} within 30% or 5 ms of measured (${percentText(s.predictionAccuratePercent)})` +
       (s.medianPredictionErrorMs !== null ? `; median predicted - measured ${s.medianPredictionErrorMs.toFixed(1)} ms` : ''),
     `                  ${s.cellsPredictionAccurate} of ${s.cellsPredicted} cells with the median prediction within 30% or 5 ms of the median measured`,
+    `  source memory   ${s.maxSourceMemoryShare !== null ? `${(s.maxSourceMemoryShare * 100).toFixed(1)}% of guest RAM at most beyond the guest (page hashes, lists, buffers, delta cache; bound 10%)` : '-'}`,
     `  throughput      ${s.medianThroughputVsLink !== null ? `${s.medianThroughputVsLink.toFixed(2)} x the raw link (median page data rate over the rounds)` : '-'}`,
     `  results         ${files.json}`,
     `                  ${files.markdown}`,
@@ -131,7 +132,7 @@ function summaryMarkdown(s: BenchSummary): string[] {
 
 const ROW_AXES: readonly AxisName[] = ['dirty rate', 'budget', 'compress', 'link', 'auto-converge', 'switchover'];
 
-const STAT_COLUMNS = ['downtime ms', 'predicted ms', 'upper ms', 'in budget', 'pred. ok', 'total s', 'rounds', 'wire MiB', 'data/link', 'wire/link', 'max throttle %', 'runs'];
+const STAT_COLUMNS = ['downtime ms', 'predicted ms', 'upper ms', 'in budget', 'pred. ok', 'total s', 'rounds', 'wire MiB', 'data/link', 'wire/link', 'max throttle %', 'src mem % RAM', 'runs'];
 
 /** One table per memory size and workload; a column for each other axis that varies, the rest named in the heading. */
 function cellTablesMarkdown(cells: readonly CellResult[]): string[] {
@@ -169,6 +170,7 @@ function statCells(c: CellResult): string[] {
     spreadText(st.throughputVsLink, (x) => x.toFixed(2)),
     spreadText(st.wireVsLink, (x) => x.toFixed(2)),
     spreadText(st.maxThrottlePercent, (x) => String(round(x, 1))),
+    spreadText(st.sourceMemoryShare, (x) => (x * 100).toFixed(1)),
     st.failed > 0 ? `${st.completed} ok, ${countsText(st.errors)}` : `${st.completed}`,
   ];
 }

@@ -52,6 +52,12 @@ export interface BenchRun {
   switchover?: NonNullable<MigrationReport['switchover']>;
   /** Each round as the engine's report gives it, the stop-and-copy round last. */
   roundLog?: MigrationReport['rounds'];
+  /** The most extra memory the source held beyond the guest (the report's `memory.peakBytes`), in bytes. */
+  sourceMemoryBytes?: number;
+  /** The same as a share of guest RAM (the engine's defaults keep it within 0.1). */
+  sourceMemoryShare?: number;
+  /** What each part of it held at the peak, in bytes. */
+  sourceMemoryParts?: NonNullable<MigrationReport['memory']>['atPeak'];
 }
 
 /** Median, smallest and largest of a set of samples. */
@@ -77,6 +83,8 @@ export interface CellStats {
   bytesWire?: Spread;
   rounds?: Spread;
   maxThrottlePercent?: Spread;
+  /** Extra source memory at its peak, as a share of guest RAM. */
+  sourceMemoryShare?: Spread;
   /** Page data rate over the rounds / the raw link measured for this cell. */
   throughputVsLink?: Spread;
   /** Frame rate over the rounds / the raw link measured for this cell. */
@@ -153,6 +161,7 @@ export function cellStats(cell: BenchCell, runs: readonly BenchRun[], rawLinkByt
   put('bytesWire', spread(ok.map((r) => r.bytesWire)));
   put('rounds', spread(ok.map((r) => r.rounds)));
   put('maxThrottlePercent', spread(ok.map((r) => r.maxThrottlePercent)));
+  put('sourceMemoryShare', spread(ok.map((r) => r.sourceMemoryShare)));
   put('throughputVsLink', spread(ok.map((r) => ratio(r, r.throughputBytesPerSec))));
   put('wireVsLink', spread(ok.map((r) => ratio(r, r.wireBytesPerSec))));
   return stats;
@@ -186,6 +195,8 @@ export interface BenchSummary {
   rawLinkBytesPerSec: Spread | null;
   /** Median over completed runs of page data rate / raw link. */
   medianThroughputVsLink: number | null;
+  /** The largest extra source memory of any completed run, as a share of its guest RAM; null without one. */
+  maxSourceMemoryShare: number | null;
 }
 
 function percent(part: number, whole: number): number | null {
@@ -214,6 +225,7 @@ export function summarize(cells: readonly CellResult[]): BenchSummary {
     const perRun = c.runs.flatMap((r) => (r.rawLinkBytesPerSec !== undefined ? [r.rawLinkBytesPerSec] : []));
     return perRun.length > 0 ? perRun : c.rawLinkBytesPerSec !== undefined ? [c.rawLinkBytesPerSec] : [];
   });
+  const shares = completed.flatMap((r) => (r.sourceMemoryShare !== undefined ? [r.sourceMemoryShare] : []));
   return {
     cells: cells.length,
     runs: runs.length,
@@ -230,6 +242,7 @@ export function summarize(cells: readonly CellResult[]): BenchSummary {
     medianPredictionErrorMs: errors.length > 0 ? round(median(errors)!, 3) : null,
     rawLinkBytesPerSec: spread(links) ?? null,
     medianThroughputVsLink: ratios.length > 0 ? round(median(ratios)!, 3) : null,
+    maxSourceMemoryShare: shares.length > 0 ? Math.max(...shares) : null,
   };
 }
 
@@ -260,6 +273,11 @@ export function runFromReport(run: number, report: MigrationReport): BenchRun {
   }
   const first = pre.find((r) => !r.stopAndCopy);
   if (first && pre.length > 1) record.firstPassDirtyRateBytesPerSec = first.dirtyRateBytesPerSec;
+  if (report.memory) {
+    record.sourceMemoryBytes = report.memory.peakBytes;
+    record.sourceMemoryShare = report.memory.peakShare;
+    record.sourceMemoryParts = { ...report.memory.atPeak };
+  }
   return record;
 }
 

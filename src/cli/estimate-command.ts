@@ -20,7 +20,7 @@ export const ESTIMATE_HELP = `estimate:
   (and the guest flags, --downtime-budget, --max-rounds, --warmup, --json)`;
 
 /** Engine flags the estimate has no use for; given anyway, they are refused rather than ignored. */
-const ENGINE_FLAGS_ESTIMATE_IGNORES = ['compress', 'channels', 'auto-converge', 'max-bandwidth', 'downtime-ramp', 'stall-timeout', 'completion-timeout', 'timeout-action'] as const;
+const ENGINE_FLAGS_ESTIMATE_IGNORES = ['compress', 'delta', 'channels', 'auto-converge', 'max-bandwidth', 'downtime-ramp', 'stall-timeout', 'completion-timeout', 'timeout-action'] as const;
 
 /** Runs `livemig estimate`; returns the exit status. */
 export async function runEstimate(args: string[]): Promise<number> {

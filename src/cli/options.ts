@@ -7,6 +7,7 @@ import { DEFAULT_SIM_CONFIG, validateSimConfig, WORKLOADS, type SimGuestConfig, 
 import { InvalidArgumentError } from '../errors.js';
 import { DEFAULT_MAX_CHANNELS } from '../protocol/limits.js';
 import { CODEC_CHOICES, DEFAULT_CODEC } from '../precopy/codec-choice.js';
+import { DEFAULT_DELTA_MODE, DELTA_MODES } from '../precopy/delta-plan.js';
 import type { MigrateOptions } from '../precopy/migrate-options.js';
 import type { DowntimeRamp } from '../precopy/policy.js';
 import { DEFAULT_DOWNTIME_BUDGET_MS } from '../precopy/policy.js';
@@ -24,6 +25,7 @@ export const GUEST_AND_ENGINE_FLAGS = {
   'max-rounds': { type: 'string' },
   switchover: { type: 'string' },
   compress: { type: 'string' },
+  delta: { type: 'string' },
   channels: { type: 'string' },
   'auto-converge': { type: 'string' },
   'max-bandwidth': { type: 'string' },
@@ -50,6 +52,9 @@ Engine:
                          shortens it (within a fifth more time), or stop at once (default best)
   --compress CODEC       auto | lz4 | none: auto compresses the batches where it pays
                          (a link slower than lz4, pages that shrink) (default ${DEFAULT_CODEC})
+  --delta MODE           auto | on | off: send pages sent again as the bytes that changed
+                         since (auto: on behind --max-bandwidth while the pages sent again
+                         fit the cache) (default ${DEFAULT_DELTA_MODE})
   --channels N           page channels: N more connections, each with a worker thread per
                          side (default 1: pages on the one connection)
   --auto-converge MODE   off | on | auto: slow the guest when it outruns the link (default auto)
@@ -89,6 +94,7 @@ export function guestConfigFromFlags(values: Values): SimGuestConfig {
 export function engineOptionsFromFlags(values: Values): MigrateOptions {
   const codec = oneOf(values.compress ?? DEFAULT_CODEC, '--compress', CODEC_CHOICES);
   const options: MigrateOptions = { codec };
+  if (values.delta !== undefined) options.delta = oneOf(values.delta, '--delta', DELTA_MODES);
   if (values['downtime-budget'] !== undefined) options.downtimeBudgetMs = parsePositiveDuration(values['downtime-budget'], '--downtime-budget');
   if (values.channels !== undefined) options.channels = parseInteger(values.channels, '--channels', 1, DEFAULT_MAX_CHANNELS);
   if (values['max-rounds'] !== undefined) options.maxRounds = parseInteger(values['max-rounds'], '--max-rounds', 1, 10_000);

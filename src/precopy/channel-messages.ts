@@ -16,12 +16,17 @@ export interface SourceWorkerData {
   dataPagesPerBatch: number;
   /** Frame buffers the worker owns; each frame in flight holds one until the main thread returns it. */
   buffers: number;
+  /** The delta cache's slots (`DeltaCache.data`), when the migration sends deltas. */
+  deltaCache?: SharedArrayBuffer;
 }
 
 /** Main thread to source worker. */
 export type SourceWorkerRequest =
-  /** Gather, frame and hand back the pages `pfns` as batches of `round`. */
-  | { kind: 'job'; round: number; pfns: Uint32Array }
+  /**
+   * Gather, frame and hand back the pages `pfns` as batches of `round`; with `codes`, the delta
+   * cache's slot code of each page (`DeltaCache.assign`).
+   */
+  | { kind: 'job'; round: number; pfns: Uint32Array; codes?: Int32Array }
   /** A frame buffer the main thread has finished sending, back for reuse. */
   | { kind: 'buffer'; buffer: ArrayBuffer };
 
@@ -39,6 +44,8 @@ export type SourceWorkerReply =
       dataPfns: Uint32Array;
       hashes: Uint32Array;
       zeroPfns: Uint32Array;
+      /** Pages of the batch sent as deltas; present for a `delta` batch. */
+      deltas?: number;
     }
   /** Every batch of the job with `pages` pages has been handed back. */
   | { kind: 'job-done'; pages: number }
@@ -55,6 +62,8 @@ export interface TargetWorkerData {
    * round 0 need no write (each page comes once per round).
    */
   freshUntilRound1: boolean;
+  /** The migration's version takes `delta` batches (docs/protocol.md §5): their bases are read from guest memory. */
+  delta: boolean;
 }
 
 /** Main thread to target worker: one frame received on the channel. */

@@ -11,10 +11,13 @@ import { openGuestMemory } from '../domain/guest-memory.js';
 import { asMigrationError } from '../errors.js';
 import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
+import { deltaMaxPayloadBytes } from '../protocol/page-codec-delta.js';
 import { pagePayloadCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, hashPage } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
+import { NO_SLOT } from './delta-cache.js';
+import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
 
 const data = workerData as SourceWorkerData;
 const port = parentPort!;
@@ -25,7 +28,12 @@ const perBatch = data.dataPagesPerBatch;
 const rawBytes = perBatch * pageSize;
 /** Where a compressing codec's input is gathered: compression runs on this thread, one batch at a time. */
 const gather = codec.payloadIsRaw ? undefined : Buffer.allocUnsafe(rawBytes);
-const slotBytes = PAGES_HEADER_RESERVE_BYTES + (codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes));
+const slotBytes = PAGES_HEADER_RESERVE_BYTES + Math.max(codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes), data.deltaCache ? deltaMaxPayloadBytes(rawBytes) : 0);
+/** The delta cache's slots, and where a `delta` payload is written before it is copied into its frame. */
+const deltaSlots = data.deltaCache ? new Uint8Array(data.deltaCache) : undefined;
+const deltaOut = data.deltaCache ? Buffer.allocUnsafe(deltaMaxPayloadBytes(rawBytes)) : undefined;
+/** The slot code of each data page gathered, in order. */
+const dataCodes = new Int32Array(perBatch);
 const free: ArrayBuffer[] = Array.from({ length: data.buffers }, () => new ArrayBuffer(slotBytes));
 let bufferReturned: (() => void) | undefined;
 const zero = Buffer.alloc(pageSize);
@@ -54,7 +62,7 @@ function runAt(pfns: Uint32Array, i: number, max: number): number {
   return n;
 }
 
-async function runJob(round: number, pfns: Uint32Array): Promise<void> {
+async function runJob(round: number, pfns: Uint32Array, codes: Int32Array | undefined): Promise<void> {
   let slot: Buffer | undefined;
   let dataCount = 0;
   let zeroCount = 0;
@@ -75,6 +83,7 @@ async function runJob(round: number, pfns: Uint32Array): Promise<void> {
       const to = base + dataCount * pageSize;
       src.copy(into, to, from, from + pageSize);
       hashes[dataCount] = hashPage(into, to, pageSize);
+      dataCodes[dataCount] = codes ? codes[i + k]! : NO_SLOT;
       dataPfns[dataCount++] = pfns[i + k]!;
     }
     i += n;
@@ -94,15 +103,25 @@ async function runJob(round: number, pfns: Uint32Array): Promise<void> {
 function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: number): void {
   const rawLength = dataCount * pageSize;
   let payloadLength = rawLength;
-  if (gather && dataCount > 0) {
-    payloadLength = codec.encodeSync(gather.subarray(0, rawLength), slot.subarray(PAGES_HEADER_RESERVE_BYTES));
+  let deltas: number | undefined;
+  const gathered = gather ?? slot;
+  const at = gather ? 0 : PAGES_HEADER_RESERVE_BYTES;
+  if (deltaSlots && deltaOut && anyBase(dataCodes, dataCount)) {
+    // Encoded aside and copied in: a page that goes whole takes a byte more than it was gathered in.
+    const encoded = encodeDeltaBatch(gathered, at, dataCount, dataCodes, deltaSlots, deltaOut, 0, pageSize);
+    deltaOut.copy(slot, PAGES_HEADER_RESERVE_BYTES, 0, encoded.length);
+    payloadLength = encoded.length;
+    deltas = encoded.deltas;
+  } else {
+    if (deltaSlots) storeInSlots(gathered, at, dataCount, dataCodes, deltaSlots, pageSize);
+    if (gather && dataCount > 0) payloadLength = codec.encodeSync(gather.subarray(0, rawLength), slot.subarray(PAGES_HEADER_RESERVE_BYTES));
   }
   const header = {
     round,
     seq,
     pages: writePageNumbers(dataPfns, dataCount),
     zeros: writePageNumbers(zeroPfns, zeroCount),
-    codec: dataCount > 0 ? data.codec : ('none' as const),
+    codec: deltas !== undefined ? ('delta' as const) : dataCount > 0 ? data.codec : ('none' as const),
     rawLength,
     checksum: batchChecksum(hashes.subarray(0, dataCount), seq),
   };
@@ -118,6 +137,7 @@ function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: num
       dataPfns: dataPfns.slice(0, dataCount),
       hashes: hashes.slice(0, dataCount),
       zeroPfns: zeroPfns.slice(0, zeroCount),
+      deltas,
     },
     [buffer],
   );
@@ -133,7 +153,7 @@ port.on('message', (message: SourceWorkerRequest) => {
   queue = queue.then(async () => {
     if (failed) return;
     try {
-      await runJob(message.round, message.pfns);
+      await runJob(message.round, message.pfns, message.codes);
     } catch (err) {
       failed = true;
       const error = asMigrationError(err, 'ERR_DOMAIN_FAILED');

@@ -40,7 +40,8 @@ async function write(record: PagesRecord): Promise<void> {
   const zeros = readPageNumbers(record.zeros);
   checkInRange(pfns);
   checkInRange(zeros);
-  const raw = await decodePagesPayload(record);
+  // A delta's base is what guest memory holds of the page now: earlier rounds wrote it.
+  const raw = await decodePagesPayload(record, data.delta ? { pfns, readPages: (p, dst) => memory.readPages(p, dst) } : undefined);
   const batchHashes = hashes.subarray(0, pfns.length);
   for (let i = 0; i < pfns.length; i++) batchHashes[i] = hashPage(raw, i * pageSize, pageSize);
   const sum = batchChecksum(batchHashes, record.seq);

@@ -23,16 +23,18 @@ import {
   TimeoutError,
   UnexpectedRecordError,
 } from '../errors.js';
-import { decodeFrame, encodeRecord } from '../protocol/codec.js';
+import { decodeFrame, encodeRecord, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import type { ProtocolLimits } from '../protocol/limits.js';
-import type { PageCodec } from '../protocol/page-codecs.js';
+import { deltaMaxPayloadBytes } from '../protocol/page-codec-delta.js';
+import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import type { PageDigest } from '../protocol/page-digest.js';
 import { sourceChannelTransition, type SourceChannelState } from '../protocol/receiver-state.js';
 import type { Transport } from '../transport/transport.js';
 import { withDeadline } from '../util/deadline.js';
 import type { SendPacer } from './bandwidth-cap.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
-import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, type PageSender, type SenderCounters } from './page-sender.js';
+import type { DeltaCache } from './delta-cache.js';
+import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, type DeltaCounters, type PageSender, type SenderCounters } from './page-sender.js';
 
 /**
  * Pages handed to one channel's worker and not yet framed, beyond which `sendPages` waits: two
@@ -54,6 +56,8 @@ export interface PageSink {
   /** Batches sent in all, over every channel. */
   readonly seq: number;
   readonly counters: SenderCounters;
+  /** What went as deltas, over every connection. */
+  readonly deltaCounters: DeltaCounters;
   /** Says how many pages the round about to be sent has (page channels choose where it goes). */
   startRound?(pages: number): void;
   sendPages(round: number, pfns: Uint32Array): Promise<void>;
@@ -74,6 +78,8 @@ export interface ChannelSenderOptions {
   limits?: Partial<ProtocolLimits>;
   /** Called once, at the first failure of any channel, so the engine can stop waiting on the control link. */
   onFailure: (error: MigrationError) => void;
+  /** The cache pages sent again are encoded against, when the target takes deltas. @default none */
+  deltaCache?: DeltaCache;
 }
 
 /** One page channel as the main thread sees it. */
@@ -102,6 +108,7 @@ class SourceChannel {
 export class ChannelSender implements PageSink {
   /** What the channels sent; {@link counters} adds the control connection's. */
   private readonly own: SenderCounters = { pages: 0, zeroPages: 0, bytesRaw: 0, bytesWire: 0 };
+  private readonly ownDelta: DeltaCounters = { batches: 0, pages: 0, bytesRaw: 0, wholePages: 0 };
   /** Whether the round being sent goes on the channels (else on the control connection). */
   private onChannels = true;
   /** The first failure of any channel; every later call rethrows it. */
@@ -116,6 +123,8 @@ export class ChannelSender implements PageSink {
     private readonly digest: PageDigest,
     private readonly control: PageSender,
     private readonly options: ChannelSenderOptions,
+    /** Bytes the workers' frame and gather buffers hold, all channels together. */
+    readonly bufferBytes: number,
   ) {
     this.channels = transports.map((t, i) => new SourceChannel(i, t, workers[i]!));
     for (const channel of this.channels) this.watch(channel);
@@ -141,6 +150,7 @@ export class ChannelSender implements PageSink {
       codec: options.codec,
       dataPagesPerBatch: options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH,
       buffers: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
+      deltaCache: options.deltaCache?.data,
     };
     const workers = transports.map(() => new Worker(new URL('./channel-worker.js', import.meta.url), { workerData, execArgv: [] }));
     try {
@@ -150,7 +160,7 @@ export class ChannelSender implements PageSink {
       for (const w of workers) void w.terminate();
       throw err;
     }
-    return new ChannelSender(transports, workers, digest, control, options);
+    return new ChannelSender(transports, workers, digest, control, options, transports.length * workerBufferBytes(workerData));
   }
 
   /** Batches sent on the control connection and every channel. */
@@ -164,6 +174,12 @@ export class ChannelSender implements PageSink {
     const c = this.control.counters;
     const o = this.own;
     return { pages: c.pages + o.pages, zeroPages: c.zeroPages + o.zeroPages, bytesRaw: c.bytesRaw + o.bytesRaw, bytesWire: c.bytesWire + o.bytesWire };
+  }
+
+  get deltaCounters(): DeltaCounters {
+    const c = this.control.deltaCounters;
+    const o = this.ownDelta;
+    return { batches: c.batches + o.batches, pages: c.pages + o.pages, bytesRaw: c.bytesRaw + o.bytesRaw, wholePages: c.wholePages + o.wholePages };
   }
 
   startRound(pages: number): void {
@@ -195,7 +211,8 @@ export class ChannelSender implements PageSink {
     target.queuedPages += pfns.length;
     // A copy of just these pages: posting a view would copy the whole list it views.
     const own = pfns.slice();
-    target.post({ kind: 'job', round, pfns: own }, [own.buffer]);
+    const codes = this.options.deltaCache?.enabled && round > 0 ? this.options.deltaCache.assign(round, own) : undefined;
+    target.post({ kind: 'job', round, pfns: own, codes }, codes ? [own.buffer, codes.buffer as ArrayBuffer] : [own.buffer]);
     while (!this.failure && Math.min(...this.channels.map((c) => c.queuedPages)) >= CHANNEL_QUEUE_PAGES) await this.progress();
     this.throwIfFailed();
   }
@@ -304,6 +321,14 @@ export class ChannelSender implements PageSink {
     const { dataPfns, hashes, zeroPfns } = reply;
     for (let i = 0; i < dataPfns.length; i++) this.digest.set(dataPfns[i]!, hashes[i]!);
     for (let i = 0; i < zeroPfns.length; i++) this.digest.zero(zeroPfns[i]!);
+    const cache = this.options.deltaCache;
+    if (cache) for (let i = 0; i < zeroPfns.length; i++) cache.drop(zeroPfns[i]!);
+    if (reply.deltas !== undefined) {
+      this.ownDelta.batches++;
+      this.ownDelta.pages += reply.deltas;
+      this.ownDelta.bytesRaw += reply.deltas * this.digest.pageSize;
+      this.ownDelta.wholePages += dataPfns.length - reply.deltas;
+    }
     this.own.pages += dataPfns.length + zeroPfns.length;
     this.own.zeroPages += zeroPfns.length;
     this.own.bytesRaw += dataPfns.length * this.digest.pageSize;
@@ -329,6 +354,16 @@ export class ChannelSender implements PageSink {
     if (cap) channel.chain = channel.chain.then(() => cap.take(frame.length)).then(handOver, (err: unknown) => this.fail(asMigrationError(err)));
     else handOver();
   }
+}
+
+/** Bytes one source channel worker allocates for its frames and, with a compressing codec, its gathering. */
+export function workerBufferBytes(data: SourceWorkerData): number {
+  const codec = pagePayloadCodec(data.codec);
+  const rawBytes = data.dataPagesPerBatch * data.pageSize;
+  const delta = data.deltaCache ? deltaMaxPayloadBytes(rawBytes) : 0;
+  const slotBytes = PAGES_HEADER_RESERVE_BYTES + Math.max(codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes), delta);
+  // With deltas, one more buffer: where a delta payload is encoded before it is copied into its frame.
+  return data.buffers * slotBytes + (codec.payloadIsRaw ? 0 : rawBytes) + delta;
 }
 
 /** Sends `channel-hello` on `transport` and waits for the target's `channel-ready`. */

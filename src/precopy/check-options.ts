@@ -11,12 +11,17 @@ import { MAX_TEXT_FIELD_CHARS } from '../protocol/field-checks.js';
 import { DEFAULT_MAX_CHANNELS } from '../protocol/limits.js';
 import { MAX_TIMER_MS } from '../util/deadline.js';
 import { CODEC_CHOICES } from './codec-choice.js';
+import { DELTA_MODES } from './delta-plan.js';
 import { SwitchoverCalibration } from './switchover-calibration.js';
 import { type MigrateOptions } from './migrate-options.js';
 
 /** Throws InvalidArgumentError naming the first option out of range. Absent options are fine. */
 export function checkMigrateOptions(o: MigrateOptions): void {
   oneOf('codec', o.codec, CODEC_CHOICES);
+  oneOf('delta', o.delta, DELTA_MODES);
+  if (o.deltaCacheBytes !== undefined && !(Number.isSafeInteger(o.deltaCacheBytes) && o.deltaCacheBytes >= 0)) {
+    throw new InvalidArgumentError(`deltaCacheBytes must be a whole number of bytes, 0 or more, got ${String(o.deltaCacheBytes)}`);
+  }
   oneOf('autoConverge', o.autoConverge, ['off', 'on', 'auto']);
   oneOf('timeoutAction', o.timeoutAction, ['abort', 'force-switchover']);
   oneOf('switchover', o.switchover, ['best', 'first-fit']);

@@ -89,6 +89,7 @@ export class IncomingChannels {
     domain: TargetDomain,
     private readonly digest: PageDigest,
     limits: ProtocolLimits,
+    delta = false,
   ) {
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => undefined);
@@ -99,6 +100,7 @@ export class IncomingChannels {
       pageCount: domain.pageCount,
       limits,
       freshUntilRound1: memory.kind === 'shared',
+      delta,
     };
   }
 
@@ -199,9 +201,9 @@ export class IncomingChannels {
         if (this.sealed) throw new UnexpectedRecordError(`page channel ${channel.index} carried a record after "complete"`);
         channel.inWorker++;
         // The worker gets a copy of just the frame, whose memory it then owns. The transport's
-        // memory is never transferred: a frame that looked like the sole user of its buffer was
-        // seen detached under the WebSocket reader, which crashed the agent.
-        const own = frame.slice();
+        // memory is never transferred: it may hold other frames the WebSocket reader has yet to
+        // hand out. Not `frame.slice()`: on a Buffer, which the transport gives, that is a view.
+        const own = new Uint8Array(frame);
         channel.worker.postMessage({ frame: own }, [own.buffer as ArrayBuffer]);
       }
     } catch (err) {

@@ -30,8 +30,12 @@ import { batchChecksum, hashPage, PageDigest, switchoverDigest } from '../protoc
 import { readPageNumbers } from '../protocol/page-list.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import {
+  CHANNELS_DELTA_PROTOCOL_VERSION,
   CHANNELS_PROTOCOL_VERSION,
+  DELTA_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
+  versionHasChannels,
+  versionHasDelta,
   type HelloRecord,
   type MigrationRecord,
   type PagesRecord,
@@ -79,6 +83,11 @@ export interface IncomingOptions {
    * (the livemig command turns it on), else none
    */
   collectGarbage?: (() => void) | null;
+  /**
+   * Take pages sent again as deltas against the copy held here (the `delta` encoding of
+   * docs/protocol.md §5, versions 4 and 5), when the source offers it. @default true
+   */
+  delta?: boolean;
 }
 
 /** How an incoming migration ended. */
@@ -141,6 +150,8 @@ class IncomingMigration {
   /** The page channels, when version 3 was chosen. */
   private channels: IncomingChannels | undefined;
   private nextSeq = 0;
+  /** The version chosen in `ready`. */
+  private version = PROTOCOL_VERSION;
   private pages = 0;
   private resumed = false;
   /** The memory digest once "complete" checked out. */
@@ -230,9 +241,10 @@ class IncomingMigration {
   private async accept(): Promise<void> {
     this.move('hello');
     const hello = this.hello;
-    if (!hello.versions.includes(PROTOCOL_VERSION) && !hello.versions.includes(CHANNELS_PROTOCOL_VERSION)) {
+    const spoken = [PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, CHANNELS_DELTA_PROTOCOL_VERSION];
+    if (!hello.versions.some((v) => spoken.includes(v))) {
       throw new UnsupportedVersionError(
-        `the source speaks protocol versions ${hello.versions.join(', ')}; this target speaks ${PROTOCOL_VERSION}`,
+        `the source speaks protocol versions ${hello.versions.join(', ')}; this target speaks ${spoken.join(', ')}`,
       );
     }
     const d = hello.domain;
@@ -247,13 +259,19 @@ class IncomingMigration {
     this.options.onDomain?.(this.domain, this.id);
     this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
     const hub = this.options.channelHub;
-    // Channels need a hub to join through and memory the workers can write.
-    const channelled = hub !== undefined && hello.versions.includes(CHANNELS_PROTOCOL_VERSION) && this.domain.memory().kind !== 'none';
-    if (channelled) {
-      this.channels = new IncomingChannels(this.domain, this.digest, this.limits);
-      hub.add(this.id, this.channels);
+    // Channels need a hub to join through and memory the workers can write; the highest version
+    // offered of those this target can keep to is chosen.
+    const channelsPossible = hub !== undefined && this.domain.memory().kind !== 'none';
+    const deltaPossible = this.options.delta ?? true;
+    const version = Math.max(
+      ...hello.versions.filter((v) => spoken.includes(v) && (!versionHasChannels(v) || channelsPossible) && (!versionHasDelta(v) || deltaPossible)),
+      PROTOCOL_VERSION,
+    );
+    this.version = version;
+    if (versionHasChannels(version)) {
+      this.channels = new IncomingChannels(this.domain, this.digest, this.limits, versionHasDelta(version));
+      hub!.add(this.id, this.channels);
     }
-    const version = channelled ? CHANNELS_PROTOCOL_VERSION : PROTOCOL_VERSION;
     await this.transport.send(encodeRecord({ type: 'ready', version, migrationId: this.id }));
   }
 
@@ -359,7 +377,9 @@ class IncomingMigration {
     const zeros = readPageNumbers(record.zeros);
     checkInRange(pfns, domain.pageCount);
     checkInRange(zeros, domain.pageCount);
-    const raw = await decodePagesPayload(record);
+    // A delta's base is what this domain holds of the page now.
+    const bases = versionHasDelta(this.version) ? { pfns, readPages: (p: Uint32Array, dst: Uint8Array) => domain.readPages(p, dst) } : undefined;
+    const raw = await decodePagesPayload(record, bases);
     // Each page is hashed once: its hash makes the batch's checksum and goes into the digest.
     const hashes = this.batchHashes.subarray(0, pfns.length);
     for (let i = 0; i < pfns.length; i++) hashes[i] = hashPage(raw, i * pageSize, pageSize);

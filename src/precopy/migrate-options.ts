@@ -5,6 +5,7 @@ import type { StatusRecord } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import type { AutoConvergeMode } from './auto-converge.js';
 import type { CodecChoice } from './codec-choice.js';
+import type { DeltaMode } from './delta-plan.js';
 import type { DowntimeRamp, PrecopyPolicy, SwitchoverMode } from './policy.js';
 import type { TimeoutAction } from './progress-watchdog.js';
 import type { MigrationProgress, MigrationReport } from './report.js';
@@ -126,6 +127,20 @@ export interface MigrateOptions {
   verify?: boolean;
   /** Destroy the source domain once the guest runs on the target. @default true */
   destroySource?: boolean;
+  /**
+   * Send pages again as their changes against the copy the target holds (the `delta` encoding,
+   * docs/protocol.md §5): `on`, `off`, or `auto`, on behind a bandwidth cap
+   * (`maxBandwidthBytesPerSec`) and off without one. Deltas need a target that takes them
+   * (versions 4 and 5) and a cache within the memory bound; `report.delta` says whether they ran
+   * and why not. @default DEFAULT_DELTA_MODE
+   */
+  delta?: DeltaMode;
+  /**
+   * Bytes of the cache pages sent again are encoded against. A cache that does not fit within a
+   * tenth of guest RAM beside everything else the source holds turns deltas off.
+   * @default what that bound leaves
+   */
+  deltaCacheBytes?: number;
   /** Data pages per batch. @default DEFAULT_DATA_PAGES_PER_BATCH */
   dataPagesPerBatch?: number;
   /** Batches in flight. @default DEFAULT_MAX_IN_FLIGHT_BATCHES */

@@ -6,23 +6,34 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { dirtyBitmapBytes } from '../dirtylog/dirty-bitmap.js';
 import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
 import type { SourceDomain } from '../domain/backend.js';
 import { MigrationError, UnexpectedRecordError } from '../errors.js';
+import { PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { PageDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
-import { CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION, type MigrationRecord, type PageCodec } from '../protocol/records.js';
+import {
+  CHANNELS_DELTA_PROTOCOL_VERSION,
+  CHANNELS_PROTOCOL_VERSION,
+  DELTA_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+  type MigrationRecord,
+  type PageCodec,
+} from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { collectorFrom } from '../util/gc.js';
 import { roundTo } from '../util/stats.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
 import { BandwidthCap, pacerOf, type SendPacer } from './bandwidth-cap.js';
-import { type ChannelSender, type PageSink } from './channels.js';
+import { type ChannelSender, type PageSink, workerBufferBytes } from './channels.js';
+import type { DeltaCache } from './delta-cache.js';
+import { DEFAULT_DELTA_MODE, deltaBufferBytes, planDelta, type DeltaPlan } from './delta-plan.js';
 import { DEFAULT_CODEC, type CodecChoice } from './codec-choice.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
-import { PageSender } from './page-sender.js';
+import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender, WIRE_SAMPLE_RUN_PAGES } from './page-sender.js';
 import {
   DEFAULT_DOWNTIME_BUDGET_MS,
   defaultPolicy,
@@ -33,6 +44,7 @@ import {
 import { DEFAULT_COMPLETION_TIMEOUT_MS_PER_GIB, DEFAULT_STALL_TIMEOUT_MS, DEFAULT_TIMEOUT_ACTION, ProgressWatchdog } from './progress-watchdog.js';
 import { type MigrateOptions } from './migrate-options.js';
 import { RecordInbox } from './record-inbox.js';
+import { batchPagesWithin, SEND_BUFFER_SHARE_OF_BOUND, SourceMemoryLedger } from './source-memory.js';
 import { SwitchoverCalibration } from './switchover-calibration.js';
 import { GateSeat } from './switchover-gate.js';
 import type { MigrationPhase, MigrationProgress, MigrationReport, RoundReport } from './report.js';
@@ -73,6 +85,16 @@ export abstract class MigrationState {
   /** The pause model: rounds, round trips and the calibration it learns from. */
   protected readonly model: DowntimeModel;
   protected sender: PageSink;
+  /** The control connection's sender (page channels send beside it). */
+  protected readonly controlSender: PageSender;
+  /** Data pages per batch: as asked, or the default, smaller for a guest too small for its buffers. */
+  protected readonly dataPagesPerBatch: number;
+  /** The extra memory this migration holds on the source, part by part. */
+  protected readonly memory: SourceMemoryLedger;
+  /** Whether to offer deltas, and with how many cache slots (before the target's answer). */
+  protected readonly deltaPlan: DeltaPlan;
+  /** The cache of pages as last sent, once the target took deltas. */
+  protected deltaCache: DeltaCache | undefined;
   /** The cap on the sending rate, shared by every connection that carries pages. */
   protected readonly cap: BandwidthCap | undefined;
   /** This migration's place at its host's switchover gate, if it was given one. */
@@ -133,13 +155,20 @@ export abstract class MigrationState {
     this.seat = options.switchoverGate ? new GateSeat(options.switchoverGate, this.id, () => this.gateStopReason()) : undefined;
     // The gate last: a frame the cap let go still waits out another migration's pause.
     this.pacer = pacerOf(this.cap, this.seat);
-    this.sender = new PageSender(domain, transport, this.sentDigest, {
+    this.memory = new SourceMemoryLedger(d.memoryBytes);
+    this.memory.set('pageHashes', this.sentDigest.hashes.byteLength);
+    if (domain.dirtyTracking === 'scan') this.memory.set('scanTable', domain.pageCount * Uint32Array.BYTES_PER_ELEMENT);
+    else this.memory.set('dirtyLog', dirtyBitmapBytes(domain.pageCount));
+    this.dataPagesPerBatch = options.dataPagesPerBatch ?? this.defaultBatchPages();
+    this.controlSender = new PageSender(domain, transport, this.sentDigest, {
       codec: this.codecChoice,
       capBytesPerSec: options.maxBandwidthBytesPerSec,
-      dataPagesPerBatch: options.dataPagesPerBatch,
+      dataPagesPerBatch: this.dataPagesPerBatch,
       maxInFlight: options.maxInFlight,
       cap: this.pacer,
     });
+    this.sender = this.controlSender;
+    this.deltaPlan = this.planDelta();
     this.throttle = new ThrottleController(options.autoConverge ?? DEFAULT_AUTO_CONVERGE);
     this.watchdog = new ProgressWatchdog(
       this.start,
@@ -175,6 +204,50 @@ export abstract class MigrationState {
       start: this.start,
       setPhase: (phase) => this.setPhase(phase),
     });
+  }
+
+  /**
+   * The default batch size, shrunk where the batch buffers of the control connection and of every
+   * page channel would take more than their share of the memory bound (a guest of under about
+   * 200 MiB with a compressing codec): each buffer holds a batch, twice with a compressing codec.
+   */
+  private defaultBatchPages(): number {
+    const inFlight = this.options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
+    const channels = (this.options.channels ?? 1) > 1 ? this.options.channels! : 0;
+    // A channel's worker holds its frame buffers and, when it compresses, one to gather into.
+    const buffers = inFlight + channels * (inFlight + 1);
+    const factor = this.codecChoice === 'none' ? 1 : 2;
+    return batchPagesWithin(this.memory.boundBytes * SEND_BUFFER_SHARE_OF_BOUND, buffers, factor, this.pageSize, DEFAULT_DATA_PAGES_PER_BATCH);
+  }
+
+  /**
+   * Deltas as the options ask, with the cache that fits the memory bound beside the rest at its
+   * peak: the hashes and dirty log counted already, round 0's list of every page, and every batch
+   * buffer the senders may allocate (with the room deltas add to them).
+   */
+  private planDelta(): DeltaPlan {
+    const o = this.options;
+    const inFlight = o.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
+    const channels = (o.channels ?? 1) > 1 ? o.channels! : 0;
+    const rawBytes = this.dataPagesPerBatch * this.pageSize;
+    const control = inFlight * (PAGES_HEADER_RESERVE_BYTES + rawBytes) * (this.codecChoice === 'none' ? 1 : 2) + 2 * WIRE_SAMPLE_RUN_PAGES * this.pageSize;
+    const workers = channels * workerBufferBytes({ memory: { kind: 'none' }, pageSize: this.pageSize, codec: this.channelCodec(), dataPagesPerBatch: this.dataPagesPerBatch, buffers: inFlight });
+    return planDelta({
+      mode: o.delta ?? DEFAULT_DELTA_MODE,
+      capBytesPerSec: o.maxBandwidthBytesPerSec,
+      cacheBytes: o.deltaCacheBytes,
+      pageSize: this.pageSize,
+      pageCount: this.domain.pageCount,
+      boundBytes: this.memory.boundBytes,
+      otherBytes: this.memory.bytes + this.domain.pageCount * Uint32Array.BYTES_PER_ELEMENT + control + workers,
+      bufferBytes: deltaBufferBytes(inFlight * (1 + channels) + channels, this.dataPagesPerBatch, this.pageSize),
+    });
+  }
+
+  /** Brings the ledger's buffer parts up to date (they grow as buffers are first used). */
+  protected noteBuffers(): void {
+    this.memory.set('sendBuffers', this.controlSender.bufferBytes);
+    if (this.channelSender) this.memory.set('channelBuffers', this.channelSender.bufferBytes);
   }
 
   protected budgetMs(): number {
@@ -241,6 +314,8 @@ export abstract class MigrationState {
 
   protected setPhase(phase: MigrationPhase): void {
     this.phase = phase;
+    // The check of the paused copy hashes a log-tracked guest's memory again, a hash a page.
+    if (phase === 'verify' && this.domain.dirtyTracking !== 'scan') this.memory.set('verification', this.domain.pageCount * Uint32Array.BYTES_PER_ELEMENT);
     this.emitProgress();
   }
 
@@ -315,9 +390,15 @@ export abstract class MigrationState {
     return this.options.maxBandwidthBytesPerSec !== undefined ? 'lz4' : 'none';
   }
 
-  /** The versions `hello` offers: version 3 only when page channels are asked for. */
+  /**
+   * The versions `hello` offers, highest first: 3 (and 5) only when page channels are asked for,
+   * 4 (and 5) only when deltas may be sent.
+   */
   protected offeredVersions(): number[] {
-    return (this.options.channels ?? 1) > 1 ? [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
+    const channels = (this.options.channels ?? 1) > 1;
+    const delta = this.deltaPlan.on;
+    if (channels) return delta ? [CHANNELS_DELTA_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION];
+    return delta ? [DELTA_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];
   }
 
   /** The estimates the policy sees once `dirtyPages` are known to be dirty. */

@@ -24,12 +24,14 @@ import {
 import { encodeRecord } from '../protocol/codec.js';
 import { switchoverDigest } from '../protocol/page-digest.js';
 import { sourceTransition } from '../protocol/receiver-state.js';
-import { CHANNELS_PROTOCOL_VERSION } from '../protocol/records.js';
+import { versionHasChannels, versionHasDelta } from '../protocol/records.js';
 import type { Transport } from '../transport/transport.js';
 import { armLoopGuard } from '../util/loop-guard.js';
 import { roundTo } from '../util/stats.js';
 import { openChannels } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
+import { DeltaCache } from './delta-cache.js';
+import { DEFAULT_DELTA_MODE } from './delta-plan.js';
 import { mergeIntoRuns } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import { roundTimeAt } from './policy.js';
@@ -117,6 +119,9 @@ class SourceMigration extends PrecopyRounds {
       this.report.bytesRaw = this.sender.counters.bytesRaw;
       this.report.bytesWire = this.wireBytesSent();
       this.report.maxThrottlePercent = this.throttle.maxPercent;
+      this.noteBuffers();
+      this.report.memory = this.memory.report();
+      this.report.delta = this.deltaReport();
       this.setPhase('done');
     }
   }
@@ -148,7 +153,12 @@ class SourceMigration extends PrecopyRounds {
     const guest = this.options.guest;
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
-    if (ready.version === CHANNELS_PROTOCOL_VERSION) await this.openPageChannels(timeoutMs);
+    if (this.deltaPlan.on && versionHasDelta(ready.version)) {
+      this.deltaCache = new DeltaCache(this.deltaPlan.slots, this.pageSize, this.domain.pageCount);
+      this.memory.set('deltaCache', this.deltaCache.bytes);
+      this.controlSender.useDelta(this.deltaCache);
+    }
+    if (versionHasChannels(ready.version)) await this.openPageChannels(timeoutMs);
   }
 
   /**
@@ -291,17 +301,27 @@ class SourceMigration extends PrecopyRounds {
     return this.inbox.failure?.code === 'ERR_PEER_ABORTED' ? this.inbox.failure : error;
   }
 
+  /** What `report.delta` says: whether deltas ran (or why not) and what went as deltas. */
+  private deltaReport(): NonNullable<MigrationReport['delta']> {
+    const mode = this.options.delta ?? DEFAULT_DELTA_MODE;
+    const counters = this.sender.deltaCounters;
+    const cache = this.deltaCache;
+    const why = cache ? (cache.enabled ? undefined : 'cache-too-small') : this.deltaPlan.on ? 'target' : this.deltaPlan.why;
+    return { mode, on: cache?.enabled === true, ...(why ? { why } : {}), cacheBytes: cache?.bytes ?? 0, ...counters };
+  }
+
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
       migrationId: this.id,
       codec: this.channelCodec(),
-      dataPagesPerBatch: this.options.dataPagesPerBatch,
+      dataPagesPerBatch: this.dataPagesPerBatch,
       maxInFlight: this.options.maxInFlight,
       cap: this.pacer,
       timeoutMs,
       limits: this.options.limits,
       onFailure: () => this.inbox?.interrupt(),
+      deltaCache: this.deltaCache,
     });
     this.sender = this.channelSender;
     this.report.channels = this.options.channels;

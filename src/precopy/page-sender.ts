@@ -18,12 +18,15 @@ import { InvalidArgumentError } from '../errors.js';
 import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
 import type { PagePayloadCodec } from '../protocol/page-codec.js';
+import { deltaMaxPayloadBytes, writeDeltaEntry } from '../protocol/page-codec-delta.js';
 import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
 import type { SendPacer } from './bandwidth-cap.js';
 import { CodecChooser, type CodecChoice } from './codec-choice.js';
+import type { DeltaCache } from './delta-cache.js';
+import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -70,11 +73,23 @@ export interface SenderCounters {
   bytesWire: number;
 }
 
+/** Counters of the `delta` encoding: what went as deltas, and what went whole though cached. */
+export interface DeltaCounters {
+  /** Batches sent with the `delta` encoding. */
+  batches: number;
+  /** Pages sent as deltas. */
+  pages: number;
+  /** Bytes of those pages before encoding (pages x page size). */
+  bytesRaw: number;
+  /** Pages of `delta` batches that went whole: not cached yet, or changed too much. */
+  wholePages: number;
+}
+
 interface Slot {
   /** Reserve for the header, then page data: the frame itself when the payload is the raw pages. */
   readonly buffer: Buffer;
-  /** Reserve for the header, then the encoded payload; only for a codec that encodes. */
-  readonly out: Buffer | undefined;
+  /** Reserve for the header, then the encoded payload; allocated when the slot first encodes. */
+  out: Buffer | undefined;
   /** Settles when the buffer may be reused. */
   busy: Promise<void>;
 }
@@ -88,6 +103,9 @@ export class PageSender {
   readonly batchesByCodec: Record<PageCodec, number> = { lz4: 0, none: 0 };
   /** Picks each batch's codec under `auto`; undefined for a fixed codec. */
   readonly chooser: CodecChooser | undefined;
+  readonly deltaCounters: DeltaCounters = { batches: 0, pages: 0, bytesRaw: 0, wholePages: 0 };
+  /** The cache pages sent again are encoded against, once {@link useDelta} gave one. */
+  private delta: { cache: DeltaCache; slots: Uint8Array } | undefined;
 
   private readonly pageSize: number;
   /** The fixed codec, or lz4 (the one that encodes) under `auto`. */
@@ -118,6 +136,10 @@ export class PageSender {
   private readonly cap: SendPacer | undefined;
   /** Where {@link wireShare} gathers and encodes its sample, allocated on first use. */
   private sample: { raw: Buffer; out: Buffer } | undefined;
+  /** Where {@link wireShare} writes the deltas it measures, allocated on first use. */
+  private deltaScratch: Buffer | undefined;
+  /** Bytes of a slot's `out` buffer (0 for a codec whose payload is the raw pages). */
+  private readonly outBytes: number;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -139,10 +161,10 @@ export class PageSender {
     }
     this.encoders = Math.max(1, Math.min(inFlight, availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || LIBUV_DEFAULT_POOL_THREADS));
     const rawBytes = this.dataPagesPerBatch * this.pageSize;
-    const outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
+    this.outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
     this.slots = Array.from({ length: inFlight }, () => ({
       buffer: Buffer.allocUnsafe(PAGES_HEADER_RESERVE_BYTES + rawBytes),
-      out: outBytes > 0 ? Buffer.allocUnsafe(outBytes) : undefined,
+      out: undefined,
       busy: Promise.resolve(),
     }));
     this.zeroPage = Buffer.alloc(this.pageSize);
@@ -150,6 +172,26 @@ export class PageSender {
     this.dataHashes = new Uint32Array(this.dataPagesPerBatch);
     this.zeroPfns = new Uint32Array(DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
     this.cap = options.cap;
+  }
+
+  /**
+   * From now on, batches of round 1 and later go as `delta` batches when a page of theirs is
+   * cached: the target has agreed to version 4 or 5.
+   */
+  useDelta(cache: DeltaCache): void {
+    this.delta = { cache, slots: new Uint8Array(cache.data) };
+  }
+
+  /**
+   * Bytes this sender's buffers hold now: every slot's page buffer, the encoding buffers of the
+   * slots that have encoded, and the sample buffers once used (the page-number scratch is small
+   * and left out).
+   */
+  get bufferBytes(): number {
+    let n = 0;
+    for (const s of this.slots) n += s.buffer.length + (s.out?.length ?? 0);
+    if (this.sample) n += this.sample.raw.length + this.sample.out.length;
+    return n + (this.deltaScratch?.length ?? 0);
   }
 
   /**
@@ -179,6 +221,7 @@ export class PageSender {
         if (slot.buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) {
           this.zeroPfns[zeroCount++] = pfn;
           this.digest.zero(pfn);
+          this.delta?.cache.drop(pfn);
           continue;
         }
         const to = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
@@ -202,7 +245,8 @@ export class PageSender {
    * consecutive entries spread over the list, gathered and compressed as a batch is: zero pages
    * count as nothing, data pages as their compressed size (their size with codec none).
    * Undefined for an empty list. The pages a guest dirties may compress quite differently from
-   * its memory as a whole, hence a sample of these very pages.
+   * its memory as a whole, hence a sample of these very pages. With deltas, a cached page counts
+   * as its delta against the cache now (or whole, if it changed too much).
    */
   async wireShare(pfns: Uint32Array): Promise<number | undefined> {
     if (pfns.length === 0) return undefined;
@@ -224,6 +268,11 @@ export class PageSender {
       for (let i = 0; i < runPages; i++) {
         const from = i * pageSize;
         if (buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) continue;
+        const cached = this.delta ? this.delta.cache.slotFor(pfns[first + i]!) : -1;
+        if (cached >= 0) {
+          wire += this.deltaSize(cached, buffer, from);
+          continue;
+        }
         if (data !== i) buffer.copyWithin(data * pageSize, from, from + pageSize);
         data++;
       }
@@ -233,6 +282,15 @@ export class PageSender {
       wire += raw ? pages.length : this.codec.encodeSync(pages, this.sample.out);
     }
     return wire / sampled;
+  }
+
+  /** Wire bytes the page at `from` of `buffer` would take as a delta against cache slot `slot`. */
+  private deltaSize(slot: number, buffer: Uint8Array, from: number): number {
+    const { slots } = this.delta!;
+    const base = slot * this.pageSize;
+    this.deltaScratch ??= Buffer.allocUnsafe(this.pageSize + 1);
+    const end = writeDeltaEntry(slots, base, 0, buffer, from, this.deltaScratch, 0, this.pageSize);
+    return end >= 0 ? end : this.pageSize + 1;
   }
 
   /**
@@ -319,27 +377,22 @@ export class PageSender {
   private dispatch(slot: Slot, round: number, dataCount: number, zeroCount: number): void {
     const seq = this.seq++;
     const rawLength = dataCount * this.pageSize;
+    const pages = writePageNumbers(this.dataPfns, dataCount);
+    const zeros = writePageNumbers(this.zeroPfns, zeroCount);
+    const checksum = batchChecksum(this.dataHashes.subarray(0, dataCount), seq);
+    if (this.delta?.cache.enabled && dataCount > 0 && round > 0 && this.dispatchDelta(slot, { round, seq, pages, zeros, rawLength, checksum }, dataCount, zeroCount)) return;
     // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
     const choice = dataCount === 0 ? { codec: 'none' as const, probe: false } : (this.chooser?.next() ?? { codec: this.codecName, probe: false });
     const codec = choice.codec;
     if (dataCount > 0) this.batchesByCodec[codec]++;
     const raw = slot.buffer.subarray(PAGES_HEADER_RESERVE_BYTES, PAGES_HEADER_RESERVE_BYTES + rawLength);
-    const header = {
-      round,
-      seq,
-      pages: writePageNumbers(this.dataPfns, dataCount),
-      zeros: writePageNumbers(this.zeroPfns, zeroCount),
-      codec,
-      rawLength,
-      checksum: batchChecksum(this.dataHashes.subarray(0, dataCount), seq),
-    };
-    this.counters.pages += dataCount + zeroCount;
-    this.counters.zeroPages += zeroCount;
-    this.counters.bytesRaw += rawLength;
+    const header = { round, seq, pages, zeros, codec, rawLength, checksum };
+    this.countBatch(dataCount, zeroCount);
 
     // The frame is ready now (raw pages) or once the codec has encoded them, perhaps on the
     // thread pool while the next batch is gathered. Either way it goes out after the previous one.
     let frame: Promise<Uint8Array>;
+    if (codec !== 'none' && this.outBytes > 0) slot.out ??= Buffer.allocUnsafe(this.outBytes);
     const out = slot.out;
     if (choice.probe) this.probe(raw);
     if (codec === 'none' || out === undefined) {
@@ -351,6 +404,48 @@ export class PageSender {
         return encodePagesInPlace(header, out, PAGES_HEADER_RESERVE_BYTES, length);
       });
     }
+    this.queue(slot, frame);
+  }
+
+  private countBatch(dataCount: number, zeroCount: number): void {
+    this.counters.pages += dataCount + zeroCount;
+    this.counters.zeroPages += zeroCount;
+    this.counters.bytesRaw += dataCount * this.pageSize;
+  }
+
+  /**
+   * Sends the gathered batch as a `delta` batch if any of its pages is cached, and returns true;
+   * else stores its pages in the slots the cache gave them and returns false, for the batch to go
+   * with its codec. The encoding runs here, on this thread: a page takes a few microseconds.
+   */
+  private dispatchDelta(
+    slot: Slot,
+    header: { round: number; seq: number; pages: Uint8Array; zeros: Uint8Array; rawLength: number; checksum: string },
+    dataCount: number,
+    zeroCount: number,
+  ): boolean {
+    const { cache, slots } = this.delta!;
+    const codes = cache.assign(header.round, this.dataPfns.subarray(0, dataCount));
+    if (!anyBase(codes, dataCount)) {
+      storeInSlots(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, slots, this.pageSize);
+      return false;
+    }
+    const need = PAGES_HEADER_RESERVE_BYTES + deltaMaxPayloadBytes(this.dataPagesPerBatch * this.pageSize);
+    if (!slot.out || slot.out.length < need) slot.out = Buffer.allocUnsafe(Math.max(need, this.outBytes));
+    const out = slot.out;
+    const encoded = encodeDeltaBatch(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, slots, out, PAGES_HEADER_RESERVE_BYTES, this.pageSize);
+    const d = this.deltaCounters;
+    d.batches++;
+    d.pages += encoded.deltas;
+    d.bytesRaw += encoded.deltas * this.pageSize;
+    d.wholePages += dataCount - encoded.deltas;
+    this.countBatch(dataCount, zeroCount);
+    this.queue(slot, Promise.resolve(encodePagesInPlace({ ...header, codec: 'delta' }, out, PAGES_HEADER_RESERVE_BYTES, encoded.length)));
+    return true;
+  }
+
+  /** Queues a batch's frame behind the previous batch's; the slot is busy until it is written. */
+  private queue(slot: Slot, frame: Promise<Uint8Array>): void {
     // A batch that failed must stop every later one, or the target would see a gap in `seq`:
     // `issued` records the failure before the next batch's turn comes.
     const handedOver = this.issued

@@ -10,6 +10,7 @@ import { mergeSorted } from '../dirtylog/page-lists.js';
 import { NoProgressError, PolicyAbortError } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
 import { roundTo } from '../util/stats.js';
+import { DEFAULT_DELTA_MODE } from './delta-plan.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from './migrate-options.js';
 import { ForcedSwitchover, MigrationState } from './migration-state.js';
 import type { SenderCounters } from './page-sender.js';
@@ -54,10 +55,16 @@ export abstract class PrecopyRounds extends MigrationState {
     const pageCount = this.domain.pageCount;
     let pending: Uint32Array = new Uint32Array(pageCount);
     for (let pfn = 0; pfn < pageCount; pfn++) pending[pfn] = pfn;
+    this.memory.set('pageLists', pending.byteLength);
     let predictedMs = Number.POSITIVE_INFINITY;
     for (;;) {
       const { unsent } = await this.sendRound(pending, false);
-      pending = mergeSorted(unsent, await this.readDirtyLog());
+      const dirtied = await this.readDirtyLog();
+      // The round's list, what the log gave and their merge are all held at once here.
+      this.memory.set('pageLists', pending.byteLength + dirtied.byteLength + (unsent.length + dirtied.length) * Uint32Array.BYTES_PER_ELEMENT);
+      pending = mergeSorted(unsent, dirtied);
+      this.memory.set('pageLists', pending.byteLength);
+      if (this.round === 0) this.judgeDeltaCache(pending.length);
       if (this.options.maxBandwidthBytesPerSec !== undefined) this.model.wireShare = (await this.sender.wireShare(pending)) ?? this.model.wireShare;
       this.round++;
       const stats = this.statsFor(pending.length);
@@ -159,6 +166,7 @@ export abstract class PrecopyRounds extends MigrationState {
       this.collectGarbage();
       gcMs = performance.now() - gcStarted;
     }
+    this.noteBuffers();
     this.recordRound(stopAndCopy, start, durationMs, { handedOverAt, ackMs, vcpuMs, gcMs });
     return { unsent, scanWaitMs };
   }
@@ -288,6 +296,17 @@ export abstract class PrecopyRounds extends MigrationState {
       bytesSent: this.sender.counters.bytesRaw,
       memoryBytes: this.domain.descriptor.memoryBytes,
     });
+  }
+
+  /**
+   * Under `auto`, turns deltas off before round 1 when it sends more pages again than the cache
+   * has slots: a working set larger than the cache churns it, and most pages would pay for the
+   * encoding and go whole all the same (docs/bench/README.md, "Delta encoding").
+   */
+  private judgeDeltaCache(resent: number): void {
+    const cache = this.deltaCache;
+    if (!cache || (this.options.delta ?? DEFAULT_DELTA_MODE) !== 'auto' || resent <= cache.slots) return;
+    cache.disable();
   }
 
   /**

@@ -3,6 +3,9 @@
  * people through the CLI. Every figure says its unit in its name.
  */
 
+import type { DeltaMode, DeltaOffReason } from './delta-plan.js';
+import type { SourceMemoryReport } from './source-memory.js';
+
 /** How a migration ended. */
 export type MigrationOutcome =
   /** The guest runs on the target; the source copy is destroyed. */
@@ -237,4 +240,26 @@ export interface MigrationReport {
    * what differs.
    */
   missedPages?: number;
+  /**
+   * The extra memory the source held for this migration beyond the guest itself (page hashes,
+   * dirty log or scan table, page lists, send and channel buffers, delta cache): its peak, each
+   * part at the peak, and the bound the defaults keep within (a tenth of guest RAM).
+   */
+  memory?: SourceMemoryReport;
+  /**
+   * Pages sent again as deltas against the copy the target held (docs/protocol.md §5): whether
+   * they ran (`why` not, when off), the cache's bytes (counted in `memory`), and what went:
+   * `batches` with the encoding, `pages` sent as deltas and their `bytesRaw` before encoding,
+   * `wholePages` of those batches that went whole (not cached yet, or changed too much).
+   */
+  delta?: {
+    mode: DeltaMode;
+    on: boolean;
+    why?: DeltaOffReason;
+    cacheBytes: number;
+    batches: number;
+    pages: number;
+    bytesRaw: number;
+    wholePages: number;
+  };
 }

@@ -33,7 +33,7 @@ import {
 } from './field-checks.js';
 import { MAX_HEADER_NESTING } from './header-scan.js';
 import type { ProtocolLimits } from './limits.js';
-import { PAGE_CODECS, pagePayloadCodec } from './page-codecs.js';
+import { BATCH_CODECS, checkBatchPayload, PAGE_CODECS } from './page-codecs.js';
 import { PAGE_NUMBER_BYTES } from './page-list.js';
 import {
   PAGE_SIZE_BYTES,
@@ -111,6 +111,7 @@ const domainDescriptor: FieldCheck<DomainDescriptor> = (value, record, field, li
 };
 
 const pageCodec = oneOf(PAGE_CODECS);
+const batchCodec = oneOf(BATCH_CODECS);
 
 /** Largest evacuation priority a `guest` record may carry, either way from 0. */
 export const MAX_GUEST_PRIORITY = 1_000_000;
@@ -190,7 +191,7 @@ const PAGES_FIELDS: FieldTable<PagesHeader> = {
   round: required(count),
   pages: required(pageList('data', 'maxDataPagesPerBatch')),
   zeros: required(pageList('zero', 'maxZeroPagesPerBatch')),
-  codec: required(pageCodec),
+  codec: required(batchCodec),
   rawLength: required(count),
   checksum: required(hex16),
   seq: required(count),
@@ -259,7 +260,7 @@ export function checkPagesPayload(header: PagesHeader, payload: Uint8Array): voi
     }
     return;
   }
-  pagePayloadCodec(header.codec).checkPayload(payload, header.rawLength);
+  checkBatchPayload(header.codec, payload, header.rawLength);
 }
 
 /** A `device-state` frame: the header holds nothing but the type, the state is the payload. */

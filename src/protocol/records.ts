@@ -10,9 +10,9 @@
  * arrays, because msgpackr's default encoding of a Uint32Array truncates its elements.
  */
 
-import type { PageCodec } from './page-codecs.js';
+import type { BatchCodec, PageCodec } from './page-codecs.js';
 
-export type { PageCodec } from './page-codecs.js';
+export type { BatchCodec, PageCodec } from './page-codecs.js';
 
 /** The protocol version every livemig source and target speaks: one connection per migration. */
 export const PROTOCOL_VERSION = 2;
@@ -24,8 +24,26 @@ export const PROTOCOL_VERSION = 2;
  */
 export const CHANNELS_PROTOCOL_VERSION = 3;
 
-/** The size of a guest page on the wire, in bytes: the only page size of version 2. */
-export const PAGE_SIZE_BYTES = 4096;
+/**
+ * Version 2 plus the page encoding `delta` (docs/protocol.md §5): pages sent again may go as
+ * their changes against what the target holds. A source offers it only when it may send deltas.
+ */
+export const DELTA_PROTOCOL_VERSION = 4;
+
+/** Version 3 plus the page encoding `delta`: page channels and deltas both. */
+export const CHANNELS_DELTA_PROTOCOL_VERSION = 5;
+
+/** Whether a connection of `version` has page channels (versions 3 and 5). */
+export function versionHasChannels(version: number): boolean {
+  return version === CHANNELS_PROTOCOL_VERSION || version === CHANNELS_DELTA_PROTOCOL_VERSION;
+}
+
+/** Whether a connection of `version` may carry `delta` batches (versions 4 and 5). */
+export function versionHasDelta(version: number): boolean {
+  return version === DELTA_PROTOCOL_VERSION || version === CHANNELS_DELTA_PROTOCOL_VERSION;
+}
+
+export { PAGE_SIZE_BYTES } from './page-size.js';
 
 /**
  * Everything a target needs to build an empty domain of the same shape: the `domain` field of a
@@ -128,8 +146,8 @@ export interface PagesRecord {
   pages: Uint8Array;
   /** Zero page numbers, u32 little-endian, 4 bytes each. */
   zeros: Uint8Array;
-  /** Codec of the payload. */
-  codec: PageCodec;
+  /** Codec of the payload, or the page encoding `delta` (versions 4 and 5 only). */
+  codec: BatchCodec;
   /** Length of the payload after decompression: `pages.length / 4 * pageSize`. */
   rawLength: number;
   /** XXH64 of the XXH32 hashes of its data pages (`batchChecksum`), seeded with the batch's sequence number, as 16 lowercase hex digits. */

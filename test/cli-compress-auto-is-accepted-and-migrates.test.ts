@@ -15,7 +15,7 @@ test('--compress takes auto, lz4 and none, and nothing else', () => {
 test('demo --compress auto --max-bandwidth migrates and matches the oracle', () => {
   const r = spawnSync(
     process.execPath,
-    [BIN, 'demo', '--memory', '64MiB', '--workload', 'idle', '--compress', 'auto', '--max-bandwidth', '400Mbit/s', '--warmup', '0ms', '--run-after', '100ms', '--json'],
+    [BIN, 'demo', '--memory', '64MiB', '--workload', 'idle', '--compress', 'auto', '--max-bandwidth', '200Mbit/s', '--warmup', '0ms', '--run-after', '100ms', '--json'],
     { encoding: 'utf8', timeout: 90_000 },
   );
   expect(r.stderr).toBe('');
@@ -24,6 +24,7 @@ test('demo --compress auto --max-bandwidth migrates and matches the oracle', () 
   expect(report.outcome).toBe('completed');
   expect(report.codec).toBe('auto');
   expect(report.oracle.matches).toBe(true);
-  // Most of the image went compressed: its data pages shrink to about 0.6 with lz4.
+  // Most of the image went compressed: its data pages shrink to about 0.6 with lz4, and 25 MB/s
+  // is far below lz4's pace on one loaded core, so auto chooses it on a busy machine too.
   expect(report.bytesWire).toBeLessThan(0.8 * report.bytesRaw);
 }, 120_000);

@@ -66,7 +66,8 @@ test('completed: the walk ends and the resumed guest is true to its oracle', asy
   const { backend, built } = keepingBackend();
   const agent = await agentWith(backend);
   const source = await bootSource();
-  const report = await migrate(source, await connectWebSocket(agent.url), { codec: 'none' });
+  // A second of transfer behind the cap: the walk's thread starts and walks on a loaded machine too.
+  const report = await migrate(source, await connectWebSocket(agent.url), { codec: 'none', maxBandwidthBytesPerSec: 64e6 });
   expect(report.outcome).toBe('completed');
   expect(built).toHaveLength(1);
   const target = built[0]!;

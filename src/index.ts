@@ -23,7 +23,8 @@ export type { WriteProtectStatus } from './domain/qemu/write-protect-preload.js'
 export { DirtyBitmap } from './dirtylog/dirty-bitmap.js';
 export { HashScanner, SCAN_RUN_PAGES } from './dirtylog/hash-scan.js';
 export { DirtyRateMeter, DEFAULT_DIRTY_RATE_HALF_LIFE_MS, type DirtyRateMeterOptions } from './dirtylog/dirty-rate.js';
-export { CHANNELS_DELTA_PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, PROTOCOL_VERSION, PAGE_SIZE_BYTES, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
+export { CHANNELS_DELTA_PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, PROTOCOL_VERSION, type DomainDescriptor, type MigrationRecord, type StatusRecord } from './protocol/records.js';
+export { PAGE_SIZE_BYTES } from './protocol/page-size.js';
 export type { PageCodec } from './protocol/page-codecs.js';
 export {
   DEFAULT_LIMITS,

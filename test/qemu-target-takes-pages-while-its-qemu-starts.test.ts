@@ -1,6 +1,6 @@
 // The target's QEMU starts while the first pages are written into its RAM file: `create`
-// resolves before QEMU answers, the pages written meanwhile are what QEMU then holds, and a QEMU
-// that fails to start fails `loadState`, leaving no file behind. QEMU is started through a
+// resolves before QEMU answers, the pages written meanwhile are what QEMU then holds, a later
+// round waits for QEMU, and a QEMU that fails to start fails the migration, leaving no file behind. QEMU is started through a
 // wrapper that holds an incoming QEMU back until the test opens a gate.
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -42,7 +42,7 @@ async function descriptorFor(binary: string, memoryMiB: number): Promise<ReturnT
   return qemuDescriptor('gated', { qemuVersion: facts.version, machine, memoryMiB, ramBackendId: 'mem', kernel: { kind: 'test-guest', hash: await testGuestSourceHash() } });
 }
 
-qemuTest('pages written before the incoming QEMU has started are what it holds once it has', async () => {
+qemuTest('pages written before the incoming QEMU has started are what it holds once it has; a later round waits for it', async () => {
   const gate = join(work, 'open');
   const binary = await gatedQemu(gate);
   const backend = new QemuTargetBackend({ binary, dir: '/dev/shm' });
@@ -53,9 +53,17 @@ qemuTest('pages written before the incoming QEMU has started are what it holds o
   const pfns = Uint32Array.from([1000, 1001, 1002, 4000]);
   const pages = Buffer.alloc(pfns.length * PAGE);
   for (let i = 0; i < pages.length; i++) pages[i] = (i * 7 + 3) & 0xff;
-  domain.writePages(pfns, pages);
+  expect(domain.writePages(pfns, pages)).toBeUndefined();
+  // Pages below those written begin a later round: it waits for QEMU, so the source cannot pause
+  // before QEMU could load the device state.
+  const again = Buffer.alloc(PAGE, 0x5a);
+  let laterWritten = false;
+  const later = Promise.resolve(domain.writePages(Uint32Array.from([7]), again)).then(() => (laterWritten = true));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(laterWritten).toBe(false);
 
   await writeFile(gate, '');
+  await later;
   const qemu = await domain.started();
   expect(domain.qemu).toBe(qemu);
   expect(await qemu.qmp.execute('query-status')).toMatchObject({ status: 'inmigrate' });
@@ -65,6 +73,8 @@ qemuTest('pages written before the incoming QEMU has started are what it holds o
     await qemu.qmp.execute('pmemsave', { val: pfn * PAGE, size: PAGE, filename: saved });
     expect((await readFile(saved)).equals(pages.subarray(i * PAGE, (i + 1) * PAGE)), `page ${pfn}`).toBe(true);
   }
+  await qemu.qmp.execute('pmemsave', { val: 7 * PAGE, size: PAGE, filename: saved });
+  expect((await readFile(saved)).equals(again)).toBe(true);
   const ramPath = qemu.definition.ramPath;
   await domain.destroy();
   domain = undefined;
@@ -72,12 +82,14 @@ qemuTest('pages written before the incoming QEMU has started are what it holds o
   expect(existsSync(ramPath)).toBe(false);
 }, 60_000);
 
-qemuTest('an incoming QEMU that fails to start fails loadState, and destroy leaves no file behind', async () => {
+qemuTest('an incoming QEMU that fails to start fails the next round and loadState, and destroy leaves no file behind', async () => {
   const binary = await gatedQemu(join(work, 'never'), true);
   const backend = new QemuTargetBackend({ binary, dir: '/dev/shm' });
   domain = (await backend.create(await descriptorFor(binary, 32))) as QemuTargetDomain;
   const ramPath = domain.memory();
   domain.writePages(Uint32Array.from([5]), Buffer.alloc(PAGE, 1));
+  // A later round's first batch already says why.
+  await expect(domain.writePages(Uint32Array.from([5]), Buffer.alloc(PAGE, 2))).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED' });
   await expect(domain.loadState(new Uint8Array(16))).rejects.toMatchObject({ code: 'ERR_DOMAIN_FAILED', message: expect.stringContaining('QEMU exited while starting') as unknown });
   await domain.destroy();
   domain = undefined;

@@ -4,10 +4,11 @@
  * the guest's RAM file and starts QEMU on it, with the same definition, `-incoming defer` and
  * `-S`. QEMU starts while the first pages are written into that file: an incoming QEMU leaves
  * its RAM untouched until the device state loads, and starting it takes about 100-200 ms that
- * would otherwise come before the first page (docs/bench/qemu.md). The device state is loaded
- * once every page is there (the receiver admits no page after `device-state`), which leaves QEMU
- * paused; `go` runs `cont`. Destroying the domain (every failure before `go`) kills QEMU and
- * removes its files, and the guest runs on at the source.
+ * would otherwise come before the first page (docs/bench/qemu.md); the next round's pages wait
+ * for it, so the source never pauses before QEMU is up. The device state is loaded once every
+ * page is there (the receiver admits no page after `device-state`), which leaves QEMU paused;
+ * `go` runs `cont`. Destroying the domain (every failure before `go`) kills QEMU and removes its
+ * files, and the guest runs on at the source.
  */
 
 import { mkdtemp, open, rm } from 'node:fs/promises';
@@ -185,6 +186,9 @@ export class QemuTargetDomain implements TargetDomain {
   #paused = true;
   #zeroList = new Uint32Array(0);
   #zeroPage: Buffer | undefined;
+  /** The highest page written with data and as zero so far, while QEMU starts (see #laterRound). */
+  #dataMark = -1;
+  #zeroMark = -1;
 
   /**
    * @param starting QEMU starting on `definition`'s RAM file, which exists at the guest's size.
@@ -224,15 +228,41 @@ export class QemuTargetDomain implements TargetDomain {
     return this.#memory;
   }
 
-  writePages(pfns: Uint32Array, src: Uint8Array): void {
+  /** Written at once; a batch of a later round first waits for QEMU to have started (#laterRound). */
+  writePages(pfns: Uint32Array, src: Uint8Array): void | Promise<void> {
+    const wait = this.#laterRound(pfns, 'data');
+    if (wait) return wait.then(() => this.#access.writePages(pfns, src));
     this.#access.writePages(pfns, src);
+  }
+
+  /**
+   * While QEMU starts, a round's pages arrive in rising order (the first round's: every page,
+   * first to last), so a batch that begins at or below the highest page already written belongs
+   * to a later round. Such a batch waits for QEMU to have started, and its round's acknowledgement
+   * with it: the source pauses only once QEMU can load the device state, so the pause never waits
+   * for QEMU's start, however quick the rounds. Undefined (no wait) once QEMU is up and during the
+   * first round; rejects, failing the migration early, if QEMU could not be started.
+   */
+  #laterRound(pfns: Uint32Array, kind: 'data' | 'zero'): Promise<unknown> | undefined {
+    if (this.#qemu !== undefined || pfns.length === 0) return undefined;
+    const mark = kind === 'data' ? this.#dataMark : this.#zeroMark;
+    const last = pfns[pfns.length - 1]!;
+    if (kind === 'data') this.#dataMark = Math.max(mark, last);
+    else this.#zeroMark = Math.max(mark, last);
+    return pfns[0]! <= mark ? this.#starting : undefined;
   }
 
   /**
    * Zeroes only pages that hold something: a page of the fresh RAM file never written reads as
    * zeros without backing it, and writing zeros would take memory for nothing.
    */
-  zeroPages(pfns: Uint32Array): void {
+  zeroPages(pfns: Uint32Array): void | Promise<void> {
+    const wait = this.#laterRound(pfns, 'zero');
+    if (wait) return wait.then(() => this.#zeroPagesNow(pfns));
+    this.#zeroPagesNow(pfns);
+  }
+
+  #zeroPagesNow(pfns: Uint32Array): void {
     const ps = this.descriptor.pageSize;
     this.#zeroPage ??= Buffer.alloc(ps);
     if (this.#zeroList.length < pfns.length) this.#zeroList = new Uint32Array(pfns.length);

@@ -142,6 +142,7 @@ async function migrateOnce(domain: QemuSourceDomain, url: string, engine: Migrat
       ...engine,
       targetName: url,
       signal: cancel.signal,
+      openChannel: () => connectToAgent(url, connect),
       onProgress: json ? undefined : progress,
     });
     progress.done();

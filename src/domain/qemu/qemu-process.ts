@@ -70,6 +70,11 @@ export interface QemuStartOptions {
    * `QemuProcess.writeProtect` says why. @default true
    */
   writeProtectLog?: boolean;
+  /**
+   * The RAM file is the guest's own, to be removed with it should this process exit while QEMU
+   * runs (as `stop` removes it). @default whether QEMU creates it (it did not exist)
+   */
+  ownsRamFile?: boolean;
 }
 
 /** The path of `name` if it is an executable file on PATH (or a path to one), else undefined. */
@@ -211,7 +216,7 @@ export class QemuProcess {
     const statusPath = join(runDir, 'wp-status');
     const preload = options.writeProtectLog === false ? { env: undefined, off: 'not asked for' } as const : await preloadEnvironment(def.ramPath, statusPath);
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(preload.env ? { env: preload.env } : {}) });
-    track(child, ramFileExisted ? [runDir] : [runDir, def.ramPath]);
+    track(child, (options.ownsRamFile ?? !ramFileExisted) ? [runDir, def.ramPath] : [runDir]);
     const stderr = { tail: '' };
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {

@@ -19,7 +19,7 @@ function run(args: string[], timeout = 90_000) {
 test('a one-cell bench with --json prints one JSON summary and writes results, tables and charts', () => {
   const out = mkdtempSync(join(tmpdir(), 'livemig-bench-'));
   dirs.push(out);
-  const r = run(['--memory', '64MiB', '--workload', 'hotset', '--dirty-rate', '50MB/s', '--downtime-budget', '300ms', '--runs', '1', '--warmup', '100ms', '--json', '--out', out]);
+  const r = run(['--memory', '64MiB', '--workload', 'hotset', '--dirty-rate', '50MB/s', '--downtime-budget', '300ms', '--delta', 'off', '--runs', '1', '--warmup', '100ms', '--json', '--out', out]);
   expect(r.status).toBe(0);
   // Progress goes to stderr; stdout holds the summary and nothing else.
   expect(r.stderr).toMatch(/\[cell 1\/1, run 1\/1\] 64 MiB hotset 50 MB\/s/);
@@ -44,18 +44,22 @@ test('a one-cell bench with --json prints one JSON summary and writes results, t
   expect(results.machine).toMatchObject({ cpus: expect.any(Number), nodeVersion: process.version, totalMemoryBytes: expect.any(Number) });
   expect(results.cells).toHaveLength(1);
   const [cell] = results.cells;
-  expect(cell.cell).toMatchObject({ memoryBytes: 64 * 2 ** 20, workload: 'hotset', dirtyRateBytesPerSec: 50e6, downtimeBudgetMs: 300, codec: 'auto', linkBytesPerSec: null });
+  expect(cell.cell).toMatchObject({ memoryBytes: 64 * 2 ** 20, workload: 'hotset', dirtyRateBytesPerSec: 50e6, downtimeBudgetMs: 300, codec: 'auto', linkBytesPerSec: null, delta: 'off' });
   expect(cell.rawLinkBytesPerSec).toBeGreaterThan(0);
   expect(cell.runs).toHaveLength(1);
   const [first] = cell.runs;
   expect(first.outcome).toBe('completed');
+  expect(first.delta).toMatchObject({ mode: 'off', on: false, why: 'not-asked', cacheBytes: 0 });
+  expect(cell.stats.deltaOn).toBe(0);
   for (const field of ['downtimeMs', 'predictedDowntimeMs', 'downtimeUpperBoundMs', 'totalMs', 'bytesRaw', 'bytesWire', 'rounds']) {
     expect(first[field], field).toEqual(expect.any(Number));
   }
   for (const stat of ['downtimeMs', 'predictedDowntimeMs', 'totalMs']) {
     expect(cell.stats[stat]).toMatchObject({ median: expect.any(Number), min: expect.any(Number), max: expect.any(Number), n: 1 });
   }
-  expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/^# livemig latency benchmark/);
+  const md = readFileSync(join(out, 'results.md'), 'utf8');
+  expect(md).toMatch(/^# livemig latency benchmark/);
+  expect(md).toMatch(/delta off\).*\n\n\|.*\| deltas on \| runs \|\n.*\n\|.*\| 0\/1 \| 1 \|/);
   const svg = readFileSync(join(out, 'downtime.svg'), 'utf8');
   expect(svg).toMatch(/^<\?xml/);
   expect(svg).toContain('data-label="budget 300 ms"');
@@ -66,6 +70,7 @@ test.each([
   [['--memory', '64MiB,12XB'], /--memory "12XB" has an unknown unit/],
   [['--link', 'fast'], /--link "fast" is not a number/],
   [['--auto-converge', 'sometimes'], /--auto-converge "sometimes" is not one of off, on, auto/],
+  [['--delta', 'on,maybe'], /--delta "maybe" is not one of auto, on, off/],
   [['--runs', 'three'], /--runs "three" is not a whole number/],
 ])('bench %j is refused with a clear error and status 2', (args, message) => {
   const r = run(args as string[]);
@@ -100,7 +105,7 @@ test('--agent shared sends every run to one agent; by default each run has an ag
 test('bench --help lists the axes', () => {
   const r = run(['--help']);
   expect(r.status).toBe(0);
-  for (const flag of ['--memory', '--workload', '--dirty-rate', '--downtime-budget', '--compress', '--link', '--auto-converge', '--runs', '--warmup', '--agent', '--out', '--full', '--json']) {
+  for (const flag of ['--memory', '--workload', '--dirty-rate', '--downtime-budget', '--compress', '--link', '--auto-converge', '--switchover', '--delta', '--runs', '--warmup', '--agent', '--out', '--full', '--json']) {
     expect(r.stdout).toContain(flag);
   }
 });

@@ -2,6 +2,7 @@
 // statistics, tables and charts made from synthetic runs.
 import { describe, expect, it } from 'vitest';
 import { benchCharts } from '../dist/bench/charts.js';
+import { describeCell } from '../dist/bench/labels.js';
 import { expandMatrix, type BenchCell } from '../dist/bench/matrix.js';
 import { engineOptions, parseBenchArgs } from '../dist/bench/plan.js';
 import { resultsMarkdown } from '../dist/bench/report.js';
@@ -46,7 +47,7 @@ describe('flags into a matrix', () => {
     const cells = expandMatrix(plan.axes);
     expect(cells).toHaveLength(2 * (1 + 3) * 2 * 2);
     expect(plan.runs).toBe(2);
-    expect(cells[0]).toMatchObject({ memoryBytes: 256 * MiB, workload: 'idle', dirtyRateBytesPerSec: 0, codec: 'lz4', downtimeBudgetMs: 50, linkBytesPerSec: null, autoConverge: null, switchover: null });
+    expect(cells[0]).toMatchObject({ memoryBytes: 256 * MiB, workload: 'idle', dirtyRateBytesPerSec: 0, codec: 'lz4', downtimeBudgetMs: 50, linkBytesPerSec: null, autoConverge: null, switchover: null, delta: null });
     expect(cells[1]).toMatchObject({ downtimeBudgetMs: 300, codec: 'lz4' });
     expect(cells[2]).toMatchObject({ downtimeBudgetMs: 50, codec: 'none' });
     expect(cells.at(-1)).toMatchObject({ memoryBytes: 1024 * MiB, workload: 'hotset', dirtyRateBytesPerSec: 400e6, codec: 'none', downtimeBudgetMs: 300 });
@@ -98,6 +99,21 @@ describe('flags into a matrix', () => {
     expect(options).not.toHaveProperty('maxBandwidthBytesPerSec');
     expect(options).not.toHaveProperty('autoConverge');
     expect(options).not.toHaveProperty('switchover');
+    expect(options).not.toHaveProperty('delta');
+  });
+
+  it('runs each delta mode of a setting side by side, passes each to the engine and names it in the cell', () => {
+    const plan = parseBenchArgs(['--workload', 'hotset', '--dirty-rate', '200MB/s', '--downtime-budget', '300ms', '--link', '1Gbit/s', '--delta', 'auto, on,off,on']);
+    expect(plan.axes.delta).toEqual(['auto', 'on', 'off']);
+    const cells = expandMatrix(plan.axes);
+    expect(cells.map((c) => c.delta)).toEqual(['auto', 'on', 'off']);
+    expect(engineOptions(cells[1]!, plan)).toEqual({ codec: 'auto', downtimeBudgetMs: 300, verify: false, maxBandwidthBytesPerSec: 1.25e8, delta: 'on' });
+    expect(describeCell(cells[2]!)).toBe('256 MiB hotset 200 MB/s, budget 300 ms, auto, link 1 Gbit/s, auto-converge default, delta off');
+    expect(describeCell(expandMatrix(parseBenchArgs(['--workload', 'idle', '--downtime-budget', '300ms']).axes)[0]!)).not.toMatch(/delta/);
+    expect(parseBenchArgs([]).axes.delta).toEqual([null]);
+    expect(parseBenchArgs(['--full']).axes.delta).toEqual([null]);
+    expect(() => parseBenchArgs(['--delta', 'on,sometimes'])).toThrow(/--delta "sometimes" is not one of auto, on, off/);
+    expect(() => parseBenchArgs(['--delta', 'on,'])).toThrow(/--delta "on," has an empty item/);
   });
 
   it('runs both switchover policies of a setting side by side, and passes each to the engine', () => {
@@ -142,6 +158,7 @@ describe('statistics', () => {
     linkBytesPerSec: null,
     autoConverge: null,
     switchover: null,
+    delta: null,
     ...over,
   });
   const ok = (run: number, downtimeMs: number, predictedDowntimeMs: number, extra: Partial<BenchRun> = {}): BenchRun => ({
@@ -275,6 +292,9 @@ describe('statistics', () => {
     const failed = runFromReport(1, { ...report, outcome: 'failed', downtimeMs: undefined, error: { code: 'ERR_TIMEOUT', message: 'slow' } } as MigrationReport);
     expect(failed).toMatchObject({ outcome: 'failed', error: { code: 'ERR_TIMEOUT', message: 'slow' } });
     expect(failed).not.toHaveProperty('downtimeMs');
+    // Whether deltas ran is kept with the run, as the report says it.
+    const delta = { mode: 'auto' as const, on: false, why: 'cache-too-small' as const, cacheBytes: 0, batches: 0, pages: 0, bytesRaw: 0, wholePages: 0 };
+    expect(runFromReport(1, { ...report, delta } as MigrationReport).delta).toEqual(delta);
   });
 
   it('tables and charts cover every cell, with measured and predicted side by side', () => {
@@ -314,5 +334,24 @@ describe('statistics', () => {
     expect(charts.totalTimeSvg.match(/<g class="series"/g)).toHaveLength(2 * (2 + 1));
     expect(charts.downtimeSvg).toContain('data-label="budget 50 ms, switchover first-fit (predicted)"');
     expect(resultsMarkdown(mixed)).toMatch(/\| switchover \|/);
+    expect(md).not.toMatch(/\| delta \||deltas on/);
+
+    // Two delta modes: a column for the mode and one for the runs that sent deltas, a series each.
+    const sent = (on: boolean): Partial<BenchRun> => ({ delta: { mode: 'auto', on, cacheBytes: on ? MiB : 0, batches: 0, pages: 0, bytesRaw: 0, wholePages: 0 } });
+    const autoRuns = [ok(1, 40, 45, sent(true)), ok(2, 60, 30, sent(false))];
+    const offRuns = [ok(1, 50, 45, sent(false))];
+    const auto = cell({ index: 1, delta: 'auto', linkBytesPerSec: 1.25e8 });
+    const off = cell({ index: 2, delta: 'off', linkBytesPerSec: 1.25e8 });
+    const deltaCells = [
+      { cell: auto, runs: autoRuns, stats: cellStats(auto, autoRuns, 1e9), notes: [] },
+      { cell: off, runs: offRuns, stats: cellStats(off, offRuns, 1e9), notes: [] },
+    ];
+    expect(deltaCells[0]!.stats.deltaOn).toBe(1);
+    const deltaResults = { ...results, summary: summarize(deltaCells), cells: deltaCells };
+    const deltaMd = resultsMarkdown(deltaResults);
+    expect(deltaMd).toMatch(/^\| delta \| downtime ms \|.*\| src mem % RAM \| deltas on \| runs \|$/m);
+    expect(deltaMd).toMatch(/^\| auto \| 50\.0 .*\| 1\/2 \| 2 \|$/m);
+    expect(deltaMd).toMatch(/^\| off \| 50\.0 .*\| 0\/1 \| 1 \|$/m);
+    expect(benchCharts(deltaResults).downtimeSvg).toContain('data-label="budget 50 ms, delta off (predicted)"');
   });
 });

@@ -4,7 +4,7 @@ import { pairwiseMatrix } from '../dist/bench/pairwise.js';
 import { matrixCells, parseBenchArgs } from '../dist/bench/plan.js';
 
 type Axis = keyof Omit<BenchCell, 'index'>;
-const AXES: Axis[] = ['memoryBytes', 'workload', 'dirtyRateBytesPerSec', 'linkBytesPerSec', 'autoConverge', 'codec', 'downtimeBudgetMs', 'switchover'];
+const AXES: Axis[] = ['memoryBytes', 'workload', 'dirtyRateBytesPerSec', 'linkBytesPerSec', 'autoConverge', 'codec', 'downtimeBudgetMs', 'switchover', 'delta'];
 
 /** Every pair of axis values the cross product holds, written out. */
 function pairsIn(cells: readonly BenchCell[]): Set<string> {

@@ -1,8 +1,9 @@
 // End to end with pages sent again as deltas (docs/protocol.md §5), to a target agent in another
 // process behind a bandwidth cap, on the control connection and on page channels: pages go as
 // deltas, the wire carries fewer bytes than the pages, and the guest on the target is exactly
-// what its replay oracle says. Beside it, over the in-memory pair: deltas stay off when the
-// cache does not fit the memory bound, and when the target does not take them.
+// what its replay oracle says; where `auto` turns them off after round 0, no cache is ever held.
+// Beside it, over the in-memory pair: deltas stay off when the cache does not fit the memory
+// bound, and when the target does not take them, and the source then holds no cache.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connectToAgent } from '../dist/agent/agent-client.js';
 import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
@@ -69,6 +70,32 @@ describe.each([1, 2])('%i connection(s) for pages', (channels) => {
       await guest.destroy();
     }
   }, 120_000);
+
+  test('auto turns deltas off before round 1 when the working set outgrows the cache, and holds no cache', async () => {
+    // A hot set of 512 pages, all rewritten during round 0: more than a 1 MiB cache holds (256).
+    const config: SimGuestConfig = { memoryBytes: 128 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 40e6, hotSetBytes: 2 * MiB, seed: 5 + channels };
+    const guest = await SimulatedGuest.boot(config, `delta-auto-off-${channels}`);
+    try {
+      await sleep(100);
+      const report = await migrate(guest, await connectToAgent(agent.url), {
+        deltaCacheBytes: MiB,
+        maxBandwidthBytesPerSec: 400e6,
+        ...(channels > 1 ? { channels, openChannel: () => connectToAgent(agent.url) } : {}),
+        destroySource: false,
+        targetName: agent.url,
+      });
+
+      expect(report.error).toBeUndefined();
+      expect(report.outcome).toBe('completed');
+      if (channels > 1) expect(report.channels).toBe(channels);
+      expect(report.delta).toMatchObject({ mode: 'auto', on: false, why: 'cache-too-small', pages: 0, cacheBytes: 0 });
+      // The cache was never allocated, so it is nowhere in the source's memory at its peak.
+      expect(report.memory!.atPeak.deltaCache).toBeUndefined();
+      expect(report.targetDigest).toBe(oracleDigest(config, guest.vcpuStates().map((v) => v.steps)).digest);
+    } finally {
+      await guest.destroy();
+    }
+  }, 60_000);
 });
 
 describe('deltas stay off', () => {
@@ -100,15 +127,18 @@ describe('deltas stay off', () => {
 
   test('when the target does not take them', async () => {
     const report = await run({ delta: 'on', maxBandwidthBytesPerSec: 400e6 }, false);
-    expect(report.delta).toMatchObject({ on: false, why: 'target', pages: 0 });
+    expect(report.delta).toMatchObject({ on: false, why: 'target', pages: 0, cacheBytes: 0 });
+    expect(report.memory!.atPeak.deltaCache).toBeUndefined();
   }, 60_000);
 
   test('under auto once the pages sent again outnumber the cache, which on keeps using', async () => {
     // The guest rewrites its whole hot set during the first pass.
     const auto = await run({ deltaCacheBytes: MiB, maxBandwidthBytesPerSec: 400e6 }, true);
-    expect(auto.delta).toMatchObject({ mode: 'auto', on: false, why: 'cache-too-small', pages: 0 });
+    expect(auto.delta).toMatchObject({ mode: 'auto', on: false, why: 'cache-too-small', pages: 0, cacheBytes: 0 });
+    expect(auto.memory!.atPeak.deltaCache).toBeUndefined();
     const on = await run({ delta: 'on', deltaCacheBytes: MiB, maxBandwidthBytesPerSec: 400e6 }, true);
     expect(on.delta).toMatchObject({ mode: 'on', on: true });
+    expect(on.memory!.atPeak.deltaCache).toBe(on.delta!.cacheBytes);
   }, 60_000);
 
   test('under auto without a cap, and on with one', async () => {

@@ -1,7 +1,7 @@
 /**
  * downtime.svg and total-time.svg: against the requested dirty rate, one panel per memory size
  * and workload (and auto-converge setting when it varies), one colour per budget/codec/link/
- * switchover combination. Downtime shows the measured median (solid, filled markers, min-max bars) beside
+ * switchover/delta combination. Downtime shows the measured median (solid, filled markers, min-max bars) beside
  * the engine's prediction (dashed, hollow markers), with each budget as a dotted line.
  */
 
@@ -53,10 +53,10 @@ export function benchCharts(results: BenchResults): { downtimeSvg: string; total
 function chartPanels(cells: readonly CellResult[]): { downtimePanels: ChartPanel[]; totalPanels: ChartPanel[]; legend: LegendEntry[] } {
   const all = cells.map((c) => c.cell);
   const panelAxes: AxisName[] = ['memory', 'workload', ...varyingAxes(all, ['auto-converge'])];
-  // The budget always names a series (the dotted budget lines refer to it); codec, link and
-  // switchover policy only when they vary.
-  const seriesAxes: AxisName[] = ['budget', ...varyingAxes(all, ['compress', 'link', 'switchover'])];
-  const named: readonly AxisName[] = ['budget', 'link', 'switchover'];
+  // The budget always names a series (the dotted budget lines refer to it); codec, link,
+  // switchover policy and delta mode only when they vary.
+  const seriesAxes: AxisName[] = ['budget', ...varyingAxes(all, ['compress', 'link', 'switchover', 'delta'])];
+  const named: readonly AxisName[] = ['budget', 'link', 'switchover', 'delta'];
   const seriesKey = (c: BenchCell): string => seriesAxes.map((a) => (named.includes(a) ? `${a} ${AXIS_VALUE[a](c)}` : AXIS_VALUE[a](c))).join(', ');
   const panelTitle = (c: BenchCell): string =>
     panelAxes.map((a) => (a === 'auto-converge' ? `auto-converge ${AXIS_VALUE[a](c)}` : AXIS_VALUE[a](c))).join(', ');

@@ -4,7 +4,7 @@
  */
 
 import { roundTo as round } from '#util/stats';
-import type { AutoConvergeSetting, BenchCell, SwitchoverSetting } from './matrix.js';
+import type { AutoConvergeSetting, BenchCell, DeltaSetting, SwitchoverSetting } from './matrix.js';
 
 /** `268435456` -> `256 MiB`, `1073741824` -> `1 GiB`. */
 export function sizeLabel(bytes: number): string {
@@ -52,18 +52,23 @@ function switchoverLabel(s: SwitchoverSetting | null): string {
   return s ?? 'default';
 }
 
-/** A cell on one line, every axis named (the switchover policy only when set). */
+function deltaLabel(d: DeltaSetting | null): string {
+  return d ?? 'default';
+}
+
+/** A cell on one line, every axis named (the switchover policy and delta mode only when set). */
 export function describeCell(c: BenchCell): string {
   const rate = c.workload === 'idle' ? '' : ` ${rateLabel(c.dirtyRateBytesPerSec)}`;
   return (
     `${sizeLabel(c.memoryBytes)} ${c.workload}${rate}, budget ${c.downtimeBudgetMs} ms, ${c.codec}, ` +
     `link ${linkLabel(c.linkBytesPerSec)}, auto-converge ${autoConvergeLabel(c.autoConverge)}` +
-    (c.switchover !== null ? `, switchover ${c.switchover}` : '')
+    (c.switchover !== null ? `, switchover ${c.switchover}` : '') +
+    (c.delta !== null ? `, delta ${c.delta}` : '')
   );
 }
 
 /** An axis of the matrix as tables and charts name it. */
-export type AxisName = 'memory' | 'workload' | 'dirty rate' | 'budget' | 'compress' | 'link' | 'auto-converge' | 'switchover';
+export type AxisName = 'memory' | 'workload' | 'dirty rate' | 'budget' | 'compress' | 'link' | 'auto-converge' | 'switchover' | 'delta';
 
 /** A cell's value on each axis, as printed. */
 export const AXIS_VALUE: Readonly<Record<AxisName, (c: BenchCell) => string>> = {
@@ -75,6 +80,7 @@ export const AXIS_VALUE: Readonly<Record<AxisName, (c: BenchCell) => string>> = 
   link: (c) => linkLabel(c.linkBytesPerSec),
   'auto-converge': (c) => autoConvergeLabel(c.autoConverge),
   switchover: (c) => switchoverLabel(c.switchover),
+  delta: (c) => deltaLabel(c.delta),
 };
 
 /** Axes that take more than one value among `cells`. */

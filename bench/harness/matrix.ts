@@ -11,6 +11,9 @@ export type AutoConvergeSetting = NonNullable<MigrateOptions['autoConverge']>;
 /** Switchover policy of a cell: the engine's modes. */
 export type SwitchoverSetting = NonNullable<MigrateOptions['switchover']>;
 
+/** Delta encoding of a cell: the engine's modes. */
+export type DeltaSetting = NonNullable<MigrateOptions['delta']>;
+
 /** The values each axis of the matrix takes. */
 export interface BenchAxes {
   /** Guest memory sizes, in bytes. */
@@ -27,6 +30,8 @@ export interface BenchAxes {
   autoConverge: Array<AutoConvergeSetting | null>;
   /** `null` passes no setting, so the engine's default applies. */
   switchover: Array<SwitchoverSetting | null>;
+  /** `null` passes no setting, so the engine's default applies. */
+  delta: Array<DeltaSetting | null>;
 }
 
 /** One combination of axis values. */
@@ -45,11 +50,13 @@ export interface BenchCell {
   autoConverge: AutoConvergeSetting | null;
   /** null: the engine's default. */
   switchover: SwitchoverSetting | null;
+  /** null: the engine's default. */
+  delta: DeltaSetting | null;
 }
 
 /**
- * Every combination of the axes, memory outermost and switchover policy innermost (so that the
- * policies of one setting run side by side). The `idle` workload
+ * Every combination of the axes, memory outermost and the switchover policy and delta mode
+ * innermost (so that the policies and modes of one setting run side by side). The `idle` workload
  * ignores the dirty rate (it writes 16 pages 10 times a second), so it gets one cell at rate 0
  * instead of one per requested rate.
  */
@@ -64,7 +71,9 @@ export function expandMatrix(axes: BenchAxes): BenchCell[] {
             for (const codec of axes.codecs) {
               for (const downtimeBudgetMs of axes.downtimeBudgetsMs) {
                 for (const switchover of axes.switchover) {
-                  cells.push({ index: cells.length + 1, memoryBytes, workload, dirtyRateBytesPerSec, downtimeBudgetMs, codec, linkBytesPerSec, autoConverge, switchover });
+                  for (const delta of axes.delta) {
+                    cells.push({ index: cells.length + 1, memoryBytes, workload, dirtyRateBytesPerSec, downtimeBudgetMs, codec, linkBytesPerSec, autoConverge, switchover, delta });
+                  }
                 }
               }
             }

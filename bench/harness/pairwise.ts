@@ -1,6 +1,6 @@
 /**
  * An all-pairs selection of the benchmark matrix: a few cells in which every level of each axis
- * meets every level of every other axis at least once. The full cross product of the eight axes
+ * meets every level of every other axis at least once. The full cross product of the nine axes
  * runs for hours; most effects on a pause (a slow link with a busy guest, a big guest with a small
  * budget, compression on a capped link) are interactions of two settings, which these cells
  * still show, in a small fraction of the time.
@@ -13,8 +13,8 @@
 import type { BenchAxes, BenchCell } from './matrix.js';
 
 /** The axes in the order cells are printed: memory outermost, as in the cross product. */
-const AXES = ['memory', 'workload', 'rate', 'link', 'autoConverge', 'codec', 'budget', 'switchover'] as const;
-const [MEMORY, WORKLOAD, RATE, LINK, AUTO_CONVERGE, CODEC, BUDGET, SWITCHOVER] = AXES.map((_, i) => i) as [number, number, number, number, number, number, number, number];
+const AXES = ['memory', 'workload', 'rate', 'link', 'autoConverge', 'codec', 'budget', 'switchover', 'delta'] as const;
+const [MEMORY, WORKLOAD, RATE, LINK, AUTO_CONVERGE, CODEC, BUDGET, SWITCHOVER, DELTA] = AXES.map((_, i) => i) as [number, number, number, number, number, number, number, number, number];
 
 /** A level left unset, or the dirty rate of an idle guest (which has none). */
 const NONE = -1;
@@ -37,6 +37,7 @@ export function pairwiseMatrix(axes: BenchAxes): BenchCell[] {
     axes.codecs.length,
     axes.downtimeBudgetsMs.length,
     axes.switchover.length,
+    axes.delta.length,
   ];
   // Every row keeps to one rule: its rate is NONE exactly when its workload is idle.
   const idleAt = axes.workloads.indexOf('idle');
@@ -82,6 +83,7 @@ export function pairwiseMatrix(axes: BenchAxes): BenchCell[] {
     codec: axes.codecs[row[CODEC]!]!,
     downtimeBudgetMs: axes.downtimeBudgetsMs[row[BUDGET]!]!,
     switchover: axes.switchover[row[SWITCHOVER]!]!,
+    delta: axes.delta[row[DELTA]!]!,
   }));
 }
 

@@ -4,9 +4,9 @@
  */
 
 import { parseArgs } from 'node:util';
-import { DEFAULT_CODEC, InvalidArgumentError, validateSimConfig, WORKLOADS, type CodecChoice, type MigrateOptions, type SimGuestConfig } from 'livemig';
+import { DEFAULT_CODEC, DELTA_MODES, InvalidArgumentError, validateSimConfig, WORKLOADS, type CodecChoice, type MigrateOptions, type SimGuestConfig } from 'livemig';
 import { parseDuration, parsePositiveDuration, parseInteger, parseRate, parseSize } from '#cli/units';
-import { expandMatrix, type AutoConvergeSetting, type SwitchoverSetting, type BenchAxes, type BenchCell } from './matrix.js';
+import { expandMatrix, type AutoConvergeSetting, type DeltaSetting, type SwitchoverSetting, type BenchAxes, type BenchCell } from './matrix.js';
 import { pairwiseMatrix } from './pairwise.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -57,6 +57,7 @@ export const QUICK_AXES: Readonly<BenchAxes> = Object.freeze({
   linksBytesPerSec: [null],
   autoConverge: [null],
   switchover: [null],
+  delta: [null],
 } satisfies BenchAxes);
 
 /** The matrix of `livemig bench --full`: every axis at every level; hours, not minutes. */
@@ -69,6 +70,7 @@ export const FULL_AXES: Readonly<BenchAxes> = Object.freeze({
   linksBytesPerSec: [null, 1.25e9, 1.25e8],
   autoConverge: ['off', 'on', 'auto'],
   switchover: [null],
+  delta: [null],
 } satisfies BenchAxes);
 
 /** @see BenchPlan.runs */
@@ -99,6 +101,7 @@ export const BENCH_FLAGS = {
   link: { type: 'string' },
   'auto-converge': { type: 'string' },
   switchover: { type: 'string' },
+  delta: { type: 'string' },
   runs: { type: 'string' },
   warmup: { type: 'string' },
   out: { type: 'string' },
@@ -131,6 +134,8 @@ Axes (defaults give a matrix of a few minutes; --full runs every level of every 
   --link RATES               link caps, or none (default none; full: none,10Gbit/s,1Gbit/s)
   --auto-converge MODES      off,on,auto (default: the engine's own default; full: off,on,auto)
   --switchover POLICIES      best,first-fit (default: the engine's own default, also with --full)
+  --delta MODES              auto,on,off: pages sent again as deltas (default: the engine's own
+                             default, also with --full); deltas need a --link cap to pay
   --full                     the full matrix; axis flags given beside it still win
   --pairwise                 instead of every combination, a few cells in which every level of
                              each axis meets every level of every other axis at least once
@@ -228,6 +233,7 @@ export function parseBenchArgs(args: string[]): BenchPlan {
       v.switchover !== undefined
         ? list(v.switchover, '--switchover', oneOf<SwitchoverSetting>(['best', 'first-fit'], '--switchover'))
         : [...base.switchover],
+    delta: v.delta !== undefined ? list(v.delta, '--delta', oneOf<DeltaSetting>(DELTA_MODES, '--delta')) : [...base.delta],
   };
   const plan: BenchPlan = {
     axes,
@@ -277,5 +283,6 @@ export function engineOptions(cell: BenchCell, plan: BenchPlan): MigrateOptions 
     ...(cell.linkBytesPerSec !== null ? { maxBandwidthBytesPerSec: cell.linkBytesPerSec } : {}),
     ...(cell.autoConverge !== null ? { autoConverge: cell.autoConverge } : {}),
     ...(cell.switchover !== null ? { switchover: cell.switchover } : {}),
+    ...(cell.delta !== null ? { delta: cell.delta } : {}),
   };
 }

@@ -130,9 +130,17 @@ function summaryMarkdown(s: BenchSummary): string[] {
   return out;
 }
 
-const ROW_AXES: readonly AxisName[] = ['dirty rate', 'budget', 'compress', 'link', 'auto-converge', 'switchover'];
+const ROW_AXES: readonly AxisName[] = ['dirty rate', 'budget', 'compress', 'link', 'auto-converge', 'switchover', 'delta'];
 
 const STAT_COLUMNS = ['downtime ms', 'predicted ms', 'upper ms', 'in budget', 'pred. ok', 'total s', 'rounds', 'wire MiB', 'data/link', 'wire/link', 'max throttle %', 'src mem % RAM', 'runs'];
+
+/** Shown before `runs` when the matrix sets a delta mode: of the completed runs, those that sent deltas. */
+const DELTA_COLUMN = 'deltas on';
+
+/** The figure columns of a table: {@link STAT_COLUMNS}, with {@link DELTA_COLUMN} when asked for. */
+function statColumns(withDelta: boolean): string[] {
+  return withDelta ? [...STAT_COLUMNS.slice(0, -1), DELTA_COLUMN, STAT_COLUMNS.at(-1)!] : [...STAT_COLUMNS];
+}
 
 /** One table per memory size and workload; a column for each other axis that varies, the rest named in the heading. */
 function cellTablesMarkdown(cells: readonly CellResult[]): string[] {
@@ -141,24 +149,26 @@ function cellTablesMarkdown(cells: readonly CellResult[]): string[] {
     ROW_AXES,
   );
   const constant = ROW_AXES.filter((a) => !rowAxes.includes(a));
+  // Under `auto` the engine decides per run, so a matrix that sets a mode shows what it decided.
+  const withDelta = cells.some((c) => c.cell.delta !== null);
   const out: string[] = [];
   for (const [, group] of groupBy(cells, (c) => `${AXIS_VALUE.memory(c.cell)}, ${AXIS_VALUE.workload(c.cell)}`)) {
     const first = group[0]!.cell;
     const fixed = constant.filter((a) => !(a === 'dirty rate' && first.workload === 'idle')).map((a) => `${a} ${AXIS_VALUE[a](first)}`);
     out.push(`## ${sizeLabel(first.memoryBytes)}, ${first.workload}${fixed.length ? ` (${fixed.join(', ')})` : ''}`, '');
     if (first.workload === 'idle') out.push('The idle workload writes 16 pages 10 times a second whatever the requested dirty rate; it runs at rate 0 only.', '');
-    const header = [...rowAxes, ...STAT_COLUMNS];
+    const header = [...rowAxes, ...statColumns(withDelta)];
     out.push(`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i < rowAxes.length ? '---' : '---:')).join(' | ')} |`);
-    for (const c of group) out.push(`| ${[...rowAxes.map((a) => AXIS_VALUE[a](c.cell)), ...statCells(c)].join(' | ')} |`);
+    for (const c of group) out.push(`| ${[...rowAxes.map((a) => AXIS_VALUE[a](c.cell)), ...statCells(c, withDelta)].join(' | ')} |`);
     out.push('');
   }
   return out;
 }
 
-/** A cell's figures in the order of {@link STAT_COLUMNS}. */
-function statCells(c: CellResult): string[] {
+/** A cell's figures in the order of {@link statColumns}. */
+function statCells(c: CellResult, withDelta: boolean): string[] {
   const st = c.stats;
-  return [
+  const figures = [
     spreadText(st.downtimeMs, msLabel),
     spreadText(st.predictedDowntimeMs, msLabel),
     spreadText(st.downtimeUpperBoundMs, msLabel),
@@ -173,6 +183,9 @@ function statCells(c: CellResult): string[] {
     spreadText(st.sourceMemoryShare, (x) => (x * 100).toFixed(1)),
     st.failed > 0 ? `${st.completed} ok, ${countsText(st.errors)}` : `${st.completed}`,
   ];
+  // Older results.json files have no count of delta runs.
+  if (withDelta) figures.splice(-1, 0, st.completed ? `${st.deltaOn ?? 0}/${st.completed}` : '-');
+  return figures;
 }
 
 /** Failed runs, forced switchovers and cell notes, if there are any. */

@@ -58,6 +58,8 @@ export interface BenchRun {
   sourceMemoryShare?: number;
   /** What each part of it held at the peak, in bytes. */
   sourceMemoryParts?: NonNullable<MigrationReport['memory']>['atPeak'];
+  /** Whether pages sent again went as deltas (or why not), as the report's `delta` gives it. */
+  delta?: NonNullable<MigrationReport['delta']>;
 }
 
 /** Median, smallest and largest of a set of samples. */
@@ -95,6 +97,8 @@ export interface CellStats {
   predictionAccurate: number;
   /** Completed runs that had a prediction to judge. */
   predicted: number;
+  /** Completed runs that sent deltas (`report.delta.on`): under `auto`, whether the engine chose them. */
+  deltaOn: number;
   /**
    * Whether the median prediction is within the tolerance of the median measured downtime over
    * those runs: the cell's typical pause, which a pause that met a stall now and then does not
@@ -146,6 +150,7 @@ export function cellStats(cell: BenchCell, runs: readonly BenchRun[], rawLinkByt
     withinBudget: ok.filter((r) => r.downtimeMs !== undefined && r.downtimeMs <= cell.downtimeBudgetMs).length,
     predictionAccurate: judged.filter((r) => predictionWithinTolerance(r.predictedDowntimeMs!, r.downtimeMs!)).length,
     predicted: judged.length,
+    deltaOn: ok.filter((r) => r.delta?.on === true).length,
   };
   if (judged.length > 0) {
     stats.medianPredictionAccurate = predictionWithinTolerance(median(judged.map((r) => r.predictedDowntimeMs!))!, median(judged.map((r) => r.downtimeMs!))!);
@@ -278,6 +283,7 @@ export function runFromReport(run: number, report: MigrationReport): BenchRun {
     record.sourceMemoryShare = report.memory.peakShare;
     record.sourceMemoryParts = { ...report.memory.atPeak };
   }
+  if (report.delta) record.delta = { ...report.delta };
   return record;
 }
 

@@ -16,8 +16,11 @@ export interface SourceWorkerData {
   dataPagesPerBatch: number;
   /** Frame buffers the worker owns; each frame in flight holds one until the main thread returns it. */
   buffers: number;
-  /** The delta cache's slots (`DeltaCache.data`), when the migration sends deltas. */
-  deltaCache?: SharedArrayBuffer;
+  /**
+   * The target takes deltas: frames have room for a `delta` payload. The cache itself comes later
+   * (`delta-cache`), once the source has decided to send deltas. @default false
+   */
+  delta?: boolean;
 }
 
 /** Main thread to source worker. */
@@ -27,6 +30,11 @@ export type SourceWorkerRequest =
    * cache's slot code of each page (`DeltaCache.assign`).
    */
   | { kind: 'job'; round: number; pfns: Uint32Array; codes?: Int32Array }
+  /**
+   * The delta cache's slots (`DeltaCache.data`), shared, sent before the first job with `codes`:
+   * deltas were decided on before round 1. Never sent when they were not.
+   */
+  | { kind: 'delta-cache'; cache: SharedArrayBuffer }
   /** A frame buffer the main thread has finished sending, back for reuse. */
   | { kind: 'buffer'; buffer: ArrayBuffer };
 

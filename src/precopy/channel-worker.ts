@@ -28,10 +28,11 @@ const perBatch = data.dataPagesPerBatch;
 const rawBytes = perBatch * pageSize;
 /** Where a compressing codec's input is gathered: compression runs on this thread, one batch at a time. */
 const gather = codec.payloadIsRaw ? undefined : Buffer.allocUnsafe(rawBytes);
-const slotBytes = PAGES_HEADER_RESERVE_BYTES + Math.max(codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes), data.deltaCache ? deltaMaxPayloadBytes(rawBytes) : 0);
-/** The delta cache's slots, and where a `delta` payload is written before it is copied into its frame. */
-const deltaSlots = data.deltaCache ? new Uint8Array(data.deltaCache) : undefined;
-const deltaOut = data.deltaCache ? Buffer.allocUnsafe(deltaMaxPayloadBytes(rawBytes)) : undefined;
+const slotBytes = PAGES_HEADER_RESERVE_BYTES + Math.max(codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes), data.delta ? deltaMaxPayloadBytes(rawBytes) : 0);
+/** Where a `delta` payload is written before it is copied into its frame. */
+const deltaOut = data.delta ? Buffer.allocUnsafe(deltaMaxPayloadBytes(rawBytes)) : undefined;
+/** The delta cache's slots, once the main thread sends them (`delta-cache`); never, if deltas were turned off. */
+let deltaSlots: Uint8Array | undefined;
 /** The slot code of each data page gathered, in order. */
 const dataCodes = new Int32Array(perBatch);
 const free: ArrayBuffer[] = Array.from({ length: data.buffers }, () => new ArrayBuffer(slotBytes));
@@ -144,6 +145,11 @@ function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: num
 }
 
 port.on('message', (message: SourceWorkerRequest) => {
+  if (message.kind === 'delta-cache') {
+    // Taken at once, not queued: a job before it has no slot codes, so never reads the slots.
+    deltaSlots = new Uint8Array(message.cache);
+    return;
+  }
   if (message.kind === 'buffer') {
     free.push(message.buffer);
     bufferReturned?.();

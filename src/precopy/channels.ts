@@ -60,6 +60,8 @@ export interface PageSink {
   readonly deltaCounters: DeltaCounters;
   /** Says how many pages the round about to be sent has (page channels choose where it goes). */
   startRound?(pages: number): void;
+  /** Sends pages of round 1 and later as deltas against `cache` where it can. */
+  useDelta(cache: DeltaCache): void;
   sendPages(round: number, pfns: Uint32Array): Promise<void>;
   wireShare(pfns: Uint32Array): Promise<number | undefined>;
   handedOver(): Promise<void>;
@@ -78,8 +80,11 @@ export interface ChannelSenderOptions {
   limits?: Partial<ProtocolLimits>;
   /** Called once, at the first failure of any channel, so the engine can stop waiting on the control link. */
   onFailure: (error: MigrationError) => void;
-  /** The cache pages sent again are encoded against, when the target takes deltas. @default none */
-  deltaCache?: DeltaCache;
+  /**
+   * The target takes deltas: the workers size their frames for them. The cache comes later, if
+   * at all ({@link ChannelSender.useDelta}). @default false
+   */
+  delta?: boolean;
 }
 
 /** One page channel as the main thread sees it. */
@@ -116,6 +121,8 @@ export class ChannelSender implements PageSink {
   private readonly channels: SourceChannel[];
   private readonly waiters = new Set<() => void>();
   private released = false;
+  /** The cache pages sent again are encoded against, once {@link useDelta} gave one. */
+  private deltaCache: DeltaCache | undefined;
 
   private constructor(
     transports: readonly Transport[],
@@ -150,7 +157,7 @@ export class ChannelSender implements PageSink {
       codec: options.codec,
       dataPagesPerBatch: options.dataPagesPerBatch ?? DEFAULT_DATA_PAGES_PER_BATCH,
       buffers: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
-      deltaCache: options.deltaCache?.data,
+      delta: options.delta ?? false,
     };
     const workers = transports.map(() => new Worker(new URL('./channel-worker.js', import.meta.url), { workerData, execArgv: [] }));
     try {
@@ -182,6 +189,17 @@ export class ChannelSender implements PageSink {
     return { batches: c.batches + o.batches, pages: c.pages + o.pages, bytesRaw: c.bytesRaw + o.bytesRaw, wholePages: c.wholePages + o.wholePages };
   }
 
+  /**
+   * From now on, pages of round 1 and later are assigned slots of `cache` and go as deltas where
+   * they can. Each worker is sent the cache's slots ahead of any job that names one; a migration
+   * that never sends deltas never allocates a cache, so no worker holds one.
+   */
+  useDelta(cache: DeltaCache): void {
+    this.deltaCache = cache;
+    this.control.useDelta(cache);
+    for (const c of this.channels) c.post({ kind: 'delta-cache', cache: cache.data });
+  }
+
   startRound(pages: number): void {
     this.onChannels = pages >= CHANNEL_MIN_ROUND_PAGES;
   }
@@ -211,7 +229,7 @@ export class ChannelSender implements PageSink {
     target.queuedPages += pfns.length;
     // A copy of just these pages: posting a view would copy the whole list it views.
     const own = pfns.slice();
-    const codes = this.options.deltaCache?.enabled && round > 0 ? this.options.deltaCache.assign(round, own) : undefined;
+    const codes = this.deltaCache?.enabled && round > 0 ? this.deltaCache.assign(round, own) : undefined;
     target.post({ kind: 'job', round, pfns: own, codes }, codes ? [own.buffer, codes.buffer as ArrayBuffer] : [own.buffer]);
     while (!this.failure && Math.min(...this.channels.map((c) => c.queuedPages)) >= CHANNEL_QUEUE_PAGES) await this.progress();
     this.throwIfFailed();
@@ -321,7 +339,7 @@ export class ChannelSender implements PageSink {
     const { dataPfns, hashes, zeroPfns } = reply;
     for (let i = 0; i < dataPfns.length; i++) this.digest.set(dataPfns[i]!, hashes[i]!);
     for (let i = 0; i < zeroPfns.length; i++) this.digest.zero(zeroPfns[i]!);
-    const cache = this.options.deltaCache;
+    const cache = this.deltaCache;
     if (cache) for (let i = 0; i < zeroPfns.length; i++) cache.drop(zeroPfns[i]!);
     if (reply.deltas !== undefined) {
       this.ownDelta.batches++;
@@ -360,7 +378,7 @@ export class ChannelSender implements PageSink {
 export function workerBufferBytes(data: SourceWorkerData): number {
   const codec = pagePayloadCodec(data.codec);
   const rawBytes = data.dataPagesPerBatch * data.pageSize;
-  const delta = data.deltaCache ? deltaMaxPayloadBytes(rawBytes) : 0;
+  const delta = data.delta ? deltaMaxPayloadBytes(rawBytes) : 0;
   const slotBytes = PAGES_HEADER_RESERVE_BYTES + Math.max(codec.payloadIsRaw ? rawBytes : codec.maxPayloadBytes(rawBytes), delta);
   // With deltas, one more buffer: where a delta payload is encoded before it is copied into its frame.
   return data.buffers * slotBytes + (codec.payloadIsRaw ? 0 : rawBytes) + delta;

@@ -27,8 +27,8 @@ import { roundTo } from '../util/stats.js';
 import { DEFAULT_AUTO_CONVERGE, ThrottleController } from './auto-converge.js';
 import { BandwidthCap, pacerOf, type SendPacer } from './bandwidth-cap.js';
 import { type ChannelSender, type PageSink, workerBufferBytes } from './channels.js';
-import type { DeltaCache } from './delta-cache.js';
-import { DEFAULT_DELTA_MODE, deltaBufferBytes, planDelta, type DeltaPlan } from './delta-plan.js';
+import { DeltaCache } from './delta-cache.js';
+import { DEFAULT_DELTA_MODE, deltaBufferBytes, planDelta, type DeltaOffReason, type DeltaPlan } from './delta-plan.js';
 import { DEFAULT_CODEC, type CodecChoice } from './codec-choice.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
@@ -93,8 +93,15 @@ export abstract class MigrationState {
   protected readonly memory: SourceMemoryLedger;
   /** Whether to offer deltas, and with how many cache slots (before the target's answer). */
   protected readonly deltaPlan: DeltaPlan;
-  /** The cache of pages as last sent, once the target took deltas. */
-  protected deltaCache: DeltaCache | undefined;
+  /** Whether the target took deltas (the version it chose has them): set by the handshake. */
+  protected deltaAgreed = false;
+  /**
+   * The cache of pages as last sent: allocated only once deltas are decided on, after round 0
+   * ({@link startDeltas}), so a migration that sends none never holds one.
+   */
+  private deltaCache: DeltaCache | undefined;
+  /** Why deltas stayed off though the target took them, once decided. */
+  private deltaDeclined: DeltaOffReason | undefined;
   /** The cap on the sending rate, shared by every connection that carries pages. */
   protected readonly cap: BandwidthCap | undefined;
   /** This migration's place at its host's switchover gate, if it was given one. */
@@ -242,6 +249,32 @@ export abstract class MigrationState {
       otherBytes: this.memory.bytes + this.domain.pageCount * Uint32Array.BYTES_PER_ELEMENT + control + workers,
       bufferBytes: deltaBufferBytes(inFlight * (1 + channels) + channels, this.dataPagesPerBatch, this.pageSize),
     });
+  }
+
+  /**
+   * Decides, after round 0, whether the rounds after it send deltas, with `resent` pages to send
+   * again, and only then allocates the cache and hands it to the senders. Under `auto` deltas end
+   * when more pages are to be sent again than the cache has slots: a working set larger than the
+   * cache churns it, and most pages would pay for the encoding and go whole all the same
+   * (docs/bench/README.md, "Delta encoding"). Round 0 sends no deltas, so it needs no cache.
+   */
+  protected startDeltas(resent: number): void {
+    if (!this.deltaAgreed || !this.deltaPlan.on || this.deltaCache || this.deltaDeclined) return;
+    if ((this.options.delta ?? DEFAULT_DELTA_MODE) === 'auto' && resent > this.deltaPlan.slots) {
+      this.deltaDeclined = 'cache-too-small';
+      return;
+    }
+    this.deltaCache = new DeltaCache(this.deltaPlan.slots, this.pageSize, this.domain.pageCount);
+    this.memory.set('deltaCache', this.deltaCache.bytes);
+    this.sender.useDelta(this.deltaCache);
+  }
+
+  /** What `report.delta` says: whether deltas ran (or why not) and what went as deltas. */
+  protected deltaReport(): NonNullable<MigrationReport['delta']> {
+    const mode = this.options.delta ?? DEFAULT_DELTA_MODE;
+    const cache = this.deltaCache;
+    const why = cache ? undefined : !this.deltaPlan.on ? this.deltaPlan.why : !this.deltaAgreed ? 'target' : this.deltaDeclined;
+    return { mode, on: cache !== undefined, ...(why ? { why } : {}), cacheBytes: cache?.bytes ?? 0, ...this.sender.deltaCounters };
   }
 
   /** Brings the ledger's buffer parts up to date (they grow as buffers are first used). */

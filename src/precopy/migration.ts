@@ -30,8 +30,6 @@ import { armLoopGuard } from '../util/loop-guard.js';
 import { roundTo } from '../util/stats.js';
 import { openChannels } from './channels.js';
 import { checkMigrateOptions } from './check-options.js';
-import { DeltaCache } from './delta-cache.js';
-import { DEFAULT_DELTA_MODE } from './delta-plan.js';
 import { mergeIntoRuns } from './dirty-tracker.js';
 import { PageSender } from './page-sender.js';
 import { roundTimeAt } from './policy.js';
@@ -153,11 +151,8 @@ class SourceMigration extends PrecopyRounds {
     const guest = this.options.guest;
     if (guest) await this.transport.send(encodeRecord({ type: 'guest', id: guest.id, priority: guest.priority }));
     await this.measureRoundTrip();
-    if (this.deltaPlan.on && versionHasDelta(ready.version)) {
-      this.deltaCache = new DeltaCache(this.deltaPlan.slots, this.pageSize, this.domain.pageCount);
-      this.memory.set('deltaCache', this.deltaCache.bytes);
-      this.controlSender.useDelta(this.deltaCache);
-    }
+    // The cache waits for round 0's end, when deltas are decided on (startDeltas).
+    this.deltaAgreed = this.deltaPlan.on && versionHasDelta(ready.version);
     if (versionHasChannels(ready.version)) await this.openPageChannels(timeoutMs);
   }
 
@@ -301,15 +296,6 @@ class SourceMigration extends PrecopyRounds {
     return this.inbox.failure?.code === 'ERR_PEER_ABORTED' ? this.inbox.failure : error;
   }
 
-  /** What `report.delta` says: whether deltas ran (or why not) and what went as deltas. */
-  private deltaReport(): NonNullable<MigrationReport['delta']> {
-    const mode = this.options.delta ?? DEFAULT_DELTA_MODE;
-    const counters = this.sender.deltaCounters;
-    const cache = this.deltaCache;
-    const why = cache ? (cache.enabled ? undefined : 'cache-too-small') : this.deltaPlan.on ? 'target' : this.deltaPlan.why;
-    return { mode, on: cache?.enabled === true, ...(why ? { why } : {}), cacheBytes: cache?.bytes ?? 0, ...counters };
-  }
-
   /** Opens the page channels; from now on pages travel on them. */
   private async openPageChannels(timeoutMs: number): Promise<void> {
     this.channelSender = await openChannels(this.domain, this.sender as PageSender, this.options.channels!, this.options.openChannel!, this.sentDigest, {
@@ -321,7 +307,7 @@ class SourceMigration extends PrecopyRounds {
       timeoutMs,
       limits: this.options.limits,
       onFailure: () => this.inbox?.interrupt(),
-      deltaCache: this.deltaCache,
+      delta: this.deltaAgreed,
     });
     this.sender = this.channelSender;
     this.report.channels = this.options.channels;

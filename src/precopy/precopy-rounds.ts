@@ -10,7 +10,6 @@ import { mergeSorted } from '../dirtylog/page-lists.js';
 import { NoProgressError, PolicyAbortError } from '../errors.js';
 import { encodeRecord } from '../protocol/codec.js';
 import { roundTo } from '../util/stats.js';
-import { DEFAULT_DELTA_MODE } from './delta-plan.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from './migrate-options.js';
 import { ForcedSwitchover, MigrationState } from './migration-state.js';
 import type { SenderCounters } from './page-sender.js';
@@ -64,7 +63,7 @@ export abstract class PrecopyRounds extends MigrationState {
       this.memory.set('pageLists', pending.byteLength + dirtied.byteLength + (unsent.length + dirtied.length) * Uint32Array.BYTES_PER_ELEMENT);
       pending = mergeSorted(unsent, dirtied);
       this.memory.set('pageLists', pending.byteLength);
-      if (this.round === 0) this.judgeDeltaCache(pending.length);
+      if (this.round === 0) this.startDeltas(pending.length);
       if (this.options.maxBandwidthBytesPerSec !== undefined) this.model.wireShare = (await this.sender.wireShare(pending)) ?? this.model.wireShare;
       this.round++;
       const stats = this.statsFor(pending.length);
@@ -296,17 +295,6 @@ export abstract class PrecopyRounds extends MigrationState {
       bytesSent: this.sender.counters.bytesRaw,
       memoryBytes: this.domain.descriptor.memoryBytes,
     });
-  }
-
-  /**
-   * Under `auto`, turns deltas off before round 1 when it sends more pages again than the cache
-   * has slots: a working set larger than the cache churns it, and most pages would pay for the
-   * encoding and go whole all the same (docs/bench/README.md, "Delta encoding").
-   */
-  private judgeDeltaCache(resent: number): void {
-    const cache = this.deltaCache;
-    if (!cache || (this.options.delta ?? DEFAULT_DELTA_MODE) !== 'auto' || resent <= cache.slots) return;
-    cache.disable();
   }
 
   /**

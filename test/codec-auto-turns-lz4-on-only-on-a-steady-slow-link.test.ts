@@ -87,4 +87,15 @@ describe('codec auto switching', () => {
     encodes(chooser, 0.1e9);
     expect(chooser.next().codec).toBe('none');
   });
+
+  test('lz4 stays on for AUTO_CODEC_ENTER_BATCHES batches after it went on, however slow its first encodes', () => {
+    const chooser = new CodecChooser({ capBytesPerSec: 0.125e9 });
+    encodes(chooser, 0.6e9);
+    for (let i = 0; i < AUTO_CODEC_ENTER_BATCHES; i++) chooser.next();
+    expect(chooser.decide()).toBe('lz4');
+    // The pool's first encodes, cold, measure at 40 MB/s.
+    encodes(chooser, 40e6);
+    expect(Array.from({ length: AUTO_CODEC_ENTER_BATCHES }, () => chooser.next().codec).every((c) => c === 'lz4')).toBe(true);
+    expect(chooser.next().codec).toBe('none');
+  });
 });

@@ -20,7 +20,8 @@
  * median of many batches, the rule must hold for `enterBatches` batches in a row, and a measured
  * link must be slower than lz4's pace by `enterFactor`, not just the margin. A cap is a fact,
  * not an estimate, so behind one the margin and the run of batches suffice. lz4 then stays on
- * until it is measured slower than none, margin or not, so a pace near the line does not flap.
+ * until it is measured slower than none, margin or not, so a pace near the line does not flap,
+ * and for at least `enterBatches` batches, so its first, cold encodes do not turn it off.
  */
 
 import { debuglog } from 'node:util';
@@ -136,6 +137,8 @@ export class CodecChooser {
   /** The codec batches go with now, and for how many batches in a row the rule has wanted lz4 while it is none. */
   private current: PageCodec = 'none';
   private streak = 0;
+  /** Batches lz4 stays on for whatever it measures, after it went on: its first encodes run cold. */
+  private dwell = 0;
 
   constructor(private readonly options: CodecChooserOptions = {}) {
     this.margin = options.margin ?? AUTO_CODEC_MARGIN;
@@ -146,12 +149,14 @@ export class CodecChooser {
 
   /**
    * The codec of the next batch with data pages, and whether the sender should also compress it
-   * (without sending the result) to measure lz4: a probe. lz4 goes off as soon as the rule says
-   * so, and on once it has said so for `enterBatches` batches in a row.
+   * (without sending the result) to measure lz4: a probe. lz4 goes on once the rule has said so
+   * for `enterBatches` batches in a row, and off when the rule says so after as many more: the
+   * first encodes on the pool (buffers and threads not yet warm) understate its pace.
    */
   next(): { codec: PageCodec; probe: boolean } {
     if (this.current === 'lz4') {
-      if (!this.rule(false)) this.switchTo('none');
+      if (this.dwell > 0) this.dwell--;
+      else if (!this.rule(false)) this.switchTo('none');
     } else if (!this.rule(true)) {
       this.streak = 0;
     } else if (++this.streak >= this.enterBatches) {
@@ -187,6 +192,7 @@ export class CodecChooser {
   private switchTo(codec: PageCodec): void {
     this.current = codec;
     this.streak = 0;
+    this.dwell = codec === 'lz4' ? this.enterBatches : 0;
     if (trace.enabled) this.traceSwitch(codec);
   }
 

@@ -134,8 +134,9 @@ export class CodecChooser {
   private readonly probeInterval: number;
   private readonly enterBatches: number;
   private readonly enterFactor: number;
-  /** The codec batches go with now, and for how many batches in a row the rule has wanted lz4 while it is none. */
+  /** The codec batches go with now. */
   private current: PageCodec = 'none';
+  /** While none is in use, for how many batches in a row the rule has wanted lz4. */
   private streak = 0;
   /** Batches lz4 stays on for whatever it measures, after it went on: its first encodes run cold. */
   private dwell = 0;

@@ -1,7 +1,7 @@
 // Codec auto's rule, on measures given to it: lz4 only when the link sets the pace and the
 // pages shrink, and a probe every so often while it sends uncompressed.
 import { describe, expect, test } from 'vitest';
-import { AUTO_CODEC_PROBE_INTERVAL, CodecChooser } from '../dist/precopy/codec-choice.js';
+import { AUTO_CODEC_ENTER_BATCHES, AUTO_CODEC_MIN_DRAINS, AUTO_CODEC_PROBE_INTERVAL, CodecChooser } from '../dist/precopy/codec-choice.js';
 
 const MiB = 1024 * 1024;
 
@@ -12,7 +12,13 @@ function measured(options: { capBytesPerSec?: number; drainBytesPerSec?: number;
     chooser.observeEncode(MiB, options.ratio * MiB, (MiB / options.encodeBytesPerSec) * 1000);
     if (options.drainBytesPerSec !== undefined) chooser.observeDrain(MiB, (MiB / options.drainBytesPerSec) * 1000);
   }
+  settle(chooser);
   return chooser;
+}
+
+/** Names AUTO_CODEC_ENTER_BATCHES batches, enough for the rule to turn lz4 on; returns their codecs. */
+function settle(chooser: CodecChooser): string[] {
+  return Array.from({ length: AUTO_CODEC_ENTER_BATCHES }, () => chooser.next().codec);
 }
 
 describe('codec auto picks', () => {
@@ -27,7 +33,8 @@ describe('codec auto picks', () => {
 
   test('lz4 behind a slow link when the pages compress, measured or capped', () => {
     expect(measured({ capBytesPerSec: 0.125e9, encodeBytesPerSec: 0.22e9, ratio: 0.58 }).decide()).toBe('lz4');
-    expect(measured({ drainBytesPerSec: 0.1e9, encodeBytesPerSec: 0.22e9, ratio: 0.58 }).decide()).toBe('lz4');
+    // A measured link must be slower than lz4 twofold (AUTO_CODEC_ENTER_FACTOR).
+    expect(measured({ drainBytesPerSec: 0.05e9, encodeBytesPerSec: 0.22e9, ratio: 0.58 }).decide()).toBe('lz4');
   });
 
   test('none behind a slow link when the pages do not compress, or lz4 saves less than the margin', () => {
@@ -39,11 +46,15 @@ describe('codec auto picks', () => {
 
   test('none until the link and lz4 are both measured', () => {
     const chooser = new CodecChooser();
-    expect(chooser.decide()).toBe('none');
-    chooser.observeEncode(MiB, 0.3 * MiB, 5);
-    expect(chooser.decide()).toBe('none');
+    expect(settle(chooser)).not.toContain('lz4');
+    chooser.observeEncode(MiB, 0.3 * MiB, 2);
+    expect(settle(chooser)).not.toContain('lz4');
+    // A slow link, but measured by fewer drains than the least: it still counts as fast.
+    for (let i = 1; i < AUTO_CODEC_MIN_DRAINS; i++) chooser.observeDrain(MiB, 10);
+    expect(chooser.linkBytesPerSec()).toBeUndefined();
+    expect(settle(chooser)).not.toContain('lz4');
     chooser.observeDrain(MiB, 10);
-    expect(chooser.decide()).toBe('lz4');
+    expect(settle(chooser).at(-1)).toBe('lz4');
   });
 
   test('follows the pages: a run of incompressible batches turns lz4 off', () => {
@@ -51,14 +62,17 @@ describe('codec auto picks', () => {
     expect(chooser.decide()).toBe('lz4');
     for (let i = 0; i < 8; i++) chooser.observeEncode(MiB, 1.004 * MiB, 4);
     expect(chooser.ratio()).toBeCloseTo(1.004, 6);
-    expect(chooser.decide()).toBe('none');
+    // Once lz4 has been on for its first AUTO_CODEC_ENTER_BATCHES batches.
+    expect([...settle(chooser), chooser.next().codec].at(-1)).toBe('none');
   });
 
   test('probes one batch in AUTO_CODEC_PROBE_INTERVAL while sending uncompressed, none while compressing', () => {
     const fast = measured({ drainBytesPerSec: 1.2e9, encodeBytesPerSec: 0.22e9, ratio: 0.5 });
     const picks = Array.from({ length: 4 * AUTO_CODEC_PROBE_INTERVAL }, () => fast.next());
     expect(picks.every((p) => p.codec === 'none')).toBe(true);
-    expect(picks.flatMap((p, i) => (p.probe ? [i] : []))).toEqual([0, 1, 2, 3].map((k) => k * AUTO_CODEC_PROBE_INTERVAL));
+    const probes = picks.flatMap((p, i) => (p.probe ? [i] : []));
+    expect(probes).toHaveLength(4);
+    expect(probes.slice(1).map((at, k) => at - probes[k]!)).toEqual([1, 2, 3].map(() => AUTO_CODEC_PROBE_INTERVAL));
     const slow = measured({ capBytesPerSec: 0.125e9, encodeBytesPerSec: 0.22e9, ratio: 0.5 });
     const compressed = Array.from({ length: 2 * AUTO_CODEC_PROBE_INTERVAL }, () => slow.next());
     expect(compressed.every((p) => p.codec === 'lz4' && !p.probe)).toBe(true);

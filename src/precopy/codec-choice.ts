@@ -13,9 +13,22 @@
  * `probeInterval` is a probe: a run of its pages is compressed on the main thread (a few hundred
  * microseconds, nothing waits for the pool), and C is that one core's pace times the encoders
  * that could run at once; the batch goes uncompressed.
+ *
+ * On loopback the drain is the target's pace, not a wire's, and it dips for a few batches when
+ * the target faults in fresh memory or the machine is busy; a probe on one core is also kinder
+ * than the pool under load. So turning lz4 on asks more than keeping it: B from the drain is the
+ * median of many batches, the rule must hold for `enterBatches` batches in a row, and a measured
+ * link must be slower than lz4's pace by `enterFactor`, not just the margin. A cap is a fact,
+ * not an estimate, so behind one the margin and the run of batches suffice. lz4 then stays on
+ * until it is measured slower than none, margin or not, so a pace near the line does not flap,
+ * and for at least `enterBatches` batches, so its first, cold encodes do not turn it off.
  */
 
+import { debuglog } from 'node:util';
 import { PAGE_CODECS, type PageCodec } from '../protocol/page-codecs.js';
+
+/** `NODE_DEBUG=livemig-codec` prints each switch of `auto` with the measures behind it. */
+const trace = debuglog('livemig-codec');
 
 /** What `codec` may be set to: a codec of the wire, or `auto`, which picks one per batch. */
 export type CodecChoice = PageCodec | 'auto';
@@ -35,6 +48,18 @@ export const AUTO_CODEC_PROBE_INTERVAL = 16;
 /** Batches each measure of `auto` is summed over: recent enough to follow pages that change. */
 export const AUTO_CODEC_WINDOW = 8;
 
+/** Drains the link's pace is the median of: a dip of a few batches must not move it. */
+export const AUTO_CODEC_DRAIN_WINDOW = 32;
+
+/** Drains measured, at least, before the link counts as measured (it counts as fast until then). */
+export const AUTO_CODEC_MIN_DRAINS = 8;
+
+/** Batches in a row the rule must pick lz4 for before `auto` turns it on. */
+export const AUTO_CODEC_ENTER_BATCHES = 8;
+
+/** How many times the pace lz4 needs a measured link must be slower than lz4 to turn it on. */
+export const AUTO_CODEC_ENTER_FACTOR = 2;
+
 /** Options of a {@link CodecChooser}. */
 export interface CodecChooserOptions {
   /** The bandwidth cap, in bytes per second: the link is no faster than this. */
@@ -43,6 +68,10 @@ export interface CodecChooserOptions {
   margin?: number;
   /** @default AUTO_CODEC_PROBE_INTERVAL */
   probeInterval?: number;
+  /** @default AUTO_CODEC_ENTER_BATCHES */
+  enterBatches?: number;
+  /** @default AUTO_CODEC_ENTER_FACTOR */
+  enterFactor?: number;
 }
 
 /** Sums of two quantities over the latest AUTO_CODEC_WINDOW samples. */
@@ -69,41 +98,103 @@ class Window {
   }
 }
 
+/** The median of the latest `size` samples. */
+class Median {
+  private readonly samples: number[] = [];
+
+  constructor(private readonly size: number) {}
+
+  add(v: number): void {
+    this.samples.push(v);
+    if (this.samples.length > this.size) this.samples.shift();
+  }
+
+  get count(): number {
+    return this.samples.length;
+  }
+
+  /** The middle sample (the mean of the two middle ones), undefined before any. */
+  value(): number | undefined {
+    const n = this.samples.length;
+    if (n === 0) return undefined;
+    const sorted = [...this.samples].sort((a, b) => a - b);
+    return n % 2 === 1 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
+  }
+}
+
 /** Picks the codec of each batch of one migration from what its sender measures. */
 export class CodecChooser {
   private batches = 0;
+  /** Batches named so far: for the trace. */
+  private picked = 0;
   private readonly encoded = new Window();
   private readonly ratios = new Window();
-  private readonly drained = new Window();
+  private readonly drained = new Median(AUTO_CODEC_DRAIN_WINDOW);
   private readonly margin: number;
   private readonly probeInterval: number;
+  private readonly enterBatches: number;
+  private readonly enterFactor: number;
+  /** The codec batches go with now. */
+  private current: PageCodec = 'none';
+  /** While none is in use, for how many batches in a row the rule has wanted lz4. */
+  private streak = 0;
+  /** Batches lz4 stays on for whatever it measures, after it went on: its first encodes run cold. */
+  private dwell = 0;
 
   constructor(private readonly options: CodecChooserOptions = {}) {
     this.margin = options.margin ?? AUTO_CODEC_MARGIN;
     this.probeInterval = options.probeInterval ?? AUTO_CODEC_PROBE_INTERVAL;
+    this.enterBatches = options.enterBatches ?? AUTO_CODEC_ENTER_BATCHES;
+    this.enterFactor = options.enterFactor ?? AUTO_CODEC_ENTER_FACTOR;
   }
 
   /**
-   * The codec of the next batch with data pages, the rule's, and whether the sender should also
-   * compress it (without sending the result) to measure lz4: a probe.
+   * The codec of the next batch with data pages, and whether the sender should also compress it
+   * (without sending the result) to measure lz4: a probe. lz4 goes on once the rule has said so
+   * for `enterBatches` batches in a row, and off when the rule says so after as many more: the
+   * first encodes on the pool (buffers and threads not yet warm) understate its pace.
    */
   next(): { codec: PageCodec; probe: boolean } {
-    const codec = this.decide();
+    if (this.current === 'lz4') {
+      if (this.dwell > 0) this.dwell--;
+      else if (!this.rule(false)) this.switchTo('none');
+    } else if (!this.rule(true)) {
+      this.streak = 0;
+    } else if (++this.streak >= this.enterBatches) {
+      this.switchTo('lz4');
+    }
+    this.picked++;
+    const codec = this.current;
     const probe = codec === 'none' && this.batches++ % this.probeInterval === 0;
     return { codec, probe };
   }
 
-  /**
-   * What the rule says now, probes aside: lz4 once the encoder's pace, lz4's ratio and the link
-   * are known and lz4 saves at least the margin; none otherwise (a link not measured yet counts
-   * as fast).
-   */
+  /** The codec batches go with now, probes aside. */
   decide(): PageCodec {
+    return this.current;
+  }
+
+  /**
+   * Whether lz4 moves a batch sooner, once the encoder's pace, lz4's ratio and the link are known
+   * (a link not measured yet counts as fast). To turn lz4 on (`entering`) it must save the margin,
+   * and a link measured by its drain must be slower than lz4's pace by `enterFactor`; to keep it
+   * on, it need only not be slower: between the two, the codec in use stays.
+   */
+  private rule(entering: boolean): boolean {
     const b = this.linkBytesPerSec();
     const c = this.encodeBytesPerSec();
     const r = this.ratio();
-    if (b === undefined || c === undefined || r === undefined) return 'none';
-    return Math.max(1 / c, r / b) < (1 - this.margin) / b ? 'lz4' : 'none';
+    if (b === undefined || c === undefined || r === undefined) return false;
+    const cap = this.options.capBytesPerSec;
+    const pace = entering && (cap === undefined || b < cap) ? c / this.enterFactor : c;
+    return Math.max(1 / pace, r / b) < (entering ? 1 - this.margin : 1) / b;
+  }
+
+  private switchTo(codec: PageCodec): void {
+    this.current = codec;
+    this.streak = 0;
+    this.dwell = codec === 'lz4' ? this.enterBatches : 0;
+    if (trace.enabled) this.traceSwitch(codec);
   }
 
   /**
@@ -118,15 +209,23 @@ export class CodecChooser {
 
   /** The transport drained `wireBytes` in `ms` while batches were queued behind one another. */
   observeDrain(wireBytes: number, ms: number): void {
-    if (wireBytes > 0 && ms > 0) this.drained.add(wireBytes, ms / 1000);
+    if (wireBytes > 0 && ms > 0) this.drained.add(wireBytes / (ms / 1000));
   }
 
-  /** The link's pace in bytes per second: the cap or the measured drain, the lower; undefined while unknown. */
+  /**
+   * The link's pace in bytes per second: the cap or the measured drain (the median of the latest
+   * AUTO_CODEC_DRAIN_WINDOW, once AUTO_CODEC_MIN_DRAINS were measured), the lower; undefined while unknown.
+   */
   linkBytesPerSec(): number | undefined {
-    const drained = this.drained.ratio();
+    const drained = this.drainBytesPerSec();
     const cap = this.options.capBytesPerSec;
     if (cap === undefined) return drained;
     return drained === undefined ? cap : Math.min(cap, drained);
+  }
+
+  /** The median drain pace, undefined until AUTO_CODEC_MIN_DRAINS were measured. */
+  drainBytesPerSec(): number | undefined {
+    return this.drained.count >= AUTO_CODEC_MIN_DRAINS ? this.drained.value() : undefined;
   }
 
   /** lz4's encoding pace in raw bytes per second, undefined before a batch was encoded. */
@@ -137,5 +236,10 @@ export class CodecChooser {
   /** lz4's recent wire/raw ratio on these pages, undefined before a batch was encoded. */
   ratio(): number | undefined {
     return this.ratios.ratio();
+  }
+
+  private traceSwitch(codec: PageCodec): void {
+    const mbps = (v: number | undefined) => (v === undefined ? '-' : (v / 1e6).toFixed(0));
+    trace('batch %d: %s (link %s MB/s, drain %s, cap %s, lz4 %s MB/s, ratio %s)', this.picked, codec, mbps(this.linkBytesPerSec()), mbps(this.drainBytesPerSec()), mbps(this.options.capBytesPerSec), mbps(this.encodeBytesPerSec()), this.ratio()?.toFixed(3) ?? '-');
   }
 }

@@ -254,7 +254,7 @@ export class PageSender {
     const runPages = Math.min(WIRE_SAMPLE_RUN_PAGES, pfns.length);
     this.sample ??= this.allocateSample();
     const buffer = this.sample.raw;
-    // Under `auto`, the pages would go as the rule says now.
+    // Under `auto`, the pages would go with the codec in use now.
     const raw = this.codec.payloadIsRaw || this.chooser?.decide() === 'none';
     const runs = Math.min(WIRE_SAMPLE_RUNS, Math.ceil(pfns.length / runPages));
     let sampled = 0;

@@ -229,7 +229,7 @@ export class ChannelSender implements PageSink {
     target.queuedPages += pfns.length;
     // A copy of just these pages: posting a view would copy the whole list it views.
     const own = pfns.slice();
-    const codes = this.deltaCache?.enabled && round > 0 ? this.deltaCache.assign(round, own) : undefined;
+    const codes = this.deltaCache && round > 0 ? this.deltaCache.assign(round, own) : undefined;
     target.post({ kind: 'job', round, pfns: own, codes }, codes ? [own.buffer, codes.buffer as ArrayBuffer] : [own.buffer]);
     while (!this.failure && Math.min(...this.channels.map((c) => c.queuedPages)) >= CHANNEL_QUEUE_PAGES) await this.progress();
     this.throwIfFailed();

@@ -43,11 +43,6 @@ export class DeltaCache {
   private readonly pageOfSlot: Int32Array;
   /** Per slot, the round it was last assigned in: not taken from its page in that round. */
   private readonly roundOfSlot: Int32Array;
-  /**
-   * False once deltas were turned off for the rest of the migration ({@link disable}): every page
-   * then goes whole, and no slot is read again, so none can be stale.
-   */
-  enabled = true;
   /** Where the search for a slot to reuse goes on (a clock hand over the slots). */
   private hand = 0;
   /** The round of the latest {@link assign}, and how many slots it has assigned: once all are, the search is skipped. */
@@ -81,7 +76,7 @@ export class DeltaCache {
    */
   assign(round: number, pfns: Uint32Array): Int32Array {
     const codes = new Int32Array(pfns.length).fill(NO_SLOT);
-    if (round < 1 || !this.enabled) return codes;
+    if (round < 1) return codes;
     if (round !== this.round) {
       this.round = round;
       this.assignedInRound = 0;
@@ -125,12 +120,7 @@ export class DeltaCache {
 
   /** Page `pfn`'s slot, holding what was last sent of it, or -1. */
   slotFor(pfn: number): number {
-    return this.enabled ? this.slotOfPage[pfn]! : -1;
-  }
-
-  /** Turns deltas off for good: from now on {@link assign} gives no slot. */
-  disable(): void {
-    this.enabled = false;
+    return this.slotOfPage[pfn]!;
   }
 
   /** A slot not assigned in `round`, found from the hand on, or -1 if every one was. */

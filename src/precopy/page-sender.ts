@@ -380,7 +380,7 @@ export class PageSender {
     const pages = writePageNumbers(this.dataPfns, dataCount);
     const zeros = writePageNumbers(this.zeroPfns, zeroCount);
     const checksum = batchChecksum(this.dataHashes.subarray(0, dataCount), seq);
-    if (this.delta?.cache.enabled && dataCount > 0 && round > 0 && this.dispatchDelta(slot, { round, seq, pages, zeros, rawLength, checksum }, dataCount, zeroCount)) return;
+    if (this.delta && dataCount > 0 && round > 0 && this.dispatchDelta(slot, { round, seq, pages, zeros, rawLength, checksum }, dataCount, zeroCount)) return;
     // A batch without data pages has an empty payload whatever its codec; it is labelled none (protocol.md §4).
     const choice = dataCount === 0 ? { codec: 'none' as const, probe: false } : (this.chooser?.next() ?? { codec: this.codecName, probe: false });
     const codec = choice.codec;

@@ -4,13 +4,13 @@
  * page by page; its serial log shows that it runs and whether its memory is still consistent.
  */
 
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DomainFailedError, InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { gccBuildOnce } from './gcc-build.js';
 
 /** The guest's sources; shipped with the package (`src/` is in its files). */
 export const TEST_GUEST_SOURCE_DIR = fileURLToPath(new URL('../../../src/domain/qemu/guest/', import.meta.url));
@@ -42,27 +42,14 @@ export function defaultTestGuestCacheDir(): string {
  * @throws DomainFailedError if gcc is missing or fails (its output is in the message).
  */
 export async function buildTestGuest(cacheDir = defaultTestGuestCacheDir()): Promise<string> {
-  const kernel = join(cacheDir, `guest-${await testGuestSourceHash()}.elf`);
-  if (await exists(kernel)) return kernel;
-
-  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
-  const partial = `${kernel}.${process.pid}.${Date.now()}.tmp`;
-  const args = [...GCC_FLAGS, '-T', join(TEST_GUEST_SOURCE_DIR, 'link.ld'), '-o', partial, join(TEST_GUEST_SOURCE_DIR, 'guest.c')];
-  try {
-    await new Promise<void>((resolve, reject) => {
-      execFile('gcc', args, { timeout: TEST_GUEST_BUILD_TIMEOUT_MS }, (err, _stdout, stderr) => {
-        if (!err) return resolve();
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          return reject(new DomainFailedError('gcc not found on PATH: the QEMU test guest is built with gcc -m32 (Debian: apt-get install gcc libc6-dev-i386)', { cause: err }));
-        }
-        reject(new DomainFailedError(`gcc could not build the QEMU test guest: ${stderr.trim() || err.message}`, { cause: err }));
-      });
-    });
-    await rename(partial, kernel);
-  } finally {
-    await rm(partial, { force: true });
-  }
-  return kernel;
+  return gccBuildOnce({
+    out: join(cacheDir, `guest-${await testGuestSourceHash()}.elf`),
+    flags: [...GCC_FLAGS, '-T', join(TEST_GUEST_SOURCE_DIR, 'link.ld')],
+    inputs: [join(TEST_GUEST_SOURCE_DIR, 'guest.c')],
+    what: 'the QEMU test guest',
+    packages: 'gcc libc6-dev-i386',
+    timeoutMs: TEST_GUEST_BUILD_TIMEOUT_MS,
+  });
 }
 
 /**
@@ -75,14 +62,6 @@ export async function testGuestSourceHash(): Promise<string> {
   for (const name of SOURCES) hash.update(name).update('\0').update(await readFile(join(TEST_GUEST_SOURCE_DIR, name))).update('\0');
   hash.update(GCC_FLAGS.join(' '));
   return hash.digest('hex').slice(0, 16);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** What the test guest is asked to do. */

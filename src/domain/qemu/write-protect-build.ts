@@ -4,13 +4,12 @@
  * content of their sources and flags, into a per-user cache folder, as the test guest is.
  */
 
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DomainFailedError } from '../../errors.js';
+import { gccBuildOnce } from './gcc-build.js';
 
 /** The C sources; shipped with the package (`src/` is in its files). */
 export const WRITE_PROTECT_SOURCE_DIR = fileURLToPath(new URL('../../../src/domain/qemu/wp/', import.meta.url));
@@ -51,7 +50,6 @@ export function buildWriteProtect(cacheDir = defaultWriteProtectCacheDir()): Pro
 }
 
 async function build(cacheDir: string): Promise<WriteProtectBinaries> {
-  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   const [preload, reader] = await Promise.all([
     buildOne(cacheDir, 'wp-preload.c', PRELOAD_FLAGS, 'so'),
     buildOne(cacheDir, 'wp-reader.c', COMMON_FLAGS, 'bin'),
@@ -62,30 +60,12 @@ async function build(cacheDir: string): Promise<WriteProtectBinaries> {
 async function buildOne(cacheDir: string, source: string, flags: string[], suffix: string): Promise<string> {
   const path = join(WRITE_PROTECT_SOURCE_DIR, source);
   const hash = createHash('sha256').update(await readFile(path)).update('\0').update(flags.join(' ')).digest('hex').slice(0, 16);
-  const out = join(cacheDir, `${source.replace(/\.c$/, '')}-${hash}.${suffix}`);
-  if (await isFile(out)) return out;
-  const partial = `${out}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      execFile('gcc', [...flags, '-o', partial, path], { timeout: WRITE_PROTECT_BUILD_TIMEOUT_MS }, (err, _stdout, stderr) => {
-        if (!err) return resolve();
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          return reject(new DomainFailedError('gcc not found on PATH: the write-protect dirty log of QEMU guests is built with gcc (Debian: apt-get install gcc libc6-dev)', { cause: err }));
-        }
-        reject(new DomainFailedError(`gcc could not build ${source}: ${stderr.trim() || err.message}`, { cause: err }));
-      });
-    });
-    await rename(partial, out);
-  } finally {
-    await rm(partial, { force: true });
-  }
-  return out;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
+  return gccBuildOnce({
+    out: join(cacheDir, `${source.replace(/\.c$/, '')}-${hash}.${suffix}`),
+    flags,
+    inputs: [path],
+    what: `${source} of the write-protect dirty log of QEMU guests`,
+    packages: 'gcc libc6-dev',
+    timeoutMs: WRITE_PROTECT_BUILD_TIMEOUT_MS,
+  });
 }

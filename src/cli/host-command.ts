@@ -180,14 +180,15 @@ async function runHost(args: string[]): Promise<number> {
   });
   const s = host.status();
   const access = host.target.requiresKey ? 'pool key required' : 'no pool key: anyone who reaches it is served';
-  say(
-    { type: 'listening', url: s.url, port: host.port, name: s.name, capacityBytes: s.capacityBytes, keyRequired: host.target.requiresKey, maintenance: s.maintenance, backends: [...kinds.launchers.keys()] },
-    `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests of kind ${[...kinds.launchers.keys()].join(', ')}; ${access})`,
-  );
   host.target.on('event', (e: AgentEvent) => {
     if (e.type === 'connection-refused') say(e, `refused ${e.from}: ${e.error.code}: ${e.error.message}`);
   });
-  return serveUntilStopped(() => host.close(), say, values.supervised ?? false, 'host');
+  const announce = (): void =>
+    say(
+      { type: 'listening', url: s.url, port: host.port, name: s.name, capacityBytes: s.capacityBytes, keyRequired: host.target.requiresKey, maintenance: s.maintenance, backends: [...kinds.launchers.keys()] },
+      `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests of kind ${[...kinds.launchers.keys()].join(', ')}; ${access})`,
+    );
+  return serveUntilStopped(() => host.close(), say, values.supervised ?? false, 'host', announce);
 }
 
 function describeEvent(e: MigrationEvent): string {

@@ -73,9 +73,10 @@ export async function listen(args: string[]): Promise<number> {
   const json = values.json ?? false;
   const print = eventPrinter(json);
   const access = agent.requiresKey ? 'pool key required' : 'no pool key: any peer that reaches it is served';
-  print({ type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey }, `livemig agent listening on ${agent.url} (${access})`);
   agent.on('event', (e: AgentEvent) => print(e, describeEvent(e)));
-  return serveUntilStopped(() => agent.close(), print, values.supervised ?? false, 'agent');
+  return serveUntilStopped(() => agent.close(), print, values.supervised ?? false, 'agent', () =>
+    print({ type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey }, `livemig agent listening on ${agent.url} (${access})`),
+  );
 }
 
 function describeEvent(e: AgentEvent): string {

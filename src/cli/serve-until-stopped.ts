@@ -13,9 +13,11 @@ export function eventPrinter(json: boolean): EventPrinter {
 
 /**
  * Serves until SIGTERM or SIGINT (or, `supervised`, until the parent goes away), then says so,
- * runs `close` once and exits 0. Never returns.
+ * runs `close` once and exits 0. Never returns. `announce` prints the listening line once the
+ * signal handlers are in place: a parent that signals as soon as it reads that line must not
+ * meet the default action, which would kill the process.
  */
-export async function serveUntilStopped(close: () => Promise<void>, say: EventPrinter, supervised: boolean, what: string): Promise<never> {
+export async function serveUntilStopped(close: () => Promise<void>, say: EventPrinter, supervised: boolean, what: string, announce: () => void): Promise<never> {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -30,5 +32,6 @@ export async function serveUntilStopped(close: () => Promise<void>, say: EventPr
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   }
+  announce();
   return new Promise<never>(() => undefined);
 }

@@ -101,6 +101,11 @@ function checkRun(first: number, count: number, pageCount: number): void {
   }
 }
 
+/** `bytes` as a Buffer over the same memory (itself if it is one). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Memory in a SharedArrayBuffer, used in place. */
 class SharedGuestMemory implements GuestMemoryAccess {
   readonly pageCount: number;
@@ -114,12 +119,16 @@ class SharedGuestMemory implements GuestMemoryAccess {
     this.zero = Buffer.alloc(pageSize);
   }
 
+  // Both copies go through `Buffer.prototype.fill` with a source exactly as long as the range:
+  // Node does that with a plain memcpy, where `copy` and `set` take V8's element-wise copy that
+  // shared memory gets (about 1.5x slower per GiB here).
   readPages(pfns: Uint32Array, dst: Uint8Array): void {
-    forEachRun(pfns, dst, this.pageSize, this.pageCount, (offset, length, from) => this.mem.copy(dst, offset, from, from + length));
+    const to = asBuffer(dst);
+    forEachRun(pfns, dst, this.pageSize, this.pageCount, (offset, length, from) => to.fill(this.mem.subarray(from, from + length), offset, offset + length));
   }
 
   writePages(pfns: Uint32Array, src: Uint8Array): void {
-    forEachRun(pfns, src, this.pageSize, this.pageCount, (offset, length, to) => this.mem.set(src.subarray(offset, offset + length), to));
+    forEachRun(pfns, src, this.pageSize, this.pageCount, (offset, length, to) => this.mem.fill(src.subarray(offset, offset + length), to, to + length));
   }
 
   zeroPages(pfns: Uint32Array): void {

@@ -134,7 +134,7 @@ test('cancelled: a source that cancels mid-copy has the copy destroyed and the w
   expect(built[0]!.memory().kind).toBe('none');
 });
 
-test('a target guest destroyed, paused or given its state stops its walk short; a small one or one by default has none', async () => {
+test('a target guest destroyed, paused or given its state stops its walk short; a small one, or one told not to, has none; one by default has one', async () => {
   // 1 GiB: a walk takes the better part of a second of a free core, and each stop comes as soon
   // as the shell is built, so a walk that was really stopped has not reached the end.
   const descriptor = simDescriptor({ ...config, memoryBytes: 1024 * MiB }, 'shell');
@@ -162,7 +162,10 @@ test('a target guest destroyed, paused or given its state stops its walk short; 
   const small = await SimulatedGuest.createEmpty(simDescriptor({ ...config, memoryBytes: 16 * MiB }, 'small'), { prefault: true });
   cleanups.push(() => small.destroy());
   expect(small.prefault).toBeUndefined();
+  const toldNot = await new SimTargetBackend({ prefault: false }).create(simDescriptor(config, 'told-not'));
+  cleanups.push(() => toldNot.destroy());
+  expect((toldNot as SimulatedGuest).prefault).toBeUndefined();
   const byDefault = await new SimTargetBackend().create(simDescriptor(config, 'by-default'));
   cleanups.push(() => byDefault.destroy());
-  expect((byDefault as SimulatedGuest).prefault).toBeUndefined();
+  expect((byDefault as SimulatedGuest).prefault).toBeDefined();
 });

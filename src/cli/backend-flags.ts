@@ -20,15 +20,25 @@ export interface BackendFlagOptions {
   prefault?: boolean;
 }
 
+/**
+ * `--prefault` and `--no-prefault` as the backend option: undefined when neither is given (the
+ * backend's default, on), a usage error when both are.
+ */
+export function prefaultFromFlags(values: { prefault?: boolean; 'no-prefault'?: boolean }): boolean | undefined {
+  if (values.prefault && values['no-prefault']) throw new InvalidArgumentError('--prefault and --no-prefault contradict each other');
+  if (values['no-prefault']) return false;
+  return values.prefault ? true : undefined;
+}
+
 /** The backends `list` names (comma-separated). */
 export function targetBackendsFromFlag(list: string, options: BackendFlagOptions = {}): TargetBackend[] {
   const { qemuDir, prefault } = options;
   const names = [...new Set(list.split(',').map((n) => n.trim()).filter(Boolean))];
   if (names.length === 0) throw new InvalidArgumentError(`--backend names no backend; give one or more of ${BACKEND_NAMES.join(', ')}`);
   if (qemuDir !== undefined && !names.includes('qemu')) throw new InvalidArgumentError('--qemu-dir is for --backend qemu');
-  if (prefault && !names.includes('sim')) throw new InvalidArgumentError('--prefault is for --backend sim');
+  if (prefault !== undefined && !names.includes('sim')) throw new InvalidArgumentError(`--${prefault ? '' : 'no-'}prefault is for --backend sim`);
   return names.map((name) => {
-    if (name === 'sim') return new SimTargetBackend(prefault ? { prefault } : {});
+    if (name === 'sim') return new SimTargetBackend(prefault === undefined ? {} : { prefault });
     if (name === 'qemu') {
       const qemu = new QemuTargetBackend(qemuDir === undefined ? {} : { dir: qemuDir });
       if (!qemu.available) throw new DomainFailedError('--backend qemu needs qemu-system-x86_64 on PATH (Debian: apt-get install qemu-system-x86)');

@@ -13,6 +13,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { parse } from './args.js';
 import { clientFromFlags, CONTROL_FLAGS, CONTROL_HELP, print } from './control-flags.js';
 import { evacuateCommand, EVACUATE_HELP } from './evacuate-command.js';
+import { prefaultFromFlags } from './backend-flags.js';
 import { hostBackendsFromFlag } from './host-backends.js';
 import { evacuationHooks } from './pool-command.js';
 import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
@@ -43,8 +44,9 @@ Running a host:
                          sim); qemu needs qemu-system-x86_64 and gcc, and runs each guest in QEMU
   --qemu-dir DIR         where QEMU guests keep their RAM file and serial log, a folder each;
                          must be tmpfs (default /dev/shm)
-  --prefault             fault an incoming simulated guest's fresh memory in from a worker
-                         thread while the first pass arrives (pays where a core is spare)
+  --no-prefault          do not fault an incoming simulated guest's fresh memory in from a
+                         worker thread while the first pass arrives (the default does, from
+                         64 MiB: a faster first pass, all of its memory resident at once)
   --pool FILE            the pool file (docs/pool.md): lets this host run evacuations of
                          itself (POST /v1/host/evacuate); without it they answer 501
   --state-dir DIR        where evacuation ledgers are kept (default $XDG_STATE_HOME/livemig,
@@ -118,6 +120,7 @@ const RUN_FLAGS = {
   backend: { type: 'string' },
   'qemu-dir': { type: 'string' },
   prefault: { type: 'boolean' },
+    'no-prefault': { type: 'boolean' },
   pool: { type: 'string' },
   'state-dir': { type: 'string' },
   supervised: { type: 'boolean' },
@@ -168,7 +171,7 @@ async function runHost(args: string[]): Promise<number> {
   const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
   if (values['state-dir'] !== undefined && values.pool === undefined) throw new InvalidArgumentError('--state-dir keeps evacuation ledgers: it goes with --pool FILE');
   const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
-  const kinds = hostBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: values.prefault });
+  const kinds = hostBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values) });
   const say = eventPrinter(json);
   const host = await HostAgent.start({
     ...flags,

@@ -4,7 +4,7 @@ import { readKeyFile } from '../agent/key-file.js';
 import { TargetAgent, type AgentEvent } from '../agent/target-agent.js';
 import { InvalidArgumentError } from '../errors.js';
 import { parse } from './args.js';
-import { targetBackendsFromFlag } from './backend-flags.js';
+import { prefaultFromFlags, targetBackendsFromFlag } from './backend-flags.js';
 import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
 import { parseDuration, parseInteger, parsePositiveDuration } from './units.js';
 
@@ -28,8 +28,9 @@ Runs a target agent that accepts migrations and keeps the guests it receives.
                          qemu needs qemu-system-x86_64 and starts QEMU for each incoming guest
   --qemu-dir DIR         where incoming QEMU guests keep their RAM file and serial log, a
                          folder each; must be tmpfs (default /dev/shm)
-  --prefault             fault a simulated guest's fresh memory in from a worker thread while
-                         the first pass arrives (pays where the target has a core to spare)
+  --no-prefault          do not fault a simulated guest's fresh memory in from a worker thread
+                         while the first pass arrives (the default does, from 64 MiB: a faster
+                         first pass, and all of the guest's memory resident at once)
   --json                 one JSON event per line on stdout
 `;
 
@@ -49,8 +50,9 @@ export async function listen(args: string[]): Promise<number> {
     backend: { type: 'string' },
     'qemu-dir': { type: 'string' },
     prefault: { type: 'boolean' },
+    'no-prefault': { type: 'boolean' },
   } as const);
-  const backends = targetBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: values.prefault });
+  const backends = targetBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values) });
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
   const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
   const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parsePositiveDuration(values['record-timeout'], '--record-timeout');

@@ -20,11 +20,12 @@ export interface SimTargetBackendOptions {
   maxMemoryBytes?: number;
   /**
    * Fault in each new guest's memory from a thread of its own while round 0 arrives, so that the
-   * engine's thread writes pages already backed (see `prefault.ts`). It pays only where that
-   * thread finds a core nobody else needs: on a 2-core machine running both ends it slowed the
-   * first pass (docs/bench/README.md). It backs zero pages too: the guest's whole memory becomes
-   * resident at once. Guests smaller than PREFAULT_MIN_MEMORY_BYTES are never pre-faulted.
-   * @default false
+   * engine's thread writes pages already backed (see `prefault.ts`): the first pass of 256 MiB
+   * and 1 GiB guests runs 10-15% faster, even on 2 cores shared with the source
+   * (docs/bench/README.md). It backs zero pages too: the guest's whole memory becomes resident at
+   * once, as a hypervisor that reserves a guest's memory when it builds the guest would have it.
+   * Guests smaller than PREFAULT_MIN_MEMORY_BYTES are never pre-faulted.
+   * @default true
    */
   prefault?: boolean;
 }
@@ -39,7 +40,7 @@ export class SimTargetBackend implements TargetBackend {
 
   constructor(options: SimTargetBackendOptions = {}) {
     this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
-    this.prefault = options.prefault ?? false;
+    this.prefault = options.prefault ?? true;
   }
 
   /**

@@ -5,6 +5,7 @@
 // microsecond of one core. Usage: node bench/delta-encode.js
 import { randomFillSync } from 'node:crypto';
 import { decodeDeltaPayload } from '../dist/protocol/page-codec-delta.js';
+import { hashPage } from '../dist/protocol/page-digest.js';
 import { encodeDeltaBatch } from '../dist/precopy/delta-batch.js';
 
 const PAGE = 4096;
@@ -25,7 +26,10 @@ function time(fn, ms = 400) {
 
 const base = new Uint8Array(BYTES);
 randomFillSync(base);
-const cache = new Uint8Array(new SharedArrayBuffer(BYTES));
+const cache = Buffer.from(new SharedArrayBuffer(BYTES));
+const slots = { data: cache, hashes: new Uint32Array(new SharedArrayBuffer(PAGES * 4)) };
+const hashes = new Uint32Array(PAGES);
+const baseHashes = Uint32Array.from({ length: PAGES }, (_, i) => hashPage(base, i * PAGE, PAGE));
 const pages = Buffer.alloc(BYTES);
 const out = Buffer.alloc(BYTES + PAGES);
 const codes = Int32Array.from({ length: PAGES }, (_, i) => i * 2 + 1);
@@ -40,7 +44,8 @@ for (const writes of [1, 4, 16, 64]) {
   let length = 0;
   const withCopyUs = time(() => {
     cache.set(base);
-    length = encodeDeltaBatch(pages, 0, PAGES, codes, cache, out, 0, PAGE).length;
+    slots.hashes.set(baseHashes);
+    length = encodeDeltaBatch(pages, 0, PAGES, codes, hashes, slots, out, 0, PAGE).length;
   });
   const encodeUs = withCopyUs - copyUs;
   const payload = out.subarray(0, length);

@@ -53,12 +53,14 @@ async function codeOf(work: () => Promise<unknown> | unknown): Promise<string> {
 /** Encodes `pages` (new contents of pages 0..n-1) against `base` as the sender does: every page cached. */
 function encodeAll(base: Uint8Array, pages: Uint8Array): Uint8Array {
   const count = pages.length / PAGE;
-  const cache = new Uint8Array(base);
+  const slots = { data: Buffer.from(base), hashes: Uint32Array.from({ length: count }, (_, i) => hashPage(base, i * PAGE, PAGE)) };
   const codes = Int32Array.from({ length: count }, (_, i) => i * 2 + 1);
+  const hashes = Uint32Array.from({ length: count }, (_, i) => hashPage(pages, i * PAGE, PAGE));
   const out = new Uint8Array(deltaMaxPayloadBytes(pages.length));
-  const { length } = encodeDeltaBatch(pages, 0, count, codes, cache, out, 0, PAGE);
-  // The cache now holds what was sent.
-  expect(Buffer.from(cache).equals(Buffer.from(pages))).toBe(true);
+  const { length } = encodeDeltaBatch(pages, 0, count, codes, hashes, slots, out, 0, PAGE);
+  // The cache now holds what was sent, and the hash of each slot what it holds.
+  expect(slots.data.equals(Buffer.from(pages))).toBe(true);
+  expect([...slots.hashes]).toEqual([...hashes]);
   return out.subarray(0, length);
 }
 
@@ -199,6 +201,6 @@ describe('the cache of pages as sent', () => {
     expect(cache.holds(1)).toBe(false);
     cache.drop(3);
     expect(cache.holds(3)).toBe(false);
-    expect(cache.bytes).toBe(2 * PAGE + 10 * 4 + 2 * 8);
+    expect(cache.bytes).toBe(2 * PAGE + 2 * 4 + 10 * 4 + 2 * 8);
   });
 });

@@ -31,10 +31,11 @@ export type SourceWorkerRequest =
    */
   | { kind: 'job'; round: number; pfns: Uint32Array; codes?: Int32Array }
   /**
-   * The delta cache's slots (`DeltaCache.data`), shared, sent before the first job with `codes`:
-   * deltas were decided on before round 1. Never sent when they were not.
+   * The delta cache's slots and their hashes (`DeltaCache.data`, `DeltaCache.hashes`), shared,
+   * sent before the first job with `codes`: deltas were decided on before round 1. Never sent
+   * when they were not.
    */
-  | { kind: 'delta-cache'; cache: SharedArrayBuffer }
+  | { kind: 'delta-cache'; cache: SharedArrayBuffer; hashes: SharedArrayBuffer }
   /** A frame buffer the main thread has finished sending, back for reuse. */
   | { kind: 'buffer'; buffer: ArrayBuffer };
 

@@ -16,7 +16,7 @@ import { pagePayloadCodec } from '../protocol/page-codecs.js';
 import { batchChecksum, hashPage } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
-import { NO_SLOT } from './delta-cache.js';
+import { type DeltaSlots, deltaSlots, NO_SLOT } from './delta-cache.js';
 import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
 
 const data = workerData as SourceWorkerData;
@@ -32,7 +32,7 @@ const slotBytes = PAGES_HEADER_RESERVE_BYTES + Math.max(codec.payloadIsRaw ? raw
 /** Where a `delta` payload is written before it is copied into its frame. */
 const deltaOut = data.delta ? Buffer.allocUnsafe(deltaMaxPayloadBytes(rawBytes)) : undefined;
 /** The delta cache's slots, once the main thread sends them (`delta-cache`); never, if deltas were turned off. */
-let deltaSlots: Uint8Array | undefined;
+let slots: DeltaSlots | undefined;
 /** The slot code of each data page gathered, in order. */
 const dataCodes = new Int32Array(perBatch);
 const free: ArrayBuffer[] = Array.from({ length: data.buffers }, () => new ArrayBuffer(slotBytes));
@@ -82,7 +82,8 @@ async function runJob(round: number, pfns: Uint32Array, codes: Int32Array | unde
         continue;
       }
       const to = base + dataCount * pageSize;
-      src.copy(into, to, from, from + pageSize);
+      // `fill` with a page-long source is Node's memcpy; `copy` out of shared memory is slower.
+      into.fill(src.subarray(from, from + pageSize), to, to + pageSize);
       hashes[dataCount] = hashPage(into, to, pageSize);
       dataCodes[dataCount] = codes ? codes[i + k]! : NO_SLOT;
       dataPfns[dataCount++] = pfns[i + k]!;
@@ -107,14 +108,14 @@ function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: num
   let deltas: number | undefined;
   const gathered = gather ?? slot;
   const at = gather ? 0 : PAGES_HEADER_RESERVE_BYTES;
-  if (deltaSlots && deltaOut && anyBase(dataCodes, dataCount)) {
+  if (slots && deltaOut && anyBase(dataCodes, dataCount)) {
     // Encoded aside and copied in: a page that goes whole takes a byte more than it was gathered in.
-    const encoded = encodeDeltaBatch(gathered, at, dataCount, dataCodes, deltaSlots, deltaOut, 0, pageSize);
+    const encoded = encodeDeltaBatch(gathered, at, dataCount, dataCodes, hashes, slots, deltaOut, 0, pageSize);
     deltaOut.copy(slot, PAGES_HEADER_RESERVE_BYTES, 0, encoded.length);
     payloadLength = encoded.length;
     deltas = encoded.deltas;
   } else {
-    if (deltaSlots) storeInSlots(gathered, at, dataCount, dataCodes, deltaSlots, pageSize);
+    if (slots) storeInSlots(gathered, at, dataCount, dataCodes, hashes, slots, pageSize);
     if (gather && dataCount > 0) payloadLength = codec.encodeSync(gather.subarray(0, rawLength), slot.subarray(PAGES_HEADER_RESERVE_BYTES));
   }
   const header = {
@@ -147,7 +148,7 @@ function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: num
 port.on('message', (message: SourceWorkerRequest) => {
   if (message.kind === 'delta-cache') {
     // Taken at once, not queued: a job before it has no slot codes, so never reads the slots.
-    deltaSlots = new Uint8Array(message.cache);
+    slots = deltaSlots(message.cache, message.hashes);
     return;
   }
   if (message.kind === 'buffer') {

@@ -197,7 +197,7 @@ export class ChannelSender implements PageSink {
   useDelta(cache: DeltaCache): void {
     this.deltaCache = cache;
     this.control.useDelta(cache);
-    for (const c of this.channels) c.post({ kind: 'delta-cache', cache: cache.data });
+    for (const c of this.channels) c.post({ kind: 'delta-cache', cache: cache.data, hashes: cache.hashes });
   }
 
   startRound(pages: number): void {

@@ -32,10 +32,26 @@ export function hasBase(code: number): boolean {
   return code >= 0 && (code & 1) === 1;
 }
 
+/** A cache's slots as one thread reads and writes them: their bytes, and the hash of each. */
+export interface DeltaSlots {
+  readonly data: Buffer;
+  readonly hashes: Uint32Array;
+}
+
+/** Views of the slots of a cache (`DeltaCache.data` and `DeltaCache.hashes`), in this thread. */
+export function deltaSlots(data: SharedArrayBuffer, hashes: SharedArrayBuffer): DeltaSlots {
+  return { data: Buffer.from(data), hashes: new Uint32Array(hashes) };
+}
+
 /** A cache of `slots` pages of `pageSize` bytes for a guest of `pageCount` pages. */
 export class DeltaCache {
   /** The slots' bytes: slot `s` is `pageSize` bytes at `s * pageSize`; readable from any thread. */
   readonly data: SharedArrayBuffer;
+  /**
+   * Per slot, the page hash of what it holds (a Uint32 each), written beside the bytes: a delta
+   * names its base by this hash, which so costs no hashing of the slot.
+   */
+  readonly hashes: SharedArrayBuffer;
   readonly slots: number;
   /** Per page, its slot or -1. */
   private readonly slotOfPage: Int32Array;
@@ -57,6 +73,7 @@ export class DeltaCache {
     if (!Number.isInteger(slots) || slots < 1) throw new InvalidArgumentError(`a delta cache needs at least one slot, got ${slots}`);
     this.slots = slots;
     this.data = new SharedArrayBuffer(slots * pageSize);
+    this.hashes = new SharedArrayBuffer(slots * Uint32Array.BYTES_PER_ELEMENT);
     this.slotOfPage = new Int32Array(pageCount).fill(-1);
     this.pageOfSlot = new Int32Array(slots).fill(-1);
     this.roundOfSlot = new Int32Array(slots).fill(-1);
@@ -64,7 +81,7 @@ export class DeltaCache {
 
   /** Bytes the cache holds: its slots and its tables. */
   get bytes(): number {
-    return this.data.byteLength + this.slotOfPage.byteLength + this.pageOfSlot.byteLength + this.roundOfSlot.byteLength;
+    return this.data.byteLength + this.hashes.byteLength + this.slotOfPage.byteLength + this.pageOfSlot.byteLength + this.roundOfSlot.byteLength;
   }
 
   /**

@@ -25,7 +25,7 @@ import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
 import type { SendPacer } from './bandwidth-cap.js';
 import { CodecChooser, type CodecChoice } from './codec-choice.js';
-import type { DeltaCache } from './delta-cache.js';
+import { type DeltaCache, type DeltaSlots, deltaSlots } from './delta-cache.js';
 import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
@@ -105,7 +105,7 @@ export class PageSender {
   readonly chooser: CodecChooser | undefined;
   readonly deltaCounters: DeltaCounters = { batches: 0, pages: 0, bytesRaw: 0, wholePages: 0 };
   /** The cache pages sent again are encoded against, once {@link useDelta} gave one. */
-  private delta: { cache: DeltaCache; slots: Uint8Array } | undefined;
+  private delta: { cache: DeltaCache; slots: DeltaSlots } | undefined;
 
   private readonly pageSize: number;
   /** The fixed codec, or lz4 (the one that encodes) under `auto`. */
@@ -179,7 +179,7 @@ export class PageSender {
    * cached: the target has agreed to version 4 or 5.
    */
   useDelta(cache: DeltaCache): void {
-    this.delta = { cache, slots: new Uint8Array(cache.data) };
+    this.delta = { cache, slots: deltaSlots(cache.data, cache.hashes) };
   }
 
   /**
@@ -289,7 +289,7 @@ export class PageSender {
     const { slots } = this.delta!;
     const base = slot * this.pageSize;
     this.deltaScratch ??= Buffer.allocUnsafe(this.pageSize + 1);
-    const end = writeDeltaEntry(slots, base, 0, buffer, from, this.deltaScratch, 0, this.pageSize);
+    const end = writeDeltaEntry(slots.data, base, 0, buffer, from, this.deltaScratch, 0, this.pageSize);
     return end >= 0 ? end : this.pageSize + 1;
   }
 
@@ -427,13 +427,13 @@ export class PageSender {
     const { cache, slots } = this.delta!;
     const codes = cache.assign(header.round, this.dataPfns.subarray(0, dataCount));
     if (!anyBase(codes, dataCount)) {
-      storeInSlots(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, slots, this.pageSize);
+      storeInSlots(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, this.dataHashes, slots, this.pageSize);
       return false;
     }
     const need = PAGES_HEADER_RESERVE_BYTES + deltaMaxPayloadBytes(this.dataPagesPerBatch * this.pageSize);
     if (!slot.out || slot.out.length < need) slot.out = Buffer.allocUnsafe(Math.max(need, this.outBytes));
     const out = slot.out;
-    const encoded = encodeDeltaBatch(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, slots, out, PAGES_HEADER_RESERVE_BYTES, this.pageSize);
+    const encoded = encodeDeltaBatch(slot.buffer, PAGES_HEADER_RESERVE_BYTES, dataCount, codes, this.dataHashes, slots, out, PAGES_HEADER_RESERVE_BYTES, this.pageSize);
     const d = this.deltaCounters;
     d.batches++;
     d.pages += encoded.deltas;

@@ -2,8 +2,10 @@
 //   1. the raw link: 1 MiB WebSocket frames through livemig's transport, as fast as they go;
 //   2. live migrations of an idle guest (codec none and lz4) and of a busy one.
 // Figures are reported as ratios to the raw link, because absolute speeds drift on a shared
-// machine. Usage: node bench/loopback.js [--memory 1GiB] [--runs 3] [--json]
+// machine; each migration's CPU, source and target process, says how near the cores' limit it
+// ran. Usage: node bench/loopback.js [--memory 1GiB] [--runs 3] [--json]
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectToAgent, migrate, SimulatedGuest } from 'livemig';
 import { parseInteger, parseSize } from '#cli/units';
@@ -26,7 +28,11 @@ const agentUrl = host.url;
 async function migration(config, codec) {
   const guest = await SimulatedGuest.boot(config, 'bench');
   await new Promise((r) => setTimeout(r, 300));
+  const sourceBefore = process.cpuUsage();
+  const targetBefore = host.cpuMs();
   const report = await migrate(guest, await connectToAgent(agentUrl), { codec, verify: false });
+  const source = process.cpuUsage(sourceBefore);
+  const targetAfter = host.cpuMs();
   if (report.outcome !== 'completed') throw new Error(`migration ${report.outcome}: ${report.error?.message}`);
   if (report.guestRunningOn !== 'target') await guest.destroy();
   const first = report.rounds[0];
@@ -42,6 +48,10 @@ async function migration(config, codec) {
     // Extra memory the source held beyond the guest, at its peak, as a share of guest RAM.
     sourceMemoryShare: report.memory?.peakShare,
     sourceMemoryParts: report.memory?.atPeak,
+    // CPU each process used during the migration, every thread counted (the guest's vCPUs on
+    // the source): on a machine where both ends share the cores, how close they came to its limit.
+    sourceCpuMs: (source.user + source.system) / 1000,
+    targetCpuMs: targetBefore && targetAfter ? targetAfter.user + targetAfter.system - targetBefore.user - targetBefore.system : undefined,
   };
 }
 
@@ -67,7 +77,8 @@ try {
 }
 
 const raw = median(results.rawLinkBytesPerSec);
-const table = [['case', 'first pass / raw link', 'first pass (data) / raw', 'wire/raw bytes', 'downtime ms', 'total ms', 'rounds', 'src mem % RAM']];
+const table = [['case', 'first pass / raw link', 'first pass (data) / raw', 'wire/raw bytes', 'downtime ms', 'total ms', 'rounds', 'src mem % RAM', 'src CPU ms', 'tgt CPU ms', 'CPU / cores x total']];
+const cores = availableParallelism();
 for (const [name, samples] of Object.entries(results.cases)) {
   table.push([
     name,
@@ -78,6 +89,9 @@ for (const [name, samples] of Object.entries(results.cases)) {
     median(samples.map((s) => s.totalMs)).toFixed(0),
     String(median(samples.map((s) => s.rounds))),
     (Math.max(...samples.map((s) => s.sourceMemoryShare ?? 0)) * 100).toFixed(2),
+    median(samples.map((s) => s.sourceCpuMs)).toFixed(0),
+    samples.every((s) => s.targetCpuMs !== undefined) ? median(samples.map((s) => s.targetCpuMs)).toFixed(0) : '-',
+    samples.every((s) => s.targetCpuMs !== undefined) ? median(samples.map((s) => (s.sourceCpuMs + s.targetCpuMs) / (cores * s.totalMs))).toFixed(2) : '-',
   ]);
 }
 const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));

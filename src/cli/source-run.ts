@@ -32,11 +32,12 @@ export async function runSource(
   connect: ConnectToAgentOptions,
   json: boolean,
 ): Promise<RunReport> {
-  say(`booting a ${config.memoryBytes / 2 ** 20} MiB guest (${config.vcpus} vCPU, ${config.workload} workload, seed ${config.seed})...`);
-  // Ctrl-C from here on, while booting too, cancels: the command then reports and exits.
+  // Ctrl-C from here on, while booting too, cancels: the command then reports and exits. The
+  // handler comes before the first line, which a parent may answer with a signal at once.
   const cancel = new AbortController();
   const onSignal = (): void => cancel.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
+  say(`booting a ${config.memoryBytes / 2 ** 20} MiB guest (${config.vcpus} vCPU, ${config.workload} workload, seed ${config.seed})...`);
   let guest: SimulatedGuest;
   try {
     guest = await SimulatedGuest.boot(config);

@@ -32,6 +32,21 @@ export function hasBase(code: number): boolean {
   return code >= 0 && (code & 1) === 1;
 }
 
+/** Bytes of a slot's tables besides its page: its page, the round it was assigned in, its hash. */
+const SLOT_TABLE_BYTES = 3 * 4;
+/** Bytes of the table of each guest page's slot. */
+const PAGE_TABLE_BYTES = 4;
+
+/** Bytes a cache of `slots` slots holds for a guest of `pageCount` pages: slots and tables. */
+export function deltaCacheBytes(slots: number, pageSize: number, pageCount: number): number {
+  return slots * (pageSize + SLOT_TABLE_BYTES) + pageCount * PAGE_TABLE_BYTES;
+}
+
+/** Most slots a cache for a guest of `pageCount` pages may have within `bytes`, tables included. */
+export function deltaCacheSlotsWithin(bytes: number, pageSize: number, pageCount: number): number {
+  return Math.floor((bytes - pageCount * PAGE_TABLE_BYTES) / (pageSize + SLOT_TABLE_BYTES));
+}
+
 /** A cache's slots as one thread reads and writes them: their bytes, and the hash of each. */
 export interface DeltaSlots {
   readonly data: Buffer;
@@ -81,7 +96,7 @@ export class DeltaCache {
 
   /** Bytes the cache holds: its slots and its tables. */
   get bytes(): number {
-    return this.data.byteLength + this.hashes.byteLength + this.slotOfPage.byteLength + this.pageOfSlot.byteLength + this.roundOfSlot.byteLength;
+    return deltaCacheBytes(this.slots, this.pageSize, this.slotOfPage.length);
   }
 
   /**

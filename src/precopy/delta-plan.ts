@@ -12,7 +12,7 @@
  */
 
 import { PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
-import { MIN_DELTA_CACHE_PAGES } from './delta-cache.js';
+import { deltaCacheBytes, deltaCacheSlotsWithin, MIN_DELTA_CACHE_PAGES } from './delta-cache.js';
 
 /** How `migrate()` decides on deltas: `auto` is on behind a bandwidth cap, off without. */
 export type DeltaMode = 'auto' | 'on' | 'off';
@@ -58,20 +58,14 @@ export interface DeltaPlanInput {
   bufferBytes: number;
 }
 
-/** Bytes of the cache's tables besides its slots: 4 a page of the guest and 8 a slot. */
-export function deltaCacheBytes(slots: number, pageSize: number, pageCount: number): number {
-  return slots * (pageSize + 8) + pageCount * 4;
-}
-
 /** Decides whether to send deltas and with how many cache slots. */
 export function planDelta(input: DeltaPlanInput): DeltaPlan {
   const wanted = input.mode === 'on' || (input.mode === 'auto' && input.capBytesPerSec !== undefined);
   if (!wanted) return { on: false, why: 'not-asked' };
-  const room = input.boundBytes - input.otherBytes - input.bufferBytes - input.pageCount * 4;
-  const perSlot = input.pageSize + 8;
+  const room = input.boundBytes - input.otherBytes - input.bufferBytes;
   const asked = input.cacheBytes === undefined ? undefined : Math.floor(input.cacheBytes / input.pageSize);
-  const slots = asked ?? Math.floor(room / perSlot);
-  if (slots < MIN_DELTA_CACHE_PAGES || slots * perSlot > room) return { on: false, why: 'memory-bound' };
+  const slots = asked ?? deltaCacheSlotsWithin(room, input.pageSize, input.pageCount);
+  if (slots < MIN_DELTA_CACHE_PAGES || deltaCacheBytes(slots, input.pageSize, input.pageCount) > room) return { on: false, why: 'memory-bound' };
   return { on: true, slots: Math.min(slots, input.pageCount) };
 }
 

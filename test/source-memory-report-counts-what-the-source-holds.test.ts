@@ -28,7 +28,6 @@ describe('SourceMemoryLedger', () => {
     ledger.set('pageLists', 400);
     ledger.set('sendBuffers', 50);
     ledger.set('pageLists', 10);
-    ledger.grow('sendBuffers', 40);
     const r = ledger.report();
     expect(r.peakBytes).toBe(550);
     expect(r.atPeak).toEqual({ pageHashes: 100, pageLists: 400, sendBuffers: 50 });

@@ -22,7 +22,7 @@
  *   check has (a failed one stays `completed`, with `verified: false` and ERR_DIGEST_MISMATCH).
  */
 
-import type { EvacuatedGuest, GuestInfo, HostStatus, MigrationInfo } from '../agent/control-types.js';
+import type { GuestInfo, HostStatus, MigrationInfo } from '../agent/control-types.js';
 import { asMigrationError, ConnectFailedError, TimeoutError, type MigrationError } from '../errors.js';
 import { withDeadline } from '../util/deadline.js';
 import { EvacuationLedger, isTerminal } from './evacuation-ledger.js';

@@ -10,7 +10,6 @@ import { dirtyBitmapBytes } from '../dirtylog/dirty-bitmap.js';
 import { DirtyRateMeter } from '../dirtylog/dirty-rate.js';
 import type { SourceDomain } from '../domain/backend.js';
 import { MigrationError, UnexpectedRecordError } from '../errors.js';
-import { PAGES_HEADER_RESERVE_BYTES } from '../protocol/codec.js';
 import { PageDigest } from '../protocol/page-digest.js';
 import { sourceTransition, type SourceState } from '../protocol/receiver-state.js';
 import {
@@ -33,7 +32,7 @@ import { DEFAULT_CODEC, type CodecChoice } from './codec-choice.js';
 import { DowntimeModel } from './downtime-model.js';
 import { GuestCustody } from './guest-custody.js';
 import { dirtyTrackerFor, type DirtyTracker } from './dirty-tracker.js';
-import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender, WIRE_SAMPLE_RUN_PAGES } from './page-sender.js';
+import { DEFAULT_DATA_PAGES_PER_BATCH, DEFAULT_MAX_IN_FLIGHT_BATCHES, PageSender } from './page-sender.js';
 import {
   DEFAULT_DOWNTIME_BUDGET_MS,
   defaultPolicy,
@@ -213,6 +212,12 @@ export abstract class MigrationState {
     });
   }
 
+  /** Page channels beside the control connection: none unless `channels` asks for more than one connection. */
+  private get pageChannels(): number {
+    const asked = this.options.channels ?? 1;
+    return asked > 1 ? asked : 0;
+  }
+
   /**
    * The default batch size, shrunk where the batch buffers of the control connection and of every
    * page channel would take more than their share of the memory bound (a guest of under about
@@ -220,7 +225,7 @@ export abstract class MigrationState {
    */
   private defaultBatchPages(): number {
     const inFlight = this.options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
-    const channels = (this.options.channels ?? 1) > 1 ? this.options.channels! : 0;
+    const channels = this.pageChannels;
     // A channel's worker holds its frame buffers and, when it compresses, one to gather into.
     const buffers = inFlight + channels * (inFlight + 1);
     const factor = this.codecChoice === 'none' ? 1 : 2;
@@ -235,9 +240,8 @@ export abstract class MigrationState {
   private planDelta(): DeltaPlan {
     const o = this.options;
     const inFlight = o.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
-    const channels = (o.channels ?? 1) > 1 ? o.channels! : 0;
-    const rawBytes = this.dataPagesPerBatch * this.pageSize;
-    const control = inFlight * (PAGES_HEADER_RESERVE_BYTES + rawBytes) * (this.codecChoice === 'none' ? 1 : 2) + 2 * WIRE_SAMPLE_RUN_PAGES * this.pageSize;
+    const channels = this.pageChannels;
+    const control = this.controlSender.mostBufferBytes;
     const workers = channels * workerBufferBytes({ memory: { kind: 'none' }, pageSize: this.pageSize, codec: this.channelCodec(), dataPagesPerBatch: this.dataPagesPerBatch, buffers: inFlight });
     return planDelta({
       mode: o.delta ?? DEFAULT_DELTA_MODE,
@@ -428,7 +432,7 @@ export abstract class MigrationState {
    * 4 (and 5) only when deltas may be sent.
    */
   protected offeredVersions(): number[] {
-    const channels = (this.options.channels ?? 1) > 1;
+    const channels = this.pageChannels > 0;
     const delta = this.deltaPlan.on;
     if (channels) return delta ? [CHANNELS_DELTA_PROTOCOL_VERSION, DELTA_PROTOCOL_VERSION, CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION] : [CHANNELS_PROTOCOL_VERSION, PROTOCOL_VERSION];
     return delta ? [DELTA_PROTOCOL_VERSION, PROTOCOL_VERSION] : [PROTOCOL_VERSION];

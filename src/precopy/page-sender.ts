@@ -195,6 +195,15 @@ export class PageSender {
   }
 
   /**
+   * The most {@link bufferBytes} may come to without deltas: every slot encoding, and the sample
+   * buffers in use (deltas add a byte a page to the encoding buffers, and a page of scratch).
+   */
+  get mostBufferBytes(): number {
+    const sample = WIRE_SAMPLE_RUN_PAGES * this.pageSize;
+    return this.slots.length * (this.slots[0]!.buffer.length + this.outBytes) + sample + this.codec.maxPayloadBytes(sample);
+  }
+
+  /**
    * Sends the pages `pfns` as part of `round`. Resolves when every batch has been
    * queued (not necessarily written); `flush` waits for the writes.
    */

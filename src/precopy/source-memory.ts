@@ -90,11 +90,6 @@ export class SourceMemoryLedger {
     }
   }
 
-  /** Records that `part` holds at least `bytes` now: for parts that only ever grow. */
-  grow(part: SourceMemoryPart, bytes: number): void {
-    if (bytes > this.of(part)) this.set(part, bytes);
-  }
-
   report(): SourceMemoryReport {
     return {
       guestBytes: this.guestBytes,

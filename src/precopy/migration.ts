@@ -47,9 +47,10 @@ import type { MigrationReport } from './report.js';
  * Live-migrates `domain` over `transport`, whose other end is a target agent. Options it cannot
  * use reject at once with `ERR_INVALID_ARGUMENT`, before the guest or the transport is touched.
  * Once they are accepted it always resolves with a report (a failure is an outcome, not an
- * exception) and closes the transport; it rejects then only on a programming error. Every wait settles when the link closes or `signal` aborts; as a
- * backstop, should the process run out of work while the migration is unsettled, the migration
- * ends by the usual rules with `ERR_UNSETTLED` instead of the process exiting under it.
+ * exception) and closes the transport; it rejects then only on a programming error. Every wait
+ * settles when the link closes or `signal` aborts; as a backstop, should the process run out of
+ * work while the migration is unsettled, the migration ends by the usual rules with
+ * `ERR_UNSETTLED` instead of the process exiting under it.
  */
 export async function migrate(domain: SourceDomain, transport: Transport, options: MigrateOptions = {}): Promise<MigrationReport> {
   checkMigrateOptions(options);

@@ -68,11 +68,8 @@ export abstract class PrecopyRounds extends MigrationState {
       this.round++;
       const stats = this.statsFor(pending.length);
       if (this.forced) {
-        // Past a deadline the pause cannot be put off, but it still waits for another one's end.
-        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
+        await this.forceSwitchover(this.forced);
         predictedMs = stats.expectedDowntimeMs;
-        this.report.forcedSwitchover = this.forced.error.toJSON();
-        this.report.switchoverReason = 'forced-by-deadline';
         break;
       }
       const last = this.rounds[this.rounds.length - 1]!;
@@ -89,11 +86,9 @@ export abstract class PrecopyRounds extends MigrationState {
         // No pause can fit: ended as the stall deadline would end it, without waiting for it.
         const error = new NoProgressError(noPauseFits);
         if ((this.options.timeoutAction ?? DEFAULT_TIMEOUT_ACTION) === 'abort') throw error;
-        while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
-        predictedMs = stats.expectedDowntimeMs;
         this.forced = new ForcedSwitchover(error);
-        this.report.forcedSwitchover = error.toJSON();
-        this.report.switchoverReason = 'forced-by-deadline';
+        await this.forceSwitchover(this.forced);
+        predictedMs = stats.expectedDowntimeMs;
         break;
       }
       if (decision === 'abort') {
@@ -113,6 +108,16 @@ export abstract class PrecopyRounds extends MigrationState {
       }
     }
     return { pending, predictedMs };
+  }
+
+  /**
+   * Records a switchover forced by a deadline, once this migration holds the switchover gate: past
+   * a deadline the pause cannot be put off, but it still waits for another migration's to end.
+   */
+  private async forceSwitchover(forced: ForcedSwitchover): Promise<void> {
+    while (this.seat && !this.seat.tryHold()) await this.seat.whileOtherPaused();
+    this.report.forcedSwitchover = forced.error.toJSON();
+    this.report.switchoverReason = 'forced-by-deadline';
   }
 
   /**

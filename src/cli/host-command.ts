@@ -120,7 +120,7 @@ const RUN_FLAGS = {
   backend: { type: 'string' },
   'qemu-dir': { type: 'string' },
   prefault: { type: 'boolean' },
-    'no-prefault': { type: 'boolean' },
+  'no-prefault': { type: 'boolean' },
   pool: { type: 'string' },
   'state-dir': { type: 'string' },
   supervised: { type: 'boolean' },

@@ -152,14 +152,13 @@ export class QemuTargetBackend implements TargetBackend {
  * the guest needs; on a failure QEMU is ended (its folder stays the domain's to remove).
  */
 async function startIncoming(definition: QemuGuestDefinition, descriptor: DomainDescriptor, binary: string): Promise<QemuProcess> {
-  const config = qemuConfigFromDescriptor(descriptor);
   const qemu = await QemuProcess.start(definition, { incoming: true, paused: true, binary, ownsRamFile: true });
   try {
     const identity = await queryQemuIdentity(qemu.qmp);
     const ram = identity.memoryBackends.find((b) => b.id === QEMU_RAM_BACKEND_ID);
-    if (identity.machine !== config.machine || ram?.size !== descriptor.memoryBytes) {
+    if (identity.machine !== definition.machine || ram?.size !== descriptor.memoryBytes) {
       throw new IncompatibleDomainError(
-        `QEMU here started machine ${identity.machine} with RAM ${JSON.stringify(identity.memoryBackends)}; the guest needs ${config.machine} with ${descriptor.memoryBytes} bytes`,
+        `QEMU here started machine ${identity.machine} with RAM ${JSON.stringify(identity.memoryBackends)}; the guest needs ${definition.machine} with ${descriptor.memoryBytes} bytes`,
       );
     }
     await ignoreSharedRam(qemu.qmp);

@@ -26,7 +26,7 @@ export type WriteProtectStatus =
 export type PreloadEnvironment = { env: NodeJS.ProcessEnv; reader: string } | { env: undefined; off: string };
 
 /** The path the kernel shows for `path` in /proc/PID/fd (symbolic links resolved), whether or not it exists yet. */
-export function canonicalPath(path: string): string {
+function canonicalPath(path: string): string {
   try {
     return realpathSync(path);
   } catch {

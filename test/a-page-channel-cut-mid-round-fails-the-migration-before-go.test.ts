@@ -1,7 +1,7 @@
 // A page channel that breaks in the middle of a round ends the migration before "go", as the
 // control connection does (docs/protocol.md §15): the guest runs on at the source, and the target
 // agent, in another process, discards its copy.
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { connectToAgent } from '../dist/agent/agent-client.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
@@ -9,18 +9,12 @@ import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import { digestBuffer } from '../dist/protocol/page-digest.js';
 import { migrate } from '../dist/precopy/migration.js';
 import type { Transport } from '../dist/transport/transport.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
 import { tamperingTransport } from './helpers/faulty-transport.js';
 
 const MiB = 1024 * 1024;
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 test('the source resumes its guest and the target discards its copy', async () => {
   const config: SimGuestConfig = { memoryBytes: 256 * MiB, vcpus: 1, workload: 'uniform', dirtyRateBytesPerSec: 50e6, hotSetBytes: 16 * MiB, seed: 5 };

@@ -2,14 +2,14 @@
 // the log hooks with promises. The engine waits for the log to be enabled before it reads any
 // memory, and migrates such a guest as it does one whose log answers at once: here a simulated
 // guest whose log answers only after a few milliseconds, checked against its replay oracle.
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { SourceDomain } from '../dist/domain/backend.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { connectWebSocket } from '../dist/transport/ws-connect.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
+import { expectTargetDigestAtPause } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 const LOG_DELAY_MS = 5;
@@ -66,13 +66,7 @@ function slowLog(guest: SimulatedGuest): { domain: SourceDomain; watch: LogWatch
   return { domain, watch };
 }
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 test('a guest dirtying 40 MB/s whose log answers with promises arrives true to its oracle', async () => {
   const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 2, workload: 'uniform', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 23 };
@@ -98,9 +92,7 @@ test('a guest dirtying 40 MB/s whose log answers with promises arrives true to i
     // The pause paid a read of the log, which the report counts as finding the dirty pages.
     expect(report.switchover!.findDirtyMs).toBeGreaterThan(0);
 
-    const atPause = guest.vcpuStates();
-    const oracle = oracleDigest(config, atPause.map((v) => v.steps));
-    expect(report.targetDigest).toBe(oracle.digest);
+    expectTargetDigestAtPause(report, guest, config);
   } finally {
     await guest.destroy();
   }

@@ -1,25 +1,18 @@
 // End to end with codec auto behind a bandwidth cap: the one migration sends batches of both
 // codecs (uncompressed until lz4 is measured, or where the pages stop shrinking; lz4 where they
 // shrink), and the guest on the target is still exactly what its replay oracle says.
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
+import { expect, test } from 'vitest';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { decodeFrame } from '../dist/protocol/codec.js';
 import { connectWebSocket } from '../dist/transport/ws-connect.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
+import { expectAgentGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 test('auto behind a cap compresses most batches, sends some raw, and the guest matches its oracle', async () => {
   const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 10e6, hotSetBytes: 4 * MiB, seed: 5 };
@@ -49,12 +42,7 @@ test('auto behind a cap compresses most batches, sends some raw, and the guest m
     // The image's data pages shrink to about 0.6 with lz4: most of round 0 went compressed.
     expect(report.rounds[0]!.bytesWire).toBeLessThan(0.8 * report.rounds[0]!.bytesRaw);
 
-    const atPause = guest.vcpuStates();
-    expect(report.targetDigest).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
-    await sleep(200);
-    const later = await checkAgainstOracle(agent.url, report.migrationId, config);
-    expect(later.memoryMatches).toBe(true);
-    expect(later.registersMatch).toBe(true);
+    await expectAgentGuestMatchesOracle(agent.url, report, guest, config);
   } finally {
     await guest.destroy();
   }

@@ -4,27 +4,20 @@
 // what its replay oracle says; where `auto` turns them off after round 0, no cache is ever held.
 // Beside it, over the in-memory pair: deltas stay off when the cache does not fit the memory
 // bound, and when the target does not take them, and the source then holds no cache.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { connectToAgent } from '../dist/agent/agent-client.js';
-import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { SimTargetBackend } from '../dist/domain/sim/target-backend.js';
-import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import { acceptMigration } from '../dist/precopy/incoming.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { createMemoryTransportPair } from '../dist/transport/memory-transport.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
+import { expectAgentGuestMatchesOracle, expectTargetDigestAtPause } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 describe.each([1, 2])('%i connection(s) for pages', (channels) => {
   test('pages sent again go as deltas, and the guest runs on true to its oracle', async () => {
@@ -60,12 +53,7 @@ describe.each([1, 2])('%i connection(s) for pages', (channels) => {
       expect(report.memory!.atPeak.deltaCache).toBe(delta.cacheBytes);
       expect(report.memory!.peakBytes).toBeLessThanOrEqual(report.memory!.boundBytes);
 
-      const atPause = guest.vcpuStates();
-      expect(report.targetDigest).toBe(oracleDigest(config, atPause.map((v) => v.steps)).digest);
-      await sleep(200);
-      const check = await checkAgainstOracle(agent.url, report.migrationId, config);
-      expect(check.memoryMatches).toBe(true);
-      expect(check.registersMatch).toBe(true);
+      await expectAgentGuestMatchesOracle(agent.url, report, guest, config);
     } finally {
       await guest.destroy();
     }
@@ -91,7 +79,7 @@ describe.each([1, 2])('%i connection(s) for pages', (channels) => {
       expect(report.delta).toMatchObject({ mode: 'auto', on: false, why: 'cache-too-small', pages: 0, cacheBytes: 0 });
       // The cache was never allocated, so it is nowhere in the source's memory at its peak.
       expect(report.memory!.atPeak.deltaCache).toBeUndefined();
-      expect(report.targetDigest).toBe(oracleDigest(config, guest.vcpuStates().map((v) => v.steps)).digest);
+      expectTargetDigestAtPause(report, guest, config);
     } finally {
       await guest.destroy();
     }
@@ -112,7 +100,7 @@ describe('deltas stay off', () => {
       const result = await incoming;
       await result.domain?.destroy();
       expect(report.outcome).toBe('completed');
-      expect(report.targetDigest).toBe(oracleDigest(config, guest.vcpuStates().map((v) => v.steps)).digest);
+      expectTargetDigestAtPause(report, guest, config);
       return report;
     } finally {
       await guest.destroy();

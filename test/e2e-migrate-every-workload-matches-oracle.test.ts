@@ -1,23 +1,16 @@
 // End to end: a running simulated guest moves to a target agent in another process over a real
 // WebSocket, and the target's memory and registers equal the replay oracle, at resume and later.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig, Workload } from '../dist/domain/sim/config.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { connectWebSocket } from '../dist/transport/ws-connect.js';
-import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
+import { expectAgentGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 const cases: Array<{ workload: Workload; memoryBytes: number; vcpus: number; rate: number; codec: 'lz4' | 'none' }> = [
   { workload: 'idle', memoryBytes: 64 * MiB, vcpus: 1, rate: 0, codec: 'lz4' },
@@ -52,17 +45,10 @@ describe.each(cases)('$workload guest, $memoryBytes bytes, $vcpus vCPU, $codec',
 
       // The source copy stayed paused: its state is the state the target resumed from.
       expect(guest.paused).toBe(true);
-      const atPause = guest.vcpuStates();
-      const oracle = oracleDigest(config, atPause.map((v) => v.steps));
-      expect(report.targetDigest).toBe(oracle.digest);
-      expect(oracle.vcpus).toEqual(atPause);
-
       // And it runs on over there, still exactly what replay says.
-      await sleep(300);
-      const later = await checkAgainstOracle(agent.url, report.migrationId, config);
+      const { atPause, oracle, later } = await expectAgentGuestMatchesOracle(agent.url, report, guest, config, 300);
+      expect(oracle.vcpus).toEqual(atPause);
       expect(later.state).toBe('running');
-      expect(later.memoryMatches).toBe(true);
-      expect(later.registersMatch).toBe(true);
       if (workload !== 'idle') {
         for (let i = 0; i < vcpus; i++) expect(later.steps[i]!).toBeGreaterThan(atPause[i]!.steps);
       }

@@ -1,25 +1,18 @@
 // End to end over page channels: a running simulated guest moves to a target agent in another
 // process with 2 and 4 page channels (docs/protocol.md §15), and the target's memory, read back
 // from the guest itself, equals the replay oracle at resume and later.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { connectToAgent } from '../dist/agent/agent-client.js';
-import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { CHANNEL_MIN_ROUND_PAGES } from '../dist/precopy/channels.js';
 import { migrate } from '../dist/precopy/migration.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
+import { expectAgentGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 const cases = [
   { channels: 2, codec: 'lz4' as const, workload: 'uniform' as const, vcpus: 2 },
@@ -50,16 +43,9 @@ describe.each(cases)('$channels channels, $codec, $workload guest', ({ channels,
       expect(report.rounds.length).toBeGreaterThanOrEqual(2);
 
       expect(guest.paused).toBe(true);
-      const atPause = guest.vcpuStates();
-      const oracle = oracleDigest(config, atPause.map((v) => v.steps));
-      expect(report.targetDigest).toBe(oracle.digest);
-
       // The agent reads its guest's memory itself: the channels wrote every page in its place.
-      await sleep(200);
-      const later = await checkAgainstOracle(agent.url, report.migrationId, config);
+      const { atPause, later } = await expectAgentGuestMatchesOracle(agent.url, report, guest, config);
       expect(later.state).toBe('running');
-      expect(later.memoryMatches).toBe(true);
-      expect(later.registersMatch).toBe(true);
       for (let i = 0; i < vcpus; i++) expect(later.steps[i]!).toBeGreaterThan(atPause[i]!.steps);
     } finally {
       await guest.destroy();

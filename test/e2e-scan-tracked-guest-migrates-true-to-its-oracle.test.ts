@@ -1,16 +1,15 @@
 // A backend that keeps no dirty log (dirtyTracking "scan") migrates live: the engine finds the
 // changed pages itself by hashing guest memory against what it sent. The guest here is a
 // simulated one whose log is hidden behind a wrapper, so the replay oracle can check the result.
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { SourceDomain } from '../dist/domain/backend.js';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
-import { oracleDigest } from '../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../dist/domain/sim/config.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { defaultPolicy, FLOOR_OVER_BUDGET_ROUNDS } from '../dist/precopy/policy.js';
 import { connectWebSocket } from '../dist/transport/ws-connect.js';
-import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
-import { startAgentProcess, sleep, type AgentProcess } from './helpers/agent-process.js';
+import { agentProcessForFile, sleep } from './helpers/agent-process.js';
+import { expectAgentGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
 const LOG_HOOKS = new Set(['enableDirtyLog', 'disableDirtyLog', 'readDirtyLog', 'peekDirtyCount']);
@@ -35,13 +34,7 @@ function scanTracked(guest: SimulatedGuest): { domain: SourceDomain; calls: Reco
   return { domain, calls };
 }
 
-let agent: AgentProcess;
-beforeAll(async () => {
-  agent = await startAgentProcess();
-});
-afterAll(async () => {
-  await agent.stop();
-});
+const agent = agentProcessForFile();
 
 test.each(['none', 'lz4'] as const)('a guest dirtying 40 MB/s arrives intact over codec %s and runs on true to its oracle', async (codec) => {
   const config: SimGuestConfig = { memoryBytes: 64 * MiB, vcpus: 2, workload: 'uniform', dirtyRateBytesPerSec: 40e6, hotSetBytes: 8 * MiB, seed: 17 };
@@ -68,16 +61,9 @@ test.each(['none', 'lz4'] as const)('a guest dirtying 40 MB/s arrives intact ove
     for (const hook of LOG_HOOKS) expect(calls[hook] ?? 0, hook).toBe(0);
     expect(calls.readPages).toBeGreaterThan(0);
 
-    const atPause = guest.vcpuStates();
-    const oracle = oracleDigest(config, atPause.map((v) => v.steps));
-    expect(report.targetDigest).toBe(oracle.digest);
+    const { atPause, oracle, later } = await expectAgentGuestMatchesOracle(agent.url, report, guest, config);
     expect(oracle.vcpus).toEqual(atPause);
-
-    await sleep(200);
-    const later = await checkAgainstOracle(agent.url, report.migrationId, config);
     expect(later.state).toBe('running');
-    expect(later.memoryMatches).toBe(true);
-    expect(later.registersMatch).toBe(true);
     for (let i = 0; i < config.vcpus; i++) expect(later.steps[i]!).toBeGreaterThan(atPause[i]!.steps);
   } finally {
     await guest.destroy();

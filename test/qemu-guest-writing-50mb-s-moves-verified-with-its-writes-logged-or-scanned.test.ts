@@ -4,38 +4,29 @@
 // the log missed no page), and the guest runs on at the target with its own check finding
 // nothing wrong. A QEMU started without the preload moves the same way, its pages found by the
 // scan.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { afterEach, expect } from 'vitest';
-import { QemuSourceDomain } from '../dist/domain/qemu/source-domain.js';
-import { readTestGuestLog, testGuestSourceHash, type TestGuestReport } from '../dist/domain/qemu/test-guest.js';
+import { expect } from 'vitest';
+import { readTestGuestLog } from '../dist/domain/qemu/test-guest.js';
 import { migrate } from '../dist/precopy/migration.js';
 import { connectWebSocket } from '../dist/transport/ws-connect.js';
-import { startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
-import { qemuTest, startTestGuest, waitFor, type TestGuest } from './helpers/qemu.js';
+import { qemuTest } from './helpers/qemu.js';
+import { waitForGuestReports } from './helpers/qemu-hosts.js';
+import { qemuToAgentPerTest } from './helpers/qemu-target-agent.js';
 import { writeProtectTest } from './helpers/write-protect.js';
 
 const MIB = 128;
 /** About 50 MB/s of page writes. */
 const RATE_PAGES_PER_SECOND = 12_500;
 
-let guest: TestGuest | undefined;
-let agent: AgentProcess | undefined;
-let qemuDir: string | undefined;
-
-afterEach(async () => {
-  await agent?.stop();
-  await guest?.stop();
-  if (qemuDir) await rm(qemuDir, { recursive: true, force: true });
-  agent = guest = qemuDir = undefined;
-});
+const start = qemuToAgentPerTest();
 
 /** Migrates a guest writing 50 MB/s to a fresh agent and checks it arrived whole and runs on. */
 async function migrateAndCheck(tracking: 'log' | 'scan'): Promise<void> {
-  qemuDir = await mkdtemp('/dev/shm/livemig-test-target-');
-  agent = await startAgentProcess(['--backend', 'qemu', '--qemu-dir', qemuDir]);
-  guest = await startTestGuest(MIB, { ratePagesPerSecond: RATE_PAGES_PER_SECOND }, { writeProtectLog: tracking === 'log' });
-  await guest.waitForReports(1);
-  const domain = await QemuSourceDomain.attach(guest.qemu, { kernel: { kind: 'test-guest', hash: await testGuestSourceHash() }, name: `e2e-qemu-${tracking}` });
+  const { agent, guest, domain } = await start({
+    memoryMiB: MIB,
+    guest: { ratePagesPerSecond: RATE_PAGES_PER_SECOND },
+    qemu: { writeProtectLog: tracking === 'log' },
+    name: `e2e-qemu-${tracking}`,
+  });
   expect(domain.dirtyLogUnavailable === undefined, String(domain.dirtyLogUnavailable)).toBe(tracking === 'log');
   expect(domain.dirtyTracking).toBe(tracking);
 
@@ -58,10 +49,7 @@ async function migrateAndCheck(tracking: 'log' | 'scan'): Promise<void> {
   const resumed = await agent.waitFor((e) => e.type === 'migration-resumed' && e.migrationId === report.migrationId);
   const consolePath = resumed.console as string;
   const sourceReports = await guest.reports();
-  const reports = await waitFor('three reports from the guest on the target', async () => {
-    const r = (await readTestGuestLog(consolePath)).filter((l): l is TestGuestReport => l.kind === 'report');
-    return r.length >= 3 ? r : undefined;
-  });
+  const reports = await waitForGuestReports(consolePath, 3);
   expect(reports.at(-1)!.writes).toBeGreaterThan(sourceReports.at(-1)!.writes);
   expect(reports.at(-1)!.passes).toBeGreaterThan(sourceReports.at(-1)!.passes);
   expect(reports.every((r) => r.errors === 0)).toBe(true);

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 
 export const BIN = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
 
@@ -60,6 +61,40 @@ export async function startAgentProcess(extraArgs: string[] = []): Promise<Agent
       await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
+  };
+}
+
+/**
+ * One agent process shared by the tests of a file: started before the first test and stopped
+ * after the last. The handle reads through to that process, so use it only inside tests and hooks.
+ */
+export function agentProcessForFile(extraArgs: string[] = []): AgentProcess {
+  let agent: AgentProcess | undefined;
+  beforeAll(async () => {
+    agent = await startAgentProcess(extraArgs);
+  });
+  afterAll(async () => {
+    await agent?.stop();
+  });
+  const started = (): AgentProcess => {
+    if (!agent) throw new Error('the agent process of this file is used before its beforeAll ran');
+    return agent;
+  };
+  return {
+    get url() {
+      return started().url;
+    },
+    get child() {
+      return started().child;
+    },
+    get events() {
+      return started().events;
+    },
+    get closed() {
+      return started().closed;
+    },
+    waitFor: (pred, timeoutMs) => started().waitFor(pred, timeoutMs),
+    stop: () => started().stop(),
   };
 }
 

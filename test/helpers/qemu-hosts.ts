@@ -72,15 +72,20 @@ export async function guestOn(hosts: QemuHosts, host: string, id: string): Promi
   return guest!;
 }
 
+/** Resolves with the test guest's reports in the serial log at `console` once there are `count`. */
+export function waitForGuestReports(console: string, count: number): Promise<TestGuestReport[]> {
+  return waitFor(`${count} reports in ${console}`, async () => {
+    const r = (await readTestGuestLog(console)).filter((l): l is TestGuestReport => l.kind === 'report');
+    return r.length >= count ? r : undefined;
+  });
+}
+
 /**
  * Waits for `count` reports of the test guest in the serial log at `console` and expects them to
  * show a guest that runs and finds its memory right: time, writes and checks go up, no error.
  */
 export async function expectGuestChecksItself(console: string, count = 3): Promise<TestGuestReport[]> {
-  const reports = await waitFor(`${count} reports in ${console}`, async () => {
-    const r = (await readTestGuestLog(console)).filter((l): l is TestGuestReport => l.kind === 'report');
-    return r.length >= count ? r : undefined;
-  });
+  const reports = await waitForGuestReports(console, count);
   for (let i = 1; i < reports.length; i++) {
     expect(reports[i]!.seconds).toBeGreaterThan(reports[i - 1]!.seconds);
     expect(reports[i]!.writes).toBeGreaterThan(reports[i - 1]!.writes);

@@ -1,11 +1,15 @@
-// What a guest received in this process holds in its memory, checked against the replay oracle.
+// What a guest on the target holds in its memory, checked against the replay oracle: in this
+// process by reading the guest itself, or in an agent process by asking the agent to read it.
 // The receiver's digest is built from the pages as they arrived, so it cannot see a backend that
-// wrote them to the wrong place; this reads the guest's memory itself.
+// wrote them to the wrong place; these read the guest's memory itself.
 import { expect } from 'vitest';
+import { checkAgainstOracle, type OracleCheck } from '../../dist/cli/oracle-check.js';
 import type { TargetDomain } from '../../dist/domain/backend.js';
 import { SimulatedGuest } from '../../dist/domain/sim/guest.js';
 import { oracleDigest } from '../../dist/domain/sim/oracle.js';
 import type { SimGuestConfig } from '../../dist/domain/sim/config.js';
+import type { VcpuState } from '../../dist/domain/sim/workload.js';
+import type { MigrationReport } from '../../dist/precopy/report.js';
 import { digestBuffer } from '../../dist/protocol/page-digest.js';
 
 /**
@@ -33,4 +37,41 @@ export async function expectGuestMatchesOracle(
   } finally {
     if (wasRunning) await guest.resume();
   }
+}
+
+/** The source's vCPU states at its pause, and what the oracle says for the steps they ran. */
+export interface SourceAtPause {
+  atPause: VcpuState[];
+  oracle: ReturnType<typeof oracleDigest>;
+}
+
+/**
+ * Expects the digest the target reported for a completed migration to be what the oracle gives
+ * for the steps `source` ran before it paused (the source stayed paused: `destroySource: false`).
+ */
+export function expectTargetDigestAtPause(report: MigrationReport, source: SimulatedGuest, config: SimGuestConfig): SourceAtPause {
+  const atPause = source.vcpuStates();
+  const oracle = oracleDigest(config, atPause.map((v) => v.steps));
+  expect(report.targetDigest).toBe(oracle.digest);
+  return { atPause, oracle };
+}
+
+/**
+ * `expectTargetDigestAtPause`, then, after `settleMs` of running on, expects the guest the agent at
+ * `agentUrl` resumed to have the memory and registers the oracle gives for the steps it has run.
+ * Returns the source at its pause and the agent's check, for the caller's own expectations.
+ */
+export async function expectAgentGuestMatchesOracle(
+  agentUrl: string,
+  report: MigrationReport,
+  source: SimulatedGuest,
+  config: SimGuestConfig,
+  settleMs = 200,
+): Promise<SourceAtPause & { later: OracleCheck }> {
+  const atPause = expectTargetDigestAtPause(report, source, config);
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  const later = await checkAgainstOracle(agentUrl, report.migrationId, config);
+  expect(later.memoryMatches).toBe(true);
+  expect(later.registersMatch).toBe(true);
+  return { ...atPause, later };
 }

@@ -21,7 +21,7 @@ test('auto behind a cap compresses most batches, sends some raw, and the guest m
     await sleep(100);
     const transport = await connectWebSocket(agent.url);
     // Count the codec of every batch with data pages as it goes on the wire.
-    const batches = { lz4: 0, none: 0 };
+    const batches = { lz4: 0, none: 0, delta: 0 };
     const send = transport.send.bind(transport);
     transport.send = (frame: Uint8Array) => {
       const record = decodeFrame(frame);

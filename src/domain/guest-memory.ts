@@ -120,8 +120,8 @@ class SharedGuestMemory implements GuestMemoryAccess {
   }
 
   // Both copies go through `Buffer.prototype.fill` with a source exactly as long as the range:
-  // Node does that with a plain memcpy, where `copy` and `set` take V8's element-wise copy that
-  // shared memory gets (about 1.5x slower per GiB here).
+  // Node does that with a plain memcpy, where `copy` and `set` take V8's slower element-wise copy
+  // for shared memory (docs/bench/README.md, "The data path").
   readPages(pfns: Uint32Array, dst: Uint8Array): void {
     const to = asBuffer(dst);
     forEachRun(pfns, dst, this.pageSize, this.pageCount, (offset, length, from) => to.fill(this.mem.subarray(from, from + length), offset, offset + length));

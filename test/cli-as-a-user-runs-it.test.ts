@@ -250,22 +250,37 @@ test('listen --supervised leaves Ctrl-C to its parent and stops when its standar
   expect(seen.out).toMatch(/"type":"stopping","signal":"end of standard input"/);
 }, 30_000);
 
-test('the livemig command runs Node with NODE_FLAGS, and so do the agents and far ends it starts', async () => {
-  const { NODE_FLAGS, missingNodeFlags, spawnLivemig } = await import('../dist/cli/node-flags.js');
+test('the livemig command runs Node with NODE_FLAGS and glibc with huge pages, and so do the agents and far ends it starts', async () => {
+  const { HUGE_PAGES_TUNABLE, NODE_FLAGS, hugePagesTunableSet, missingNodeFlags, spawnLivemig, withHugePagesTunable } = await import('../dist/cli/node-flags.js');
   expect(NODE_FLAGS).toContain('--v8-pool-size=1');
   expect(NODE_FLAGS).toContain('--initial-old-space-size=128');
   // Node's own command line, as the kernel has it: the first line of bin/livemig.js for the
   // command run as a program, spawnLivemig for what the demo and the benchmark start.
-  const optionsOf = async (child: ChildProcess): Promise<string[]> => {
+  // glibc's tunables likewise, from the process's environment.
+  const optionsOf = async (child: ChildProcess): Promise<{ node: string[]; tunables: string | undefined }> => {
     const { until } = watch(child);
     await until('"listening"', 15_000);
     const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+    const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
     child.stdin!.end();
     await new Promise((resolve) => child.once('exit', resolve));
-    return argv.slice(1, argv.indexOf(BIN));
+    const tunables = environ.find((entry) => entry.startsWith('GLIBC_TUNABLES='))?.slice('GLIBC_TUNABLES='.length);
+    return { node: argv.slice(1, argv.indexOf(BIN)), tunables };
   };
-  expect(await optionsOf(spawn(BIN, ['listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'] }))).toEqual([...NODE_FLAGS]);
-  expect(await optionsOf(spawnLivemig(['listen', '--port', '0', '--json', '--supervised']))).toEqual([...NODE_FLAGS]);
+  const { GLIBC_TUNABLES: _, ...envWithout } = process.env;
+  const asProgram = await optionsOf(spawn(BIN, ['listen', '--port', '0', '--json', '--supervised'], { stdio: ['pipe', 'pipe', 'pipe'], env: envWithout }));
+  expect(asProgram.node).toEqual([...NODE_FLAGS]);
+  expect(hugePagesTunableSet(asProgram.tunables)).toBe(true);
+  const started = await optionsOf(spawnLivemig(['listen', '--port', '0', '--json', '--supervised']));
+  expect(started.node).toEqual([...NODE_FLAGS]);
+  expect(hugePagesTunableSet(started.tunables)).toBe(true);
+  // The user's own tunables are kept, and their choice of huge pages wins.
+  expect(withHugePagesTunable(undefined)).toBe(HUGE_PAGES_TUNABLE);
+  expect(withHugePagesTunable('glibc.malloc.check=0')).toBe(`${HUGE_PAGES_TUNABLE}:glibc.malloc.check=0`);
+  expect(hugePagesTunableSet(withHugePagesTunable('glibc.malloc.hugetlb=0'))).toBe(false);
+  expect(withHugePagesTunable(`${HUGE_PAGES_TUNABLE}:`)).toBe(`${HUGE_PAGES_TUNABLE}:`);
+  expect(hugePagesTunableSet('')).toBe(false);
+  expect(hugePagesTunableSet('glibc.malloc.hugetlb=0:glibc.malloc.hugetlb=1')).toBe(true);
   // An option the user gave another value is left as it is, on the command line or in NODE_OPTIONS.
   expect(missingNodeFlags([], '')).toEqual(['--v8-pool-size=1', '--initial-old-space-size=128']);
   expect(missingNodeFlags(['--v8-pool-size=3'], '')).toEqual(['--initial-old-space-size=128']);

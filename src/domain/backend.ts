@@ -161,7 +161,8 @@ export interface TargetDomain {
   /**
    * Where the guest's memory lives, for threads that write received pages straight into it (see
    * `SourceDomain.memory`). A target whose memory no other thread can reach returns
-   * `{ kind: 'none' }`. Valid until `destroy`.
+   * `{ kind: 'none' }`. Memory of kind `shared` must be fresh, all zeros, when `create` resolves:
+   * the engine leaves the zero pages of round 0 unwritten there. Valid until `destroy`.
    */
   memory(): GuestMemory;
 

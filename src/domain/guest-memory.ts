@@ -20,6 +20,15 @@ export type { GuestMemory, PageRunReader } from '../util/guest-memory-types.js';
 /** Pages of zeros a file accessor writes per call when it zeroes a run. */
 const ZERO_CHUNK_PAGES = 64;
 
+/**
+ * Whether a target's memory of this kind reads as zeros everywhere until pages are written, so
+ * that the zero pages of round 0 (which names each page once) need no writing: true of `shared`
+ * memory, which a target backend allocates fresh for each migration (TargetDomain.memory).
+ */
+export function memoryFreshUntilRound1(memory: GuestMemory): boolean {
+  return memory.kind === 'shared';
+}
+
 /** Page I/O over one guest memory, for one thread. */
 export interface GuestMemoryAccess extends PageRunReader {
   /** Copies the pages `pfns` into `dst`, in order, back to back (`pfns.length` pages from offset 0). */

@@ -10,6 +10,7 @@
 
 import { Worker } from 'node:worker_threads';
 import type { TargetDomain } from '../domain/backend.js';
+import { memoryFreshUntilRound1 } from '../domain/guest-memory.js';
 import {
   ConnectionClosedError,
   MigrationError,
@@ -99,7 +100,7 @@ export class IncomingChannels {
       pageSize: domain.descriptor.pageSize,
       pageCount: domain.pageCount,
       limits,
-      freshUntilRound1: memory.kind === 'shared',
+      freshUntilRound1: memoryFreshUntilRound1(memory),
       delta,
     };
   }

@@ -9,6 +9,7 @@
  */
 
 import type { TargetBackend, TargetDomain } from '../domain/backend.js';
+import { memoryFreshUntilRound1 } from '../domain/guest-memory.js';
 import {
   asMigrationError,
   ChecksumMismatchError,
@@ -146,6 +147,8 @@ class IncomingMigration {
   private state: ReceiverState = 'await-hello';
   private readonly limits: ProtocolLimits;
   private domain: TargetDomain | undefined;
+  /** Whether the domain's memory is fresh, all zeros, until round 0 has written it. */
+  private freshUntilRound1 = false;
   private digest: PageDigest | undefined;
   /** The page channels, when version 3 was chosen. */
   private channels: IncomingChannels | undefined;
@@ -257,6 +260,7 @@ class IncomingMigration {
     if (!backend) throw new UnknownBackendError(d.kind, [...this.options.backends.keys()]);
     this.domain = await backend.create(d);
     this.options.onDomain?.(this.domain, this.id);
+    this.freshUntilRound1 = memoryFreshUntilRound1(this.domain.memory());
     this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
     const hub = this.options.channelHub;
     // Channels need a hub to join through and memory the workers can write; the highest version
@@ -394,7 +398,8 @@ class IncomingMigration {
       if (written !== undefined) await written;
     }
     for (let i = 0; i < pfns.length; i++) digest.set(pfns[i]!, hashes[i]!);
-    if (zeros.length > 0) {
+    // Round 0 names each page once, so on fresh memory its zero pages already are.
+    if (zeros.length > 0 && !(this.freshUntilRound1 && record.round === 0)) {
       const zeroed = domain.zeroPages(zeros);
       if (zeroed !== undefined) await zeroed;
     }

@@ -13,7 +13,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import { hashPage } from '../protocol/page-digest.js';
+import { PageHasher } from '../protocol/page-hasher.js';
 import type { PageRunReader } from '../util/guest-memory-types.js';
 
 /** Pages read per call of the reader: 1 MiB of 4 KiB pages, one positioned read from a file. */
@@ -23,6 +23,9 @@ export const SCAN_RUN_PAGES = 256;
 export class HashScanner {
   /** Where a scan collects what it finds; as long as the largest range scanned so far. */
   private found = new Uint32Array(0);
+  /** Hashes a run's pages in one go, and where it puts them. */
+  private readonly hasher: PageHasher;
+  private readonly runHashes = new Uint32Array(SCAN_RUN_PAGES);
 
   /**
    * @param reader the guest memory
@@ -36,6 +39,7 @@ export class HashScanner {
     if (hashes.length !== reader.pageCount) {
       throw new InvalidArgumentError(`a hash table of ${hashes.length} pages does not fit a memory of ${reader.pageCount} pages`);
     }
+    this.hasher = new PageHasher(reader.pageSize, { copyPages: SCAN_RUN_PAGES });
   }
 
   /**
@@ -46,13 +50,12 @@ export class HashScanner {
     if (this.found.length < count) this.found = new Uint32Array(count);
     const found = this.found;
     const hashes = this.hashes;
-    const pageSize = this.reader.pageSize;
     let n = 0;
     for (let run = first; run < first + count; run += SCAN_RUN_PAGES) {
       const pages = Math.min(SCAN_RUN_PAGES, first + count - run);
-      const bytes = this.reader.readRun(run, pages);
+      this.hasher.hashPages(this.reader.readRun(run, pages), 0, pages, this.runHashes);
       for (let i = 0; i < pages; i++) {
-        if (hashPage(bytes, i * pageSize, pageSize) !== hashes[run + i]) found[n++] = run + i;
+        if (this.runHashes[i] !== hashes[run + i]) found[n++] = run + i;
       }
     }
     return found.slice(0, n);
@@ -60,11 +63,9 @@ export class HashScanner {
 
   /** Records the current hash of pages `first` to `first + count - 1` in `hashes`. */
   record(first = 0, count = this.reader.pageCount - first): void {
-    const pageSize = this.reader.pageSize;
     for (let run = first; run < first + count; run += SCAN_RUN_PAGES) {
       const pages = Math.min(SCAN_RUN_PAGES, first + count - run);
-      const bytes = this.reader.readRun(run, pages);
-      for (let i = 0; i < pages; i++) this.hashes[run + i] = hashPage(bytes, i * pageSize, pageSize);
+      this.hasher.hashPages(this.reader.readRun(run, pages), 0, pages, this.hashes, run);
     }
   }
 }

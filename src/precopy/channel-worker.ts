@@ -13,7 +13,8 @@ import { encodePagesInPlace, PAGES_HEADER_RESERVE_BYTES } from '../protocol/code
 import { DEFAULT_MAX_ZERO_PAGES_PER_BATCH } from '../protocol/limits.js';
 import { deltaMaxPayloadBytes } from '../protocol/page-codec-delta.js';
 import { pagePayloadCodec } from '../protocol/page-codecs.js';
-import { batchChecksum, hashPage } from '../protocol/page-digest.js';
+import { batchChecksum } from '../protocol/page-digest.js';
+import { HASH_COPY_PAGES, PageHasher } from '../protocol/page-hasher.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
 import { type DeltaSlots, deltaSlots, NO_SLOT } from './delta-cache.js';
@@ -40,6 +41,7 @@ let bufferReturned: (() => void) | undefined;
 const zero = Buffer.alloc(pageSize);
 const dataPfns = new Uint32Array(perBatch);
 const hashes = new Uint32Array(perBatch);
+const hasher = new PageHasher(pageSize, { copyPages: HASH_COPY_PAGES });
 const zeroPfns = new Uint32Array(DEFAULT_MAX_ZERO_PAGES_PER_BATCH);
 let seq = 0;
 /** Jobs run one after another, in the order they came. */
@@ -84,7 +86,6 @@ async function runJob(round: number, pfns: Uint32Array, codes: Int32Array | unde
       const to = base + dataCount * pageSize;
       // `fill` with a page-long source is Node's memcpy; `copy` out of shared memory is slower.
       into.fill(src.subarray(from, from + pageSize), to, to + pageSize);
-      hashes[dataCount] = hashPage(into, to, pageSize);
       dataCodes[dataCount] = codes ? codes[i + k]! : NO_SLOT;
       dataPfns[dataCount++] = pfns[i + k]!;
     }
@@ -108,6 +109,7 @@ function dispatch(slot: Buffer, round: number, dataCount: number, zeroCount: num
   let deltas: number | undefined;
   const gathered = gather ?? slot;
   const at = gather ? 0 : PAGES_HEADER_RESERVE_BYTES;
+  hasher.hashPages(gathered, at, dataCount, hashes);
   if (slots && deltaOut && anyBase(dataCodes, dataCount)) {
     // Encoded aside and copied in: a page that goes whole takes a byte more than it was gathered in.
     const encoded = encodeDeltaBatch(gathered, at, dataCount, dataCodes, hashes, slots, deltaOut, 0, pageSize);

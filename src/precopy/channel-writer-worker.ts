@@ -10,7 +10,8 @@ import { openGuestMemory } from '../domain/guest-memory.js';
 import { asMigrationError, ChecksumMismatchError, PageOutOfRangeError, UnexpectedRecordError } from '../errors.js';
 import { decodeFrame } from '../protocol/codec.js';
 import { decodePagesPayload } from '../protocol/page-codecs.js';
-import { batchChecksum, hashPage } from '../protocol/page-digest.js';
+import { batchChecksum } from '../protocol/page-digest.js';
+import { HASH_COPY_PAGES, PageHasher } from '../protocol/page-hasher.js';
 import { readPageNumbers } from '../protocol/page-list.js';
 import type { PagesRecord } from '../protocol/records.js';
 import type { TargetWorkerData, TargetWorkerReply, TargetWorkerRequest } from './channel-messages.js';
@@ -20,6 +21,7 @@ const port = parentPort!;
 const pageSize = data.pageSize;
 const memory = openGuestMemory(data.memory, pageSize, { writable: true });
 const hashes = new Uint32Array(data.limits.maxDataPagesPerBatch);
+const hasher = new PageHasher(pageSize, { copyPages: HASH_COPY_PAGES });
 let nextSeq = 0;
 let queue: Promise<void> = Promise.resolve();
 let failed = false;
@@ -43,7 +45,7 @@ async function write(record: PagesRecord): Promise<void> {
   // A delta's base is what guest memory holds of the page now: earlier rounds wrote it.
   const raw = await decodePagesPayload(record, data.delta ? { pfns, readPages: (p, dst) => memory.readPages(p, dst) } : undefined);
   const batchHashes = hashes.subarray(0, pfns.length);
-  for (let i = 0; i < pfns.length; i++) batchHashes[i] = hashPage(raw, i * pageSize, pageSize);
+  hasher.hashPages(raw, 0, pfns.length, batchHashes);
   const sum = batchChecksum(batchHashes, record.seq);
   if (sum !== record.checksum) {
     throw new ChecksumMismatchError(`page batch ${record.seq} has checksum ${sum} after decompression; the source sent ${record.checksum}`);

@@ -27,7 +27,8 @@ import {
 import { decodeFrame, encodeRecord } from '../protocol/codec.js';
 import { resolveLimits, type ProtocolLimits } from '../protocol/limits.js';
 import { decodePagesPayload } from '../protocol/page-codecs.js';
-import { batchChecksum, hashPage, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
+import { batchChecksum, PageDigest, switchoverDigest } from '../protocol/page-digest.js';
+import { HASH_COPY_PAGES, PageHasher } from '../protocol/page-hasher.js';
 import { readPageNumbers } from '../protocol/page-list.js';
 import { receiverTransition, type ReceiverState } from '../protocol/receiver-state.js';
 import {
@@ -164,6 +165,8 @@ class IncomingMigration {
   private readonly collectGarbage: (() => void) | undefined;
   /** Scratch for the page hashes of one batch (the decoder bounds its data pages). */
   private readonly batchHashes: Uint32Array;
+  /** Hashes received pages in batches; made for the page size once the domain is known. */
+  private hasher: PageHasher | undefined;
   /**
    * When the wait for "go" ends, on the `performance.now()` clock: fixed on entering `prepared`,
    * so that records which change nothing (unknown optional ones) cannot keep the target waiting.
@@ -386,7 +389,8 @@ class IncomingMigration {
     const raw = await decodePagesPayload(record, bases);
     // Each page is hashed once: its hash makes the batch's checksum and goes into the digest.
     const hashes = this.batchHashes.subarray(0, pfns.length);
-    for (let i = 0; i < pfns.length; i++) hashes[i] = hashPage(raw, i * pageSize, pageSize);
+    if (this.hasher?.pageSize !== pageSize) this.hasher = new PageHasher(pageSize, { copyPages: HASH_COPY_PAGES });
+    this.hasher.hashPages(raw, 0, pfns.length, hashes);
     const sum = batchChecksum(hashes, record.seq);
     if (sum !== record.checksum) {
       throw new ChecksumMismatchError(`page batch ${record.seq} has checksum ${sum} after decompression; the source sent ${record.checksum}`);

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openGuestMemory } from '../domain/guest-memory.js';
 import { asMigrationError } from '../errors.js';
-import { hashPage } from '../protocol/page-digest.js';
+import { PageHasher } from '../protocol/page-hasher.js';
 import type { PageHashJob, PageHashReply } from './copy-verification.js';
 
 /** Pages read per call: 1 MiB of 4 KiB pages, one positioned read from a file. */
@@ -20,11 +20,12 @@ try {
   const memory = openGuestMemory(job.memory, job.pageSize);
   const buffer = new ArrayBuffer(job.count * 4);
   const hashes = new Uint32Array(buffer);
+  const hasher = new PageHasher(job.pageSize, { copyPages: RUN_PAGES });
   try {
     for (let done = 0; done < job.count; done += RUN_PAGES) {
       const pages = Math.min(RUN_PAGES, job.count - done);
       const run = memory.readRun(job.first + done, pages);
-      for (let i = 0; i < pages; i++) hashes[done + i] = hashPage(run, i * job.pageSize, job.pageSize);
+      hasher.hashPages(run, 0, pages, hashes, done);
     }
   } finally {
     memory.close();

@@ -20,6 +20,7 @@ import { DEFAULT_MAX_DATA_PAGES_PER_BATCH, DEFAULT_MAX_ZERO_PAGES_PER_BATCH } fr
 import type { PagePayloadCodec } from '../protocol/page-codec.js';
 import { deltaMaxPayloadBytes, writeDeltaEntry } from '../protocol/page-codec-delta.js';
 import { pagePayloadCodec, type PageCodec } from '../protocol/page-codecs.js';
+import { PageHasher } from '../protocol/page-hasher.js';
 import { batchChecksum, type PageDigest } from '../protocol/page-digest.js';
 import { writePageNumbers } from '../protocol/page-list.js';
 import type { Transport } from '../transport/transport.js';
@@ -88,6 +89,8 @@ export interface DeltaCounters {
 interface Slot {
   /** Reserve for the header, then page data: the frame itself when the payload is the raw pages. */
   readonly buffer: Buffer;
+  /** Where `buffer` lies in the hasher's region: its pages are hashed there. */
+  readonly offset: number;
   /** Reserve for the header, then the encoded payload; allocated when the slot first encodes. */
   out: Buffer | undefined;
   /** Settles when the buffer may be reused. */
@@ -132,6 +135,7 @@ export class PageSender {
   private readonly dataPfns: Uint32Array;
   /** The hash of each data page gathered, in order: the batch's checksum is made of them. */
   private readonly dataHashes: Uint32Array;
+  private readonly hasher: PageHasher;
   private readonly zeroPfns: Uint32Array;
   private readonly cap: SendPacer | undefined;
   /** Where {@link wireShare} gathers and encodes its sample, allocated on first use. */
@@ -162,8 +166,12 @@ export class PageSender {
     this.encoders = Math.max(1, Math.min(inFlight, availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || LIBUV_DEFAULT_POOL_THREADS));
     const rawBytes = this.dataPagesPerBatch * this.pageSize;
     this.outBytes = this.codec.payloadIsRaw ? 0 : PAGES_HEADER_RESERVE_BYTES + this.codec.maxPayloadBytes(rawBytes);
-    this.slots = Array.from({ length: inFlight }, () => ({
-      buffer: Buffer.allocUnsafe(PAGES_HEADER_RESERVE_BYTES + rawBytes),
+    // The slots lie in the hasher's memory, so a batch's pages are hashed where they were gathered.
+    const slotBytes = PAGES_HEADER_RESERVE_BYTES + rawBytes;
+    this.hasher = new PageHasher(this.pageSize, { regionBytes: inFlight * slotBytes });
+    this.slots = Array.from({ length: inFlight }, (_, i) => ({
+      buffer: this.hasher.region.subarray(i * slotBytes, (i + 1) * slotBytes),
+      offset: i * slotBytes,
       out: undefined,
       busy: Promise.resolve(),
     }));
@@ -235,7 +243,6 @@ export class PageSender {
         }
         const to = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
         if (to !== from) slot.buffer.copyWithin(to, from, from + pageSize);
-        this.dataHashes[dataCount] = this.digest.update(pfn, slot.buffer, to);
         this.dataPfns[dataCount++] = pfn;
       }
       i += count;
@@ -384,6 +391,8 @@ export class PageSender {
 
   /** Turns the gathered pages in `slot` into a frame and queues it behind the previous batch. */
   private dispatch(slot: Slot, round: number, dataCount: number, zeroCount: number): void {
+    this.hasher.hashRegion(slot.offset + PAGES_HEADER_RESERVE_BYTES, dataCount, this.dataHashes);
+    for (let k = 0; k < dataCount; k++) this.digest.set(this.dataPfns[k]!, this.dataHashes[k]!);
     const seq = this.seq++;
     const rawLength = dataCount * this.pageSize;
     const pages = writePageNumbers(this.dataPfns, dataCount);

@@ -12,6 +12,7 @@
  */
 
 import { xxh32, xxh64 } from '@node-rs/xxhash';
+import { PageHasher } from './page-hasher.js';
 
 const ZERO_PAGE = new Uint8Array(4096);
 
@@ -123,14 +124,15 @@ export const DIGEST_CHUNK_PAGES = 256;
  */
 export async function hashMemory(pageCount: number, pageSize: number, readPages: ReadPages): Promise<Uint32Array> {
   const hashes = new Uint32Array(pageCount);
-  const chunk = new Uint8Array(DIGEST_CHUNK_PAGES * pageSize);
+  // Pages are read into the hasher's own memory and hashed where they lie.
+  const hasher = new PageHasher(pageSize, { regionBytes: DIGEST_CHUNK_PAGES * pageSize });
   const pfns = new Uint32Array(DIGEST_CHUNK_PAGES);
   for (let first = 0; first < pageCount; first += DIGEST_CHUNK_PAGES) {
     const count = Math.min(DIGEST_CHUNK_PAGES, pageCount - first);
     for (let i = 0; i < count; i++) pfns[i] = first + i;
-    const read = readPages(pfns.subarray(0, count), chunk);
+    const read = readPages(pfns.subarray(0, count), hasher.region);
     if (read !== undefined) await read;
-    for (let i = 0; i < count; i++) hashes[first + i] = hashPage(chunk, i * pageSize, pageSize);
+    hasher.hashRegion(0, count, hashes, first);
   }
   return hashes;
 }

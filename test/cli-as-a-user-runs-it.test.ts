@@ -288,7 +288,9 @@ test('the livemig command runs Node with NODE_FLAGS and glibc with huge pages, a
 }, 40_000);
 
 test('run without its Node options at a terminal, a command that pauses guests says how to run it; in a pipe it does not', async () => {
-  const { missingNodeFlagsNote } = await import('../dist/cli/node-flags.js');
+  const { missingHugePagesNote, missingNodeFlagsNote } = await import('../dist/cli/node-flags.js');
+  expect(missingHugePagesNote('listen', true)).toEqual([]);
+  expect(missingHugePagesNote('listen', false).join('\n')).toMatch(/4 KiB pages[\s\S]*`npx livemig listen` or with GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1/);
   expect(missingNodeFlagsNote('migrate', [])).toEqual([]);
   const note = missingNodeFlagsNote('migrate', ['--v8-pool-size=1']).join('\n');
   expect(note).toMatch(/without --v8-pool-size=1/);

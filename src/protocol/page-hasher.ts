@@ -6,6 +6,7 @@
  * gathers its batches there, and they are hashed where they lie), and room for pages copied in
  * from elsewhere (a target's received batches). Where WebAssembly's SIMD is not available, or
  * the page size is not a multiple of 16, it hashes page by page natively, with the same results.
+ * Figures: docs/bench/README.md, "Huge pages, round 0's zero pages, and hashing a batch at a time".
  */
 
 import { xxh32 } from '@node-rs/xxhash';

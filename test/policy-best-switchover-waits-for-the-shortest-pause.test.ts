@@ -7,6 +7,7 @@ import {
   DEFAULT_BUDGET_HEADROOM,
   decisionOf,
   defaultPolicy,
+  EXTRA_PAUSE_MULTIPLE,
   EXTRA_TIME_SHARE,
   MIN_PAUSE_SHRINK_SHARE,
   type PrecopyPolicy,
@@ -118,18 +119,38 @@ describe('best switchover', () => {
     expect(run.at(-1)).toMatchObject({ round: 3, reason: 'fits-and-stopped-shrinking', expectedDowntimeMs: 254 });
   });
 
-  test('stops when another round would take the extra time past the bound', () => {
-    // First fit 1 s in; rounds of 150 ms that each cut the pause by a fifth. The bound is 200 ms:
-    // one round fits in it (150), two do not (300).
-    const slow = Array.from({ length: 6 }, (_, i) => ({ expectedDowntimeMs: 250 * 0.8 ** i, nextRoundMs: 150 }));
+  test('stops when another round would take the extra time past the bound: a share of the time until the first fit', () => {
+    // First fit 1 s in, at a pause of 80 ms; rounds of 150 ms that each cut the pause by a fifth.
+    // The bound is 200 ms (a fifth of 1 s, more than twice 80): one round fits in it, two do not.
+    const slow = Array.from({ length: 6 }, (_, i) => ({ expectedDowntimeMs: 80 * 0.8 ** i, nextRoundMs: 150 }));
     const run = drive(defaultPolicy(), slow, 1000);
     expect(EXTRA_TIME_SHARE * 1000).toBe(200);
+    expect(EXTRA_PAUSE_MULTIPLE * 80).toBeLessThan(200);
     expect(run.map((d) => d.decision)).toEqual(['continue', 'stop-and-copy']);
     expect(run.at(-1)).toMatchObject({ reason: 'bound-reached', atMs: 1150 });
     // With a larger bound the same rounds go on: it is the bound that stopped them.
     const patient = drive(defaultPolicy({ extraTimeShare: 0.5 }), slow, 1000);
     expect(patient.map((d) => d.decision)).toEqual(['continue', 'continue', 'continue', 'stop-and-copy']);
     expect(patient.at(-1)).toMatchObject({ reason: 'bound-reached', atMs: 1450 });
+  });
+
+  test('a large pause at an early first fit may take up to twice that pause in extra rounds', () => {
+    // A busy guest on a fast link: first fit 0.7 s in at 190 ms, rounds that each take about the
+    // pause they would have been and cut it to a quarter. A fifth of 0.7 s (140 ms) would stop
+    // at the first fit; twice the pause (380 ms) lets it reach the floor.
+    const busy = [190, 48, 12, 6, 5.8].map((ms) => ({ expectedDowntimeMs: ms, nextRoundMs: ms }));
+    const run = drive(defaultPolicy(), busy, 700);
+    expect(EXTRA_TIME_SHARE * 700).toBeLessThan(190);
+    expect(run.map((d) => d.reason ?? d.decision)).toEqual(['continue', 'continue', 'continue', 'continue', 'fits-and-stopped-shrinking']);
+    expect(run.at(-1)).toMatchObject({ expectedDowntimeMs: 5.8, atMs: 956 });
+    // Without the pause's share of the bound, the share of the time alone stops it at once.
+    const hasty = drive(defaultPolicy({ extraPauseMultiple: 0 }), busy, 700);
+    expect(hasty.map((d) => d.reason ?? d.decision)).toEqual(['bound-reached']);
+    // And the pause's share is a bound too: rounds that do not shrink fast enough meet it.
+    const sluggish = [190, 140, 100, 70, 50, 35].map((ms) => ({ expectedDowntimeMs: ms, nextRoundMs: 150 }));
+    const slow = drive(defaultPolicy(), sluggish, 700);
+    expect(slow.map((d) => d.reason ?? d.decision)).toEqual(['continue', 'continue', 'bound-reached']);
+    expect(slow.at(-1)).toMatchObject({ atMs: 1000 });
   });
 
   test('starts no round that would come near a deadline', () => {
@@ -149,7 +170,7 @@ describe('best switchover', () => {
 
   test('a policy asked for round 1 again starts afresh', () => {
     const policy = defaultPolicy();
-    const slow = Array.from({ length: 4 }, (_, i) => ({ expectedDowntimeMs: 250 * 0.8 ** i, nextRoundMs: 150 }));
+    const slow = Array.from({ length: 4 }, (_, i) => ({ expectedDowntimeMs: 80 * 0.8 ** i, nextRoundMs: 150 }));
     expect(drive(policy, slow, 1000).at(-1)).toMatchObject({ reason: 'bound-reached' });
     // The next migration's first fit is 1 s into it, not 1 s into the first one.
     expect(drive(policy, slow, 1000).map((d) => d.decision)).toEqual(['continue', 'stop-and-copy']);
@@ -164,7 +185,8 @@ describe('best switchover', () => {
     fc.assert(
       fc.property(fc.array(round, { minLength: 1, maxLength: 40 }), fc.double({ min: 1, max: 60_000, noNaN: true }), (steps, startMs) => {
         const run = drive(defaultPolicy(), steps, startMs);
-        const fittedAt = run.find((d) => d.expectedDowntimeMs <= FITS_MS)?.atMs;
+        const fit = run.find((d) => d.expectedDowntimeMs <= FITS_MS);
+        const fittedAt = fit?.atMs;
         for (const [i, d] of run.entries()) {
           const step = steps[i]!;
           if (d.decision === 'stop-and-copy') {
@@ -173,7 +195,7 @@ describe('best switchover', () => {
             else expect(step.nextRoundMs).toBe(0);
           }
           if (d.decision === 'continue' && d.expectedDowntimeMs <= FITS_MS) {
-            expect(d.atMs - fittedAt! + step.nextRoundMs).toBeLessThanOrEqual(EXTRA_TIME_SHARE * fittedAt!);
+            expect(d.atMs - fittedAt! + step.nextRoundMs).toBeLessThanOrEqual(Math.max(EXTRA_TIME_SHARE * fittedAt!, EXTRA_PAUSE_MULTIPLE * fit!.expectedDowntimeMs));
             expect(DEADLINE_MARGIN * step.nextRoundMs).toBeLessThan(step.deadlineInMs ?? Number.POSITIVE_INFINITY);
             // Still shrinking, or far above the lowest pause so far.
             const previous = run[i - 1]?.expectedDowntimeMs ?? Number.POSITIVE_INFINITY;

@@ -106,8 +106,9 @@ export function decisionOf(answer: PrecopyDecision | StopAndCopy | NoPauseFits):
  * When the default policy switches over once the expected pause fits the budget:
  * - `best`: keeps iterating while each round cuts the expected pause by a meaningful share
  *   (MIN_PAUSE_SHRINK_SHARE), and stops at the floor the pause shrinks to (within that share of
- *   the lowest it has been), when the extra time would pass the bound (EXTRA_TIME_SHARE), or
- *   when a deadline draws near;
+ *   the lowest it has been), when the extra time would pass the bound (EXTRA_TIME_SHARE of the
+ *   time until the first fit, or EXTRA_PAUSE_MULTIPLE times the pause expected then, whichever is
+ *   more), or when a deadline draws near;
  * - `first-fit`: at the first round whose expected pause fits.
  */
 export type SwitchoverMode = 'best' | 'first-fit';
@@ -139,6 +140,16 @@ export const MIN_PAUSE_SHRINK_SHARE = 0.1;
 export const EXTRA_TIME_SHARE = 0.2;
 
 /**
+ * Under `best`, the extra time rounds may take after the first fit is at least this many times
+ * the pause expected then, whatever the share above allows. A round sends about what the pause
+ * would have sent, and a guest the link outruns by a ratio r shrinks by r each round, so driving
+ * that pause down to its floor costs about 1 / (1 - r) times it: twice covers r up to one half.
+ * Without it, a first pass that got faster tightened the share's bound, and a busy guest switched
+ * over at its first fit's pause (docs/bench/switchover.md, the rerun).
+ */
+export const EXTRA_PAUSE_MULTIPLE = 2;
+
+/**
  * Under `best`, a further round starts only if this many times its expected duration is left
  * before the nearest deadline: a round that ran into one would end the migration (or, with the
  * `force-switchover` action, pause it with the round half sent, over the budget), where the
@@ -166,8 +177,9 @@ interface PolicyMemory {
   lowestMs: number;
   /** Whether the previous round was tried for a pause that had risen far above the lowest. */
   retried: boolean;
-  /** `elapsedMs` when the expected pause first fitted. */
+  /** `elapsedMs` when the expected pause first fitted, and that pause, in ms. */
   fittedAtMs: number | undefined;
+  fittedPauseMs: number | undefined;
   /** Consecutive rounds so far whose `findDirtyFloorMs` alone did not fit the final budget, since `floorOverSinceMs`. */
   floorOverRounds: number;
   floorOverSinceMs: number;
@@ -183,6 +195,8 @@ export interface DefaultPolicyOptions {
   switchover?: SwitchoverMode;
   /** Under `best`, see {@link EXTRA_TIME_SHARE}. @default EXTRA_TIME_SHARE */
   extraTimeShare?: number;
+  /** Under `best`, see {@link EXTRA_PAUSE_MULTIPLE}. @default EXTRA_PAUSE_MULTIPLE */
+  extraPauseMultiple?: number;
 }
 
 /**
@@ -201,7 +215,17 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
   const headroom = options.headroom ?? DEFAULT_BUDGET_HEADROOM;
   const best = (options.switchover ?? DEFAULT_SWITCHOVER) === 'best';
   const extraTimeShare = options.extraTimeShare ?? EXTRA_TIME_SHARE;
-  const fresh = (): PolicyMemory => ({ lastRound: 0, previousMs: Number.POSITIVE_INFINITY, lowestMs: Number.POSITIVE_INFINITY, retried: false, fittedAtMs: undefined, floorOverRounds: 0, floorOverSinceMs: 0 });
+  const extraPauseMultiple = options.extraPauseMultiple ?? EXTRA_PAUSE_MULTIPLE;
+  const fresh = (): PolicyMemory => ({
+    lastRound: 0,
+    previousMs: Number.POSITIVE_INFINITY,
+    lowestMs: Number.POSITIVE_INFINITY,
+    retried: false,
+    fittedAtMs: undefined,
+    fittedPauseMs: undefined,
+    floorOverRounds: 0,
+    floorOverSinceMs: 0,
+  });
   const memory = fresh();
   const stop = (reason: SwitchoverReason): StopAndCopy => ({ decision: 'stop-and-copy', reason });
   const decide = (stats: PrecopyStats, m: PolicyMemory): PrecopyDecision | StopAndCopy | NoPauseFits => {
@@ -224,9 +248,11 @@ export function defaultPolicy(options: DefaultPolicyOptions = {}): PrecopyPolicy
     // lower: one is tried.
     if (!shrinking && !retry) return stop('fits-and-stopped-shrinking');
     const fittedAtMs = (m.fittedAtMs ??= stats.elapsedMs);
+    const fittedPauseMs = (m.fittedPauseMs ??= expectedMs);
     // The next round sends what is dirty now, at the pace the link has kept lately.
     const nextRoundMs = stats.bandwidthBytesPerSec > 0 ? (stats.dirtyBytes * 1000) / stats.bandwidthBytesPerSec : Number.POSITIVE_INFINITY;
-    if (stats.elapsedMs - fittedAtMs + nextRoundMs > extraTimeShare * fittedAtMs) return stop('bound-reached');
+    const extraMs = Math.max(extraTimeShare * fittedAtMs, extraPauseMultiple * fittedPauseMs);
+    if (stats.elapsedMs - fittedAtMs + nextRoundMs > extraMs) return stop('bound-reached');
     if (DEADLINE_MARGIN * nextRoundMs >= stats.deadlineInMs) return stop('deadline-near');
     m.retried = retry;
     return 'continue';

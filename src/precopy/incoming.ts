@@ -165,7 +165,7 @@ class IncomingMigration {
   private readonly collectGarbage: (() => void) | undefined;
   /** Scratch for the page hashes of one batch (the decoder bounds its data pages). */
   private readonly batchHashes: Uint32Array;
-  /** Hashes received pages in batches; made for the page size once the domain is known. */
+  /** Hashes received pages a batch at a time; made for the domain's page size. */
   private hasher: PageHasher | undefined;
   /**
    * When the wait for "go" ends, on the `performance.now()` clock: fixed on entering `prepared`,
@@ -265,6 +265,7 @@ class IncomingMigration {
     this.options.onDomain?.(this.domain, this.id);
     this.freshUntilRound1 = memoryFreshUntilRound1(this.domain.memory());
     this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
+    this.hasher = new PageHasher(d.pageSize, { copyPages: HASH_COPY_PAGES });
     const hub = this.options.channelHub;
     // Channels need a hub to join through and memory the workers can write; the highest version
     // offered of those this target can keep to is chosen.
@@ -376,7 +377,6 @@ class IncomingMigration {
   private async writeBatch(record: PagesRecord): Promise<void> {
     const domain = this.domain!;
     const digest = this.digest!;
-    const pageSize = domain.descriptor.pageSize;
     if (record.seq !== this.nextSeq) {
       throw new UnexpectedRecordError(`page batch ${record.seq} arrived where batch ${this.nextSeq} was due`);
     }
@@ -389,8 +389,7 @@ class IncomingMigration {
     const raw = await decodePagesPayload(record, bases);
     // Each page is hashed once: its hash makes the batch's checksum and goes into the digest.
     const hashes = this.batchHashes.subarray(0, pfns.length);
-    if (this.hasher?.pageSize !== pageSize) this.hasher = new PageHasher(pageSize, { copyPages: HASH_COPY_PAGES });
-    this.hasher.hashPages(raw, 0, pfns.length, hashes);
+    this.hasher!.hashPages(raw, 0, pfns.length, hashes);
     const sum = batchChecksum(hashes, record.seq);
     if (sum !== record.checksum) {
       throw new ChecksumMismatchError(`page batch ${record.seq} has checksum ${sum} after decompression; the source sent ${record.checksum}`);

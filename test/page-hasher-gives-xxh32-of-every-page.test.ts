@@ -1,6 +1,7 @@
 // The batch hasher (SIMD WebAssembly, four pages at a time) must give exactly the native XXH32 of
 // each page, whatever the count (multiples of four and the rest), the page size, the offset and
 // the buffer (its own region, a plain buffer, shared memory), or every checksum would differ.
+import { spawnSync } from 'node:child_process';
 import { xxh32 } from '@node-rs/xxhash';
 import { expect, test } from 'vitest';
 import { PageHasher } from '../dist/protocol/page-hasher.js';
@@ -61,3 +62,23 @@ test('a native hasher gives the same hashes', () => {
   hasher.hashPages(data, 0, 9, out);
   expect([...out]).toEqual(nativeHashes(data, 0, 9, 4096));
 });
+
+test('where the process may not reserve the module\'s memory, the hasher falls back to the native hash', () => {
+  // V8 reserves several GiB of address space for a WebAssembly memory; under a 3 GB limit it cannot.
+  const script = `
+    import { xxh32 } from '@node-rs/xxhash';
+    import { PageHasher } from './dist/protocol/page-hasher.js';
+    const hasher = new PageHasher(4096, { regionBytes: 8 * 4096 });
+    for (let i = 0; i < hasher.region.length; i++) hasher.region[i] = (i * 7) & 0xff;
+    const out = new Uint32Array(8);
+    hasher.hashRegion(0, 8, out);
+    const want = Array.from({ length: 8 }, (_, i) => xxh32(hasher.region.subarray(i * 4096, (i + 1) * 4096), 0));
+    process.stdout.write(JSON.stringify({ simd: hasher.simd, same: want.every((h, i) => h === out[i]) }));`;
+  const run = spawnSync('bash', ['-c', `ulimit -v 3000000 && exec "${process.execPath}" --input-type=module -e "$0"`, script], {
+    encoding: 'utf8',
+    cwd: new URL('..', import.meta.url).pathname,
+    timeout: 30_000,
+  });
+  expect(run.status, run.stderr).toBe(0);
+  expect(JSON.parse(run.stdout)).toEqual({ simd: false, same: true });
+}, 40_000);

@@ -86,20 +86,28 @@ export class PageHasher {
     const regionBytes = options.regionBytes ?? 0;
     this.copyPages = Math.max(1, options.copyPages ?? 64);
     const module = options.native === true || pageSize <= 0 || pageSize % 16 !== 0 ? null : simdModule();
-    this.simd = module !== null;
-    if (module === null) {
-      this.region = Buffer.alloc(regionBytes);
-      this.copyAt = this.outAt = 0;
-      this.out = new Uint32Array(0);
-      return;
-    }
     // Memory: the region, the copy room, then a hash for every page either can hold.
     this.copyAt = align16(regionBytes);
     this.outAt = this.copyAt + this.copyPages * pageSize;
     const hashSlots = Math.ceil(regionBytes / pageSize) + this.copyPages + 4;
-    const pages = Math.ceil((this.outAt + hashSlots * 4) / WASM_PAGE_BYTES);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    this.exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as HashExports;
+    let memory: WebAssembly.Memory | undefined;
+    if (module !== null) {
+      try {
+        const pages = Math.ceil((this.outAt + hashSlots * 4) / WASM_PAGE_BYTES);
+        memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+        this.exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as HashExports;
+      } catch {
+        // No room for the module's memory (a limit on the process's address space, which V8
+        // reserves generously for it): hash natively.
+        memory = undefined;
+      }
+    }
+    this.simd = this.exports !== undefined;
+    if (memory === undefined || this.exports === undefined) {
+      this.region = Buffer.alloc(regionBytes);
+      this.out = new Uint32Array(0);
+      return;
+    }
     this.region = Buffer.from(memory.buffer, 0, regionBytes);
     this.out = new Uint32Array(memory.buffer, this.outAt, hashSlots);
   }

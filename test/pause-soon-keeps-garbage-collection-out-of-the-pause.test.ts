@@ -105,7 +105,7 @@ test('both sides collect garbage before the guest pauses, not during the pause, 
 });
 
 test('the hint goes out only when the pause is likely: with an unreachable budget, only before the last allowed round ends', async () => {
-  const config: SimGuestConfig = { memoryBytes: 32 * MiB, vcpus: 1, workload: 'uniform', dirtyRateBytesPerSec: 50e6, hotSetBytes: 0, seed: 3 };
+  const config: SimGuestConfig = { memoryBytes: 8 * MiB, vcpus: 1, workload: 'uniform', dirtyRateBytesPerSec: 50e6, hotSetBytes: 0, seed: 3 };
   const guest = await boot(config);
   let targetCollections = 0;
   let sourceCollections = 0;
@@ -116,6 +116,10 @@ test('the hint goes out only when the pause is likely: with an unreachable budge
     // No pause fits 1 µs: the switchover comes from the round limit alone.
     downtimeBudgetMs: 0.001,
     maxRounds: 4,
+    // Rounds of about 0.1 s, so the guest has written pages in each before the engine guesses
+    // whether the pause follows it: a round the guest happened not to write in would look like
+    // one with nothing left dirty, a pause as likely as can be, and get the hint too.
+    maxBandwidthBytesPerSec: 50e6,
     autoConverge: 'off',
     collectGarbage: () => void sourceCollections++,
   });

@@ -14,6 +14,7 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { DomainFailedError, InvalidArgumentError, PageOutOfRangeError } from '../errors.js';
 import type { GuestMemory, PageRunReader } from '../util/guest-memory-types.js';
+import { asBuffer } from '../util/bytes.js';
 
 export type { GuestMemory, PageRunReader } from '../util/guest-memory-types.js';
 
@@ -108,11 +109,6 @@ function checkRun(first: number, count: number, pageCount: number): void {
   if (!(Number.isInteger(first) && Number.isInteger(count) && first >= 0 && count >= 0 && first + count <= pageCount)) {
     throw new PageOutOfRangeError(`pages ${first} to ${first + count - 1} do not all lie in the guest's ${pageCount} pages`);
   }
-}
-
-/** `bytes` as a Buffer over the same memory (itself if it is one). */
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Memory in a SharedArrayBuffer, used in place. */

@@ -16,6 +16,7 @@ import { pagePayloadCodec } from '../protocol/page-codecs.js';
 import { batchChecksum } from '../protocol/page-digest.js';
 import { HASH_COPY_PAGES, PageHasher } from '../protocol/page-hasher.js';
 import { writePageNumbers } from '../protocol/page-list.js';
+import { asBuffer } from '../util/bytes.js';
 import type { SourceWorkerData, SourceWorkerReply, SourceWorkerRequest } from './channel-messages.js';
 import { type DeltaSlots, deltaSlots, NO_SLOT } from './delta-cache.js';
 import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
@@ -74,7 +75,7 @@ async function runJob(round: number, pfns: Uint32Array, codes: Int32Array | unde
     const room = Math.min(perBatch - dataCount, DEFAULT_MAX_ZERO_PAGES_PER_BATCH - zeroCount);
     const n = runAt(pfns, i, room);
     const run = memory.readRun(pfns[i]!, n);
-    const src = Buffer.isBuffer(run) ? run : Buffer.from(run.buffer, run.byteOffset, run.length);
+    const src = asBuffer(run);
     const into = gather ?? slot;
     const base = gather ? 0 : PAGES_HEADER_RESERVE_BYTES;
     for (let k = 0; k < n; k++) {

@@ -6,6 +6,7 @@
 import { compress, compressSync, uncompress, uncompressSync } from 'lz4-napi';
 
 import { MalformedRecordError } from '../errors.js';
+import { asBuffer } from '../util/bytes.js';
 import type { PagePayloadCodec } from './page-codec.js';
 
 /** Bytes of the uncompressed-size prefix that starts an `lz4` payload. */
@@ -22,11 +23,6 @@ export const SYNC_COMPRESS_MAX_BYTES = 64 * 1024;
 /** LZ4's worst case for incompressible input (LZ4_COMPRESSBOUND), plus the size prefix. */
 function maxPayloadBytes(rawLength: number): number {
   return LZ4_SIZE_PREFIX_BYTES + rawLength + Math.ceil(rawLength / 255) + 16;
-}
-
-/** A Buffer view of the same memory: lz4-napi's synchronous functions want a Buffer. */
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
 function place(packed: Uint8Array, out: Uint8Array): number {

@@ -146,8 +146,7 @@ export function digestOfHashes(hashes: Uint32Array, pageSize: number): string {
 
 /**
  * Digest of a whole memory read in runs of consecutive pages through `readPages`. Reads every
- * page once; about 150 ms per GiB on one core for memory in this process. Awaits `readPages` only
- * when it returns a promise.
+ * page once, in this thread. Awaits `readPages` only when it returns a promise.
  */
 export async function digestMemory(pageCount: number, pageSize: number, readPages: ReadPages): Promise<string> {
   return digestOfHashes(await hashMemory(pageCount, pageSize, readPages), pageSize);
@@ -155,10 +154,9 @@ export async function digestMemory(pageCount: number, pageSize: number, readPage
 
 /** Digest of a memory image held in one buffer. */
 export function digestBuffer(memory: Uint8Array, pageSize: number): string {
-  const pageCount = Math.floor(memory.length / pageSize);
-  const digest = new PageDigest(pageCount, pageSize);
-  for (let pfn = 0; pfn < pageCount; pfn++) digest.update(pfn, memory, pfn * pageSize);
-  return digest.digest();
+  const hashes = new Uint32Array(Math.floor(memory.length / pageSize));
+  new PageHasher(pageSize, { copyPages: DIGEST_CHUNK_PAGES }).hashPages(memory, 0, hashes.length, hashes);
+  return digestOfHashes(hashes, pageSize);
 }
 
 /**

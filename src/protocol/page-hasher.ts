@@ -10,6 +10,7 @@
  */
 
 import { xxh32 } from '@node-rs/xxhash';
+import { asBuffer } from '../util/bytes.js';
 import { xxh32SimdModule } from './xxh32-simd.js';
 
 const WASM_PAGE_BYTES = 65536;
@@ -69,12 +70,11 @@ export class PageHasher {
    * place by {@link hashRegion}. It never moves or detaches.
    */
   readonly region: Buffer;
-  /** Whether pages are hashed by the SIMD module (else natively, page by page). */
-  readonly simd: boolean;
   private readonly copyPages: number;
   private readonly exports: HashExports | undefined;
-  /** Where {@link hashPages} copies pages to, in the memory. */
+  /** Where {@link hashPages} copies pages to, in the memory, as an offset and a view. */
   private readonly copyAt: number;
+  private readonly copyRoom: Buffer | undefined;
   /** Where the module stores hashes, in the memory, and a view of them. */
   private readonly outAt: number;
   private readonly out: Uint32Array;
@@ -100,16 +100,22 @@ export class PageHasher {
         // No room for the module's memory (a limit on the process's address space, which V8
         // reserves generously for it): hash natively.
         memory = undefined;
+        this.exports = undefined;
       }
     }
-    this.simd = this.exports !== undefined;
-    if (memory === undefined || this.exports === undefined) {
+    if (memory === undefined) {
       this.region = Buffer.alloc(regionBytes);
       this.out = new Uint32Array(0);
       return;
     }
     this.region = Buffer.from(memory.buffer, 0, regionBytes);
+    this.copyRoom = Buffer.from(memory.buffer, this.copyAt, this.copyPages * pageSize);
     this.out = new Uint32Array(memory.buffer, this.outAt, hashSlots);
+  }
+
+  /** Whether pages are hashed by the SIMD module (else natively, page by page). */
+  get simd(): boolean {
+    return this.exports !== undefined;
   }
 
   /**
@@ -117,11 +123,8 @@ export class PageHasher {
    * `offset` of {@link region}.
    */
   hashRegion(offset: number, count: number, out: Uint32Array, outIndex = 0): void {
-    if (!this.exports) {
-      for (let i = 0; i < count; i++) out[outIndex + i] = xxh32(this.region.subarray(offset + i * this.pageSize, offset + (i + 1) * this.pageSize), 0);
-      return;
-    }
-    this.hashAt(offset, count, out, outIndex);
+    if (this.exports) this.hashAt(offset, count, out, outIndex);
+    else hashNatively(this.region, offset, count, this.pageSize, out, outIndex);
   }
 
   /**
@@ -131,17 +134,15 @@ export class PageHasher {
    */
   hashPages(src: Uint8Array, offset: number, count: number, out: Uint32Array, outIndex = 0): void {
     const ps = this.pageSize;
-    if (!this.exports) {
-      for (let i = 0; i < count; i++) out[outIndex + i] = xxh32(src.subarray(offset + i * ps, offset + (i + 1) * ps), 0);
+    if (!this.copyRoom) {
+      hashNatively(src, offset, count, ps, out, outIndex);
       return;
     }
-    const into = Buffer.from(this.region.buffer, this.copyAt, this.copyPages * ps);
-    const from = Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+    const from = asBuffer(src);
     for (let done = 0; done < count; done += this.copyPages) {
       const n = Math.min(this.copyPages, count - done);
       const at = offset + done * ps;
-      // fill with a source buffer is a plain memcpy (set and copy are not, for shared memory).
-      into.fill(from.subarray(at, at + n * ps), 0, n * ps);
+      this.copyRoom.fill(from.subarray(at, at + n * ps), 0, n * ps);
       this.hashAt(this.copyAt, n, out, outIndex + done);
     }
   }
@@ -154,6 +155,11 @@ export class PageHasher {
     for (; k < count; k++) hash1(ptr + k * ps, ps, this.outAt + k * 4);
     out.set(this.out.subarray(0, count), outIndex);
   }
+}
+
+/** The native hash of each of `count` pages at `offset` of `src`, into `out` from `outIndex`. */
+function hashNatively(src: Uint8Array, offset: number, count: number, pageSize: number, out: Uint32Array, outIndex: number): void {
+  for (let i = 0; i < count; i++) out[outIndex + i] = xxh32(src.subarray(offset + i * pageSize, offset + (i + 1) * pageSize), 0);
 }
 
 function align16(n: number): number {

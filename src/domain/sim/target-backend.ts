@@ -20,11 +20,11 @@ export interface SimTargetBackendOptions {
   maxMemoryBytes?: number;
   /**
    * Fault in each new guest's memory from a thread of its own while round 0 arrives, so that the
-   * engine's thread writes pages already backed (see `prefault.ts`): the first pass of 256 MiB
-   * and 1 GiB guests runs 10-15% faster, even on 2 cores shared with the source
-   * (docs/bench/README.md). It backs zero pages too: the guest's whole memory becomes resident at
-   * once, as a hypervisor that reserves a guest's memory when it builds the guest would have it.
-   * Guests smaller than PREFAULT_MIN_MEMORY_BYTES are never pre-faulted.
+   * engine's thread writes pages already backed (see `prefault.ts`): a faster first pass, even on
+   * two cores shared with the source (docs/bench/README.md, "Pre-faulting the target's memory").
+   * It backs zero pages too: the guest's whole memory becomes resident at once, as a hypervisor
+   * that reserves a guest's memory when it builds the guest would have it. Guests smaller than
+   * PREFAULT_MIN_MEMORY_BYTES are never pre-faulted.
    * @default true
    */
   prefault?: boolean;

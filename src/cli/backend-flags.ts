@@ -18,6 +18,8 @@ export interface BackendFlagOptions {
   qemuDir?: string;
   /** Whether a simulated guest's fresh memory is faulted in from a worker while round 0 arrives. */
   prefault?: boolean;
+  /** Whether the simulator keeps threads started for the next guest (a long-running agent's choice). */
+  spareThreads?: boolean;
 }
 
 /**
@@ -32,13 +34,13 @@ export function prefaultFromFlags(values: { prefault?: boolean; 'no-prefault'?: 
 
 /** The backends `list` names (comma-separated). */
 export function targetBackendsFromFlag(list: string, options: BackendFlagOptions = {}): TargetBackend[] {
-  const { qemuDir, prefault } = options;
+  const { qemuDir, prefault, spareThreads } = options;
   const names = [...new Set(list.split(',').map((n) => n.trim()).filter(Boolean))];
   if (names.length === 0) throw new InvalidArgumentError(`--backend names no backend; give one or more of ${BACKEND_NAMES.join(', ')}`);
   if (qemuDir !== undefined && !names.includes('qemu')) throw new InvalidArgumentError('--qemu-dir is for --backend qemu');
   if (prefault !== undefined && !names.includes('sim')) throw new InvalidArgumentError(`--${prefault ? '' : 'no-'}prefault is for --backend sim`);
   return names.map((name) => {
-    if (name === 'sim') return new SimTargetBackend(prefault === undefined ? {} : { prefault });
+    if (name === 'sim') return new SimTargetBackend({ ...(prefault === undefined ? {} : { prefault }), ...(spareThreads ? { spareThreads } : {}) });
     if (name === 'qemu') {
       const qemu = new QemuTargetBackend(qemuDir === undefined ? {} : { dir: qemuDir });
       if (!qemu.available) throw new DomainFailedError('--backend qemu needs qemu-system-x86_64 on PATH (Debian: apt-get install qemu-system-x86)');

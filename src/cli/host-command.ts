@@ -171,7 +171,7 @@ async function runHost(args: string[]): Promise<number> {
   const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
   if (values['state-dir'] !== undefined && values.pool === undefined) throw new InvalidArgumentError('--state-dir keeps evacuation ledgers: it goes with --pool FILE');
   const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
-  const kinds = hostBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values) });
+  const kinds = hostBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values), spareThreads: true });
   const say = eventPrinter(json);
   const host = await HostAgent.start({
     ...flags,

@@ -52,7 +52,7 @@ export async function listen(args: string[]): Promise<number> {
     prefault: { type: 'boolean' },
     'no-prefault': { type: 'boolean' },
   } as const);
-  const backends = targetBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values) });
+  const backends = targetBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values), spareThreads: true });
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
   const goTimeoutMs = values['go-timeout'] === undefined ? undefined : parsePositiveDuration(values['go-timeout'], '--go-timeout');
   const recordIdleTimeoutMs = values['record-timeout'] === undefined ? undefined : parsePositiveDuration(values['record-timeout'], '--record-timeout');

@@ -9,7 +9,7 @@
  * empty from a descriptor, filled by the engine, then given the source's vCPU state).
  */
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { DirtyBitmap } from '../../dirtylog/dirty-bitmap.js';
 import { DomainFailedError, InvalidArgumentError } from '../../errors.js';
 import { PAGE_SIZE_BYTES, type DomainDescriptor } from '../../protocol/records.js';
@@ -17,7 +17,7 @@ import type { DirtyTracking, GuestMemory, SourceDomain, TargetDomain } from '../
 import { openGuestMemory, type GuestMemoryAccess } from '../guest-memory.js';
 import { DEFAULT_SIM_CONFIG, DEFAULT_SIM_NAME, simConfigFromDescriptor, simDescriptor, validateSimConfig, type SimGuestConfig } from './config.js';
 import { fillImage } from './image.js';
-import { Prefault, PREFAULT_MIN_MEMORY_BYTES } from './prefault.js';
+import { Prefault, PREFAULT_MIN_MEMORY_BYTES, PREFAULT_THREADS } from './prefault.js';
 import { decodeSimState, encodeSimState } from './state-codec.js';
 import {
   COMMAND_EXIT,
@@ -36,6 +36,7 @@ import {
   type VcpuWorkerData,
 } from './vcpu-control.js';
 import { cloneVcpuState, initialVcpuState, type VcpuState } from './workload.js';
+import { ThreadKind } from '../../util/spare-threads.js';
 
 /** Most throttle a guest accepts: its vCPUs sleep 99% of each second. */
 export const MAX_SIM_THROTTLE = 0.99;
@@ -69,6 +70,22 @@ interface AtomicsWithWaitAsync {
 const atomics = Atomics as unknown as AtomicsWithWaitAsync;
 
 
+/** vCPU threads started when asked for, with no spare. */
+export const VCPU_THREADS = new ThreadKind(new URL('./vcpu-worker.js', import.meta.url));
+
+/**
+ * Where a guest's threads come from: a target backend that keeps spares passes its own kinds,
+ * refilled once the guest they went to no longer needs the host's attention (it runs, or is gone).
+ */
+export interface SimThreads {
+  readonly vcpu: ThreadKind;
+  readonly prefault: ThreadKind;
+  /** Called once the guest has resumed or been destroyed, after the pause: a time to start spares. */
+  readonly refill?: () => void;
+}
+
+const ON_DEMAND_THREADS: SimThreads = { vcpu: VCPU_THREADS, prefault: PREFAULT_THREADS };
+
 /** One vCPU's thread and the shared memory it is steered through. */
 interface Vcpu {
   readonly worker: Worker;
@@ -96,8 +113,10 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   private destroying: Promise<void> | undefined;
   /** The walk faulting in a target's fresh memory, if one was started. */
   private prefaultWalk: Prefault | undefined;
+  private readonly threads: SimThreads;
 
-  private constructor(config: SimGuestConfig, name: string, startPaused: boolean) {
+  private constructor(config: SimGuestConfig, name: string, startPaused: boolean, threads = ON_DEMAND_THREADS) {
+    this.threads = threads;
     this.config = { ...config };
     this.descriptor = simDescriptor(config, name);
     this.pageCount = config.memoryBytes / PAGE_SIZE_BYTES;
@@ -129,13 +148,13 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
    * its own while pages arrive (see `prefault.ts`); it stops at `loadState`, `resume`, `pause` or
    * `destroy`, whichever comes first.
    */
-  static async createEmpty(descriptor: DomainDescriptor, options: { prefault?: boolean } = {}): Promise<SimulatedGuest> {
+  static async createEmpty(descriptor: DomainDescriptor, options: { prefault?: boolean; threads?: SimThreads } = {}): Promise<SimulatedGuest> {
     const config = simConfigFromDescriptor(descriptor);
     const name = typeof descriptor.name === 'string' ? descriptor.name : DEFAULT_SIM_NAME;
-    const guest = new SimulatedGuest(config, name, true);
+    const guest = new SimulatedGuest(config, name, true, options.threads);
     if (options.prefault === true && config.memoryBytes >= PREFAULT_MIN_MEMORY_BYTES) {
       try {
-        guest.prefaultWalk = Prefault.start(guest.mem.buffer as SharedArrayBuffer, 0, config.memoryBytes, PAGE_SIZE_BYTES);
+        guest.prefaultWalk = Prefault.start(guest.mem.buffer as SharedArrayBuffer, 0, config.memoryBytes, PAGE_SIZE_BYTES, guest.threads.prefault);
       } catch {
         // No thread to spare (a worker refused to start): the engine faults pages in as it writes them.
       }
@@ -157,7 +176,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
       control[CTRL_REQUEST] = 1;
       const cell = VcpuStateCell.create();
       cell.write(initialVcpuState(this.config.seed, index));
-      const workerData: VcpuWorkerData = {
+      const input: VcpuWorkerData = {
         index,
         memory,
         dirty: this.dirty.buffer,
@@ -166,10 +185,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
         state: cell.buffer,
         config: this.config,
       };
-      // A vCPU runs compiled JavaScript and needs none of the process's Node options; several
-      // (-e and --input-type, --trace-gc, ...) are refused in a worker and would keep the guest
-      // from booting, so none are passed on.
-      const worker = new Worker(new URL('./vcpu-worker.js', import.meta.url), { workerData, execArgv: [] });
+      const worker = this.threads.vcpu.start(input);
       // A guest nobody destroyed must not keep the process alive.
       worker.unref();
       worker.on('error', (err) => this.fail(`vCPU ${index} failed: ${err.message}`, err));
@@ -344,6 +360,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
     for (const vcpu of this.vcpus) Atomics.compareExchange(vcpu.control, CTRL_PHASE, PHASE_HELD, PHASE_OUTSIDE);
     this.command(COMMAND_RUN);
     this.isPaused = false;
+    this.threads.refill?.();
   }
 
   /** The throttle in force, as a fraction of vCPU time taken away (0 = full speed). */
@@ -420,6 +437,7 @@ export class SimulatedGuest implements SourceDomain, TargetDomain {
   }
 
   private async teardown(): Promise<void> {
+    this.threads.refill?.();
     this.command(COMMAND_EXIT);
     await this.prefaultWalk?.close();
     await Promise.all(

@@ -15,7 +15,7 @@ export const PREFAULT_WRITTEN = 2;
 /** Int32 slots in the control block. */
 export const PREFAULT_CONTROL_SLOTS = 3;
 
-/** What the pre-fault thread is started with (`workerData`). */
+/** What the pre-fault thread is started with (its first message). */
 export interface PrefaultWorkerData {
   /** The memory to walk. */
   memory: SharedArrayBuffer;

@@ -12,7 +12,7 @@
  * worker wrote keeps its contents whichever comes first.
  */
 
-import { workerData } from 'node:worker_threads';
+import { threadInput } from '../../util/spare-threads.js';
 import { PREFAULT_PROGRESS, PREFAULT_STOP, PREFAULT_WRITTEN, type PrefaultWorkerData } from './prefault-control.js';
 
 /** Pages faulted between two looks at the control block: about 0.1 ms of work. */
@@ -25,7 +25,7 @@ const CHECK_EVERY_PAGES = 64;
  */
 const LEAD_PAGES = 2048;
 
-const { memory, byteOffset, byteLength, pageSize, control } = workerData as PrefaultWorkerData;
+const { memory, byteOffset, byteLength, pageSize, control } = await threadInput<PrefaultWorkerData>();
 const words = new Int32Array(memory, byteOffset, byteLength / 4);
 const flags = new Int32Array(control);
 const wordsPerPage = pageSize / 4;

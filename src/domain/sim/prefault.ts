@@ -12,8 +12,9 @@
  * unbacked (`zeroPages` skips pages that read as zeros).
  */
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { InvalidArgumentError } from '../../errors.js';
+import { ThreadKind } from '../../util/spare-threads.js';
 import { PREFAULT_CONTROL_SLOTS, PREFAULT_PROGRESS, PREFAULT_STOP, PREFAULT_WRITTEN, type PrefaultWorkerData } from './prefault-control.js';
 
 /**
@@ -21,6 +22,9 @@ import { PREFAULT_CONTROL_SLOTS, PREFAULT_PROGRESS, PREFAULT_STOP, PREFAULT_WRIT
  * some 10-30 ms of CPU; faults cost about 0.45 ms per MiB, so below this it does not pay.
  */
 export const PREFAULT_MIN_MEMORY_BYTES = 64 * 1024 * 1024;
+
+/** Pre-fault threads started when asked for, with no spare. */
+export const PREFAULT_THREADS = new ThreadKind(new URL('./prefault-worker.js', import.meta.url));
 
 /** A running (or finished) walk over one memory. */
 export class Prefault {
@@ -40,9 +44,10 @@ export class Prefault {
    * Starts a thread that faults in the `byteLength` bytes at `byteOffset` of `memory`, one
    * `pageSize` page after the other from the first, and then ends. Returns at once. Throws
    * InvalidArgumentError if the range is not a whole number of 4-byte-aligned pages inside
-   * `memory`. A thread that fails only leaves pages to be faulted where they are written.
+   * `memory`. A thread that fails only leaves pages to be faulted where they are written. The
+   * thread comes from `threads` (a spare, if it keeps one).
    */
-  static start(memory: SharedArrayBuffer, byteOffset: number, byteLength: number, pageSize: number): Prefault {
+  static start(memory: SharedArrayBuffer, byteOffset: number, byteLength: number, pageSize: number, threads = PREFAULT_THREADS): Prefault {
     const aligned = (n: number): boolean => Number.isSafeInteger(n) && n >= 0 && n % 4 === 0;
     if (!(aligned(byteOffset) && aligned(pageSize) && pageSize > 0 && aligned(byteLength) && byteLength % pageSize === 0 && byteOffset + byteLength <= memory.byteLength)) {
       throw new InvalidArgumentError(
@@ -50,9 +55,8 @@ export class Prefault {
       );
     }
     const control = new SharedArrayBuffer(PREFAULT_CONTROL_SLOTS * 4);
-    const workerData: PrefaultWorkerData = { memory, byteOffset, byteLength, pageSize, control };
-    // Like a vCPU, the walk needs none of the process's Node options, some of which a worker refuses.
-    const worker = new Worker(new URL('./prefault-worker.js', import.meta.url), { workerData, execArgv: [] });
+    const input: PrefaultWorkerData = { memory, byteOffset, byteLength, pageSize, control };
+    const worker = threads.start(input);
     // A walk nobody stopped must not keep the process alive, nor take it down if it fails.
     worker.unref();
     worker.on('error', () => {});

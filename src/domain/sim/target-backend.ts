@@ -8,7 +8,17 @@ import { DEFAULT_MAX_GUEST_MEMORY_BYTES } from '../../protocol/limits.js';
 import type { DomainDescriptor } from '../../protocol/records.js';
 import type { TargetBackend, TargetDomain } from '../backend.js';
 import { simConfigFromDescriptor } from './config.js';
-import { SimulatedGuest } from './guest.js';
+import { SimulatedGuest, VCPU_THREADS, type SimThreads } from './guest.js';
+import { PREFAULT_THREADS } from './prefault.js';
+
+/** vCPU threads a backend with `spareThreads` keeps started: those of two guests of the default shape. */
+export const SPARE_VCPU_THREADS = 2;
+
+/**
+ * How long after a guest resumed (or was destroyed) its backend starts new spares, in
+ * milliseconds: past the switchover's last messages, so that starting threads does not slow them.
+ */
+export const SPARE_REFILL_DELAY_MS = 250;
 
 /** Options of a {@link SimTargetBackend}. */
 export interface SimTargetBackendOptions {
@@ -28,6 +38,15 @@ export interface SimTargetBackendOptions {
    * @default true
    */
   prefault?: boolean;
+  /**
+   * Keep threads started for the next guest: SPARE_VCPU_THREADS vCPU threads and one pre-fault
+   * thread, started with the backend and again shortly after each guest resumes or is destroyed.
+   * Building a guest then waits for no thread to start (25-50 ms each), so the target answers
+   * "ready" that much sooner. The spares keep no process alive; `close()` ends them. The
+   * `livemig listen` and `host` commands turn this on.
+   * @default false
+   */
+  spareThreads?: boolean;
 }
 
 /** Builds empty, paused simulated guests (kind `"sim"`) for incoming migrations. */
@@ -38,9 +57,32 @@ export class SimTargetBackend implements TargetBackend {
   /** Whether new guests' memory is pre-faulted. */
   readonly prefault: boolean;
 
+  /** Where new guests' threads come from; undefined starts each when needed. */
+  readonly #threads: SimThreads | undefined;
+
   constructor(options: SimTargetBackendOptions = {}) {
     this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
     this.prefault = options.prefault ?? true;
+    if (options.spareThreads === true) {
+      const vcpu = VCPU_THREADS.withSpares(SPARE_VCPU_THREADS);
+      const prefault = PREFAULT_THREADS.withSpares(this.prefault ? 1 : 0);
+      const fill = (): void => {
+        vcpu.fill();
+        prefault.fill();
+      };
+      this.#threads = { vcpu, prefault, refill: () => setTimeout(fill, SPARE_REFILL_DELAY_MS).unref() };
+      fill();
+    }
+  }
+
+  /** vCPU and pre-fault threads started and waiting for a guest (0 without `spareThreads`). */
+  get spareThreads(): number {
+    return (this.#threads?.vcpu.spares ?? 0) + (this.#threads?.prefault.spares ?? 0);
+  }
+
+  /** Ends the spare threads; guests already built keep theirs. Idempotent. */
+  async close(): Promise<void> {
+    await Promise.all([this.#threads?.vcpu.close(), this.#threads?.prefault.close()]);
   }
 
   /**
@@ -63,7 +105,7 @@ export class SimTargetBackend implements TargetBackend {
       );
     }
     try {
-      return await SimulatedGuest.createEmpty(descriptor, { prefault: this.prefault });
+      return await SimulatedGuest.createEmpty(descriptor, { prefault: this.prefault, threads: this.#threads });
     } catch (err) {
       if (err instanceof RangeError) {
         throw new OutOfMemoryError(`could not allocate ${config.memoryBytes} bytes of guest memory: ${err.message}`);

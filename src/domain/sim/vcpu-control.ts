@@ -61,7 +61,7 @@ export const THROTTLE_SCALE = 10000;
  */
 export const STATE_CELL_BYTES = 64;
 
-/** What a vCPU worker is started with (`workerData`). */
+/** What a vCPU worker is started with (its first message). */
 export interface VcpuWorkerData {
   /** Index of this vCPU, from 0. */
   index: number;

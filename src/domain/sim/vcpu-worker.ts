@@ -7,7 +7,6 @@
  * registers a given number of steps produces.
  */
 
-import { workerData } from 'node:worker_threads';
 import { DirtyBitmap } from '../../dirtylog/dirty-bitmap.js';
 import {
   COMMAND_EXIT,
@@ -24,6 +23,7 @@ import {
   type VcpuWorkerData,
 } from './vcpu-control.js';
 import { runSteps, vcpuPartition, vcpuStepsPerSecond, workloadParams, type VcpuState } from './workload.js';
+import { threadInput } from '../../util/spare-threads.js';
 
 /** Most steps between two looks at the control block: about 0.1 ms of work. */
 const SLICE_STEPS = 2048;
@@ -158,4 +158,4 @@ function main(data: VcpuWorkerData): void {
   }
 }
 
-main(workerData as VcpuWorkerData);
+main(await threadInput<VcpuWorkerData>());

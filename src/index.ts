@@ -40,7 +40,7 @@ export {
 } from './protocol/limits.js';
 export type { ReceiverState } from './protocol/receiver-state.js';
 export { PageDigest, digestMemory, digestBuffer, DIGEST_CHUNK_PAGES, type ReadPages } from './protocol/page-digest.js';
-export { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, type Transport } from './transport/transport.js';
+export { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, type FrameLanding, type Transport } from './transport/transport.js';
 export type { WebSocketTransport } from './transport/ws-transport.js';
 export { DEFAULT_IDLE_TIMEOUT_MS, type WebSocketTransportOptions } from './transport/ws-options.js';
 export { connectWebSocket, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectWebSocketOptions } from './transport/ws-connect.js';

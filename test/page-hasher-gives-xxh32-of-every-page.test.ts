@@ -52,6 +52,21 @@ test.each([16, 64, 4096, 8192])('pages of %i bytes: every count from 0 to 11, at
   }
 });
 
+test('pages that lie in the region already are hashed where they lie, at any offset, with the same hashes', () => {
+  const data = randomBytes(9 * 4096, 11);
+  const hasher = new PageHasher(4096, { regionBytes: 12 * 4096, copyPages: 2 });
+  for (const at of [0, 1, 4100, 3 * 4096 - 5]) {
+    hasher.region.set(data, at);
+    // A view of the region handed to hashPages, as a frame that landed there is.
+    const view = hasher.region.subarray(at, at + data.length);
+    const out = new Uint32Array(9);
+    hasher.hashPages(view, 0, 9, out);
+    expect([...out], `at ${at}`).toEqual(nativeHashes(data, 0, 9, 4096));
+    hasher.hashPages(view, 4096, 8, out, 1);
+    expect([...out.subarray(1)], `at ${at}, from the second page`).toEqual(nativeHashes(data, 4096, 8, 4096));
+  }
+});
+
 test('a native hasher gives the same hashes', () => {
   const data = randomBytes(9 * 4096, 7);
   const hasher = new PageHasher(4096, { native: true, regionBytes: data.length });

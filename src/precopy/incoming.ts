@@ -48,6 +48,7 @@ import { isDeadline, withDeadline } from '../util/deadline.js';
 import { collectorFrom } from '../util/gc.js';
 import { abortPeer } from './abort-peer.js';
 import { IncomingChannels, type ChannelHub } from './incoming-channels.js';
+import { LANDING_HEADER_BYTES, LandingRing } from './landing-ring.js';
 
 /**
  * How long a prepared target waits for "go", in milliseconds. Past it the target discards its
@@ -167,6 +168,8 @@ class IncomingMigration {
   private readonly batchHashes: Uint32Array;
   /** Hashes received pages a batch at a time; made for the domain's page size. */
   private hasher: PageHasher | undefined;
+  /** Slots in the hasher's memory that batches land in, if the transport can land them. */
+  private landing: LandingRing | undefined;
   /**
    * When the wait for "go" ends, on the `performance.now()` clock: fixed on entering `prepared`,
    * so that records which change nothing (unknown optional ones) cannot keep the target waiting.
@@ -196,6 +199,7 @@ class IncomingMigration {
         const frame = await (this.channels ? Promise.race([this.nextFrame(), this.channels.failed]) : this.nextFrame());
         if (frame === undefined) throw new ConnectionClosedError(`the source closed the connection in state ${this.state}`);
         await this.handle(decodeFrame(frame, this.limits));
+        this.landing?.release(frame);
       }
       await this.transport.close().catch(() => undefined);
       return this.result('resumed');
@@ -265,7 +269,14 @@ class IncomingMigration {
     this.options.onDomain?.(this.domain, this.id);
     this.freshUntilRound1 = memoryFreshUntilRound1(this.domain.memory());
     this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
-    this.hasher = new PageHasher(d.pageSize, { copyPages: HASH_COPY_PAGES });
+    // Batches land in the hasher's memory when the transport can put them there.
+    const landing = this.transport.landFramesIn !== undefined && d.pageSize > 0;
+    const slotBytes = HASH_COPY_PAGES * d.pageSize + LANDING_HEADER_BYTES;
+    this.hasher = new PageHasher(d.pageSize, { copyPages: HASH_COPY_PAGES, regionBytes: landing ? LandingRing.bytes(slotBytes) : 0 });
+    if (landing) {
+      this.landing = new LandingRing(this.hasher.region, slotBytes);
+      this.transport.landFramesIn!(this.landing);
+    }
     const hub = this.options.channelHub;
     // Channels need a hub to join through and memory the workers can write; the highest version
     // offered of those this target can keep to is chosen.

@@ -130,12 +130,18 @@ export class PageHasher {
   /**
    * Stores in `out` from `outIndex` the hashes of the `count` pages lying back to back at
    * `offset` of `src`, any buffer: copied into the hasher's memory first, in turns of at most
-   * `copyPages`.
+   * `copyPages`, unless they lie in {@link region} already.
    */
   hashPages(src: Uint8Array, offset: number, count: number, out: Uint32Array, outIndex = 0): void {
     const ps = this.pageSize;
     if (!this.copyRoom) {
       hashNatively(src, offset, count, ps, out, outIndex);
+      return;
+    }
+    // Pages already in the region (a frame that landed there) are hashed where they lie.
+    const at = src.byteOffset + offset;
+    if (src.buffer === this.region.buffer && at + count * ps <= this.region.length) {
+      this.hashAt(at, count, out, outIndex);
       return;
     }
     const from = asBuffer(src);

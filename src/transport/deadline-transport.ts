@@ -7,7 +7,7 @@
 
 import { TimeoutError } from '../errors.js';
 import { checkTimeoutMs, isDeadline } from '../util/deadline.js';
-import type { Transport } from './transport.js';
+import type { FrameLanding, Transport } from './transport.js';
 
 /** A {@link Transport} whose receives time out; everything else passes through unchanged. */
 export class DeadlineTransport implements Transport {
@@ -93,5 +93,9 @@ export class DeadlineTransport implements Transport {
 
   destroy(reason?: Error): void {
     this.#inner.destroy(reason);
+  }
+
+  landFramesIn(landing: FrameLanding | undefined): void {
+    this.#inner.landFramesIn?.(landing);
   }
 }

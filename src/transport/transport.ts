@@ -93,4 +93,31 @@ export interface Transport {
    * @param during What the cap covers, for the error message, e.g. "before its hello".
    */
   limitIncomingBytes?(maxBytes: number | undefined, during?: string): void;
+
+  /**
+   * Optional capability: assemble large incoming frames in buffers the consumer provides (see
+   * {@link FrameLanding}) from now on, or in the transport's own again with `undefined`. Where it
+   * is missing, or a landing declines a frame, `receive()` returns a buffer of the transport's.
+   */
+  landFramesIn?(landing: FrameLanding | undefined): void;
+}
+
+/**
+ * Buffers of a transport's consumer that large incoming frames are assembled in, so that a frame
+ * lands where the consumer works on it (a page batch in the page hasher's memory) instead of in
+ * a buffer the transport allocates, the consumer copies once more, and the collector then frees.
+ */
+export interface FrameLanding {
+  /** Frames smaller than this, in bytes, are never offered. */
+  readonly minBytes: number;
+
+  /**
+   * A buffer of exactly `bytes` bytes for the frame completing now, which `receive()` then
+   * returns as is (a frame it ends up dropping is never returned); or `undefined`, and the
+   * transport uses a buffer of its own. Called in the order frames arrive, synchronously as the
+   * frame is read. The consumer must leave the buffer alone until it has received that frame and
+   * finished with it; it tells when that is by its own bookkeeping, which the transport does not
+   * see.
+   */
+  claim(bytes: number): Uint8Array | undefined;
 }

@@ -18,8 +18,9 @@ import {
   TimeoutError,
 } from '../errors.js';
 import { isDeadline } from '../util/deadline.js';
-import type { Transport } from './transport.js';
+import type { FrameLanding, Transport } from './transport.js';
 import { FrameQueue } from './frame-queue.js';
+import { landPayloads } from './ws-payload-landing.js';
 import {
   positiveInteger,
   resolveWebSocketOptions,
@@ -129,6 +130,10 @@ class WsTransport implements WebSocketTransport {
   /** The byte stream under `ws`, watched while `limitIncomingBytes` is in force. */
   readonly #socket: Duplex | undefined;
   #byteCapListener: ((chunk: Buffer) => void) | undefined;
+
+  /** Where large frames are assembled, if the consumer gave buffers for them. */
+  #landing: FrameLanding | undefined;
+  #landingHooked = false;
 
   /**
    * @param ws An open WebSocket.
@@ -326,6 +331,20 @@ class WsTransport implements WebSocketTransport {
     // Ahead of `ws`'s own listener, so a chunk that crosses the cap fails the connection before
     // `ws` can complete a frame from it.
     socket.prependListener('data', this.#byteCapListener);
+  }
+
+  /**
+   * Large frames are assembled in `landing`'s buffers from now on (`undefined`: in the
+   * transport's own again). Frames already queued keep theirs.
+   */
+  landFramesIn(landing: FrameLanding | undefined): void {
+    this.#landing = landing;
+    if (landing === undefined || this.#landingHooked) return;
+    this.#landingHooked = landPayloads(
+      this.#ws,
+      () => this.#landing?.minBytes ?? Infinity,
+      (bytes) => (this.#ended ? undefined : this.#landing?.claim(bytes)),
+    );
   }
 
   #onMessage = (data: RawData, isBinary: boolean): void => {

@@ -1,6 +1,7 @@
-// A simulated target backend with `spareThreads` keeps vCPU and pre-fault threads started: a
-// guest it builds takes them instead of starting its own, a migration into it completes true to
-// its oracle, and once that guest runs (or is destroyed) the spares are started again. A
+// A simulated target backend with `spareThreads` keeps a pre-fault thread (and SPARE_VCPU_THREADS
+// vCPU threads) started: a guest it builds takes them instead of starting its own, a migration
+// into it completes true to its oracle, and once that guest runs (or is destroyed) the spares are
+// started again, never while another guest is still arriving. A
 // ThreadKind drops a spare that dies, and a thread handed out gets its input either way.
 import { afterEach, expect, test } from 'vitest';
 import { TargetAgent } from '../dist/agent/target-agent.js';
@@ -63,7 +64,7 @@ test('a guest built on spare threads receives a migration true to its oracle, an
   const report = await migrate(source, await connectWebSocket(agent.url), { codec: 'none' });
   expect(report.outcome).toBe('completed');
   expect(report.verified).toBe(true);
-  // Both vCPUs and the walk were spares: none was left once the guest was built.
+  // The walk (and the vCPUs, as far as spares were kept of them) took the spares: none was left.
   expect(sparesLeft).toEqual([0]);
   const guest = built[0]!;
   cleanups.push(() => guest.destroy());
@@ -79,17 +80,36 @@ test('a guest built on spare threads receives a migration true to its oracle, an
 });
 
 test('spares are taken by guests and started again only after a delay once the guest is destroyed', async () => {
-  const backend = new SimTargetBackend({ spareThreads: true, prefault: false });
+  const backend = new SimTargetBackend({ spareThreads: true });
   cleanups.push(() => backend.close());
-  expect(backend.spareThreads).toBe(SPARE_VCPU_THREADS);
-  const descriptor = simDescriptor({ ...config, vcpus: 1, memoryBytes: 16 * 1024 * 1024 }, 'empty');
+  const spares = SPARE_VCPU_THREADS + 1;
+  expect(backend.spareThreads).toBe(spares);
+  const descriptor = simDescriptor({ ...config, vcpus: 1 }, 'empty');
   const guest = (await backend.create(descriptor)) as SimulatedGuest;
-  expect(backend.spareThreads).toBe(SPARE_VCPU_THREADS - 1);
+  // Its walk took the pre-fault spare, and its one vCPU a vCPU spare if any were kept.
+  expect(backend.spareThreads).toBe(Math.max(0, SPARE_VCPU_THREADS - 1));
   const destroyedAt = Date.now();
   await guest.destroy();
-  expect(backend.spareThreads).toBe(SPARE_VCPU_THREADS - 1);
-  await until(() => backend.spareThreads === SPARE_VCPU_THREADS, 'the spare to be started again');
+  expect(backend.spareThreads).toBeLessThan(spares);
+  await until(() => backend.spareThreads === spares, 'the spares to be started again');
   expect(Date.now() - destroyedAt).toBeGreaterThanOrEqual(SPARE_REFILL_DELAY_MS - 5);
+});
+
+test('no spare is started while another guest is still being received', async () => {
+  const backend = new SimTargetBackend({ spareThreads: true });
+  cleanups.push(() => backend.close());
+  const descriptor = simDescriptor({ ...config, vcpus: 1 }, 'empty');
+  const first = (await backend.create(descriptor)) as SimulatedGuest;
+  // The second finds the spares taken and starts its threads itself.
+  const second = (await backend.create(descriptor)) as SimulatedGuest;
+  expect(backend.spareThreads).toBe(0);
+  // The first resumes (and is destroyed too): the second still arrives, so no spare yet.
+  await first.resume();
+  await first.destroy();
+  await new Promise((resolve) => setTimeout(resolve, SPARE_REFILL_DELAY_MS * 3));
+  expect(backend.spareThreads).toBe(0);
+  await second.destroy();
+  await until(() => backend.spareThreads === SPARE_VCPU_THREADS + 1, 'the spares to be started again');
 });
 
 /** A worker module from source text, importing threadInput as a script of a ThreadKind does. */

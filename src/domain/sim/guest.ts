@@ -80,7 +80,7 @@ export const VCPU_THREADS = new ThreadKind(new URL('./vcpu-worker.js', import.me
 export interface SimThreads {
   readonly vcpu: ThreadKind;
   readonly prefault: ThreadKind;
-  /** Called once the guest has resumed or been destroyed, after the pause: a time to start spares. */
+  /** Called when the guest resumes and when it is destroyed (past any pause): a time to start spares. */
   readonly refill?: () => void;
 }
 

@@ -10,9 +10,16 @@ import type { TargetBackend, TargetDomain } from '../backend.js';
 import { simConfigFromDescriptor } from './config.js';
 import { SimulatedGuest, VCPU_THREADS, type SimThreads } from './guest.js';
 import { PREFAULT_THREADS } from './prefault.js';
+import type { ThreadKind } from '../../util/spare-threads.js';
 
-/** vCPU threads a backend with `spareThreads` keeps started: those of two guests of the default shape. */
-export const SPARE_VCPU_THREADS = 2;
+/**
+ * vCPU threads a backend with `spareThreads` keeps started: none. A vCPU thread that waited as a
+ * spare for seconds lengthened the resume in the pause by 1.3-2.1 ms in most runs (woken there,
+ * it takes the engine's core before "resumed" goes out), where one started with the guest, in
+ * the handshake, does not: the pause is worth more than the 50 ms it saves the handshake
+ * (docs/bench/README.md, "Spare threads").
+ */
+export const SPARE_VCPU_THREADS = 0;
 
 /**
  * How long after a guest resumed (or was destroyed) its backend starts new spares, in
@@ -39,11 +46,11 @@ export interface SimTargetBackendOptions {
    */
   prefault?: boolean;
   /**
-   * Keep threads started for the next guest: SPARE_VCPU_THREADS vCPU threads and one pre-fault
-   * thread, started with the backend and again shortly after each guest resumes or is destroyed.
-   * Building a guest then waits for no thread to start (25-50 ms each), so the target answers
-   * "ready" that much sooner. The spares keep no process alive; `close()` ends them. The
-   * `livemig listen` and `host` commands turn this on.
+   * Keep threads started for the next guest: one pre-fault thread (and SPARE_VCPU_THREADS vCPU
+   * threads), started with the backend and again shortly after the guests being received have
+   * all resumed or been destroyed. The walk then starts as soon as the guest is built, instead of
+   * 25-50 ms later on a thread that competes with the first pages for the cores. The spares keep
+   * no process alive; `close()` ends them. The `livemig listen` and `host` commands turn this on.
    * @default false
    */
   spareThreads?: boolean;
@@ -57,32 +64,55 @@ export class SimTargetBackend implements TargetBackend {
   /** Whether new guests' memory is pre-faulted. */
   readonly prefault: boolean;
 
-  /** Where new guests' threads come from; undefined starts each when needed. */
-  readonly #threads: SimThreads | undefined;
+  /** The kinds of thread spares are kept of, with `spareThreads`. */
+  readonly #spares: { vcpu: ThreadKind; prefault: ThreadKind } | undefined;
+  /** Guests built and still being received: spares are started again only once there are none. */
+  #receiving = 0;
 
   constructor(options: SimTargetBackendOptions = {}) {
     this.maxMemoryBytes = options.maxMemoryBytes ?? DEFAULT_MAX_GUEST_MEMORY_BYTES;
     this.prefault = options.prefault ?? true;
     if (options.spareThreads === true) {
-      const vcpu = VCPU_THREADS.withSpares(SPARE_VCPU_THREADS);
-      const prefault = PREFAULT_THREADS.withSpares(this.prefault ? 1 : 0);
-      const fill = (): void => {
-        vcpu.fill();
-        prefault.fill();
-      };
-      this.#threads = { vcpu, prefault, refill: () => setTimeout(fill, SPARE_REFILL_DELAY_MS).unref() };
-      fill();
+      this.#spares = { vcpu: VCPU_THREADS.withSpares(SPARE_VCPU_THREADS), prefault: PREFAULT_THREADS.withSpares(this.prefault ? 1 : 0) };
+      this.#fill();
     }
+  }
+
+  #fill(): void {
+    this.#spares?.vcpu.fill();
+    this.#spares?.prefault.fill();
+  }
+
+  /**
+   * Where a new guest's threads come from: the spares, and a hook its guest calls once it no
+   * longer needs the host (resumed or destroyed). Spares are started again a moment after the last
+   * guest being received got there, never while another one is arriving: starting threads takes
+   * cores that a migration in its pause would wait for.
+   */
+  #threadsForGuest(): SimThreads | undefined {
+    const spares = this.#spares;
+    if (spares === undefined) return undefined;
+    this.#receiving++;
+    let settled = false;
+    const refill = (): void => {
+      if (settled) return;
+      settled = true;
+      this.#receiving--;
+      setTimeout(() => {
+        if (this.#receiving === 0) this.#fill();
+      }, SPARE_REFILL_DELAY_MS).unref();
+    };
+    return { ...spares, refill };
   }
 
   /** vCPU and pre-fault threads started and waiting for a guest (0 without `spareThreads`). */
   get spareThreads(): number {
-    return (this.#threads?.vcpu.spares ?? 0) + (this.#threads?.prefault.spares ?? 0);
+    return (this.#spares?.vcpu.spares ?? 0) + (this.#spares?.prefault.spares ?? 0);
   }
 
   /** Ends the spare threads; guests already built keep theirs. Idempotent. */
   async close(): Promise<void> {
-    await Promise.all([this.#threads?.vcpu.close(), this.#threads?.prefault.close()]);
+    await Promise.all([this.#spares?.vcpu.close(), this.#spares?.prefault.close()]);
   }
 
   /**
@@ -104,9 +134,11 @@ export class SimTargetBackend implements TargetBackend {
         `refusing a guest of ${config.memoryBytes} bytes: this target accepts at most ${this.maxMemoryBytes} bytes`,
       );
     }
+    const threads = this.#threadsForGuest();
     try {
-      return await SimulatedGuest.createEmpty(descriptor, { prefault: this.prefault, threads: this.#threads });
+      return await SimulatedGuest.createEmpty(descriptor, { prefault: this.prefault, threads });
     } catch (err) {
+      threads?.refill?.();
       if (err instanceof RangeError) {
         throw new OutOfMemoryError(`could not allocate ${config.memoryBytes} bytes of guest memory: ${err.message}`);
       }

@@ -13,11 +13,11 @@ import { PREFAULT_THREADS } from './prefault.js';
 import type { ThreadKind } from '../../util/spare-threads.js';
 
 /**
- * vCPU threads a backend with `spareThreads` keeps started: none. A vCPU thread that waited as a
- * spare for seconds lengthened the resume in the pause by 1.3-2.1 ms in most runs (woken there,
- * it takes the engine's core before "resumed" goes out), where one started with the guest, in
- * the handshake, does not: the pause is worth more than the 50 ms it saves the handshake
- * (docs/bench/README.md, "Spare threads").
+ * vCPU threads a backend with `spareThreads` keeps started: none. With vCPU spares the resume in
+ * the pause took 1.3-2.1 ms in most runs on an otherwise quick machine, against 0.2 ms with a
+ * vCPU thread started with the guest (woken in the pause, a long-idle spare seems to take the
+ * engine's core before "resumed" goes out); the pause is worth more than the 50 ms a spare saves
+ * the handshake (docs/bench/README.md, "Spare threads").
  */
 export const SPARE_VCPU_THREADS = 0;
 

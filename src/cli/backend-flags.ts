@@ -40,7 +40,7 @@ export function targetBackendsFromFlag(list: string, options: BackendFlagOptions
   if (qemuDir !== undefined && !names.includes('qemu')) throw new InvalidArgumentError('--qemu-dir is for --backend qemu');
   if (prefault !== undefined && !names.includes('sim')) throw new InvalidArgumentError(`--${prefault ? '' : 'no-'}prefault is for --backend sim`);
   return names.map((name) => {
-    if (name === 'sim') return new SimTargetBackend({ ...(prefault === undefined ? {} : { prefault }), ...(spareThreads ? { spareThreads } : {}) });
+    if (name === 'sim') return new SimTargetBackend({ prefault, spareThreads });
     if (name === 'qemu') {
       const qemu = new QemuTargetBackend(qemuDir === undefined ? {} : { dir: qemuDir });
       if (!qemu.available) throw new DomainFailedError('--backend qemu needs qemu-system-x86_64 on PATH (Debian: apt-get install qemu-system-x86)');

@@ -270,7 +270,7 @@ class IncomingMigration {
     this.freshUntilRound1 = memoryFreshUntilRound1(this.domain.memory());
     this.digest = new PageDigest(this.domain.pageCount, d.pageSize);
     // Batches land in the hasher's memory when the transport can put them there.
-    const landing = this.transport.landFramesIn !== undefined && d.pageSize > 0;
+    const landing = this.transport.landFramesIn !== undefined;
     const slotBytes = HASH_COPY_PAGES * d.pageSize + LANDING_HEADER_BYTES;
     this.hasher = new PageHasher(d.pageSize, { copyPages: HASH_COPY_PAGES, regionBytes: landing ? LandingRing.bytes(slotBytes) : 0 });
     if (landing) {
@@ -322,10 +322,13 @@ class IncomingMigration {
         // Everything of the round is written by now: say so, so the source can pace itself.
         await this.transport.send(encodeRecord({ type: 'round-ack', round: record.round, batches: await this.roundWritten(record) }));
         return;
-      case 'device-state':
-        await this.domain!.loadState(record.state);
-        this.deviceState = record.state;
+      case 'device-state': {
+        // Kept past its frame, whose memory may be a landing slot that a later frame reuses.
+        const state = record.state.slice();
+        await this.domain!.loadState(state);
+        this.deviceState = state;
         return;
+      }
       case 'complete': {
         this.channels?.seal();
         const arrived = this.nextSeq + (this.channels?.batches ?? 0);

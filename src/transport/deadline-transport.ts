@@ -16,6 +16,8 @@ export class DeadlineTransport implements Transport {
   readonly #waitingFor: () => string;
   /** Set once a deadline passed; every later receive fails with it. */
   #timedOut: TimeoutError | undefined;
+  /** The inner transport's, where it has one: a consumer then knows whether frames can land. */
+  readonly landFramesIn?: (landing: FrameLanding | undefined) => void;
 
   /**
    * @param inner The transport to read from. When a deadline passes it is left open, so that the
@@ -28,6 +30,7 @@ export class DeadlineTransport implements Transport {
     this.#inner = inner;
     this.#timeoutMs = checkTimeoutMs('a receive deadline', timeoutMs);
     this.#waitingFor = waitingFor;
+    if (inner.landFramesIn) this.landFramesIn = (landing) => inner.landFramesIn!(landing);
   }
 
   get bufferedBytes(): number {
@@ -93,9 +96,5 @@ export class DeadlineTransport implements Transport {
 
   destroy(reason?: Error): void {
     this.#inner.destroy(reason);
-  }
-
-  landFramesIn(landing: FrameLanding | undefined): void {
-    this.#inner.landFramesIn?.(landing);
   }
 }

@@ -13,11 +13,10 @@ import { PREFAULT_THREADS } from './prefault.js';
 import type { ThreadKind } from '../../util/spare-threads.js';
 
 /**
- * vCPU threads a backend with `spareThreads` keeps started: none. With vCPU spares the resume in
- * the pause took 1.3-2.1 ms in most runs on an otherwise quick machine, against 0.2 ms with a
- * vCPU thread started with the guest (woken in the pause, a long-idle spare seems to take the
- * engine's core before "resumed" goes out); the pause is worth more than the 50 ms a spare saves
- * the handshake (docs/bench/README.md, "Spare threads").
+ * vCPU threads a backend with `spareThreads` keeps started: none. With vCPU spares the target's
+ * resume in the pause often took several times longer (a long-idle spare, woken there, seems to
+ * take the engine's core before "resumed" goes out); the pause is worth more than what a spare
+ * saves the handshake (docs/bench/README.md, "Spare threads").
  */
 export const SPARE_VCPU_THREADS = 0;
 
@@ -49,7 +48,7 @@ export interface SimTargetBackendOptions {
    * Keep threads started for the next guest: one pre-fault thread (and SPARE_VCPU_THREADS vCPU
    * threads), started with the backend and again shortly after the guests being received have
    * all resumed or been destroyed. The walk then starts as soon as the guest is built, instead of
-   * 25-50 ms later on a thread that competes with the first pages for the cores. The spares keep
+   * once a new thread has started, competing with the first pages for the cores. The spares keep
    * no process alive; `close()` ends them. The `livemig listen` and `host` commands turn this on.
    * @default false
    */

@@ -59,8 +59,7 @@ test.each(['none', 'lz4'] as const)('a guest dirtying 40 MB/s arrives intact ove
     // Each later round sent what a scan found the guest had changed since it was sent.
     for (const round of report.rounds.slice(1, 3)) expect(round.pages, `round ${round.round}`).toBeGreaterThan(0);
     for (const hook of LOG_HOOKS) expect(calls[hook] ?? 0, hook).toBe(0);
-    // Its shared memory is scanned, and sent from, in place.
-    expect(calls.memory).toBeGreaterThan(0);
+    expect(calls.readPages).toBeGreaterThan(0);
 
     const { atPause, oracle, later } = await expectAgentGuestMatchesOracle(agent.url, report, guest, config);
     expect(oracle.vcpus).toEqual(atPause);

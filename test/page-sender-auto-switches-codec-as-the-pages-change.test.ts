@@ -28,7 +28,6 @@ test('auto sends text pages with lz4 and random pages uncompressed, in one round
   sources.forEach((src, pfn) => fillPage(SEED, src, mem, pfn * PAGE));
   const domain = {
     descriptor: { pageSize: PAGE },
-    memory: () => ({ kind: 'none' }),
     readPages: (pfns: Uint32Array, dst: Uint8Array) => pfns.forEach((pfn, i) => dst.set(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE), i * PAGE)),
   } as unknown as SourceDomain;
   const frames: Uint8Array[] = [];

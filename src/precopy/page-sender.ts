@@ -1,11 +1,11 @@
 /**
  * Gathers guest pages into `pages` records and puts them on the wire: the source's hot path.
  *
- * Pages are read in batches straight into the frame buffers that go to the socket (the header is
- * written in front of them afterwards), and zero pages are sent as page numbers only. Guest memory
- * shared with this process is tested for zero where it lies and only data pages are copied
- * (`SharedPageGather`); other memory is read through `SourceDomain.readPages`, every page, and
- * tested in the buffer, the data pages moved down over the zero ones. With a
+ * Pages are read in batches (`SourceDomain.readPages`) straight into the frame buffers that go to
+ * the socket (the header is written in front of them afterwards). Zero pages are recognised there
+ * and sent as page numbers only, the data pages after them moved down over them: by the page
+ * hasher's module in one call per read (`PageHasher.compactRegion`), or page by page where it
+ * does not run. With a
  * compressing codec the payload of a batch is encoded (a large one on libuv's thread pool, while
  * the next batch is gathered) into a second buffer of the slot, which the frame header is then
  * written in front of. With codec `auto` a {@link CodecChooser} names each batch's codec from what
@@ -30,7 +30,6 @@ import type { SendPacer } from './bandwidth-cap.js';
 import { CodecChooser, type CodecChoice } from './codec-choice.js';
 import { type DeltaCache, type DeltaSlots, deltaSlots } from './delta-cache.js';
 import { anyBase, encodeDeltaBatch, storeInSlots } from './delta-batch.js';
-import { SharedPageGather } from './shared-gather.js';
 
 /** Data pages per batch: 1 MiB of 4 KiB pages, the message size the link moves best. */
 export const DEFAULT_DATA_PAGES_PER_BATCH = 256;
@@ -147,8 +146,6 @@ export class PageSender {
   private deltaScratch: Buffer | undefined;
   /** Bytes of a slot's `out` buffer (0 for a codec whose payload is the raw pages). */
   private readonly outBytes: number;
-  /** The guest's memory, tested and copied in place while it is shared memory in this process. */
-  private shared: SharedPageGather | undefined;
 
   constructor(
     private readonly domain: SourceDomain,
@@ -235,30 +232,23 @@ export class PageSender {
       const count = Math.min(this.dataPagesPerBatch - dataCount, maxZeros - zeroCount, pfns.length - i);
       const chunk = pfns.subarray(i, i + count);
       const at = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
-      // Memory in this process is tested and copied in place (asked again for every chunk: a
-      // destroyed guest's memory is no longer shared, and its `readPages` then says so).
-      this.shared = SharedPageGather.over(this.domain.memory(), pageSize, this.shared);
-      if (this.shared) {
-        const data = this.shared.gather(chunk, slot.buffer, at, this.dataPfns, dataCount, this.zeroPfns, zeroCount);
-        for (let z = zeroCount; z < zeroCount + count - data; z++) {
-          const pfn = this.zeroPfns[z]!;
+      const read = this.domain.readPages(chunk, slot.buffer.subarray(at, at + count * pageSize));
+      if (read !== undefined) await read;
+      // The hasher's module sorts the pages in one call where it runs; else page by page here.
+      const sorted = this.hasher.compactRegion(slot.offset + at, count);
+      if (sorted) {
+        const flags = sorted.zeroFlags;
+        for (let k = 0; k < count; k++) {
+          const pfn = chunk[k]!;
+          if (flags[k] === 0) {
+            this.dataPfns[dataCount++] = pfn;
+            continue;
+          }
+          this.zeroPfns[zeroCount++] = pfn;
           this.digest.zero(pfn);
           this.delta?.cache.drop(pfn);
         }
-        dataCount += data;
-        zeroCount += count - data;
-        i += count;
-        if (dataCount === this.dataPagesPerBatch || zeroCount === maxZeros) {
-          this.dispatch(slot, round, dataCount, zeroCount);
-          dataCount = 0;
-          zeroCount = 0;
-          slot = undefined;
-        }
-        continue;
-      }
-      const read = this.domain.readPages(chunk, slot.buffer.subarray(at, at + count * pageSize));
-      if (read !== undefined) await read;
-      for (let k = 0; k < count; k++) {
+      } else for (let k = 0; k < count; k++) {
         const pfn = chunk[k]!;
         const from = at + k * pageSize;
         if (slot.buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) {

@@ -37,6 +37,7 @@ declare namespace WebAssembly {
 interface HashExports {
   hash4(ptr: number, pageSize: number, out: number): void;
   hash1(ptr: number, pageSize: number, out: number): void;
+  compact(ptr: number, pageSize: number, count: number, flags: number): number;
 }
 
 let compiled: WebAssembly.Module | null | undefined;
@@ -75,6 +76,9 @@ export class PageHasher {
   /** Where {@link hashPages} copies pages to, in the memory, as an offset and a view. */
   private readonly copyAt: number;
   private readonly copyRoom: Buffer | undefined;
+  /** Where `compactRegion` flags zero pages, in the memory, and a view of the flags. */
+  private readonly flagsAt: number;
+  private readonly flags: Uint8Array;
   /** Where the module stores hashes, in the memory, and a view of them. */
   private readonly outAt: number;
   private readonly out: Uint32Array;
@@ -90,10 +94,13 @@ export class PageHasher {
     this.copyAt = align16(regionBytes);
     this.outAt = this.copyAt + this.copyPages * pageSize;
     const hashSlots = Math.ceil(regionBytes / pageSize) + this.copyPages + 4;
+    // Then a byte for every page of the region: `compactRegion`'s zero-page flags.
+    this.flagsAt = this.outAt + hashSlots * 4;
+    const flagSlots = Math.ceil(regionBytes / pageSize);
     let memory: WebAssembly.Memory | undefined;
     if (module !== null) {
       try {
-        const pages = Math.ceil((this.outAt + hashSlots * 4) / WASM_PAGE_BYTES);
+        const pages = Math.ceil((this.flagsAt + flagSlots) / WASM_PAGE_BYTES);
         memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
         this.exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as HashExports;
       } catch {
@@ -106,8 +113,10 @@ export class PageHasher {
     if (memory === undefined) {
       this.region = Buffer.alloc(regionBytes);
       this.out = new Uint32Array(0);
+      this.flags = new Uint8Array(0);
       return;
     }
+    this.flags = new Uint8Array(memory.buffer, this.flagsAt, flagSlots);
     this.region = Buffer.from(memory.buffer, 0, regionBytes);
     this.copyRoom = Buffer.from(memory.buffer, this.copyAt, this.copyPages * pageSize);
     this.out = new Uint32Array(memory.buffer, this.outAt, hashSlots);
@@ -125,6 +134,21 @@ export class PageHasher {
   hashRegion(offset: number, count: number, out: Uint32Array, outIndex = 0): void {
     if (this.exports) this.hashAt(offset, count, out, outIndex);
     else hashNatively(this.region, offset, count, this.pageSize, out, outIndex);
+  }
+
+  /**
+   * Sorts the `count` pages lying back to back at `offset` of {@link region} (whole pages inside
+   * it): moves the data pages together, in order, from `offset`, and returns how many there are
+   * and a view of one flag per page, in the order they lay (1: all zeros), valid until the next
+   * call. Undefined where pages are hashed natively: the caller tests them itself.
+   */
+  compactRegion(offset: number, count: number): { data: number; zeroFlags: Uint8Array } | undefined {
+    if (!this.exports || count === 0) return undefined;
+    if (!(offset >= 0 && offset + count * this.pageSize <= this.region.length)) {
+      throw new RangeError(`${count} pages at offset ${offset} do not lie in the hasher's ${this.region.length}-byte region`);
+    }
+    const data = this.exports.compact(offset, this.pageSize, count, this.flagsAt);
+    return { data, zeroFlags: this.flags.subarray(0, count) };
   }
 
   /**

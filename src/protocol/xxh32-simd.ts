@@ -10,7 +10,9 @@
  * multiple of 16:
  * - `hash4(ptr, pageSize, out)`: the hashes of the four pages back to back at `ptr`, stored as
  *   little-endian u32s at `out`;
- * - `hash1(ptr, pageSize, out)`: the same for one page.
+ * - `hash1(ptr, pageSize, out)`: the same for one page;
+ * - `compact(ptr, pageSize, count, flags)`: a gathered batch's zero pages flagged and its data
+ *   pages moved together (see {@link compactFunction}), where the batch is about to be hashed.
  */
 
 const PRIME1 = 2654435761;
@@ -116,6 +118,51 @@ function hashFunction(pages: number): number[] {
   return [...uleb(body.length), ...body];
 }
 
+/**
+ * The body of `compact(ptr, pageSize, count, flags)`: walks the `count` pages back to back at
+ * `ptr`, stores 1 at `flags + i` for each page i that is all zeros and 0 for the others, moves
+ * the data pages down over the zero ones (in order, back to back from `ptr`) and returns how many
+ * data pages there are. A page's test stops at its first non-zero 16 bytes. `count` must be at
+ * least 1.
+ */
+function compactFunction(): number[] {
+  // Params 0 ptr, 1 pageSize, 2 count, 3 flags; i32 locals 4 i, 5 page, 6 end, 7 dst, 8 q, 9 data, 10 zero.
+  const [PTR, PS, COUNT, FLAGS, I, PAGE, END, DST, Q, DATA, ZERO] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const block = [0x02, 0x40];
+  const iff = [0x04, 0x40];
+  const els = [0x05];
+  const br = (depth: number) => [0x0c, depth];
+  const ne = [0x47];
+  const store8 = [0x3a, 0x00, 0x00];
+  const anyTrue = op.simd(0x53);
+  const memoryCopy = [0xfc, ...uleb(10), 0x00, 0x00];
+  const code: number[] = [
+    ...op.get(PTR), ...op.set(PAGE), ...op.get(PTR), ...op.set(DST),
+    ...op.loop,
+    ...op.get(PAGE), ...op.tee(Q), ...op.get(PS), ...op.add, ...op.set(END),
+    ...op.i32(1), ...op.set(ZERO),
+    ...block, ...op.loop,
+    ...op.get(Q), ...v128Load, ...anyTrue, ...iff, ...op.i32(0), ...op.set(ZERO), ...br(2), ...op.end,
+    ...op.get(Q), ...op.i32(16), ...op.add, ...op.tee(Q), ...op.get(END), ...op.ltU, ...op.brIfLoop,
+    ...op.end, ...op.end,
+    ...op.get(ZERO), ...iff,
+    ...op.get(FLAGS), ...op.get(I), ...op.add, ...op.i32(1), ...store8,
+    ...els,
+    ...op.get(FLAGS), ...op.get(I), ...op.add, ...op.i32(0), ...store8,
+    ...op.get(DST), ...op.get(PAGE), ...ne, ...iff, ...op.get(DST), ...op.get(PAGE), ...op.get(PS), ...memoryCopy, ...op.end,
+    ...op.get(DST), ...op.get(PS), ...op.add, ...op.set(DST),
+    ...op.get(DATA), ...op.i32(1), ...op.add, ...op.set(DATA),
+    ...op.end,
+    ...op.get(PAGE), ...op.get(PS), ...op.add, ...op.set(PAGE),
+    ...op.get(I), ...op.i32(1), ...op.add, ...op.tee(I), ...op.get(COUNT), ...op.ltU, ...op.brIfLoop,
+    ...op.end,
+    ...op.get(DATA),
+    ...op.end,
+  ];
+  const body = [1, 7, 0x7f, ...code];
+  return [...uleb(body.length), ...body];
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -128,11 +175,11 @@ function name(s: string): number[] {
 export function xxh32SimdModule(): Uint8Array {
   const bytes = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, [1, 0x60, 3, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(1, [2, 0x60, 3, 0x7f, 0x7f, 0x7f, 0, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f]),
     ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01]),
-    ...section(3, [2, 0, 0]),
-    ...section(7, [2, ...name('hash4'), 0x00, 0, ...name('hash1'), 0x00, 1]),
-    ...section(10, [2, ...hashFunction(4), ...hashFunction(1)]),
+    ...section(3, [3, 0, 0, 1]),
+    ...section(7, [3, ...name('hash4'), 0x00, 0, ...name('hash1'), 0x00, 1, ...name('compact'), 0x00, 2]),
+    ...section(10, [3, ...hashFunction(4), ...hashFunction(1), ...compactFunction()]),
   ];
   return Uint8Array.from(bytes);
 }

@@ -23,6 +23,22 @@ describe('DirtyBitmap.readAndClear', () => {
     expect(bitmap.isDirty(70)).toBe(false);
   });
 
+  it('count finds marks at the edges of the spans it skips when clean, and nothing past the log', () => {
+    // 8,192 pages a span; the log ends in a partial span, inside a larger buffer.
+    const pageCount = 3 * 8192 + 100;
+    const buffer = new SharedArrayBuffer(Math.ceil(pageCount / 32) * 4 + 64);
+    new Uint8Array(buffer).fill(0xff, Math.ceil(pageCount / 32) * 4);
+    const bitmap = DirtyBitmap.attach(buffer, pageCount);
+    expect(bitmap.count()).toBe(0);
+    const marks = [0, 8191, 8192, 16383, 2 * 8192 + 31, 3 * 8192, pageCount - 1];
+    marks.forEach((pfn, i) => {
+      bitmap.mark(pfn);
+      expect(bitmap.count(), `after marking page ${pfn}`).toBe(i + 1);
+    });
+    expect(Array.from(bitmap.readAndClear())).toEqual(marks);
+    expect(bitmap.count()).toBe(0);
+  });
+
   it('handles bit 31 of a word (the sign bit of an Int32)', () => {
     const bitmap = DirtyBitmap.create(64);
     bitmap.mark(31);

@@ -14,6 +14,10 @@ import { InvalidArgumentError } from '../errors.js';
 
 const BITS_PER_WORD = 32;
 
+/** Words of the log `count` compares with zeros at once: 1 KiB, 8,192 pages. */
+const COUNT_SPAN_WORDS = 256;
+const COUNT_CLEAN_SPAN = Buffer.alloc(COUNT_SPAN_WORDS * 4);
+
 /** Largest page count a bitmap covers: page numbers travel as u32. */
 const MAX_PAGE_COUNT = 2 ** 32 - 1;
 
@@ -49,6 +53,8 @@ export class DirtyBitmap {
   readonly pageCount: number;
 
   private readonly words: Int32Array;
+  /** The log as bytes, for `count`'s comparisons; made on first use. */
+  private bytes: Buffer | undefined;
   /** Scratch for `readAndClear`: the words taken in the first pass, and their indices. */
   private readonly takenWords: Int32Array;
   private readonly takenIndices: Int32Array;
@@ -143,13 +149,25 @@ export class DirtyBitmap {
     return pages;
   }
 
-  /** Number of pages marked now, without clearing them. */
+  /**
+   * Number of pages marked now, without clearing them; an estimate while writers mark. The engine
+   * asks every few batches, so it must be cheap before the compiler has optimised it: clean spans
+   * of the log are skipped by one native comparison each, and only the words of the others are
+   * read (plain loads, each word whole).
+   */
   count(): number {
     const words = this.words;
+    const bytes = (this.bytes ??= Buffer.from(this.buffer, 0, words.length * 4));
+    const clean = COUNT_CLEAN_SPAN;
     let total = 0;
-    for (let i = 0; i < words.length; i++) {
-      const word = Atomics.load(words, i);
-      if (word !== 0) total += popcount32(word);
+    for (let from = 0; from < words.length; from += COUNT_SPAN_WORDS) {
+      const to = Math.min(words.length, from + COUNT_SPAN_WORDS);
+      const span = (to - from) * 4;
+      if (bytes.compare(clean, 0, span, from * 4, from * 4 + span) === 0) continue;
+      for (let i = from; i < to; i++) {
+        const word = words[i]!;
+        if (word !== 0) total += popcount32(word);
+      }
     }
     return total;
   }

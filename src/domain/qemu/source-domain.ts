@@ -11,10 +11,11 @@
  *   instead (`'scan'`), and `dirtyLogUnavailable` says why. QEMU's own dirty bitmap is reachable
  *   only from inside its migration, and the kernel's soft-dirty bits are missing where
  *   `CONFIG_MEM_SOFT_DIRTY` is off.
- * - The vCPUs cannot be throttled: QEMU's throttle runs only inside its own migration
- *   (auto-converge), and `cpu-throttle-*` parameters set without one change nothing. `setThrottle`
- *   does nothing, so auto-converge cannot slow a QEMU guest; a guest that outruns the link ends by
- *   the deadlines and the policy instead.
+ * - Auto-converge throttles the vCPU threads by a CFS quota on a cgroup of their own
+ *   (vcpu-quota.ts): QEMU's own throttle runs only inside its own migration, and `cpu-throttle-*`
+ *   parameters set without one change nothing. Where no cgroup v1 `cpu` hierarchy can be written
+ *   (`throttleUnavailable` says why) `setThrottle` does nothing, and a guest that outruns the
+ *   link ends by the deadlines and the policy instead.
  * - Pause and resume are QMP `stop` and `cont`; `cont` also resumes a QEMU whose device state
  *   was saved (`postmigrate`), which is how a failed migration hands the guest back.
  */
@@ -28,6 +29,7 @@ import { QEMU_VCPUS, qemuDescriptor, type QemuKernelRef } from './qemu-config.js
 import { QEMU_RAM_BACKEND_ID, queryQemuIdentity, type QemuProcess } from './qemu-process.js';
 import { WriteProtectLog } from './write-protect-log.js';
 import { mapsRamAt } from './write-protect-preload.js';
+import { VcpuQuota } from './vcpu-quota.js';
 
 /** Clock ticks per second in `/proc/.../stat` (Linux's USER_HZ, 100 on every architecture livemig runs on). */
 const USER_HZ = 100;
@@ -67,6 +69,10 @@ export class QemuSourceDomain implements SourceDomain {
   readonly #stateTimeoutMs: number;
   #release: (() => Promise<void>) | undefined;
   #paused: boolean;
+  readonly #vcpuThreads: readonly number[];
+  /** The cgroup throttling the vCPUs, while a throttle is in force. */
+  #quota: VcpuQuota | undefined;
+  #throttleUnavailable: string | undefined;
 
   private constructor(
     qemu: QemuProcess,
@@ -86,6 +92,7 @@ export class QemuSourceDomain implements SourceDomain {
     this.#access = openGuestMemory(this.#memory, descriptor.pageSize);
     this.#paused = paused;
     this.#vcpuStatPaths = vcpuThreads.map((tid) => `/proc/${qemu.pid}/task/${tid}/stat`);
+    this.#vcpuThreads = vcpuThreads;
     this.#stateTimeoutMs = stateTimeoutMs;
   }
 
@@ -175,6 +182,9 @@ export class QemuSourceDomain implements SourceDomain {
   }
 
   async pause(): Promise<void> {
+    // A vCPU thread out of quota would hold `stop` (and the device-state save, which runs on it)
+    // up to a period: the pause lifts the throttle; a later setThrottle puts it back.
+    this.#quota?.set(0);
     await this.#qemu.qmp.execute('stop');
     this.#paused = true;
   }
@@ -184,8 +194,40 @@ export class QemuSourceDomain implements SourceDomain {
     this.#paused = false;
   }
 
-  /** QEMU cannot be throttled from outside its own migration: see the file's head. */
-  setThrottle(_fraction: number): void {}
+  /** Why `setThrottle` could not throttle the vCPUs, once it tried and could not; else undefined. */
+  get throttleUnavailable(): string | undefined {
+    return this.#throttleUnavailable;
+  }
+
+  /**
+   * Takes `fraction` of the vCPUs' time away through a cgroup quota (see the file's head); 0
+   * puts the threads back where they were. Best effort: where the quota cannot be set it does
+   * nothing, and `throttleUnavailable` says why.
+   */
+  setThrottle(fraction: number): void {
+    if (!(fraction > 0)) {
+      this.#quota?.close();
+      this.#quota = undefined;
+      return;
+    }
+    if (this.#throttleUnavailable !== undefined) return;
+    if (this.#quota === undefined) {
+      const pid = this.#qemu.pid;
+      const opened = VcpuQuota.open(pid, this.#vcpuThreads, `livemig-vcpus-${pid}`);
+      if (typeof opened === 'string') {
+        this.#throttleUnavailable = opened;
+        return;
+      }
+      this.#quota = opened;
+    }
+    try {
+      this.#quota.set(Math.min(fraction, 0.99));
+    } catch (err) {
+      this.#throttleUnavailable = `the vCPUs' quota cannot be set (${(err as Error).message})`;
+      this.#quota.close();
+      this.#quota = undefined;
+    }
+  }
 
   saveState(): Promise<Uint8Array> {
     return saveDeviceState(this.#qemu, this.#stateTimeoutMs);
@@ -199,6 +241,9 @@ export class QemuSourceDomain implements SourceDomain {
     this.#access.close();
     this.#log?.close();
     await this.#qemu.stop();
+    // Its threads are gone with QEMU: the cgroup is empty and goes.
+    this.#quota?.close();
+    this.#quota = undefined;
     const release = this.#release;
     this.#release = undefined;
     await release?.();

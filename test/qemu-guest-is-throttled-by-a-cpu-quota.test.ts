@@ -1,0 +1,90 @@
+// Auto-converge slows a QEMU guest through a CFS quota on a cgroup that holds its vCPU threads
+// (QEMU's own throttle works only inside its own migration): the CPU time a busy guest's vCPU gets
+// falls to the quota, and comes back once the throttle is lifted; the thread is back in its own
+// cgroup then, and the cgroup made for it is gone. A pause lifts the quota for its duration.
+import { existsSync, readFileSync } from 'node:fs';
+import { afterEach, expect, test } from 'vitest';
+import { QemuSourceDomain } from '../dist/domain/qemu/source-domain.js';
+import { testGuestSourceHash } from '../dist/domain/qemu/test-guest.js';
+import { cpuControllerMount } from '../dist/domain/qemu/vcpu-quota.js';
+import { qemuTest, startTestGuest, type TestGuest } from './helpers/qemu.js';
+
+let guest: TestGuest | undefined;
+let domain: QemuSourceDomain | undefined;
+
+afterEach(async () => {
+  if (domain) await domain.destroy();
+  else await guest?.stop();
+  guest = domain = undefined;
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The share of one core the guest's vCPU threads got over `ms`. */
+async function vcpuShare(d: QemuSourceDomain, ms: number): Promise<number> {
+  const cpu = d.vcpuTimeMs()!;
+  const wall = performance.now();
+  await sleep(ms);
+  return (d.vcpuTimeMs()! - cpu) / (performance.now() - wall);
+}
+
+/** The thread's cgroup in the cpu hierarchy. */
+function cpuCgroup(pid: number, tid: number): string {
+  const line = readFileSync(`/proc/${pid}/task/${tid}/cgroup`, 'latin1').split('\n').find((l) => l.split(':')[1]?.split(',').includes('cpu'));
+  return line!.split(':')[2]!;
+}
+
+test('the cpu controller is found in a mount table: alone or with cpuacct, never cpuset or cgroup v2', () => {
+  expect(cpuControllerMount('cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n')).toBe('/sys/fs/cgroup/cpu');
+  expect(cpuControllerMount('cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\ncgroup /x/cpu,cpuacct cgroup rw,nosuid,cpu,cpuacct 0 0')).toBe('/x/cpu,cpuacct');
+  expect(cpuControllerMount('cgroup /sys/fs/cgroup/cpuset cgroup rw,cpuset 0 0\ncgroup /sys/fs/cgroup/cpuacct cgroup rw,cpuacct 0 0')).toBeUndefined();
+  expect(cpuControllerMount('cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n')).toBeUndefined();
+});
+
+qemuTest('a busy guest gets the vCPU time its throttle leaves it, and all of it again once lifted', async () => {
+  // This host mounts cgroup v1's cpu controller (CI runs here as root); the throttle needs it.
+  const mount = cpuControllerMount(readFileSync('/proc/self/mounts', 'latin1'));
+  expect(mount).toBeDefined();
+  guest = await startTestGuest(64, { ratePagesPerSecond: 0 });
+  await guest.waitForReports(1);
+  domain = await QemuSourceDomain.attach(guest.qemu, { kernel: { kind: 'test-guest', hash: await testGuestSourceHash() }, name: 'throttled' });
+  const pid = guest.qemu.pid;
+  const [vcpu] = await guest.qemu.qmp.execute<Array<{ 'thread-id': number }>>('query-cpus-fast');
+  const tid = vcpu!['thread-id'];
+  const home = cpuCgroup(pid, tid);
+
+  const free = await vcpuShare(domain, 1500);
+  expect(free, 'an unpaced test guest keeps its vCPU busy').toBeGreaterThan(0.5);
+
+  domain.setThrottle(0.75);
+  expect(domain.throttleUnavailable).toBeUndefined();
+  const own = cpuCgroup(pid, tid);
+  expect(own).not.toBe(home);
+  expect(readFileSync(`${mount}${own}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('25000');
+  await sleep(200);
+  const throttled = await vcpuShare(domain, 1500);
+  expect(throttled, `throttled to a quarter of a core, from ${free.toFixed(2)}`).toBeLessThan(0.35);
+
+  domain.setThrottle(0);
+  expect(cpuCgroup(pid, tid)).toBe(home);
+  expect(existsSync(`${mount}${own}`)).toBe(false);
+  const again = await vcpuShare(domain, 1500);
+  expect(again).toBeGreaterThan(0.5);
+
+  // The pause lifts the quota: a vCPU out of it would hold QEMU's stop, and the device-state
+  // save that runs on it, for up to a period. The next throttle puts it back.
+  domain.setThrottle(0.99);
+  const last = cpuCgroup(pid, tid);
+  expect(last).not.toBe(home);
+  expect(readFileSync(`${mount}${last}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('1000');
+  await domain.pause();
+  expect(readFileSync(`${mount}${last}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('-1');
+  await domain.resume();
+  domain.setThrottle(0.5);
+  expect(readFileSync(`${mount}${last}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('50000');
+
+  // A throttle still in force when the guest ends leaves no cgroup behind.
+  await domain.destroy();
+  domain = undefined;
+  expect(existsSync(`${mount}${last}`)).toBe(false);
+}, 60_000);

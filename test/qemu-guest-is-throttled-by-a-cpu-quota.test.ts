@@ -53,23 +53,25 @@ qemuTest('a busy guest gets the vCPU time its throttle leaves it, and all of it 
   const tid = vcpu!['thread-id'];
   const home = cpuCgroup(pid, tid);
 
+  // Shares are of one core on a host that CI's other tests keep busy too: the throttled one is
+  // bounded by the quota whatever the load; the free ones only have to be well above it.
   const free = await vcpuShare(domain, 1500);
-  expect(free, 'an unpaced test guest keeps its vCPU busy').toBeGreaterThan(0.5);
+  expect(free, 'an unpaced test guest keeps its vCPU busy').toBeGreaterThan(0.3);
 
-  domain.setThrottle(0.75);
+  domain.setThrottle(0.9);
   expect(domain.throttleUnavailable).toBeUndefined();
   const own = cpuCgroup(pid, tid);
   expect(own).not.toBe(home);
-  expect(readFileSync(`${mount}${own}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('25000');
+  expect(readFileSync(`${mount}${own}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('10000');
   await sleep(200);
   const throttled = await vcpuShare(domain, 1500);
-  expect(throttled, `throttled to a quarter of a core, from ${free.toFixed(2)}`).toBeLessThan(0.35);
+  expect(throttled, `throttled to a tenth of a core, from ${free.toFixed(2)}`).toBeLessThan(0.15);
 
   domain.setThrottle(0);
   expect(cpuCgroup(pid, tid)).toBe(home);
   expect(existsSync(`${mount}${own}`)).toBe(false);
   const again = await vcpuShare(domain, 1500);
-  expect(again).toBeGreaterThan(0.5);
+  expect(again).toBeGreaterThan(0.3);
 
   // The pause lifts the quota: a vCPU out of it would hold QEMU's stop, and the device-state
   // save that runs on it, for up to a period. The next throttle puts it back.

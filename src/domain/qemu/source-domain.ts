@@ -183,8 +183,14 @@ export class QemuSourceDomain implements SourceDomain {
 
   async pause(): Promise<void> {
     // A vCPU thread out of quota would hold `stop` (and the device-state save, which runs on it)
-    // up to a period: the pause lifts the throttle; a later setThrottle puts it back.
-    this.#quota?.set(0);
+    // up to a period: the pause lifts the throttle; a later setThrottle puts it back. A quota
+    // that cannot be lifted is given up (the threads go home) rather than fail the pause.
+    try {
+      this.#quota?.set(0);
+    } catch {
+      this.#quota?.close();
+      this.#quota = undefined;
+    }
     await this.#qemu.qmp.execute('stop');
     this.#paused = true;
   }

@@ -13,12 +13,11 @@ import { PREFAULT_THREADS } from './prefault.js';
 import type { ThreadKind } from '../../util/spare-threads.js';
 
 /**
- * vCPU threads a backend with `spareThreads` keeps started: none. With vCPU spares the target's
- * resume in the pause often took several times longer (a long-idle spare, woken there, seems to
- * take the engine's core before "resumed" goes out); the pause is worth more than what a spare
- * saves the handshake (docs/bench/README.md, "Spare threads").
+ * vCPU threads a backend with `spareThreads` keeps started: as many as a guest has by default, so
+ * that building one starts no thread and the source hears "ready" sooner (docs/bench/README.md,
+ * "vCPU spares").
  */
-export const SPARE_VCPU_THREADS = 0;
+export const SPARE_VCPU_THREADS = 2;
 
 /**
  * How long after a guest resumed (or was destroyed) its backend starts new spares, in
@@ -45,11 +44,12 @@ export interface SimTargetBackendOptions {
    */
   prefault?: boolean;
   /**
-   * Keep threads started for the next guest: one pre-fault thread (and SPARE_VCPU_THREADS vCPU
-   * threads), started with the backend and again shortly after the guests being received have
-   * all resumed or been destroyed. The walk then starts as soon as the guest is built, instead of
-   * once a new thread has started, competing with the first pages for the cores. The spares keep
-   * no process alive; `close()` ends them. The `livemig listen` and `host` commands turn this on.
+   * Keep threads started for the next guest: one pre-fault thread and SPARE_VCPU_THREADS vCPU
+   * threads, started with the backend and again shortly after the guests being received have
+   * all resumed or been destroyed. A guest is then built without waiting for threads to start,
+   * and its walk starts with it instead of competing with the first pages for the cores. The
+   * spares keep no process alive; `close()` ends them. The `livemig listen` and `host` commands
+   * turn this on.
    * @default false
    */
   spareThreads?: boolean;

@@ -1,6 +1,7 @@
 // A guest that dirties memory faster than the link sends it: auto-converge brings the pause
 // within budget; without it the migration ends as its timeout action says, and an abort leaves
-// the guest running on the source, intact. Real WebSockets, a capped link.
+// the guest running on the source, intact; a domain that cannot be throttled is reported as such.
+// Real WebSockets, a capped link.
 import { afterEach, expect, test } from 'vitest';
 import { SimulatedGuest } from '../dist/domain/sim/guest.js';
 import { oracleDigest } from '../dist/domain/sim/oracle.js';
@@ -11,6 +12,7 @@ import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
 import { digestBuffer } from '../dist/protocol/page-digest.js';
 import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
+import { formatReport } from '../dist/cli/render.js';
 import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
@@ -39,6 +41,8 @@ test('auto-converge throttles the guest until the pause fits the budget', async 
   expect(report.error).toBeUndefined();
   expect(report.outcome).toBe('completed');
   expect(report.maxThrottlePercent).toBeGreaterThanOrEqual(20);
+  expect(report.throttleUnavailable).toBeUndefined();
+  expect(formatReport(report)).toContain(`auto-converge slowed the guest by up to ${report.maxThrottlePercent}%`);
   expect(report.rounds.some((r) => r.throttlePercent > 0)).toBe(true);
   expect(report.forcedSwitchover).toBeUndefined();
   // It stopped because the predicted pause fitted, not because it ran out of rounds.
@@ -106,4 +110,31 @@ test('a failed migration lifts the throttle it applied', async () => {
   expect(report.maxThrottlePercent).toBeGreaterThan(0);
   expect(guest.throttle).toBe(0);
   expect(guest.paused).toBe(false);
+});
+
+test('a domain that cannot be throttled: the report says what auto-converge asked for and why it ran at full speed', async () => {
+  const { agent, guest } = await setup();
+  // As a hypervisor without the means to slow its vCPUs (a QEMU host without cgroup v1's cpu
+  // controller): setThrottle does nothing and says why.
+  const why = 'no writable cpu controller on this host';
+  const asked: number[] = [];
+  guest.setThrottle = (fraction: number) => void asked.push(fraction);
+  Object.defineProperty(guest, 'throttleUnavailable', { value: why });
+  const report = await migrate(guest, await connectWebSocket(agent.url), {
+    ...link,
+    autoConverge: 'on',
+    stallTimeoutMs: 1000,
+    timeoutAction: 'abort',
+  });
+  expect(report.outcome).toBe('failed');
+  expect(report.error?.code).toBe('ERR_NO_PROGRESS');
+  expect(report.guestRunningOn).toBe('source');
+  expect(asked.some((fraction) => fraction > 0)).toBe(true);
+  expect(report.maxThrottlePercent).toBeGreaterThan(0);
+  expect(report.throttleUnavailable).toBe(why);
+  const text = formatReport(report);
+  expect(text).toContain(`auto-converge asked to slow the guest by up to ${report.maxThrottlePercent}%, but it ran at full speed: ${why}`);
+  expect(text).not.toContain('auto-converge slowed the guest');
+  expect(guest.paused).toBe(false);
+  await expectGuestMatchesOracle(guest, config);
 });

@@ -63,7 +63,11 @@ export function formatReport(r: MigrationReport): string {
     lines.push(`  downtime    at most ${r.downtimeUpperBoundMs.toFixed(1)} ms (the link failed after "go"; the outcome was asked afresh)`);
   }
   if (r.switchoverReason) lines.push(`  switchover  ${SWITCHOVER_REASONS[r.switchoverReason]}`);
-  if (r.maxThrottlePercent > 0) lines.push(`  throttle    auto-converge slowed the guest by up to ${r.maxThrottlePercent}%`);
+  if (r.throttleUnavailable !== undefined) {
+    lines.push(`  throttle    auto-converge asked to slow the guest by up to ${r.maxThrottlePercent}%, but it ran at full speed: ${r.throttleUnavailable}`);
+  } else if (r.maxThrottlePercent > 0) {
+    lines.push(`  throttle    auto-converge slowed the guest by up to ${r.maxThrottlePercent}%`);
+  }
   if (r.forcedSwitchover) lines.push(`  forced      ${r.forcedSwitchover.code}: ${r.forcedSwitchover.message}`);
   lines.push(`  total       ${(r.totalMs / 1000).toFixed(2)} s`);
   const ratio = r.bytesWire > 0 ? (r.bytesRaw / r.bytesWire).toFixed(2) : '-';

@@ -134,6 +134,14 @@ export interface SourceDomain {
   setThrottle(fraction: number): void;
 
   /**
+   * Why `setThrottle` could not slow the vCPUs, once it tried and could not (the guest then runs
+   * at full speed whatever auto-converge asks); undefined where it throttles or was never asked.
+   * The engine reports it beside the throttle it asked for. Optional: a backend that always
+   * throttles leaves it out.
+   */
+  readonly throttleUnavailable?: string;
+
+  /**
    * Returns the vCPU and device state, as an opaque blob that the target backend of the same kind
    * understands (for QEMU, its own migration stream without RAM). Called exactly once per
    * migration, right after `pause`, while the engine finds, reads and sends the last pages: a

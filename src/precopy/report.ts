@@ -167,6 +167,11 @@ export interface MigrationReport {
   downtimeBudgetMs: number;
   /** The highest vCPU throttle auto-converge applied, in percent (0: none). */
   maxThrottlePercent: number;
+  /**
+   * Set when auto-converge asked for a throttle (`maxThrottlePercent` > 0) that the domain could
+   * not apply: why (the domain's `throttleUnavailable`). The guest then ran at full speed.
+   */
+  throttleUnavailable?: string;
   /** Set when a deadline passed and the timeout action forced the switchover. */
   forcedSwitchover?: { code: string; message: string };
   /**

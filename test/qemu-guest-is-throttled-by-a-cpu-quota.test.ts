@@ -1,12 +1,14 @@
 // Auto-converge slows a QEMU guest through a CFS quota on a cgroup that holds its vCPU threads
 // (QEMU's own throttle works only inside its own migration): the CPU time a busy guest's vCPU gets
 // falls to the quota, and comes back once the throttle is lifted; the thread is back in its own
-// cgroup then, and the cgroup made for it is gone. A pause lifts the quota for its duration.
-import { existsSync, readFileSync } from 'node:fs';
+// cgroup then, and the cgroup made for it is gone. A pause lifts the quota for its duration. A
+// quota left behind by a process that ended without lifting it is freed by the next attach, and
+// a cgroup of the same name found empty is taken over.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { afterEach, expect, test } from 'vitest';
 import { QemuSourceDomain } from '../dist/domain/qemu/source-domain.js';
 import { testGuestSourceHash } from '../dist/domain/qemu/test-guest.js';
-import { cpuControllerMount } from '../dist/domain/qemu/vcpu-quota.js';
+import { VcpuQuota, cpuControllerMount, vcpuQuotaName } from '../dist/domain/qemu/vcpu-quota.js';
 import { qemuTest, startTestGuest, type TestGuest } from './helpers/qemu.js';
 
 let guest: TestGuest | undefined;
@@ -89,4 +91,42 @@ qemuTest('a busy guest gets the vCPU time its throttle leaves it, and all of it 
   await domain.destroy();
   domain = undefined;
   expect(existsSync(`${mount}${last}`)).toBe(false);
+}, 60_000);
+
+qemuTest('a quota a killed migration left behind is lifted by the next attach, and its cgroup taken over', async () => {
+  const mount = cpuControllerMount(readFileSync('/proc/self/mounts', 'latin1'));
+  expect(mount).toBeDefined();
+  guest = await startTestGuest(64, { ratePagesPerSecond: 0 });
+  await guest.waitForReports(1);
+  const pid = guest.qemu.pid;
+  const [vcpu] = await guest.qemu.qmp.execute<Array<{ 'thread-id': number }>>('query-cpus-fast');
+  const tid = vcpu!['thread-id'];
+  const home = cpuCgroup(pid, tid);
+
+  // What a source process killed mid-migration leaves: the vCPU in its cgroup at a 99% throttle.
+  const left = VcpuQuota.open(pid, [tid], vcpuQuotaName(pid));
+  expect(typeof left).not.toBe('string');
+  (left as VcpuQuota).set(0.99);
+  const leftover = cpuCgroup(pid, tid);
+  expect(leftover).toBe(`${home === '/' ? '' : home}/${vcpuQuotaName(pid)}`);
+  expect(readFileSync(`${mount}${leftover}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('1000');
+
+  domain = await QemuSourceDomain.attach(guest.qemu, { kernel: { kind: 'test-guest', hash: await testGuestSourceHash() }, name: 'left-throttled' });
+  expect(cpuCgroup(pid, tid)).toBe(home);
+  expect(existsSync(`${mount}${leftover}`)).toBe(false);
+  expect(await vcpuShare(domain, 1000), 'the vCPU runs free again').toBeGreaterThan(0.3);
+
+  // An empty cgroup of the name (its threads gone home, its removal failed) is taken over; one
+  // named for a QEMU that no longer runs is removed.
+  mkdirSync(`${mount}${leftover}`);
+  const stale = `${mount}${home === '/' ? '' : home}/${vcpuQuotaName(2 ** 22 + 1)}`;
+  mkdirSync(stale);
+  domain.setThrottle(0.5);
+  expect(existsSync(stale)).toBe(false);
+  expect(domain.throttleUnavailable).toBeUndefined();
+  expect(cpuCgroup(pid, tid)).toBe(leftover);
+  expect(readFileSync(`${mount}${leftover}/cpu.cfs_quota_us`, 'latin1').trim()).toBe('50000');
+  domain.setThrottle(0);
+  expect(cpuCgroup(pid, tid)).toBe(home);
+  expect(existsSync(`${mount}${leftover}`)).toBe(false);
 }, 60_000);

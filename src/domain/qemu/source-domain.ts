@@ -29,7 +29,7 @@ import { QEMU_VCPUS, qemuDescriptor, type QemuKernelRef } from './qemu-config.js
 import { QEMU_RAM_BACKEND_ID, queryQemuIdentity, type QemuProcess } from './qemu-process.js';
 import { WriteProtectLog } from './write-protect-log.js';
 import { mapsRamAt } from './write-protect-preload.js';
-import { VcpuQuota } from './vcpu-quota.js';
+import { VcpuQuota, vcpuQuotaName } from './vcpu-quota.js';
 
 /** Clock ticks per second in `/proc/.../stat` (Linux's USER_HZ, 100 on every architecture livemig runs on). */
 const USER_HZ = 100;
@@ -125,6 +125,8 @@ export class QemuSourceDomain implements SourceDomain {
       ...(def.append !== undefined ? { append: def.append } : {}),
     });
     const threads = cpus.map((c) => c['thread-id']);
+    // A migration whose process was killed while it throttled this guest left its vCPUs slowed.
+    VcpuQuota.freeLeftover(qemu.pid, threads, vcpuQuotaName(qemu.pid));
     const log = await openDirtyLog(qemu, descriptor.pageSize, options.dirtyTracking ?? 'auto');
     const domain = new QemuSourceDomain(qemu, descriptor, !status.running, threads, options.stateTimeoutMs ?? DEFAULT_QEMU_STATE_TIMEOUT_MS, log);
     domain.#release = options.release;
@@ -219,7 +221,7 @@ export class QemuSourceDomain implements SourceDomain {
     if (this.#throttleUnavailable !== undefined) return;
     if (this.#quota === undefined) {
       const pid = this.#qemu.pid;
-      const opened = VcpuQuota.open(pid, this.#vcpuThreads, `livemig-vcpus-${pid}`);
+      const opened = VcpuQuota.open(pid, this.#vcpuThreads, vcpuQuotaName(pid));
       if (typeof opened === 'string') {
         this.#throttleUnavailable = opened;
         return;

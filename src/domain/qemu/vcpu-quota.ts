@@ -10,8 +10,8 @@
  * is not throttled. The threads go back to their cgroup when the quota is closed.
  */
 
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 /** CFS period of the quota, in microseconds (the kernel's default). */
 const PERIOD_US = 100_000;
@@ -38,6 +38,50 @@ function cpuCgroupOf(pid: number, tid: number): string {
   throw new Error(`thread ${tid} is in no cgroup of the cpu controller`);
 }
 
+const NAME_PREFIX = 'livemig-vcpus-';
+
+/** The name of the cgroup that throttles the vCPUs of QEMU process `pid`. */
+export function vcpuQuotaName(pid: number): string {
+  return `${NAME_PREFIX}${pid}`;
+}
+
+/**
+ * Removes the cgroups in `dir` named for QEMU processes that no longer run: a process killed
+ * while it throttled a guest leaves one behind, emptied when that QEMU ended.
+ */
+function sweepStale(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = name.startsWith(NAME_PREFIX) ? Number(name.slice(NAME_PREFIX.length)) : NaN;
+    if (Number.isSafeInteger(pid) && pid > 0 && !existsSync(`/proc/${pid}`)) removeQuietly(join(dir, name));
+  }
+}
+
+/**
+ * The cgroup v1 `cpu` hierarchy's root and thread `tid`'s cgroup in it (a path from that root),
+ * or why they cannot be known.
+ */
+function whereIs(pid: number, tid: number, mounts: string): { root: string; cgroup: string } | string {
+  let table: string;
+  try {
+    table = readFileSync(mounts, 'latin1');
+  } catch (err) {
+    return `the mount table cannot be read (${(err as Error).message})`;
+  }
+  const root = cpuControllerMount(table);
+  if (root === undefined) return 'no cgroup v1 cpu controller is mounted (on cgroup v2 vCPU threads cannot be moved on their own)';
+  try {
+    return { root, cgroup: cpuCgroupOf(pid, tid) };
+  } catch (err) {
+    return `the vCPU threads' cgroup cannot be read (${(err as Error).message})`;
+  }
+}
+
 /** A cgroup holding one QEMU's vCPU threads, whose CFS quota throttles them. */
 export class VcpuQuota {
   #closed = false;
@@ -51,24 +95,29 @@ export class VcpuQuota {
   ) {}
 
   /**
-   * Moves the vCPU threads `tids` of QEMU process `pid` into a new cgroup named `name` beside
-   * theirs, unthrottled for now. Returns the quota, or why the threads cannot be throttled here.
+   * Moves the vCPU threads `tids` of QEMU process `pid` into a cgroup named `name` beside theirs,
+   * unthrottled for now. A cgroup of that name already there (left by a process that ended without
+   * closing its quota) is taken over, its quota lifted. Returns the quota, or why the threads
+   * cannot be throttled here.
    */
   static open(pid: number, tids: readonly number[], name: string, mounts = '/proc/self/mounts'): VcpuQuota | string {
     const unique = [...new Set(tids)];
-    let table: string;
+    const where = whereIs(pid, unique[0]!, mounts);
+    if (typeof where === 'string') return where;
+    // Threads still in such a cgroup belong beside it.
+    const current = join(where.root, where.cgroup);
+    const home = basename(current) === name ? dirname(current) : current;
+    const dir = join(home, name);
+    sweepStale(home);
+    let made = false;
     try {
-      table = readFileSync(mounts, 'latin1');
-    } catch (err) {
-      return `the mount table cannot be read (${(err as Error).message})`;
-    }
-    const root = cpuControllerMount(table);
-    if (root === undefined) return 'no cgroup v1 cpu controller is mounted (on cgroup v2 vCPU threads cannot be moved on their own)';
-    let dir: string | undefined;
-    try {
-      const home = join(root, cpuCgroupOf(pid, unique[0]!));
-      dir = join(home, name);
-      mkdirSync(dir);
+      try {
+        mkdirSync(dir);
+        made = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), '-1');
       writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
       const quota = new VcpuQuota(dir, home, unique);
       try {
@@ -79,9 +128,25 @@ export class VcpuQuota {
       }
       return quota;
     } catch (err) {
-      if (dir !== undefined) removeQuietly(dir);
+      if (made) removeQuietly(dir);
       return `the vCPU threads cannot be moved into a cgroup of their own (${(err as Error).message})`;
     }
+  }
+
+  /**
+   * Frees vCPU threads that a process ended without closing its quota left in a cgroup named
+   * `name`: lifts its quota, moves them back beside it and removes it. Returns whether there was
+   * one; never throws (where nothing can be read or moved, nothing changes).
+   */
+  static freeLeftover(pid: number, tids: readonly number[], name: string, mounts = '/proc/self/mounts'): boolean {
+    const unique = [...new Set(tids)];
+    if (unique.length === 0) return false;
+    const where = whereIs(pid, unique[0]!, mounts);
+    if (typeof where === 'string') return false;
+    const dir = join(where.root, where.cgroup);
+    if (basename(dir) !== name) return false;
+    new VcpuQuota(dir, dirname(dir), unique).close();
+    return true;
   }
 
   /** Takes `fraction` (0 to 1) of the vCPUs' time away from now on; 0 lifts the quota. */
@@ -99,6 +164,12 @@ export class VcpuQuota {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    try {
+      // Lifted first: a thread that cannot be moved (below) is not left throttled.
+      writeFileSync(join(this.dir, 'cpu.cfs_quota_us'), '-1');
+    } catch {
+      // Gone already.
+    }
     for (const tid of this.tids) {
       try {
         writeFileSync(join(this.home, 'tasks'), String(tid));

@@ -244,16 +244,14 @@ export class PageSender {
             continue;
           }
           this.zeroPfns[zeroCount++] = pfn;
-          this.digest.zero(pfn);
-          this.delta?.cache.drop(pfn);
+          this.noteZeroPage(pfn);
         }
       } else for (let k = 0; k < count; k++) {
         const pfn = chunk[k]!;
         const from = at + k * pageSize;
         if (slot.buffer.compare(this.zeroPage, 0, pageSize, from, from + pageSize) === 0) {
           this.zeroPfns[zeroCount++] = pfn;
-          this.digest.zero(pfn);
-          this.delta?.cache.drop(pfn);
+          this.noteZeroPage(pfn);
           continue;
         }
         const to = PAGES_HEADER_RESERVE_BYTES + dataCount * pageSize;
@@ -269,6 +267,12 @@ export class PageSender {
       }
     }
     if (slot && (dataCount > 0 || zeroCount > 0)) this.dispatch(slot, round, dataCount, zeroCount);
+  }
+
+  /** A page read as zeros: the digest records it so, and no delta can be based on it. */
+  private noteZeroPage(pfn: number): void {
+    this.digest.zero(pfn);
+    this.delta?.cache.drop(pfn);
   }
 
   /**

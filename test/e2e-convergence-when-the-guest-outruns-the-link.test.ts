@@ -12,7 +12,8 @@ import { connectWebSocket } from '../dist/transport/ws-connect.js';
 import { TargetAgent } from '../dist/agent/target-agent.js';
 import { digestBuffer } from '../dist/protocol/page-digest.js';
 import { checkAgainstOracle } from '../dist/cli/oracle-check.js';
-import { formatReport } from '../dist/cli/render.js';
+import { formatReport, progressLine } from '../dist/cli/render.js';
+import type { MigrationProgress } from '../dist/precopy/report.js';
 import { expectGuestMatchesOracle } from './helpers/target-memory.js';
 
 const MiB = 1024 * 1024;
@@ -103,7 +104,12 @@ test('a failed migration lifts the throttle it applied', async () => {
     signal: controller.signal,
     progressIntervalMs: 20,
     onProgress: (p) => {
-      if (p.throttlePercent > 0) controller.abort();
+      if (p.throttlePercent > 0) {
+        // This guest applies its throttle: nothing says otherwise.
+        expect(p.throttleUnavailable).toBeUndefined();
+        expect(progressLine(p)).not.toContain('not applied');
+        controller.abort();
+      }
     },
   });
   expect(report.outcome).toBe('cancelled');
@@ -120,16 +126,25 @@ test('a domain that cannot be throttled: the report says what auto-converge aske
   const asked: number[] = [];
   guest.setThrottle = (fraction: number) => void asked.push(fraction);
   Object.defineProperty(guest, 'throttleUnavailable', { value: why });
+  const progress: MigrationProgress[] = [];
   const report = await migrate(guest, await connectWebSocket(agent.url), {
     ...link,
     autoConverge: 'on',
     stallTimeoutMs: 1000,
     timeoutAction: 'abort',
+    progressIntervalMs: 20,
+    onProgress: (p) => progress.push(p),
   });
   expect(report.outcome).toBe('failed');
   expect(report.error?.code).toBe('ERR_NO_PROGRESS');
   expect(report.guestRunningOn).toBe('source');
   expect(asked.some((fraction) => fraction > 0)).toBe(true);
+  // Progress says so while it lasts: a throttle asked for, marked as not applied.
+  const throttled = progress.filter((p) => p.throttlePercent > 0);
+  expect(throttled.length).toBeGreaterThan(0);
+  expect(throttled.every((p) => p.throttleUnavailable === why)).toBe(true);
+  expect(progressLine(throttled[0]!)).toContain(`throttle ${String(throttled[0]!.throttlePercent).padStart(2)}% (not applied)`);
+  expect(progress.filter((p) => p.throttlePercent === 0).every((p) => p.throttleUnavailable === undefined)).toBe(true);
   expect(report.maxThrottlePercent).toBeGreaterThan(0);
   expect(report.throttleUnavailable).toBe(why);
   const text = formatReport(report);

@@ -398,6 +398,7 @@ export abstract class MigrationState {
       expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,
       downtimeBudgetMs: this.budgetMs(),
       throttlePercent: this.throttle.percent,
+      ...(this.throttle.percent > 0 && this.domain.throttleUnavailable !== undefined ? { throttleUnavailable: this.domain.throttleUnavailable } : {}),
       elapsedMs: roundTo(elapsedMs, 3),
     };
     try {

@@ -125,8 +125,10 @@ export interface MigrationProgress {
   expectedDowntimeMs?: number;
   /** The downtime budget in force, in milliseconds. */
   downtimeBudgetMs: number;
-  /** vCPU throttle in force, in percent. */
+  /** vCPU throttle in force, in percent: what auto-converge asks for. */
   throttlePercent: number;
+  /** Set while a throttle is asked for that the domain cannot apply: why (see the report's). */
+  throttleUnavailable?: string;
   /** Milliseconds since the migration started. */
   elapsedMs: number;
 }

@@ -1,7 +1,7 @@
-#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1:${GLIBC_TUNABLES} node --v8-pool-size=1 --initial-old-space-size=128
+#!/usr/bin/env -S node --v8-pool-size=1 --initial-old-space-size=128
 // The livemig command. The TypeScript sources are compiled to dist/ by `npm install` (prepare).
-// The first line gives Node the options of NODE_FLAGS and glibc the tunable of HUGE_PAGES_TUNABLE,
-// both in src/cli/node-flags.ts (why: there); run as `node bin/livemig.js`, pass them yourself.
+// The first line gives Node the options of NODE_FLAGS in src/cli/node-flags.ts (why: there); run
+// as `node bin/livemig.js`, pass them yourself.
 import { existsSync } from 'node:fs';
 
 const dist = new URL('../dist/', import.meta.url);

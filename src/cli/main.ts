@@ -16,7 +16,7 @@ import { KEYGEN_HELP, keygen } from './keygen-command.js';
 import { LISTEN_HELP, listen } from './listen-command.js';
 import { MIGRATE_HELP, migrateCommand } from './migrate-command.js';
 import { POOL_HELP, poolCommand } from './pool-command.js';
-import { hugePagesTunableSet, missingHugePagesNote, missingNodeFlags, missingNodeFlagsNote } from './node-flags.js';
+import { missingNodeFlags, missingNodeFlagsNote } from './node-flags.js';
 import { STATUS_HELP, status } from './status-command.js';
 import { VM_HELP, vmCommand } from './vm-command.js';
 
@@ -84,10 +84,6 @@ async function main(argv: string[]): Promise<number> {
   const runsHost = command === 'host' && (rest[0] === undefined || rest[0].startsWith('-'));
   if ((command === 'demo' || command === 'listen' || command === 'migrate' || runsHost) && process.stderr.isTTY) {
     for (const line of missingNodeFlagsNote(command, missingNodeFlags())) process.stderr.write(`${line}\n`);
-  }
-  // The commands that receive guests, likewise, when guest memory would be mapped in small pages.
-  if ((command === 'listen' || runsHost) && process.stderr.isTTY) {
-    for (const line of missingHugePagesNote(command, hugePagesTunableSet())) process.stderr.write(`${line}\n`);
   }
   switch (command) {
     case 'demo':

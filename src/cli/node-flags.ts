@@ -49,53 +49,23 @@ export function missingNodeFlagsNote(command: string, missing: readonly string[]
 }
 
 /**
- * The glibc tunable of every livemig process: bin/livemig.js sets it in its first line, and
- * {@link spawnLivemig} for the processes it starts. glibc then asks the kernel for transparent
- * huge pages on the large blocks it maps, guest memory among them (a SharedArrayBuffer is one
- * such block), as QEMU asks for its guest RAM. A target's first touch of fresh guest memory then
- * costs one fault per 2 MiB instead of one per 4 KiB page, less than half the CPU (figures in
- * docs/bench/README.md, "Huge pages"). Without transparent huge pages in the kernel it changes
- * nothing.
+ * The glibc tunable that maps guest memory in transparent huge pages, as QEMU asks for its
+ * anonymous RAM: glibc then asks the kernel for them on the large blocks it maps, and a
+ * SharedArrayBuffer is one. livemig does not set it. Where huge pages come cheap a target's first
+ * touch of fresh guest memory costs less than half the CPU; where they do not (a virtual machine
+ * whose host takes freed memory back, a host that must compact memory to find them) it cost up
+ * to ten times as much, and a 1 GiB migration took three times as long (docs/bench/README.md,
+ * "Huge pages off by default"). An operator who knows the host may set it
+ * (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`); the processes livemig starts inherit it.
  */
 export const HUGE_PAGES_TUNABLE = 'glibc.malloc.hugetlb=1';
 
 /**
- * `tunables` (a GLIBC_TUNABLES value) with {@link HUGE_PAGES_TUNABLE} in front; a value the
- * user gave `glibc.malloc.hugetlb` comes later and so wins.
- */
-export function withHugePagesTunable(tunables: string | undefined): string {
-  if (tunables !== undefined && hugePagesTunableSet(tunables)) return tunables;
-  return tunables === undefined || tunables === '' ? HUGE_PAGES_TUNABLE : `${HUGE_PAGES_TUNABLE}:${tunables}`;
-}
-
-/** Whether `tunables` (a GLIBC_TUNABLES value) leaves glibc's huge pages on, as livemig wants them. */
-export function hugePagesTunableSet(tunables = process.env.GLIBC_TUNABLES ?? ''): boolean {
-  const last = tunables
-    .split(':')
-    .filter((tunable) => tunable.startsWith('glibc.malloc.hugetlb='))
-    .at(-1);
-  return last !== undefined && last !== 'glibc.malloc.hugetlb=0';
-}
-
-/**
- * What to tell someone whose `livemig <command>` holds guest memory without glibc's huge pages
- * (see {@link hugePagesTunableSet}): nothing if it has them.
- */
-export function missingHugePagesNote(command: string, set: boolean): string[] {
-  if (set) return [];
-  return [
-    `note: guest memory here is mapped in 4 KiB pages, not huge pages, so a target receives the first pass more slowly;`,
-    `  run it as \`npx livemig ${command}\` or with GLIBC_TUNABLES=${HUGE_PAGES_TUNABLE} (src/cli/node-flags.ts says why)`,
-  ];
-}
-
-/**
- * Starts `livemig <args>` as a child with {@link NODE_FLAGS} and {@link HUGE_PAGES_TUNABLE}: its
+ * Starts `livemig <args>` as a child with {@link NODE_FLAGS} and this process's environment: its
  * standard input is a pipe (so it can see this process go away), its output a pipe to read, its
  * errors this process's.
  */
 export function spawnLivemig(args: readonly string[]): ChildProcess {
   const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
-  const env = { ...process.env, GLIBC_TUNABLES: withHugePagesTunable(process.env.GLIBC_TUNABLES) };
-  return spawn(process.execPath, [...NODE_FLAGS, bin, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env });
+  return spawn(process.execPath, [...NODE_FLAGS, bin, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
 }

@@ -1,7 +1,8 @@
 // Guest memory of the simulated guest is a SharedArrayBuffer, which glibc maps for V8. Under the
-// tunable every livemig process runs with (HUGE_PAGES_TUNABLE), glibc asks the kernel for
-// transparent huge pages there; without it, only a kernel set to "always" gives them. What the
-// kernel allows is read from sysfs, so each mode has its expected outcome.
+// tunable an operator may set (HUGE_PAGES_TUNABLE; livemig does not set it, src/cli/node-flags.ts
+// says why), glibc asks the kernel for transparent huge pages there; without it, only a kernel set
+// to "always" gives them. What the kernel allows is read from sysfs, so each mode has its
+// expected outcome.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { expect, test } from 'vitest';
@@ -22,7 +23,7 @@ function hugeBytesOfGuestMemory(tunables: string | undefined): number {
   return Number(run.stdout);
 }
 
-test('guest memory is backed by huge pages under the tunable wherever the kernel offers them', () => {
+test('guest memory is backed by huge pages under the tunable wherever the kernel offers them, and not without it under madvise', () => {
   const mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
   const withTunable = hugeBytesOfGuestMemory(HUGE_PAGES_TUNABLE);
   const without = hugeBytesOfGuestMemory(undefined);

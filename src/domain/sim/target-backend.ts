@@ -13,9 +13,9 @@ import { PREFAULT_THREADS } from './prefault.js';
 import type { ThreadKind } from '../../util/spare-threads.js';
 
 /**
- * vCPU threads a backend with `spareThreads` keeps started: as many as a guest has by default, so
- * that building one starts no thread and the source hears "ready" sooner (docs/bench/README.md,
- * "vCPU spares").
+ * vCPU threads a backend with `spareThreads` keeps started: enough for a guest of two vCPUs, or
+ * for two guests of one (the default) arriving together, so that building them starts no vCPU
+ * thread and the source hears "ready" sooner (docs/bench/README.md, "vCPU spares").
  */
 export const SPARE_VCPU_THREADS = 2;
 

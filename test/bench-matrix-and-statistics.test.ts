@@ -304,12 +304,27 @@ describe('statistics', () => {
       command: 'livemig bench',
       startedAt: '2026-01-01T00:00:00.000Z',
       complete: true,
-      machine: { cpus: 2, cpuModel: 'cpu', totalMemoryBytes: 8 * 2 ** 30, nodeVersion: 'v20', platform: 'linux', arch: 'x64', nodeOptions: ['--v8-pool-size=1'], loadAverageAtStart: [0, 0, 0] },
+      machine: {
+        cpus: 2,
+        cpuModel: 'cpu',
+        totalMemoryBytes: 8 * 2 ** 30,
+        nodeVersion: 'v20',
+        platform: 'linux',
+        arch: 'x64',
+        nodeOptions: ['--v8-pool-size=1'],
+        pages: { transparentHugePages: 'madvise', glibcTunables: '' },
+        loadAverageAtStart: [0, 0, 0],
+      },
       plan: { ...parseBenchArgs([]), runs: 3 },
       summary: summarize(cells),
       cells,
     };
     const md = resultsMarkdown(results);
+    // How guest memory was paged, which the cost of fresh memory depends on.
+    expect(md).toContain('transparent huge pages `madvise`, no glibc tunables;');
+    expect(resultsMarkdown({ ...results, machine: { ...results.machine, pages: { glibcTunables: 'glibc.malloc.hugetlb=1' } } })).toContain(
+      'transparent huge pages `unknown`, GLIBC_TUNABLES=glibc.malloc.hugetlb=1;',
+    );
     expect(md).toContain('## 256 MiB, hotset');
     expect(md).toContain('## 256 MiB, idle');
     expect(md).toMatch(/\| 100 MB\/s \| 50 ms \| 45\.0 \(40\.0-60\.0\) \|/);

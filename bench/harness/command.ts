@@ -19,7 +19,7 @@
  * (tables for people), downtime.svg and total-time.svg.
  */
 
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,6 +40,16 @@ import { FarEnds, measureRawLink, serveTargetHost, TARGET_HOST_FLAG, type Target
 /** How often partial results are written while the matrix runs, in milliseconds. */
 export const PARTIAL_RESULTS_INTERVAL_MS = 10_000;
 
+/** The kernel's transparent huge page mode, the bracketed word in sysfs; none where unreadable. */
+function transparentHugePageMode(): { transparentHugePages?: string } {
+  try {
+    const mode = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'latin1'))?.[1];
+    return mode === undefined ? {} : { transparentHugePages: mode };
+  } catch {
+    return {};
+  }
+}
+
 function machineInfo(): MachineInfo {
   const cpus = os.cpus();
   return {
@@ -50,6 +60,7 @@ function machineInfo(): MachineInfo {
     platform: os.platform(),
     arch: os.arch(),
     nodeOptions: nodeOptionsOf(),
+    pages: { ...transparentHugePageMode(), glibcTunables: process.env.GLIBC_TUNABLES ?? '' },
     loadAverageAtStart: os.loadavg().map((x) => round(x, 2)),
   };
 }

@@ -6,7 +6,7 @@
 import { roundTo as round } from '#util/stats';
 import { AXIS_VALUE, describeCell, formatDuration, formatGBps, groupBy, msLabel, sizeLabel, varyingAxes, type AxisName } from './labels.js';
 import type { BenchCell } from './matrix.js';
-import type { BenchFiles, BenchResults, BenchRun, BenchSummary, CellResult, Spread } from './results.js';
+import type { BenchFiles, BenchResults, BenchRun, BenchSummary, CellResult, MachineInfo, Spread } from './results.js';
 
 /** `{ ERR_TIMEOUT: 2 }` -> `2 ERR_TIMEOUT`. */
 function countsText(counts: Record<string, number>): string {
@@ -76,6 +76,12 @@ export function resultsMarkdown(results: BenchResults): string {
   );
 }
 
+/** How guest memory was paged, for the machine line. */
+function pagesLabel(pages: NonNullable<MachineInfo['pages']>): string {
+  const tunables = pages.glibcTunables === '' ? 'no glibc tunables' : `GLIBC_TUNABLES=${pages.glibcTunables}`;
+  return `transparent huge pages \`${pages.transparentHugePages ?? 'unknown'}\`, ${tunables}`;
+}
+
 function introMarkdown(results: BenchResults): string[] {
   const m = results.machine;
   const plan = results.plan;
@@ -84,6 +90,7 @@ function introMarkdown(results: BenchResults): string[] {
   out.push(
     `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${sizeLabel(m.totalMemoryBytes)} memory, Node ${m.nodeVersion} on ${m.platform}/${m.arch}` +
       `${m.nodeOptions === undefined ? '' : ` (${m.nodeOptions.length > 0 ? `options ${m.nodeOptions.join(' ')}` : 'no Node options'})`}; ` +
+      `${m.pages === undefined ? '' : `${pagesLabel(m.pages)}; `}` +
       `load average ${m.loadAverageAtStart.join(' / ')} at the start${m.loadAverageAtEnd ? `, ${m.loadAverageAtEnd.join(' / ')} at the end` : ''}.`,
     '',
   );

@@ -312,6 +312,13 @@ export interface MachineInfo {
   arch: string;
   /** Node's options in this process, from its command line and NODE_OPTIONS (see NODE_FLAGS); absent in older results. */
   nodeOptions?: string[];
+  /**
+   * How guest memory was paged: the kernel's transparent huge page mode (`always`, `madvise`,
+   * `never`; absent where it cannot be read) and this process's GLIBC_TUNABLES ('' for none), of
+   * which `glibc.malloc.hugetlb=1` asks for huge pages under `madvise`. The cost of touching fresh
+   * memory, and so round 0, depends on it (docs/bench/README.md). Absent in older results.
+   */
+  pages?: { transparentHugePages?: string; glibcTunables: string };
   /** 1, 5 and 15 minute load averages when the run started and when it ended: other work on the machine skews figures. */
   loadAverageAtStart: number[];
   loadAverageAtEnd?: number[];

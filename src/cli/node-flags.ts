@@ -51,12 +51,11 @@ export function missingNodeFlagsNote(command: string, missing: readonly string[]
 /**
  * The glibc tunable that maps guest memory in transparent huge pages, as QEMU asks for its
  * anonymous RAM: glibc then asks the kernel for them on the large blocks it maps, and a
- * SharedArrayBuffer is one. livemig does not set it. Where huge pages come cheap a target's first
- * touch of fresh guest memory costs less than half the CPU; where they do not (a virtual machine
- * whose host takes freed memory back, a host that must compact memory to find them) it cost up
- * to ten times as much, and a 1 GiB migration took three times as long (docs/bench/README.md,
- * "Huge pages off by default"). An operator who knows the host may set it
- * (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`); the processes livemig starts inherit it.
+ * SharedArrayBuffer is one. livemig does not set it: where huge pages come cheap a target's first
+ * touch of fresh guest memory costs less than half the CPU, but where they do not (a virtual
+ * machine whose host takes freed memory back, a host that must compact memory to find them) it
+ * costs many times more (docs/bench/README.md, "Huge pages off by default"). An operator who
+ * knows the host may set it; the processes livemig starts inherit it.
  */
 export const HUGE_PAGES_TUNABLE = 'glibc.malloc.hugetlb=1';
 

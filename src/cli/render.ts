@@ -8,13 +8,13 @@ import { formatBytes, formatRate } from './units.js';
 
 /** One line describing the migration's progress. */
 export function progressLine(p: MigrationProgress): string {
+  const notApplied = p.throttleUnavailable !== undefined ? ' (not applied)' : '';
   const expected = p.expectedDowntimeMs !== undefined ? `${p.expectedDowntimeMs.toFixed(0)}/${p.downtimeBudgetMs.toFixed(0)} ms` : `-/${p.downtimeBudgetMs.toFixed(0)} ms`;
   return (
     `${p.phase.padEnd(13)} round ${String(p.round).padStart(2)}  ` +
     `sent ${formatBytes(p.bytesRaw).padStart(10)}  left ${formatBytes(p.remainingBytes).padStart(10)}  ` +
     `${formatRate(p.bandwidthBytesPerSec).padStart(11)}  dirty ${formatRate(p.dirtyRateBytesPerSec).padStart(11)}  ` +
-    `pause ${expected.padStart(13)}  throttle ${String(p.throttlePercent).padStart(2)}%${p.throttleUnavailable !== undefined ? ' (not applied)' : ''}  ` +
-    `${(p.elapsedMs / 1000).toFixed(1)} s`
+    `pause ${expected.padStart(13)}  throttle ${String(p.throttlePercent).padStart(2)}%${notApplied}  ${(p.elapsedMs / 1000).toFixed(1)} s`
   );
 }
 

@@ -377,12 +377,18 @@ export abstract class MigrationState {
     this.emitProgress();
   }
 
+  /** Why a throttle of `percent` asked of the domain is not applied; undefined if it is (or is 0). */
+  protected unappliedThrottle(percent: number): string | undefined {
+    return percent > 0 ? this.domain.throttleUnavailable : undefined;
+  }
+
   protected emitProgress(): void {
     const onProgress = this.options.onProgress;
     if (!onProgress) return;
     const elapsedMs = performance.now() - this.start;
     const c = this.sender.counters;
     const inPrecopy = this.phase === 'precopy';
+    const unapplied = this.unappliedThrottle(this.throttle.percent);
     const progress: MigrationProgress = {
       migrationId: this.id,
       phase: this.phase,
@@ -398,7 +404,7 @@ export abstract class MigrationState {
       expectedDowntimeMs: Number.isFinite(this.expectedDowntimeMs) ? roundTo(this.expectedDowntimeMs, 3) : undefined,
       downtimeBudgetMs: this.budgetMs(),
       throttlePercent: this.throttle.percent,
-      ...(this.throttle.percent > 0 && this.domain.throttleUnavailable !== undefined ? { throttleUnavailable: this.domain.throttleUnavailable } : {}),
+      ...(unapplied !== undefined ? { throttleUnavailable: unapplied } : {}),
       elapsedMs: roundTo(elapsedMs, 3),
     };
     try {

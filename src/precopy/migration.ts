@@ -118,8 +118,8 @@ class SourceMigration extends PrecopyRounds {
       this.report.bytesRaw = this.sender.counters.bytesRaw;
       this.report.bytesWire = this.wireBytesSent();
       this.report.maxThrottlePercent = this.throttle.maxPercent;
-      const unthrottled = this.throttle.maxPercent > 0 ? this.domain.throttleUnavailable : undefined;
-      if (unthrottled !== undefined) this.report.throttleUnavailable = unthrottled;
+      const unapplied = this.unappliedThrottle(this.throttle.maxPercent);
+      if (unapplied !== undefined) this.report.throttleUnavailable = unapplied;
       this.noteBuffers();
       this.report.memory = this.memory.report();
       this.report.delta = this.deltaReport();

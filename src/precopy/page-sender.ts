@@ -7,8 +7,9 @@
  * hasher's module in one call per read (`PageHasher.compactRegion`), or page by page where it
  * does not run. With a compressing codec the payload of a batch is encoded (a large one on
  * libuv's thread pool, while the next batch is gathered) into a second buffer of the slot, which
- * the frame header is then written in front of. With codec `auto` a {@link CodecChooser} names each batch's codec from what
- * this sender measures: the encoder's pace, lz4's ratio, and how fast the transport drains.
+ * the frame header is then written in front of. With codec `auto` a {@link CodecChooser} names
+ * each batch's codec from what this sender measures: the encoder's pace, lz4's ratio, and how
+ * fast the transport drains.
  * At most `maxInFlight` batches are unresolved at any time; that bound is the sender's
  * backpressure, and the transport's own queue is the next one.
  */

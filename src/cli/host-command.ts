@@ -18,6 +18,7 @@ import { hostBackendsFromFlag } from './host-backends.js';
 import { evacuationHooks } from './pool-command.js';
 import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
 import { formatBytes, parseInteger, parseRate, parseSize } from './units.js';
+import { WARM_UP_HELP, warmUpUnless, warmUpWords } from './warm-up-flag.js';
 
 export const HOST_HELP = `usage: livemig host --port N [flags]          run a host agent
        livemig host status|enable|disable --host URL [flags]
@@ -47,6 +48,7 @@ Running a host:
   --no-prefault          do not fault an incoming simulated guest's fresh memory in from a
                          worker thread while the first pass arrives (the default does, from
                          64 MiB: a faster first pass, all of its memory resident at once)
+${WARM_UP_HELP}
   --pool FILE            the pool file (docs/pool.md): lets this host run evacuations of
                          itself (POST /v1/host/evacuate); without it they answer 501
   --state-dir DIR        where evacuation ledgers are kept (default $XDG_STATE_HOME/livemig,
@@ -121,6 +123,7 @@ const RUN_FLAGS = {
   'qemu-dir': { type: 'string' },
   prefault: { type: 'boolean' },
   'no-prefault': { type: 'boolean' },
+  'no-warm-up': { type: 'boolean' },
   pool: { type: 'string' },
   'state-dir': { type: 'string' },
   supervised: { type: 'boolean' },
@@ -173,6 +176,8 @@ async function runHost(args: string[]): Promise<number> {
   const evacuations = values.pool === undefined ? {} : evacuationHooks(values.pool, key, values['state-dir']);
   const kinds = hostBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values), spareThreads: true });
   const say = eventPrinter(json);
+  // Before the port opens, so that no migration meets the warm-up on the same cores.
+  const warm = await warmUpUnless(values['no-warm-up']);
   const host = await HostAgent.start({
     ...flags,
     key,
@@ -188,8 +193,18 @@ async function runHost(args: string[]): Promise<number> {
   });
   const announce = (): void =>
     say(
-      { type: 'listening', url: s.url, port: host.port, name: s.name, capacityBytes: s.capacityBytes, keyRequired: host.target.requiresKey, maintenance: s.maintenance, backends: [...kinds.launchers.keys()] },
-      `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests of kind ${[...kinds.launchers.keys()].join(', ')}; ${access})`,
+      {
+        type: 'listening',
+        url: s.url,
+        port: host.port,
+        name: s.name,
+        capacityBytes: s.capacityBytes,
+        keyRequired: host.target.requiresKey,
+        maintenance: s.maintenance,
+        backends: [...kinds.launchers.keys()],
+        ...(warm ? { warmUp: warm } : {}),
+      },
+      `livemig host ${s.name} listening on ${s.url} (${formatBytes(s.capacityBytes)} for guests of kind ${[...kinds.launchers.keys()].join(', ')}; ${access})${warmUpWords(warm)}`,
     );
   return serveUntilStopped(() => host.close(), say, values.supervised ?? false, 'host', announce);
 }

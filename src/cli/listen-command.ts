@@ -7,6 +7,7 @@ import { parse } from './args.js';
 import { prefaultFromFlags, targetBackendsFromFlag } from './backend-flags.js';
 import { eventPrinter, serveUntilStopped } from './serve-until-stopped.js';
 import { parseDuration, parseInteger, parsePositiveDuration } from './units.js';
+import { WARM_UP_HELP, warmUpUnless, warmUpWords } from './warm-up-flag.js';
 
 export const LISTEN_HELP = `usage: livemig listen [flags]
 
@@ -31,6 +32,7 @@ Runs a target agent that accepts migrations and keeps the guests it receives.
   --no-prefault          do not fault a simulated guest's fresh memory in from a worker thread
                          while the first pass arrives (the default does, from 64 MiB: a faster
                          first pass, and all of the guest's memory resident at once)
+${WARM_UP_HELP}
   --json                 one JSON event per line on stdout
 `;
 
@@ -51,6 +53,7 @@ export async function listen(args: string[]): Promise<number> {
     'qemu-dir': { type: 'string' },
     prefault: { type: 'boolean' },
     'no-prefault': { type: 'boolean' },
+    'no-warm-up': { type: 'boolean' },
   } as const);
   const backends = targetBackendsFromFlag(values.backend ?? 'sim', { qemuDir: values['qemu-dir'], prefault: prefaultFromFlags(values), spareThreads: true });
   const port = parseInteger(values.port ?? '7070', '--port', 0, 65535);
@@ -61,10 +64,15 @@ export async function listen(args: string[]): Promise<number> {
   const cert = values['tls-cert'];
   const tlsKey = values['tls-key'];
   if ((cert === undefined) !== (tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+  const json = values.json ?? false;
+  const print = eventPrinter(json);
+  const key = values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']);
+  // Before the port opens, so that no migration meets the warm-up on the same cores.
+  const warm = await warmUpUnless(values['no-warm-up']);
   const agent = await TargetAgent.start({
     host: values.host ?? '127.0.0.1',
     port,
-    key: values['key-file'] === undefined ? undefined : await readKeyFile(values['key-file']),
+    key,
     tls: cert !== undefined && tlsKey !== undefined ? { cert, key: tlsKey } : undefined,
     insecure: values.insecure ?? false,
     goTimeoutMs,
@@ -72,12 +80,13 @@ export async function listen(args: string[]): Promise<number> {
     idleTimeoutMs,
     backends,
   });
-  const json = values.json ?? false;
-  const print = eventPrinter(json);
   const access = agent.requiresKey ? 'pool key required' : 'no pool key: any peer that reaches it is served';
   agent.on('event', (e: AgentEvent) => print(e, describeEvent(e)));
   return serveUntilStopped(() => agent.close(), print, values.supervised ?? false, 'agent', () =>
-    print({ type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey }, `livemig agent listening on ${agent.url} (${access})`),
+    print(
+      { type: 'listening', url: agent.url, port: agent.port, keyRequired: agent.requiresKey, ...(warm ? { warmUp: warm } : {}) },
+      `livemig agent listening on ${agent.url} (${access})${warmUpWords(warm)}`,
+    ),
   );
 }
 

@@ -19,9 +19,13 @@ export interface AgentProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `livemig listen --port 0 --json ...extraArgs` in a new process. */
+/**
+ * Starts `livemig listen --port 0 --json --no-warm-up ...extraArgs` in a new process. The warm-up
+ * changes how fast an agent's first migrations run, not what they do, and takes a second or two
+ * of both cores: agents in tests skip it (agent-warms-up-before-it-serves covers it).
+ */
 export async function startAgentProcess(extraArgs: string[] = []): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [BIN, 'listen', '--port', '0', '--json', '--no-warm-up', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   const events: Array<Record<string, unknown>> = [];
   const listeners = new Set<() => void>();
   const lines = createInterface({ input: child.stdout! });

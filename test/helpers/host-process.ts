@@ -20,9 +20,12 @@ export interface HostProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `livemig host --port 0 --json --name NAME ...extraArgs`; `key` signs the client's requests. */
+/**
+ * Starts `livemig host --port 0 --json --name NAME --no-warm-up ...extraArgs` (a test's hosts skip
+ * the warm-up, as its agents do: see agent-process.ts); `key` signs the client's requests.
+ */
 export async function startHostProcess(name: string, extraArgs: string[], key?: Uint8Array): Promise<HostProcess> {
-  const child = spawn(process.execPath, ['--v8-pool-size=1', BIN, 'host', '--port', '0', '--json', '--name', name, ...extraArgs], {
+  const child = spawn(process.execPath, ['--v8-pool-size=1', BIN, 'host', '--port', '0', '--json', '--name', name, '--no-warm-up', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const events: Array<Record<string, unknown>> = [];

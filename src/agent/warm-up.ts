@@ -1,0 +1,85 @@
+/**
+ * Warming an agent's data path before it serves: a few small migrations of a simulated guest
+ * inside the process, over a loopback WebSocket, source and target both here.
+ *
+ * V8 compiles the engine's hot functions (the sender, the receiver, the page hasher's callers,
+ * the transport) only once they have run a while, and it keeps compiling them through the first
+ * few migrations a process serves: an agent's first migration runs partly in unoptimised code,
+ * with the compiler's thread taking a core beside it. A long-lived agent that migrates a few
+ * small guests to itself at start meets its first real guest with that work done
+ * (docs/bench/README.md, "A warm agent").
+ */
+
+import { SimulatedGuest } from '../domain/sim/guest.js';
+import { SimTargetBackend } from '../domain/sim/target-backend.js';
+import { asMigrationError } from '../errors.js';
+import { acceptMigration, type IncomingResult } from '../precopy/incoming.js';
+import { migrate } from '../precopy/migration.js';
+import { connectWebSocket } from '../transport/ws-connect.js';
+import { listenWebSocket } from '../transport/ws-listener.js';
+
+/** Migrations a warm-up runs by default: the compiler's work has mostly settled after three. */
+export const WARM_UP_MIGRATIONS = 3;
+
+/** Guest memory of each warm-up migration by default: 64 batches of pages. */
+export const WARM_UP_MEMORY_BYTES = 64 * 1024 * 1024;
+
+/** Options of {@link warmUp}. */
+export interface WarmUpOptions {
+  /** @default WARM_UP_MIGRATIONS */
+  migrations?: number;
+  /** @default WARM_UP_MEMORY_BYTES */
+  memoryBytes?: number;
+}
+
+/** What a warm-up did. */
+export interface WarmUpReport {
+  /** Migrations completed. */
+  migrations: number;
+  /** How long the warm-up took, in milliseconds. */
+  ms: number;
+  /** Why it stopped early, if it did; the process serves all the same, only colder. */
+  error?: { code: string; message: string };
+}
+
+/**
+ * Runs `migrations` migrations of a small idle-then-writing simulated guest from this process to
+ * itself over a loopback WebSocket, each guest destroyed on both sides afterwards. Never rejects:
+ * a failure ends the warm-up and is reported.
+ */
+export async function warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport> {
+  const started = performance.now();
+  const migrations = options.migrations ?? WARM_UP_MIGRATIONS;
+  const memoryBytes = options.memoryBytes ?? WARM_UP_MEMORY_BYTES;
+  const backends = new Map([['sim', new SimTargetBackend({ prefault: false })]]);
+  const received: Promise<IncomingResult>[] = [];
+  let done = 0;
+  let error: WarmUpReport['error'];
+  const listener = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => {
+    received.push(acceptMigration(transport, { backends }).catch(() => ({ outcome: 'discarded' }) as IncomingResult));
+  });
+  try {
+    for (let i = 0; i < migrations; i++) {
+      // A guest that writes as it goes, so that later rounds and the dirty log run too.
+      const guest = await SimulatedGuest.boot({ memoryBytes, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 20e6, hotSetBytes: memoryBytes / 8, seed: i + 1 }, 'warm-up');
+      try {
+        const report = await migrate(guest, await connectWebSocket(listener.url), { targetName: 'this process' });
+        if (report.outcome !== 'completed') {
+          error = report.error ?? { code: 'ERR_DOMAIN_FAILED', message: `a warm-up migration ended ${report.outcome}` };
+          break;
+        }
+      } finally {
+        await guest.destroy().catch(() => undefined);
+        const result = await received.shift();
+        await result?.domain?.destroy().catch(() => undefined);
+      }
+      done++;
+    }
+  } catch (err) {
+    const failure = asMigrationError(err);
+    error = { code: failure.code, message: failure.message };
+  } finally {
+    await listener.close().catch(() => undefined);
+  }
+  return { migrations: done, ms: performance.now() - started, ...(error ? { error } : {}) };
+}

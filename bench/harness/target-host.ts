@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { ConnectFailedError, ConnectionClosedError, connectWebSocket, listenWebSocket, SimTargetBackend, TargetAgent, type AgentEvent, type Transport } from 'livemig';
+import { ConnectFailedError, ConnectionClosedError, connectWebSocket, listenWebSocket, SimTargetBackend, TargetAgent, warmUp, type AgentEvent, type Transport } from 'livemig';
 import { spawnLivemig } from '#cli/node-flags';
 import { stopChild, stopWithParent } from '#util/child';
 import { exposedGc } from '#util/gc';
@@ -34,7 +34,8 @@ export const TARGET_HOST_FLAG = '--target-host';
  * prints one JSON line `{"type":"listening","url":...,"sinkUrl":...}`, then serves.
  */
 export async function serveTargetHost(): Promise<number> {
-  // Threads kept started for the next guest, as `livemig listen` keeps them.
+  // Warmed up and with threads kept started for the next guest, as `livemig listen` is.
+  await warmUp();
   const agent = await TargetAgent.start({ host: '127.0.0.1', port: 0, backends: [new SimTargetBackend({ spareThreads: true })] });
   // A guest that resumed here has served its purpose: destroying it at once keeps its vCPU
   // threads from competing with the next migration for the machine's cores. Its memory goes at

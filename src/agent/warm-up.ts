@@ -17,11 +17,16 @@ import { acceptMigration, type IncomingResult } from '../precopy/incoming.js';
 import { migrate } from '../precopy/migration.js';
 import { connectWebSocket } from '../transport/ws-connect.js';
 import { listenWebSocket } from '../transport/ws-listener.js';
+import { exposedGc } from '../util/gc.js';
 
 /** Migrations a warm-up runs by default: the compiler's work has mostly settled after three. */
 export const WARM_UP_MIGRATIONS = 3;
 
-/** Guest memory of each warm-up migration by default: 64 batches of pages. */
+/**
+ * Guest memory of each warm-up migration by default: 64 batches of pages. Larger guests warm a
+ * little more but leave more freed memory behind, which this machine makes costly to touch
+ * again for a while (docs/bench/README.md, "A warm agent").
+ */
 export const WARM_UP_MEMORY_BYTES = 64 * 1024 * 1024;
 
 /** Options of {@link warmUp}. */
@@ -61,7 +66,8 @@ export async function warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport>
   try {
     for (let i = 0; i < migrations; i++) {
       // A guest that writes as it goes, so that later rounds and the dirty log run too.
-      const guest = await SimulatedGuest.boot({ memoryBytes, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 20e6, hotSetBytes: memoryBytes / 8, seed: i + 1 }, 'warm-up');
+      const config = { memoryBytes, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 20e6, hotSetBytes: Math.floor(memoryBytes / 8), seed: i + 1 } as const;
+      const guest = await SimulatedGuest.boot(config, 'warm-up');
       try {
         const report = await migrate(guest, await connectWebSocket(listener.url), { targetName: 'this process' });
         if (report.outcome !== 'completed') {
@@ -81,5 +87,8 @@ export async function warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport>
   } finally {
     await listener.close().catch(() => undefined);
   }
+  // The guests' memory goes back now, where the process can collect it (`--expose-gc`, which
+  // the livemig command turns on), not in a collection during the first real migration.
+  exposedGc()?.();
   return { migrations: done, ms: performance.now() - started, ...(error ? { error } : {}) };
 }

@@ -121,7 +121,7 @@ export {
   type EstimatedRound,
 } from './precopy/preflight.js';
 export { TargetAgent } from './agent/target-agent.js';
-export { warmUp, WARM_UP_MIGRATIONS, WARM_UP_MEMORY_BYTES, type WarmUpOptions, type WarmUpReport } from './agent/warm-up.js';
+export { warmUp, WARM_UP_MIGRATIONS, WARM_UP_MEMORY_BYTES, WARM_UP_TIMEOUT_MS, type WarmUpOptions, type WarmUpReport } from './agent/warm-up.js';
 export type { AgentEvent, AgentMigration, AgentStats } from './agent/agent-types.js';
 export {
   DEFAULT_AGENT_HANDSHAKE_TIMEOUT_MS,

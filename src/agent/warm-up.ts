@@ -10,9 +10,10 @@
  * (docs/bench/README.md, "A warm agent").
  */
 
+import { randomUUID } from 'node:crypto';
 import { SimulatedGuest } from '../domain/sim/guest.js';
 import { SimTargetBackend } from '../domain/sim/target-backend.js';
-import { asMigrationError } from '../errors.js';
+import { asMigrationError, TimeoutError } from '../errors.js';
 import { acceptMigration, type IncomingResult } from '../precopy/incoming.js';
 import { migrate } from '../precopy/migration.js';
 import { connectWebSocket } from '../transport/ws-connect.js';
@@ -28,6 +29,9 @@ export const WARM_UP_MIGRATIONS = 3;
  * again for a while (docs/bench/README.md, "A warm agent").
  */
 export const WARM_UP_MEMORY_BYTES = 64 * 1024 * 1024;
+
+/** The longest a warm-up may take, in milliseconds: past it, the migration under way is cancelled. */
+export const WARM_UP_TIMEOUT_MS = 60_000;
 
 /** Options of {@link warmUp}. */
 export interface WarmUpOptions {
@@ -57,27 +61,40 @@ export async function warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport>
   const migrations = options.migrations ?? WARM_UP_MIGRATIONS;
   const memoryBytes = options.memoryBytes ?? WARM_UP_MEMORY_BYTES;
   const backends = new Map([['sim', new SimTargetBackend({ prefault: false })]]);
-  const received: Promise<IncomingResult>[] = [];
+  // The port is a loopback one, open for a second or two and without a pool key: anything else
+  // that connects may send a guest no larger than the warm-up's, destroyed as soon as it is in.
+  const limits = { maxGuestMemoryBytes: memoryBytes };
+  const ours = new Map<string, (result: IncomingResult) => void>();
+  const listener = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => {
+    void acceptMigration(transport, { backends, limits }).then((result) => {
+      const take = ours.get(result.migrationId);
+      if (take !== undefined) take(result);
+      else void result.domain?.destroy().catch(() => undefined);
+    });
+  });
+  const signal = AbortSignal.timeout(WARM_UP_TIMEOUT_MS);
   let done = 0;
   let error: WarmUpReport['error'];
-  const listener = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => {
-    received.push(acceptMigration(transport, { backends }).catch(() => ({ outcome: 'discarded' }) as IncomingResult));
-  });
   try {
     for (let i = 0; i < migrations; i++) {
       // A guest that writes as it goes, so that later rounds and the dirty log run too.
       const config = { memoryBytes, vcpus: 1, workload: 'hotset', dirtyRateBytesPerSec: 20e6, hotSetBytes: Math.floor(memoryBytes / 8), seed: i + 1 } as const;
       const guest = await SimulatedGuest.boot(config, 'warm-up');
+      const migrationId = randomUUID();
+      const received = new Promise<IncomingResult>((resolve) => ours.set(migrationId, resolve));
       try {
-        const report = await migrate(guest, await connectWebSocket(listener.url), { targetName: 'this process' });
+        const report = await migrate(guest, await connectWebSocket(listener.url), { migrationId, targetName: 'this process', signal });
         if (report.outcome !== 'completed') {
           error = report.error ?? { code: 'ERR_DOMAIN_FAILED', message: `a warm-up migration ended ${report.outcome}` };
           break;
         }
+        // The target's side ends with the source's, its guest running here; the deadline bounds
+        // the wait all the same.
+        const result = await Promise.race([received, aborted(signal)]);
+        await result.domain?.destroy().catch(() => undefined);
       } finally {
+        ours.delete(migrationId);
         await guest.destroy().catch(() => undefined);
-        const result = await received.shift();
-        await result?.domain?.destroy().catch(() => undefined);
       }
       done++;
     }
@@ -91,4 +108,13 @@ export async function warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport>
   // the livemig command turns on), not in a collection during the first real migration.
   exposedGc()?.();
   return { migrations: done, ms: performance.now() - started, ...(error ? { error } : {}) };
+}
+
+/** Rejects with TimeoutError once `signal` aborts. */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = (): void => reject(new TimeoutError(`the warm-up took longer than ${WARM_UP_TIMEOUT_MS} ms`));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
 }

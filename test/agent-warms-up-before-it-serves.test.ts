@@ -1,8 +1,11 @@
 // A long-lived agent warms its data path before it serves: `livemig listen` and `livemig host`
 // migrate a few small simulated guests to themselves, say so on their listening line, and then
 // serve a migration that completes true to its oracle; `--no-warm-up` skips it. The library's
-// warmUp leaves nothing running behind it, and reports a failure instead of throwing.
+// warmUp leaves nothing running behind it, reports a failure instead of throwing, and a stranger
+// that connects to its loopback port and sends garbage changes nothing.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { expect, test } from 'vitest';
 import { connectToAgent } from '../dist/agent/agent-client.js';
@@ -93,3 +96,50 @@ test('warmUp completes its migrations and leaves no thread, socket or timer behi
   expect(failed.migrations).toBe(0);
   expect(failed.error?.code).toBe('ERR_INVALID_ARGUMENT');
 }, 60_000);
+
+/** TCP ports this process listens on, from the kernel's socket table and this process's descriptors. */
+function listeningPorts(): Set<number> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+  const ports = new Set<number>();
+  for (const line of readFileSync('/proc/net/tcp', 'latin1').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // local address, state 0A (listening), inode
+    if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+  }
+  return ports;
+}
+
+test('a stranger that connects to the warm-up and sends garbage neither stops it nor takes the process down', async () => {
+  const before = listeningPorts();
+  const warming = warmUp({ migrations: 3, memoryBytes: 16 * MiB });
+  let port: number | undefined;
+  for (let i = 0; i < 200 && port === undefined; i++) {
+    port = [...listeningPorts()].find((p) => !before.has(p));
+    if (port === undefined) await new Promise((r) => setTimeout(r, 5));
+  }
+  expect(port).toBeDefined();
+  // A WebSocket upgrade, then a binary frame that is no record at all.
+  const socket = connect(port!, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.on('error', () => undefined);
+  socket.write(
+    'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  // FIN, binary, masked (with a zero mask), 4 bytes of garbage.
+  socket.write(Buffer.from([0x82, 0x84, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]));
+  const report = await warming;
+  socket.destroy();
+  expect(report.error).toBeUndefined();
+  expect(report.migrations).toBe(3);
+}, 60_000);
+

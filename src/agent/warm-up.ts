@@ -25,8 +25,8 @@ export const WARM_UP_MIGRATIONS = 3;
 
 /**
  * Guest memory of each warm-up migration by default: 64 batches of pages. Larger guests warm a
- * little more but leave more freed memory behind, which this machine makes costly to touch
- * again for a while (docs/bench/README.md, "A warm agent").
+ * little more but free more memory just before the first real guest, which a host that takes
+ * freed memory back makes costly to touch again (docs/bench/README.md, "A warm agent").
  */
 export const WARM_UP_MEMORY_BYTES = 64 * 1024 * 1024;
 
@@ -66,11 +66,15 @@ export async function warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport>
   const limits = { maxGuestMemoryBytes: memoryBytes };
   const ours = new Map<string, (result: IncomingResult) => void>();
   const listener = await listenWebSocket({ host: '127.0.0.1', port: 0 }, (transport) => {
-    void acceptMigration(transport, { backends, limits }).then((result) => {
-      const take = ours.get(result.migrationId);
-      if (take !== undefined) take(result);
-      else void result.domain?.destroy().catch(() => undefined);
-    });
+    acceptMigration(transport, { backends, limits }).then(
+      (result) => {
+        const take = ours.get(result.migrationId);
+        if (take !== undefined) take(result);
+        else void result.domain?.destroy().catch(() => undefined);
+      },
+      // A peer whose first record is no hello was answered with an abort; nothing was built.
+      () => undefined,
+    );
   });
   const signal = AbortSignal.timeout(WARM_UP_TIMEOUT_MS);
   let done = 0;
